@@ -1,0 +1,1 @@
+//! Cgroup v1 and v2 management for OCI containers.

@@ -1,0 +1,2 @@
+//! OCI image store and unpacker.
+#![forbid(unsafe_code)]

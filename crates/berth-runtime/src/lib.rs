@@ -1,0 +1,1 @@
+//! Container isolation library and OCI container lifecycle.

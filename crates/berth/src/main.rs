@@ -1,0 +1,2 @@
+//! `berth`: a runc-compatible OCI runtime.
+fn main() {}
