@@ -1,0 +1,2 @@
+//! Reports what a container process sees, as JSON.
+fn main() {}
