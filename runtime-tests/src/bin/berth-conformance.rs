@@ -1,0 +1,2 @@
+//! Runs the OCI runtime conformance suite against a runtime binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The OCI runtime conformance suite (cases, runner, reports).

@@ -1,0 +1,225 @@
+//! Checking that a test left nothing behind: mounts, cgroups, processes, state.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::{Bundle, Runtime};
+
+/// Where cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// How deep below each hierarchy cgroup directories are searched for test ids.
+const CGROUP_DEPTH: usize = 4;
+
+/// Something a test left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leak {
+    /// A mount (mountinfo line) that appeared in this process's mount namespace.
+    Mount(String),
+    /// A cgroup directory whose name contains a test container id.
+    Cgroup(PathBuf),
+    /// A live process tied to the test (root/cwd in the bundle, cgroup naming a test id, or a
+    /// pid `state` reported).
+    Process {
+        /// Its pid.
+        pid: i32,
+        /// Why it counts as the test's.
+        why: String,
+    },
+    /// A file left in the runtime's state directory.
+    State(PathBuf),
+}
+
+impl fmt::Display for Leak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leak::Mount(m) => write!(f, "mount left: {m}"),
+            Leak::Cgroup(p) => write!(f, "cgroup left: {}", p.display()),
+            Leak::Process { pid, why } => write!(f, "process left: pid {pid} ({why})"),
+            Leak::State(p) => write!(f, "state left: {}", p.display()),
+        }
+    }
+}
+
+/// What the host looked like before a test, to compare with afterwards.
+///
+/// ```no_run
+/// use runtime_tests::{assert_no_leaks, Bundle, LeakSnapshot, Runtime};
+///
+/// let rt = Runtime::new(runtime_tests::berth_bin().unwrap()).unwrap();
+/// let bundle = Bundle::new().unwrap();
+/// let before = LeakSnapshot::take(&rt, &bundle);
+/// let id = rt.new_id("t");
+/// rt.run(&id, &bundle);
+/// rt.delete(&id);
+/// assert_no_leaks(&before, &rt);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LeakSnapshot {
+    mounts: BTreeSet<String>,
+    cgroups: BTreeSet<PathBuf>,
+    state: BTreeSet<PathBuf>,
+    bundle: PathBuf,
+}
+
+impl LeakSnapshot {
+    /// Records the current mounts, cgroup dirs and state dir entries.
+    pub fn take(rt: &Runtime, bundle: &Bundle) -> LeakSnapshot {
+        LeakSnapshot::take_for(rt, bundle.dir())
+    }
+
+    /// Like [`take`](Self::take) for a bundle directory given by path.
+    pub fn take_for(rt: &Runtime, bundle_dir: &Path) -> LeakSnapshot {
+        LeakSnapshot {
+            mounts: mounts(),
+            cgroups: cgroup_dirs(&[]).into_iter().collect(),
+            state: list_tree(&rt.root),
+            bundle: bundle_dir.to_path_buf(),
+        }
+    }
+
+    /// Everything that is new since the snapshot and belongs to `rt`'s containers or bundle.
+    pub fn leaks(&self, rt: &Runtime) -> Vec<Leak> {
+        let ids = rt.ids();
+        let bundle = self.bundle.display().to_string();
+        let root = rt.root.display().to_string();
+        let mut out = Vec::new();
+        for m in mounts().difference(&self.mounts) {
+            let ours = m.contains(&bundle)
+                || m.contains(&root)
+                || ids.iter().any(|id| m.contains(id.as_str()));
+            if ours {
+                out.push(Leak::Mount(m.clone()));
+            }
+        }
+        for c in cgroup_dirs(&ids) {
+            if !self.cgroups.contains(&c) {
+                out.push(Leak::Cgroup(c));
+            }
+        }
+        out.extend(processes(&self.bundle, &ids, &rt.seen_pids()));
+        for p in list_tree(&rt.root).difference(&self.state) {
+            out.push(Leak::State(p.clone()));
+        }
+        out
+    }
+}
+
+/// Panics with a list of leaks (and the runtime's call log) if `rt`'s containers left anything
+/// behind since `before`.
+pub fn assert_no_leaks(before: &LeakSnapshot, rt: &Runtime) {
+    let leaks = before.leaks(rt);
+    if !leaks.is_empty() {
+        let list: Vec<String> = leaks.iter().map(|l| l.to_string()).collect();
+        panic!("test left resources behind:\n  {}", list.join("\n  "));
+    }
+}
+
+/// The mountinfo lines of this process with the mount ids stripped (fields 5.. only).
+fn mounts() -> BTreeSet<String> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .map(|l| l.split(' ').skip(3).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Cgroup directories under every hierarchy whose name contains one of `ids` (all of them up to
+/// the depth limit when `ids` is empty, for the snapshot).
+pub fn cgroup_dirs(ids: &[String]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(hier) = fs::read_dir(CGROUP_ROOT) else {
+        return found;
+    };
+    for h in hier.flatten() {
+        let p = h.path();
+        if p.is_dir() && !p.is_symlink() {
+            walk_cgroups(&p, ids, CGROUP_DEPTH, &mut found);
+        }
+    }
+    found
+}
+
+fn walk_cgroups(dir: &Path, ids: &[String], depth: usize, found: &mut Vec<PathBuf>) {
+    if depth == 0 {
+        return;
+    }
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ids.is_empty() || ids.iter().any(|id| name.contains(id.as_str())) {
+            found.push(p.clone());
+        }
+        walk_cgroups(&p, ids, depth - 1, found);
+    }
+}
+
+/// The start time (field 22 of /proc/PID/stat) of a live process, to tell pid reuse apart.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+fn processes(bundle: &Path, ids: &[String], seen: &[(i32, u64)]) -> Vec<Leak> {
+    let mut out = Vec::new();
+    let me = std::process::id() as i32;
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Zombies are not resources a runtime holds; their parent will reap them.
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let mut why = None;
+        for link in ["root", "cwd"] {
+            if let Ok(t) = fs::read_link(format!("/proc/{pid}/{link}")) {
+                if t.starts_with(bundle) {
+                    why = Some(format!("{link} is {}", t.display()));
+                }
+            }
+        }
+        if why.is_none() && !ids.is_empty() {
+            let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            if let Some(id) = ids.iter().find(|id| cg.contains(id.as_str())) {
+                why = Some(format!("in a cgroup of {id}"));
+            }
+        }
+        if why.is_none() {
+            if let Some(&(_, st)) = seen.iter().find(|&&(p, _)| p == pid) {
+                if start_time(pid) == Some(st) {
+                    why = Some("pid reported by state".into());
+                }
+            }
+        }
+        if let Some(why) = why {
+            out.push(Leak::Process { pid, why });
+        }
+    }
+    out
+}
+
+fn list_tree(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut set = BTreeSet::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            set.insert(e.path());
+        }
+    }
+    set
+}
