@@ -1,0 +1,549 @@
+//! The filesystem cgroup manager: one cgroup directory in every mounted hierarchy.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+use crate::error::CgroupError;
+use crate::fsutil;
+use crate::hierarchy::{own_path, FsType, Hierarchies, Layout, ProcCgroup};
+use crate::path::resolve;
+use crate::stats::Stats;
+use crate::CgroupManager;
+
+/// How long `destroy` keeps retrying `rmdir` while the last processes exit.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `freeze`/`thaw` wait for the state to be reached.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The container's cgroup in one hierarchy, as saved in the runtime's state file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SavedHierarchy {
+    /// `cgroup` or `cgroup2`.
+    pub fs_type: FsType,
+    /// Where the hierarchy is mounted on the host.
+    pub mount_point: PathBuf,
+    /// v1 subsystems (incl. `name=...`), or the v2 controllers available at detection time.
+    pub controllers: Vec<String>,
+    /// Superblock options of the hierarchy's mount.
+    pub super_options: String,
+    /// The cgroup path inside the hierarchy (as `/proc/<pid>/cgroup` shows it).
+    pub path: PathBuf,
+    /// The host directory of the cgroup.
+    pub dir: PathBuf,
+    /// The directories `create` made, outermost first. Only these are ever removed.
+    pub created: Vec<PathBuf>,
+}
+
+/// What the runtime saves in its state file to re-open the same cgroup in a later process.
+///
+/// ```
+/// let json = r#"{"layout":"v2","hierarchies":[]}"#;
+/// let saved: berth_cgroups::CgroupSaved = serde_json::from_str(json).unwrap();
+/// assert_eq!(saved.layout, berth_cgroups::Layout::V2);
+/// ```
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CgroupSaved {
+    /// The host layout when the cgroup was resolved.
+    pub layout: Layout,
+    /// One entry per hierarchy the container's cgroup lives in.
+    pub hierarchies: Vec<SavedHierarchy>,
+}
+
+/// How to present one hierarchy inside the container (`/sys/fs/cgroup/...`).
+///
+/// ```
+/// # let m = berth_cgroups::HierarchyMount { destination: "memory".into(),
+/// #   fs_type: berth_cgroups::FsType::V1, options: "memory".into(), controllers: vec![],
+/// #   symlinks: vec![], host_dir: "/sys/fs/cgroup/memory/c1".into(), path: "/c1".into() };
+/// let target = std::path::Path::new("/sys/fs/cgroup").join(&m.destination);
+/// assert_eq!(target, std::path::Path::new("/sys/fs/cgroup/memory"));
+/// ```
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HierarchyMount {
+    /// Mount point relative to `/sys/fs/cgroup`: `memory`, `cpu,cpuacct`, `systemd`,
+    /// `unified`, or `""` for pure v2 (the cgroup2 fs is mounted on `/sys/fs/cgroup` itself).
+    pub destination: String,
+    /// `cgroup` or `cgroup2`.
+    pub fs_type: FsType,
+    /// Data for `mount(2)` of a fresh cgroup fs of this hierarchy: the subsystems for v1
+    /// (`cpu,cpuacct`, `name=systemd`), empty for v2.
+    pub options: String,
+    /// The controllers of the hierarchy.
+    pub controllers: Vec<String>,
+    /// Symlink names under `/sys/fs/cgroup` that point to `destination` when controllers are
+    /// co-mounted (`cpu` and `cpuacct` for `cpu,cpuacct`).
+    pub symlinks: Vec<String>,
+    /// The host directory of the container's cgroup (to bind mount without a cgroup ns).
+    pub host_dir: PathBuf,
+    /// The container's cgroup path inside the hierarchy.
+    pub path: PathBuf,
+}
+
+/// Manages one container cgroup across all the host's hierarchies (v1, v2 or hybrid).
+///
+/// Most callers use [`crate::new_manager`]; this type is public for embedders that need
+/// a fake cgroupfs ([`crate::Hierarchies::from_root`]).
+///
+/// ```
+/// use berth_cgroups::{CgroupManager, FsManager, Hierarchies};
+/// let root = tempfile::tempdir().unwrap();
+/// std::fs::create_dir(root.path().join("pids")).unwrap();
+/// let h = Hierarchies::from_root(root.path()).unwrap();
+/// let mut m = FsManager::new(&h, &[], Some("/c1"), "c1").unwrap();
+/// m.create().unwrap();
+/// assert!(root.path().join("pids/c1").is_dir());
+/// ```
+#[derive(Debug, Clone)]
+pub struct FsManager {
+    saved: CgroupSaved,
+}
+
+impl FsManager {
+    /// Resolves the container's cgroup in every hierarchy of `hierarchies` with runc's
+    /// `cgroupsPath` rules, `proc_cgroup` being the parsed `/proc/self/cgroup` of the caller
+    /// (hierarchies missing from it count as the caller sitting at the mount root).
+    pub fn new(
+        hierarchies: &Hierarchies,
+        proc_cgroup: &[ProcCgroup],
+        cgroups_path: Option<&str>,
+        container_id: &str,
+    ) -> Result<Self, CgroupError> {
+        let mut out = Vec::new();
+        for h in hierarchies.v1().iter().chain(hierarchies.unified()) {
+            let own = own_path(h, proc_cgroup).unwrap_or(&h.mount_root);
+            let path = resolve(own, cgroups_path, container_id)?;
+            let dir = h.dir_of(&path)?;
+            out.push(SavedHierarchy {
+                fs_type: h.fs_type,
+                mount_point: h.mount_point.clone(),
+                controllers: h.controllers.clone(),
+                super_options: h.super_options.clone(),
+                path,
+                dir,
+                created: Vec::new(),
+            });
+        }
+        Ok(FsManager {
+            saved: CgroupSaved {
+                layout: hierarchies.layout(),
+                hierarchies: out,
+            },
+        })
+    }
+
+    /// Re-opens a cgroup from what [`CgroupManager::saved`] returned.
+    pub fn from_saved(saved: CgroupSaved) -> Self {
+        FsManager { saved }
+    }
+
+    /// The layout the manager works with.
+    pub fn layout(&self) -> Layout {
+        self.saved.layout
+    }
+
+    /// The container's directory in the v1 hierarchy carrying `controller`.
+    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.saved
+            .hierarchies
+            .iter()
+            .find(|h| h.fs_type == FsType::V1 && h.controllers.iter().any(|c| c == controller))
+            .map(|h| h.dir.as_path())
+    }
+
+    /// The container's directory in the unified hierarchy.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.saved
+            .hierarchies
+            .iter()
+            .find(|h| h.fs_type == FsType::V2)
+            .map(|h| h.dir.as_path())
+    }
+
+    fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.saved.hierarchies.iter().map(|h| h.dir.as_path())
+    }
+
+    fn create_in(h: &mut SavedHierarchy, v2_controllers: bool) -> Result<(), CgroupError> {
+        let rel = h
+            .dir
+            .strip_prefix(&h.mount_point)
+            .map_err(|_| CgroupError::InvalidPath {
+                path: h.dir.display().to_string(),
+                reason: "not under its mount point".into(),
+            })?
+            .to_path_buf();
+        let mut cur = h.mount_point.clone();
+        let is_cpuset = h.fs_type == FsType::V1 && h.controllers.iter().any(|c| c == "cpuset");
+        for comp in rel.components() {
+            let parent = cur.clone();
+            cur.push(comp);
+            if cur.is_dir() {
+                continue;
+            }
+            if v2_controllers {
+                enable_subtree_controllers(&parent);
+            }
+            match fs::create_dir(&cur) {
+                Ok(()) => {
+                    tracing::debug!(dir = %cur.display(), "created cgroup");
+                    h.created.push(cur.clone());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(CgroupError::Create { path: cur, source }),
+            }
+            if is_cpuset {
+                crate::v1::cpuset::inherit_from_parent(&parent, &cur)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_freezer(&self, dir: &Path, v1: bool, frozen: bool) -> Result<(), CgroupError> {
+        let start = Instant::now();
+        let mut n: u32 = 0;
+        loop {
+            let reached = if v1 {
+                let s = fsutil::read(dir, "freezer.state")?;
+                s.trim() == if frozen { "FROZEN" } else { "THAWED" }
+            } else {
+                v2_frozen(dir)? == frozen
+            };
+            if reached {
+                return Ok(());
+            }
+            if start.elapsed() > FREEZE_TIMEOUT {
+                return Err(CgroupError::Timeout {
+                    what: if frozen { "FROZEN" } else { "THAWED" },
+                    path: dir.to_path_buf(),
+                });
+            }
+            n += 1;
+            // A v1 freeze can stall in FREEZING when a task is in an uninterruptible
+            // sleep; writing FROZEN again retries the transition.
+            if v1 && frozen && n % 50 == 0 {
+                fsutil::write(dir, "freezer.state", "FROZEN")?;
+            }
+            std::thread::sleep(Duration::from_millis(if n < 100 { 1 } else { 10 }));
+        }
+    }
+
+    /// Which freezer to use: (dir, is_v1).
+    fn freezer(&self) -> Result<(&Path, bool), CgroupError> {
+        if let Some(d) = self.v1_dir("freezer") {
+            return Ok((d, true));
+        }
+        if let Some(d) = self.unified_dir() {
+            if d.join("cgroup.freeze").exists() {
+                return Ok((d, false));
+            }
+        }
+        Err(CgroupError::Unsupported {
+            operation: "freeze",
+            reason: "no v1 freezer hierarchy and no cgroup.freeze in the unified cgroup".into(),
+        })
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (dir, v1) = self.freezer()?;
+        if v1 {
+            fsutil::write(
+                dir,
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+            )?;
+        } else {
+            fsutil::write(dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+        }
+        let res = self.wait_freezer(dir, v1, frozen);
+        if res.is_err() && frozen {
+            // Never leave a half-frozen container behind.
+            let _ = if v1 {
+                fsutil::write(dir, "freezer.state", "THAWED")
+            } else {
+                fsutil::write(dir, "cgroup.freeze", "0")
+            };
+        }
+        res
+    }
+}
+
+/// Reads `frozen` from a v2 `cgroup.events`.
+pub(crate) fn v2_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    let ev = fsutil::read(dir, "cgroup.events")?;
+    Ok(fsutil::parse_flat_keyed(&ev)
+        .iter()
+        .any(|(k, v)| k == "frozen" && *v == 1))
+}
+
+/// Enables in `parent`'s `cgroup.subtree_control` every controller it offers that is not
+/// yet enabled, so that the child gets the controller files.
+fn enable_subtree_controllers(parent: &Path) {
+    let available = fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+    for c in available.split_whitespace() {
+        if enabled.split_whitespace().any(|e| e == c) {
+            continue;
+        }
+        if let Err(e) = fsutil::write(parent, "cgroup.subtree_control", format!("+{c}")) {
+            tracing::warn!(error = %e, controller = c, "cannot enable controller");
+        }
+    }
+}
+
+/// Removes `dir` and, depth first, every cgroup below it (made by the container itself).
+/// EBUSY is retried until `deadline` because the kernel keeps a cgroup busy until its last
+/// process has been reaped.
+fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path(), deadline)?;
+            }
+        }
+    }
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => {
+                tracing::debug!(dir = %dir.display(), "removed cgroup");
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+impl CgroupManager for FsManager {
+    fn create(&mut self) -> Result<(), CgroupError> {
+        let v2_controllers = self.saved.layout == Layout::V2;
+        let mut failed = None;
+        for h in self.saved.hierarchies.iter_mut() {
+            let v2 = v2_controllers && h.fs_type == FsType::V2;
+            if let Err(e) = Self::create_in(h, v2) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            if let Err(rm) = self.destroy() {
+                tracing::warn!(error = %rm, "cleanup after failed create");
+            }
+            for h in self.saved.hierarchies.iter_mut() {
+                h.created.clear();
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in self.dirs() {
+            fsutil::write(d, "cgroup.procs", pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        match self.saved.layout {
+            Layout::V2 => {
+                let dir = self.unified_dir().ok_or(CgroupError::NotMounted)?;
+                crate::v2::apply(dir, resources)
+            }
+            Layout::V1 | Layout::Hybrid => {
+                crate::v1::apply(&|c| self.v1_dir(c), resources)?;
+                if let Some(unified) = resources.unified().as_ref().filter(|u| !u.is_empty()) {
+                    let dir = self
+                        .unified_dir()
+                        .ok_or_else(|| CgroupError::ControllerMissing {
+                            controller: "unified (cgroup2)".into(),
+                        })?;
+                    crate::v2::unified::apply(dir, unified)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        let mut set = BTreeSet::new();
+        for d in self.dirs() {
+            if let Some(s) = fsutil::read_opt(d, "cgroup.procs")? {
+                set.extend(fsutil::parse_pids(d, &s)?);
+            }
+        }
+        Ok(set.into_iter().collect())
+    }
+
+    fn freeze(&self) -> Result<(), CgroupError> {
+        self.set_frozen(true)
+    }
+
+    fn thaw(&self) -> Result<(), CgroupError> {
+        self.set_frozen(false)
+    }
+
+    fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let (dir, v1) = self.freezer()?;
+        if v1 {
+            Ok(fsutil::read(dir, "freezer.state")?.trim() == "FROZEN")
+        } else {
+            v2_frozen(dir)
+        }
+    }
+
+    fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
+        let sig = Signal::try_from(signal).map_err(|source| CgroupError::Signal {
+            pid: 0,
+            signal,
+            source,
+        })?;
+        if sig == Signal::SIGKILL {
+            if let Some(d) = self
+                .unified_dir()
+                .filter(|d| d.join("cgroup.kill").exists())
+            {
+                fsutil::write(d, "cgroup.kill", "1")?;
+                // cgroup.kill also catches processes forked meanwhile; in hybrid mode a
+                // process placed only in v1 hierarchies still gets a plain SIGKILL.
+                for pid in self.procs()? {
+                    match kill(Pid::from_raw(pid), sig) {
+                        Ok(()) | Err(nix::Error::ESRCH) => {}
+                        Err(source) => {
+                            return Err(CgroupError::Signal {
+                                pid,
+                                signal,
+                                source,
+                            })
+                        }
+                    }
+                }
+                return Ok(());
+            }
+        }
+        // Freeze so nothing forks between listing and signalling.
+        let frozen = match self.freeze() {
+            Ok(()) => true,
+            Err(CgroupError::Unsupported { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        let mut res = Ok(());
+        for pid in self.procs()? {
+            match kill(Pid::from_raw(pid), sig) {
+                Ok(()) | Err(nix::Error::ESRCH) => {}
+                Err(source) => {
+                    res = Err(CgroupError::Signal {
+                        pid,
+                        signal,
+                        source,
+                    });
+                }
+            }
+        }
+        if frozen {
+            self.thaw()?;
+        }
+        res
+    }
+
+    fn stats(&self) -> Result<Stats, CgroupError> {
+        match self.saved.layout {
+            Layout::V2 => crate::v2::stats(self.unified_dir().ok_or(CgroupError::NotMounted)?),
+            Layout::V1 | Layout::Hybrid => crate::v1::stats(&|c| self.v1_dir(c)),
+        }
+    }
+
+    fn destroy(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + REMOVE_TIMEOUT;
+        let mut first_err = None;
+        for h in &self.saved.hierarchies {
+            let Some((leaf, ancestors)) = h.created.split_last() else {
+                continue;
+            };
+            if leaf != &h.dir {
+                // create was interrupted before reaching the leaf: just the ancestors below.
+                for d in h.created.iter().rev() {
+                    let _ = fs::remove_dir(d);
+                }
+                continue;
+            }
+            if let Err(e) = remove_tree(leaf, deadline) {
+                first_err.get_or_insert(e);
+                continue;
+            }
+            for d in ancestors.iter().rev() {
+                // An ancestor we made may now hold another container's cgroup: leave it then.
+                if let Err(e) = fs::remove_dir(d) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        tracing::debug!(dir = %d.display(), error = %e, "keeping shared parent cgroup");
+                        break;
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn saved(&self) -> CgroupSaved {
+        self.saved.clone()
+    }
+
+    fn container_mounts(&self) -> Vec<HierarchyMount> {
+        self.saved
+            .hierarchies
+            .iter()
+            .map(|h| {
+                let destination = if h.fs_type == FsType::V2 && self.saved.layout == Layout::V2 {
+                    String::new()
+                } else {
+                    h.mount_point
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                let symlinks = if h.fs_type == FsType::V1 && h.controllers.len() > 1 {
+                    h.controllers
+                        .iter()
+                        .filter(|c| !c.starts_with("name=") && **c != destination)
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let options = match h.fs_type {
+                    FsType::V1 => h.controllers.join(","),
+                    FsType::V2 => String::new(),
+                };
+                HierarchyMount {
+                    destination,
+                    fs_type: h.fs_type,
+                    options,
+                    controllers: h.controllers.clone(),
+                    symlinks,
+                    host_dir: h.dir.clone(),
+                    path: h.path.clone(),
+                }
+            })
+            .collect()
+    }
+}
