@@ -1,0 +1,300 @@
+//! OCI runtime bundles from images: rootfs plus a `config.json` a Docker user would expect.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::Spec;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use serde_json::json;
+
+use crate::image::Image;
+use crate::store::Store;
+use crate::unpack::{unmount_overlay, Progress, UnpackError};
+
+/// Default `PATH` when the image sets none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const OVERLAY_STATE: &str = ".berth-overlay";
+
+/// Error building a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Unpacking the rootfs failed.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// A filesystem operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The image and overrides give no command.
+    #[error("no command: the image has no Entrypoint or Cmd and none was given")]
+    NoCommand,
+    /// A user or group name is not in the rootfs's /etc/passwd or /etc/group.
+    #[error("unable to find {what} {name:?} in the image's {file}")]
+    UnknownUser {
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The file searched.
+        file: &'static str,
+    },
+    /// The generated spec did not validate.
+    #[error("building runtime spec")]
+    Spec(#[source] serde_json::Error),
+}
+
+/// Overrides for [`runtime_spec`] and [`create_bundle`].
+#[derive(Debug, Clone, Default)]
+pub struct BundleOptions {
+    /// Replace the image's Entrypoint (and drop its Cmd, as `docker run --entrypoint` does).
+    pub entrypoint: Option<Vec<String>>,
+    /// Replace the image's Cmd.
+    pub args: Option<Vec<String>>,
+    /// Mount the rootfs as overlayfs over the stored layers instead of copying.
+    pub overlay: bool,
+}
+
+/// Resolved process identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessUser {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub additional_gids: Vec<u32>,
+}
+
+fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
+    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let fd = rustix::fs::openat2(
+        &root,
+        OsStr::new(path),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let mut s = String::new();
+    fs::File::from(fd).take(16 << 20).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+/// Resolve Docker's `User` (`name`, `uid`, `name:group`, `uid:gid`) against the rootfs.
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ProcessUser, BundleError> {
+    let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
+    let group = read_in_root(rootfs, "etc/group").unwrap_or_default();
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let pw = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4);
+    let entry = pw.clone().find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
+    let (uid, pw_gid, uname) = match (u.parse::<u32>(), &entry) {
+        (Ok(n), e) => (n, e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0), e.as_ref().map(|f| f[0].to_owned())),
+        (Err(_), Some(f)) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0), Some(f[0].to_owned())),
+        (Err(_), None) if u.is_empty() => (0, 0, Some("root".to_owned())),
+        (Err(_), None) => {
+            return Err(BundleError::UnknownUser { what: "user", name: u.to_owned(), file: "/etc/passwd" })
+        }
+    };
+    let groups: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4).collect();
+    let gid = match g {
+        None => pw_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| BundleError::UnknownUser { what: "group", name: g.to_owned(), file: "/etc/group" })?,
+        },
+    };
+    let mut additional_gids = Vec::new();
+    if g.is_none() {
+        if let Some(name) = &uname {
+            for f in &groups {
+                if f[3].split(',').any(|m| m == name) {
+                    if let Ok(n) = f[2].parse::<u32>() {
+                        if n != gid && !additional_gids.contains(&n) {
+                            additional_gids.push(n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ProcessUser { uid, gid, additional_gids })
+}
+
+/// The runtime spec for an image config: runc's default spec (mounts, capabilities, masked and
+/// read-only paths, namespaces) with the image's command, env, cwd, user and labels,
+/// `root.path = "rootfs"` (writable, as Docker does) and `terminal = false`.
+pub fn runtime_spec(config: &ImageConfiguration, rootfs: &Path, opts: &BundleOptions) -> Result<Spec, BundleError> {
+    let c = config.config().clone().unwrap_or_default();
+    let mut args: Vec<String> = match &opts.entrypoint {
+        Some(ep) => ep.clone(),
+        None => c.entrypoint().clone().unwrap_or_default(),
+    };
+    match (&opts.args, &opts.entrypoint) {
+        (Some(a), _) => args.extend(a.iter().cloned()),
+        (None, None) => args.extend(c.cmd().clone().unwrap_or_default()),
+        (None, Some(_)) => {}
+    }
+    if args.is_empty() {
+        return Err(BundleError::NoCommand);
+    }
+    let mut env = c.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_owned());
+    }
+    let user = resolve_user(rootfs, c.user().as_deref().unwrap_or(""))?;
+    let cwd = c.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_owned());
+    let mut annotations = c.labels().clone().unwrap_or_default();
+    if let Some(sig) = c.stop_signal() {
+        annotations.insert("org.opencontainers.image.stopSignal".to_owned(), sig.clone());
+    }
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let mut user_json = json!({"uid": user.uid, "gid": user.gid});
+    if !user.additional_gids.is_empty() {
+        user_json["additionalGids"] = json!(user.additional_gids);
+    }
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": user_json,
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "annotations": annotations,
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
+                           {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    });
+    serde_json::from_value(spec).map_err(BundleError::Spec)
+}
+
+/// Create a bundle for `img` in `bundle` (created if missing; `rootfs` must not exist):
+/// the rootfs (a flattened copy, or with `opts.overlay` an overlayfs mount undone by
+/// [`remove_bundle_mount`]) and `config.json`.
+pub fn create_bundle(
+    store: &Store,
+    img: &Image,
+    bundle: &Path,
+    opts: &BundleOptions,
+    progress: Progress<'_>,
+) -> Result<Spec, BundleError> {
+    let io = |op, path: &Path| {
+        let path = path.to_owned();
+        move |source| BundleError::Io { op, path, source }
+    };
+    fs::create_dir_all(bundle).map_err(io("creating", bundle))?;
+    let rootfs = bundle.join("rootfs");
+    if opts.overlay {
+        fs::create_dir(&rootfs).map_err(io("creating", &rootfs))?;
+        let state = bundle.join(OVERLAY_STATE);
+        if let Err(e) = store.mount_overlay(img, &rootfs, &state, progress) {
+            let _ = unmount_overlay(&rootfs, &state);
+            let _ = fs::remove_dir(&rootfs);
+            return Err(e.into());
+        }
+    } else {
+        store.flatten(img, &rootfs, progress)?;
+    }
+    let spec = runtime_spec(&img.config, &rootfs, opts)?;
+    let cfg = bundle.join("config.json");
+    let data = serde_json::to_vec_pretty(&spec).map_err(BundleError::Spec)?;
+    fs::write(&cfg, data).map_err(io("writing", &cfg))?;
+    Ok(spec)
+}
+
+/// Undo an overlay bundle's mount (`bundle/rootfs`) and remove its writable layer.
+pub fn remove_bundle_mount(bundle: &Path) -> Result<(), BundleError> {
+    unmount_overlay(&bundle.join("rootfs"), &bundle.join(OVERLAY_STATE))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nberth:x:1000:1000::/home:/bin/sh\n").unwrap();
+        fs::write(d.path().join("etc/group"), "root:x:0:\naudio:x:29:berth\nstaff:x:50:\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn users() {
+        let r = rootfs();
+        assert_eq!(resolve_user(r.path(), "").unwrap().uid, 0);
+        assert_eq!(resolve_user(r.path(), "berth").unwrap(), ProcessUser { uid: 1000, gid: 1000, additional_gids: vec![29] });
+        assert_eq!(resolve_user(r.path(), "berth:staff").unwrap().gid, 50);
+        assert_eq!(resolve_user(r.path(), "42:7").unwrap(), ProcessUser { uid: 42, gid: 7, additional_gids: vec![] });
+        assert!(resolve_user(r.path(), "nobody").is_err());
+        assert!(resolve_user(r.path(), "berth:nogroup").is_err());
+    }
+
+    #[test]
+    fn spec_from_config() {
+        let r = rootfs();
+        let cfg: ImageConfiguration = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"],
+            "Env":["A=1"],"WorkingDir":"/srv","User":"berth","Labels":{"l":"v"}},
+            "rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let spec = runtime_spec(&cfg, r.path(), &BundleOptions::default()).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(p.cwd().to_str(), Some("/srv"));
+        assert_eq!(p.user().uid(), 1000);
+        assert!(!p.terminal().unwrap());
+        assert_eq!(spec.root().as_ref().unwrap().path().to_str(), Some("rootfs"));
+        assert_eq!(spec.annotations().as_ref().unwrap()["l"], "v");
+        let o = BundleOptions { args: Some(vec!["ls".into()]), ..Default::default() };
+        let spec = runtime_spec(&cfg, r.path(), &o).unwrap();
+        assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap(), &["/bin/sh", "-c", "ls"]);
+    }
+}

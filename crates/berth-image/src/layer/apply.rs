@@ -1,0 +1,507 @@
+//! Applying tar entries to a directory, one entry at a time, confined to the root.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
+use rustix::io::Errno;
+use tar::EntryType;
+
+use super::safe::{self, BENEATH};
+use super::{ApplyOptions, LayerError, Whiteouts};
+
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// Split a tar path into its components, refusing absolute paths and `..`.
+pub(crate) fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    if raw.first() == Some(&b'/') {
+        return Err("absolute path");
+    }
+    let mut out = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("path contains `..`"),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn join(comps: &[&[u8]]) -> Vec<u8> {
+    comps.join(&b'/')
+}
+
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: Timespec,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+pub(crate) struct Applier<'a> {
+    root: OwnedFd,
+    root_path: &'a Path,
+    opts: &'a ApplyOptions,
+    cache: Option<(Vec<u8>, OwnedFd)>,
+    dirs: Vec<(Vec<u8>, Timespec)>,
+    written: HashSet<Vec<u8>>,
+    opaque: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+    entry: String,
+}
+
+fn is_escape(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc_exdev) if libc_exdev == Errno::XDEV.raw_os_error())
+        || e.raw_os_error() == Some(Errno::LOOP.raw_os_error())
+}
+
+impl<'a> Applier<'a> {
+    pub(crate) fn new(root: OwnedFd, root_path: &'a Path, opts: &'a ApplyOptions) -> Self {
+        Self {
+            root,
+            root_path,
+            opts,
+            cache: None,
+            dirs: Vec::new(),
+            written: HashSet::new(),
+            opaque: Vec::new(),
+            buf: vec![0; 256 << 10],
+            entry: String::new(),
+        }
+    }
+
+    fn fs_err(&self, op: &'static str, source: impl Into<io::Error>) -> LayerError {
+        let source = source.into();
+        if is_escape(&source) {
+            return self.unsafe_err(format!("{op}: path leaves the root through a symlink"));
+        }
+        LayerError::Fs { op, entry: self.entry.clone(), root: self.root_path.to_owned(), source }
+    }
+
+    fn unsafe_err(&self, reason: impl Into<String>) -> LayerError {
+        LayerError::Unsafe { entry: self.entry.clone(), reason: reason.into() }
+    }
+
+    /// Apply every entry of the tar stream `r`, then read it to its end.
+    pub(crate) fn run<R: Read>(&mut self, mut r: R) -> Result<u64, LayerError> {
+        let mut count = 0;
+        {
+            let mut ar = tar::Archive::new(&mut r);
+            for e in ar.entries().map_err(LayerError::Tar)? {
+                let mut e = e.map_err(LayerError::Tar)?;
+                self.entry(&mut e)?;
+                count += 1;
+            }
+        }
+        io::copy(&mut r, &mut io::sink()).map_err(LayerError::Tar)?;
+        self.entry.clear();
+        self.finish()?;
+        Ok(count)
+    }
+
+    fn record(&mut self, comps: &[&[u8]]) {
+        if self.opts.whiteouts == Whiteouts::Apply {
+            for i in 1..=comps.len() {
+                if !self.written.insert(join(&comps[..i])) && i < comps.len() {
+                    continue;
+                }
+            }
+        }
+    }
+
+    fn dir(&self) -> BorrowedFd<'_> {
+        self.cache.as_ref().map(|(_, fd)| fd.as_fd()).expect("ensure_parent fills the cache")
+    }
+
+    fn ensure_parent(&mut self, comps: &[&[u8]]) -> Result<(), LayerError> {
+        let key = join(comps);
+        let hit = matches!(&self.cache, Some((k, _)) if *k == key);
+        if !hit {
+            let fd = match safe::open_dir(self.root.as_fd(), &key) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    safe::open_or_create_dirs(self.root.as_fd(), comps)
+                        .map_err(|e| self.fs_err("creating parent directories", e))?
+                }
+                Err(e) => return Err(self.fs_err("opening parent directory", e)),
+            };
+            self.cache = Some((key, fd));
+        }
+        Ok(())
+    }
+
+    fn meta<R: Read>(&self, e: &mut tar::Entry<'_, R>) -> Result<Meta, LayerError> {
+        let h = e.header();
+        let bad = |what| self.unsafe_err(format!("bad {what} in tar header"));
+        let mut m = Meta {
+            mode: h.mode().map_err(|_| bad("mode"))? & 0o7777,
+            uid: h.uid().map_err(|_| bad("uid"))? as u32,
+            gid: h.gid().map_err(|_| bad("gid"))? as u32,
+            mtime: Timespec { tv_sec: h.mtime().map_err(|_| bad("mtime"))? as i64, tv_nsec: 0 },
+            xattrs: Vec::new(),
+        };
+        if let Some(pax) = e.pax_extensions().map_err(LayerError::Tar)? {
+            for ext in pax {
+                let ext = ext.map_err(LayerError::Tar)?;
+                let key = ext.key_bytes();
+                let val = ext.value_bytes();
+                let num = || std::str::from_utf8(val).ok()?.parse::<u32>().ok();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    if name.starts_with(b"trusted.overlay.") {
+                        tracing::warn!(entry = %self.entry, "ignoring overlay xattr in layer");
+                        continue;
+                    }
+                    m.xattrs.push((name.to_vec(), val.to_vec()));
+                } else if key == b"uid" {
+                    m.uid = num().ok_or_else(|| bad("pax uid"))?;
+                } else if key == b"gid" {
+                    m.gid = num().ok_or_else(|| bad("pax gid"))?;
+                } else if key == b"mtime" {
+                    m.mtime = parse_pax_time(val).ok_or_else(|| bad("pax mtime"))?;
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let raw = e.path_bytes().into_owned();
+        self.entry = String::from_utf8_lossy(&raw).into_owned();
+        let kind = e.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let comps = components(&raw).map_err(|r| self.unsafe_err(r))?;
+        let Some((name, parent)) = comps.split_last() else {
+            if kind == EntryType::Directory {
+                let meta = self.meta(e)?;
+                let fd = self.root.try_clone().map_err(|e| self.fs_err("dup", e))?;
+                let fd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| self.fs_err("opening root", e))?;
+                self.set_meta_fd(fd.as_fd(), &meta)?;
+                self.dirs.push((Vec::new(), meta.mtime));
+            }
+            return Ok(());
+        };
+        if let Some(target) = name.strip_prefix(WHITEOUT) {
+            return self.whiteout(parent, name, target);
+        }
+        let meta = self.meta(e)?;
+        let name_os = OsStr::from_bytes(name);
+        self.record(&comps);
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                let fd = create_excl(dir, name_os).or_else(|e| {
+                    if e == Errno::EXIST {
+                        replace(dir, name_os).and_then(|()| create_excl(dir, name_os))
+                    } else {
+                        Err(e)
+                    }
+                });
+                let fd = fd.map_err(|err| self.fs_err("creating file", err))?;
+                let mut f = File::from(fd);
+                copy(e, &mut f, &mut self.buf).map_err(|err| {
+                    if err.kind() == io::ErrorKind::UnexpectedEof || err.kind() == io::ErrorKind::InvalidData {
+                        LayerError::Tar(err)
+                    } else {
+                        self.fs_err("writing file", err)
+                    }
+                })?;
+                self.set_meta_fd(f.as_fd(), &meta)?;
+                rustix::fs::futimens(&f, &times(meta.mtime)).map_err(|e| self.fs_err("futimens", e))?;
+            }
+            EntryType::Directory => {
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                match rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        let ft = safe::file_type_at(dir, name_os).map_err(|e| self.fs_err("statat", e))?;
+                        if ft != Some(FileType::Directory) {
+                            replace(dir, name_os)
+                                .and_then(|()| rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700)))
+                                .map_err(|e| self.fs_err("mkdirat", e))?;
+                        }
+                    }
+                    Err(e) => return Err(self.fs_err("mkdirat", e)),
+                }
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                let fd = rustix::fs::openat(
+                    dir,
+                    name_os,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.fs_err("opening directory", e))?;
+                self.set_meta_fd(fd.as_fd(), &meta)?;
+                self.dirs.push((join(&comps), meta.mtime));
+            }
+            EntryType::Symlink => {
+                let target = e
+                    .link_name_bytes()
+                    .ok_or_else(|| self.unsafe_err("symlink without target"))?
+                    .into_owned();
+                self.cache = None;
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                let target_os = OsStr::from_bytes(&target);
+                retry_replace(dir, name_os, || rustix::fs::symlinkat(target_os, dir, name_os))
+                    .map_err(|e| self.fs_err("symlinkat", e))?;
+                self.set_meta_at(parent, name_os, &meta, false)?;
+            }
+            EntryType::Link => {
+                let target = e
+                    .link_name_bytes()
+                    .ok_or_else(|| self.unsafe_err("hardlink without target"))?
+                    .into_owned();
+                let tcomps = components(&target).map_err(|r| self.unsafe_err(format!("hardlink target: {r}")))?;
+                let Some((tname, tparent)) = tcomps.split_last() else {
+                    return Err(self.unsafe_err("hardlink to the root"));
+                };
+                let tdir = safe::open_dir(self.root.as_fd(), &join(tparent))
+                    .map_err(|e| self.fs_err("opening hardlink target directory", e))?;
+                let tname = OsStr::from_bytes(tname);
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                retry_replace(dir, name_os, || rustix::fs::linkat(&tdir, tname, dir, name_os, AtFlags::empty()))
+                    .map_err(|e| self.fs_err("linkat", e))?;
+            }
+            EntryType::Fifo | EntryType::Char | EntryType::Block => {
+                let (ft, dev) = match kind {
+                    EntryType::Fifo => (FileType::Fifo, 0),
+                    t => {
+                        let h = e.header();
+                        let maj = h.device_major().ok().flatten().unwrap_or(0);
+                        let min = h.device_minor().ok().flatten().unwrap_or(0);
+                        let ft = if t == EntryType::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
+                        (ft, rustix::fs::makedev(maj, min))
+                    }
+                };
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                retry_replace(dir, name_os, || {
+                    rustix::fs::mknodat(dir, name_os, ft, Mode::from_raw_mode(0o600), dev)
+                })
+                .map_err(|e| self.fs_err("mknodat", e))?;
+                self.set_meta_at(parent, name_os, &meta, true)?;
+            }
+            other => {
+                tracing::warn!(entry = %self.entry, kind = ?other, "skipping unsupported tar entry type");
+            }
+        }
+        Ok(())
+    }
+
+    fn whiteout(&mut self, parent: &[&[u8]], name: &[u8], target: &[u8]) -> Result<(), LayerError> {
+        if name == OPAQUE {
+            match self.opts.whiteouts {
+                Whiteouts::Overlay => {
+                    let dir = safe::open_or_create_dirs(self.root.as_fd(), parent)
+                        .map_err(|e| self.fs_err("creating opaque directory", e))?;
+                    let fd = rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| self.fs_err("opening opaque directory", e))?;
+                    rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                        .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
+                }
+                Whiteouts::Apply => {
+                    self.record(parent);
+                    self.opaque.push(join(parent));
+                }
+            }
+            return Ok(());
+        }
+        if target.is_empty() || target.starts_with(WHITEOUT) {
+            return Err(self.unsafe_err("malformed whiteout name"));
+        }
+        let target_os = OsStr::from_bytes(target);
+        match self.opts.whiteouts {
+            Whiteouts::Overlay => {
+                self.ensure_parent(parent)?;
+                let dir = self.dir();
+                retry_replace(dir, target_os, || {
+                    rustix::fs::mknodat(dir, target_os, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
+                })
+                .map_err(|e| self.fs_err("creating whiteout device", e))?;
+            }
+            Whiteouts::Apply => {
+                self.cache = None;
+                let dir = match safe::open_dir(self.root.as_fd(), &join(parent)) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(self.fs_err("opening whiteout directory", e)),
+                };
+                safe::remove_all_at(dir.as_fd(), target_os).map_err(|e| self.fs_err("removing whited-out path", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_meta_fd(&self, fd: BorrowedFd<'_>, m: &Meta) -> Result<(), LayerError> {
+        if self.opts.chown {
+            rustix::fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
+                .map_err(|e| self.fs_err("fchown", e))?;
+        }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(|e| self.fs_err("fchmod", e))?;
+        for (k, v) in &m.xattrs {
+            match rustix::fs::fsetxattr(fd, OsStr::from_bytes(k), v, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(Errno::PERM | Errno::NOTSUP) if !self.opts.chown => {
+                    tracing::debug!(entry = %self.entry, "skipping xattr without privilege");
+                }
+                Err(e) => return Err(self.fs_err("fsetxattr", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn set_meta_at(&mut self, parent: &[&[u8]], name: &OsStr, m: &Meta, chmod: bool) -> Result<(), LayerError> {
+        let chown = self.opts.chown;
+        self.ensure_parent(parent)?;
+                let dir = self.dir();
+        let r = (|| {
+            if chown {
+                rustix::fs::chownat(dir, name, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+            if chmod {
+                rustix::fs::chmodat(dir, name, Mode::from_raw_mode(m.mode), AtFlags::empty())?;
+            }
+            rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
+        })();
+        r.map_err(|e| self.fs_err("setting metadata", e))
+    }
+
+    fn finish(&mut self) -> Result<(), LayerError> {
+        self.cache = None;
+        for dir in std::mem::take(&mut self.opaque) {
+            let fd = match safe::open_dir(self.root.as_fd(), &dir) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.fs_err("opening opaque directory", e)),
+            };
+            self.clear_opaque(fd.as_fd(), &dir).map_err(|e| self.fs_err("clearing opaque directory", e))?;
+        }
+        for (path, mtime) in std::mem::take(&mut self.dirs).into_iter().rev() {
+            let p = if path.is_empty() { b".".to_vec() } else { path };
+            let fd = rustix::fs::openat2(
+                &self.root,
+                OsStr::from_bytes(&p),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                BENEATH,
+            );
+            match fd {
+                Ok(fd) => rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| self.fs_err("futimens", e))?,
+                // Replaced or removed by a later entry.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {}
+                Err(e) => return Err(self.fs_err("opening directory", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove what lower layers left in the opaque directory `fd` (path `path`).
+    fn clear_opaque(&self, fd: BorrowedFd<'_>, path: &[u8]) -> io::Result<()> {
+        for name in safe::list_dir(fd)? {
+            let mut child = path.to_vec();
+            if !child.is_empty() {
+                child.push(b'/');
+            }
+            child.extend_from_slice(&name);
+            let name_os = OsStr::from_bytes(&name);
+            if !self.written.contains(&child) {
+                safe::remove_all_at(fd, name_os)?;
+            } else if safe::file_type_at(fd, name_os)? == Some(FileType::Directory) {
+                let sub = safe::open_dir(fd, &name)?;
+                self.clear_opaque(sub.as_fd(), &child)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn times(mtime: Timespec) -> Timestamps {
+    Timestamps { last_access: mtime, last_modification: mtime }
+}
+
+fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
+    let tv_sec = sec.parse::<i64>().ok()?;
+    let mut nsec = 0i64;
+    for (i, c) in frac.bytes().chain(std::iter::repeat(b'0')).take(9).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let _ = i;
+        nsec = nsec * 10 + i64::from(c - b'0');
+    }
+    Some(Timespec { tv_sec, tv_nsec: nsec })
+}
+
+fn create_excl(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+}
+
+fn replace(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    safe::remove_all_at(dir, name).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+}
+
+fn retry_replace(dir: BorrowedFd<'_>, name: &OsStr, mut f: impl FnMut() -> Result<(), Errno>) -> Result<(), Errno> {
+    match f() {
+        Err(Errno::EXIST) => {
+            replace(dir, name)?;
+            f()
+        }
+        r => r,
+    }
+}
+
+fn copy(r: &mut impl Read, w: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match r.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_refuse_escapes() {
+        assert_eq!(components(b"./a//b/").unwrap(), vec![b"a".as_slice(), b"b"]);
+        assert!(components(b"/etc/passwd").is_err());
+        assert!(components(b"a/../../b").is_err());
+        assert!(components(b"./").unwrap().is_empty());
+    }
+
+    #[test]
+    fn pax_time() {
+        let t = parse_pax_time(b"1700000000.5").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 500_000_000));
+    }
+}

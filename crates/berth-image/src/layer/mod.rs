@@ -1,0 +1,201 @@
+//! Layer blobs: decompression and safe application of tar entries with OCI whiteouts.
+//!
+//! [`apply`] streams a (possibly compressed) layer into a directory. Decompression and hashing
+//! run on one thread, tar parsing and filesystem writes on the calling thread, joined by a
+//! bounded channel of reusable buffers, so memory stays flat whatever the layer size.
+
+mod apply;
+mod pipe;
+pub(crate) mod safe;
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+pub use safe::remove_tree;
+
+use crate::digest::{Digest, DigestError};
+
+/// Error unpacking a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// An entry would write outside the target, or is otherwise refused.
+    #[error("unsafe layer entry {entry:?}: {reason}")]
+    Unsafe {
+        /// The entry's path in the tar stream.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A filesystem operation for an entry failed.
+    #[error("{op} for layer entry {entry:?} in {root}")]
+    Fs {
+        /// The operation (`mkdirat`, `openat`, ...).
+        op: &'static str,
+        /// The entry's path in the tar stream.
+        entry: String,
+        /// The target root.
+        root: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The tar stream is malformed or truncated.
+    #[error("reading layer tar stream")]
+    Tar(#[source] io::Error),
+    /// The compressed stream could not be read or decompressed.
+    #[error("reading or decompressing layer blob")]
+    Decompress(#[source] io::Error),
+    /// The target directory could not be opened.
+    #[error("opening layer target {path}")]
+    Target {
+        /// The target.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The blob's digest or the uncompressed diff id did not match.
+    #[error("layer verification failed")]
+    Verify(#[from] DigestError),
+}
+
+/// Compression of a layer blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain tar.
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// Detect from the first bytes of a blob.
+    ///
+    /// ```
+    /// use berth_image::layer::Compression;
+    /// assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+    /// assert_eq!(Compression::detect(b"etc/"), Compression::None);
+    /// ```
+    pub fn detect(magic: &[u8]) -> Self {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Self::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Self::Zstd
+        } else {
+            Self::None
+        }
+    }
+}
+
+/// How whiteout entries are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Convert to overlayfs's format in a per-layer directory: `.wh.NAME` becomes a 0/0 char
+    /// device `NAME`, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory.
+    Overlay,
+    /// Apply to the target (a flattened rootfs): remove what they name from lower layers.
+    Apply,
+}
+
+/// Options for [`apply`].
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Whiteout handling.
+    pub whiteouts: Whiteouts,
+    /// Set owners from the tar headers (needs root); when false, owners are left as created.
+    pub chown: bool,
+    /// Expected digest and size of the (compressed) blob.
+    pub expect_blob: Option<(Digest, u64)>,
+    /// Expected digest of the uncompressed tar (the layer's diff id).
+    pub expect_diff_id: Option<Digest>,
+}
+
+impl ApplyOptions {
+    /// Options for `whiteouts`, chowning when running as root, verifying nothing.
+    pub fn new(whiteouts: Whiteouts) -> Self {
+        Self {
+            whiteouts,
+            chown: rustix::process::geteuid().is_root(),
+            expect_blob: None,
+            expect_diff_id: None,
+        }
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Debug)]
+pub struct LayerStats {
+    /// Digest of the blob as read.
+    pub blob_digest: Digest,
+    /// Size of the blob as read.
+    pub blob_size: u64,
+    /// Digest of the uncompressed tar stream.
+    pub diff_id: Digest,
+    /// Size of the uncompressed tar stream.
+    pub tar_size: u64,
+    /// Number of tar entries applied.
+    pub entries: u64,
+}
+
+/// Apply the layer blob read from `blob` onto the directory `root`.
+///
+/// The caller owns atomicity: on error the directory may hold part of the layer, so unpack into
+/// a fresh directory and remove it on error (as [`crate::Store`] does). `progress` is called
+/// with the number of blob bytes read so far.
+///
+/// ```no_run
+/// use berth_image::layer::{apply, ApplyOptions, Whiteouts};
+/// let blob = std::fs::File::open("layer.tar.gz")?;
+/// let stats = apply(blob, "/tmp/rootfs".as_ref(), &ApplyOptions::new(Whiteouts::Apply), &|_| {})?;
+/// println!("{} entries, diff id {}", stats.entries, stats.diff_id);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn apply<R: Read + Send>(
+    blob: R,
+    root: &Path,
+    opts: &ApplyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LayerStats, LayerError> {
+    let root_fd = rustix::fs::open(
+        root,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| LayerError::Target { path: root.to_owned(), source: e.into() })?;
+    let (entries, hashes) = std::thread::scope(|s| {
+        let (reader, handle) = pipe::spawn_decoder(s, blob, progress);
+        let mut applier = apply::Applier::new(root_fd, root, opts);
+        let res = applier.run(reader);
+        // The decoder finishes the stream (so the digests cover all of it) even if the tar
+        // ended early; it stops when the reader was dropped on error.
+        let hashes = handle.join().unwrap_or_else(|_| {
+            Err(io::Error::other("decoder thread panicked"))
+        });
+        (res, hashes)
+    });
+    let entries = entries?;
+    let h = hashes.map_err(LayerError::Decompress)?;
+    if let Some((d, size)) = &opts.expect_blob {
+        if *d != h.blob_digest {
+            return Err(DigestError::Mismatch { expected: d.clone(), actual: h.blob_digest }.into());
+        }
+        if *size != h.blob_size {
+            return Err(DigestError::Size { digest: d.clone(), expected: *size, actual: h.blob_size }
+                .into());
+        }
+    }
+    if let Some(d) = &opts.expect_diff_id {
+        if *d != h.diff_id {
+            return Err(DigestError::Mismatch { expected: d.clone(), actual: h.diff_id }.into());
+        }
+    }
+    Ok(LayerStats {
+        blob_digest: h.blob_digest,
+        blob_size: h.blob_size,
+        diff_id: h.diff_id,
+        tar_size: h.tar_size,
+        entries,
+    })
+}

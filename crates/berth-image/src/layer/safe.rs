@@ -1,0 +1,134 @@
+//! Filesystem operations confined to a root directory.
+//!
+//! Every path is resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` from a
+//! directory fd, so no `..`, absolute symlink or symlink pointing out can take a write outside
+//! the root; final components are created with `O_EXCL`/`O_NOFOLLOW` or `*at` calls that never
+//! follow them.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+/// Resolution used for every lookup inside a root.
+pub(crate) const BENEATH: ResolveFlags =
+    ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Open the directory at `path` (relative components, no `..`) under `root` as an `O_PATH` fd.
+pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let path = if path.is_empty() { b".".as_slice() } else { path };
+    Ok(rustix::fs::openat2(
+        root,
+        OsStr::from_bytes(path),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    )?)
+}
+
+/// Open (creating missing components as 0755 directories) the directory `comps` under `root`.
+pub(crate) fn open_or_create_dirs(root: BorrowedFd<'_>, comps: &[&[u8]]) -> io::Result<OwnedFd> {
+    let mut cur: Option<OwnedFd> = None;
+    for comp in comps {
+        let dir = cur.as_ref().map_or(root, |f| f.as_fd());
+        let name = OsStr::from_bytes(comp);
+        let next = match open_dir(dir, comp) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                open_dir(dir, comp)?
+            }
+            Err(e) => return Err(e),
+        };
+        cur = Some(next);
+    }
+    match cur {
+        Some(fd) => Ok(fd),
+        None => open_dir(root, b"."),
+    }
+}
+
+/// The type of `name` in `dir` without following it, or `None` when absent.
+pub(crate) fn file_type_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<FileType>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove `name` in `dir`, recursively when it is a directory; never follows symlinks.
+pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(rustix::io::Errno::ISDIR) | Err(rustix::io::Errno::PERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    clear_dir(sub.as_fd())?;
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    Ok(())
+}
+
+/// Remove every entry of the open directory `dir`, keeping those `keep` accepts.
+pub(crate) fn clear_dir_except(
+    dir: BorrowedFd<'_>,
+    mut keep: impl FnMut(&[u8]) -> bool,
+) -> io::Result<()> {
+    let names = list_dir(dir)?;
+    for name in names {
+        if !keep(&name) {
+            remove_all_at(dir, OsStr::from_bytes(&name))?;
+        }
+    }
+    Ok(())
+}
+
+fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    clear_dir_except(dir, |_| false)
+}
+
+/// Names in the directory `dir` (a readable fd or an `O_PATH` one), without `.` and `..`.
+pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut d = rustix::fs::Dir::new(fd)?;
+    let mut names = Vec::new();
+    while let Some(ent) = d.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Remove a directory tree given by an absolute host path, without following symlinks in it.
+pub fn remove_tree(path: &std::path::Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to remove a root"));
+    };
+    let p = rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    remove_all_at(p.as_fd(), name)
+}

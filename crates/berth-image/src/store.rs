@@ -1,0 +1,441 @@
+//! The content-addressed store: verified blobs, references and unpacked layers.
+//!
+//! ```text
+//! ROOT/blobs/sha256/<hex>     blobs (manifests, configs, layers), verified before rename
+//! ROOT/layers/<diffid hex>/   layers unpacked once, whiteouts in overlayfs format
+//! ROOT/refs.json              reference -> manifest digest
+//! ROOT/tmp/                   staging for atomic writes (same filesystem)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::{Digest, DigestError, HashWriter};
+use crate::image::{descriptor_digest, Image, ImageError, Manifest};
+use crate::reference::{Reference, ReferenceError};
+
+/// Default store root.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// Error from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A blob failed verification.
+    #[error("blob {digest} failed verification")]
+    Verify {
+        /// The blob.
+        digest: Digest,
+        /// The mismatch.
+        #[source]
+        source: DigestError,
+    },
+    /// A blob is not in the store.
+    #[error("blob {0} is not in the store")]
+    MissingBlob(Digest),
+    /// No image has that reference.
+    #[error("no image {0} in the store")]
+    UnknownImage(String),
+    /// A reference could not be parsed.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A manifest or config was invalid.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The refs file is corrupt.
+    #[error("parsing {path}")]
+    Refs {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A reference names an index rather than an image manifest.
+    #[error("{0} is an image index; pull or load it for one platform")]
+    IsIndex(Digest),
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { op, path, source }
+}
+
+/// An image store rooted at a directory.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PruneStats {
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Unpacked layer directories removed.
+    pub layers: usize,
+    /// Bytes of blobs freed.
+    pub bytes: u64,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Open (creating if needed) the store at `root`.
+    ///
+    /// ```no_run
+    /// let store = berth_image::Store::open("/var/lib/berth")?;
+    /// for (name, digest) in store.refs()? {
+    ///     println!("{name} {digest}");
+    /// }
+    /// # Ok::<(), berth_image::StoreError>(())
+    /// ```
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for sub in ["blobs/sha256", "layers", "tmp"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A fresh path under `tmp/` (not created).
+    pub fn tmp_path(&self, what: &str) -> PathBuf {
+        let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.root.join("tmp").join(format!("{what}-{}-{n}", std::process::id()))
+    }
+
+    /// Where a blob lives (whether or not it is present).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).exists()
+    }
+
+    /// Write a blob from `r`, verifying it against `expect` (digest, size) when given; the blob
+    /// becomes visible only once complete and verified.
+    pub fn write_blob(
+        &self,
+        r: &mut dyn Read,
+        expect: Option<(&Digest, u64)>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let tmp = self.tmp_path("blob");
+        let res = (|| {
+            let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            let mut w = HashWriter::new(io::BufWriter::with_capacity(256 << 10, f));
+            io::copy(r, &mut w).map_err(io_err("writing", &tmp))?;
+            let (bw, digest, size) = w.finish();
+            let f = bw.into_inner().map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            drop(f);
+            if let Some((want, want_size)) = expect {
+                if *want != digest {
+                    return Err(StoreError::Verify {
+                        digest: want.clone(),
+                        source: DigestError::Mismatch { expected: want.clone(), actual: digest },
+                    });
+                }
+                if want_size != size {
+                    return Err(StoreError::Verify {
+                        digest: want.clone(),
+                        source: DigestError::Size { digest: digest.clone(), expected: want_size, actual: size },
+                    });
+                }
+            }
+            let dest = self.blob_path(&digest);
+            fs::rename(&tmp, &dest).map_err(io_err("renaming blob to", &dest))?;
+            Ok((digest, size))
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Start writing a blob chunk by chunk (for streamed downloads).
+    pub fn blob_writer(&self) -> Result<BlobWriter<'_>, StoreError> {
+        let tmp = self.tmp_path("blob");
+        let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        Ok(BlobWriter { store: self, w: Some(HashWriter::new(f)), tmp })
+    }
+
+    /// Write a small blob held in memory.
+    pub fn write_blob_bytes(&self, data: &[u8]) -> Result<Digest, StoreError> {
+        let d = Digest::of(data);
+        if !self.has_blob(&d) {
+            self.write_blob(&mut &data[..], Some((&d, data.len() as u64)))?;
+        }
+        Ok(d)
+    }
+
+    /// Read a whole blob, verifying its digest (for manifests and configs).
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+        let p = self.blob_path(d);
+        let data = match fs::read(&p) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(d.clone())),
+            Err(e) => return Err(io_err("reading", &p)(e)),
+        };
+        d.verify(&data).map_err(|source| StoreError::Verify { digest: d.clone(), source })?;
+        Ok(data)
+    }
+
+    /// Open a blob for streaming, checking its size (the digest is checked by the consumer).
+    pub fn open_blob(&self, d: &Digest, size: u64) -> Result<File, StoreError> {
+        let p = self.blob_path(d);
+        let f = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(d.clone())),
+            Err(e) => return Err(io_err("opening", &p)(e)),
+        };
+        let actual = f.metadata().map_err(io_err("stat", &p))?.len();
+        if actual != size {
+            return Err(StoreError::Verify {
+                digest: d.clone(),
+                source: DigestError::Size { digest: d.clone(), expected: size, actual },
+            });
+        }
+        Ok(f)
+    }
+
+    fn refs_path(&self) -> PathBuf {
+        self.root.join("refs.json")
+    }
+
+    /// All references, sorted by name.
+    pub fn refs(&self) -> Result<BTreeMap<String, Digest>, StoreError> {
+        let p = self.refs_path();
+        match fs::read(&p) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|source| StoreError::Refs { path: p, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io_err("reading", &p)(e)),
+        }
+    }
+
+    fn update_refs(&self, f: impl FnOnce(&mut BTreeMap<String, Digest>)) -> Result<(), StoreError> {
+        let lock_path = self.root.join("refs.lock");
+        let lock = File::create(&lock_path).map_err(io_err("creating", &lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("locking", &lock_path)(e.into()))?;
+        let mut refs = self.refs()?;
+        f(&mut refs);
+        let tmp = self.tmp_path("refs");
+        let data = serde_json::to_vec_pretty(&refs).expect("refs serialise");
+        let mut file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        file.write_all(&data).map_err(io_err("writing", &tmp))?;
+        drop(file);
+        let p = self.refs_path();
+        fs::rename(&tmp, &p).map_err(io_err("renaming to", &p))
+    }
+
+    /// Point `name` at the image manifest `manifest`.
+    pub fn set_ref(&self, name: &str, manifest: &Digest) -> Result<(), StoreError> {
+        self.update_refs(|r| {
+            r.insert(name.to_owned(), manifest.clone());
+        })
+    }
+
+    /// Remove a reference (given like any user reference); false if it did not exist.
+    pub fn remove_ref(&self, name: &str) -> Result<bool, StoreError> {
+        let key = self.resolve(name)?.0;
+        let mut found = false;
+        self.update_refs(|r| found = r.remove(&key).is_some())?;
+        Ok(found)
+    }
+
+    /// Resolve a user reference (`busybox`, `name@sha256:..`, a manifest digest or a unique hex
+    /// prefix of one) to its stored name and manifest digest.
+    pub fn resolve(&self, user: &str) -> Result<(String, Digest), StoreError> {
+        let refs = self.refs()?;
+        if let Ok(r) = user.parse::<Reference>() {
+            let key = r.to_string();
+            if let Some(d) = refs.get(&key) {
+                return Ok((key, d.clone()));
+            }
+            // `name@digest` where the digest names the stored manifest.
+            if let Some(d) = &r.digest {
+                if let Some((k, _)) = refs.iter().find(|(k, v)| *v == d && k.starts_with(&r.name())) {
+                    return Ok((k.clone(), d.clone()));
+                }
+            }
+        }
+        let hex = user.strip_prefix("sha256:").unwrap_or(user);
+        if hex.len() >= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: BTreeSet<_> = refs.iter().filter(|(_, d)| d.hex().starts_with(hex)).map(|(_, d)| d).collect();
+            if hits.len() == 1 {
+                let d = hits.into_iter().next().expect("one hit");
+                let name = refs.iter().find(|(_, v)| *v == d).map(|(k, _)| k.clone()).expect("present");
+                return Ok((name, d.clone()));
+            }
+        }
+        Err(StoreError::UnknownImage(user.to_owned()))
+    }
+
+    /// Load the image whose manifest is `manifest` (verified on read).
+    pub fn image(&self, manifest: &Digest) -> Result<Image, StoreError> {
+        let data = self.read_blob(manifest)?;
+        let m = match Manifest::parse(&data, manifest)? {
+            Manifest::Image(m) => *m,
+            Manifest::Index(_) => return Err(StoreError::IsIndex(manifest.clone())),
+        };
+        let cd = descriptor_digest(m.config(), "manifest config")?;
+        let cdata = self.read_blob(&cd)?;
+        let config = serde_json::from_slice(&cdata)
+            .map_err(|source| ImageError::Parse { what: "image config", digest: cd.clone(), source })?;
+        Ok(Image::new(manifest.clone(), m, config)?)
+    }
+
+    /// Check that every blob of `img` is present with the right size.
+    pub fn check_complete(&self, img: &Image) -> Result<(), StoreError> {
+        for l in img.layers()? {
+            let p = self.blob_path(&l.digest);
+            match fs::metadata(&p) {
+                Ok(m) if m.len() == l.size => {}
+                Ok(m) => {
+                    return Err(StoreError::Verify {
+                        digest: l.digest.clone(),
+                        source: DigestError::Size { digest: l.digest.clone(), expected: l.size, actual: m.len() },
+                    })
+                }
+                Err(_) => return Err(StoreError::MissingBlob(l.digest.clone())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the unpacked layer with this diff id lives.
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(diff_id.hex())
+    }
+
+    /// Remove blobs and unpacked layers no reference uses, and stale temporary files.
+    pub fn prune(&self) -> Result<PruneStats, StoreError> {
+        let mut keep_blobs = BTreeSet::new();
+        let mut keep_layers = BTreeSet::new();
+        for d in self.refs()?.values() {
+            keep_blobs.insert(d.hex().to_owned());
+            if let Ok(img) = self.image(d) {
+                keep_blobs.insert(img.config_digest.hex().to_owned());
+                for l in img.layers()? {
+                    keep_blobs.insert(l.digest.hex().to_owned());
+                    keep_layers.insert(l.diff_id.hex().to_owned());
+                }
+            }
+        }
+        let mut stats = PruneStats::default();
+        let bdir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&bdir).map_err(io_err("reading", &bdir))? {
+            let e = e.map_err(io_err("reading", &bdir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep_blobs.contains(&name) {
+                stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path()).map_err(io_err("removing", &e.path()))?;
+                stats.blobs += 1;
+            }
+        }
+        let ldir = self.root.join("layers");
+        for e in fs::read_dir(&ldir).map_err(io_err("reading", &ldir))? {
+            let e = e.map_err(io_err("reading", &ldir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep_layers.contains(&name) {
+                crate::layer::remove_tree(&e.path()).map_err(io_err("removing", &e.path()))?;
+                stats.layers += 1;
+            }
+        }
+        let tdir = self.root.join("tmp");
+        for e in fs::read_dir(&tdir).map_err(io_err("reading", &tdir))?.flatten() {
+            // Only files of processes that are gone: names carry the writer's pid.
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = crate::layer::remove_tree(&e.path());
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// A blob being written; it enters the store only through [`BlobWriter::commit`].
+pub struct BlobWriter<'a> {
+    store: &'a Store,
+    w: Option<HashWriter<File>>,
+    tmp: PathBuf,
+}
+
+impl BlobWriter<'_> {
+    /// Append bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let w = self.w.as_mut().expect("writer present until commit");
+        w.write_all(data).map_err(io_err("writing", &self.tmp))
+    }
+
+    /// Verify against `expect` (digest, size) and move into the store.
+    pub fn commit(mut self, expect: &Digest, size: u64) -> Result<(), StoreError> {
+        let (f, digest, actual) = self.w.take().expect("writer present until commit").finish();
+        drop(f);
+        if digest != *expect {
+            return Err(StoreError::Verify {
+                digest: expect.clone(),
+                source: DigestError::Mismatch { expected: expect.clone(), actual: digest },
+            });
+        }
+        if actual != size {
+            return Err(StoreError::Verify {
+                digest: expect.clone(),
+                source: DigestError::Size { digest, expected: size, actual },
+            });
+        }
+        let dest = self.store.blob_path(expect);
+        fs::rename(&self.tmp, &dest).map_err(io_err("renaming blob to", &dest))
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_and_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let d = s.write_blob_bytes(b"hello").unwrap();
+        assert_eq!(s.read_blob(&d).unwrap(), b"hello");
+        let bad = Digest::of(b"other");
+        assert!(s.write_blob(&mut &b"hello"[..], Some((&bad, 5))).is_err());
+        assert!(!s.has_blob(&bad));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        s.set_ref("docker.io/library/busybox:latest", &d).unwrap();
+        assert_eq!(s.resolve("busybox").unwrap().1, d);
+        assert_eq!(s.resolve(&d.hex()[..12]).unwrap().1, d);
+        assert!(s.remove_ref("busybox:latest").unwrap());
+        assert!(s.resolve("busybox").is_err());
+        let st = s.prune().unwrap();
+        assert_eq!(st.blobs, 1);
+    }
+}

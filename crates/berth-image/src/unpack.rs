@@ -1,0 +1,199 @@
+//! Turning stored images into directories: per-layer dirs, flattened rootfs, overlay mounts.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::image::{Image, Layer};
+use crate::layer::{self, ApplyOptions, LayerError, Whiteouts};
+use crate::store::{Store, StoreError};
+
+/// Progress reports from long operations.
+#[derive(Debug, Clone, Copy)]
+pub enum ProgressEvent {
+    /// Work begins: this many layers and blob bytes.
+    Start {
+        /// Layers to process.
+        layers: usize,
+        /// Total blob bytes.
+        bytes: u64,
+    },
+    /// This many more blob bytes were processed.
+    Bytes(u64),
+    /// One more layer is done.
+    LayerDone,
+}
+
+/// A progress sink; `&|_| {}` ignores everything.
+pub type Progress<'a> = &'a (dyn Fn(ProgressEvent) + Sync);
+
+/// Error unpacking an image.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A layer failed to apply (the target was removed).
+    #[error("layer {digest}")]
+    Layer {
+        /// The layer blob.
+        digest: crate::Digest,
+        /// Why.
+        #[source]
+        source: LayerError,
+    },
+    /// A filesystem operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The destination already exists.
+    #[error("{0} already exists")]
+    Exists(PathBuf),
+    /// A path can't be used in overlayfs options.
+    #[error("path {0} contains characters overlayfs options can't carry (',' ':' '\\\\')")]
+    OverlayPath(PathBuf),
+}
+
+fn apply_blob(
+    store: &Store,
+    l: &Layer,
+    dest: &Path,
+    whiteouts: Whiteouts,
+    progress: Progress<'_>,
+) -> Result<(), UnpackError> {
+    let blob = store.open_blob(&l.digest, l.size)?;
+    let mut opts = ApplyOptions::new(whiteouts);
+    opts.expect_blob = Some((l.digest.clone(), l.size));
+    opts.expect_diff_id = Some(l.diff_id.clone());
+    let last = AtomicU64::new(0);
+    let cb = |n: u64| {
+        let prev = last.swap(n, Ordering::Relaxed);
+        progress(ProgressEvent::Bytes(n.saturating_sub(prev)));
+    };
+    layer::apply(io::BufReader::with_capacity(256 << 10, blob), dest, &opts, &cb)
+        .map_err(|source| UnpackError::Layer { digest: l.digest.clone(), source })?;
+    progress(ProgressEvent::LayerDone);
+    Ok(())
+}
+
+fn start(img: &Image, progress: Progress<'_>) -> Result<Vec<Layer>, UnpackError> {
+    let layers = img.layers().map_err(StoreError::from)?;
+    progress(ProgressEvent::Start { layers: layers.len(), bytes: layers.iter().map(|l| l.size).sum() });
+    Ok(layers)
+}
+
+impl Store {
+    /// Unpack one layer into `layers/<diffid>` (overlayfs whiteouts) unless already there.
+    /// The directory appears complete or not at all.
+    pub fn unpack_layer(&self, l: &Layer, progress: Progress<'_>) -> Result<PathBuf, UnpackError> {
+        let dest = self.layer_path(&l.diff_id);
+        if dest.is_dir() {
+            progress(ProgressEvent::Bytes(l.size));
+            progress(ProgressEvent::LayerDone);
+            return Ok(dest);
+        }
+        let tmp = self.tmp_path("layer");
+        fs::create_dir(&tmp).map_err(|source| UnpackError::Io { op: "creating", path: tmp.clone(), source })?;
+        let res = apply_blob(self, l, &tmp, Whiteouts::Overlay, progress).and_then(|()| {
+            match fs::rename(&tmp, &dest) {
+                Ok(()) => Ok(()),
+                // Another process unpacked the same layer meanwhile.
+                Err(_) if dest.is_dir() => {
+                    let _ = layer::remove_tree(&tmp);
+                    Ok(())
+                }
+                Err(source) => Err(UnpackError::Io { op: "renaming layer to", path: dest.clone(), source }),
+            }
+        });
+        if res.is_err() {
+            let _ = layer::remove_tree(&tmp);
+        }
+        res.map(|()| dest)
+    }
+
+    /// Unpack every layer of `img` into the layer store; returns the dirs bottom to top.
+    pub fn unpack_layers(&self, img: &Image, progress: Progress<'_>) -> Result<Vec<PathBuf>, UnpackError> {
+        start(img, progress)?.iter().map(|l| self.unpack_layer(l, progress)).collect()
+    }
+
+    /// Build a flattened rootfs of `img` at `dest` (which must not exist), applying layers in
+    /// order with their whiteouts; `dest` appears complete or not at all.
+    pub fn flatten(&self, img: &Image, dest: &Path, progress: Progress<'_>) -> Result<(), UnpackError> {
+        if dest.symlink_metadata().is_ok() {
+            return Err(UnpackError::Exists(dest.to_owned()));
+        }
+        let layers = start(img, progress)?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.berth-tmp-{}", std::process::id()));
+        let _ = layer::remove_tree(&tmp);
+        fs::create_dir(&tmp).map_err(|source| UnpackError::Io { op: "creating", path: tmp.clone(), source })?;
+        let res = layers
+            .iter()
+            .try_for_each(|l| apply_blob(self, l, &tmp, Whiteouts::Apply, progress))
+            .and_then(|()| {
+                fs::rename(&tmp, dest).map_err(|source| UnpackError::Io { op: "renaming to", path: dest.to_owned(), source })
+            });
+        if res.is_err() {
+            let _ = layer::remove_tree(&tmp);
+        }
+        res
+    }
+
+    /// Mount `img` at `target` as overlayfs over its unpacked layers, with the writable upper
+    /// and work dirs under `state` (created). Undo with [`unmount_overlay`].
+    pub fn mount_overlay(
+        &self,
+        img: &Image,
+        target: &Path,
+        state: &Path,
+        progress: Progress<'_>,
+    ) -> Result<(), UnpackError> {
+        let dirs = self.unpack_layers(img, progress)?;
+        let upper = state.join("upper");
+        let work = state.join("work");
+        for d in [&upper, &work] {
+            fs::create_dir_all(d).map_err(|source| UnpackError::Io { op: "creating", path: d.clone(), source })?;
+        }
+        let check = |p: &Path| -> Result<String, UnpackError> {
+            let s = p.to_str().ok_or_else(|| UnpackError::OverlayPath(p.to_owned()))?;
+            if s.contains([',', ':', '\\']) {
+                return Err(UnpackError::OverlayPath(p.to_owned()));
+            }
+            Ok(s.to_owned())
+        };
+        let mut lower = Vec::new();
+        for d in dirs.iter().rev() {
+            lower.push(check(d)?);
+        }
+        if lower.is_empty() {
+            let empty = state.join("empty");
+            fs::create_dir_all(&empty).map_err(|source| UnpackError::Io { op: "creating", path: empty.clone(), source })?;
+            lower.push(check(&empty)?);
+        }
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), check(&upper)?, check(&work)?);
+        rustix::mount::mount("overlay", target, "overlay", rustix::mount::MountFlags::empty(), Some(
+            std::ffi::CString::new(opts).expect("no NUL in checked paths").as_c_str(),
+        ))
+        .map_err(|e| UnpackError::Io { op: "mounting overlay on", path: target.to_owned(), source: e.into() })
+    }
+}
+
+/// Unmount an overlay made by [`Store::mount_overlay`] and remove its `state` dir.
+pub fn unmount_overlay(target: &Path, state: &Path) -> Result<(), UnpackError> {
+    match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+        Err(e) => return Err(UnpackError::Io { op: "unmounting", path: target.to_owned(), source: e.into() }),
+    }
+    if state.exists() {
+        layer::remove_tree(state).map_err(|source| UnpackError::Io { op: "removing", path: state.to_owned(), source })?;
+    }
+    Ok(())
+}
