@@ -48,6 +48,19 @@ impl Bundle {
         Bundle::from_rootfs(&src)
     }
 
+    /// Like [`new`](Bundle::new), with the bundle's temp dir created inside `parent`.
+    pub fn new_in(parent: &Path) -> Result<Bundle, SupportError> {
+        let src = crate::rootfs_dir()?;
+        Bundle::from_rootfs_in(&src, parent)
+    }
+
+    /// Like [`with_probe`](Bundle::with_probe), with the bundle's temp dir inside `parent`.
+    pub fn with_probe_in(parent: &Path) -> Result<Bundle, SupportError> {
+        let mut b = Bundle::new_in(parent)?;
+        b.install_probe()?;
+        Ok(b)
+    }
+
     /// Like [`new`](Bundle::new), plus the static probe ([`crate::probe_bin`]) at `/probe`.
     pub fn with_probe() -> Result<Bundle, SupportError> {
         let mut b = Bundle::new()?;
@@ -57,10 +70,15 @@ impl Bundle {
 
     /// A bundle whose rootfs is a copy of `src` (`cp -a`).
     pub fn from_rootfs(src: &Path) -> Result<Bundle, SupportError> {
+        Bundle::from_rootfs_in(src, &std::env::temp_dir())
+    }
+
+    /// A bundle whose rootfs is a copy of `src`, in a temp dir inside `parent`.
+    pub fn from_rootfs_in(src: &Path, parent: &Path) -> Result<Bundle, SupportError> {
         let dir = tempfile::Builder::new()
             .prefix("berth-bundle-")
-            .tempdir()
-            .map_err(|e| SupportError::io("create temp dir", std::env::temp_dir(), e))?;
+            .tempdir_in(parent)
+            .map_err(|e| SupportError::io("create temp dir", parent, e))?;
         // Readable by everyone: a runtime in a user namespace must be able to reach rootfs/.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
             .map_err(|e| SupportError::io("chmod", dir.path(), e))?;
