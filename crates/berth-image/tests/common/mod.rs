@@ -1,0 +1,140 @@
+//! Helpers: build layer tars (including hostile ones) and OCI layouts in Rust.
+#![allow(dead_code, missing_docs)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use berth_image::Digest;
+
+/// Append an entry with raw (unchecked) path bytes.
+pub fn entry(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8], mode: u32) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_size(data.len() as u64);
+    {
+        let name = &mut h.as_old_mut().name;
+        name.fill(0);
+        name[..path.len()].copy_from_slice(path.as_bytes());
+    }
+    if let Some(l) = link {
+        let ln = &mut h.as_old_mut().linkname;
+        ln.fill(0);
+        ln[..l.len()].copy_from_slice(l.as_bytes());
+    }
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
+pub fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    entry(b, path, tar::EntryType::Regular, None, data, 0o644);
+}
+
+pub fn dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
+    entry(b, path, tar::EntryType::Directory, None, b"", 0o755);
+}
+
+pub fn symlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
+    entry(b, path, tar::EntryType::Symlink, Some(target), b"", 0o777);
+}
+
+pub fn hardlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
+    entry(b, path, tar::EntryType::Link, Some(target), b"", 0o644);
+}
+
+pub fn tar_of(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    f(&mut b);
+    b.into_inner().unwrap()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).unwrap()
+}
+
+/// Build an OCI layout at `dir` with one image made of `layers` (tar bytes, compressed as
+/// given by `compress`), tagged `tag`. Returns the manifest digest.
+pub fn oci_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], compress: &[&str], config_extra: serde_json::Value) -> Digest {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let d = Digest::of(data);
+        fs::write(blobs.join(d.hex()), data).unwrap();
+        d
+    };
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        diff_ids.push(Digest::of(l).to_string());
+        let c = compress.get(i).copied().unwrap_or("gzip");
+        let (blob, mt) = match c {
+            "gzip" => (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"),
+            "zstd" => (zstd(l), "application/vnd.oci.image.layer.v1.tar+zstd"),
+            _ => (l.clone(), "application/vnd.oci.image.layer.v1.tar"),
+        };
+        let d = put(&blob);
+        descs.push(serde_json::json!({"mediaType": mt, "digest": d, "size": blob.len()}));
+    }
+    let mut config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin:/usr/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    if let serde_json::Value::Object(extra) = config_extra {
+        for (k, v) in extra {
+            config["config"][k] = v;
+        }
+    }
+    let cdata = serde_json::to_vec(&config).unwrap();
+    let cd = put(&cdata);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cdata.len()},
+        "layers": descs,
+    });
+    let mdata = serde_json::to_vec(&manifest).unwrap();
+    let md = put(&mdata);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mdata.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": tag}}],
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
+
+/// Tar a directory tree (as `docker save` would store a layer), deterministic order.
+pub fn tar_dir(root: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    b.append_dir_all(".", root).unwrap();
+    b.into_inner().unwrap()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Build the busybox fixture rootfs into `dest`.
+pub fn busybox_rootfs(dest: &Path) {
+    let script = workspace_root().join("rootfs-fixtures/build-rootfs.sh");
+    let st = std::process::Command::new("sh").arg(script).arg(dest).status().unwrap();
+    assert!(st.success());
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

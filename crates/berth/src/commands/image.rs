@@ -1,0 +1,215 @@
+//! `berth image`: pull, load, list, inspect, remove, unpack and prune images.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context;
+use berth_image::archive::{self, LoadOptions};
+use berth_image::bundle::{self, BundleOptions};
+use berth_image::{Platform, ProgressEvent, Reference, Store};
+
+/// Arguments of `berth image`.
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    /// Image store root [env: BERTH_IMAGE_ROOT] [default: /var/lib/berth].
+    #[arg(long, global = true)]
+    pub image_root: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// `berth image` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Pull an image from a registry.
+    Pull {
+        /// Image reference, e.g. `busybox` or `127.0.0.1:5000/app:1`.
+        reference: String,
+        /// Use plain http (implied for loopback registries).
+        #[arg(long)]
+        insecure: bool,
+        /// Platform `os/arch[/variant]` to pick from an index.
+        #[arg(long)]
+        platform: Option<String>,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List images.
+    Ls,
+    /// Print an image's manifest and config as JSON.
+    Inspect {
+        /// Image reference or digest.
+        reference: String,
+    },
+    /// Remove an image reference (blobs go with `prune`).
+    Rm {
+        /// Image reference or digest.
+        reference: String,
+    },
+    /// Load a docker-archive or OCI layout (tar file, `-` for stdin, or layout directory).
+    Load {
+        /// Archive path or `-`.
+        file: String,
+        /// Repository name for OCI layouts whose refs are bare tags.
+        #[arg(long)]
+        name: Option<String>,
+        /// Platform `os/arch[/variant]` to pick from an index.
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Create an OCI bundle (rootfs + config.json) from an image.
+    Unpack {
+        /// Image reference or digest.
+        reference: String,
+        /// Bundle directory.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Mount the rootfs as overlayfs over the stored layers.
+        #[arg(long, conflicts_with = "flatten")]
+        overlay: bool,
+        /// Copy the layers into a real rootfs directory (the default).
+        #[arg(long)]
+        flatten: bool,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Undo `unpack --overlay`.
+    Unmount {
+        /// Bundle directory.
+        bundle: PathBuf,
+    },
+    /// Remove blobs and layers no image uses.
+    Prune,
+}
+
+struct Bar {
+    start: Instant,
+    state: Mutex<(usize, usize, u64, u64)>,
+    on: bool,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Self {
+        Self { start: Instant::now(), state: Mutex::new((0, 0, 0, 0)), on: !quiet && std::io::stderr().is_terminal() }
+    }
+    fn event(&self, e: ProgressEvent) {
+        if !self.on {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            ProgressEvent::Start { layers, bytes } => {
+                s.1 += layers;
+                s.3 += bytes;
+            }
+            ProgressEvent::Bytes(n) => s.2 += n,
+            ProgressEvent::LayerDone => s.0 += 1,
+        }
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let mb = |b: u64| b as f64 / 1_048_576.0;
+        eprint!(
+            "\r{}/{} layers  {:.1}/{:.1} MiB  {:.1} MiB/s   ",
+            s.0,
+            s.1,
+            mb(s.2),
+            mb(s.3),
+            mb(s.2) / secs
+        );
+        let _ = std::io::stderr().flush();
+    }
+    fn done(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}
+
+fn platform(p: Option<String>) -> anyhow::Result<Platform> {
+    Ok(match p {
+        Some(p) => p.parse()?,
+        None => Platform::host(),
+    })
+}
+
+/// Run `berth image`; returns the exit code.
+pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
+    let root = args
+        .image_root
+        .or_else(|| std::env::var_os("BERTH_IMAGE_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(berth_image::store::DEFAULT_ROOT));
+    let store = Store::open(&root)?;
+    match args.command {
+        ImageCommand::Pull { reference, insecure, platform: p, quiet } => {
+            let r: Reference = reference.parse()?;
+            let opts = berth_image::registry::PullOptions { insecure, platform: p.map(|p| p.parse()).transpose()?, auth: None };
+            let bar = Bar::new(quiet);
+            let img = berth_image::registry::pull(&store, &r, &opts, &|e| bar.event(e))
+                .with_context(|| format!("pulling {r}"))?;
+            bar.done();
+            if !quiet {
+                println!("{r} {}", img.manifest_digest);
+            }
+        }
+        ImageCommand::Ls => {
+            println!("{:<50} {:<20} {:>10}", "REFERENCE", "MANIFEST", "SIZE");
+            for (name, d) in store.refs()? {
+                let size = store.image(&d).ok().and_then(|i| i.layers().ok()).map_or(0, |ls| ls.iter().map(|l| l.size).sum::<u64>());
+                let shown = name.parse::<Reference>().map(|r| r.familiar()).unwrap_or(name);
+                println!("{:<50} {:<20} {:>9.1}M", shown, &d.hex()[..12], size as f64 / 1_048_576.0);
+            }
+        }
+        ImageCommand::Inspect { reference } => {
+            let (name, d) = store.resolve(&reference)?;
+            let img = store.image(&d)?;
+            let out = serde_json::json!({
+                "reference": name,
+                "manifestDigest": img.manifest_digest,
+                "configDigest": img.config_digest,
+                "manifest": img.manifest,
+                "config": img.config,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ImageCommand::Rm { reference } => {
+            if !store.remove_ref(&reference)? {
+                anyhow::bail!("no image {reference}");
+            }
+        }
+        ImageCommand::Load { file, name, platform: p } => {
+            let opts = LoadOptions { platform: platform(p)?, name };
+            let loaded = if file == "-" {
+                archive::load_tar(&store, std::io::stdin().lock(), &opts)?
+            } else {
+                archive::load_path(&store, file.as_ref(), &opts).with_context(|| format!("loading {file}"))?
+            };
+            for img in loaded {
+                if img.names.is_empty() {
+                    println!("Loaded image {}", img.manifest);
+                }
+                for n in img.names {
+                    println!("Loaded image {n}");
+                }
+            }
+        }
+        ImageCommand::Unpack { reference, bundle, overlay, flatten: _, quiet } => {
+            let (_, d) = store.resolve(&reference)?;
+            let img = store.image(&d)?;
+            let bar = Bar::new(quiet);
+            let opts = BundleOptions { overlay, ..Default::default() };
+            bundle::create_bundle(&store, &img, &bundle, &opts, &|e| bar.event(e))
+                .with_context(|| format!("unpacking {reference} into {}", bundle.display()))?;
+            bar.done();
+        }
+        ImageCommand::Unmount { bundle } => bundle::remove_bundle_mount(&bundle)?,
+        ImageCommand::Prune => {
+            let s = store.prune()?;
+            println!("removed {} blobs ({:.1} MiB), {} layers", s.blobs, s.bytes as f64 / 1_048_576.0, s.layers);
+        }
+    }
+    Ok(0)
+}
