@@ -59,7 +59,7 @@ pub enum CgroupError {
     #[error("no cgroup filesystem mounted")]
     NotMounted,
     /// The spec's resources ask for a controller that has no hierarchy on this host.
-    #[error("controller {controller} is required by the resources but is not mounted")]
+    #[error("controller {controller} is required by the resources but is not available")]
     ControllerMissing {
         /// The controller name, e.g. `hugetlb`.
         controller: String,

@@ -11,9 +11,11 @@ pub(crate) fn write(dir: &Path, file: &str, value: impl AsRef<str>) -> Result<()
     let path = dir.join(file);
     let value = value.as_ref();
     tracing::trace!(path = %path.display(), value, "cgroup write");
+    #[cfg(test)]
+    WRITES.with(|w| w.borrow_mut().push((path.clone(), value.to_string())));
     let res = fs::OpenOptions::new()
         .write(true)
-        .truncate(false)
+        .truncate(true)
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
     res.map_err(|source| CgroupError::Write {
@@ -21,6 +23,14 @@ pub(crate) fn write(dir: &Path, file: &str, value: impl AsRef<str>) -> Result<()
         value: value.to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every write of the current test thread, in order (a fake cgroupfs keeps only the
+    /// last value of a file, the kernel takes each write as one command).
+    pub(crate) static WRITES: std::cell::RefCell<Vec<(std::path::PathBuf, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Reads `dir/file` to a string.

@@ -25,8 +25,12 @@ mod error;
 mod fsutil;
 mod hierarchy;
 mod manager;
+mod oom;
 mod path;
 mod stats;
+mod sys;
+#[cfg(test)]
+mod testutil;
 mod v1;
 mod v2;
 
@@ -35,9 +39,13 @@ use oci_spec::runtime::LinuxResources;
 pub use error::CgroupError;
 pub use hierarchy::{parse_proc_cgroup, FsType, Hierarchies, Hierarchy, Layout, ProcCgroup};
 pub use manager::{CgroupSaved, FsManager, HierarchyMount, SavedHierarchy};
+pub use oom::{OomEvent, OomWatcher};
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
 };
+pub use v2::cpu::shares_to_weight;
+pub use v2::devices::{attach_device_filter, DeviceFilter, Insn, ACC_MKNOD, ACC_READ, ACC_WRITE};
+pub use v2::io::blkio_weight_to_io_weight;
 
 /// Operations on one container's cgroup, whatever the host layout.
 ///
@@ -78,6 +86,9 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     /// Removes the directories [`create`](CgroupManager::create) made (and cgroups the
     /// container made below its own), retrying with a bound while processes exit.
     fn destroy(&self) -> Result<(), CgroupError>;
+    /// Starts watching for OOM events (v2 `memory.events` when the unified hierarchy owns
+    /// the memory controller, else the v1 memory cgroup's eventfd).
+    fn oom_events(&self) -> Result<OomWatcher, CgroupError>;
     /// What to store to re-open this cgroup with [`open_saved`].
     fn saved(&self) -> CgroupSaved;
     /// How to present the cgroup hierarchies inside the container.

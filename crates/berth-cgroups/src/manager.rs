@@ -504,6 +504,19 @@ impl CgroupManager for FsManager {
         }
     }
 
+    fn oom_events(&self) -> Result<crate::OomWatcher, CgroupError> {
+        if self.saved.layout == Layout::V2 {
+            let dir = self.unified_dir().ok_or(CgroupError::NotMounted)?;
+            return crate::OomWatcher::v2(dir);
+        }
+        match self.v1_dir("memory") {
+            Some(d) => crate::OomWatcher::v1(d),
+            None => Err(CgroupError::ControllerMissing {
+                controller: "memory".into(),
+            }),
+        }
+    }
+
     fn saved(&self) -> CgroupSaved {
         self.saved.clone()
     }
@@ -545,5 +558,174 @@ impl CgroupManager for FsManager {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hierarchy::parse_proc_cgroup;
+
+    fn hybrid_root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for sub in ["cpu,cpuacct", "memory", "systemd", "unified"] {
+            fs::create_dir(d.path().join(sub)).unwrap();
+        }
+        fs::write(d.path().join("unified/cgroup.controllers"), "").unwrap();
+        d
+    }
+
+    #[test]
+    fn path_rules_per_hierarchy() {
+        let root = hybrid_root();
+        let h = Hierarchies::from_root(root.path()).unwrap();
+        let own = parse_proc_cgroup("3:cpu,cpuacct:/\n2:memory:/api/x\n1:name=systemd:/s\n0::/u\n")
+            .unwrap();
+        let m = FsManager::new(&h, &own, Some("rel/c"), "id").unwrap();
+        let dirs: Vec<_> = m
+            .saved
+            .hierarchies
+            .iter()
+            .map(|h| h.path.display().to_string())
+            .collect();
+        assert_eq!(dirs, ["/rel/c", "/api/x/rel/c", "/s/rel/c", "/u/rel/c"]);
+        let m = FsManager::new(&h, &own, None, "id").unwrap();
+        assert_eq!(
+            m.v1_dir("memory").unwrap(),
+            root.path().join("memory/api/x/id")
+        );
+        let m = FsManager::new(&h, &own, Some("/abs"), "id").unwrap();
+        assert_eq!(
+            m.v1_dir("cpuacct").unwrap(),
+            root.path().join("cpu,cpuacct/abs")
+        );
+        assert_eq!(m.unified_dir().unwrap(), root.path().join("unified/abs"));
+        assert_eq!(m.layout(), Layout::Hybrid);
+    }
+
+    #[test]
+    fn create_records_and_destroy_removes_only_ours() {
+        let root = hybrid_root();
+        fs::create_dir(root.path().join("memory/shared")).unwrap();
+        let h = Hierarchies::from_root(root.path()).unwrap();
+        let mut m = FsManager::new(&h, &[], Some("/shared/c1"), "c1").unwrap();
+        m.create().unwrap();
+        let saved = m.saved();
+        let mem = saved
+            .hierarchies
+            .iter()
+            .find(|h| h.controllers == ["memory"])
+            .unwrap();
+        assert_eq!(mem.created, vec![root.path().join("memory/shared/c1")]);
+        let cpu = &saved.hierarchies[0];
+        assert_eq!(
+            cpu.created,
+            vec![
+                root.path().join("cpu,cpuacct/shared"),
+                root.path().join("cpu,cpuacct/shared/c1")
+            ]
+        );
+        // Re-opened from JSON, destroy removes exactly what create made.
+        let json = serde_json::to_string(&saved).unwrap();
+        let back = FsManager::from_saved(serde_json::from_str(&json).unwrap());
+        back.destroy().unwrap();
+        assert!(root.path().join("memory/shared").is_dir());
+        assert!(!root.path().join("memory/shared/c1").exists());
+        assert!(!root.path().join("cpu,cpuacct/shared").exists());
+        assert!(!root.path().join("unified/shared").exists());
+        // Destroying again is a no-op.
+        back.destroy().unwrap();
+    }
+
+    #[test]
+    fn destroy_keeps_preexisting_leaf() {
+        let root = hybrid_root();
+        fs::create_dir_all(root.path().join("memory/c1")).unwrap();
+        let h = Hierarchies::from_root(root.path()).unwrap();
+        let mut m = FsManager::new(&h, &[], Some("/c1"), "c1").unwrap();
+        m.create().unwrap();
+        m.destroy().unwrap();
+        assert!(root.path().join("memory/c1").is_dir());
+        assert!(!root.path().join("systemd/c1").exists());
+    }
+
+    #[test]
+    fn container_mounts_hybrid() {
+        let root = hybrid_root();
+        let h = Hierarchies::from_root(root.path()).unwrap();
+        let m = FsManager::new(&h, &[], Some("/c1"), "c1").unwrap();
+        let mounts = m.container_mounts();
+        let cpu = &mounts[0];
+        assert_eq!(cpu.destination, "cpu,cpuacct");
+        assert_eq!(cpu.fs_type, FsType::V1);
+        assert_eq!(cpu.options, "cpu,cpuacct");
+        assert_eq!(cpu.symlinks, vec!["cpu", "cpuacct"]);
+        assert_eq!(cpu.host_dir, root.path().join("cpu,cpuacct/c1"));
+        let sd = mounts.iter().find(|m| m.destination == "systemd").unwrap();
+        assert_eq!(sd.options, "name=systemd");
+        assert!(sd.symlinks.is_empty());
+        let u = mounts.iter().find(|m| m.fs_type == FsType::V2).unwrap();
+        assert_eq!(u.destination, "unified");
+        assert_eq!(u.path, Path::new("/c1"));
+    }
+
+    #[test]
+    fn container_mounts_v2_and_subtree_control() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        fs::write(root.path().join("cgroup.subtree_control"), "cpu\n").unwrap();
+        let h = Hierarchies::from_root(root.path()).unwrap();
+        let mut m = FsManager::new(&h, &[], Some("/c1"), "c1").unwrap();
+        crate::fsutil::WRITES.with(|w| w.borrow_mut().clear());
+        m.create().unwrap();
+        let writes = crate::testutil::take_writes(root.path());
+        assert_eq!(
+            writes,
+            crate::testutil::pairs(&[("cgroup.subtree_control", "+memory")])
+        );
+        let mounts = m.container_mounts();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].destination, "");
+        assert_eq!(mounts[0].fs_type, FsType::V2);
+        m.destroy().unwrap();
+        assert!(!root.path().join("c1").exists());
+    }
+
+    #[test]
+    fn stats_json_shape() {
+        let mut s = Stats::default();
+        s.cpu.usage.total = 5;
+        s.cpu.usage.percpu = vec![2, 3];
+        s.cpu.throttling.throttled_periods = 1;
+        s.memory.usage.limit = 10;
+        s.memory.raw.insert("cache".into(), 1);
+        s.pids.current = 2;
+        s.blkio.io_service_bytes_recursive.push(crate::BlkioEntry {
+            major: 8,
+            minor: 0,
+            op: "Read".into(),
+            value: 1,
+        });
+        s.hugetlb.insert(
+            "2MB".into(),
+            crate::Hugetlb {
+                usage: 1,
+                max: 0,
+                failcnt: 0,
+            },
+        );
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["cpu"]["usage"]["total"], 5);
+        assert_eq!(v["cpu"]["usage"]["percpu"][1], 3);
+        assert_eq!(v["cpu"]["usage"]["kernel"], 0);
+        assert_eq!(v["cpu"]["throttling"]["throttledPeriods"], 1);
+        assert!(v["cpu"]["throttling"].get("periods").is_none());
+        assert_eq!(v["memory"]["usage"]["limit"], 10);
+        assert_eq!(v["memory"]["usage"]["failcnt"], 0);
+        assert_eq!(v["memory"]["raw"]["cache"], 1);
+        assert!(v["memory"].get("kernelTCP").is_some());
+        assert_eq!(v["pids"]["current"], 2);
+        assert_eq!(v["blkio"]["ioServiceBytesRecursive"][0]["op"], "Read");
+        assert_eq!(v["hugetlb"]["2MB"]["usage"], 1);
     }
 }

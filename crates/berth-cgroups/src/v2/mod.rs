@@ -1,26 +1,165 @@
-//! cgroup v2: one directory in the unified hierarchy.
+//! cgroup v2: one directory in the unified hierarchy, one module per controller.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::CgroupError;
+use crate::fsutil;
 use crate::stats::Stats;
+use crate::v1::{pids, rdma};
 
+pub(crate) mod cpu;
+pub(crate) mod devices;
+pub(crate) mod hugetlb;
+pub(crate) mod io;
+pub(crate) mod memory;
 pub(crate) mod unified;
 
-/// Writes the spec's resources to the unified cgroup `dir`.
-pub(crate) fn apply(_dir: &Path, _res: &LinuxResources) -> Result<(), CgroupError> {
-    Err(CgroupError::Unsupported {
-        operation: "apply",
-        reason: "not implemented yet".into(),
+/// The controllers enabled for the cgroup `dir` (its `cgroup.controllers`).
+fn controllers(dir: &Path) -> Result<Vec<String>, CgroupError> {
+    Ok(fsutil::read(dir, "cgroup.controllers")?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Writes the spec's resources to the unified cgroup `dir`. Every controller the resources
+/// need must be enabled for the cgroup; this is checked before anything is written.
+pub(crate) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
+    let have = controllers(dir)?;
+    let cpu = res.cpu().as_ref();
+    let wants_cpuset = cpu.is_some_and(|c| {
+        c.cpus().as_deref().is_some_and(|s| !s.is_empty())
+            || c.mems().as_deref().is_some_and(|s| !s.is_empty())
+    });
+    let wants_cpu = cpu.is_some_and(|c| {
+        c.shares().is_some_and(|v| v != 0)
+            || c.quota().is_some_and(|v| v != 0)
+            || c.period().is_some_and(|v| v != 0)
+            || c.burst().is_some()
+            || c.idle().is_some()
+    });
+    let mem = res.memory().as_ref().is_some_and(|m| {
+        m.limit().is_some_and(|v| v != 0)
+            || m.swap().is_some_and(|v| v != 0)
+            || m.reservation().is_some_and(|v| v != 0)
+    });
+    let wants: [(bool, &str); 7] = [
+        (wants_cpuset, "cpuset"),
+        (wants_cpu, "cpu"),
+        (mem, "memory"),
+        (res.pids().is_some_and(|p| p.limit() != 0), "pids"),
+        (res.block_io().is_some(), "io"),
+        (
+            res.hugepage_limits()
+                .as_ref()
+                .is_some_and(|h| !h.is_empty()),
+            "hugetlb",
+        ),
+        (res.rdma().as_ref().is_some_and(|r| !r.is_empty()), "rdma"),
+    ];
+    for (wanted, c) in wants {
+        if wanted && !have.iter().any(|h| h == c) {
+            return Err(CgroupError::ControllerMissing {
+                controller: c.to_string(),
+            });
+        }
+    }
+    if let Some(m) = res.memory() {
+        memory::apply(dir, m)?;
+    }
+    if let Some(c) = cpu {
+        cpu::apply(dir, c)?;
+    }
+    if let Some(p) = res.pids() {
+        pids::apply(dir, p.limit())?;
+    }
+    if let Some(b) = res.block_io() {
+        io::apply(dir, b)?;
+    }
+    if let Some(h) = res.hugepage_limits().as_ref().filter(|h| !h.is_empty()) {
+        hugetlb::apply(dir, h)?;
+    }
+    if let Some(r) = res.rdma().as_ref().filter(|r| !r.is_empty()) {
+        rdma::apply(dir, r)?;
+    }
+    if let Some(n) = res.network() {
+        if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+            tracing::warn!("network classID/priorities have no cgroup v2 equivalent, ignored");
+        }
+    }
+    if let Some(d) = res.devices().as_ref().filter(|d| !d.is_empty()) {
+        devices::apply(dir, d)?;
+    }
+    if let Some(u) = res.unified().as_ref().filter(|u| !u.is_empty()) {
+        unified::apply(dir, u)?;
+    }
+    Ok(())
+}
+
+/// Reads the statistics of the unified cgroup `dir`; controllers not enabled give zeroes.
+pub(crate) fn stats(dir: &Path) -> Result<Stats, CgroupError> {
+    let have = controllers(dir)?;
+    let on = |c: &str| have.iter().any(|h| h == c);
+    Ok(Stats {
+        cpu: cpu::stats(dir)?,
+        memory: if on("memory") {
+            memory::stats(dir)?
+        } else {
+            Default::default()
+        },
+        pids: if on("pids") {
+            pids::stats(dir)?
+        } else {
+            Default::default()
+        },
+        blkio: if on("io") {
+            io::stats(dir)?
+        } else {
+            Default::default()
+        },
+        hugetlb: if on("hugetlb") {
+            hugetlb::stats(dir)?
+        } else {
+            Default::default()
+        },
     })
 }
 
-/// Reads the statistics of the unified cgroup `dir`.
-pub(crate) fn stats(_dir: &Path) -> Result<Stats, CgroupError> {
-    Err(CgroupError::Unsupported {
-        operation: "stats",
-        reason: "not implemented yet".into(),
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{fake_dir, take_writes};
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn controllers_must_be_enabled() {
+        let d = fake_dir(&[
+            ("cgroup.controllers", "cpu pids\n"),
+            ("pids.max", ""),
+            ("memory.max", ""),
+        ]);
+        let res = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(3).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        match apply(d.path(), &res) {
+            Err(CgroupError::ControllerMissing { controller }) => assert_eq!(controller, "memory"),
+            other => panic!("{other:?}"),
+        }
+        assert!(take_writes(d.path()).is_empty());
+        let res = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(3).build().unwrap())
+            .build()
+            .unwrap();
+        apply(d.path(), &res).unwrap();
+        assert_eq!(take_writes(d.path()).len(), 1);
+    }
 }

@@ -1,0 +1,3 @@
+//! The raw system calls of the crate; every `unsafe` block lives below this module.
+
+pub(crate) mod bpf;
