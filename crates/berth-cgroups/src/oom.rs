@@ -109,10 +109,16 @@ impl OomWatcher {
             path: dir.join("memory.events"),
             source,
         };
+        if !dir.join("memory.events").exists() {
+            return Err(CgroupError::ControllerMissing {
+                controller: "memory".into(),
+            });
+        }
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(sys)?;
         inotify
             .add_watch(&dir.join("memory.events"), AddWatchFlags::IN_MODIFY)
             .map_err(sys)?;
+        // Read after the watch is in place so no event between the two is lost.
         let seen = oom_count(dir)?.ok_or_else(|| CgroupError::ControllerMissing {
             controller: "memory".into(),
         })?;
@@ -197,5 +203,46 @@ impl AsFd for OomWatcher {
             Kind::V1 { efd, .. } => efd.as_fd(),
             Kind::V2 { inotify, .. } => inotify.as_fd(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::fake_dir;
+
+    #[test]
+    fn v2_counter_growth_and_removal() {
+        let d = fake_dir(&[("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")]);
+        let mut w = OomWatcher::v2(d.path()).unwrap();
+        // Earlier OOMs do not count.
+        assert_eq!(w.wait_timeout(Duration::from_millis(50)).unwrap(), None);
+        let path = d.path().join("memory.events");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(path, "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n").unwrap();
+        });
+        let start = Instant::now();
+        assert_eq!(
+            w.wait_timeout(Duration::from_secs(5)).unwrap(),
+            Some(OomEvent::Oom)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "inotify did not wake the waiter"
+        );
+        writer.join().unwrap();
+        assert_eq!(w.wait_timeout(Duration::from_millis(50)).unwrap(), None);
+        std::fs::remove_file(d.path().join("memory.events")).unwrap();
+        assert_eq!(w.wait().unwrap(), OomEvent::CgroupRemoved);
+    }
+
+    #[test]
+    fn v2_without_memory_controller() {
+        let d = fake_dir(&[("cgroup.procs", "")]);
+        assert!(matches!(
+            OomWatcher::v2(d.path()),
+            Err(CgroupError::ControllerMissing { .. })
+        ));
     }
 }

@@ -115,3 +115,39 @@ pub fn dir_of(saved: &CgroupSaved, mount_suffix: &str) -> PathBuf {
         .map(|h| h.dir.clone())
         .unwrap_or_else(|| panic!("no hierarchy {mount_suffix}"))
 }
+
+/// A cgroup of a test: killed and removed even when the test panics; `finish` does the same
+/// with assertions.
+pub struct TestCgroup(Option<Box<dyn berth_cgroups::CgroupManager>>);
+
+impl TestCgroup {
+    pub fn new(cg: Box<dyn berth_cgroups::CgroupManager>) -> Self {
+        TestCgroup(Some(cg))
+    }
+
+    /// Kills what is left, removes the cgroup and asserts nothing is left in any hierarchy.
+    pub fn finish(mut self) {
+        let cg = self.0.take().unwrap();
+        let saved = cg.saved();
+        cg.kill_all(libc::SIGKILL).unwrap();
+        cg.destroy().unwrap();
+        assert_nothing_left(&saved);
+    }
+}
+
+impl std::ops::Deref for TestCgroup {
+    type Target = dyn berth_cgroups::CgroupManager;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().unwrap()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take() {
+            let _ = cg.thaw();
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.destroy();
+        }
+    }
+}
