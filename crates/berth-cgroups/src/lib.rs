@@ -124,5 +124,5 @@ pub fn new_manager(
 /// assert_eq!(cg.saved(), saved);
 /// ```
 pub fn open_saved(saved: &CgroupSaved) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    Ok(Box::new(FsManager::from_saved(saved.clone())))
+    Ok(Box::new(FsManager::from_saved(saved.clone())?))
 }

@@ -140,8 +140,43 @@ impl FsManager {
     }
 
     /// Re-opens a cgroup from what [`CgroupManager::saved`] returned.
-    pub fn from_saved(saved: CgroupSaved) -> Self {
-        FsManager { saved }
+    ///
+    /// The saved paths are checked first: every directory must lie below its hierarchy's
+    /// mount point without `..`, and the recorded created directories must be the cgroup
+    /// itself or its ancestors, so that a damaged state file cannot make
+    /// [`CgroupManager::destroy`] remove anything else.
+    pub fn from_saved(saved: CgroupSaved) -> Result<Self, CgroupError> {
+        for h in &saved.hierarchies {
+            let bad = |p: &Path, reason: &str| CgroupError::InvalidPath {
+                path: p.display().to_string(),
+                reason: reason.to_string(),
+            };
+            let clean = |p: &Path| {
+                p.is_absolute()
+                    && p.components()
+                        .all(|c| !matches!(c, std::path::Component::ParentDir))
+            };
+            if !clean(&h.mount_point)
+                || !clean(&h.dir)
+                || !h.dir.starts_with(&h.mount_point)
+                || h.dir == h.mount_point
+            {
+                return Err(bad(&h.dir, "saved cgroup is not inside its hierarchy"));
+            }
+            for c in &h.created {
+                if !clean(c)
+                    || !h.dir.starts_with(c)
+                    || !c.starts_with(&h.mount_point)
+                    || *c == h.mount_point
+                {
+                    return Err(bad(
+                        c,
+                        "saved created directory is not the cgroup or one of its parents",
+                    ));
+                }
+            }
+        }
+        Ok(FsManager { saved })
     }
 
     /// The layout the manager works with.
@@ -627,7 +662,7 @@ mod tests {
         );
         // Re-opened from JSON, destroy removes exactly what create made.
         let json = serde_json::to_string(&saved).unwrap();
-        let back = FsManager::from_saved(serde_json::from_str(&json).unwrap());
+        let back = FsManager::from_saved(serde_json::from_str(&json).unwrap()).unwrap();
         back.destroy().unwrap();
         assert!(root.path().join("memory/shared").is_dir());
         assert!(!root.path().join("memory/shared/c1").exists());
@@ -635,6 +670,27 @@ mod tests {
         assert!(!root.path().join("unified/shared").exists());
         // Destroying again is a no-op.
         back.destroy().unwrap();
+    }
+
+    #[test]
+    fn damaged_saved_state_is_refused() {
+        let root = hybrid_root();
+        let h = Hierarchies::from_root(root.path()).unwrap();
+        let m = FsManager::new(&h, &[], Some("/a/b"), "c1").unwrap();
+        let good = m.saved();
+        assert!(FsManager::from_saved(good.clone()).is_ok());
+        let mut s = good.clone();
+        s.hierarchies[0].created = vec!["/etc".into()];
+        assert!(FsManager::from_saved(s).is_err());
+        let mut s = good.clone();
+        s.hierarchies[0].created = vec![s.hierarchies[0].dir.join("../../..")];
+        assert!(FsManager::from_saved(s).is_err());
+        let mut s = good.clone();
+        s.hierarchies[0].dir = "/tmp/x".into();
+        assert!(FsManager::from_saved(s).is_err());
+        let mut s = good;
+        s.hierarchies[0].created = vec![s.hierarchies[0].mount_point.clone()];
+        assert!(FsManager::from_saved(s).is_err());
     }
 
     #[test]
