@@ -139,22 +139,26 @@ pub fn merge_table(runs: &[(String, Report)]) -> String {
         );
         for (name, rep) in runs {
             let r = rep.results.iter().find(|r| r.id == case.id);
+            // Identical reasons (a runtime failing every create the same way) share a note.
             let note = match r {
                 Some(r) if r.outcome != Outcome::Ok => {
-                    notes.push(format!(
-                        "{name} `{}`: {}",
-                        r.id,
+                    let text = format!(
+                        "{name}: {}",
                         r.reason.replace('\n', " ").replace('|', "\\|")
-                    ));
-                    Some(notes.len())
+                    );
+                    match notes.iter().position(|n| *n == text) {
+                        Some(i) => Some(i + 1),
+                        None => {
+                            notes.push(text);
+                            Some(notes.len())
+                        }
+                    }
                 }
                 _ => None,
             };
-            let c = cell(r, note);
-            let c = if r.map(|r| &r.outcome) == Some(&Outcome::Skip) {
-                format!("skip [{}]", notes.len())
-            } else {
-                c
+            let c = match (r.map(|r| &r.outcome), note) {
+                (Some(Outcome::Skip), Some(n)) => format!("skip [{n}]"),
+                _ => cell(r, note),
             };
             let _ = write!(s, " {c} |");
         }
