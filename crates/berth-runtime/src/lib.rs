@@ -1,1 +1,32 @@
-//! Container isolation library and OCI container lifecycle.
+//! Berth's isolation library and OCI container lifecycle.
+//!
+//! The entry point is [`container::ContainerBuilder`]: it loads a bundle, creates the
+//! namespaces, the cgroup and the root filesystem, and leaves the container's init process
+//! waiting for [`container::Container::start`]. Every other operation (`kill`, `pause`,
+//! `delete`, ...) goes through [`container::Container::load`].
+//!
+//! ```no_run
+//! use berth_runtime::container::{Container, ContainerBuilder};
+//!
+//! let mut c = ContainerBuilder::new("web", "/srv/bundles/web").create()?;
+//! c.start()?;
+//! let state = c.oci_state();
+//! println!("{} is {} with pid {}", state.id, state.status, state.pid);
+//! # Ok::<(), berth_runtime::error::ContainerError>(())
+//! ```
+
+pub mod caps;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod ns;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod spec;
+pub mod state;
+mod sys;
+
+pub use container::{Container, ContainerBuilder};
+pub use error::{ContainerError, SetupError};
+pub use state::{OciState, Status};

@@ -1,0 +1,659 @@
+//! The container lifecycle: create, start, kill, pause, resume, delete and state.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_cgroups::CgroupManager;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::error::ContainerError;
+use crate::hooks;
+use crate::ns::NsPlan;
+use crate::process::channel::{Channel, ToChild, ToParent};
+use crate::process::init::{child_main, InitConfig};
+use crate::spec::{Bundle, SpecError, OCI_VERSION};
+use crate::state::{self, ContainerState, OciState, StateDir, Status};
+use crate::sys::{self, Forked};
+
+/// The default runtime root, like runc's `/run/runc`.
+pub const DEFAULT_ROOT: &str = "/run/berth";
+
+/// Options of `create`, the library's entry point.
+///
+/// ```no_run
+/// use berth_runtime::container::ContainerBuilder;
+///
+/// // Set everything up; the init process waits for `start`.
+/// let mut c = ContainerBuilder::new("demo", "/tmp/bundle")
+///     .root("/run/berth")
+///     .create()?;
+/// c.start()?;
+/// println!("{} runs as pid {}", c.id(), c.pid());
+/// // ... later, from this or another process:
+/// let c = berth_runtime::container::Container::load("/run/berth".as_ref(), "demo")?;
+/// c.kill(libc::SIGKILL, false)?;
+/// # Ok::<(), berth_runtime::error::ContainerError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ContainerBuilder {
+    id: String,
+    bundle: PathBuf,
+    root: PathBuf,
+    pid_file: Option<PathBuf>,
+    console_socket: Option<PathBuf>,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    preserve_fds: u32,
+}
+
+impl ContainerBuilder {
+    /// A container `id` from the bundle in `bundle`.
+    pub fn new(id: impl Into<String>, bundle: impl Into<PathBuf>) -> Self {
+        ContainerBuilder {
+            id: id.into(),
+            bundle: bundle.into(),
+            root: PathBuf::from(DEFAULT_ROOT),
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: 0,
+        }
+    }
+
+    /// The runtime root holding the state directories (default [`DEFAULT_ROOT`]).
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = root.into();
+        self
+    }
+
+    /// Write the init process's pid to this file.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Send the terminal's master fd to the unix socket at this path.
+    pub fn console_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.console_socket = Some(path.into());
+        self
+    }
+
+    /// Use `MS_MOVE` and `chroot` instead of `pivot_root` (for rootfs on ramfs).
+    pub fn no_pivot(mut self, yes: bool) -> Self {
+        self.no_pivot = yes;
+        self
+    }
+
+    /// Keep the caller's session keyring instead of a new one per container.
+    pub fn no_new_keyring(mut self, yes: bool) -> Self {
+        self.no_new_keyring = yes;
+        self
+    }
+
+    /// Pass fds 3 .. 3+n to the container process.
+    pub fn preserve_fds(mut self, n: u32) -> Self {
+        self.preserve_fds = n;
+        self
+    }
+
+    /// Create the container: namespaces, cgroup, rootfs, process setup. The init process is
+    /// left waiting for [`Container::start`]. On failure nothing is left behind.
+    ///
+    /// The calling process must be single-threaded (the init process is cloned from it).
+    pub fn create(self) -> Result<Container, ContainerError> {
+        let _span = tracing::info_span!("create", id = %self.id).entered();
+        state::check_id(&self.id).map_err(|why| ContainerError::InvalidId {
+            id: self.id.clone(),
+            why,
+        })?;
+        let bundle = Bundle::load(&self.bundle)?;
+        let process =
+            bundle.spec.process().as_ref().ok_or_else(|| {
+                SpecError::invalid("process", "is required to create a container")
+            })?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(SpecError::invalid("process.args", "must not be empty").into());
+        }
+        if !process.cwd().is_absolute() {
+            return Err(SpecError::invalid("process.cwd", "must be an absolute path").into());
+        }
+        let terminal = process.terminal().unwrap_or(false);
+        let ns = NsPlan::from_spec(&bundle.spec)?;
+        let dir = StateDir::create(&self.root, &self.id).map_err(|e| {
+            if state::is_exists(&e) {
+                ContainerError::AlreadyExists {
+                    id: self.id.clone(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        let mut cleanup = Cleanup::new(dir);
+        let result = self.create_in(&bundle, ns, terminal, &mut cleanup);
+        match result {
+            Ok(state) => {
+                let dir = cleanup.disarm();
+                Ok(Container { dir, state })
+            }
+            Err(e) => {
+                cleanup.run();
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        bundle: &Bundle,
+        ns: NsPlan,
+        terminal: bool,
+        cleanup: &mut Cleanup,
+    ) -> Result<ContainerState, ContainerError> {
+        let spec = &bundle.spec;
+        let linux = spec.linux().as_ref();
+        let cgroups_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .and_then(|p| p.to_str());
+        let mut cgroup = berth_cgroups::new_manager(cgroups_path, &self.id)?;
+        cgroup.create()?;
+        let cgroup_mounts = cgroup.container_mounts();
+        cleanup.cgroup = Some(cgroup);
+        let cgroup = cleanup.cgroup.as_ref().expect("just set");
+
+        let fifo = cleanup.dir().fifo();
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+            .map_err(|e| ContainerError::sys(format!("mkfifo {}", fifo.display()), e))?;
+        let config_copy = cleanup.dir().path().join(state::CONFIG_FILE);
+        std::fs::copy(bundle.dir.join("config.json"), &config_copy).map_err(|source| {
+            ContainerError::Io {
+                op: "copy config.json to",
+                path: config_copy.clone(),
+                source,
+            }
+        })?;
+        let console_socket = match (&self.console_socket, terminal) {
+            (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
+                |source| ContainerError::Io {
+                    op: "connect to console socket",
+                    path: path.clone(),
+                    source,
+                },
+            )?)),
+            _ => None,
+        };
+        if terminal && console_socket.is_none() {
+            return Err(SpecError::invalid(
+                "process.terminal",
+                "is true but no console socket was given (--console-socket)",
+            )
+            .into());
+        }
+        let hooks = spec.hooks().as_ref();
+        let prestart = hooks.and_then(|h| h.prestart().clone()).unwrap_or_default();
+        let create_runtime = hooks
+            .and_then(|h| h.create_runtime().clone())
+            .unwrap_or_default();
+        let clone_flags = ns.clone_flags();
+        let new_user = ns.new_user();
+        let own_pid_ns = ns.new.contains(CloneFlags::CLONE_NEWPID);
+        let second_fork = ns.needs_second_fork();
+        let plan_for_maps = ns.clone();
+        let cfg = InitConfig {
+            id: self.id.clone(),
+            spec: spec.clone(),
+            rootfs: bundle.rootfs.clone(),
+            bundle: bundle.dir.clone(),
+            ns,
+            cgroup_mounts,
+            fifo: Some(fifo),
+            console_socket,
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+            preserve_fds: self.preserve_fds,
+            has_create_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+        };
+        let (parent_chan, child_chan) =
+            Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
+
+        // SAFETY: the runtime is single-threaded when it creates a container (documented on
+        // `create`), and the child only runs `child_main`, which never uses glibc's cached tid.
+        let forked = unsafe { sys::clone_fork(clone_flags) }
+            .map_err(|e| ContainerError::sys(format!("clone({clone_flags:?})"), e))?;
+        let mut pid = match forked {
+            Forked::Child => {
+                drop(parent_chan);
+                child_main(cfg, child_chan)
+            }
+            Forked::Parent(pid) => pid,
+        };
+        drop(child_chan);
+        drop(cfg);
+        cleanup.init = Some(pid);
+
+        cgroup.add_task(pid.as_raw())?;
+        if let Some(resources) = crate::rootfs::devices::effective_resources(spec) {
+            cgroup.apply(&resources)?;
+        }
+        if new_user {
+            crate::ns::write_id_mappings(pid.as_raw(), &plan_for_maps).map_err(|source| {
+                ContainerError::Io {
+                    op: "write id mappings of",
+                    path: format!("/proc/{pid}").into(),
+                    source,
+                }
+            })?;
+        }
+        parent_chan
+            .send(&ToChild::Go)
+            .map_err(|e| ContainerError::sys("send to init", e))?;
+        loop {
+            let msg = parent_chan
+                .recv::<ToParent>()
+                .map_err(|e| ContainerError::sys("receive from init", e))?;
+            match msg {
+                Some(ToParent::Pid(p)) if second_fork => {
+                    // The first child forked the real init and exits.
+                    let _ = waitpid(pid, None);
+                    pid = Pid::from_raw(p);
+                    cleanup.init = Some(pid);
+                }
+                Some(ToParent::RunCreateRuntimeHooks) => {
+                    let st =
+                        hook_state(&self.id, Status::Creating, pid.as_raw(), &bundle.dir, spec);
+                    hooks::run_hooks("prestart", &prestart, &st)?;
+                    hooks::run_hooks("createRuntime", &create_runtime, &st)?;
+                    parent_chan
+                        .send(&ToChild::HooksDone)
+                        .map_err(|e| ContainerError::sys("send to init", e))?;
+                }
+                Some(ToParent::Ready) => break,
+                Some(ToParent::Failed(e)) => return Err(e.into()),
+                Some(ToParent::Pid(_)) => {
+                    return Err(ContainerError::InitDied("unexpected pid message".into()))
+                }
+                None => {
+                    return Err(ContainerError::InitDied(
+                        "it closed its channel without a word".into(),
+                    ))
+                }
+            }
+        }
+
+        let pid_start_time = state::process_start_time(pid.as_raw())
+            .ok_or_else(|| ContainerError::InitDied("it exited right after setup".into()))?;
+        let st = ContainerState {
+            id: self.id.clone(),
+            pid: pid.as_raw(),
+            pid_start_time,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: cgroup.saved(),
+            own_pid_ns,
+            stopped: false,
+        };
+        cleanup.dir().save(&st)?;
+        if let Some(pid_file) = &self.pid_file {
+            write_pid_file(pid_file, pid.as_raw())?;
+        }
+        Ok(st)
+    }
+}
+
+/// Undo a half-made container: kill and reap init, remove the cgroup and the state directory.
+struct Cleanup {
+    dir: Option<StateDir>,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    init: Option<Pid>,
+}
+
+impl Cleanup {
+    fn new(dir: StateDir) -> Self {
+        Cleanup {
+            dir: Some(dir),
+            cgroup: None,
+            init: None,
+        }
+    }
+
+    fn dir(&self) -> &StateDir {
+        self.dir.as_ref().expect("present until disarmed")
+    }
+
+    fn disarm(mut self) -> StateDir {
+        self.dir.take().expect("present until disarmed")
+    }
+
+    fn run(mut self) {
+        if let Some(pid) = self.init.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            // Reap it if it is our child; if it is not (a joined pid namespace), wait for the
+            // kernel to finish it so that the cgroup can be removed.
+            if waitpid(pid, None).is_err() {
+                wait_gone(pid.as_raw(), Duration::from_secs(5));
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all(libc::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleanup: remove cgroup: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = dir.remove() {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// Wait until process `pid` has exited (it may be a zombie of another parent), up to `limit`.
+fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let Ok(fd) = sys::pidfd_open(Pid::from_raw(pid)) else {
+        return true; // already gone
+    };
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+    matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |op, p: &Path| {
+        let p = p.to_owned();
+        move |source| ContainerError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    std::fs::write(&tmp, pid.to_string()).map_err(io("write pid file", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("rename pid file to", path))
+}
+
+/// The state passed to hooks on stdin.
+pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, spec: &Spec) -> OciState {
+    OciState {
+        oci_version: OCI_VERSION.into(),
+        id: id.into(),
+        pid,
+        status,
+        bundle: bundle.to_owned(),
+        rootfs: PathBuf::new(),
+        created: String::new(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+    }
+}
+
+/// A container that exists under the runtime root, locked while this value lives.
+#[derive(Debug)]
+pub struct Container {
+    dir: StateDir,
+    state: ContainerState,
+}
+
+impl Container {
+    /// Open container `id` under `root`, taking its lock.
+    pub fn load(root: &Path, id: &str) -> Result<Self, ContainerError> {
+        state::check_id(id).map_err(|why| ContainerError::InvalidId {
+            id: id.to_owned(),
+            why,
+        })?;
+        let dir = StateDir::open(root, id)?
+            .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
+        let state = match dir.load() {
+            Ok(s) => s,
+            // A directory without state.json is a create still running or one that crashed:
+            // either way, not a container yet.
+            Err(state::StateError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(ContainerError::NotFound { id: id.to_owned() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Container { dir, state })
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// Host pid of the init process.
+    pub fn pid(&self) -> i32 {
+        self.state.pid
+    }
+
+    /// The saved state.
+    pub fn saved_state(&self) -> &ContainerState {
+        &self.state
+    }
+
+    /// The container's cgroup.
+    pub fn cgroup(&self) -> Result<Box<dyn CgroupManager>, ContainerError> {
+        Ok(berth_cgroups::open_saved(&self.state.cgroup)?)
+    }
+
+    /// The current status, derived from the init process, the exec fifo and the freezer.
+    pub fn status(&self) -> Status {
+        if self.state.stopped || !state::is_alive(self.state.pid, self.state.pid_start_time) {
+            return Status::Stopped;
+        }
+        if self.dir.fifo().exists() {
+            return Status::Created;
+        }
+        match self.cgroup().and_then(|c| Ok(c.is_frozen()?)) {
+            Ok(true) => Status::Paused,
+            _ => Status::Running,
+        }
+    }
+
+    /// The state as `runc state` prints it.
+    pub fn oci_state(&self) -> OciState {
+        let status = self.status();
+        OciState {
+            oci_version: OCI_VERSION.into(),
+            id: self.state.id.clone(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.state.pid
+            },
+            status,
+            bundle: self.state.bundle.clone(),
+            rootfs: self.state.rootfs.clone(),
+            created: self.state.created.clone(),
+            owner: String::new(),
+            annotations: self.state.annotations.clone(),
+        }
+    }
+
+    fn saved_spec(&self) -> Option<Spec> {
+        crate::spec::load_spec(&self.dir.path().join(state::CONFIG_FILE)).ok()
+    }
+
+    fn refuse(&self, op: &'static str, status: Status) -> ContainerError {
+        ContainerError::BadStatus {
+            op,
+            id: self.state.id.clone(),
+            status,
+        }
+    }
+
+    /// Let the init process exec the user's program, then run the poststart hooks.
+    pub fn start(&mut self) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status != Status::Created {
+            return Err(self.refuse("start", status));
+        }
+        let fifo_path = self.dir.fifo();
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ContainerError::sys(format!("open {}", fifo_path.display()), e))?;
+        // Wait for init's "0": it comes as soon as init sees the reader, unless init died.
+        loop {
+            let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(100u16)) {
+                Ok(0) | Err(Errno::EINTR) => {
+                    if !state::is_alive(self.state.pid, self.state.pid_start_time) {
+                        return Err(ContainerError::InitDied(
+                            "it exited while waiting for start".into(),
+                        ));
+                    }
+                }
+                Ok(_) => {
+                    let mut b = [0u8; 1];
+                    match nix::unistd::read(&fifo, &mut b) {
+                        Ok(1) => break,
+                        Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+                        Ok(_) => {
+                            return Err(ContainerError::InitDied(
+                                "it closed the exec fifo without starting".into(),
+                            ))
+                        }
+                        Err(e) => return Err(ContainerError::sys("read exec fifo", e)),
+                    }
+                }
+                Err(e) => return Err(ContainerError::sys("poll exec fifo", e)),
+            }
+        }
+        let _ = std::fs::remove_file(&fifo_path);
+        if let Some(spec) = self.saved_spec() {
+            if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+                let st = self.oci_state();
+                hooks::run_hooks_warn("poststart", hooks, &st);
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `signal` to the init process, or with `all` to every process of the container.
+    pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status == Status::Stopped {
+            return Err(self.refuse("kill", status));
+        }
+        if all {
+            let cg = self.cgroup()?;
+            cg.kill_all(signal)?;
+            return Ok(());
+        }
+        self.signal_init(signal)
+    }
+
+    fn signal_init(&self, signal: i32) -> Result<(), ContainerError> {
+        let pidfd = sys::pidfd_open(Pid::from_raw(self.state.pid))
+            .map_err(|e| ContainerError::sys(format!("pidfd_open {}", self.state.pid), e))?;
+        // The pidfd pins the process: if its start time still matches, it is our init.
+        if !state::is_alive(self.state.pid, self.state.pid_start_time) {
+            return Err(self.refuse("kill", Status::Stopped));
+        }
+        sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| {
+            ContainerError::sys(format!("kill {} with signal {signal}", self.state.pid), e)
+        })
+    }
+
+    /// Freeze every process of the container.
+    pub fn pause(&self) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status != Status::Running && status != Status::Created {
+            return Err(self.refuse("pause", status));
+        }
+        self.cgroup()?.freeze()?;
+        Ok(())
+    }
+
+    /// Thaw a paused container.
+    pub fn resume(&self) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status != Status::Paused {
+            return Err(self.refuse("resume", status));
+        }
+        self.cgroup()?.thaw()?;
+        Ok(())
+    }
+
+    /// Delete the container: it must be stopped or created, unless `force`, which kills it
+    /// first. Removes the cgroup, runs the poststop hooks and removes the state directory.
+    pub fn delete(self, force: bool) -> Result<(), ContainerError> {
+        let _span = tracing::info_span!("delete", id = %self.state.id).entered();
+        let status = self.status();
+        match status {
+            Status::Stopped => {}
+            Status::Created => self.kill_and_wait()?,
+            Status::Running | Status::Paused | Status::Creating if force => self.kill_and_wait()?,
+            other => return Err(self.refuse("delete", other)),
+        }
+        let cg = self.cgroup()?;
+        if !self.state.own_pid_ns {
+            // Without a pid namespace of its own, init's death does not end the others.
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
+        cg.destroy()?;
+        if let Some(spec) = self.saved_spec() {
+            if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+                let mut st = self.oci_state();
+                st.status = Status::Stopped;
+                hooks::run_hooks_warn("poststop", hooks, &st);
+            }
+        }
+        self.dir.remove()?;
+        Ok(())
+    }
+
+    fn kill_and_wait(&self) -> Result<(), ContainerError> {
+        let cg = self.cgroup()?;
+        let _ = cg.kill_all(libc::SIGKILL);
+        match self.signal_init(libc::SIGKILL) {
+            Ok(()) | Err(ContainerError::BadStatus { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        // A frozen cgroup holds the SIGKILL until thawed.
+        if cg.is_frozen().unwrap_or(false) {
+            cg.thaw()?;
+        }
+        if !wait_gone(self.state.pid, Duration::from_secs(10)) {
+            return Err(ContainerError::sys(
+                format!("wait for init {} to exit", self.state.pid),
+                Errno::ETIMEDOUT,
+            ));
+        }
+        // Then for the rest of the cgroup, a bounded while.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cg.procs().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
+/// Every container under `root`, each locked in turn and released; ids whose state cannot be
+/// read are skipped.
+pub fn list(root: &Path) -> Result<Vec<OciState>, ContainerError> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        if let Ok(c) = Container::load(root, &id) {
+            out.push(c.oci_state());
+        }
+    }
+    Ok(out)
+}

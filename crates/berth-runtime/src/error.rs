@@ -1,0 +1,146 @@
+//! Errors of the container lifecycle.
+//!
+//! [`ContainerError`] is what the public API returns. Errors that happen inside the container's
+//! init process during setup travel back to the parent as a [`SetupError`], which keeps the step,
+//! the operation, the path and the errno, so that `berth create` can say exactly what failed.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+use crate::hooks::HookError;
+use crate::spec::SpecError;
+use crate::state::{StateError, Status};
+
+/// An error of a container lifecycle operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container with this id exists under the runtime root.
+    #[error("container {id} does not exist")]
+    NotFound {
+        /// The container id asked for.
+        id: String,
+    },
+    /// A container with this id already exists.
+    #[error("container with id {id} already exists")]
+    AlreadyExists {
+        /// The container id asked for.
+        id: String,
+    },
+    /// The id is empty or has characters that are not allowed.
+    #[error("invalid container id {id:?}: {why}")]
+    InvalidId {
+        /// The rejected id.
+        id: String,
+        /// Why it was rejected.
+        why: &'static str,
+    },
+    /// The operation is not allowed in the container's current status.
+    #[error("cannot {op} container {id}: container is {status}")]
+    BadStatus {
+        /// The operation that was refused (`start`, `delete`, ...).
+        op: &'static str,
+        /// The container id.
+        id: String,
+        /// The status that forbids it.
+        status: Status,
+    },
+    /// The bundle's configuration is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The state directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A cgroup operation failed.
+    #[error("cgroup")]
+    Cgroup(#[from] berth_cgroups::CgroupError),
+    /// Setting up the container failed inside its init process.
+    #[error("container init")]
+    Setup(#[from] SetupError),
+    /// A hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// A system call made by the runtime (not the container's init) failed.
+    #[error("{op}")]
+    Sys {
+        /// What was being done, e.g. `clone` or `kill`.
+        op: String,
+        /// The errno.
+        #[source]
+        source: Errno,
+    },
+    /// A file operation made by the runtime failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container's init process exited or broke the setup protocol before it was ready.
+    #[error("container init exited before it was ready: {0}")]
+    InitDied(String),
+}
+
+impl ContainerError {
+    pub(crate) fn sys(op: impl Into<String>, source: Errno) -> Self {
+        ContainerError::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// A failure inside the container's init process, sent back to the runtime.
+///
+/// It says which step failed (`mount`, `pivot_root`, `exec`, ...), the operation and the path
+/// concerned, and the errno, if the cause was a system call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct SetupError {
+    /// The setup step, such as `rootfs`, `mounts`, `capabilities` or `exec`.
+    pub step: String,
+    /// What was done, such as `mount proc on /proc` or `setrlimit RLIMIT_NOFILE`.
+    pub op: String,
+    /// The errno of the failed system call, 0 if the error was not one.
+    pub errno: i32,
+}
+
+impl SetupError {
+    /// A setup error caused by a failed system call.
+    pub fn sys(step: &str, op: impl Into<String>, errno: Errno) -> Self {
+        SetupError {
+            step: step.to_owned(),
+            op: op.into(),
+            errno: errno as i32,
+        }
+    }
+
+    /// A setup error that is not a system call's failure.
+    pub fn msg(step: &str, op: impl Into<String>) -> Self {
+        SetupError {
+            step: step.to_owned(),
+            op: op.into(),
+            errno: 0,
+        }
+    }
+
+    /// The errno of the failure, if it was a system call's.
+    pub fn errno(&self) -> Option<Errno> {
+        (self.errno != 0).then(|| Errno::from_raw(self.errno))
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.step, self.op)?;
+        if let Some(errno) = self.errno() {
+            write!(f, ": {}", errno.desc())?;
+        }
+        Ok(())
+    }
+}

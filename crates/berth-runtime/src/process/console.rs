@@ -1,0 +1,62 @@
+//! The container's terminal: a pty created inside the container (after `pivot_root`, so its
+//! slave lives in the container's devpts), whose master is sent to the caller's console socket
+//! over `SCM_RIGHTS`, as containerd, conmon and docker expect.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::fcntl::OFlag;
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, Winsize};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::stat::Mode;
+
+use crate::error::SetupError;
+use crate::sys;
+
+/// Create the pty, send its master to `socket`, and make the slave our stdio and controlling
+/// terminal.
+pub fn setup_console(
+    socket: BorrowedFd<'_>,
+    size: Option<oci_spec::runtime::Box>,
+) -> Result<(), SetupError> {
+    let step = "terminal";
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| SetupError::sys(step, "open /dev/ptmx", e))?;
+    grantpt(&master).map_err(|e| SetupError::sys(step, "grantpt", e))?;
+    unlockpt(&master).map_err(|e| SetupError::sys(step, "unlockpt", e))?;
+    let name = ptsname_r(&master).map_err(|e| SetupError::sys(step, "ptsname", e))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SetupError::sys(step, format!("open {name}"), e))?;
+    if let Some(size) = size {
+        let ws = Winsize {
+            ws_row: size.height() as u16,
+            ws_col: size.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        sys::set_winsize(slave.as_fd(), &ws)
+            .map_err(|e| SetupError::sys(step, "set console size", e))?;
+    }
+    let fds = [master.as_raw_fd()];
+    let iov = [IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| SetupError::sys(step, "send pty master to console socket", e))?;
+    drop(master);
+    for target in 0..3 {
+        sys::dup_onto(slave.as_fd(), target)
+            .map_err(|e| SetupError::sys(step, format!("dup2 pty slave to fd {target}"), e))?;
+    }
+    sys::set_controlling_tty(slave.as_fd())
+        .map_err(|e| SetupError::sys(step, "set controlling terminal", e))?;
+    Ok(())
+}

@@ -1,0 +1,541 @@
+//! The container's init process: everything between `clone` and `execve` of the user's
+//! program, run in the child.
+//!
+//! The child never returns into the caller's code: [`child_main`] either execs the program or
+//! reports a [`SetupError`] to the parent and exits.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{PosixRlimitType, Spec};
+
+use super::channel::{Channel, ToChild, ToParent};
+use super::console;
+use crate::caps::{self, CapSets};
+use crate::error::SetupError;
+use crate::ns::NsPlan;
+use crate::rootfs::{self, RootfsContext};
+use crate::sys::{self, Forked};
+
+/// Everything the init process needs, prepared by the parent before `clone`.
+#[derive(Debug)]
+pub struct InitConfig {
+    /// The container id.
+    pub id: String,
+    /// The parsed configuration.
+    pub spec: Spec,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Namespaces to create and to join.
+    pub ns: NsPlan,
+    /// Cgroup hierarchies to present inside the container.
+    pub cgroup_mounts: Vec<berth_cgroups::HierarchyMount>,
+    /// The exec fifo (opened `O_PATH` before `pivot_root`).
+    pub fifo: Option<PathBuf>,
+    /// Where to send the terminal's master fd when `process.terminal` is set.
+    pub console_socket: Option<OwnedFd>,
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    /// Fds 3 .. 3+N are passed to the container process.
+    pub preserve_fds: u32,
+    /// Whether the createRuntime/prestart hook round trip is needed.
+    pub has_create_runtime_hooks: bool,
+}
+
+/// Entry point of the child after `clone`. Never returns.
+pub fn child_main(cfg: InitConfig, chan: Channel) -> ! {
+    let err = match setup_and_exec(&cfg, &chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    // Whether the parent is still there to hear it or not, we are done.
+    let _ = chan.send(&ToParent::Failed(err));
+    // SAFETY-free exit without running the parent's atexit handlers or flushing its stdio
+    // buffers (which were copied into us by clone).
+    std::process::exit(1)
+}
+
+fn wait_for(chan: &Channel, step: &str) -> Result<ToChild, SetupError> {
+    match chan.recv::<ToChild>() {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(SetupError::msg(step, "runtime went away")),
+        Err(e) => Err(SetupError::sys(step, "receive from runtime", e)),
+    }
+}
+
+fn send(chan: &Channel, msg: &ToParent, step: &str) -> Result<(), SetupError> {
+    chan.send(msg)
+        .map_err(|e| SetupError::sys(step, "send to runtime", e))
+}
+
+enum Never {}
+
+fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError> {
+    // The parent may have blocked signals to forward them; the container starts with none.
+    sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("init", "sigprocmask", e))?;
+    // Until exec, nobody (not even a process in the container) may ptrace us or open our
+    // /proc files, which would reach the runtime binary and our fds.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))?;
+    close_inherited_fds(cfg, chan)?;
+    sys::set_umask(0);
+
+    // The parent puts us in the cgroup and writes the id mappings, then says go.
+    wait_for(chan, "init")?;
+    if cfg.ns.new_user() {
+        // Become the mapped root of the new user namespace.
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| SetupError::sys("user namespace", "setresgid(0)", e))?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| SetupError::sys("user namespace", "setresuid(0)", e))?;
+    }
+
+    join_namespaces(cfg)?;
+    if cfg.ns.needs_second_fork() {
+        // setns(pid) and unshare(time) only apply to children: fork the real init, as a
+        // child of the runtime (CLONE_PARENT) so that `run` can wait for it.
+        // SAFETY: the init process is single-threaded (a clone of the single-threaded runtime)
+        // and the child does not use glibc's cached tid.
+        match unsafe { sys::clone_fork(CloneFlags::CLONE_PARENT) } {
+            Err(e) => return Err(SetupError::sys("namespaces", "fork into pid namespace", e)),
+            Ok(Forked::Parent(pid)) => {
+                let _ = chan.send(&ToParent::Pid(pid.as_raw()));
+                std::process::exit(0);
+            }
+            Ok(Forked::Child) => {}
+        }
+    }
+    if cfg.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        // Only now, inside the container's cgroup, so that it becomes the namespace's root.
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| SetupError::sys("namespaces", "unshare(CLONE_NEWCGROUP)", e))?;
+    }
+    set_names(cfg)?;
+    if !cfg.no_new_keyring {
+        let name = CString::new(format!("_ses.{}", cfg.id)).expect("ids have no NUL");
+        // Kernels without keyrings (ENOSYS) or a keyring quota hit are not fatal, as in runc.
+        match sys::join_session_keyring(&name) {
+            Ok(()) | Err(Errno::ENOSYS) | Err(Errno::EDQUOT) | Err(Errno::EACCES) => {}
+            Err(e) => return Err(SetupError::sys("init", "join session keyring", e)),
+        }
+    }
+
+    let new_mnt = cfg.ns.new.contains(CloneFlags::CLONE_NEWNS);
+    if new_mnt {
+        rootfs::prepare(&RootfsContext {
+            spec: &cfg.spec,
+            rootfs: &cfg.rootfs,
+            bundle: &cfg.bundle,
+            cgroup_mounts: &cfg.cgroup_mounts,
+            userns: cfg.ns.has_user(),
+            cgroupns: cfg.ns.has(CloneFlags::CLONE_NEWCGROUP),
+        })?;
+    }
+    if cfg.has_create_runtime_hooks {
+        send(chan, &ToParent::RunCreateRuntimeHooks, "hooks")?;
+        wait_for(chan, "hooks")?;
+    }
+    if let Some(hooks) = cfg
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_ref())
+    {
+        let state = crate::container::hook_state(
+            &cfg.id,
+            crate::state::Status::Creating,
+            std::process::id() as i32,
+            &cfg.bundle,
+            &cfg.spec,
+        );
+        crate::hooks::run_hooks("createContainer", hooks, &state)
+            .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
+    }
+    let fifo = match &cfg.fifo {
+        Some(p) => Some(
+            nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| SetupError::sys("init", format!("open {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    if new_mnt {
+        rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
+    } else {
+        nix::unistd::chroot(&cfg.rootfs).map_err(|e| SetupError::sys("rootfs", "chroot", e))?;
+    }
+    apply_sysctl(&cfg.spec)?;
+    if new_mnt {
+        rootfs::finalize(&cfg.spec)?;
+    }
+
+    let process = cfg
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| SetupError::msg("process", "config.json has no process"))?;
+    nix::unistd::setsid().map_err(|e| SetupError::sys("process", "setsid", e))?;
+    if process.terminal().unwrap_or(false) {
+        let sock = cfg.console_socket.as_ref().ok_or_else(|| {
+            SetupError::msg(
+                "terminal",
+                "process.terminal is set but no --console-socket was given",
+            )
+        })?;
+        console::setup_console(sock.as_fd(), process.console_size())?;
+    }
+    if let Some(p) = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+    {
+        let persona = match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            _ => 0x0000,
+        };
+        sys::set_personality(persona).map_err(|e| SetupError::sys("process", "personality", e))?;
+    }
+    apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| SetupError::msg("process", format!("write oomScoreAdj {adj}: {e}")))?;
+    }
+
+    let env: Vec<CString> = process
+        .env()
+        .iter()
+        .flatten()
+        .map(|e| CString::new(e.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| SetupError::msg("process", "process.env has a NUL byte"))?;
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| SetupError::msg("process", "process.args has a NUL byte"))?;
+    let arg0 = process
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .ok_or_else(|| SetupError::msg("process", "process.args must not be empty"))?;
+    let program = find_program(
+        arg0,
+        process.env().as_deref().unwrap_or_default(),
+        process.cwd(),
+    )?;
+
+    // Mark every fd past the preserved ones close-on-exec: only stdio and the fds asked for
+    // reach the program (CVE-2024-21626).
+    sys::cloexec_from(3 + cfg.preserve_fds as RawFd)
+        .map_err(|e| SetupError::sys("process", "close_range", e))?;
+    let user = process.user();
+    let caps = process
+        .capabilities()
+        .as_ref()
+        .map(CapSets::from_spec)
+        .unwrap_or_default();
+    caps::drop_bounding(&caps.bounding)?;
+    switch_user(
+        user.uid(),
+        user.gid(),
+        user.additional_gids().as_deref().unwrap_or_default(),
+    )?;
+    caps::apply(&caps)?;
+    if let Some(mask) = user.umask() {
+        sys::set_umask(mask);
+    } else {
+        sys::set_umask(0o022);
+    }
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd.as_path())
+        .map_err(|e| SetupError::sys("process", format!("chdir to cwd {:?}", cwd.display()), e))?;
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| SetupError::sys("process", "prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+    }
+    if let Some(seccomp) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        crate::seccomp::apply(seccomp)?;
+    }
+
+    send(chan, &ToParent::Ready, "init")?;
+    if let Some(fifo) = fifo {
+        wait_for_start(&fifo)?;
+    }
+    if let Some(hooks) = cfg
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
+        let state = crate::container::hook_state(
+            &cfg.id,
+            crate::state::Status::Created,
+            std::process::id() as i32,
+            &cfg.bundle,
+            &cfg.spec,
+        );
+        crate::hooks::run_hooks("startContainer", hooks, &state)
+            .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
+    }
+    let err = nix::unistd::execve(&program, &args, &env).unwrap_err();
+    Err(SetupError::sys(
+        "exec",
+        format!("exec {}", program.to_string_lossy()),
+        err,
+    ))
+}
+
+/// Close every fd the runtime had open except stdio, the preserved fds and our channel and
+/// console socket; the lock on the state directory, in particular, must not live on in init.
+fn close_inherited_fds(cfg: &InitConfig, chan: &Channel) -> Result<(), SetupError> {
+    let first = 3 + cfg.preserve_fds as RawFd;
+    let mut keep = vec![chan.raw_fd()];
+    if let Some(s) = &cfg.console_socket {
+        keep.push(s.as_raw_fd());
+    }
+    let dir = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| SetupError::msg("init", format!("read /proc/self/fd: {e}")))?;
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd >= first && !keep.contains(&fd) {
+            // The fd of the read_dir iterator itself is already closed here; EBADF is fine.
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    Ok(())
+}
+
+fn join_namespaces(cfg: &InitConfig) -> Result<(), SetupError> {
+    for (flag, path) in &cfg.ns.join {
+        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| SetupError::sys("namespaces", format!("open {}", path.display()), e))?;
+        setns(fd.as_fd(), *flag)
+            .map_err(|e| SetupError::sys("namespaces", format!("setns {}", path.display()), e))?;
+    }
+    if cfg
+        .ns
+        .new
+        .contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+    {
+        unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .map_err(|e| SetupError::sys("namespaces", "unshare(CLONE_NEWTIME)", e))?;
+        write_time_offsets(&cfg.spec)?;
+    }
+    Ok(())
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<(), SetupError> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    std::fs::write("/proc/self/timens_offsets", text)
+        .map_err(|e| SetupError::msg("namespaces", format!("write timens_offsets: {e}")))
+}
+
+fn set_names(cfg: &InitConfig) -> Result<(), SetupError> {
+    if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h)
+            .map_err(|e| SetupError::sys("hostname", format!("sethostname {h:?}"), e))?;
+    }
+    if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        sys::setdomainname(d)
+            .map_err(|e| SetupError::sys("domainname", format!("setdomainname {d:?}"), e))?;
+    }
+    Ok(())
+}
+
+fn apply_sysctl(spec: &Spec) -> Result<(), SetupError> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for (key, value) in sysctl {
+        if key.contains("..") || key.starts_with('/') {
+            return Err(SetupError::msg("sysctl", format!("invalid key {key:?}")));
+        }
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| {
+            SetupError::msg(
+                "sysctl",
+                format!("write {key}={value} ({}): {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> Resource {
+    match t {
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+    }
+}
+
+fn apply_rlimits(limits: &[oci_spec::runtime::PosixRlimit]) -> Result<(), SetupError> {
+    for l in limits {
+        setrlimit(rlimit_resource(l.typ()), l.soft(), l.hard()).map_err(|e| {
+            let hint = if e == Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE, which the runtime lacks)"
+            } else {
+                ""
+            };
+            SetupError::sys(
+                "rlimits",
+                format!(
+                    "setrlimit {} soft={} hard={}{hint}",
+                    l.typ(),
+                    l.soft(),
+                    l.hard()
+                ),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn switch_user(uid: u32, gid: u32, additional: &[u32]) -> Result<(), SetupError> {
+    let step = "user";
+    nix::sys::prctl::set_keepcaps(true)
+        .map_err(|e| SetupError::sys(step, "prctl(PR_SET_KEEPCAPS)", e))?;
+    let groups: Vec<Gid> = additional.iter().map(|g| Gid::from_raw(*g)).collect();
+    match nix::unistd::setgroups(&groups) {
+        Ok(()) => {}
+        // With setgroups denied in a user namespace only an empty request is acceptable.
+        Err(Errno::EPERM) if groups.is_empty() => {}
+        Err(e) => {
+            return Err(SetupError::sys(
+                step,
+                format!("setgroups {additional:?}"),
+                e,
+            ))
+        }
+    }
+    let g = Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g)
+        .map_err(|e| SetupError::sys(step, format!("setresgid {gid}"), e))?;
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u)
+        .map_err(|e| SetupError::sys(step, format!("setresuid {uid}"), e))?;
+    nix::sys::prctl::set_keepcaps(false)
+        .map_err(|e| SetupError::sys(step, "prctl(PR_SET_KEEPCAPS, 0)", e))
+}
+
+/// Find `arg0` as `execvp` would, with the container's `PATH` (after `pivot_root`).
+fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, SetupError> {
+    let not_found = |why: &str| SetupError {
+        step: "exec".into(),
+        op: format!("{arg0:?}: {why}"),
+        errno: Errno::ENOENT as i32,
+    };
+    if arg0.contains('/') {
+        let p = if Path::new(arg0).is_absolute() {
+            PathBuf::from(arg0)
+        } else {
+            cwd.join(arg0)
+        };
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(CString::new(arg0).expect("checked for NUL")),
+            Ok(_) => Err(SetupError::sys(
+                "exec",
+                format!("{arg0:?}: not a regular file"),
+                Errno::EACCES,
+            )),
+            Err(_) => Err(not_found("no such file or directory")),
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(m) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(CString::new(candidate.as_os_str().as_bytes()).expect("no NUL"));
+            }
+        }
+    }
+    Err(not_found("executable file not found in $PATH"))
+}
+
+/// Block until `berth start` opens the exec fifo, then tell it we go.
+fn wait_for_start(fifo: &OwnedFd) -> Result<(), SetupError> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let fd = loop {
+        match nix::fcntl::open(
+            OsStr::new(&path),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    }
+    .map_err(|e| SetupError::sys("init", "open exec fifo", e))?;
+    nix::unistd::write(&fd, b"0").map_err(|e| SetupError::sys("init", "write exec fifo", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_lookup_uses_container_path() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_owned()];
+        let found = find_program("sh", &env, Path::new("/")).unwrap();
+        assert!(found.to_str().unwrap().ends_with("/sh"));
+        let err = find_program("no-such-program-here", &env, Path::new("/")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("executable file not found in $PATH"),
+            "{err}"
+        );
+        assert_eq!(err.errno(), Some(Errno::ENOENT));
+    }
+}

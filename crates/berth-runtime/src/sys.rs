@@ -1,0 +1,196 @@
+//! Raw system calls that `nix` does not wrap (or wraps in a way we cannot use).
+//!
+//! This is the only module of the crate with `unsafe` code. Each function is a thin, typed
+//! wrapper: errors come back as [`nix::errno::Errno`], file descriptors as [`OwnedFd`].
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// The result of [`clone_fork`], seen from each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// We are the parent; the value is the child's pid in our pid namespace.
+    Parent(Pid),
+    /// We are the child.
+    Child,
+}
+
+/// `clone(2)` with fork semantics (no new stack, child continues from here), creating the
+/// namespaces in `flags` for the child in the same system call.
+///
+/// The child gets `SIGCHLD` as its exit signal so the parent can `waitpid` it like a forked child.
+///
+/// # Safety
+/// The calling process must be single-threaded: like `fork`, the child gets a copy of only the
+/// calling thread, and locks held by other threads would stay locked forever in the child.
+/// Additionally the child must not rely on glibc's cached thread id (no `raise`, no
+/// `pthread_kill`): raw `clone` does not update it the way glibc's `fork` does.
+pub unsafe fn clone_fork(flags: CloneFlags) -> Result<Forked, Errno> {
+    let raw_flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a null child stack gives fork semantics (the child runs on a copy-on-write copy of
+    // our stack); the parent-tid, child-tid and tls arguments are unused because the flags carry
+    // no CLONE_PARENT_SETTID, CLONE_CHILD_SETTID or CLONE_SETTLS. The caller guarantees that the
+    // process is single-threaded (this function's contract).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            raw_flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
+    }
+}
+
+/// Mark every fd from `first` upwards close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`), so nothing the runtime had open leaks into the container's program.
+pub fn cloexec_from(first: RawFd) -> Result<(), Errno> {
+    // SAFETY: close_range only changes fd flags; with CLOSE_RANGE_CLOEXEC it closes nothing, so
+    // no fd owned elsewhere in this process is invalidated.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive and cannot be built).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(2)` of `path` beneath `dirfd` with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`:
+/// symlinks (absolute or `..`) are resolved as if `dirfd` were `/`, so nothing outside can be
+/// reached. Returns `ENOSYS` on kernels without `openat2`.
+pub fn openat_in_root(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> Result<OwnedFd, Errno> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+            mode as u64
+        } else {
+            0
+        },
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `how` is a valid open_how that lives across the call and we pass its exact size;
+    // `path` is NUL-terminated; the kernel returns a new fd that nothing else owns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = Errno::result(ret)? as RawFd;
+    // SAFETY: the kernel just returned this fd to us and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_open(2)`: a file descriptor that refers to process `pid` and not to a later
+/// process that reuses its number.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    let fd = Errno::result(ret)? as RawFd;
+    // SAFETY: the kernel just returned this fd to us and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: signal the process the pidfd refers to, race-free against pid reuse.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Errno> {
+    // SAFETY: a null siginfo asks the kernel to fill it as kill(2) would; flags must be 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `setdomainname(2)`; `nix` has only `sethostname`.
+pub fn setdomainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call; the kernel
+    // copies them and does not need NUL termination.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(ret).map(drop)
+}
+
+/// `personality(2)` with a raw persona value (the `nix` wrapper only knows flag bits).
+pub fn set_personality(persona: libc::c_ulong) -> Result<(), Errno> {
+    // SAFETY: personality takes an integer and changes only this process's execution domain.
+    let ret = unsafe { libc::personality(persona) };
+    Errno::result(ret).map(drop)
+}
+
+/// `umask(2)`; returns the previous mask.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail and touches only this process's file-creation mask.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Join the session keyring named `name`, creating it (`KEYCTL_JOIN_SESSION_KEYRING`), so the
+/// container does not share the caller's keyring.
+pub fn join_session_keyring(name: &CStr) -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING) reads the NUL-terminated name, which outlives the call.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// Set the calling thread's signal mask to `set` (used in the child right after clone, before
+/// it can run anything the parent's mask must not apply to).
+pub fn set_sigmask(set: &nix::sys::signal::SigSet) -> Result<(), Errno> {
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(set), None)
+}
+
+nix::ioctl_write_ptr_bad!(ioctl_set_winsize, libc::TIOCSWINSZ, nix::pty::Winsize);
+nix::ioctl_write_int_bad!(ioctl_set_ctty, libc::TIOCSCTTY);
+
+/// Set the window size of the terminal `fd` (`TIOCSWINSZ`).
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &nix::pty::Winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ reads one Winsize through the pointer, which is valid for the call.
+    unsafe { ioctl_set_winsize(fd.as_raw_fd(), ws) }.map(drop)
+}
+
+/// Make `fd` the controlling terminal of our session (`TIOCSCTTY`, without stealing).
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal) and no pointer.
+    unsafe { ioctl_set_ctty(fd.as_raw_fd(), 0) }.map(drop)
+}
+
+/// Make `target` (0, 1 or 2) a copy of `fd`, replacing what it was.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 onto a stdio number replaces that fd in place; stdio fds are not owned by
+    // any Rust object in the init process, so no OwnedFd is invalidated.
+    let ret = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    Errno::result(ret).map(drop)
+}

@@ -1,0 +1,73 @@
+//! `berth create`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use berth_runtime::ContainerBuilder;
+use clap::Args;
+
+use crate::cli::GlobalOpts;
+
+/// Options shared by `create` and `run`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Path to the bundle directory (default: the current directory).
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container process's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master fd when process.terminal is set.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on ramfs).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many additional fds (3 onwards) to the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// The container id.
+    pub id: String,
+}
+
+impl CreateArgs {
+    /// The library builder these options describe.
+    pub fn builder(&self, g: &GlobalOpts) -> ContainerBuilder {
+        let mut b = ContainerBuilder::new(&self.id, &self.bundle)
+            .root(g.root())
+            .no_pivot(self.no_pivot)
+            .no_new_keyring(self.no_new_keyring)
+            .preserve_fds(self.preserve_fds + listen_fds());
+        if let Some(p) = &self.pid_file {
+            b = b.pid_file(p);
+        }
+        if let Some(s) = &self.console_socket {
+            b = b.console_socket(s);
+        }
+        b
+    }
+}
+
+/// Socket activation: fds passed with LISTEN_FDS for us are preserved too, as runc does.
+fn listen_fds() -> u32 {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `berth create`.
+pub fn run(g: &GlobalOpts, a: CreateArgs) -> Result<u8> {
+    a.builder(g).create()?;
+    Ok(0)
+}

@@ -1,0 +1,59 @@
+//! One module per verb.
+
+pub mod create;
+pub mod delete;
+pub mod events;
+pub mod kill;
+pub mod list;
+pub mod ps;
+pub mod run;
+pub mod spec;
+pub mod update;
+
+use anyhow::Result;
+use berth_runtime::Container;
+use clap::Args;
+
+use crate::cli::{Command, GlobalOpts};
+
+/// A verb that takes only the container id.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The container id.
+    pub id: String,
+}
+
+/// Run a verb; the result is the process's exit code.
+pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
+    if g.systemd_cgroup {
+        anyhow::bail!("--systemd-cgroup is not supported on this host: systemd is not running");
+    }
+    match cmd {
+        Command::Create(a) => create::run(g, a),
+        Command::Start(a) => {
+            Container::load(&g.root(), &a.id)?.start()?;
+            Ok(0)
+        }
+        Command::Run(a) => run::run(g, a),
+        Command::State(a) => {
+            let c = Container::load(&g.root(), &a.id)?;
+            println!("{}", serde_json::to_string_pretty(&c.oci_state())?);
+            Ok(0)
+        }
+        Command::Kill(a) => kill::run(g, a),
+        Command::Delete(a) => delete::run(g, a),
+        Command::List(a) => list::run(g, a),
+        Command::Spec(a) => spec::run(a),
+        Command::Pause(a) => {
+            Container::load(&g.root(), &a.id)?.pause()?;
+            Ok(0)
+        }
+        Command::Resume(a) => {
+            Container::load(&g.root(), &a.id)?.resume()?;
+            Ok(0)
+        }
+        Command::Ps(a) => ps::run(g, a),
+        Command::Events(a) => events::run(g, a),
+        Command::Update(a) => update::run(g, a),
+    }
+}

@@ -1,0 +1,106 @@
+//! `berth run`: create and start; in the foreground, forward signals and exit with the
+//! container's status.
+
+use anyhow::{Context, Result};
+use berth_runtime::Container;
+use clap::Args;
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::create::CreateArgs;
+use crate::cli::GlobalOpts;
+
+/// `run [--detach] [create options] ID`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Detach from the container's process (exit once it is started).
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Create options.
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// Signals forwarded to the container in the foreground (all but the synchronous ones and
+/// those that cannot be caught).
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::all();
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGABRT,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+    ] {
+        set.remove(s);
+    }
+    set
+}
+
+/// `berth run`.
+pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
+    let root = g.root();
+    let id = a.create.id.clone();
+    if a.detach {
+        let mut c = a.create.builder(g).create()?;
+        if let Err(e) = c.start() {
+            let _ = c.delete(true);
+            return Err(e.into());
+        }
+        return Ok(0);
+    }
+    // Block the signals before the container exists, so that neither its exit (SIGCHLD) nor a
+    // signal meant for it can slip by; the init process unblocks them for itself.
+    let signals = forwarded_signals();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None).context("block signals")?;
+    // Orphans of a container without its own pid namespace come to us, and are reaped.
+    nix::sys::prctl::set_child_subreaper(true).context("become a subreaper")?;
+    let mut c = a.create.builder(g).create()?;
+    let init = Pid::from_raw(c.pid());
+    if let Err(e) = c.start() {
+        let _ = c.delete(true);
+        return Err(e.into());
+    }
+    // Release the container's lock while it runs, so that `state`, `kill` etc. work.
+    drop(c);
+    let code = forward_until_exit(init, &signals);
+    match Container::load(&root, &id) {
+        Ok(c) => c.delete(true)?,
+        Err(berth_runtime::ContainerError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    code
+}
+
+/// Forward every signal we get to `init` until it exits; reap every child (we are a
+/// subreaper). Returns init's exit code, or 128+signal.
+fn forward_until_exit(init: Pid, signals: &SigSet) -> Result<u8> {
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    loop {
+        // Reap first: the SIGCHLD may already have been consumed while we were starting.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == init => return Ok(code as u8),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => return Ok(128 + sig as u8),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        let Some(info) = sfd.read_signal().context("read signalfd")? else {
+            continue;
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            continue;
+        }
+        if let Ok(sig) = Signal::try_from(sig) {
+            let _ = kill(init, sig);
+        }
+    }
+}
