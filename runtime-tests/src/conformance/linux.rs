@@ -405,7 +405,7 @@ pub(super) fn cases() -> Vec<Case> {
                         .any(|o| o.starts_with("shared:") || o.starts_with("master:")),
                     Some(t) => opt.iter().any(|o| o.starts_with(t)),
                 };
-                ensure(ok, || format!("/ has optional fields {opt:?}"))
+                ensure(ok, || format!("with rootfsPropagation {prop} the container's / has propagation fields {opt:?}"))
             },
         ));
     }

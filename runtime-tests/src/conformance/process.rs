@@ -214,6 +214,9 @@ pub(super) fn cases() -> Vec<Case> {
                 let err = ctx.rt.container_stderr(&id);
                 ensure(out == "out\n" && err.contains("err"), || format!("stdout {out:?}, stderr {err:?}"))
             }),
+        Case::new("config.process.terminal", "config.md#process", Level::Must,
+            "terminal true gives the process a pseudo-terminal as stdio, whose master is sent to --console-socket",
+            terminal_case),
         Case::new("config.hostname", "config.md#hostname", Level::Must,
             "hostname is the container's hostname",
             |ctx| {
@@ -361,5 +364,85 @@ fn hooks_case(ctx: &Ctx, full: bool) -> Verdict {
     let lines = read();
     ensure(lines.lines().last() == Some("poststop"), || {
         format!("poststop did not run on delete: {lines:?}")
+    })
+}
+
+/// Receives the pty master over `--console-socket` and reads what the container prints on it.
+fn terminal_case(ctx: &Ctx) -> Verdict {
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+    let sock = ctx.dir().join("console.sock");
+    let listener = UnixListener::bind(&sock).map_err(|e| not_ok(format!("harness: bind: {e}")))?;
+    let receiver = std::thread::spawn(move || -> Option<OwnedFd> {
+        let (conn, _) = listener.accept().ok()?;
+        let mut buf = [0u8; 256];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&conn);
+        let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::empty()).ok()?;
+        for c in msg.cmsgs().ok()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(&f) = fds.first() {
+                    // SAFETY: SCM_RIGHTS installed `f` in this process just now; nothing else
+                    // owns it, so wrapping it transfers that sole ownership.
+                    return Some(unsafe { OwnedFd::from_raw_fd(f) });
+                }
+            }
+        }
+        None
+    });
+    let mut b = ctx.bundle()?;
+    b.set_terminal(true).set_args(&[
+        "sh",
+        "-c",
+        "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty-ok; sleep 0.5",
+    ]);
+    let id = ctx.id("tty");
+    let s = sock.display().to_string();
+    let created = ctx
+        .rt
+        .create_with(&id, &b, &["--console-socket", s.as_str()]);
+    if !created.success() {
+        // Unblock the receiver before failing.
+        let _ = std::os::unix::net::UnixStream::connect(&sock);
+        let _ = receiver.join();
+        return Err(not_ok(format!(
+            "create --console-socket failed: {}",
+            super::ctx::brief(&created)
+        )));
+    }
+    let master = receiver
+        .join()
+        .ok()
+        .flatten()
+        .ok_or_else(|| not_ok("no pty master received on the console socket"))?;
+    ctx.must(ctx.rt.start(&id), "start")?;
+    let mut file = std::fs::File::from(master);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A runtime that leaks the pty slave would keep this read blocked: never wait on it
+    // unbounded (the thread is left behind in that case).
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out.windows(6).any(|w| w == b"tty-ok") {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
+    });
+    ctx.rt.wait_status(&id, "stopped", Duration::from_secs(5));
+    let _ = ctx.rt.delete_force(&id);
+    let out = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    ensure(out.contains("tty-ok"), || {
+        format!("stdio were not a terminal; pty read {out:?}")
     })
 }

@@ -54,6 +54,7 @@ const RUNC_OK: &[&str] = &[
     "config.process.no-new-privileges",
     "config.process.oom-score-adj",
     "config.process.no-terminal-stdio",
+    "config.process.terminal",
     "config.hostname",
     "config.hostname.without-uts",
     "config.hooks.create-phase",
