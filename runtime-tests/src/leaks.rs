@@ -86,9 +86,8 @@ impl LeakSnapshot {
         let root = rt.root.display().to_string();
         let mut out = Vec::new();
         for m in mounts().difference(&self.mounts) {
-            let ours = m.contains(&bundle)
-                || m.contains(&root)
-                || ids.iter().any(|id| m.contains(id.as_str()));
+            let ours =
+                m.contains(&bundle) || m.contains(&root) || ids.iter().any(|id| names_id(m, id));
             if ours {
                 out.push(Leak::Mount(m.clone()));
             }
@@ -151,11 +150,23 @@ fn walk_cgroups(dir: &Path, ids: &[String], depth: usize, found: &mut Vec<PathBu
         }
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if ids.is_empty() || ids.iter().any(|id| name.contains(id.as_str())) {
+        if ids.is_empty() || ids.iter().any(|id| names_id(&name, id)) {
             found.push(p.clone());
         }
         walk_cgroups(&p, ids, depth - 1, found);
     }
+}
+
+/// Whether `text` contains `id` not followed by a digit, so that id `t-1-3` does not claim the
+/// cgroup of `t-1-34`.
+pub fn names_id(text: &str, id: &str) -> bool {
+    !id.is_empty()
+        && text.match_indices(id).any(|(i, _)| {
+            !text[i + id.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
 }
 
 /// The start time (field 22 of /proc/PID/stat) of a live process, to tell pid reuse apart.
@@ -196,7 +207,7 @@ fn processes(bundle: &Path, ids: &[String], seen: &[(i32, u64)]) -> Vec<Leak> {
         }
         if why.is_none() && !ids.is_empty() {
             let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            if let Some(id) = ids.iter().find(|id| cg.contains(id.as_str())) {
+            if let Some(id) = ids.iter().find(|id| names_id(&cg, id)) {
                 why = Some(format!("in a cgroup of {id}"));
             }
         }
@@ -222,4 +233,17 @@ fn list_tree(dir: &Path) -> BTreeSet<PathBuf> {
         }
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_do_not_claim_longer_ids() {
+        assert!(names_id("/sys/fs/cgroup/pids/obs-12-3", "obs-12-3"));
+        assert!(names_id("/x/obs-12-3/sub", "obs-12-3"));
+        assert!(!names_id("/x/obs-12-34", "obs-12-3"));
+        assert!(!names_id("/x/obs-123-3", "obs-12-3"));
+    }
 }

@@ -34,7 +34,9 @@ mod spec;
 
 pub use bundle::{Bundle, PROBE_PATH};
 pub use error::SupportError;
-pub use leaks::{assert_no_leaks, cgroup_dirs, start_time, Leak, LeakSnapshot, CGROUP_ROOT};
+pub use leaks::{
+    assert_no_leaks, cgroup_dirs, names_id, start_time, Leak, LeakSnapshot, CGROUP_ROOT,
+};
 pub use locate::{
     berth_bin, is_root, probe_bin, rootfs_dir, workspace_dir, ENV_BERTH_BIN, ENV_PROBE, ENV_ROOTFS,
 };
