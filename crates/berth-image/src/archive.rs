@@ -61,7 +61,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { platform: Platform::host(), name: None }
+        Self {
+            platform: Platform::host(),
+            name: None,
+        }
     }
 }
 
@@ -111,10 +114,21 @@ fn normalise(p: &Path) -> Option<String> {
     Some(out.join("/"))
 }
 
-fn stage_blob(store: &Store, staged: &mut Staged, path: String, r: &mut dyn Read, size: u64) -> Result<(), ArchiveError> {
-    let expect = path.strip_prefix("blobs/sha256/").and_then(|h| format!("sha256:{h}").parse::<Digest>().ok());
+fn stage_blob(
+    store: &Store,
+    staged: &mut Staged,
+    path: String,
+    r: &mut dyn Read,
+    size: u64,
+) -> Result<(), ArchiveError> {
+    let expect = path
+        .strip_prefix("blobs/sha256/")
+        .and_then(|h| format!("sha256:{h}").parse::<Digest>().ok());
     let res = match &expect {
-        Some(d) if store.has_blob(d) && fs::metadata(store.blob_path(d)).map(|m| m.len()).ok() == Some(size) => {
+        Some(d)
+            if store.has_blob(d)
+                && fs::metadata(store.blob_path(d)).map(|m| m.len()).ok() == Some(size) =>
+        {
             io::copy(r, &mut io::sink()).map_err(ArchiveError::Read)?;
             Ok((d.clone(), size))
         }
@@ -122,7 +136,10 @@ fn stage_blob(store: &Store, staged: &mut Staged, path: String, r: &mut dyn Read
         None => store.write_blob(r, None),
     };
     let got = res.map_err(|source| match source {
-        StoreError::Verify { .. } => ArchiveError::BadBlob { path: path.clone(), source },
+        StoreError::Verify { .. } => ArchiveError::BadBlob {
+            path: path.clone(),
+            source,
+        },
         e => e.into(),
     })?;
     staged.files.insert(path, got);
@@ -139,23 +156,36 @@ fn stage_blob(store: &Store, staged: &mut Staged, path: String, r: &mut dyn Read
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn load_tar(store: &Store, r: impl Read, opts: &LoadOptions) -> Result<Vec<LoadedImage>, ArchiveError> {
+pub fn load_tar(
+    store: &Store,
+    r: impl Read,
+    opts: &LoadOptions,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     let mut staged = Staged::default();
     let mut ar = tar::Archive::new(r);
     for e in ar.entries().map_err(ArchiveError::Read)? {
         let mut e = e.map_err(ArchiveError::Read)?;
-        let Some(path) = normalise(&e.path().map_err(ArchiveError::Read)?) else { continue };
+        let Some(path) = normalise(&e.path().map_err(ArchiveError::Read)?) else {
+            continue;
+        };
         match e.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if path == "manifest.json" || path == "index.json" {
                     let mut buf = Vec::new();
-                    e.by_ref().take(16 << 20).read_to_end(&mut buf).map_err(ArchiveError::Read)?;
+                    e.by_ref()
+                        .take(16 << 20)
+                        .read_to_end(&mut buf)
+                        .map_err(ArchiveError::Read)?;
                     if path == "manifest.json" {
                         staged.manifest_json = Some(buf);
                     } else {
                         staged.index_json = Some(buf);
                     }
-                } else if path == "oci-layout" || path == "repositories" || path.ends_with("/json") || path == "VERSION" {
+                } else if path == "oci-layout"
+                    || path == "repositories"
+                    || path.ends_with("/json")
+                    || path == "VERSION"
+                {
                     // Metadata we don't need.
                 } else {
                     let size = e.size();
@@ -181,7 +211,11 @@ pub fn load_tar(store: &Store, r: impl Read, opts: &LoadOptions) -> Result<Vec<L
 }
 
 /// Load an OCI image layout directory into the store.
-pub fn load_oci_dir(store: &Store, dir: &Path, opts: &LoadOptions) -> Result<Vec<LoadedImage>, ArchiveError> {
+pub fn load_oci_dir(
+    store: &Store,
+    dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     let mut staged = Staged::default();
     let idx = dir.join("index.json");
     staged.index_json = Some(fs::read(&idx).map_err(ArchiveError::Read)?);
@@ -197,7 +231,11 @@ pub fn load_oci_dir(store: &Store, dir: &Path, opts: &LoadOptions) -> Result<Vec
 }
 
 /// Load a path: a directory is an OCI layout, a file a tar (either format).
-pub fn load_path(store: &Store, path: &Path, opts: &LoadOptions) -> Result<Vec<LoadedImage>, ArchiveError> {
+pub fn load_path(
+    store: &Store,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     if path.is_dir() {
         load_oci_dir(store, path, opts)
     } else {
@@ -227,14 +265,26 @@ fn layer_media_type(store: &Store, d: &Digest) -> Result<&'static str, ArchiveEr
     })
 }
 
-fn finish(store: &Store, staged: &Staged, opts: &LoadOptions) -> Result<Vec<LoadedImage>, ArchiveError> {
+fn finish(
+    store: &Store,
+    staged: &Staged,
+    opts: &LoadOptions,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     let mut out = Vec::new();
     let mut refs = Vec::new();
     if let Some(mj) = &staged.manifest_json {
         let ms: Vec<DockerManifest> =
-            serde_json::from_slice(mj).map_err(|source| ArchiveError::Json { file: "manifest.json".into(), source })?;
+            serde_json::from_slice(mj).map_err(|source| ArchiveError::Json {
+                file: "manifest.json".into(),
+                source,
+            })?;
         for m in ms {
-            let get = |p: &str| staged.get(p).cloned().ok_or_else(|| ArchiveError::MissingFile(p.to_owned()));
+            let get = |p: &str| {
+                staged
+                    .get(p)
+                    .cloned()
+                    .ok_or_else(|| ArchiveError::MissingFile(p.to_owned()))
+            };
             let (cd, cs) = get(&m.config)?;
             let mut layers = Vec::new();
             for l in &m.layers {
@@ -262,8 +312,10 @@ fn finish(store: &Store, staged: &Staged, opts: &LoadOptions) -> Result<Vec<Load
         struct Index {
             manifests: Vec<oci_spec::image::Descriptor>,
         }
-        let idx: Index =
-            serde_json::from_slice(ij).map_err(|source| ArchiveError::Json { file: "index.json".into(), source })?;
+        let idx: Index = serde_json::from_slice(ij).map_err(|source| ArchiveError::Json {
+            file: "index.json".into(),
+            source,
+        })?;
         for desc in &idx.manifests {
             let mut d = descriptor_digest(desc, "index.json").map_err(StoreError::from)?;
             // Follow nested indexes down to the platform's manifest.
@@ -272,16 +324,29 @@ fn finish(store: &Store, staged: &Staged, opts: &LoadOptions) -> Result<Vec<Load
                 match Manifest::parse(&data, &d).map_err(StoreError::from)? {
                     Manifest::Image(_) => break,
                     Manifest::Index(i) => {
-                        d = descriptor_digest(select_platform(&i, &d, &opts.platform).map_err(StoreError::from)?, "index")
-                            .map_err(StoreError::from)?;
+                        d = descriptor_digest(
+                            select_platform(&i, &d, &opts.platform).map_err(StoreError::from)?,
+                            "index",
+                        )
+                        .map_err(StoreError::from)?;
                     }
                 }
             }
-            let name = desc.annotations().as_ref().and_then(|a| a.get(REF_NAME)).cloned();
+            let name = desc
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME))
+                .cloned();
             let names = match name {
-                Some(n) if n.contains(['/', ':', '@']) => vec![n.parse::<Reference>().map_err(StoreError::from)?.to_string()],
+                Some(n) if n.contains(['/', ':', '@']) => vec![n
+                    .parse::<Reference>()
+                    .map_err(StoreError::from)?
+                    .to_string()],
                 Some(tag) => match &opts.name {
-                    Some(repo) => vec![format!("{repo}:{tag}").parse::<Reference>().map_err(StoreError::from)?.to_string()],
+                    Some(repo) => vec![format!("{repo}:{tag}")
+                        .parse::<Reference>()
+                        .map_err(StoreError::from)?
+                        .to_string()],
                     None => Vec::new(),
                 },
                 None => Vec::new(),

@@ -77,7 +77,12 @@ pub struct ProcessUser {
 }
 
 fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
-    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
     let fd = rustix::fs::openat2(
         &root,
         OsStr::new(path),
@@ -87,7 +92,10 @@ fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
     )
     .ok()?;
     let mut s = String::new();
-    fs::File::from(fd).take(16 << 20).read_to_string(&mut s).ok()?;
+    fs::File::from(fd)
+        .take(16 << 20)
+        .read_to_string(&mut s)
+        .ok()?;
     Some(s)
 }
 
@@ -99,17 +107,38 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ProcessUser, BundleErro
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let pw = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4);
-    let entry = pw.clone().find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
+    let pw = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4);
+    let entry = pw
+        .clone()
+        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
     let (uid, pw_gid, uname) = match (u.parse::<u32>(), &entry) {
-        (Ok(n), e) => (n, e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0), e.as_ref().map(|f| f[0].to_owned())),
-        (Err(_), Some(f)) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0), Some(f[0].to_owned())),
+        (Ok(n), e) => (
+            n,
+            e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+            e.as_ref().map(|f| f[0].to_owned()),
+        ),
+        (Err(_), Some(f)) => (
+            f[2].parse().unwrap_or(0),
+            f[3].parse().unwrap_or(0),
+            Some(f[0].to_owned()),
+        ),
         (Err(_), None) if u.is_empty() => (0, 0, Some("root".to_owned())),
         (Err(_), None) => {
-            return Err(BundleError::UnknownUser { what: "user", name: u.to_owned(), file: "/etc/passwd" })
+            return Err(BundleError::UnknownUser {
+                what: "user",
+                name: u.to_owned(),
+                file: "/etc/passwd",
+            })
         }
     };
-    let groups: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4).collect();
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
     let gid = match g {
         None => pw_gid,
         Some(g) => match g.parse::<u32>() {
@@ -118,7 +147,11 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ProcessUser, BundleErro
                 .iter()
                 .find(|f| f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| BundleError::UnknownUser { what: "group", name: g.to_owned(), file: "/etc/group" })?,
+                .ok_or_else(|| BundleError::UnknownUser {
+                    what: "group",
+                    name: g.to_owned(),
+                    file: "/etc/group",
+                })?,
         },
     };
     let mut additional_gids = Vec::new();
@@ -135,13 +168,21 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ProcessUser, BundleErro
             }
         }
     }
-    Ok(ProcessUser { uid, gid, additional_gids })
+    Ok(ProcessUser {
+        uid,
+        gid,
+        additional_gids,
+    })
 }
 
 /// The runtime spec for an image config: runc's default spec (mounts, capabilities, masked and
 /// read-only paths, namespaces) with the image's command, env, cwd, user and labels,
 /// `root.path = "rootfs"` (writable, as Docker does) and `terminal = false`.
-pub fn runtime_spec(config: &ImageConfiguration, rootfs: &Path, opts: &BundleOptions) -> Result<Spec, BundleError> {
+pub fn runtime_spec(
+    config: &ImageConfiguration,
+    rootfs: &Path,
+    opts: &BundleOptions,
+) -> Result<Spec, BundleError> {
     let c = config.config().clone().unwrap_or_default();
     let mut args: Vec<String> = match &opts.entrypoint {
         Some(ep) => ep.clone(),
@@ -160,10 +201,17 @@ pub fn runtime_spec(config: &ImageConfiguration, rootfs: &Path, opts: &BundleOpt
         env.insert(0, DEFAULT_PATH.to_owned());
     }
     let user = resolve_user(rootfs, c.user().as_deref().unwrap_or(""))?;
-    let cwd = c.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_owned());
+    let cwd = c
+        .working_dir()
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
     let mut annotations = c.labels().clone().unwrap_or_default();
     if let Some(sig) = c.stop_signal() {
-        annotations.insert("org.opencontainers.image.stopSignal".to_owned(), sig.clone());
+        annotations.insert(
+            "org.opencontainers.image.stopSignal".to_owned(),
+            sig.clone(),
+        );
     }
     let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     let mut user_json = json!({"uid": user.uid, "gid": user.gid});
@@ -260,8 +308,16 @@ mod tests {
     fn rootfs() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir(d.path().join("etc")).unwrap();
-        fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nberth:x:1000:1000::/home:/bin/sh\n").unwrap();
-        fs::write(d.path().join("etc/group"), "root:x:0:\naudio:x:29:berth\nstaff:x:50:\n").unwrap();
+        fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nberth:x:1000:1000::/home:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\naudio:x:29:berth\nstaff:x:50:\n",
+        )
+        .unwrap();
         d
     }
 
@@ -269,9 +325,23 @@ mod tests {
     fn users() {
         let r = rootfs();
         assert_eq!(resolve_user(r.path(), "").unwrap().uid, 0);
-        assert_eq!(resolve_user(r.path(), "berth").unwrap(), ProcessUser { uid: 1000, gid: 1000, additional_gids: vec![29] });
+        assert_eq!(
+            resolve_user(r.path(), "berth").unwrap(),
+            ProcessUser {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![29]
+            }
+        );
         assert_eq!(resolve_user(r.path(), "berth:staff").unwrap().gid, 50);
-        assert_eq!(resolve_user(r.path(), "42:7").unwrap(), ProcessUser { uid: 42, gid: 7, additional_gids: vec![] });
+        assert_eq!(
+            resolve_user(r.path(), "42:7").unwrap(),
+            ProcessUser {
+                uid: 42,
+                gid: 7,
+                additional_gids: vec![]
+            }
+        );
         assert!(resolve_user(r.path(), "nobody").is_err());
         assert!(resolve_user(r.path(), "berth:nogroup").is_err());
     }
@@ -291,10 +361,19 @@ mod tests {
         assert_eq!(p.cwd().to_str(), Some("/srv"));
         assert_eq!(p.user().uid(), 1000);
         assert!(!p.terminal().unwrap());
-        assert_eq!(spec.root().as_ref().unwrap().path().to_str(), Some("rootfs"));
+        assert_eq!(
+            spec.root().as_ref().unwrap().path().to_str(),
+            Some("rootfs")
+        );
         assert_eq!(spec.annotations().as_ref().unwrap()["l"], "v");
-        let o = BundleOptions { args: Some(vec!["ls".into()]), ..Default::default() };
+        let o = BundleOptions {
+            args: Some(vec!["ls".into()]),
+            ..Default::default()
+        };
         let spec = runtime_spec(&cfg, r.path(), &o).unwrap();
-        assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap(), &["/bin/sh", "-c", "ls"]);
+        assert_eq!(
+            spec.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &["/bin/sh", "-c", "ls"]
+        );
     }
 }

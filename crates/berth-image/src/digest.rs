@@ -70,7 +70,10 @@ impl Digest {
         if &actual == self {
             Ok(())
         } else {
-            Err(DigestError::Mismatch { expected: self.clone(), actual })
+            Err(DigestError::Mismatch {
+                expected: self.clone(),
+                actual,
+            })
         }
     }
 }
@@ -78,11 +81,19 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, DigestError> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError::Invalid(s.to_owned()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError::Invalid(s.to_owned()))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_owned()));
         }
-        Ok(Self { hex: hex.to_owned() })
+        Ok(Self {
+            hex: hex.to_owned(),
+        })
     }
 }
 
@@ -151,7 +162,10 @@ pub struct HashReader<R> {
 impl<R: Read> HashReader<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// Bytes read so far.
     pub fn len(&self) -> u64 {
@@ -186,7 +200,10 @@ pub struct HashWriter<W> {
 impl<W: Write> HashWriter<W> {
     /// Wrap `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// Return the inner writer, the digest and size of what was written.
     pub fn finish(self) -> (W, Digest, u64) {
@@ -214,7 +231,10 @@ mod tests {
     fn parse_and_display() {
         let d = Digest::of(b"abc");
         let s = d.to_string();
-        assert_eq!(s, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            s,
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(s.parse::<Digest>().unwrap(), d);
         assert!("sha256:xyz".parse::<Digest>().is_err());
         assert!("md5:00".parse::<Digest>().is_err());

@@ -75,7 +75,11 @@ impl Platform {
             "riscv64" => ("riscv64", None),
             other => (other, None),
         };
-        Self { os: "linux".into(), architecture: arch.into(), variant: variant.map(Into::into) }
+        Self {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: variant.map(Into::into),
+        }
     }
 
     fn matches(&self, p: &oci_spec::image::Platform) -> bool {
@@ -132,12 +136,20 @@ impl Manifest {
         struct Probe {
             manifests: Option<serde_json::Value>,
         }
-        let perr = |what, source| ImageError::Parse { what, digest: digest.clone(), source };
+        let perr = |what, source| ImageError::Parse {
+            what,
+            digest: digest.clone(),
+            source,
+        };
         let probe: Probe = serde_json::from_slice(data).map_err(|e| perr("manifest", e))?;
         if probe.manifests.is_some() {
-            Ok(Self::Index(Box::new(serde_json::from_slice(data).map_err(|e| perr("image index", e))?)))
+            Ok(Self::Index(Box::new(
+                serde_json::from_slice(data).map_err(|e| perr("image index", e))?,
+            )))
         } else {
-            Ok(Self::Image(Box::new(serde_json::from_slice(data).map_err(|e| perr("image manifest", e))?)))
+            Ok(Self::Image(Box::new(
+                serde_json::from_slice(data).map_err(|e| perr("image manifest", e))?,
+            )))
         }
     }
 }
@@ -151,8 +163,14 @@ pub fn select_platform<'a>(
     let ms = index.manifests();
     ms.iter()
         .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-        .or_else(|| ms.iter().find(|d| d.platform().is_none() && !is_attestation(d)))
-        .ok_or_else(|| ImageError::NoPlatform { platform: platform.clone(), index: index_digest.clone() })
+        .or_else(|| {
+            ms.iter()
+                .find(|d| d.platform().is_none() && !is_attestation(d))
+        })
+        .ok_or_else(|| ImageError::NoPlatform {
+            platform: platform.clone(),
+            index: index_digest.clone(),
+        })
 }
 
 fn is_attestation(d: &Descriptor) -> bool {
@@ -163,7 +181,10 @@ fn is_attestation(d: &Descriptor) -> bool {
 
 /// Digest of a descriptor, validated.
 pub fn descriptor_digest(d: &Descriptor, what: &'static str) -> Result<Digest, ImageError> {
-    d.digest().to_string().parse().map_err(|source| ImageError::Digest { what, source })
+    d.digest()
+        .to_string()
+        .parse()
+        .map_err(|source| ImageError::Digest { what, source })
 }
 
 /// A resolved image: a platform manifest and its config.
@@ -198,7 +219,12 @@ impl Image {
         config: ImageConfiguration,
     ) -> Result<Self, ImageError> {
         let config_digest = descriptor_digest(manifest.config(), "manifest config")?;
-        let img = Self { manifest_digest, manifest, config_digest, config };
+        let img = Self {
+            manifest_digest,
+            manifest,
+            config_digest,
+            config,
+        };
         img.layers()?;
         Ok(img)
     }
@@ -208,7 +234,11 @@ impl Image {
         let ls = self.manifest.layers();
         let ids = self.config.rootfs().diff_ids();
         if ls.len() != ids.len() {
-            return Err(ImageError::LayerCount(self.manifest_digest.clone(), ls.len(), ids.len()));
+            return Err(ImageError::LayerCount(
+                self.manifest_digest.clone(),
+                ls.len(),
+                ids.len(),
+            ));
         }
         ls.iter()
             .zip(ids)
@@ -216,7 +246,10 @@ impl Image {
                 Ok(Layer {
                     digest: descriptor_digest(l, "layer descriptor")?,
                     size: l.size(),
-                    diff_id: id.parse().map_err(|source| ImageError::Digest { what: "config diff_ids", source })?,
+                    diff_id: id.parse().map_err(|source| ImageError::Digest {
+                        what: "config diff_ids",
+                        source,
+                    })?,
                 })
             })
             .collect()

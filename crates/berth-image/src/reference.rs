@@ -56,12 +56,16 @@ impl Reference {
 }
 
 fn invalid(reference: &str, reason: &'static str) -> ReferenceError {
-    ReferenceError::Invalid { reference: reference.to_owned(), reason }
+    ReferenceError::Invalid {
+        reference: reference.to_owned(),
+        reason,
+    }
 }
 
 fn valid_path_component(c: &str) -> bool {
     !c.is_empty()
-        && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         && c.as_bytes()[0].is_ascii_alphanumeric()
         && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
 }
@@ -70,7 +74,8 @@ fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && (t.as_bytes()[0].is_ascii_alphanumeric() || t.as_bytes()[0] == b'_')
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 impl FromStr for Reference {
@@ -81,7 +86,10 @@ impl FromStr for Reference {
             return Err(invalid(s, "empty"));
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(d.parse::<Digest>().map_err(|_| invalid(s, "bad digest"))?)),
+            Some((r, d)) => (
+                r,
+                Some(d.parse::<Digest>().map_err(|_| invalid(s, "bad digest"))?),
+            ),
             None => (s, None),
         };
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
@@ -95,7 +103,9 @@ impl FromStr for Reference {
             }
         }
         let (registry, path) = match name.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => (first, path),
+            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first, path)
+            }
             _ => (DEFAULT_REGISTRY, name),
         };
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
@@ -112,14 +122,22 @@ impl FromStr for Reference {
             path.to_owned()
         };
         if !repository.split('/').all(valid_path_component) {
-            return Err(invalid(s, "repository must be lowercase [a-z0-9._-] components"));
+            return Err(invalid(
+                s,
+                "repository must be lowercase [a-z0-9._-] components",
+            ));
         }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_owned()),
             (None, None) => Some("latest".to_owned()),
             (None, Some(_)) => None,
         };
-        Ok(Self { registry: registry.to_owned(), repository, tag, digest })
+        Ok(Self {
+            registry: registry.to_owned(),
+            repository,
+            tag,
+            digest,
+        })
     }
 }
 
@@ -148,14 +166,26 @@ mod tests {
     fn normalisation() {
         assert_eq!(n("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(n("user/app:v1"), "docker.io/user/app:v1");
-        assert_eq!(n("index.docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            n("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(n("quay.io/a/b/c"), "quay.io/a/b/c:latest");
         assert_eq!(n("localhost/x"), "localhost/x:latest");
         assert_eq!(n("127.0.0.1:5000/x:tag"), "127.0.0.1:5000/x:tag");
         let d = Digest::of(b"x");
-        assert_eq!(n(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
-        assert_eq!(n(&format!("busybox:1@{d}")), format!("docker.io/library/busybox:1@{d}"));
-        assert_eq!("busybox:1".parse::<Reference>().unwrap().familiar(), "busybox:1");
+        assert_eq!(
+            n(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
+        assert_eq!(
+            n(&format!("busybox:1@{d}")),
+            format!("docker.io/library/busybox:1@{d}")
+        );
+        assert_eq!(
+            "busybox:1".parse::<Reference>().unwrap().familiar(),
+            "busybox:1"
+        );
     }
 
     #[test]

@@ -109,15 +109,20 @@ pub fn docker_credentials(registry: &str) -> Result<Option<(String, String)>, Re
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })?;
     for (key, e) in cfg.auths {
-        let host = key.trim_start_matches("https://").trim_start_matches("http://");
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
         let host = host.split('/').next().unwrap_or(host);
         let matches = host == registry
-            || (registry == "docker.io" && matches!(host, "index.docker.io" | "registry-1.docker.io"));
+            || (registry == "docker.io"
+                && matches!(host, "index.docker.io" | "registry-1.docker.io"));
         if !matches {
             continue;
         }
         let Some(auth) = e.auth else { continue };
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(auth.trim()) else { continue };
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(auth.trim()) else {
+            continue;
+        };
         let raw = String::from_utf8_lossy(&raw).into_owned();
         if let Some((u, p)) = raw.split_once(':') {
             return Ok(Some((u.to_owned(), p.to_owned())));
@@ -133,9 +138,19 @@ fn is_loopback(registry: &str) -> bool {
 
 fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
     match (digest.or(r.digest.as_ref()), &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
-        (None, Some(t)) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
-        (None, None) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), "latest".into()),
+        (Some(d), _) => oci_client::Reference::with_digest(
+            r.registry.clone(),
+            r.repository.clone(),
+            d.to_string(),
+        ),
+        (None, Some(t)) => {
+            oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone())
+        }
+        (None, None) => oci_client::Reference::with_tag(
+            r.registry.clone(),
+            r.repository.clone(),
+            "latest".into(),
+        ),
     }
 }
 
@@ -148,9 +163,17 @@ fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
 /// println!("{}", img.manifest_digest);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions, progress: Progress<'_>) -> Result<Image, RegistryError> {
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: Progress<'_>,
+) -> Result<Image, RegistryError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RegistryError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RegistryError::Runtime)?;
     rt.block_on(pull_async(store, reference, opts, progress))
 }
 
@@ -178,18 +201,28 @@ async fn pull_async(
         },
     };
     let name = r.to_string();
-    let cerr = |source| RegistryError::Client { reference: name.clone(), source };
+    let cerr = |source| RegistryError::Client {
+        reference: name.clone(),
+        source,
+    };
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
 
     let mut want = r.digest.clone();
     let mut fetched = None;
     for _ in 0..4 {
         let oref = oci_ref(r, want.as_ref());
-        let (data, _) = client.pull_manifest_raw(&oref, &auth, ACCEPT).await.map_err(cerr)?;
+        let (data, _) = client
+            .pull_manifest_raw(&oref, &auth, ACCEPT)
+            .await
+            .map_err(cerr)?;
         let actual = Digest::of(&data);
         if let Some(w) = &want {
             if *w != actual {
-                return Err(RegistryError::ManifestDigest { reference: name.clone(), expected: w.clone(), actual });
+                return Err(RegistryError::ManifestDigest {
+                    reference: name.clone(),
+                    expected: w.clone(),
+                    actual,
+                });
             }
         }
         match Manifest::parse(&data, &actual).map_err(StoreError::from)? {
@@ -210,7 +243,10 @@ async fn pull_async(
     let config_desc = manifest.config().clone();
     let mut blobs: Vec<Descriptor> = vec![config_desc];
     let layers = manifest.layers().clone();
-    progress(ProgressEvent::Start { layers: layers.len(), bytes: layers.iter().map(|l| l.size()).sum() });
+    progress(ProgressEvent::Start {
+        layers: layers.len(),
+        bytes: layers.iter().map(|l| l.size()).sum(),
+    });
     blobs.extend(layers);
     let fetch = |desc: Descriptor| {
         let client = &client;
@@ -218,7 +254,8 @@ async fn pull_async(
         let name = &name;
         async move {
             let d = descriptor_digest(&desc, "manifest").map_err(StoreError::from)?;
-            let is_layer = desc.media_type().to_string().contains("layer") || desc.media_type().to_string().contains("rootfs");
+            let is_layer = desc.media_type().to_string().contains("layer")
+                || desc.media_type().to_string().contains("rootfs");
             if store.has_blob(&d) {
                 if is_layer {
                     progress(ProgressEvent::Bytes(desc.size()));
@@ -226,9 +263,15 @@ async fn pull_async(
                 }
                 return Ok::<(), RegistryError>(());
             }
-            let cerr = |source| RegistryError::Client { reference: name.clone(), source };
+            let cerr = |source| RegistryError::Client {
+                reference: name.clone(),
+                source,
+            };
             let dstr = d.to_string();
-            let mut stream = client.pull_blob_stream(oref, dstr.as_str()).await.map_err(cerr)?;
+            let mut stream = client
+                .pull_blob_stream(oref, dstr.as_str())
+                .await
+                .map_err(cerr)?;
             let mut w = store.blob_writer()?;
             while let Some(chunk) = stream.stream.next().await {
                 let chunk = chunk.map_err(|e| cerr(e.into()))?;
@@ -245,7 +288,10 @@ async fn pull_async(
         }
     };
     let results: Vec<Result<(), RegistryError>> =
-        futures_util::stream::iter(blobs.into_iter().map(fetch)).buffer_unordered(CONCURRENT).collect().await;
+        futures_util::stream::iter(blobs.into_iter().map(fetch))
+            .buffer_unordered(CONCURRENT)
+            .collect()
+            .await;
     for res in results {
         res?;
     }
@@ -254,7 +300,11 @@ async fn pull_async(
     let img = store.image(&mdigest)?;
     store.check_complete(&img)?;
     let key = if r.tag.is_some() {
-        Reference { digest: None, ..r.clone() }.to_string()
+        Reference {
+            digest: None,
+            ..r.clone()
+        }
+        .to_string()
     } else {
         r.to_string()
     };

@@ -120,7 +120,9 @@ impl Store {
     /// A fresh path under `tmp/` (not created).
     pub fn tmp_path(&self, what: &str) -> PathBuf {
         let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        self.root.join("tmp").join(format!("{what}-{}-{n}", std::process::id()))
+        self.root
+            .join("tmp")
+            .join(format!("{what}-{}-{n}", std::process::id()))
     }
 
     /// Where a blob lives (whether or not it is present).
@@ -146,19 +148,28 @@ impl Store {
             let mut w = HashWriter::new(io::BufWriter::with_capacity(256 << 10, f));
             io::copy(r, &mut w).map_err(io_err("writing", &tmp))?;
             let (bw, digest, size) = w.finish();
-            let f = bw.into_inner().map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+            let f = bw
+                .into_inner()
+                .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
             drop(f);
             if let Some((want, want_size)) = expect {
                 if *want != digest {
                     return Err(StoreError::Verify {
                         digest: want.clone(),
-                        source: DigestError::Mismatch { expected: want.clone(), actual: digest },
+                        source: DigestError::Mismatch {
+                            expected: want.clone(),
+                            actual: digest,
+                        },
                     });
                 }
                 if want_size != size {
                     return Err(StoreError::Verify {
                         digest: want.clone(),
-                        source: DigestError::Size { digest: digest.clone(), expected: want_size, actual: size },
+                        source: DigestError::Size {
+                            digest: digest.clone(),
+                            expected: want_size,
+                            actual: size,
+                        },
                     });
                 }
             }
@@ -176,7 +187,11 @@ impl Store {
     pub fn blob_writer(&self) -> Result<BlobWriter<'_>, StoreError> {
         let tmp = self.tmp_path("blob");
         let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-        Ok(BlobWriter { store: self, w: Some(HashWriter::new(f)), tmp })
+        Ok(BlobWriter {
+            store: self,
+            w: Some(HashWriter::new(f)),
+            tmp,
+        })
     }
 
     /// Write a small blob held in memory.
@@ -193,10 +208,15 @@ impl Store {
         let p = self.blob_path(d);
         let data = match fs::read(&p) {
             Ok(data) => data,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(d.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob(d.clone()))
+            }
             Err(e) => return Err(io_err("reading", &p)(e)),
         };
-        d.verify(&data).map_err(|source| StoreError::Verify { digest: d.clone(), source })?;
+        d.verify(&data).map_err(|source| StoreError::Verify {
+            digest: d.clone(),
+            source,
+        })?;
         Ok(data)
     }
 
@@ -205,14 +225,20 @@ impl Store {
         let p = self.blob_path(d);
         let f = match File::open(&p) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(d.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob(d.clone()))
+            }
             Err(e) => return Err(io_err("opening", &p)(e)),
         };
         let actual = f.metadata().map_err(io_err("stat", &p))?.len();
         if actual != size {
             return Err(StoreError::Verify {
                 digest: d.clone(),
-                source: DigestError::Size { digest: d.clone(), expected: size, actual },
+                source: DigestError::Size {
+                    digest: d.clone(),
+                    expected: size,
+                    actual,
+                },
             });
         }
         Ok(f)
@@ -226,7 +252,9 @@ impl Store {
     pub fn refs(&self) -> Result<BTreeMap<String, Digest>, StoreError> {
         let p = self.refs_path();
         match fs::read(&p) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|source| StoreError::Refs { path: p, source }),
+            Ok(data) => {
+                serde_json::from_slice(&data).map_err(|source| StoreError::Refs { path: p, source })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(io_err("reading", &p)(e)),
         }
@@ -274,17 +302,28 @@ impl Store {
             }
             // `name@digest` where the digest names the stored manifest.
             if let Some(d) = &r.digest {
-                if let Some((k, _)) = refs.iter().find(|(k, v)| *v == d && k.starts_with(&r.name())) {
+                if let Some((k, _)) = refs
+                    .iter()
+                    .find(|(k, v)| *v == d && k.starts_with(&r.name()))
+                {
                     return Ok((k.clone(), d.clone()));
                 }
             }
         }
         let hex = user.strip_prefix("sha256:").unwrap_or(user);
         if hex.len() >= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: BTreeSet<_> = refs.iter().filter(|(_, d)| d.hex().starts_with(hex)).map(|(_, d)| d).collect();
+            let hits: BTreeSet<_> = refs
+                .iter()
+                .filter(|(_, d)| d.hex().starts_with(hex))
+                .map(|(_, d)| d)
+                .collect();
             if hits.len() == 1 {
                 let d = hits.into_iter().next().expect("one hit");
-                let name = refs.iter().find(|(_, v)| *v == d).map(|(k, _)| k.clone()).expect("present");
+                let name = refs
+                    .iter()
+                    .find(|(_, v)| *v == d)
+                    .map(|(k, _)| k.clone())
+                    .expect("present");
                 return Ok((name, d.clone()));
             }
         }
@@ -300,8 +339,11 @@ impl Store {
         };
         let cd = descriptor_digest(m.config(), "manifest config")?;
         let cdata = self.read_blob(&cd)?;
-        let config = serde_json::from_slice(&cdata)
-            .map_err(|source| ImageError::Parse { what: "image config", digest: cd.clone(), source })?;
+        let config = serde_json::from_slice(&cdata).map_err(|source| ImageError::Parse {
+            what: "image config",
+            digest: cd.clone(),
+            source,
+        })?;
         Ok(Image::new(manifest.clone(), m, config)?)
     }
 
@@ -314,7 +356,11 @@ impl Store {
                 Ok(m) => {
                     return Err(StoreError::Verify {
                         digest: l.digest.clone(),
-                        source: DigestError::Size { digest: l.digest.clone(), expected: l.size, actual: m.len() },
+                        source: DigestError::Size {
+                            digest: l.digest.clone(),
+                            expected: l.size,
+                            actual: m.len(),
+                        },
                     })
                 }
                 Err(_) => return Err(StoreError::MissingBlob(l.digest.clone())),
@@ -363,11 +409,16 @@ impl Store {
             }
         }
         let tdir = self.root.join("tmp");
-        for e in fs::read_dir(&tdir).map_err(io_err("reading", &tdir))?.flatten() {
+        for e in fs::read_dir(&tdir)
+            .map_err(io_err("reading", &tdir))?
+            .flatten()
+        {
             // Only files of processes that are gone: names carry the writer's pid.
             let name = e.file_name().to_string_lossy().into_owned();
             let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()) {
+            if pid.is_some_and(|p| {
+                p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()
+            }) {
                 let _ = crate::layer::remove_tree(&e.path());
             }
         }
@@ -396,13 +447,20 @@ impl BlobWriter<'_> {
         if digest != *expect {
             return Err(StoreError::Verify {
                 digest: expect.clone(),
-                source: DigestError::Mismatch { expected: expect.clone(), actual: digest },
+                source: DigestError::Mismatch {
+                    expected: expect.clone(),
+                    actual: digest,
+                },
             });
         }
         if actual != size {
             return Err(StoreError::Verify {
                 digest: expect.clone(),
-                source: DigestError::Size { digest, expected: size, actual },
+                source: DigestError::Size {
+                    digest,
+                    expected: size,
+                    actual,
+                },
             });
         }
         let dest = self.store.blob_path(expect);

@@ -78,15 +78,26 @@ fn apply_blob(
         let prev = last.swap(n, Ordering::Relaxed);
         progress(ProgressEvent::Bytes(n.saturating_sub(prev)));
     };
-    layer::apply(io::BufReader::with_capacity(256 << 10, blob), dest, &opts, &cb)
-        .map_err(|source| UnpackError::Layer { digest: l.digest.clone(), source })?;
+    layer::apply(
+        io::BufReader::with_capacity(256 << 10, blob),
+        dest,
+        &opts,
+        &cb,
+    )
+    .map_err(|source| UnpackError::Layer {
+        digest: l.digest.clone(),
+        source,
+    })?;
     progress(ProgressEvent::LayerDone);
     Ok(())
 }
 
 fn start(img: &Image, progress: Progress<'_>) -> Result<Vec<Layer>, UnpackError> {
     let layers = img.layers().map_err(StoreError::from)?;
-    progress(ProgressEvent::Start { layers: layers.len(), bytes: layers.iter().map(|l| l.size).sum() });
+    progress(ProgressEvent::Start {
+        layers: layers.len(),
+        bytes: layers.iter().map(|l| l.size).sum(),
+    });
     Ok(layers)
 }
 
@@ -101,7 +112,11 @@ impl Store {
             return Ok(dest);
         }
         let tmp = self.tmp_path("layer");
-        fs::create_dir(&tmp).map_err(|source| UnpackError::Io { op: "creating", path: tmp.clone(), source })?;
+        fs::create_dir(&tmp).map_err(|source| UnpackError::Io {
+            op: "creating",
+            path: tmp.clone(),
+            source,
+        })?;
         let res = apply_blob(self, l, &tmp, Whiteouts::Overlay, progress).and_then(|()| {
             match fs::rename(&tmp, &dest) {
                 Ok(()) => Ok(()),
@@ -110,7 +125,11 @@ impl Store {
                     let _ = layer::remove_tree(&tmp);
                     Ok(())
                 }
-                Err(source) => Err(UnpackError::Io { op: "renaming layer to", path: dest.clone(), source }),
+                Err(source) => Err(UnpackError::Io {
+                    op: "renaming layer to",
+                    path: dest.clone(),
+                    source,
+                }),
             }
         });
         if res.is_err() {
@@ -120,26 +139,49 @@ impl Store {
     }
 
     /// Unpack every layer of `img` into the layer store; returns the dirs bottom to top.
-    pub fn unpack_layers(&self, img: &Image, progress: Progress<'_>) -> Result<Vec<PathBuf>, UnpackError> {
-        start(img, progress)?.iter().map(|l| self.unpack_layer(l, progress)).collect()
+    pub fn unpack_layers(
+        &self,
+        img: &Image,
+        progress: Progress<'_>,
+    ) -> Result<Vec<PathBuf>, UnpackError> {
+        start(img, progress)?
+            .iter()
+            .map(|l| self.unpack_layer(l, progress))
+            .collect()
     }
 
     /// Build a flattened rootfs of `img` at `dest` (which must not exist), applying layers in
     /// order with their whiteouts; `dest` appears complete or not at all.
-    pub fn flatten(&self, img: &Image, dest: &Path, progress: Progress<'_>) -> Result<(), UnpackError> {
+    pub fn flatten(
+        &self,
+        img: &Image,
+        dest: &Path,
+        progress: Progress<'_>,
+    ) -> Result<(), UnpackError> {
         if dest.symlink_metadata().is_ok() {
             return Err(UnpackError::Exists(dest.to_owned()));
         }
         let layers = start(img, progress)?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.berth-tmp-{}", std::process::id()));
         let _ = layer::remove_tree(&tmp);
-        fs::create_dir(&tmp).map_err(|source| UnpackError::Io { op: "creating", path: tmp.clone(), source })?;
+        fs::create_dir(&tmp).map_err(|source| UnpackError::Io {
+            op: "creating",
+            path: tmp.clone(),
+            source,
+        })?;
         let res = layers
             .iter()
             .try_for_each(|l| apply_blob(self, l, &tmp, Whiteouts::Apply, progress))
             .and_then(|()| {
-                fs::rename(&tmp, dest).map_err(|source| UnpackError::Io { op: "renaming to", path: dest.to_owned(), source })
+                fs::rename(&tmp, dest).map_err(|source| UnpackError::Io {
+                    op: "renaming to",
+                    path: dest.to_owned(),
+                    source,
+                })
             });
         if res.is_err() {
             let _ = layer::remove_tree(&tmp);
@@ -160,10 +202,16 @@ impl Store {
         let upper = state.join("upper");
         let work = state.join("work");
         for d in [&upper, &work] {
-            fs::create_dir_all(d).map_err(|source| UnpackError::Io { op: "creating", path: d.clone(), source })?;
+            fs::create_dir_all(d).map_err(|source| UnpackError::Io {
+                op: "creating",
+                path: d.clone(),
+                source,
+            })?;
         }
         let check = |p: &Path| -> Result<String, UnpackError> {
-            let s = p.to_str().ok_or_else(|| UnpackError::OverlayPath(p.to_owned()))?;
+            let s = p
+                .to_str()
+                .ok_or_else(|| UnpackError::OverlayPath(p.to_owned()))?;
             if s.contains([',', ':', '\\']) {
                 return Err(UnpackError::OverlayPath(p.to_owned()));
             }
@@ -175,14 +223,35 @@ impl Store {
         }
         if lower.is_empty() {
             let empty = state.join("empty");
-            fs::create_dir_all(&empty).map_err(|source| UnpackError::Io { op: "creating", path: empty.clone(), source })?;
+            fs::create_dir_all(&empty).map_err(|source| UnpackError::Io {
+                op: "creating",
+                path: empty.clone(),
+                source,
+            })?;
             lower.push(check(&empty)?);
         }
-        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), check(&upper)?, check(&work)?);
-        rustix::mount::mount("overlay", target, "overlay", rustix::mount::MountFlags::empty(), Some(
-            std::ffi::CString::new(opts).expect("no NUL in checked paths").as_c_str(),
-        ))
-        .map_err(|e| UnpackError::Io { op: "mounting overlay on", path: target.to_owned(), source: e.into() })
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            check(&upper)?,
+            check(&work)?
+        );
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            Some(
+                std::ffi::CString::new(opts)
+                    .expect("no NUL in checked paths")
+                    .as_c_str(),
+            ),
+        )
+        .map_err(|e| UnpackError::Io {
+            op: "mounting overlay on",
+            path: target.to_owned(),
+            source: e.into(),
+        })
     }
 }
 
@@ -190,10 +259,20 @@ impl Store {
 pub fn unmount_overlay(target: &Path, state: &Path) -> Result<(), UnpackError> {
     match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {
         Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-        Err(e) => return Err(UnpackError::Io { op: "unmounting", path: target.to_owned(), source: e.into() }),
+        Err(e) => {
+            return Err(UnpackError::Io {
+                op: "unmounting",
+                path: target.to_owned(),
+                source: e.into(),
+            })
+        }
     }
     if state.exists() {
-        layer::remove_tree(state).map_err(|source| UnpackError::Io { op: "removing", path: state.to_owned(), source })?;
+        layer::remove_tree(state).map_err(|source| UnpackError::Io {
+            op: "removing",
+            path: state.to_owned(),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -10,7 +10,10 @@ use berth_image::{archive, Store, UnpackError};
 use common::*;
 
 fn list(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = walk(dir).into_iter().map(|p| p.strip_prefix(dir).unwrap().display().to_string()).collect();
+    let mut v: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -45,8 +48,14 @@ fn expect_unsafe(layer: Vec<u8>, entry: &str) {
         }
         assert!(err.to_string().contains(entry));
         assert_eq!(fs::read(outside.join("victim")).unwrap(), b"original");
-        let after: Vec<String> = list(sandbox.path()).into_iter().filter(|p| !p.starts_with("root/")).collect();
-        let before: Vec<String> = before.into_iter().filter(|p| !p.starts_with("root/")).collect();
+        let after: Vec<String> = list(sandbox.path())
+            .into_iter()
+            .filter(|p| !p.starts_with("root/"))
+            .collect();
+        let before: Vec<String> = before
+            .into_iter()
+            .filter(|p| !p.starts_with("root/"))
+            .collect();
         assert_eq!(before, after, "something was written outside the root");
         // Nothing escaped into the host either.
         assert!(!Path::new("/tmp/berth-escaped").exists());
@@ -55,13 +64,22 @@ fn expect_unsafe(layer: Vec<u8>, entry: &str) {
 
 #[test]
 fn dotdot_path() {
-    expect_unsafe(tar_of(|b| file(b, "../outside/victim", b"pwned")), "../outside/victim");
-    expect_unsafe(tar_of(|b| file(b, "a/../../outside/victim", b"pwned")), "a/../../outside/victim");
+    expect_unsafe(
+        tar_of(|b| file(b, "../outside/victim", b"pwned")),
+        "../outside/victim",
+    );
+    expect_unsafe(
+        tar_of(|b| file(b, "a/../../outside/victim", b"pwned")),
+        "a/../../outside/victim",
+    );
 }
 
 #[test]
 fn absolute_path() {
-    expect_unsafe(tar_of(|b| file(b, "/tmp/berth-escaped", b"pwned")), "/tmp/berth-escaped");
+    expect_unsafe(
+        tar_of(|b| file(b, "/tmp/berth-escaped", b"pwned")),
+        "/tmp/berth-escaped",
+    );
 }
 
 #[test]
@@ -119,8 +137,17 @@ fn final_symlink_is_replaced_not_followed() {
         symlink(b, "f", "../victim");
         file(b, "f", b"new");
     });
-    apply(&layer[..], &root, &ApplyOptions::new(Whiteouts::Apply), &|_| {}).unwrap();
-    assert_eq!(fs::read(sandbox.path().join("victim")).unwrap(), b"original");
+    apply(
+        &layer[..],
+        &root,
+        &ApplyOptions::new(Whiteouts::Apply),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(sandbox.path().join("victim")).unwrap(),
+        b"original"
+    );
     assert_eq!(fs::read(root.join("f")).unwrap(), b"new");
 }
 
@@ -134,7 +161,10 @@ fn store_with_image(layers: &[Vec<u8>]) -> (tempfile::TempDir, Store, berth_imag
     let layout = t.path().join("layout");
     oci_layout(&layout, "hostile", layers, &[], serde_json::json!({}));
     let store = Store::open(t.path().join("store")).unwrap();
-    let opts = archive::LoadOptions { name: Some("localhost/hostile".into()), ..Default::default() };
+    let opts = archive::LoadOptions {
+        name: Some("localhost/hostile".into()),
+        ..Default::default()
+    };
     let loaded = archive::load_oci_dir(&store, &layout, &opts).unwrap();
     let d = loaded[0].manifest.clone();
     (t, store, d)
@@ -148,13 +178,29 @@ fn hostile_layer_through_store_leaves_nothing() {
     let img = store.image(&d).unwrap();
     let dest = t.path().join("rootfs");
     let err = store.flatten(&img, &dest, &|_| {}).unwrap_err();
-    assert!(matches!(err, UnpackError::Layer { source: LayerError::Unsafe { .. }, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            UnpackError::Layer {
+                source: LayerError::Unsafe { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!dest.exists());
-    assert_eq!(fs::read_dir(t.path()).unwrap().count(), 2, "only layout and store remain");
+    assert_eq!(
+        fs::read_dir(t.path()).unwrap().count(),
+        2,
+        "only layout and store remain"
+    );
     let err = store.unpack_layers(&img, &|_| {}).unwrap_err();
     assert!(matches!(err, UnpackError::Layer { .. }));
     // The good layer is stored, the bad one is not, and no temporary directory is left.
-    assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 1);
+    assert_eq!(
+        fs::read_dir(store.root().join("layers")).unwrap().count(),
+        1
+    );
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }
 
@@ -177,7 +223,10 @@ fn corrupted_blob_in_store_is_detected() {
     // Truncated: caught by the size check before reading.
     fs::write(&p, &data[..n / 2]).unwrap();
     let err = store.flatten(&img, &dest, &|_| {}).unwrap_err();
-    assert!(err.to_string().contains("verification") || format!("{err:?}").contains("Size"), "{err:?}");
+    assert!(
+        err.to_string().contains("verification") || format!("{err:?}").contains("Size"),
+        "{err:?}"
+    );
     assert!(!dest.exists());
 }
 
@@ -185,18 +234,33 @@ fn corrupted_blob_in_store_is_detected() {
 fn layout_with_mismatching_blob_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
-    oci_layout(&layout, "x", &[tar_of(|b| file(b, "f", b"a"))], &[], serde_json::json!({}));
+    oci_layout(
+        &layout,
+        "x",
+        &[tar_of(|b| file(b, "f", b"a"))],
+        &[],
+        serde_json::json!({}),
+    );
     // Corrupt the layer blob (named by its digest).
     let blobs = layout.join("blobs/sha256");
-    let mut big: Vec<_> = fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut big: Vec<_> = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     big.sort_by_key(|p| fs::metadata(p).unwrap().len());
-    let victim = big.iter().find(|p| fs::read(p).unwrap().starts_with(&[0x1f, 0x8b])).unwrap();
+    let victim = big
+        .iter()
+        .find(|p| fs::read(p).unwrap().starts_with(&[0x1f, 0x8b]))
+        .unwrap();
     let mut data = fs::read(victim).unwrap();
     data.push(0);
     fs::write(victim, data).unwrap();
     let store = Store::open(t.path().join("store")).unwrap();
     let err = archive::load_oci_dir(&store, &layout, &Default::default()).unwrap_err();
-    assert!(matches!(err, archive::ArchiveError::BadBlob { .. }), "{err:?}");
+    assert!(
+        matches!(err, archive::ArchiveError::BadBlob { .. }),
+        "{err:?}"
+    );
     assert!(store.refs().unwrap().is_empty());
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }
@@ -205,7 +269,13 @@ fn layout_with_mismatching_blob_is_refused() {
 fn manifest_pointing_at_missing_blob_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
-    oci_layout(&layout, "x", &[tar_of(|b| file(b, "f", b"a"))], &[], serde_json::json!({}));
+    oci_layout(
+        &layout,
+        "x",
+        &[tar_of(|b| file(b, "f", b"a"))],
+        &[],
+        serde_json::json!({}),
+    );
     let blobs = layout.join("blobs/sha256");
     for e in fs::read_dir(&blobs).unwrap() {
         let p = e.unwrap().path();

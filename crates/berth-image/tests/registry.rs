@@ -25,9 +25,16 @@ impl Drop for Registry {
 }
 
 fn start_registry(dir: &Path, htpasswd: Option<&Path>) -> Registry {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let auth = htpasswd.map_or(String::new(), |p| {
-        format!("auth:\n  htpasswd:\n    realm: berth\n    path: {}\n", p.display())
+        format!(
+            "auth:\n  htpasswd:\n    realm: berth\n    path: {}\n",
+            p.display()
+        )
     });
     let cfg = format!(
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
@@ -57,8 +64,16 @@ fn push(layout: &Path, dest: &str, creds: Option<&str>) {
     if let Some(cr) = creds {
         c.arg(format!("--dest-creds={cr}"));
     }
-    let out = c.arg(format!("oci:{}:test", layout.display())).arg(format!("docker://{dest}")).output().unwrap();
-    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .arg(format!("oci:{}:test", layout.display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn image(dir: &Path) -> std::path::PathBuf {
@@ -72,7 +87,13 @@ fn image(dir: &Path) -> std::path::PathBuf {
         file(b, ".wh.hello", b"");
         file(b, "bye", b"moon");
     });
-    oci_layout(&layout, "test", &[l1, l2], &["gzip", "gzip"], serde_json::json!({"Entrypoint": ["/bin/echo"]}));
+    oci_layout(
+        &layout,
+        "test",
+        &[l1, l2],
+        &["gzip", "gzip"],
+        serde_json::json!({"Entrypoint": ["/bin/echo"]}),
+    );
     layout
 }
 
@@ -93,20 +114,37 @@ fn anonymous_pull() {
     push(&layout, &name, None);
     let store = Store::open(t.path().join("store")).unwrap();
     let events = std::sync::atomic::AtomicUsize::new(0);
-    let img = pull(&store, &name.parse().unwrap(), &PullOptions::default(), &|_| {
-        events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    })
+    let img = pull(
+        &store,
+        &name.parse().unwrap(),
+        &PullOptions::default(),
+        &|_| {
+            events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        },
+    )
     .unwrap();
     assert_eq!(img.layers().unwrap().len(), 2);
     assert!(events.into_inner() > 0);
     check_pulled(&store, &name, &t.path().join("rootfs"));
     // By digest too, and a second pull reuses the blobs.
     let by_digest = format!("127.0.0.1:{}/berth/test@{}", reg.port, img.manifest_digest);
-    let again = pull(&store, &by_digest.parse().unwrap(), &PullOptions::default(), &|_| {}).unwrap();
+    let again = pull(
+        &store,
+        &by_digest.parse().unwrap(),
+        &PullOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
     assert_eq!(again.manifest_digest, img.manifest_digest);
     // A missing tag is a clear error and leaves no reference.
     let missing = format!("127.0.0.1:{}/berth/test:nope", reg.port);
-    assert!(pull(&store, &missing.parse().unwrap(), &PullOptions::default(), &|_| {}).is_err());
+    assert!(pull(
+        &store,
+        &missing.parse().unwrap(),
+        &PullOptions::default(),
+        &|_| {}
+    )
+    .is_err());
     assert_eq!(store.refs().unwrap().len(), 2);
 }
 
@@ -114,7 +152,12 @@ fn anonymous_pull() {
 fn basic_auth_pull() {
     let t = tempfile::tempdir().unwrap();
     let htpasswd = t.path().join("htpasswd");
-    let st = Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args(["berth", "s3cret"]).output().unwrap();
+    let st = Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["berth", "s3cret"])
+        .output()
+        .unwrap();
     assert!(st.status.success());
     let reg = start_registry(t.path(), Some(&htpasswd));
     let layout = image(t.path());
@@ -122,8 +165,14 @@ fn basic_auth_pull() {
     push(&layout, &name, Some("berth:s3cret"));
     let store = Store::open(t.path().join("store")).unwrap();
     let r = name.parse().unwrap();
-    assert!(pull(&store, &r, &PullOptions::default(), &|_| {}).is_err(), "anonymous pull must be refused");
-    let opts = PullOptions { auth: Some(("berth".into(), "s3cret".into())), ..Default::default() };
+    assert!(
+        pull(&store, &r, &PullOptions::default(), &|_| {}).is_err(),
+        "anonymous pull must be refused"
+    );
+    let opts = PullOptions {
+        auth: Some(("berth".into(), "s3cret".into())),
+        ..Default::default()
+    };
     pull(&store, &r, &opts, &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
 }

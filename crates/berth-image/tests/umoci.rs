@@ -13,9 +13,19 @@ use berth_image::bundle::{create_bundle, remove_bundle_mount, BundleOptions};
 use berth_image::{archive, Digest, Store};
 use common::*;
 
-fn pax_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32, xattrs: &[(&str, &[u8])]) {
-    let exts: Vec<(String, Vec<u8>)> = xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.to_vec())).collect();
-    b.append_pax_extensions(exts.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).unwrap();
+fn pax_file(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    data: &[u8],
+    mode: u32,
+    xattrs: &[(&str, &[u8])],
+) {
+    let exts: Vec<(String, Vec<u8>)> = xattrs
+        .iter()
+        .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.to_vec()))
+        .collect();
+    b.append_pax_extensions(exts.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        .unwrap();
     entry(b, path, tar::EntryType::Regular, None, data, mode);
 }
 
@@ -35,9 +45,30 @@ fn layers() -> Vec<Vec<u8>> {
     file(&mut b, "data/opaque/old", b"hidden by opaque");
     dir(&mut b, "data/wholedir");
     file(&mut b, "data/wholedir/x", b"x");
-    entry(&mut b, "data/setuid", tar::EntryType::Regular, None, b"#!/bin/sh\n", 0o4755);
-    entry(&mut b, "data/setgid", tar::EntryType::Regular, None, b"", 0o2750);
-    entry(&mut b, "data/sticky", tar::EntryType::Directory, None, b"", 0o1777);
+    entry(
+        &mut b,
+        "data/setuid",
+        tar::EntryType::Regular,
+        None,
+        b"#!/bin/sh\n",
+        0o4755,
+    );
+    entry(
+        &mut b,
+        "data/setgid",
+        tar::EntryType::Regular,
+        None,
+        b"",
+        0o2750,
+    );
+    entry(
+        &mut b,
+        "data/sticky",
+        tar::EntryType::Directory,
+        None,
+        b"",
+        0o1777,
+    );
     entry(&mut b, "data/fifo", tar::EntryType::Fifo, None, b"", 0o640);
     {
         let mut h = tar::Header::new_gnu();
@@ -82,7 +113,13 @@ fn layers() -> Vec<Vec<u8>> {
     pax_file(&mut b, "data/xattr", b"x", 0o644, &[("user.berth", b"yes")]);
     // security.capability: cap_net_bind_service+ep (VFS_CAP_REVISION_2).
     let cap: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    pax_file(&mut b, "data/cap", b"bin", 0o755, &[("security.capability", cap)]);
+    pax_file(
+        &mut b,
+        "data/cap",
+        b"bin",
+        0o755,
+        &[("security.capability", cap)],
+    );
     let l1 = b.into_inner().unwrap();
     let mut l1 = l1;
     l1.extend_from_slice(&[0; 1024]);
@@ -165,9 +202,15 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
                     mode: m.mode() & 0o7777,
                     uid: m.uid(),
                     gid: m.gid(),
-                    size: if ft.is_file() || ft.is_symlink() { m.size() } else { 0 },
+                    size: if ft.is_file() || ft.is_symlink() {
+                        m.size()
+                    } else {
+                        0
+                    },
                     content: ft.is_file().then(|| Digest::of(&fs::read(&p).unwrap())),
-                    link: ft.is_symlink().then(|| fs::read_link(&p).unwrap().display().to_string()),
+                    link: ft
+                        .is_symlink()
+                        .then(|| fs::read_link(&p).unwrap().display().to_string()),
                     rdev: m.rdev(),
                     mtime: (!ft.is_dir()).then(|| m.mtime()),
                     xattrs: xattrs(&p),
@@ -187,10 +230,22 @@ fn flattened_rootfs_matches_umoci() {
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
     let ls = layers();
-    oci_layout(&layout, "test", &ls, &["gzip", "zstd", "none"], serde_json::json!({"User": "berth"}));
+    oci_layout(
+        &layout,
+        "test",
+        &ls,
+        &["gzip", "zstd", "none"],
+        serde_json::json!({"User": "berth"}),
+    );
     // umoci cannot read zstd in every version: give it an all-gzip copy of the same image.
     let layout_gz = t.path().join("layout-gz");
-    oci_layout(&layout_gz, "test", &ls, &["gzip", "gzip", "gzip"], serde_json::json!({"User": "berth"}));
+    oci_layout(
+        &layout_gz,
+        "test",
+        &ls,
+        &["gzip", "gzip", "gzip"],
+        serde_json::json!({"User": "berth"}),
+    );
     let ub = t.path().join("umoci-bundle");
     let out = Command::new("umoci")
         .args(["unpack", "--image"])
@@ -198,13 +253,22 @@ fn flattened_rootfs_matches_umoci() {
         .arg(&ub)
         .output()
         .unwrap();
-    assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let store = Store::open(t.path().join("store")).unwrap();
-    let opts = archive::LoadOptions { name: Some("localhost/test".into()), ..Default::default() };
+    let opts = archive::LoadOptions {
+        name: Some("localhost/test".into()),
+        ..Default::default()
+    };
     let loaded = archive::load_oci_dir(&store, &layout, &opts).unwrap();
     assert_eq!(loaded[0].names, vec!["localhost/test:test".to_string()]);
-    let img = store.image(&store.resolve("localhost/test:test").unwrap().1).unwrap();
+    let img = store
+        .image(&store.resolve("localhost/test:test").unwrap().1)
+        .unwrap();
     let bundle = t.path().join("bundle");
     let spec = create_bundle(&store, &img, &bundle, &BundleOptions::default(), &|_| {}).unwrap();
     assert_eq!(spec.process().as_ref().unwrap().user().uid(), 1000);
@@ -215,8 +279,19 @@ fn flattened_rootfs_matches_umoci() {
     assert!(!ours.contains_key("data/gone") && !ours.contains_key("etc/hostname"));
     assert!(ours.contains_key("data/wholedir/fresh") && !ours.contains_key("data/wholedir/x"));
     assert_eq!(ours["data/setuid"].mode, 0o4755);
-    assert_eq!(ours["data/cap"].xattrs.get("security.capability").map(|v| v.len()), Some(20));
-    let keys: Vec<_> = ours.keys().chain(theirs.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    assert_eq!(
+        ours["data/cap"]
+            .xattrs
+            .get("security.capability")
+            .map(|v| v.len()),
+        Some(20)
+    );
+    let keys: Vec<_> = ours
+        .keys()
+        .chain(theirs.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut diffs = Vec::new();
     for k in keys {
         match (ours.get(k), theirs.get(k)) {
@@ -225,7 +300,11 @@ fn flattened_rootfs_matches_umoci() {
         }
     }
     diffs.truncate(20);
-    assert!(diffs.is_empty(), "differences from umoci:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "differences from umoci:\n{}",
+        diffs.join("\n")
+    );
 }
 
 #[test]
@@ -236,15 +315,29 @@ fn overlay_mount_shows_the_same_tree() {
     }
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
-    oci_layout(&layout, "test", &layers(), &["gzip", "zstd", "none"], serde_json::json!({}));
+    oci_layout(
+        &layout,
+        "test",
+        &layers(),
+        &["gzip", "zstd", "none"],
+        serde_json::json!({}),
+    );
     let store = Store::open(t.path().join("store")).unwrap();
-    let opts = archive::LoadOptions { name: Some("localhost/test".into()), ..Default::default() };
-    let d = archive::load_oci_dir(&store, &layout, &opts).unwrap()[0].manifest.clone();
+    let opts = archive::LoadOptions {
+        name: Some("localhost/test".into()),
+        ..Default::default()
+    };
+    let d = archive::load_oci_dir(&store, &layout, &opts).unwrap()[0]
+        .manifest
+        .clone();
     let img = store.image(&d).unwrap();
     let flat = t.path().join("flat");
     create_bundle(&store, &img, &flat, &BundleOptions::default(), &|_| {}).unwrap();
     let ov = t.path().join("ov");
-    let o = BundleOptions { overlay: true, ..Default::default() };
+    let o = BundleOptions {
+        overlay: true,
+        ..Default::default()
+    };
     create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
     let a = tree(&flat.join("rootfs"));
     let mut b = tree(&ov.join("rootfs"));
@@ -257,14 +350,24 @@ fn overlay_mount_shows_the_same_tree() {
     assert_eq!(ka, kb);
     for (k, n) in &a {
         let m = &b[k];
-        assert_eq!((&n.kind, n.mode, n.uid, &n.content, &n.link), (&m.kind, m.mode, m.uid, &m.content, &m.link), "{k}");
+        assert_eq!(
+            (&n.kind, n.mode, n.uid, &n.content, &n.link),
+            (&m.kind, m.mode, m.uid, &m.content, &m.link),
+            "{k}"
+        );
     }
     // Writes go to the upper dir, not the shared layers.
     fs::write(ov.join("rootfs/data/keep/a"), b"changed").unwrap();
-    assert_eq!(fs::read(flat.join("rootfs/data/keep/a")).unwrap(), b"lower a");
+    assert_eq!(
+        fs::read(flat.join("rootfs/data/keep/a")).unwrap(),
+        b"lower a"
+    );
     remove_bundle_mount(&ov).unwrap();
     assert_eq!(fs::read_dir(ov.join("rootfs")).unwrap().count(), 0);
     assert!(!ov.join(".berth-overlay").exists());
     // Layers are shared: a second image use does not unpack again.
-    assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 3);
+    assert_eq!(
+        fs::read_dir(store.root().join("layers")).unwrap().count(),
+        3
+    );
 }

@@ -83,11 +83,19 @@ impl<'a> Applier<'a> {
         if is_escape(&source) {
             return self.unsafe_err(format!("{op}: path leaves the root through a symlink"));
         }
-        LayerError::Fs { op, entry: self.entry.clone(), root: self.root_path.to_owned(), source }
+        LayerError::Fs {
+            op,
+            entry: self.entry.clone(),
+            root: self.root_path.to_owned(),
+            source,
+        }
     }
 
     fn unsafe_err(&self, reason: impl Into<String>) -> LayerError {
-        LayerError::Unsafe { entry: self.entry.clone(), reason: reason.into() }
+        LayerError::Unsafe {
+            entry: self.entry.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// Apply every entry of the tar stream `r`, then read it to its end.
@@ -118,7 +126,10 @@ impl<'a> Applier<'a> {
     }
 
     fn dir(&self) -> BorrowedFd<'_> {
-        self.cache.as_ref().map(|(_, fd)| fd.as_fd()).expect("ensure_parent fills the cache")
+        self.cache
+            .as_ref()
+            .map(|(_, fd)| fd.as_fd())
+            .expect("ensure_parent fills the cache")
     }
 
     fn ensure_parent(&mut self, comps: &[&[u8]]) -> Result<(), LayerError> {
@@ -145,7 +156,10 @@ impl<'a> Applier<'a> {
             mode: h.mode().map_err(|_| bad("mode"))? & 0o7777,
             uid: h.uid().map_err(|_| bad("uid"))? as u32,
             gid: h.gid().map_err(|_| bad("gid"))? as u32,
-            mtime: Timespec { tv_sec: h.mtime().map_err(|_| bad("mtime"))? as i64, tv_nsec: 0 },
+            mtime: Timespec {
+                tv_sec: h.mtime().map_err(|_| bad("mtime"))? as i64,
+                tv_nsec: 0,
+            },
             xattrs: Vec::new(),
         };
         if let Some(pax) = e.pax_extensions().map_err(LayerError::Tar)? {
@@ -178,7 +192,10 @@ impl<'a> Applier<'a> {
         let kind = e.header().entry_type();
         if matches!(
             kind,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -187,8 +204,13 @@ impl<'a> Applier<'a> {
             if kind == EntryType::Directory {
                 let meta = self.meta(e)?;
                 let fd = self.root.try_clone().map_err(|e| self.fs_err("dup", e))?;
-                let fd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| self.fs_err("opening root", e))?;
+                let fd = rustix::fs::openat(
+                    &fd,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.fs_err("opening root", e))?;
                 self.set_meta_fd(fd.as_fd(), &meta)?;
                 self.dirs.push((Vec::new(), meta.mtime));
             }
@@ -214,14 +236,17 @@ impl<'a> Applier<'a> {
                 let fd = fd.map_err(|err| self.fs_err("creating file", err))?;
                 let mut f = File::from(fd);
                 copy(e, &mut f, &mut self.buf).map_err(|err| {
-                    if err.kind() == io::ErrorKind::UnexpectedEof || err.kind() == io::ErrorKind::InvalidData {
+                    if err.kind() == io::ErrorKind::UnexpectedEof
+                        || err.kind() == io::ErrorKind::InvalidData
+                    {
                         LayerError::Tar(err)
                     } else {
                         self.fs_err("writing file", err)
                     }
                 })?;
                 self.set_meta_fd(f.as_fd(), &meta)?;
-                rustix::fs::futimens(&f, &times(meta.mtime)).map_err(|e| self.fs_err("futimens", e))?;
+                rustix::fs::futimens(&f, &times(meta.mtime))
+                    .map_err(|e| self.fs_err("futimens", e))?;
             }
             EntryType::Directory => {
                 self.ensure_parent(parent)?;
@@ -229,10 +254,13 @@ impl<'a> Applier<'a> {
                 match rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700)) {
                     Ok(()) => {}
                     Err(Errno::EXIST) => {
-                        let ft = safe::file_type_at(dir, name_os).map_err(|e| self.fs_err("statat", e))?;
+                        let ft = safe::file_type_at(dir, name_os)
+                            .map_err(|e| self.fs_err("statat", e))?;
                         if ft != Some(FileType::Directory) {
                             replace(dir, name_os)
-                                .and_then(|()| rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700)))
+                                .and_then(|()| {
+                                    rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700))
+                                })
                                 .map_err(|e| self.fs_err("mkdirat", e))?;
                         }
                     }
@@ -259,8 +287,10 @@ impl<'a> Applier<'a> {
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
                 let target_os = OsStr::from_bytes(&target);
-                retry_replace(dir, name_os, || rustix::fs::symlinkat(target_os, dir, name_os))
-                    .map_err(|e| self.fs_err("symlinkat", e))?;
+                retry_replace(dir, name_os, || {
+                    rustix::fs::symlinkat(target_os, dir, name_os)
+                })
+                .map_err(|e| self.fs_err("symlinkat", e))?;
                 self.set_meta_at(parent, name_os, &meta, false)?;
             }
             EntryType::Link => {
@@ -268,7 +298,8 @@ impl<'a> Applier<'a> {
                     .link_name_bytes()
                     .ok_or_else(|| self.unsafe_err("hardlink without target"))?
                     .into_owned();
-                let tcomps = components(&target).map_err(|r| self.unsafe_err(format!("hardlink target: {r}")))?;
+                let tcomps = components(&target)
+                    .map_err(|r| self.unsafe_err(format!("hardlink target: {r}")))?;
                 let Some((tname, tparent)) = tcomps.split_last() else {
                     return Err(self.unsafe_err("hardlink to the root"));
                 };
@@ -277,8 +308,10 @@ impl<'a> Applier<'a> {
                 let tname = OsStr::from_bytes(tname);
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
-                retry_replace(dir, name_os, || rustix::fs::linkat(&tdir, tname, dir, name_os, AtFlags::empty()))
-                    .map_err(|e| self.fs_err("linkat", e))?;
+                retry_replace(dir, name_os, || {
+                    rustix::fs::linkat(&tdir, tname, dir, name_os, AtFlags::empty())
+                })
+                .map_err(|e| self.fs_err("linkat", e))?;
             }
             EntryType::Fifo | EntryType::Char | EntryType::Block => {
                 let (ft, dev) = match kind {
@@ -287,7 +320,11 @@ impl<'a> Applier<'a> {
                         let h = e.header();
                         let maj = h.device_major().ok().flatten().unwrap_or(0);
                         let min = h.device_minor().ok().flatten().unwrap_or(0);
-                        let ft = if t == EntryType::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
+                        let ft = if t == EntryType::Char {
+                            FileType::CharacterDevice
+                        } else {
+                            FileType::BlockDevice
+                        };
                         (ft, rustix::fs::makedev(maj, min))
                     }
                 };
@@ -312,8 +349,13 @@ impl<'a> Applier<'a> {
                 Whiteouts::Overlay => {
                     let dir = safe::open_or_create_dirs(self.root.as_fd(), parent)
                         .map_err(|e| self.fs_err("creating opaque directory", e))?;
-                    let fd = rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| self.fs_err("opening opaque directory", e))?;
+                    let fd = rustix::fs::openat(
+                        &dir,
+                        ".",
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| self.fs_err("opening opaque directory", e))?;
                     rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                         .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
                 }
@@ -333,7 +375,13 @@ impl<'a> Applier<'a> {
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
                 retry_replace(dir, target_os, || {
-                    rustix::fs::mknodat(dir, target_os, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
+                    rustix::fs::mknodat(
+                        dir,
+                        target_os,
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        rustix::fs::makedev(0, 0),
+                    )
                 })
                 .map_err(|e| self.fs_err("creating whiteout device", e))?;
             }
@@ -344,7 +392,8 @@ impl<'a> Applier<'a> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(self.fs_err("opening whiteout directory", e)),
                 };
-                safe::remove_all_at(dir.as_fd(), target_os).map_err(|e| self.fs_err("removing whited-out path", e))?;
+                safe::remove_all_at(dir.as_fd(), target_os)
+                    .map_err(|e| self.fs_err("removing whited-out path", e))?;
             }
         }
         Ok(())
@@ -355,7 +404,8 @@ impl<'a> Applier<'a> {
             rustix::fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
                 .map_err(|e| self.fs_err("fchown", e))?;
         }
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode)).map_err(|e| self.fs_err("fchmod", e))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(m.mode))
+            .map_err(|e| self.fs_err("fchmod", e))?;
         for (k, v) in &m.xattrs {
             match rustix::fs::fsetxattr(fd, OsStr::from_bytes(k), v, XattrFlags::empty()) {
                 Ok(()) => {}
@@ -368,13 +418,25 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn set_meta_at(&mut self, parent: &[&[u8]], name: &OsStr, m: &Meta, chmod: bool) -> Result<(), LayerError> {
+    fn set_meta_at(
+        &mut self,
+        parent: &[&[u8]],
+        name: &OsStr,
+        m: &Meta,
+        chmod: bool,
+    ) -> Result<(), LayerError> {
         let chown = self.opts.chown;
         self.ensure_parent(parent)?;
-                let dir = self.dir();
+        let dir = self.dir();
         let r = (|| {
             if chown {
-                rustix::fs::chownat(dir, name, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::chownat(
+                    dir,
+                    name,
+                    Some(Uid::from_raw(m.uid)),
+                    Some(Gid::from_raw(m.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
             }
             if chmod {
                 rustix::fs::chmodat(dir, name, Mode::from_raw_mode(m.mode), AtFlags::empty())?;
@@ -392,7 +454,8 @@ impl<'a> Applier<'a> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(self.fs_err("opening opaque directory", e)),
             };
-            self.clear_opaque(fd.as_fd(), &dir).map_err(|e| self.fs_err("clearing opaque directory", e))?;
+            self.clear_opaque(fd.as_fd(), &dir)
+                .map_err(|e| self.fs_err("clearing opaque directory", e))?;
         }
         for (path, mtime) in std::mem::take(&mut self.dirs).into_iter().rev() {
             let p = if path.is_empty() { b".".to_vec() } else { path };
@@ -404,7 +467,8 @@ impl<'a> Applier<'a> {
                 BENEATH,
             );
             match fd {
-                Ok(fd) => rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| self.fs_err("futimens", e))?,
+                Ok(fd) => rustix::fs::futimens(&fd, &times(mtime))
+                    .map_err(|e| self.fs_err("futimens", e))?,
                 // Replaced or removed by a later entry.
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {}
                 Err(e) => return Err(self.fs_err("opening directory", e)),
@@ -434,7 +498,10 @@ impl<'a> Applier<'a> {
 }
 
 fn times(mtime: Timespec) -> Timestamps {
-    Timestamps { last_access: mtime, last_modification: mtime }
+    Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    }
 }
 
 fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
@@ -442,14 +509,22 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
     let tv_sec = sec.parse::<i64>().ok()?;
     let mut nsec = 0i64;
-    for (i, c) in frac.bytes().chain(std::iter::repeat(b'0')).take(9).enumerate() {
+    for (i, c) in frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .enumerate()
+    {
         if !c.is_ascii_digit() {
             return None;
         }
         let _ = i;
         nsec = nsec * 10 + i64::from(c - b'0');
     }
-    Some(Timespec { tv_sec, tv_nsec: nsec })
+    Some(Timespec {
+        tv_sec,
+        tv_nsec: nsec,
+    })
 }
 
 fn create_excl(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
@@ -465,7 +540,11 @@ fn replace(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
     safe::remove_all_at(dir, name).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
 }
 
-fn retry_replace(dir: BorrowedFd<'_>, name: &OsStr, mut f: impl FnMut() -> Result<(), Errno>) -> Result<(), Errno> {
+fn retry_replace(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mut f: impl FnMut() -> Result<(), Errno>,
+) -> Result<(), Errno> {
     match f() {
         Err(Errno::EXIST) => {
             replace(dir, name)?;

@@ -163,32 +163,47 @@ pub fn apply<R: Read + Send>(
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| LayerError::Target { path: root.to_owned(), source: e.into() })?;
+    .map_err(|e| LayerError::Target {
+        path: root.to_owned(),
+        source: e.into(),
+    })?;
     let (entries, hashes) = std::thread::scope(|s| {
         let (reader, handle) = pipe::spawn_decoder(s, blob, progress);
         let mut applier = apply::Applier::new(root_fd, root, opts);
         let res = applier.run(reader);
         // The decoder finishes the stream (so the digests cover all of it) even if the tar
         // ended early; it stops when the reader was dropped on error.
-        let hashes = handle.join().unwrap_or_else(|_| {
-            Err(io::Error::other("decoder thread panicked"))
-        });
+        let hashes = handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("decoder thread panicked")));
         (res, hashes)
     });
     let entries = entries?;
     let h = hashes.map_err(LayerError::Decompress)?;
     if let Some((d, size)) = &opts.expect_blob {
         if *d != h.blob_digest {
-            return Err(DigestError::Mismatch { expected: d.clone(), actual: h.blob_digest }.into());
+            return Err(DigestError::Mismatch {
+                expected: d.clone(),
+                actual: h.blob_digest,
+            }
+            .into());
         }
         if *size != h.blob_size {
-            return Err(DigestError::Size { digest: d.clone(), expected: *size, actual: h.blob_size }
-                .into());
+            return Err(DigestError::Size {
+                digest: d.clone(),
+                expected: *size,
+                actual: h.blob_size,
+            }
+            .into());
         }
     }
     if let Some(d) = &opts.expect_diff_id {
         if *d != h.diff_id {
-            return Err(DigestError::Mismatch { expected: d.clone(), actual: h.diff_id }.into());
+            return Err(DigestError::Mismatch {
+                expected: d.clone(),
+                actual: h.diff_id,
+            }
+            .into());
         }
     }
     Ok(LayerStats {

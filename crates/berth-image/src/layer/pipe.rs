@@ -98,7 +98,11 @@ fn decode<R: Read>(
 ) -> io::Result<Hashes> {
     let mut src = BufReader::with_capacity(
         256 << 10,
-        BlobReader { inner: blob, hasher: Hasher::new(), progress },
+        BlobReader {
+            inner: blob,
+            hasher: Hasher::new(),
+            progress,
+        },
     );
     let compression = Compression::detect(src.fill_buf()?);
     let mut tar_hasher = Hasher::new();
@@ -163,5 +167,13 @@ pub(crate) fn spawn_decoder<'scope, 'env, R: Read + Send + 'env>(
             res
         })
         .expect("spawning the layer decoder thread");
-    (ChannelReader { rx, free: free_tx, cur: Vec::new(), pos: 0 }, handle)
+    (
+        ChannelReader {
+            rx,
+            free: free_tx,
+            cur: Vec::new(),
+            pos: 0,
+        },
+        handle,
+    )
 }

@@ -13,12 +13,15 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 /// Resolution used for every lookup inside a root.
-pub(crate) const BENEATH: ResolveFlags =
-    ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
 /// Open the directory at `path` (relative components, no `..`) under `root` as an `O_PATH` fd.
 pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
-    let path = if path.is_empty() { b".".as_slice() } else { path };
+    let path = if path.is_empty() {
+        b".".as_slice()
+    } else {
+        path
+    };
     Ok(rustix::fs::openat2(
         root,
         OsStr::from_bytes(path),
@@ -123,7 +126,10 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 /// Remove a directory tree given by an absolute host path, without following symlinks in it.
 pub fn remove_tree(path: &std::path::Path) -> io::Result<()> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to remove a root"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to remove a root",
+        ));
     };
     let p = rustix::fs::open(
         parent,

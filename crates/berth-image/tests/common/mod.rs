@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 use berth_image::Digest;
 
 /// Append an entry with raw (unchecked) path bytes.
-pub fn entry(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8], mode: u32) {
+pub fn entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    link: Option<&str>,
+    data: &[u8],
+    mode: u32,
+) {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -64,7 +71,13 @@ pub fn zstd(data: &[u8]) -> Vec<u8> {
 
 /// Build an OCI layout at `dir` with one image made of `layers` (tar bytes, compressed as
 /// given by `compress`), tagged `tag`. Returns the manifest digest.
-pub fn oci_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], compress: &[&str], config_extra: serde_json::Value) -> Digest {
+pub fn oci_layout(
+    dir: &Path,
+    tag: &str,
+    layers: &[Vec<u8>],
+    compress: &[&str],
+    config_extra: serde_json::Value,
+) -> Digest {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -125,13 +138,20 @@ pub fn tar_dir(root: &Path) -> Vec<u8> {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Build the busybox fixture rootfs into `dest`.
 pub fn busybox_rootfs(dest: &Path) {
     let script = workspace_root().join("rootfs-fixtures/build-rootfs.sh");
-    let st = std::process::Command::new("sh").arg(script).arg(dest).status().unwrap();
+    let st = std::process::Command::new("sh")
+        .arg(script)
+        .arg(dest)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 

@@ -95,7 +95,11 @@ struct Bar {
 
 impl Bar {
     fn new(quiet: bool) -> Self {
-        Self { start: Instant::now(), state: Mutex::new((0, 0, 0, 0)), on: !quiet && std::io::stderr().is_terminal() }
+        Self {
+            start: Instant::now(),
+            state: Mutex::new((0, 0, 0, 0)),
+            on: !quiet && std::io::stderr().is_terminal(),
+        }
     }
     fn event(&self, e: ProgressEvent) {
         if !self.on {
@@ -144,9 +148,18 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| PathBuf::from(berth_image::store::DEFAULT_ROOT));
     let store = Store::open(&root)?;
     match args.command {
-        ImageCommand::Pull { reference, insecure, platform: p, quiet } => {
+        ImageCommand::Pull {
+            reference,
+            insecure,
+            platform: p,
+            quiet,
+        } => {
             let r: Reference = reference.parse()?;
-            let opts = berth_image::registry::PullOptions { insecure, platform: p.map(|p| p.parse()).transpose()?, auth: None };
+            let opts = berth_image::registry::PullOptions {
+                insecure,
+                platform: p.map(|p| p.parse()).transpose()?,
+                auth: None,
+            };
             let bar = Bar::new(quiet);
             let img = berth_image::registry::pull(&store, &r, &opts, &|e| bar.event(e))
                 .with_context(|| format!("pulling {r}"))?;
@@ -158,9 +171,21 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::Ls => {
             println!("{:<50} {:<20} {:>10}", "REFERENCE", "MANIFEST", "SIZE");
             for (name, d) in store.refs()? {
-                let size = store.image(&d).ok().and_then(|i| i.layers().ok()).map_or(0, |ls| ls.iter().map(|l| l.size).sum::<u64>());
-                let shown = name.parse::<Reference>().map(|r| r.familiar()).unwrap_or(name);
-                println!("{:<50} {:<20} {:>9.1}M", shown, &d.hex()[..12], size as f64 / 1_048_576.0);
+                let size = store
+                    .image(&d)
+                    .ok()
+                    .and_then(|i| i.layers().ok())
+                    .map_or(0, |ls| ls.iter().map(|l| l.size).sum::<u64>());
+                let shown = name
+                    .parse::<Reference>()
+                    .map(|r| r.familiar())
+                    .unwrap_or(name);
+                println!(
+                    "{:<50} {:<20} {:>9.1}M",
+                    shown,
+                    &d.hex()[..12],
+                    size as f64 / 1_048_576.0
+                );
             }
         }
         ImageCommand::Inspect { reference } => {
@@ -180,12 +205,20 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 anyhow::bail!("no image {reference}");
             }
         }
-        ImageCommand::Load { file, name, platform: p } => {
-            let opts = LoadOptions { platform: platform(p)?, name };
+        ImageCommand::Load {
+            file,
+            name,
+            platform: p,
+        } => {
+            let opts = LoadOptions {
+                platform: platform(p)?,
+                name,
+            };
             let loaded = if file == "-" {
                 archive::load_tar(&store, std::io::stdin().lock(), &opts)?
             } else {
-                archive::load_path(&store, file.as_ref(), &opts).with_context(|| format!("loading {file}"))?
+                archive::load_path(&store, file.as_ref(), &opts)
+                    .with_context(|| format!("loading {file}"))?
             };
             for img in loaded {
                 if img.names.is_empty() {
@@ -196,11 +229,20 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 }
             }
         }
-        ImageCommand::Unpack { reference, bundle, overlay, flatten: _, quiet } => {
+        ImageCommand::Unpack {
+            reference,
+            bundle,
+            overlay,
+            flatten: _,
+            quiet,
+        } => {
             let (_, d) = store.resolve(&reference)?;
             let img = store.image(&d)?;
             let bar = Bar::new(quiet);
-            let opts = BundleOptions { overlay, ..Default::default() };
+            let opts = BundleOptions {
+                overlay,
+                ..Default::default()
+            };
             bundle::create_bundle(&store, &img, &bundle, &opts, &|e| bar.event(e))
                 .with_context(|| format!("unpacking {reference} into {}", bundle.display()))?;
             bar.done();
@@ -208,7 +250,12 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::Unmount { bundle } => bundle::remove_bundle_mount(&bundle)?,
         ImageCommand::Prune => {
             let s = store.prune()?;
-            println!("removed {} blobs ({:.1} MiB), {} layers", s.blobs, s.bytes as f64 / 1_048_576.0, s.layers);
+            println!(
+                "removed {} blobs ({:.1} MiB), {} layers",
+                s.blobs,
+                s.bytes as f64 / 1_048_576.0,
+                s.layers
+            );
         }
     }
     Ok(0)
