@@ -174,6 +174,17 @@ impl ContainerBuilder {
         let fifo = cleanup.dir().fifo();
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
             .map_err(|e| ContainerError::sys(format!("mkfifo {}", fifo.display()), e))?;
+        // Whatever our umask, a container user other than root must be able to open it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622)).map_err(
+                |source| ContainerError::Io {
+                    op: "chmod",
+                    path: fifo.clone(),
+                    source,
+                },
+            )?;
+        }
         let config_copy = cleanup.dir().path().join(state::CONFIG_FILE);
         std::fs::copy(bundle.dir.join("config.json"), &config_copy).map_err(|source| {
             ContainerError::Io {

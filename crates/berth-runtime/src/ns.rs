@@ -122,7 +122,12 @@ impl NsPlan {
 
     /// Flags for the `clone` that creates init (cgroup and time namespaces come later).
     pub fn clone_flags(&self) -> CloneFlags {
-        self.new - CloneFlags::CLONE_NEWCGROUP - CLONE_NEWTIME
+        let mut flags = self.new - CloneFlags::CLONE_NEWCGROUP - CLONE_NEWTIME;
+        if self.needs_second_fork() {
+            // The second child, not the first, must be the new pid namespace's init.
+            flags -= CloneFlags::CLONE_NEWPID;
+        }
+        flags
     }
 
     /// The container has a user namespace (new or joined).

@@ -98,4 +98,6 @@ pub enum Command {
     Events(commands::events::EventsArgs),
     /// Update a container's resource limits.
     Update(commands::update::UpdateArgs),
+    /// Pull, load, inspect and unpack images.
+    Image(commands::image::ImageArgs),
 }

@@ -61,8 +61,11 @@ pub fn child_main(cfg: InitConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    // Whether the parent is still there to hear it or not, we are done.
-    let _ = chan.send(&ToParent::Failed(err));
+    // After `create` has returned nobody listens on the channel: say it on stderr, where the
+    // container's output goes.
+    if chan.send(&ToParent::Failed(err.clone())).is_err() {
+        eprintln!("berth: container init: {err}");
+    }
     // SAFETY-free exit without running the parent's atexit handlers or flushing its stdio
     // buffers (which were copied into us by clone).
     std::process::exit(1)
@@ -104,6 +107,11 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     }
 
     join_namespaces(cfg)?;
+    if cfg.ns.needs_second_fork() && cfg.ns.new.contains(CloneFlags::CLONE_NEWPID) {
+        // Kept out of the first clone so that the real init below becomes its pid 1.
+        unshare(CloneFlags::CLONE_NEWPID)
+            .map_err(|e| SetupError::sys("namespaces", "unshare(CLONE_NEWPID)", e))?;
+    }
     if cfg.ns.needs_second_fork() {
         // setns(pid) and unshare(time) only apply to children: fork the real init, as a
         // child of the runtime (CLONE_PARENT) so that `run` can wait for it.
@@ -164,6 +172,7 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         crate::hooks::run_hooks("createContainer", hooks, &state)
             .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
     }
+    // The fifo is on the host: keep an O_PATH fd of it to reopen for writing after pivot_root.
     let fifo = match &cfg.fifo {
         Some(p) => Some(
             nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
@@ -273,8 +282,8 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     }
 
     send(chan, &ToParent::Ready, "init")?;
-    if let Some(fifo) = fifo {
-        wait_for_start(&fifo)?;
+    if let Some(fifo) = &fifo {
+        wait_for_start(fifo)?;
     }
     if let Some(hooks) = cfg
         .spec
@@ -504,8 +513,16 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
 }
 
 /// Block until `berth start` opens the exec fifo, then tell it we go.
+///
+/// The fifo is reopened through `/proc/self/fd`, which a non-dumpable process that is no longer
+/// root cannot read: we are dumpable for just that open. Nothing else runs in the container yet
+/// (or, with a joined pid namespace, nothing that could use it: the runtime binary is not
+/// writable for the container user and our fds are close-on-exec).
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), SetupError> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(false);
+    nix::sys::prctl::set_dumpable(true)
+        .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))?;
     let fd = loop {
         match nix::fcntl::open(
             OsStr::new(&path),
@@ -517,6 +534,8 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), SetupError> {
         }
     }
     .map_err(|e| SetupError::sys("init", "open exec fifo", e))?;
+    nix::sys::prctl::set_dumpable(was_dumpable)
+        .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))?;
     nix::unistd::write(&fd, b"0").map_err(|e| SetupError::sys("init", "write exec fifo", e))?;
     Ok(())
 }

@@ -201,10 +201,11 @@ fn rule(
 }
 
 /// The device cgroup rules a container gets after the spec's own (as runc adds them): mknod of
-/// anything, the default devices, ptys and tun, and every `linux.devices` entry.
-pub fn default_cgroup_rules(spec_devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
+/// anything, the default devices, ptys and tun. Devices of `linux.devices` are not allowed
+/// unless `linux.resources.devices` allows them.
+pub fn default_cgroup_rules() -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
-    let mut rules = vec![
+    let rules = vec![
         rule(C, None, None, "m"),
         rule(B, None, None, "m"),
         rule(C, Some(1), Some(3), "rwm"),
@@ -217,13 +218,6 @@ pub fn default_cgroup_rules(spec_devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgro
         rule(C, Some(5), Some(2), "rwm"),
         rule(C, Some(10), Some(200), "rwm"),
     ];
-    for d in spec_devices {
-        let typ = match d.typ() {
-            LinuxDeviceType::U => C,
-            t => t,
-        };
-        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
-    }
     rules
 }
 
@@ -231,9 +225,8 @@ pub fn default_cgroup_rules(spec_devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgro
 pub fn effective_resources(spec: &oci_spec::runtime::Spec) -> Option<LinuxResources> {
     let linux = spec.linux().as_ref()?;
     let mut r = linux.resources().clone()?;
-    let spec_devices = linux.devices().clone().unwrap_or_default();
     let mut rules = r.devices().clone().unwrap_or_default();
-    rules.extend(default_cgroup_rules(&spec_devices));
+    rules.extend(default_cgroup_rules());
     r.set_devices(Some(rules));
     Some(r)
 }

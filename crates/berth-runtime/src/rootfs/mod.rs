@@ -304,6 +304,7 @@ fn mount_cgroups(
         let target = open_or_create_in_root(root, dest, TargetKind::Dir)?;
         return mount_hierarchy(
             ctx,
+            root,
             &target,
             ctx.cgroup_mounts.first(),
             base_flags,
@@ -324,7 +325,7 @@ fn mount_cgroups(
     for h in ctx.cgroup_mounts {
         let sub = dest.join(&h.destination);
         let target = open_or_create_in_root(root, &sub, TargetKind::Dir)?;
-        mount_hierarchy(ctx, &target, Some(h), base_flags, ro, &sub)?;
+        mount_hierarchy(ctx, root, &target, Some(h), base_flags, ro, &sub)?;
         for link in &h.symlinks {
             match nix::unistd::symlinkat(h.destination.as_str(), dir.as_fd(), link.as_str()) {
                 Ok(()) | Err(Errno::EEXIST) => {}
@@ -352,8 +353,10 @@ fn mount_cgroups(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn mount_hierarchy(
     ctx: &RootfsContext<'_>,
+    root: BorrowedFd<'_>,
     target: &OwnedFd,
     h: Option<&HierarchyMount>,
     flags: MsFlags,
@@ -393,8 +396,8 @@ fn mount_hierarchy(
         )
     })?;
     if ro || !flags.is_empty() {
-        let root_fd = target;
-        bind_remount(&tgt, root_fd.as_fd(), flags | rdonly)
+        let mounted = open_or_create_in_root(root, dest, TargetKind::Dir)?;
+        bind_remount(&fd_path(mounted.as_fd()), mounted.as_fd(), flags | rdonly)
             .map_err(|e| SetupError::sys(step, format!("remount {}", dest.display()), e))?;
     }
     Ok(())
