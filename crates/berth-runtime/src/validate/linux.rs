@@ -1,0 +1,752 @@
+//! `linux`: namespaces, id mappings, devices, cgroup resources, sysctl, seccomp and the rest.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::{index, join, key, obj_of, str_of, tables, Checker};
+
+/// The namespaces a configuration asks for: type to "joins an existing one by path".
+#[derive(Debug, Default)]
+pub(super) struct Namespaces(HashMap<String, bool>);
+
+impl Namespaces {
+    /// Read `linux.namespaces` without reporting anything ([`check`] does).
+    pub(super) fn collect(doc: &Map<String, Value>) -> Self {
+        let list = doc
+            .get("linux")
+            .and_then(|l| l.get("namespaces"))
+            .and_then(Value::as_array);
+        let mut ns = HashMap::new();
+        for n in list.into_iter().flatten() {
+            if let Some(t) = n.get("type").and_then(Value::as_str) {
+                let joined = n.get("path").is_some_and(|p| p.as_str() != Some(""));
+                ns.entry(t.to_owned()).or_insert(joined);
+            }
+        }
+        Namespaces(ns)
+    }
+
+    /// The container has a namespace of type `t`, new or joined.
+    pub(super) fn has(&self, t: &str) -> bool {
+        self.0.contains_key(t)
+    }
+
+    /// The container gets a new namespace of type `t` (no path).
+    fn new(&self, t: &str) -> bool {
+        self.0.get(t) == Some(&false)
+    }
+}
+
+pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>, ns: &Namespaces) {
+    let Some(l) = obj_of(doc, "linux") else {
+        return;
+    };
+    c.fields(l, "linux", tables::LINUX, "config-linux.md");
+    namespaces(c, l);
+    mappings(c, l, ns);
+    time_offsets(c, l, ns);
+    devices(c, l);
+    if let Some(r) = obj_of(l, "resources") {
+        resources(c, r);
+    }
+    sysctl(c, doc, l, ns);
+    if let Some(s) = obj_of(l, "seccomp") {
+        seccomp(c, s);
+    }
+    propagation(c, l);
+    for name in ["maskedPaths", "readonlyPaths"] {
+        let Some(list) = l.get(name).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, p) in list.iter().enumerate() {
+            if let Some(p) = p.as_str() {
+                if !p.starts_with('/') {
+                    c.error(
+                        &index(&join("linux", name), i),
+                        format!("{p:?} is not an absolute path"),
+                        &format!("config-linux.md#{}: the values MUST be absolute paths in the container namespace", name.to_lowercase()),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(p) = obj_of(l, "personality") {
+        c.fields(
+            p,
+            "linux.personality",
+            tables::PERSONALITY,
+            "config-linux.md#personality",
+        );
+        c.known_value(
+            p,
+            "linux.personality",
+            "domain",
+            tables::PERSONALITY_DOMAINS,
+            "config-linux.md#personality: domain is LINUX or LINUX32",
+        );
+    }
+    if let Some(rdt) = obj_of(l, "intelRdt") {
+        intel_rdt(c, rdt);
+    }
+    // cgroupsPath: absolute and relative values are both allowed (config-linux.md#cgroups-path,
+    // and runc accepts either), so only its type is checked.
+}
+
+fn namespaces(c: &mut Checker, l: &Map<String, Value>) {
+    const SECTION: &str = "config-linux.md#namespaces";
+    let mut seen = HashSet::new();
+    for (path, n) in c.objects(l, "linux", "namespaces", tables::NAMESPACE, SECTION) {
+        if let Some(t) = str_of(n, "type") {
+            if !tables::NAMESPACES.contains(&t) {
+                c.error(&join(&path, "type"), format!("unknown namespace type {t:?}"), "config-linux.md#namespaces: type is pid, network, mount, ipc, uts, user, cgroup or time");
+            } else if !seen.insert(t) {
+                c.error(&join(&path, "type"), format!("duplicate namespace type {t}"), "config-linux.md#namespaces: if namespaces contains duplicated namespaces with same type, the runtime MUST generate an error");
+            }
+        }
+        c.absolute(n, &path, "path", "config-linux.md#namespaces: path MUST be an absolute path in the runtime mount namespace");
+    }
+}
+
+fn mappings(c: &mut Checker, l: &Map<String, Value>, ns: &Namespaces) {
+    const SECTION: &str = "config-linux.md#user-namespace-mappings";
+    let mut count = [0usize; 2];
+    for (k, name) in ["uidMappings", "gidMappings"].into_iter().enumerate() {
+        for (path, m) in c.objects(l, "linux", name, tables::ID_MAPPING, SECTION) {
+            count[k] += 1;
+            if m.get("size").and_then(Value::as_u64) == Some(0) {
+                c.error(&join(&path, "size"), "maps no ids", "config-linux.md#user-namespace-mappings: size is the number of ids to map (user_namespaces(7) rejects 0)");
+            }
+        }
+        if count[k] > 0 && !ns.has("user") {
+            c.error(
+                &join("linux", name),
+                format!("{name} is set but linux.namespaces has no user namespace"),
+                "config-linux.md#user-namespace-mappings: mappings describe a user namespace (runc: mappings without a user namespace are an error)",
+            );
+        }
+    }
+    if ns.new("user") && (count[0] == 0 || count[1] == 0) {
+        c.error(
+            "linux.namespaces",
+            "a new user namespace has no uidMappings or no gidMappings",
+            "config-linux.md#user-namespace-mappings: a new user namespace needs uid and gid mappings (runc: user namespaces enabled, but no mapping found)",
+        );
+    }
+}
+
+fn time_offsets(c: &mut Checker, l: &Map<String, Value>, ns: &Namespaces) {
+    let Some(offsets) = obj_of(l, "timeOffsets") else {
+        return;
+    };
+    if !ns.has("time") {
+        c.error("linux.timeOffsets", "is set but linux.namespaces has no time namespace", "config-linux.md#offset-for-time-namespace: timeOffsets sets the offsets of a time namespace (runc: offsets without a time namespace are an error)");
+    }
+    for (clock, v) in offsets {
+        let path = key("linux.timeOffsets", clock);
+        if !tables::TIME_CLOCKS.contains(&clock.as_str()) {
+            c.error(&path, format!("unknown clock {clock:?}"), "config-linux.md#offset-for-time-namespace: time_namespaces(7) offsets exist for monotonic and boottime");
+        }
+        if let Some(o) = c.object(
+            v,
+            &path,
+            "config-linux.md#offset-for-time-namespace: entry values are objects",
+        ) {
+            c.fields(
+                o,
+                &path,
+                tables::TIME_OFFSET,
+                "config-linux.md#offset-for-time-namespace",
+            );
+            if o.get("nanosecs")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n >= 1_000_000_000)
+            {
+                c.error(
+                    &join(&path, "nanosecs"),
+                    "is a second or more",
+                    "time_namespaces(7): nanosecs is below 1000000000",
+                );
+            }
+        }
+    }
+}
+
+fn devices(c: &mut Checker, l: &Map<String, Value>) {
+    const SECTION: &str = "config-linux.md#devices";
+    let mut seen = HashMap::new();
+    for (path, d) in c.objects(l, "linux", "devices", tables::DEVICE, SECTION) {
+        c.known_value(
+            d,
+            &path,
+            "type",
+            tables::DEVICE_TYPES,
+            "config-linux.md#devices: type is c, b, u or p (mknod(1))",
+        );
+        if let Some(p) = str_of(d, "path") {
+            if !p.starts_with('/') {
+                c.error(&join(&path, "path"), format!("{p:?} is not an absolute path"), "config-linux.md#devices: path is the full path to the device inside the container");
+            } else if !p.starts_with("/dev/") {
+                c.warn(&join(&path, "path"), format!("{p:?} is not under /dev"), "config-linux.md#devices: path MAY be anywhere, but runc only creates devices under /dev");
+            }
+        }
+        let t = str_of(d, "type");
+        if t.is_some_and(|t| t != "p") {
+            for n in ["major", "minor"] {
+                if !d.contains_key(n) {
+                    c.error(
+                        &join(&path, n),
+                        "is missing",
+                        "config-linux.md#devices: major and minor are REQUIRED unless type is p",
+                    );
+                }
+            }
+        }
+        let major = d.get("major").and_then(Value::as_i64);
+        let minor = d.get("minor").and_then(Value::as_i64);
+        if let (Some(t), Some(major), Some(minor)) = (t, major, minor) {
+            if let Some(first) = seen.insert((t, major, minor), path.clone()) {
+                c.warn(&path, format!("same type, major and minor as {first}"), "config-linux.md#devices: the same type, major and minor SHOULD NOT be used for multiple devices");
+            }
+        }
+    }
+}
+
+fn resources(c: &mut Checker, r: &Map<String, Value>) {
+    const P: &str = "linux.resources";
+    c.fields(r, P, tables::RESOURCES, "config-linux.md#control-groups");
+    for (path, d) in c.objects(
+        r,
+        P,
+        "devices",
+        tables::DEVICE_RULE,
+        "config-linux.md#allowed-device-list",
+    ) {
+        c.known_value(
+            d,
+            &path,
+            "type",
+            tables::DEVICE_RULE_TYPES,
+            "config-linux.md#allowed-device-list: type is a (all), c (char) or b (block)",
+        );
+        if let Some(a) = str_of(d, "access") {
+            if a.is_empty() || !a.chars().all(|ch| "rwm".contains(ch)) {
+                c.error(&join(&path, "access"), format!("{a:?} is not a composition of r, w and m"), "config-linux.md#allowed-device-list: access is a composition of r (read), w (write), and m (mknod)");
+            }
+        }
+    }
+    if let Some(m) = obj_of(r, "memory") {
+        let path = join(P, "memory");
+        c.fields(m, &path, tables::MEMORY, "config-linux.md#memory");
+        c.range(
+            m,
+            &path,
+            "swappiness",
+            0,
+            100,
+            "config-linux.md#memory: swappiness values are from 0 to 100",
+        );
+        let limit = m.get("limit").and_then(Value::as_i64);
+        let swap = m.get("swap").and_then(Value::as_i64);
+        if let (Some(limit), Some(swap)) = (limit, swap) {
+            if limit > 0 && swap > 0 && swap < limit {
+                c.error(&join(&path, "swap"), format!("memory+swap limit {swap} is below the memory limit {limit}"), "config-linux.md#memory: swap is the limit of memory+swap usage, so it cannot be below limit (runc's rule)");
+            }
+        }
+    }
+    if let Some(cpu) = obj_of(r, "cpu") {
+        let path = join(P, "cpu");
+        c.fields(cpu, &path, tables::CPU, "config-linux.md#cpu");
+        for n in ["cpus", "mems"] {
+            if let Some(s) = str_of(cpu, n) {
+                if !is_cpu_list(s) {
+                    c.error(&join(&path, n), format!("{s:?} is not a list like 0-3,7"), "config-linux.md#cpu: cpus and mems are lists in the cpuset list format (cpuset(7))");
+                }
+            }
+        }
+    }
+    if let Some(p) = obj_of(r, "pids") {
+        c.fields(p, &join(P, "pids"), tables::PIDS, "config-linux.md#pids");
+    }
+    if let Some(b) = obj_of(r, "blockIO") {
+        let path = join(P, "blockIO");
+        const S: &str = "config-linux.md#block-io";
+        c.fields(b, &path, tables::BLOCK_IO, S);
+        let rule = "config-linux.md#block-io: weight and leafWeight range from 10 to 1000";
+        c.range(b, &path, "weight", 10, 1000, rule);
+        c.range(b, &path, "leafWeight", 10, 1000, rule);
+        for (wpath, w) in c.objects(b, &path, "weightDevice", tables::WEIGHT_DEVICE, S) {
+            c.range(w, &wpath, "weight", 10, 1000, rule);
+            c.range(w, &wpath, "leafWeight", 10, 1000, rule);
+        }
+        for name in [
+            "throttleReadBpsDevice",
+            "throttleWriteBpsDevice",
+            "throttleReadIOPSDevice",
+            "throttleWriteIOPSDevice",
+        ] {
+            c.objects(b, &path, name, tables::THROTTLE_DEVICE, S);
+        }
+    }
+    for (path, h) in c.objects(
+        r,
+        P,
+        "hugepageLimits",
+        tables::HUGEPAGE,
+        "config-linux.md#huge-page-limits",
+    ) {
+        if let Some(size) = str_of(h, "pageSize") {
+            if !is_page_size(size) {
+                c.error(&join(&path, "pageSize"), format!("{size:?} is not <size><unit-prefix>B"), "config-linux.md#huge-page-limits: pageSize has the format <size><unit-prefix>B (64KB, 2MB, 1GB)");
+            }
+        }
+    }
+    if let Some(n) = obj_of(r, "network") {
+        let path = join(P, "network");
+        c.fields(n, &path, tables::NETWORK, "config-linux.md#network");
+        c.objects(
+            n,
+            &path,
+            "priorities",
+            tables::NET_PRIORITY,
+            "config-linux.md#network",
+        );
+    }
+}
+
+/// `0-3,7`: comma-separated numbers and ranges.
+fn is_cpu_list(s: &str) -> bool {
+    let num = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    s.split(',').all(|part| match part.trim().split_once('-') {
+        Some((a, b)) => num(a) && num(b),
+        None => num(part.trim()),
+    })
+}
+
+/// `2MB`, `64KB`, `1GB`.
+fn is_page_size(s: &str) -> bool {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && matches!(&s[digits..], "KB" | "MB" | "GB" | "TB" | "PB")
+}
+
+fn sysctl(c: &mut Checker, doc: &Map<String, Value>, l: &Map<String, Value>, ns: &Namespaces) {
+    const RULE: &str = "config-linux.md#sysctl: runc allows only namespaced sysctls, each with its namespace (net.* network, kernel.msg*/sem/shm*/fs.mqueue.* ipc, kernel.hostname/domainname uts)";
+    let Some(map) = obj_of(l, "sysctl") else {
+        return;
+    };
+    for name in map.keys() {
+        let path = key("linux.sysctl", name);
+        let needs = if name.starts_with("net.") {
+            "network"
+        } else if name.starts_with("fs.mqueue.") || tables::SYSCTL_IPC.contains(&name.as_str()) {
+            "ipc"
+        } else if name == "kernel.hostname" || name == "kernel.domainname" {
+            "uts"
+        } else {
+            c.error(
+                &path,
+                format!("{name} is not in a separate kernel namespace"),
+                RULE,
+            );
+            continue;
+        };
+        if !ns.has(needs) {
+            c.error(&path, format!("{name} needs its own {needs} namespace, which linux.namespaces lacks (it would change the host's)"), RULE);
+        }
+        let field = name.trim_start_matches("kernel.");
+        if needs == "uts" && str_of(doc, field).is_some() {
+            c.warn(
+                &path,
+                format!("{name} conflicts with the {field} field"),
+                &format!("config.md#{field}: set the {field} field instead of the sysctl"),
+            );
+        }
+    }
+}
+
+fn seccomp(c: &mut Checker, s: &Map<String, Value>) {
+    const P: &str = "linux.seccomp";
+    const S: &str = "config-linux.md#seccomp";
+    c.fields(s, P, tables::SECCOMP, S);
+    let actions_rule = "config-linux.md#seccomp: actions are SCMP_ACT_* constants of libseccomp";
+    c.known_value(s, P, "defaultAction", tables::SECCOMP_ACTIONS, actions_rule);
+    c.known_names(
+        s,
+        P,
+        "architectures",
+        tables::SECCOMP_ARCHES,
+        "config-linux.md#seccomp: architectures are SCMP_ARCH_* constants of libseccomp",
+    );
+    c.known_names(
+        s,
+        P,
+        "flags",
+        tables::SECCOMP_FLAGS,
+        "config-linux.md#seccomp: flags are SECCOMP_FILTER_FLAG_* constants of seccomp(2)",
+    );
+    errno_action(c, s, P, "defaultAction", "defaultErrnoRet");
+    let listener = str_of(s, "listenerPath").is_some_and(|p| !p.is_empty());
+    if s.contains_key("listenerMetadata") && !listener {
+        c.error(
+            &join(P, "listenerMetadata"),
+            "is set without listenerPath",
+            "config-linux.md#seccomp: listenerMetadata MUST NOT be set if listenerPath is not set",
+        );
+    }
+    if str_of(s, "defaultAction") == Some("SCMP_ACT_NOTIFY") {
+        c.error(&join(P, "defaultAction"), "SCMP_ACT_NOTIFY cannot be the default action", "config-linux.md#seccomp: runc refuses SCMP_ACT_NOTIFY as defaultAction (it would trap the runtime's own setup)");
+    }
+    let mut notify = false;
+    for (path, sc) in c.objects(s, P, "syscalls", tables::SYSCALL, S) {
+        if sc
+            .get("names")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            c.error(
+                &join(&path, "names"),
+                "is empty",
+                "config-linux.md#seccomp: names MUST contain at least one entry",
+            );
+        }
+        c.known_value(sc, &path, "action", tables::SECCOMP_ACTIONS, actions_rule);
+        notify |= str_of(sc, "action") == Some("SCMP_ACT_NOTIFY");
+        errno_action(c, sc, &path, "action", "errnoRet");
+        for (apath, a) in c.objects(sc, &path, "args", tables::SYSCALL_ARG, S) {
+            c.known_value(
+                a,
+                &apath,
+                "op",
+                tables::SECCOMP_OPS,
+                "config-linux.md#seccomp: op is a SCMP_CMP_* constant of libseccomp",
+            );
+            c.range(
+                a,
+                &apath,
+                "index",
+                0,
+                5,
+                "config-linux.md#seccomp: index is a syscall argument index, 0 to 5",
+            );
+        }
+    }
+    if notify && !listener {
+        c.error(&join(P, "listenerPath"), "SCMP_ACT_NOTIFY is used but listenerPath is not set", "config-linux.md#seccomp: listenerPath is the socket the runtime sends the seccomp fd to when SCMP_ACT_NOTIFY is used");
+    }
+}
+
+/// An errno return value is only meaningful with SCMP_ACT_ERRNO or SCMP_ACT_TRACE.
+fn errno_action(c: &mut Checker, obj: &Map<String, Value>, path: &str, action: &str, errno: &str) {
+    let Some(a) = str_of(obj, action) else { return };
+    if obj.contains_key(errno) && a != "SCMP_ACT_ERRNO" && a != "SCMP_ACT_TRACE" {
+        c.error(&join(path, errno), format!("is set but {a} takes no errno"), "config-linux.md#seccomp: when the action doesn't support an errno, the runtime MUST print an error and fail");
+    }
+}
+
+fn propagation(c: &mut Checker, l: &Map<String, Value>) {
+    let Some(p) = str_of(l, "rootfsPropagation") else {
+        return;
+    };
+    let path = "linux.rootfsPropagation";
+    let rule = "config-linux.md#rootfs-mount-propagation: its value is either shared, slave, private or unbindable";
+    if tables::PROPAGATION_RUNC.contains(&p) {
+        c.warn(
+            path,
+            format!("{p:?} is a recursive form that runc accepts but the spec does not list"),
+            rule,
+        );
+    } else if !tables::PROPAGATION.contains(&p) {
+        c.error(path, format!("unknown propagation {p:?}"), rule);
+    }
+}
+
+fn intel_rdt(c: &mut Checker, rdt: &Map<String, Value>) {
+    const P: &str = "linux.intelRdt";
+    c.fields(rdt, P, tables::INTEL_RDT, "config-linux.md#intelrdt");
+    if let Some(mb) = str_of(rdt, "memBwSchema") {
+        if !mb.starts_with("MB:") || mb.contains('\n') {
+            c.error(&join(P, "memBwSchema"), format!("{mb:?} does not start with MB: or has a newline"), "config-linux.md#intelrdt: memBwSchema MUST start with MB: and MUST NOT contain newlines");
+        }
+    }
+    if let Some(l3) = str_of(rdt, "l3CacheSchema") {
+        if !l3.starts_with("L3:") || l3.contains('\n') {
+            c.warn(&join(P, "l3CacheSchema"), format!("{l3:?} does not start with L3: or has a newline"), "config-linux.md#intelrdt: l3CacheSchema SHOULD start with L3: and SHOULD NOT contain newlines");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::validate::tests::{has, lines};
+
+    #[test]
+    fn namespace_types_duplicates_and_paths() {
+        let l = lines(|v| {
+            v["linux"]["namespaces"] = json!([
+                {"type": "pid"}, {"type": "pid"}, {"type": "net"},
+                {"type": "network", "path": "run/netns/a"}, {"path": "/x"}
+            ]);
+        });
+        has(
+            &l,
+            "error: linux.namespaces[1].type: duplicate namespace type pid",
+        );
+        has(
+            &l,
+            "error: linux.namespaces[2].type: unknown namespace type \"net\"",
+        );
+        has(
+            &l,
+            "error: linux.namespaces[3].path: \"run/netns/a\" is not an absolute path",
+        );
+        has(&l, "error: linux.namespaces[4].type: is missing");
+    }
+
+    #[test]
+    fn mappings_need_user_namespace_and_back() {
+        let m = json!([{"containerID": 0, "hostID": 1000, "size": 0}]);
+        let l = lines(|v| v["linux"]["uidMappings"] = m.clone());
+        has(&l, "error: linux.uidMappings: uidMappings is set but linux.namespaces has no user namespace");
+        has(&l, "error: linux.uidMappings[0].size: maps no ids");
+        let l = lines(|v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        });
+        has(
+            &l,
+            "error: linux.namespaces: a new user namespace has no uidMappings or no gidMappings",
+        );
+        let l = lines(|v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+        });
+        assert!(l.is_empty(), "{l:?}");
+    }
+
+    #[test]
+    fn time_offsets() {
+        let l = lines(|v| {
+            v["linux"]["timeOffsets"] =
+                json!({"monotonic": {"secs": 1}, "realtime": {"nanosecs": 2000000000u64}})
+        });
+        has(
+            &l,
+            "error: linux.timeOffsets: is set but linux.namespaces has no time namespace",
+        );
+        has(&l, "error: linux.timeOffsets[\"realtime\"]: unknown clock");
+        has(
+            &l,
+            "error: linux.timeOffsets[\"realtime\"].nanosecs: is a second or more",
+        );
+    }
+
+    #[test]
+    fn devices() {
+        let l = lines(|v| {
+            v["linux"]["devices"] = json!([
+                {"type": "x", "path": "/dev/a", "major": 1, "minor": 1},
+                {"type": "c", "path": "dev/b", "major": 1, "minor": 3},
+                {"type": "c", "path": "/tmp/c", "major": 1, "minor": 3},
+                {"type": "b", "path": "/dev/d"},
+                {"type": "p", "path": "/dev/fifo"}
+            ]);
+        });
+        has(&l, "error: linux.devices[0].type: unknown value \"x\"");
+        has(
+            &l,
+            "error: linux.devices[1].path: \"dev/b\" is not an absolute path",
+        );
+        has(
+            &l,
+            "warning: linux.devices[2].path: \"/tmp/c\" is not under /dev",
+        );
+        has(
+            &l,
+            "warning: linux.devices[2]: same type, major and minor as linux.devices[1]",
+        );
+        has(&l, "error: linux.devices[3].major: is missing");
+        assert!(!l.iter().any(|x| x.contains("devices[4]")), "{l:?}");
+    }
+
+    #[test]
+    fn resources() {
+        let l = lines(|v| {
+            v["linux"]["resources"] = json!({
+                "devices": [{"allow": false, "access": "rwx"}, {"type": "z", "allow": true}, {"access": "r"}],
+                "memory": {"limit": 100, "swap": 50, "swappiness": 101},
+                "cpu": {"cpus": "0-3,x", "shares": -2},
+                "pids": {},
+                "blockIO": {"weight": 5, "weightDevice": [{"major": 8, "minor": 0, "weight": 2000}]},
+                "hugepageLimits": [{"pageSize": "2M", "limit": 1}],
+                "network": {"classID": "x"}
+            });
+        });
+        has(
+            &l,
+            "error: linux.resources.devices[0].access: \"rwx\" is not a composition",
+        );
+        has(
+            &l,
+            "error: linux.resources.devices[1].type: unknown value \"z\"",
+        );
+        has(&l, "error: linux.resources.devices[2].allow: is missing");
+        has(&l, "error: linux.resources.memory.swap: memory+swap limit 50 is below the memory limit 100");
+        has(
+            &l,
+            "error: linux.resources.memory.swappiness: 101 is outside 0..=100",
+        );
+        has(
+            &l,
+            "error: linux.resources.cpu.cpus: \"0-3,x\" is not a list",
+        );
+        has(&l, "error: linux.resources.cpu.shares: must be a uint64");
+        has(&l, "error: linux.resources.pids.limit: is missing");
+        has(
+            &l,
+            "error: linux.resources.blockIO.weight: 5 is outside 10..=1000",
+        );
+        has(
+            &l,
+            "error: linux.resources.blockIO.weightDevice[0].weight: 2000 is outside",
+        );
+        has(
+            &l,
+            "error: linux.resources.hugepageLimits[0].pageSize: \"2M\"",
+        );
+        has(
+            &l,
+            "error: linux.resources.network.classID: must be a uint32",
+        );
+    }
+
+    #[test]
+    fn sysctl_needs_its_namespace() {
+        let l = lines(|v| {
+            v["linux"]["sysctl"] = json!({
+                "net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "1",
+                "vm.swappiness": "1", "kernel.hostname": "x", "net.core.somaxconn": 5
+            });
+        });
+        has(&l, "error: linux.sysctl[\"net.ipv4.ip_forward\"]: net.ipv4.ip_forward needs its own network namespace");
+        has(
+            &l,
+            "error: linux.sysctl[\"kernel.shmmax\"]: kernel.shmmax needs its own ipc namespace",
+        );
+        has(&l, "error: linux.sysctl[\"fs.mqueue.msg_max\"]: fs.mqueue.msg_max needs its own ipc namespace");
+        has(&l, "error: linux.sysctl[\"vm.swappiness\"]: vm.swappiness is not in a separate kernel namespace");
+        has(
+            &l,
+            "error: linux.sysctl[\"net.core.somaxconn\"]: must be a string",
+        );
+        assert!(
+            !l.iter().any(|x| x.contains("[\"kernel.hostname\"]")),
+            "{l:?}"
+        );
+        let l = lines(|v| {
+            v["linux"]["namespaces"] =
+                json!([{"type": "network"}, {"type": "ipc"}, {"type": "uts"}]);
+            v["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "1"});
+        });
+        assert!(l.is_empty(), "{l:?}");
+    }
+
+    #[test]
+    fn seccomp() {
+        let l = lines(|v| {
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_DENY",
+                "architectures": ["SCMP_ARCH_X86_64", "x86_64"],
+                "flags": ["SECCOMP_FILTER_FLAG_NOPE"],
+                "listenerMetadata": "m",
+                "syscalls": [
+                    {"names": [], "action": "SCMP_ACT_ALLOW", "errnoRet": 1},
+                    {"names": ["kill"], "action": "SCMP_ACT_NOTIFY",
+                     "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_XX"}]},
+                    {"action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+                ]
+            });
+        });
+        has(
+            &l,
+            "error: linux.seccomp.defaultAction: unknown value \"SCMP_ACT_DENY\"",
+        );
+        has(
+            &l,
+            "error: linux.seccomp.architectures[1]: unknown value \"x86_64\"",
+        );
+        has(&l, "error: linux.seccomp.flags[0]: unknown value");
+        has(
+            &l,
+            "error: linux.seccomp.listenerMetadata: is set without listenerPath",
+        );
+        has(&l, "error: linux.seccomp.syscalls[0].names: is empty");
+        has(
+            &l,
+            "error: linux.seccomp.syscalls[0].errnoRet: is set but SCMP_ACT_ALLOW takes no errno",
+        );
+        has(
+            &l,
+            "error: linux.seccomp.syscalls[1].args[0].op: unknown value",
+        );
+        has(
+            &l,
+            "error: linux.seccomp.syscalls[1].args[0].index: 6 is outside 0..=5",
+        );
+        has(&l, "error: linux.seccomp.syscalls[2].names: is missing");
+        has(
+            &l,
+            "error: linux.seccomp.listenerPath: SCMP_ACT_NOTIFY is used",
+        );
+        assert!(
+            !l.iter().any(|x| x.contains("syscalls[2].errnoRet")),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn propagation_and_paths() {
+        let l = lines(|v| {
+            v["linux"]["rootfsPropagation"] = json!("rslave");
+            v["linux"]["maskedPaths"] = json!(["/proc/kcore", "proc/keys"]);
+            v["linux"]["readonlyPaths"] = json!(["sys"]);
+        });
+        has(
+            &l,
+            "warning: linux.rootfsPropagation: \"rslave\" is a recursive form",
+        );
+        has(&l, "error: linux.maskedPaths[1]: \"proc/keys\" is not an absolute path (config-linux.md#maskedpaths");
+        has(&l, "error: linux.readonlyPaths[0]:");
+        has(
+            &lines(|v| v["linux"]["rootfsPropagation"] = json!("both")),
+            "error: linux.rootfsPropagation: unknown propagation",
+        );
+        assert!(lines(|v| v["linux"]["rootfsPropagation"] = json!("private")).is_empty());
+    }
+
+    #[test]
+    fn personality_and_rdt() {
+        let l = lines(|v| {
+            v["linux"]["personality"] = json!({"domain": "LINUX64"});
+            v["linux"]["intelRdt"] = json!({"memBwSchema": "0=20", "l3CacheSchema": "0=7f0"});
+        });
+        has(&l, "error: linux.personality.domain: unknown value");
+        has(&l, "error: linux.intelRdt.memBwSchema:");
+        has(&l, "warning: linux.intelRdt.l3CacheSchema:");
+    }
+
+    #[test]
+    fn cgroups_path_relative_is_fine() {
+        assert!(lines(|v| v["linux"]["cgroupsPath"] = json!("berth/web")).is_empty());
+        has(
+            &lines(|v| v["linux"]["cgroupsPath"] = json!(5)),
+            "error: linux.cgroupsPath: must be a string",
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! `process`: the container's first process.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::{index, join, obj_of, str_of, tables, Checker};
+
+const SECTION: &str = "config.md#process";
+
+pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>) {
+    let Some(p) = obj_of(doc, "process") else {
+        return;
+    };
+    c.fields(p, "process", tables::PROCESS, SECTION);
+    args(c, p);
+    c.absolute(
+        p,
+        "process",
+        "cwd",
+        "config.md#process: cwd MUST be an absolute path",
+    );
+    super::env_entries(c, p, "process", SECTION);
+    console(c, p);
+    c.range(
+        p,
+        "process",
+        "oomScoreAdj",
+        -1000,
+        1000,
+        "config.md#linux-process: oomScoreAdj is written to /proc/[pid]/oom_score_adj, which takes -1000 to 1000",
+    );
+    if let Some(u) = obj_of(p, "user") {
+        c.fields(u, "process.user", tables::USER, "config.md#user");
+    }
+    capabilities(c, p);
+    rlimits(c, p);
+    if let Some(io) = obj_of(p, "ioPriority") {
+        let path = "process.ioPriority";
+        c.fields(io, path, tables::IO_PRIORITY, "config.md#linux-process");
+        c.known_value(io, path, "class", tables::IO_PRIORITY_CLASSES, "config.md#linux-process: ioPriority.class is IOPRIO_CLASS_RT, IOPRIO_CLASS_BE or IOPRIO_CLASS_IDLE");
+        c.range(io, path, "priority", 0, 7, "config.md#linux-process: ioPriority.priority is a level 0 (highest) to 7 within its class, see ioprio_set(2)");
+    }
+    if let Some(s) = obj_of(p, "scheduler") {
+        let path = "process.scheduler";
+        c.fields(s, path, tables::SCHEDULER, "config.md#linux-process");
+        c.known_value(
+            s,
+            path,
+            "policy",
+            tables::SCHED_POLICIES,
+            "config.md#linux-process: scheduler.policy is a sched_setattr(2) policy",
+        );
+        c.range(
+            s,
+            path,
+            "nice",
+            -20,
+            19,
+            "config.md#linux-process: scheduler.nice is -20 to 19, see sched_setattr(2)",
+        );
+    }
+}
+
+fn args(c: &mut Checker, p: &Map<String, Value>) {
+    let rule =
+        "config.md#process: args needs at least one entry (non-Windows), used like execvp's file";
+    match p.get("args").and_then(Value::as_array) {
+        None if !p.contains_key("args") => c.error(
+            "process.args",
+            "is missing: the process has nothing to run",
+            rule,
+        ),
+        Some(a) if a.is_empty() => c.error(
+            "process.args",
+            "is empty: the process has nothing to run",
+            rule,
+        ),
+        Some(a) if a[0].as_str() == Some("") => {
+            c.error("process.args[0]", "is an empty executable name", rule)
+        }
+        _ => {}
+    }
+}
+
+fn console(c: &mut Checker, p: &Map<String, Value>) {
+    let Some(size) = obj_of(p, "consoleSize") else {
+        return;
+    };
+    c.fields(
+        size,
+        "process.consoleSize",
+        tables::CONSOLE,
+        "config.md#process",
+    );
+    if p.get("terminal").and_then(Value::as_bool) != Some(true) {
+        c.warn(
+            "process.consoleSize",
+            "is set but process.terminal is not true",
+            "config.md#process: runtimes MUST ignore consoleSize if terminal is false or unset",
+        );
+    }
+    for dim in ["height", "width"] {
+        if size.get(dim).and_then(Value::as_u64) == Some(0) {
+            c.warn(
+                &join("process.consoleSize", dim),
+                "is 0",
+                "config.md#process: consoleSize is the console size in characters",
+            );
+        }
+        if size
+            .get(dim)
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n > u64::from(u16::MAX))
+        {
+            c.error(
+                &join("process.consoleSize", dim),
+                "does not fit a terminal size (at most 65535)",
+                "config.md#process: consoleSize is set with TIOCSWINSZ, whose fields are 16-bit",
+            );
+        }
+    }
+}
+
+fn capabilities(c: &mut Checker, p: &Map<String, Value>) {
+    let Some(caps) = p.get("capabilities") else {
+        return;
+    };
+    let path = "process.capabilities";
+    let Some(caps) = caps.as_object() else {
+        return; // the table reported it (an array is the pre-1.0 form)
+    };
+    c.fields(caps, path, tables::CAPABILITIES, "config.md#linux-process");
+    for set in tables::CAPABILITIES {
+        let Some(list) = caps.get(set.name).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, v) in list.iter().enumerate() {
+            let Some(name) = v.as_str() else { continue };
+            let at = index(&join(path, set.name), i);
+            if !is_cap_name(name) {
+                c.error(
+                    &at,
+                    format!("{name:?} is not a capability name"),
+                    "config.md#linux-process: capabilities are CAP_* names from capabilities(7)",
+                );
+            } else if !tables::CAPABILITIES_KNOWN.contains(&name) {
+                c.warn(&at, format!("unknown capability {name:?}"), "config.md#linux-process: a capability that cannot be mapped MUST be logged as a warning by the runtime");
+            }
+        }
+    }
+}
+
+fn is_cap_name(s: &str) -> bool {
+    s.strip_prefix("CAP_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+fn rlimits(c: &mut Checker, p: &Map<String, Value>) {
+    let mut seen = HashSet::new();
+    for (path, r) in c.objects(
+        p,
+        "process",
+        "rlimits",
+        tables::RLIMIT,
+        "config.md#posix-process",
+    ) {
+        if let Some(t) = str_of(r, "type") {
+            if !tables::RLIMITS.contains(&t) {
+                c.error(&join(&path, "type"), format!("unknown rlimit {t:?}"), "config.md#posix-process: the runtime MUST generate an error for any rlimit type which cannot be mapped to a relevant kernel interface (getrlimit(2))");
+            } else if !seen.insert(t) {
+                c.error(&join(&path, "type"), format!("duplicate rlimit {t}"), "config.md#posix-process: if rlimits contains duplicated entries with same type, the runtime MUST generate an error");
+            }
+        }
+        let soft = r.get("soft").and_then(Value::as_u64);
+        let hard = r.get("hard").and_then(Value::as_u64);
+        if let (Some(soft), Some(hard)) = (soft, hard) {
+            if soft > hard {
+                c.error(&join(&path, "soft"), format!("soft limit {soft} is above hard limit {hard}"), "config.md#posix-process: the hard limit is the ceiling for the soft limit (setrlimit(2) fails with EINVAL)");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::validate::tests::{has, lines};
+
+    #[test]
+    fn args_required_and_non_empty() {
+        has(
+            &lines(|v| {
+                v["process"].as_object_mut().unwrap().remove("args");
+            }),
+            "error: process.args: is missing",
+        );
+        has(
+            &lines(|v| v["process"]["args"] = json!([])),
+            "error: process.args: is empty",
+        );
+        has(
+            &lines(|v| v["process"]["args"] = json!([""])),
+            "error: process.args[0]: is an empty executable name",
+        );
+    }
+
+    #[test]
+    fn cwd_required_and_absolute() {
+        has(
+            &lines(|v| {
+                v["process"].as_object_mut().unwrap().remove("cwd");
+            }),
+            "error: process.cwd: is missing",
+        );
+        has(
+            &lines(|v| v["process"]["cwd"] = json!("home")),
+            "error: process.cwd: \"home\" is not an absolute path",
+        );
+    }
+
+    #[test]
+    fn user_ids_are_uint32() {
+        let l = lines(|v| v["process"]["user"] = json!({"uid": -1, "additionalGids": [1, "2"]}));
+        has(&l, "error: process.user.uid: must be a uint32");
+        has(&l, "error: process.user.gid: is missing");
+        has(
+            &l,
+            "error: process.user.additionalGids[1]: must be a uint32",
+        );
+    }
+
+    #[test]
+    fn env_form() {
+        has(
+            &lines(|v| v["process"]["env"] = json!(["PATH=/bin", "JUNK"])),
+            "warning: process.env[1]:",
+        );
+    }
+
+    #[test]
+    fn console_size() {
+        let l = lines(|v| v["process"]["consoleSize"] = json!({"height": 0, "width": 70000}));
+        has(
+            &l,
+            "warning: process.consoleSize: is set but process.terminal is not true",
+        );
+        has(&l, "warning: process.consoleSize.height: is 0");
+        has(&l, "error: process.consoleSize.width: does not fit");
+        let l = lines(|v| {
+            v["process"]["terminal"] = json!(true);
+            v["process"]["consoleSize"] = json!({"height": 24});
+        });
+        has(&l, "error: process.consoleSize.width: is missing");
+    }
+
+    #[test]
+    fn oom_score_adj_range() {
+        has(
+            &lines(|v| v["process"]["oomScoreAdj"] = json!(1001)),
+            "error: process.oomScoreAdj: 1001 is outside -1000..=1000",
+        );
+        assert!(lines(|v| v["process"]["oomScoreAdj"] = json!(-1000)).is_empty());
+    }
+
+    #[test]
+    fn capabilities() {
+        let l = lines(|v| {
+            v["process"]["capabilities"] = json!({
+                "bounding": ["CAP_CHOWN", "CAP_FUTURE_THING", "chown"],
+                "ambient": "CAP_KILL"
+            });
+        });
+        has(
+            &l,
+            "warning: process.capabilities.bounding[1]: unknown capability",
+        );
+        has(
+            &l,
+            "error: process.capabilities.bounding[2]: \"chown\" is not a capability name",
+        );
+        has(&l, "error: process.capabilities.ambient: must be an array");
+        has(
+            &lines(|v| v["process"]["capabilities"] = json!(["CAP_KILL"])),
+            "error: process.capabilities: must be an object",
+        );
+    }
+
+    #[test]
+    fn rlimits() {
+        let l = lines(|v| {
+            v["process"]["rlimits"] = json!([
+                {"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024},
+                {"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1},
+                {"type": "RLIMIT_FOO", "soft": 1, "hard": 1},
+                {"type": "RLIMIT_CORE", "soft": -1, "hard": 1}
+            ]);
+        });
+        has(
+            &l,
+            "error: process.rlimits[0].soft: soft limit 2048 is above hard limit 1024",
+        );
+        has(
+            &l,
+            "error: process.rlimits[1].type: duplicate rlimit RLIMIT_NOFILE",
+        );
+        has(&l, "error: process.rlimits[2].type: unknown rlimit");
+        has(&l, "error: process.rlimits[3].soft: must be a uint64");
+    }
+
+    #[test]
+    fn io_priority_and_scheduler() {
+        let l = lines(|v| {
+            v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_X", "priority": 9});
+            v["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 30});
+        });
+        has(&l, "error: process.ioPriority.class: unknown value");
+        has(&l, "error: process.ioPriority.priority: 9 is outside 0..=7");
+        has(&l, "error: process.scheduler.nice: 30 is outside -20..=19");
+    }
+}
