@@ -4,19 +4,21 @@
 //! only inside [`pull`], on a current-thread runtime built per call, so nothing else pays for it.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
-use oci_spec::image::Descriptor;
 
 use crate::digest::Digest;
-use crate::image::{descriptor_digest, select_platform, Image, Manifest, Platform};
+use crate::image::{
+    descriptor_digest, select_platform, Image, ImageError, Layer, Manifest, Platform,
+};
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
-use crate::unpack::{Progress, ProgressEvent};
+use crate::unpack::{Progress, ProgressEvent, UnpackError};
 
 const ACCEPT: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
@@ -27,6 +29,9 @@ const ACCEPT: &[&str] = &[
 
 /// How many blobs download at once.
 const CONCURRENT: usize = 3;
+
+/// Downloaded chunks queued for each layer's unpacker.
+const CHUNKS_IN_FLIGHT: usize = 32;
 
 /// Error pulling an image.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +70,12 @@ pub enum RegistryError {
     /// Starting the async runtime failed.
     #[error("starting the tokio runtime")]
     Runtime(#[source] std::io::Error),
+    /// Unpacking a layer failed (nothing of it was kept).
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// A layer's unpacker thread died without a result.
+    #[error("the unpacker of layer {0} stopped without a result")]
+    UnpackThread(Digest),
     /// Too many nested indexes.
     #[error("too many nested image indexes")]
     Nested,
@@ -79,6 +90,8 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Credentials; when `None`, looked up in the docker config, else anonymous.
     pub auth: Option<(String, String)>,
+    /// Only store the blobs; don't unpack the layers into the layer store while pulling.
+    pub no_unpack: bool,
 }
 
 /// Credentials for `registry` from `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
@@ -156,6 +169,12 @@ fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
 
 /// Pull `reference` into `store` and point the reference at it; returns the image.
 ///
+/// Layers download concurrently; unless [`PullOptions::no_unpack`] is set, each is unpacked into
+/// the layer store on its own thread while it streams (download, decompression and file
+/// writes overlap), with its digest and diff id verified as the bytes flow. A layer that fails
+/// verification leaves neither blob nor directory behind, and the reference is set only once
+/// every blob is in the store.
+///
 /// ```no_run
 /// let store = berth_image::Store::open("/var/lib/berth")?;
 /// let r = "127.0.0.1:5000/busybox:latest".parse()?;
@@ -174,14 +193,175 @@ pub fn pull(
         .enable_all()
         .build()
         .map_err(RegistryError::Runtime)?;
-    rt.block_on(pull_async(store, reference, opts, progress))
+    std::thread::scope(|s| rt.block_on(pull_async(s, store, reference, opts, progress)))
 }
 
-async fn pull_async(
-    store: &Store,
-    r: &Reference,
-    opts: &PullOptions,
-    progress: Progress<'_>,
+/// Feeds the chunks of a download to a blocking reader (the layer unpacker's thread).
+struct ChunkReader<B> {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<B>>,
+    cur: Option<B>,
+    pos: usize,
+}
+
+impl<B: AsRef<[u8]>> Read for ChunkReader<B> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(c) = &self.cur {
+                let avail = &c.as_ref()[self.pos..];
+                if !avail.is_empty() {
+                    let n = avail.len().min(buf.len());
+                    buf[..n].copy_from_slice(&avail[..n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => {
+                    self.cur = Some(c);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+struct Ctx<'a> {
+    client: oci_client::Client,
+    oref: oci_client::Reference,
+    name: String,
+    store: &'a Store,
+    progress: Progress<'a>,
+}
+
+impl<'env> Ctx<'env> {
+    fn cerr(&self, source: oci_client::errors::OciDistributionError) -> RegistryError {
+        RegistryError::Client {
+            reference: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Download a blob into the store (no unpacking).
+    async fn fetch_blob(&self, d: &Digest, size: u64, is_layer: bool) -> Result<(), RegistryError> {
+        let dstr = d.to_string();
+        let mut stream = self
+            .client
+            .pull_blob_stream(&self.oref, dstr.as_str())
+            .await
+            .map_err(|e| self.cerr(e))?;
+        let mut w = self.store.blob_writer()?;
+        while let Some(chunk) = stream.stream.next().await {
+            let chunk = chunk.map_err(|e| self.cerr(e.into()))?;
+            w.write(&chunk)?;
+            if is_layer {
+                (self.progress)(ProgressEvent::Bytes(chunk.len() as u64));
+            }
+        }
+        w.commit(d, size)?;
+        Ok(())
+    }
+
+    /// Download a layer while a scoped thread unpacks it into the layer store.
+    async fn fetch_and_unpack<'scope>(
+        &self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        l: Layer,
+    ) -> Result<(), RegistryError> {
+        let dstr = l.digest.to_string();
+        let mut stream = self
+            .client
+            .pull_blob_stream(&self.oref, dstr.as_str())
+            .await
+            .map_err(|e| self.cerr(e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let store = self.store;
+        let digest = l.digest.clone();
+        std::thread::Builder::new()
+            .name("layer-unpack".into())
+            .spawn_scoped(s, move || {
+                let reader = ChunkReader {
+                    rx,
+                    cur: None,
+                    pos: 0,
+                };
+                let _ = done_tx.send(store.unpack_layer_stream(&l, reader));
+            })
+            .map_err(RegistryError::Runtime)?;
+        let mut download_err = None;
+        while let Some(chunk) = stream.stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    let n = c.len() as u64;
+                    if tx.send(Ok(c)).await.is_err() {
+                        // The unpacker stopped on an error; it reports it below.
+                        break;
+                    }
+                    (self.progress)(ProgressEvent::Bytes(n));
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                        .await;
+                    download_err = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let unpacked = done_rx
+            .await
+            .map_err(|_| RegistryError::UnpackThread(digest))?;
+        if let Some(e) = download_err {
+            return Err(self.cerr(e.into()));
+        }
+        unpacked?;
+        Ok(())
+    }
+
+    async fn fetch_layer<'scope>(
+        &self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        l: Layer,
+        unpack: bool,
+    ) -> Result<(), RegistryError> {
+        let have_blob = self.store.has_blob(&l.digest);
+        let have_dir = !unpack || self.store.layer_path(&l.diff_id).is_dir();
+        match (have_blob, have_dir) {
+            (true, true) => (self.progress)(ProgressEvent::Bytes(l.size)),
+            (false, true) => self.fetch_blob(&l.digest, l.size, true).await?,
+            (true, false) => {
+                // Stored but not unpacked: unpack from the store, off the runtime thread.
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                let (store, progress) = (self.store, self.progress);
+                let digest = l.digest.clone();
+                std::thread::Builder::new()
+                    .name("layer-unpack".into())
+                    .spawn_scoped(s, move || {
+                        let _ = done_tx.send(store.unpack_layer(&l, progress));
+                    })
+                    .map_err(RegistryError::Runtime)?;
+                done_rx
+                    .await
+                    .map_err(|_| RegistryError::UnpackThread(digest))??;
+                // `unpack_layer` reported the layer done itself.
+                return Ok(());
+            }
+            (false, false) => self.fetch_and_unpack(s, l).await?,
+        }
+        (self.progress)(ProgressEvent::LayerDone);
+        Ok(())
+    }
+}
+
+async fn pull_async<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    store: &'env Store,
+    r: &'env Reference,
+    opts: &'env PullOptions,
+    progress: Progress<'env>,
 ) -> Result<Image, RegistryError> {
     let protocol = if opts.insecure || is_loopback(&r.registry) {
         ClientProtocol::HttpsExcept(vec![r.registry.clone()])
@@ -237,58 +417,37 @@ async fn pull_async(
         }
     }
     let (mdigest, mdata, manifest) = fetched.ok_or(RegistryError::Nested)?;
-    let oref = oci_ref(r, Some(&mdigest));
+    let ctx = Ctx {
+        client,
+        oref: oci_ref(r, Some(&mdigest)),
+        name,
+        store,
+        progress,
+    };
 
-    // Config, then the layers, concurrently; every blob verified before it enters the store.
-    let config_desc = manifest.config().clone();
-    let mut blobs: Vec<Descriptor> = vec![config_desc];
-    let layers = manifest.layers().clone();
+    // The config first (it names the layers' diff ids), then the layers concurrently.
+    let cd = descriptor_digest(manifest.config(), "manifest").map_err(StoreError::from)?;
+    if !store.has_blob(&cd) {
+        ctx.fetch_blob(&cd, manifest.config().size(), false).await?;
+    }
+    let cdata = store.read_blob(&cd)?;
+    let config = serde_json::from_slice(&cdata).map_err(|source| {
+        StoreError::from(ImageError::Parse {
+            what: "image config",
+            digest: cd.clone(),
+            source,
+        })
+    })?;
+    let img = Image::new(mdigest.clone(), *manifest, config).map_err(StoreError::from)?;
+    let layers = img.layers().map_err(StoreError::from)?;
     progress(ProgressEvent::Start {
         layers: layers.len(),
-        bytes: layers.iter().map(|l| l.size()).sum(),
+        bytes: layers.iter().map(|l| l.size).sum(),
     });
-    blobs.extend(layers);
-    let fetch = |desc: Descriptor| {
-        let client = &client;
-        let oref = &oref;
-        let name = &name;
-        async move {
-            let d = descriptor_digest(&desc, "manifest").map_err(StoreError::from)?;
-            let is_layer = desc.media_type().to_string().contains("layer")
-                || desc.media_type().to_string().contains("rootfs");
-            if store.has_blob(&d) {
-                if is_layer {
-                    progress(ProgressEvent::Bytes(desc.size()));
-                    progress(ProgressEvent::LayerDone);
-                }
-                return Ok::<(), RegistryError>(());
-            }
-            let cerr = |source| RegistryError::Client {
-                reference: name.clone(),
-                source,
-            };
-            let dstr = d.to_string();
-            let mut stream = client
-                .pull_blob_stream(oref, dstr.as_str())
-                .await
-                .map_err(cerr)?;
-            let mut w = store.blob_writer()?;
-            while let Some(chunk) = stream.stream.next().await {
-                let chunk = chunk.map_err(|e| cerr(e.into()))?;
-                w.write(&chunk)?;
-                if is_layer {
-                    progress(ProgressEvent::Bytes(chunk.len() as u64));
-                }
-            }
-            w.commit(&d, desc.size())?;
-            if is_layer {
-                progress(ProgressEvent::LayerDone);
-            }
-            Ok(())
-        }
-    };
+    let unpack = !opts.no_unpack;
+    let ctx = &ctx;
     let results: Vec<Result<(), RegistryError>> =
-        futures_util::stream::iter(blobs.into_iter().map(fetch))
+        futures_util::stream::iter(layers.into_iter().map(|l| ctx.fetch_layer(s, l, unpack)))
             .buffer_unordered(CONCURRENT)
             .collect()
             .await;
@@ -297,7 +456,6 @@ async fn pull_async(
     }
     let stored = store.write_blob_bytes(&mdata)?;
     debug_assert_eq!(stored, mdigest);
-    let img = store.image(&mdigest)?;
     store.check_complete(&img)?;
     let key = if r.tag.is_some() {
         Reference {

@@ -1,7 +1,7 @@
 //! Turning stored images into directories: per-layer dirs, flattened rootfs, overlay mounts.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -92,6 +92,22 @@ fn apply_blob(
     Ok(())
 }
 
+/// Copies what is read through it into `w` (the blob file of a streamed layer).
+struct Tee<R, W> {
+    r: R,
+    w: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.r.read(buf)?;
+        self.w
+            .write_all(&buf[..n])
+            .map_err(|e| io::Error::new(e.kind(), format!("storing the blob: {e}")))?;
+        Ok(n)
+    }
+}
+
 fn start(img: &Image, progress: Progress<'_>) -> Result<Vec<Layer>, UnpackError> {
     let layers = img.layers().map_err(StoreError::from)?;
     progress(ProgressEvent::Start {
@@ -134,6 +150,80 @@ impl Store {
         });
         if res.is_err() {
             let _ = layer::remove_tree(&tmp);
+        }
+        res.map(|()| dest)
+    }
+
+    /// Unpack layer `l` from a stream of its blob (a download) into `layers/<diffid>`, storing
+    /// the blob under `blobs/` as it passes. Digest, size and diff id are verified as the bytes
+    /// flow; the blob and the directory become visible only once both are verified, and a
+    /// failed layer leaves nothing behind. Returns the layer directory.
+    ///
+    /// ```no_run
+    /// # fn f(store: &berth_image::Store, l: &berth_image::image::Layer) -> Result<(), Box<dyn std::error::Error>> {
+    /// let body = std::fs::File::open("/tmp/download.tar.gz")?;
+    /// let dir = store.unpack_layer_stream(l, body)?;
+    /// println!("{}", dir.display());
+    /// # Ok(()) }
+    /// ```
+    pub fn unpack_layer_stream(
+        &self,
+        l: &Layer,
+        blob: impl Read + Send,
+    ) -> Result<PathBuf, UnpackError> {
+        let dest = self.layer_path(&l.diff_id);
+        let tmp = self.tmp_path("layer");
+        let blob_tmp = self.tmp_path("blob");
+        let res = (|| {
+            fs::create_dir(&tmp).map_err(|source| UnpackError::Io {
+                op: "creating",
+                path: tmp.clone(),
+                source,
+            })?;
+            let file = fs::File::create(&blob_tmp).map_err(|source| UnpackError::Io {
+                op: "creating",
+                path: blob_tmp.clone(),
+                source,
+            })?;
+            let mut tee = Tee {
+                r: blob,
+                w: io::BufWriter::with_capacity(256 << 10, file),
+            };
+            let mut opts = ApplyOptions::new(Whiteouts::Overlay);
+            opts.expect_blob = Some((l.digest.clone(), l.size));
+            opts.expect_diff_id = Some(l.diff_id.clone());
+            layer::apply(&mut tee, &tmp, &opts, &|_| {}).map_err(|source| UnpackError::Layer {
+                digest: l.digest.clone(),
+                source,
+            })?;
+            tee.w.flush().map_err(|source| UnpackError::Io {
+                op: "writing",
+                path: blob_tmp.clone(),
+                source,
+            })?;
+            drop(tee);
+            let bdest = self.blob_path(&l.digest);
+            fs::rename(&blob_tmp, &bdest).map_err(|source| UnpackError::Io {
+                op: "renaming blob to",
+                path: bdest,
+                source,
+            })?;
+            match fs::rename(&tmp, &dest) {
+                Ok(()) => Ok(()),
+                Err(_) if dest.is_dir() => {
+                    let _ = layer::remove_tree(&tmp);
+                    Ok(())
+                }
+                Err(source) => Err(UnpackError::Io {
+                    op: "renaming layer to",
+                    path: dest.clone(),
+                    source,
+                }),
+            }
+        })();
+        if res.is_err() {
+            let _ = layer::remove_tree(&tmp);
+            let _ = fs::remove_file(&blob_tmp);
         }
         res.map(|()| dest)
     }

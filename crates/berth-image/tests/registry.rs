@@ -1,4 +1,6 @@
-//! Pull from a real registry (Debian's docker-registry on loopback): anonymous and basic auth.
+//! Pull from a real registry (Debian's docker-registry on loopback): anonymous, basic auth,
+//! docker config credentials, bearer tokens from a token server run by the test, streamed
+//! unpacking of multi-layer images and refusal of corrupted blobs.
 
 mod common;
 
@@ -24,18 +26,33 @@ impl Drop for Registry {
     }
 }
 
-fn start_registry(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+enum Auth<'a> {
+    None,
+    Htpasswd(&'a Path),
+    /// `auth: token:` trusting `cert` for tokens from `realm`.
+    Token {
+        realm: &'a str,
+        cert: &'a Path,
+    },
+}
+
+fn start_registry(dir: &Path, auth: Auth<'_>) -> Registry {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let auth = htpasswd.map_or(String::new(), |p| {
-        format!(
+    let auth = match auth {
+        Auth::None => String::new(),
+        Auth::Htpasswd(p) => format!(
             "auth:\n  htpasswd:\n    realm: berth\n    path: {}\n",
             p.display()
-        )
-    });
+        ),
+        Auth::Token { realm, cert } => format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+            cert.display()
+        ),
+    };
     let cfg = format!(
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
         dir.join("data").display()
@@ -108,7 +125,7 @@ fn check_pulled(store: &Store, r: &str, dest: &Path) {
 #[test]
 fn anonymous_pull() {
     let t = tempfile::tempdir().unwrap();
-    let reg = start_registry(t.path(), None);
+    let reg = start_registry(t.path(), Auth::None);
     let layout = image(t.path());
     let name = format!("127.0.0.1:{}/berth/test:v1", reg.port);
     push(&layout, &name, None);
@@ -159,7 +176,7 @@ fn basic_auth_pull() {
         .output()
         .unwrap();
     assert!(st.status.success());
-    let reg = start_registry(t.path(), Some(&htpasswd));
+    let reg = start_registry(t.path(), Auth::Htpasswd(&htpasswd));
     let layout = image(t.path());
     let name = format!("127.0.0.1:{}/berth/private:v1", reg.port);
     push(&layout, &name, Some("berth:s3cret"));
@@ -175,4 +192,606 @@ fn basic_auth_pull() {
     };
     pull(&store, &r, &opts, &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
+}
+
+/// Write a docker `config.json` with base64 `auth` entries into `dir`.
+fn docker_config(dir: &Path, entries: &[(&str, &str)]) {
+    use base64::Engine as _;
+    let auths: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(host, creds)| {
+            let auth = base64::engine::general_purpose::STANDARD.encode(creds);
+            ((*host).to_owned(), serde_json::json!({ "auth": auth }))
+        })
+        .collect();
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+}
+
+// Each test runs in its own process under nextest; only this test sets these variables, and
+// they only matter for registries on this test's port.
+#[test]
+fn docker_config_credentials() {
+    let t = tempfile::tempdir().unwrap();
+    let htpasswd = t.path().join("htpasswd");
+    let st = Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["berth", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let reg = start_registry(t.path(), Auth::Htpasswd(&htpasswd));
+    let layout = image(t.path());
+    let host = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{host}/berth/private:v1");
+    push(&layout, &name, Some("berth:s3cret"));
+    let r = name.parse().unwrap();
+
+    // $DOCKER_CONFIG/config.json, with a wrong password first: refused.
+    let cfg = t.path().join("docker-config");
+    std::env::set_var("DOCKER_CONFIG", &cfg);
+    docker_config(&cfg, &[(&host, "berth:wrong")]);
+    let store = Store::open(t.path().join("store")).unwrap();
+    assert!(pull(&store, &r, &PullOptions::default(), &|_| {}).is_err());
+    assert!(store.refs().unwrap().is_empty());
+    docker_config(
+        &cfg,
+        &[
+            ("other.example:5000", "x:y"),
+            (&format!("http://{host}/v2/"), "berth:s3cret"),
+        ],
+    );
+    pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
+    check_pulled(&store, &name, &t.path().join("rootfs"));
+
+    // ~/.docker/config.json when DOCKER_CONFIG is unset.
+    std::env::remove_var("DOCKER_CONFIG");
+    let home = t.path().join("home");
+    std::env::set_var("HOME", &home);
+    docker_config(&home.join(".docker"), &[(&host, "berth:s3cret")]);
+    assert_eq!(
+        berth_image::registry::docker_credentials(&host).unwrap(),
+        Some(("berth".to_owned(), "s3cret".to_owned()))
+    );
+    let store2 = Store::open(t.path().join("store2")).unwrap();
+    pull(&store2, &r, &PullOptions::default(), &|_| {}).unwrap();
+    check_pulled(&store2, &name, &t.path().join("rootfs2"));
+}
+
+const SERVICE: &str = "berth-registry";
+const ISSUER: &str = "berth-token-issuer";
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// libtrust's key id: the first 240 bits of sha256(SubjectPublicKeyInfo DER), base32 without
+/// padding, in groups of four joined by ':' (what distribution 2.x looks `kid` up by).
+fn libtrust_kid(spki_der: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let hash = ring::digest::digest(&ring::digest::SHA256, spki_der);
+    let bytes = &hash.as_ref()[..30];
+    let mut out = String::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    assert_eq!(bits, 0);
+    out.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A Docker token server on loopback: checks basic credentials and issues RS256 JWTs signed
+/// with the key whose certificate the registry trusts.
+struct TokenServer {
+    port: u16,
+    /// Requests refused for missing or wrong credentials.
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Tokens issued.
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn start_token_server(dir: &Path, user: &'static str, password: &'static str) -> TokenServer {
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "key.pem",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "rsa",
+            "-in",
+            "key.pem",
+            "-traditional",
+            "-outform",
+            "DER",
+            "-out",
+            "key.der",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "pkey", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "pub.der",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            "key.pem",
+            "-subj",
+            "/CN=berth-token",
+            "-days",
+            "2",
+            "-out",
+            "cert.pem",
+        ],
+        dir,
+    );
+    let key =
+        ring::signature::RsaKeyPair::from_der(&fs::read(dir.join("key.der")).unwrap()).unwrap();
+    let kid = libtrust_kid(&fs::read(dir.join("pub.der")).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (r2, i2) = (refused.clone(), issued.clone());
+    std::thread::spawn(move || {
+        use base64::Engine as _;
+        use std::io::{BufRead, BufReader, Write};
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let rng = ring::rand::SystemRandom::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut rd = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if rd.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut authorised = false;
+            loop {
+                let mut h = String::new();
+                if rd.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") && v.trim() == want {
+                        authorised = true;
+                    }
+                }
+            }
+            let target = line.split_whitespace().nth(1).unwrap_or("");
+            let query = target.split_once('?').map_or("", |(_, q)| q);
+            let mut access = Vec::new();
+            for kv in query.split('&') {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                if k != "scope" {
+                    continue;
+                }
+                for scope in percent_decode(v).split(' ') {
+                    // type:name:actions, where name may hold ':' (a port).
+                    let Some((ty, rest)) = scope.split_once(':') else {
+                        continue;
+                    };
+                    let Some((name, actions)) = rest.rsplit_once(':') else {
+                        continue;
+                    };
+                    access.push(serde_json::json!({
+                        "type": ty, "name": name,
+                        "actions": actions.split(',').collect::<Vec<_>>(),
+                    }));
+                }
+            }
+            let (status, body) = if authorised {
+                i2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+                let claims = serde_json::json!({
+                    "iss": ISSUER, "sub": user, "aud": SERVICE,
+                    "exp": now + 300, "nbf": now - 10, "iat": now,
+                    "jti": format!("berth-{now}-{}", i2.load(std::sync::atomic::Ordering::SeqCst)),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64url(&serde_json::to_vec(&header).unwrap()),
+                    b64url(&serde_json::to_vec(&claims).unwrap())
+                );
+                let mut sig = vec![0; key.public().modulus_len()];
+                key.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    signing_input.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
+                let jwt = format!("{signing_input}.{}", b64url(&sig));
+                (
+                    "200 OK",
+                    serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 300})
+                        .to_string(),
+                )
+            } else {
+                r2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (
+                    "401 Unauthorized",
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                        .to_owned(),
+                )
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    TokenServer {
+        port,
+        refused,
+        issued,
+    }
+}
+
+#[test]
+fn bearer_token_pull() {
+    let t = tempfile::tempdir().unwrap();
+    let tokens = start_token_server(t.path(), "berth", "t0ken-pass");
+    let realm = format!("http://127.0.0.1:{}/token", tokens.port);
+    let reg = start_registry(
+        t.path(),
+        Auth::Token {
+            realm: &realm,
+            cert: &t.path().join("cert.pem"),
+        },
+    );
+    let layout = image(t.path());
+    let name = format!("127.0.0.1:{}/berth/tokened:v1", reg.port);
+    // skopeo runs the token flow itself to push.
+    push(&layout, &name, Some("berth:t0ken-pass"));
+    let pushed = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(pushed > 0, "skopeo got no token");
+
+    let store = Store::open(t.path().join("store")).unwrap();
+    let r = name.parse().unwrap();
+    let err = pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    assert!(
+        tokens.refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "anonymous pull did not reach the token server: {err:#?}"
+    );
+    let bad = PullOptions {
+        auth: Some(("berth".into(), "nope".into())),
+        ..Default::default()
+    };
+    assert!(pull(&store, &r, &bad, &|_| {}).is_err());
+    assert!(store.refs().unwrap().is_empty());
+    let opts = PullOptions {
+        auth: Some(("berth".into(), "t0ken-pass".into())),
+        ..Default::default()
+    };
+    let img = pull(&store, &r, &opts, &|_| {}).unwrap();
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > pushed);
+    for l in img.layers().unwrap() {
+        assert!(store.layer_path(&l.diff_id).is_dir());
+    }
+    check_pulled(&store, &name, &t.path().join("rootfs"));
+}
+
+/// Everything about a tree that unpacking sets: type, mode, owner, mtime, content or target,
+/// device number and xattrs, by relative path.
+fn tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let ft = m.file_type();
+        let what = if ft.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            "dir".to_owned()
+        } else if ft.is_symlink() {
+            format!("link {}", fs::read_link(&p).unwrap().display())
+        } else if ft.is_file() {
+            format!("file {}", berth_image::Digest::of(&fs::read(&p).unwrap()))
+        } else {
+            format!("special rdev {}", m.rdev())
+        };
+        let mut xattrs = Vec::new();
+        if !ft.is_symlink() {
+            let mut names = vec![0u8; 4096];
+            let n = rustix::fs::listxattr(&p, &mut names).unwrap();
+            for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+                let name = std::ffi::OsStr::new(std::str::from_utf8(name).unwrap());
+                let mut v = vec![0u8; 4096];
+                let k = rustix::fs::getxattr(&p, name, &mut v).unwrap();
+                xattrs.push(format!("{}={:?}", name.to_string_lossy(), &v[..k]));
+            }
+        }
+        // Directories the tar does not list and whiteout devices (mode 0) get the time of
+        // unpacking.
+        let whiteout = !ft.is_dir() && !ft.is_file() && !ft.is_symlink() && m.mode() & 0o7777 == 0;
+        let mtime = if ft.is_dir() || whiteout {
+            0
+        } else {
+            m.mtime()
+        };
+        out.insert(
+            rel,
+            format!(
+                "{what} mode {:o} {}:{} mtime {mtime} nlink {} {xattrs:?}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if ft.is_dir() { 0 } else { m.nlink() },
+            ),
+        );
+    }
+    out
+}
+
+fn big_layer() -> Vec<u8> {
+    // A few MiB of poorly compressible data so the blob spans many download chunks.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..(3 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    tar_of(|b| {
+        common::dir(b, "big");
+        file(b, "big/blob.bin", &data);
+        file(b, "big/small", b"tiny");
+        for i in 0..200 {
+            file(b, &format!("big/many/f{i}"), format!("file {i}").as_bytes());
+        }
+    })
+}
+
+fn multi_layer_image(dir: &Path) -> (std::path::PathBuf, Vec<Vec<u8>>) {
+    let layout = dir.join("layout");
+    let l1 = tar_of(|b| {
+        common::dir(b, "etc");
+        file(b, "etc/passwd", b"root:x:0:0::/:/bin/sh\n");
+        common::dir(b, "opt");
+        common::dir(b, "opt/app");
+        file(b, "opt/app/old", b"old");
+        file(b, "gone", b"soon deleted");
+        symlink(b, "etc/link", "passwd");
+        hardlink(b, "etc/passwd-hard", "etc/passwd");
+        common::entry(
+            b,
+            "run.sh",
+            tar::EntryType::Regular,
+            None,
+            b"#!/bin/sh\n",
+            0o4755,
+        );
+    });
+    let l2 = big_layer();
+    let l3 = tar_of(|b| {
+        file(b, ".wh.gone", b"");
+        common::dir(b, "opt/app");
+        file(b, "opt/app/.wh..wh..opq", b"");
+        file(b, "opt/app/new", b"new");
+        common::entry(b, "dev-null", tar::EntryType::Char, None, b"", 0o666);
+    });
+    let layers = vec![l1, l2, l3];
+    oci_layout(
+        &layout,
+        "test",
+        &layers,
+        &["gzip", "zstd", "none"],
+        serde_json::json!({}),
+    );
+    (layout, layers)
+}
+
+#[test]
+fn pulled_layers_match_loaded_layers() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = start_registry(t.path(), Auth::None);
+    let (layout, layers) = multi_layer_image(t.path());
+    let name = format!("127.0.0.1:{}/berth/multi:v1", reg.port);
+    push(&layout, &name, None);
+
+    let pulled = Store::open(t.path().join("pulled")).unwrap();
+    let events = std::sync::Mutex::new(Vec::new());
+    let img = pull(
+        &pulled,
+        &name.parse().unwrap(),
+        &PullOptions::default(),
+        &|e| {
+            events.lock().unwrap().push(format!("{e:?}"));
+        },
+    )
+    .unwrap();
+    let events = events.into_inner().unwrap();
+    assert_eq!(events.iter().filter(|e| *e == "LayerDone").count(), 3);
+    let got: u64 = events
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix("Bytes(")?
+                .strip_suffix(')')?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(
+        got,
+        img.layers().unwrap().iter().map(|l| l.size).sum::<u64>()
+    );
+
+    let loaded = Store::open(t.path().join("loaded")).unwrap();
+    let li = berth_image::archive::load_oci_dir(
+        &loaded,
+        &layout,
+        &berth_image::archive::LoadOptions {
+            name: Some("127.0.0.1/berth/multi".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let limg = loaded.image(&li[0].manifest).unwrap();
+    let dirs = loaded.unpack_layers(&limg, &|_| {}).unwrap();
+    assert_eq!(dirs.len(), layers.len());
+
+    // skopeo compresses the plain-tar layer on push, so blobs may differ; diff ids may not.
+    for ((l, dir), tar) in img.layers().unwrap().iter().zip(&dirs).zip(&layers) {
+        assert_eq!(l.diff_id, berth_image::Digest::of(tar));
+        let p = pulled.layer_path(&l.diff_id);
+        assert!(p.is_dir(), "pull did not unpack {}", l.diff_id);
+        let (a, b) = (tree(&p), tree(dir));
+        let diff: Vec<_> = a
+            .iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .chain(b.iter().filter(|(k, _)| !a.contains_key(*k)))
+            .collect();
+        assert!(diff.is_empty(), "layer {} differs: {diff:?}", l.diff_id);
+        assert!(a.len() > 3);
+        // The blob is in the store too, intact.
+        let blob = fs::read(pulled.blob_path(&l.digest)).unwrap();
+        assert_eq!(berth_image::Digest::of(&blob), l.digest);
+    }
+    let names = |s: &Store| {
+        let mut v: Vec<_> = fs::read_dir(s.root().join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&pulled), names(&loaded));
+    assert_eq!(fs::read_dir(pulled.root().join("tmp")).unwrap().count(), 0);
+    // Flattening from the pulled store gives the expected tree.
+    let rootfs = t.path().join("rootfs");
+    pulled.flatten(&img, &rootfs, &|_| {}).unwrap();
+    assert!(!rootfs.join("gone").exists());
+    assert!(!rootfs.join("opt/app/old").exists());
+    assert_eq!(fs::read(rootfs.join("opt/app/new")).unwrap(), b"new");
+    assert_eq!(fs::read(rootfs.join("big/many/f199")).unwrap(), b"file 199");
+    // A second pull finds everything in place.
+    pull(
+        &pulled,
+        &name.parse().unwrap(),
+        &PullOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+}
+
+#[test]
+fn corrupted_registry_blob_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = start_registry(t.path(), Auth::None);
+    let (layout, _) = multi_layer_image(t.path());
+    let name = format!("127.0.0.1:{}/berth/corrupt:v1", reg.port);
+    push(&layout, &name, None);
+    let store = Store::open(t.path().join("store")).unwrap();
+    // Corrupt the big zstd layer (the second) in the registry's storage.
+    let probe = Store::open(t.path().join("probe")).unwrap();
+    let li = berth_image::archive::load_oci_dir(&probe, &layout, &Default::default()).unwrap();
+    let img = probe.image(&li[0].manifest).unwrap();
+    let victim = img.layers().unwrap()[1].clone();
+    let data = t
+        .path()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&victim.digest.hex()[..2])
+        .join(victim.digest.hex())
+        .join("data");
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&data, &bytes).unwrap();
+
+    assert!(pull(
+        &store,
+        &name.parse().unwrap(),
+        &PullOptions::default(),
+        &|_| {}
+    )
+    .is_err());
+    assert!(!store.layer_path(&victim.diff_id).exists());
+    assert!(!store.has_blob(&victim.digest));
+    assert!(store.refs().unwrap().is_empty());
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    // Whatever else is there was verified: the other layers match their diff ids.
+    for e in fs::read_dir(store.root().join("layers")).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(img.layers().unwrap().iter().any(|l| l.diff_id.hex() == n));
+    }
 }

@@ -13,9 +13,9 @@ use berth_image::{Platform, ProgressEvent, Reference, Store};
 /// Arguments of `berth image`.
 #[derive(clap::Args, Debug)]
 pub struct ImageArgs {
-    /// Image store root [env: BERTH_IMAGE_ROOT] [default: /var/lib/berth].
-    #[arg(long, global = true)]
-    pub image_root: Option<PathBuf>,
+    /// Image store root.
+    #[arg(long, global = true, env = "BERTH_IMAGE_ROOT", default_value = berth_image::store::DEFAULT_ROOT)]
+    pub image_root: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: ImageCommand,
@@ -34,6 +34,9 @@ pub enum ImageCommand {
         /// Platform `os/arch[/variant]` to pick from an index.
         #[arg(long)]
         platform: Option<String>,
+        /// Only store the blobs; skip unpacking the layers while they download.
+        #[arg(long)]
+        no_unpack: bool,
         /// No progress output.
         #[arg(short, long)]
         quiet: bool,
@@ -142,16 +145,13 @@ fn platform(p: Option<String>) -> anyhow::Result<Platform> {
 
 /// Run `berth image`; returns the exit code.
 pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
-    let root = args
-        .image_root
-        .or_else(|| std::env::var_os("BERTH_IMAGE_ROOT").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(berth_image::store::DEFAULT_ROOT));
-    let store = Store::open(&root)?;
+    let store = Store::open(&args.image_root)?;
     match args.command {
         ImageCommand::Pull {
             reference,
             insecure,
             platform: p,
+            no_unpack,
             quiet,
         } => {
             let r: Reference = reference.parse()?;
@@ -159,6 +159,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 insecure,
                 platform: p.map(|p| p.parse()).transpose()?,
                 auth: None,
+                no_unpack,
             };
             let bar = Bar::new(quiet);
             let img = berth_image::registry::pull(&store, &r, &opts, &|e| bar.event(e))
