@@ -92,7 +92,9 @@ impl LeakSnapshot {
                 out.push(Leak::Mount(m.clone()));
             }
         }
-        for c in cgroup_dirs(&ids) {
+        // With no ids, cgroup_dirs would list every cgroup (of every test running in parallel).
+        let ours = if ids.is_empty() { Vec::new() } else { cgroup_dirs(&ids) };
+        for c in ours {
             if !self.cgroups.contains(&c) {
                 out.push(Leak::Cgroup(c));
             }

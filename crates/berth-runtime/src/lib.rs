@@ -25,6 +25,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod state;
+pub mod validate;
 mod sys;
 
 pub use container::{Container, ContainerBuilder};

@@ -166,62 +166,100 @@ pub fn open_or_create_in_root(
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(SetupError::sys(step, format!("open {}", path.display()), e)),
     }
-    // Create each missing component; the parent of each is itself resolved inside root.
-    let comps: Vec<_> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let mut prefix = std::path::PathBuf::new();
-    for (i, comp) in comps.iter().enumerate() {
-        let parent = relative_cstring(&prefix);
-        prefix.push(comp);
-        let last = i + 1 == comps.len();
-        let here = relative_cstring(&prefix);
-        match sys::openat_in_root(root, &here, libc::O_PATH, 0) {
-            Ok(fd) if last => return Ok(fd),
-            Ok(_) => continue,
-            Err(Errno::ENOENT) => {}
-            Err(e) => {
-                return Err(SetupError::sys(
-                    step,
-                    format!("open {}", prefix.display()),
-                    e,
-                ))
-            }
-        }
-        let dir = sys::openat_in_root(root, &parent, libc::O_DIRECTORY | libc::O_RDONLY, 0)
-            .map_err(|e| SetupError::sys(step, format!("open {}", parent_display(&prefix)), e))?;
-        let made = if last && kind == TargetKind::File {
-            nix::fcntl::openat(
-                dir.as_fd(),
-                *comp,
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_WRONLY
-                    | OFlag::O_CLOEXEC
-                    | OFlag::O_NOFOLLOW,
-                Mode::from_bits_truncate(0o644),
-            )
-            .map(drop)
-        } else {
-            nix::sys::stat::mkdirat(dir.as_fd(), *comp, Mode::from_bits_truncate(0o755))
-        };
-        match made {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => {
-                return Err(SetupError::sys(
-                    step,
-                    format!("create {}", prefix.display()),
-                    e,
-                ))
-            }
-        }
-    }
+    create_in_root(root, path, kind)?;
     sys::openat_in_root(root, &full, libc::O_PATH, 0)
         .map_err(|e| SetupError::sys(step, format!("open {}", path.display()), e))
+}
+
+/// Create `path` beneath `root` one component at a time, following symlinks the way the
+/// container will see them: an absolute target restarts at `root`, `..` stops at `root`, and a
+/// dangling link has its target created (inside `root`), as runc does.
+fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: TargetKind) -> Result<(), SetupError> {
+    let step = "mounts";
+    let err = |op: &str, e| SetupError::sys(step, format!("{op} {}", path.display()), e);
+    let mut todo: Vec<std::ffi::OsString> = normal_components(path);
+    todo.reverse();
+    // The directories walked so far, as fds; the last one is the current directory.
+    let reopen_root = || {
+        nix::fcntl::openat(root, ".", OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+    };
+    let mut stack: Vec<OwnedFd> = vec![reopen_root().map_err(|e| err("open root for", e))?];
+    let mut links = 0;
+    while let Some(comp) = todo.pop() {
+        let cur = stack.last().expect("root stays").as_fd();
+        if comp == ".." {
+            if stack.len() > 1 {
+                stack.pop();
+            }
+            continue;
+        }
+        let last = todo.is_empty();
+        match nix::fcntl::openat(cur, comp.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => {
+                let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| err("stat in", e))?;
+                if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                    links += 1;
+                    if links > 40 {
+                        return Err(err("resolve", Errno::ELOOP));
+                    }
+                    let target = nix::fcntl::readlinkat(cur, comp.as_os_str())
+                        .map_err(|e| err("readlink in", e))?;
+                    let target = Path::new(&target);
+                    if target.is_absolute() {
+                        stack.truncate(1);
+                    }
+                    let mut more = normal_or_parent_components(target);
+                    more.reverse();
+                    todo.extend(more);
+                    continue;
+                }
+                if last {
+                    return Ok(());
+                }
+                stack.push(fd);
+            }
+            Err(Errno::ENOENT) => {
+                let dir = nix::fcntl::openat(cur, ".", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(|e| err("open parent of", e))?;
+                let made = if last && kind == TargetKind::File {
+                    nix::fcntl::openat(
+                        dir.as_fd(),
+                        comp.as_os_str(),
+                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map(drop)
+                } else {
+                    nix::sys::stat::mkdirat(dir.as_fd(), comp.as_os_str(), Mode::from_bits_truncate(0o755))
+                };
+                match made {
+                    Ok(()) | Err(Errno::EEXIST) => todo.push(comp),
+                    Err(e) => return Err(err("create", e)),
+                }
+            }
+            Err(e) => return Err(err("open", e)),
+        }
+    }
+    Ok(())
+}
+
+fn normal_components(p: &Path) -> Vec<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn normal_or_parent_components(p: &Path) -> Vec<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Like [`open_or_create_in_root`] for a directory, returning a real (not `O_PATH`) directory
@@ -235,12 +273,6 @@ pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Se
         Mode::empty(),
     )
     .map_err(|e| SetupError::sys("mounts", format!("open {}", path.display()), e))
-}
-
-fn parent_display(p: &Path) -> String {
-    p.parent()
-        .map(|p| format!("/{}", p.display()))
-        .unwrap_or_else(|| "/".into())
 }
 
 /// The flags of the mount an fd lives on that a bind remount must keep (`nosuid`, `nodev`,

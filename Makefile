@@ -1,0 +1,89 @@
+# Berth: build, demo, test, bench, lint.
+#
+#   make demo    install what is needed, build, make a busybox bundle and run a container
+#   make test    install, build and run every test (unit, runtime-tests, conformance, v2 VM)
+#   make bench   berth against runc and crun (not part of test)
+#
+# Everything installs from Debian's packages; run as root.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TRIPLE := x86_64-unknown-linux-gnu
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+REL := $(CARGO_TARGET_DIR)/$(TRIPLE)/release
+DBG := $(CARGO_TARGET_DIR)/$(TRIPLE)/debug
+BERTH_BIN := $(DBG)/berth
+BERTH_RELEASE := $(REL)/berth
+OUT := $(CURDIR)/rootfs-fixtures/out
+ROOTFS := $(OUT)/rootfs
+DEMO_BUNDLE := $(OUT)/demo-bundle
+NEXTEST_PROFILE ?= default
+
+APT_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun skopeo umoci \
+	docker-registry apache2-utils hyperfine openssl procps time
+
+export BERTH_BIN
+export BERTH_PROBE := $(DBG)/berth-probe
+export BERTH_TEST_ROOTFS := $(ROOTFS)
+
+.PHONY: all deps build build-release rootfs demo test test-unit test-conformance bench lint clean
+
+all: build
+
+# Install the Debian packages that are missing (apt-get only when something is).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+build-release: deps
+	$(CARGO) build --release -p berth
+
+$(ROOTFS)/bin/busybox: rootfs-fixtures/build-rootfs.sh
+	@$(MAKE) --no-print-directory deps
+	sh rootfs-fixtures/build-rootfs.sh $(ROOTFS)
+
+rootfs: $(ROOTFS)/bin/busybox
+
+# A real container: hostname, pid 1 and id from inside.
+demo: build-release rootfs
+	@rm -rf $(DEMO_BUNDLE) && mkdir -p $(DEMO_BUNDLE)
+	@cp -a $(ROOTFS) $(DEMO_BUNDLE)/rootfs
+	@cd $(DEMO_BUNDLE) && $(BERTH_RELEASE) spec && \
+		sed -i -e 's/"terminal": true/"terminal": false/' \
+		       -e 's|^\(\s*\)"sh"$$|\1"sh", "-c", "echo hostname: $$(hostname); echo pid: $$$$; id"|' config.json
+	$(BERTH_RELEASE) --root $(OUT)/demo-state run --bundle $(DEMO_BUNDLE) berth-demo-$$$$
+
+# Every test: unit and integration tests of all crates (runtime-tests create real containers
+# as root), the conformance suite against berth, and the pure cgroup v2 suite in a VM.
+test: build rootfs
+	$(CARGO) nextest run --workspace --no-fail-fast --profile $(NEXTEST_PROFILE)
+	$(CARGO) test --workspace --doc
+	$(MAKE) --no-print-directory test-conformance
+	$(MAKE) --no-print-directory test-v2vm
+
+test-conformance: build rootfs
+	$(DBG)/berth-conformance --runtime $(BERTH_BIN) --keep-going --format tap \
+		--expect runtime-tests/src/conformance/berth-expected.txt
+
+bench: build-release rootfs
+	bash bench/runtime.sh $(BERTH_RELEASE) $(ROOTFS)
+	bash bench/image.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf $(OUT)
+
+-include conformance.mk
+-include v2vm.mk

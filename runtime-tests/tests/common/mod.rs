@@ -1,0 +1,71 @@
+//! Shared set-up of berth's own integration tests.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use runtime_tests::{assert_no_leaks, berth_bin, is_root, Bundle, LeakSnapshot, Runtime};
+
+/// A berth runtime with a private root and a bundle with the probe, or `None` (with a message)
+/// when not root.
+pub fn setup() -> Option<(Runtime, Bundle)> {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let bin = berth_bin().expect("berth binary (set BERTH_BIN or build -p berth)");
+    let rt = Runtime::new(bin).expect("runtime");
+    let bundle = Bundle::with_probe().expect("bundle");
+    Some((rt, bundle))
+}
+
+/// Runs `f`, then checks that nothing the test made is left on the host.
+pub fn leak_checked(f: impl FnOnce(&Runtime, &mut Bundle)) {
+    let Some((rt, mut bundle)) = setup() else {
+        return;
+    };
+    let before = LeakSnapshot::take(&rt, &bundle);
+    f(&rt, &mut bundle);
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+}
+
+/// Waits for a container to stop.
+pub fn wait_stopped(rt: &Runtime, id: &str) {
+    let st = rt.wait_status(id, "stopped", Duration::from_secs(10));
+    assert_eq!(
+        st.as_ref().and_then(|v| v["status"].as_str()),
+        Some("stopped"),
+        "{}",
+        rt.dump_log()
+    );
+}
+
+/// Host cgroup directories (in any hierarchy) whose name is `id`.
+pub fn cgroup_dirs_named(id: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(hs) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return out;
+    };
+    for h in hs.flatten() {
+        walk(&h.path(), id, 0, &mut out);
+    }
+    out
+}
+
+fn walk(dir: &std::path::Path, id: &str, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+    if depth > 4 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if e.file_name() == id {
+                out.push(e.path());
+            }
+            walk(&e.path(), id, depth + 1, out);
+        }
+    }
+}
