@@ -14,12 +14,13 @@ use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use crate::error::ContainerError;
 use crate::hooks;
 use crate::ns::NsPlan;
 use crate::process::channel::{Channel, ToChild, ToParent};
+use crate::process::exec::ExecConfig;
 use crate::process::init::{child_main, InitConfig};
 use crate::spec::{Bundle, SpecError, OCI_VERSION};
 use crate::state::{self, ContainerState, OciState, StateDir, Status};
@@ -411,6 +412,17 @@ pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, spec: &Spec
     }
 }
 
+/// Options of [`Container::exec`].
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Send the terminal's master fd to the unix socket at this path.
+    pub console_socket: Option<PathBuf>,
+    /// Pass fds 3 .. 3+n to the process.
+    pub preserve_fds: u32,
+    /// Write the process's pid to this file.
+    pub pid_file: Option<PathBuf>,
+}
+
 /// A container that exists under the runtime root, locked while this value lives.
 #[derive(Debug)]
 pub struct Container {
@@ -493,6 +505,11 @@ impl Container {
             owner: String::new(),
             annotations: self.state.annotations.clone(),
         }
+    }
+
+    /// The configuration the container was created with.
+    pub fn config(&self) -> Option<Spec> {
+        self.saved_spec()
     }
 
     fn saved_spec(&self) -> Option<Spec> {
@@ -581,6 +598,135 @@ impl Container {
         sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| {
             ContainerError::sys(format!("kill {} with signal {signal}", self.state.pid), e)
         })
+    }
+
+    /// Start `process` inside the running container: it joins every namespace and the cgroup
+    /// of the container and is set up like the container's own process (user, capabilities,
+    /// rlimits, no_new_privs, seccomp). Returns its host pid once it is about to exec; the
+    /// caller (a child of which it is) waits for it.
+    ///
+    /// The calling process must be single-threaded.
+    pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
+        let _span = tracing::info_span!("exec", id = %self.state.id).entered();
+        let status = self.status();
+        if status != Status::Running && status != Status::Created {
+            return Err(self.refuse("exec in", status));
+        }
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(SpecError::invalid("process.args", "must not be empty").into());
+        }
+        let spec = self.saved_spec().ok_or_else(|| {
+            ContainerError::InitDied("the container's saved configuration is unreadable".into())
+        })?;
+        let init = self.state.pid;
+        let mut namespaces: Vec<(CloneFlags, PathBuf)> = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+            .map(|ns| {
+                let flag = crate::ns::clone_flag(ns.typ());
+                let path = PathBuf::from(format!("/proc/{init}/ns/{}", crate::ns::proc_name(flag)));
+                (flag, path)
+            })
+            .collect();
+        // The user namespace first (it decides the rest), the mount namespace last.
+        namespaces.sort_by_key(|(f, _)| match *f {
+            f if f == CloneFlags::CLONE_NEWUSER => 0,
+            f if f == CloneFlags::CLONE_NEWNS => 2,
+            _ => 1,
+        });
+        let console_socket = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
+            (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
+                |source| ContainerError::Io {
+                    op: "connect to console socket",
+                    path: path.clone(),
+                    source,
+                },
+            )?)),
+            (None, true) => {
+                return Err(SpecError::invalid(
+                    "process.terminal",
+                    "is true but no console socket was given (--console-socket)",
+                )
+                .into())
+            }
+            _ => None,
+        };
+        let cfg = ExecConfig {
+            process,
+            linux: spec.linux().clone(),
+            namespaces,
+            console_socket,
+            preserve_fds: opts.preserve_fds,
+        };
+        let cgroup = self.cgroup()?;
+        let (parent_chan, child_chan) =
+            Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
+        // SAFETY: the runtime is single-threaded when it execs (documented above), and the child
+        // only runs `exec::child_main`, which never uses glibc's cached tid.
+        let forked = unsafe { sys::clone_fork(CloneFlags::empty()) }
+            .map_err(|e| ContainerError::sys("clone", e))?;
+        let first = match forked {
+            Forked::Child => {
+                drop(parent_chan);
+                crate::process::exec::child_main(cfg, child_chan)
+            }
+            Forked::Parent(pid) => pid,
+        };
+        drop(child_chan);
+        drop(cfg);
+        let fail = |pid: Option<Pid>, e: ContainerError| {
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+            }
+            let _ = waitpid(first, None);
+            e
+        };
+        let recv = |pid| {
+            parent_chan
+                .recv::<ToParent>()
+                .map_err(|e| fail(pid, ContainerError::sys("receive from exec child", e)))
+        };
+        let pid = match recv(None)? {
+            Some(ToParent::Pid(p)) => Pid::from_raw(p),
+            Some(ToParent::Failed(e)) => return Err(fail(None, e.into())),
+            _ => {
+                return Err(fail(
+                    None,
+                    ContainerError::InitDied("exec child died".into()),
+                ))
+            }
+        };
+        let _ = waitpid(first, None);
+        if let Err(e) = cgroup.add_task(pid.as_raw()) {
+            return Err(fail(Some(pid), e.into()));
+        }
+        if let Err(e) = parent_chan.send(&ToChild::Go) {
+            return Err(fail(
+                Some(pid),
+                ContainerError::sys("send to exec child", e),
+            ));
+        }
+        match recv(Some(pid))? {
+            Some(ToParent::Ready) => {}
+            Some(ToParent::Failed(e)) => {
+                let _ = waitpid(pid, None);
+                return Err(e.into());
+            }
+            _ => {
+                let _ = waitpid(pid, None);
+                return Err(ContainerError::InitDied(
+                    "exec process died during setup".into(),
+                ));
+            }
+        }
+        if let Some(pid_file) = &opts.pid_file {
+            write_pid_file(pid_file, pid.as_raw())?;
+        }
+        Ok(pid)
     }
 
     /// Freeze every process of the container.

@@ -98,6 +98,8 @@ pub enum Command {
     Events(commands::events::EventsArgs),
     /// Update a container's resource limits.
     Update(commands::update::UpdateArgs),
+    /// Run a new process inside a running container.
+    Exec(commands::exec::ExecArgs),
     /// Pull, load, inspect and unpack images.
     Image(commands::image::ImageArgs),
 }

@@ -195,22 +195,76 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         .process()
         .as_ref()
         .ok_or_else(|| SetupError::msg("process", "config.json has no process"))?;
+    let plan = prepare_process(
+        process,
+        cfg.spec.linux().as_ref(),
+        cfg.console_socket.as_ref().map(|s| s.as_fd()),
+        cfg.preserve_fds,
+    )?;
+
+    send(chan, &ToParent::Ready, "init")?;
+    if let Some(fifo) = &fifo {
+        wait_for_start(fifo)?;
+    }
+    if let Some(hooks) = cfg
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
+        let state = crate::container::hook_state(
+            &cfg.id,
+            crate::state::Status::Created,
+            std::process::id() as i32,
+            &cfg.bundle,
+            &cfg.spec,
+        );
+        crate::hooks::run_hooks("startContainer", hooks, &state)
+            .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
+    }
+    Err(plan.exec())
+}
+
+/// The program to exec, found and checked before the runtime is told we are ready.
+#[derive(Debug)]
+pub struct ExecPlan {
+    program: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl ExecPlan {
+    /// `execve` the program; returns only on failure.
+    pub fn exec(&self) -> SetupError {
+        let err = nix::unistd::execve(&self.program, &self.args, &self.env).unwrap_err();
+        SetupError::sys(
+            "exec",
+            format!("exec {}", self.program.to_string_lossy()),
+            err,
+        )
+    }
+}
+
+/// Everything about the process itself, shared by init and `exec`: session and terminal,
+/// personality, rlimits, oom score, the program lookup, fds, capabilities and user, umask,
+/// cwd, no_new_privs and seccomp. Runs inside the container (after `pivot_root` or `setns`).
+pub fn prepare_process(
+    process: &oci_spec::runtime::Process,
+    linux: Option<&oci_spec::runtime::Linux>,
+    console_socket: Option<std::os::fd::BorrowedFd<'_>>,
+    preserve_fds: u32,
+) -> Result<ExecPlan, SetupError> {
     nix::unistd::setsid().map_err(|e| SetupError::sys("process", "setsid", e))?;
     if process.terminal().unwrap_or(false) {
-        let sock = cfg.console_socket.as_ref().ok_or_else(|| {
+        let sock = console_socket.ok_or_else(|| {
             SetupError::msg(
                 "terminal",
                 "process.terminal is set but no --console-socket was given",
             )
         })?;
-        console::setup_console(sock.as_fd(), process.console_size())?;
+        console::setup_console(sock, process.console_size())?;
     }
-    if let Some(p) = cfg
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.personality().as_ref())
-    {
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         let persona = match p.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
             _ => 0x0000,
@@ -250,7 +304,7 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
 
     // Mark every fd past the preserved ones close-on-exec: only stdio and the fds asked for
     // reach the program (CVE-2024-21626).
-    sys::cloexec_from(3 + cfg.preserve_fds as RawFd)
+    sys::cloexec_from(3 + preserve_fds as RawFd)
         .map_err(|e| SetupError::sys("process", "close_range", e))?;
     let user = process.user();
     let caps = process
@@ -277,57 +331,22 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| SetupError::sys("process", "prctl(PR_SET_NO_NEW_PRIVS)", e))?;
     }
-    if let Some(seccomp) = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+    if let Some(seccomp) = linux.and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::apply(seccomp)?;
     }
-
-    send(chan, &ToParent::Ready, "init")?;
-    if let Some(fifo) = &fifo {
-        wait_for_start(fifo)?;
-    }
-    if let Some(hooks) = cfg
-        .spec
-        .hooks()
-        .as_ref()
-        .and_then(|h| h.start_container().as_ref())
-    {
-        let state = crate::container::hook_state(
-            &cfg.id,
-            crate::state::Status::Created,
-            std::process::id() as i32,
-            &cfg.bundle,
-            &cfg.spec,
-        );
-        crate::hooks::run_hooks("startContainer", hooks, &state)
-            .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
-    }
-    let err = nix::unistd::execve(&program, &args, &env).unwrap_err();
-    Err(SetupError::sys(
-        "exec",
-        format!("exec {}", program.to_string_lossy()),
-        err,
-    ))
+    Ok(ExecPlan { program, args, env })
 }
 
 /// Close every fd the runtime had open except stdio, the preserved fds and our channel and
 /// console socket; the lock on the state directory, in particular, must not live on in init.
 fn close_inherited_fds(cfg: &InitConfig, chan: &Channel) -> Result<(), SetupError> {
-    let first = 3 + cfg.preserve_fds as RawFd;
-    let mut keep = vec![chan.raw_fd()];
-    if let Some(s) = &cfg.console_socket {
-        keep.push(s.as_raw_fd());
-    }
-    let dir = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| SetupError::msg("init", format!("read /proc/self/fd: {e}")))?;
-    let fds: Vec<RawFd> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    for fd in fds {
-        if fd >= first && !keep.contains(&fd) {
-            // The fd of the read_dir iterator itself is already closed here; EBADF is fine.
-            let _ = nix::unistd::close(fd);
-        }
-    }
+    super::close_fds_except(
+        3 + cfg.preserve_fds as RawFd,
+        &[
+            Some(chan.raw_fd()),
+            cfg.console_socket.as_ref().map(|s| s.as_raw_fd()),
+        ],
+    );
     Ok(())
 }
 

@@ -3,4 +3,22 @@
 
 pub mod channel;
 pub mod console;
+pub mod exec;
 pub mod init;
+
+/// Close every fd from `first` up except those in `keep`: whatever the runtime had open (the
+/// state directory's lock, log files, ...) must not live on in a container process.
+pub(crate) fn close_fds_except(first: std::os::fd::RawFd, keep: &[Option<std::os::fd::RawFd>]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<std::os::fd::RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        // The read_dir's own fd is in the list and already closed: EBADF is fine.
+        if fd >= first && !keep.contains(&Some(fd)) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}

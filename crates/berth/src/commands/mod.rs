@@ -3,6 +3,7 @@
 pub mod create;
 pub mod delete;
 pub mod events;
+pub mod exec;
 pub mod image;
 pub mod kill;
 pub mod list;
@@ -56,6 +57,7 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
         Command::Ps(a) => ps::run(g, a),
         Command::Events(a) => events::run(g, a),
         Command::Update(a) => update::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
         Command::Image(a) => Ok(u8::try_from(image::run(a)?).unwrap_or(1)),
     }
 }

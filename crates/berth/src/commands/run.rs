@@ -25,7 +25,7 @@ pub struct RunArgs {
 
 /// Signals forwarded to the container in the foreground (all but the synchronous ones and
 /// those that cannot be caught).
-fn forwarded_signals() -> SigSet {
+pub fn forwarded_signals() -> SigSet {
     let mut set = SigSet::all();
     for s in [
         Signal::SIGKILL,
@@ -80,7 +80,7 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
 
 /// Forward every signal we get to `init` until it exits; reap every child (we are a
 /// subreaper). Returns init's exit code, or 128+signal.
-fn forward_until_exit(init: Pid, signals: &SigSet) -> Result<u8> {
+pub fn forward_until_exit(init: Pid, signals: &SigSet) -> Result<u8> {
     let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
     loop {
         // Reap first: the SIGCHLD may already have been consumed while we were starting.

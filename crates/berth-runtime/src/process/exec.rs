@@ -1,0 +1,99 @@
+//! `exec`: a new process inside a running container. The child joins every namespace of the
+//! container's init, forks once more so that it is inside the pid namespace (as a child of the
+//! runtime, `CLONE_PARENT`), is put in the container's cgroup by the runtime, then sets itself
+//! up exactly like init's process ([`super::init::prepare_process`]) and execs.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{Linux, Process};
+
+use super::channel::{Channel, ToChild, ToParent};
+use super::close_fds_except;
+use super::init::prepare_process;
+use crate::error::SetupError;
+use crate::sys::{self, Forked};
+
+/// What the exec child needs, prepared by the runtime before `clone`.
+#[derive(Debug)]
+pub struct ExecConfig {
+    /// The process to run.
+    pub process: Process,
+    /// The container's `linux` section (seccomp, personality).
+    pub linux: Option<Linux>,
+    /// Namespace files of the container's init to join (`/proc/PID/ns/...`), user first.
+    pub namespaces: Vec<(CloneFlags, PathBuf)>,
+    /// Where to send the terminal's master fd.
+    pub console_socket: Option<OwnedFd>,
+    /// Fds 3 .. 3+N are passed on.
+    pub preserve_fds: u32,
+}
+
+/// Entry point of the exec child after `clone`. Never returns.
+pub fn child_main(cfg: ExecConfig, chan: Channel) -> ! {
+    let err = match setup_and_exec(&cfg, &chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if chan.send(&ToParent::Failed(err.clone())).is_err() {
+        eprintln!("berth: exec: {err}");
+    }
+    std::process::exit(1)
+}
+
+enum Never {}
+
+fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError> {
+    sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("exec", "sigprocmask", e))?;
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| SetupError::sys("exec", "prctl(PR_SET_DUMPABLE)", e))?;
+    close_fds_except(
+        3 + cfg.preserve_fds as RawFd,
+        &[
+            Some(chan.raw_fd()),
+            cfg.console_socket.as_ref().map(|s| s.as_raw_fd()),
+        ],
+    );
+    // Open every namespace first: after joining the mount namespace, /proc is the container's.
+    let mut fds = Vec::new();
+    for (flag, path) in &cfg.namespaces {
+        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| SetupError::sys("namespaces", format!("open {}", path.display()), e))?;
+        fds.push((*flag, fd, path));
+    }
+    for (flag, fd, path) in &fds {
+        setns(fd.as_fd(), *flag)
+            .map_err(|e| SetupError::sys("namespaces", format!("setns {}", path.display()), e))?;
+    }
+    drop(fds);
+    // Into the pid (and time) namespace: only children enter it.
+    // SAFETY: this child of the single-threaded runtime is single-threaded, and the grandchild
+    // does not use glibc's cached tid.
+    match unsafe { sys::clone_fork(CloneFlags::CLONE_PARENT) } {
+        Err(e) => return Err(SetupError::sys("exec", "fork into the container", e)),
+        Ok(Forked::Parent(pid)) => {
+            let _ = chan.send(&ToParent::Pid(pid.as_raw()));
+            std::process::exit(0);
+        }
+        Ok(Forked::Child) => {}
+    }
+    // The runtime puts us in the container's cgroup, then says go.
+    match chan.recv::<ToChild>() {
+        Ok(Some(ToChild::Go)) => {}
+        Ok(_) => return Err(SetupError::msg("exec", "runtime went away")),
+        Err(e) => return Err(SetupError::sys("exec", "receive from runtime", e)),
+    }
+    let plan = prepare_process(
+        &cfg.process,
+        cfg.linux.as_ref(),
+        cfg.console_socket.as_ref().map(|s| s.as_fd()),
+        cfg.preserve_fds,
+    )?;
+    chan.send(&ToParent::Ready)
+        .map_err(|e| SetupError::sys("exec", "send to runtime", e))?;
+    Err(plan.exec())
+}

@@ -1,0 +1,182 @@
+//! `berth features`: what this build of berth implements, in the runtime spec's features
+//! format (`features.md`, runtime-spec 1.2 and later), like `runc features`.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+/// The hooks berth runs.
+const HOOKS: &[&str] = &[
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
+/// The mount options berth's mount parser (`rootfs::mount::MountOptions::parse`) turns into
+/// mount flags or propagation. Options it only tolerates and ignores (`tmpcopyup`, `idmap`,
+/// `ridmap`, `rro`, `rrw`, `nosymfollow`) are left out: berth does not implement them.
+const MOUNT_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
+];
+
+/// The namespaces berth can create and join.
+const NAMESPACES: &[&str] = &[
+    "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
+];
+
+/// `berth features`: print the features JSON; the exit code.
+pub fn run() -> Result<u8> {
+    let mut out = serde_json::to_string_pretty(&features())?;
+    out.push('\n');
+    std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes())?;
+    Ok(0)
+}
+
+/// The features document.
+fn features() -> Value {
+    use berth_runtime::seccomp;
+
+    let seccomp = if seccomp::enabled() {
+        json!({
+            "enabled": true,
+            "actions": seccomp::supported_actions(),
+            "operators": seccomp::supported_operators(),
+            "archs": seccomp::supported_archs(),
+            "knownFlags": seccomp::known_flags(),
+            "supportedFlags": seccomp::supported_flags(),
+        })
+    } else {
+        json!({"enabled": false})
+    };
+    json!({
+        "ociVersionMin": berth_runtime::spec::OCI_VERSION_MIN,
+        "ociVersionMax": berth_runtime::spec::OCI_VERSION_MAX,
+        "hooks": HOOKS,
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": NAMESPACES,
+            "capabilities": capabilities(),
+            "cgroup": {
+                "v1": true,
+                "v2": true,
+                "systemd": false,
+                "systemdUser": false,
+                "rdma": true,
+            },
+            "seccomp": seccomp,
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}},
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "io.github.berth.version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+/// The capabilities the running kernel knows (up to `/proc/sys/kernel/cap_last_cap`), in
+/// kernel order.
+fn capabilities() -> Vec<String> {
+    let mut caps: Vec<_> = caps::runtime::thread_all_supported().into_iter().collect();
+    caps.sort_by_key(|c| c.index());
+    caps.iter().map(ToString::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_json_round_trips_with_the_required_keys() {
+        let text = serde_json::to_string(&features()).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["ociVersionMin"], "1.0.0");
+        assert_eq!(v["ociVersionMax"], "1.3.0");
+        assert_eq!(v["hooks"].as_array().unwrap().len(), 6);
+        for key in [
+            "namespaces",
+            "capabilities",
+            "cgroup",
+            "seccomp",
+            "apparmor",
+            "selinux",
+            "intelRdt",
+            "mountExtensions",
+        ] {
+            assert!(!v["linux"][key].is_null(), "linux.{key} missing");
+        }
+        let caps = v["linux"]["capabilities"].as_array().unwrap();
+        assert_eq!(caps[0], "CAP_CHOWN");
+        assert!(caps.contains(&json!("CAP_SYS_ADMIN")));
+        let sc = &v["linux"]["seccomp"];
+        assert_eq!(sc["enabled"], true);
+        assert!(sc["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ACT_NOTIFY")));
+        assert!(sc["archs"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ARCH_X86_64")));
+        assert_eq!(sc["knownFlags"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            v["annotations"]["io.github.berth.version"],
+            env!("CARGO_PKG_VERSION")
+        );
+        // The spec's own types accept the document.
+        let typed: oci_spec::runtime::Features = serde_json::from_str(&text).unwrap();
+        assert_eq!(typed.oci_version_max(), "1.3.0");
+    }
+
+    #[test]
+    fn every_listed_mount_option_is_parsed_as_a_flag() {
+        use berth_runtime::rootfs::mount::MountOptions;
+        for opt in MOUNT_OPTIONS {
+            let o = MountOptions::parse(&[opt]);
+            assert!(
+                o.data.is_empty(),
+                "{opt} would be passed as filesystem data"
+            );
+        }
+    }
+}
