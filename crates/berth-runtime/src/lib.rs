@@ -25,8 +25,8 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod state;
-pub mod validate;
 mod sys;
+pub mod validate;
 
 pub use container::{Container, ContainerBuilder};
 pub use error::{ContainerError, SetupError};

@@ -181,7 +181,12 @@ fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: TargetKind) -> Result
     todo.reverse();
     // The directories walked so far, as fds; the last one is the current directory.
     let reopen_root = || {
-        nix::fcntl::openat(root, ".", OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        nix::fcntl::openat(
+            root,
+            ".",
+            OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
     };
     let mut stack: Vec<OwnedFd> = vec![reopen_root().map_err(|e| err("open root for", e))?];
     let mut links = 0;
@@ -194,7 +199,12 @@ fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: TargetKind) -> Result
             continue;
         }
         let last = todo.is_empty();
-        match nix::fcntl::openat(cur, comp.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
+        match nix::fcntl::openat(
+            cur,
+            comp.as_os_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => {
                 let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| err("stat in", e))?;
                 if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
@@ -219,18 +229,31 @@ fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: TargetKind) -> Result
                 stack.push(fd);
             }
             Err(Errno::ENOENT) => {
-                let dir = nix::fcntl::openat(cur, ".", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|e| err("open parent of", e))?;
+                let dir = nix::fcntl::openat(
+                    cur,
+                    ".",
+                    OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| err("open parent of", e))?;
                 let made = if last && kind == TargetKind::File {
                     nix::fcntl::openat(
                         dir.as_fd(),
                         comp.as_os_str(),
-                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_WRONLY
+                            | OFlag::O_CLOEXEC
+                            | OFlag::O_NOFOLLOW,
                         Mode::from_bits_truncate(0o644),
                     )
                     .map(drop)
                 } else {
-                    nix::sys::stat::mkdirat(dir.as_fd(), comp.as_os_str(), Mode::from_bits_truncate(0o755))
+                    nix::sys::stat::mkdirat(
+                        dir.as_fd(),
+                        comp.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    )
                 };
                 match made {
                     Ok(()) | Err(Errno::EEXIST) => todo.push(comp),
