@@ -26,7 +26,7 @@ export BERTH_BIN
 export BERTH_PROBE := $(DBG)/berth-probe
 export BERTH_TEST_ROOTFS := $(ROOTFS)
 
-.PHONY: all deps build build-release rootfs demo test test-unit test-conformance bench lint clean
+.PHONY: all deps build build-release rootfs demo test bench lint clean
 
 all: build
 
@@ -67,12 +67,7 @@ demo: build-release rootfs
 test: build rootfs
 	$(CARGO) nextest run --workspace --no-fail-fast --profile $(NEXTEST_PROFILE)
 	$(CARGO) test --workspace --doc
-	$(MAKE) --no-print-directory test-conformance
 	$(MAKE) --no-print-directory test-v2vm
-
-test-conformance: build rootfs
-	$(DBG)/berth-conformance --runtime $(BERTH_BIN) --keep-going --format tap \
-		--expect runtime-tests/src/conformance/berth-expected.txt
 
 bench: build-release rootfs
 	bash bench/runtime.sh $(BERTH_RELEASE) $(ROOTFS)

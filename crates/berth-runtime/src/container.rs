@@ -119,6 +119,7 @@ impl ContainerBuilder {
             why,
         })?;
         let bundle = Bundle::load(&self.bundle)?;
+        crate::validate::check(&bundle.raw, &bundle.dir)?;
         let process =
             bundle.spec.process().as_ref().ok_or_else(|| {
                 SpecError::invalid("process", "is required to create a container")

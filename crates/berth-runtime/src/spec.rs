@@ -88,6 +88,8 @@ pub struct Bundle {
     pub spec: Spec,
     /// Absolute, symlink-free path of the root filesystem.
     pub rootfs: PathBuf,
+    /// `config.json` as raw JSON (what validation looks at).
+    pub raw: serde_json::Value,
 }
 
 impl Bundle {
@@ -104,7 +106,7 @@ impl Bundle {
             source,
         })?;
         let config = dir.join("config.json");
-        let spec = load_spec(&config)?;
+        let (spec, raw) = load_spec_and_value(&config)?;
         let root = spec
             .root()
             .as_ref()
@@ -120,18 +122,33 @@ impl Bundle {
                 source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
             });
         }
-        Ok(Bundle { dir, spec, rootfs })
+        Ok(Bundle {
+            dir,
+            spec,
+            rootfs,
+            raw,
+        })
     }
 }
 
 /// Parse a `config.json` file, naming the offending field on a schema error.
 pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
+    Ok(load_spec_and_value(path)?.0)
+}
+
+/// Parse a `config.json` file into the typed spec and the raw JSON (for validation).
+pub fn load_spec_and_value(path: &Path) -> Result<(Spec, serde_json::Value), SpecError> {
     let file = File::open(path).map_err(|source| SpecError::Open {
         path: path.to_owned(),
         source,
     })?;
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(file));
-    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_reader(BufReader::new(file)).map_err(|source| SpecError::Parse {
+            path: path.to_owned(),
+            field: ".".into(),
+            source,
+        })?;
+    let spec: Spec = serde_path_to_error::deserialize(&value).map_err(|e| {
         let field = e.path().to_string();
         SpecError::Parse {
             path: path.to_owned(),
@@ -140,7 +157,7 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
         }
     })?;
     check_version(spec.version())?;
-    Ok(spec)
+    Ok((spec, value))
 }
 
 /// Accept `ociVersion` from 1.0.0 up to any 1.3.x (pre-release suffixes allowed).

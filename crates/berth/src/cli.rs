@@ -100,6 +100,10 @@ pub enum Command {
     Update(commands::update::UpdateArgs),
     /// Run a new process inside a running container.
     Exec(commands::exec::ExecArgs),
+    /// Print the features this build supports (runtime-spec features.md).
+    Features,
+    /// Check a bundle against the runtime spec.
+    Validate(commands::validate::ValidateArgs),
     /// Pull, load, inspect and unpack images.
     Image(commands::image::ImageArgs),
 }

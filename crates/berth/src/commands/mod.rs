@@ -4,6 +4,7 @@ pub mod create;
 pub mod delete;
 pub mod events;
 pub mod exec;
+pub mod features;
 pub mod image;
 pub mod kill;
 pub mod list;
@@ -11,6 +12,7 @@ pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod update;
+pub mod validate;
 
 use anyhow::Result;
 use berth_runtime::Container;
@@ -58,6 +60,8 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
         Command::Events(a) => events::run(g, a),
         Command::Update(a) => update::run(g, a),
         Command::Exec(a) => exec::run(g, a),
+        Command::Features => features::run(),
+        Command::Validate(a) => validate::run(a),
         Command::Image(a) => Ok(u8::try_from(image::run(a)?).unwrap_or(1)),
     }
 }
