@@ -147,9 +147,12 @@ pub fn validate_value(config: &Value, bundle: Option<&Path>) -> Vec<Problem> {
 /// an invalid bundle before it sets anything up. Warnings are not errors.
 ///
 /// ```
+/// let bundle = tempfile::tempdir()?;
+/// std::fs::create_dir(bundle.path().join("rootfs"))?;
 /// let bad = serde_json::json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "hostname": "h"});
-/// let err = berth_runtime::validate::check(&bad, "/nonexistent".as_ref()).unwrap_err();
-/// assert!(err.to_string().contains("hostname"));
+/// let err = berth_runtime::validate::check(&bad, bundle.path()).unwrap_err();
+/// assert!(err.to_string().starts_with("config.json: hostname: "));
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn check(config: &Value, bundle: &Path) -> Result<(), SpecError> {
     match validate_value(config, Some(bundle))

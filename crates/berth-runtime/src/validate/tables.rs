@@ -242,7 +242,8 @@ pub(super) const CPU: &[Field] = &[
     opt("mems", Str),
     opt("idle", I64),
 ];
-pub(super) const PIDS: &[Field] = &[req("limit", I64)];
+/// `limit` was REQUIRED up to runtime-spec 1.2 and is OPTIONAL since; accept both.
+pub(super) const PIDS: &[Field] = &[opt("limit", I64)];
 pub(super) const BLOCK_IO: &[Field] = &[
     opt("weight", U64),
     opt("leafWeight", U64),
