@@ -295,9 +295,17 @@ fn build(seccomp: &LinuxSeccomp) -> Result<Filter, SetupError> {
         let present = ctx
             .is_arch_present(scmp)
             .map_err(|e| scmp_err(format!("seccomp_arch_exist({arch})"), &e))?;
-        if !present {
-            ctx.add_arch(scmp)
-                .map_err(|e| scmp_err(format!("seccomp_arch_add({arch})"), &e))?;
+        if present {
+            continue;
+        }
+        match ctx.add_arch(scmp) {
+            Ok(_) => {}
+            // libseccomp keeps to one byte order per filter; a kernel of the other byte order
+            // cannot run such programs, so there is nothing to filter.
+            Err(e) if e.errno() == Some(SeccompErrno::EDOM) => {
+                tracing::debug!(%arch, "seccomp: architecture of the other byte order skipped");
+            }
+            Err(e) => return Err(scmp_err(format!("seccomp_arch_add({arch})"), &e)),
         }
     }
 
@@ -480,15 +488,18 @@ pub fn supported_operators() -> Vec<&'static str> {
     OPERATORS.to_vec()
 }
 
-/// The architectures the linked libseccomp can add to a filter.
+/// The architectures the linked libseccomp knows, which [`apply`] accepts.
+///
+/// Those of the other byte order than the host's are accepted and skipped: libseccomp cannot
+/// mix byte orders in one filter, and this kernel cannot run their programs.
 pub fn supported_archs() -> Vec<&'static str> {
-    let Ok(mut ctx) = ScmpFilterContext::new(ScmpAction::Allow) else {
-        return Vec::new();
-    };
     ARCHS
         .iter()
         .filter(|(_, scmp, _)| {
-            matches!(ctx.is_arch_present(*scmp), Ok(true)) || ctx.add_arch(*scmp).is_ok()
+            let Ok(mut ctx) = ScmpFilterContext::new(ScmpAction::Allow) else {
+                return false;
+            };
+            ctx.remove_arch(ScmpArch::native()).is_ok() && ctx.add_arch(*scmp).is_ok()
         })
         .map(|(_, _, name)| *name)
         .collect()
