@@ -1,0 +1,246 @@
+//! Resource limits enforced by the kernel on this host's cgroup v1 controllers, through the berth
+//! CLI: memory (OOM kill and the `events` report), pids, cpu quota, devices, pause/resume,
+//! `update`, `ps` and `kill --all`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cgroup_dirs_named, leak_checked, wait_stopped};
+use serde_json::json;
+
+fn v1(controller: &str, id: &str) -> Option<std::path::PathBuf> {
+    cgroup_dirs_named(id)
+        .into_iter()
+        .find(|p| p.starts_with(format!("/sys/fs/cgroup/{controller}/")))
+}
+
+#[test]
+fn memory_limit_oom_kills_and_events_reports_it() {
+    leak_checked(|rt, b| {
+        b.set_resources(json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}));
+        // Wait for the events stream to be attached, then allocate 100 MiB in /dev/shm-less
+        // anonymous memory (a shell variable growing by doubling).
+        b.set_args(&[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+             x=0123456789abcdef; while :; do x=$x$x; done",
+        ]);
+        b.set_readonly_root(false);
+        let id = rt.new_id("oom");
+        assert!(rt.run_with(&id, b, &["--detach"]).success(), "{}", rt.dump_log());
+        let mut events = Command::new(&rt.bin)
+            .args(["--root", rt.root.to_str().unwrap(), "events", "--interval", "1s", &id])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
+        wait_stopped(rt, &id);
+        let mut saw_oom = false;
+        let stdout = events.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut oom = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if v["type"] == "oom" {
+                    oom = true;
+                    break;
+                }
+            }
+            oom
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !reader.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if reader.is_finished() {
+            saw_oom = reader.join().unwrap();
+        }
+        let _ = events.kill();
+        let _ = events.wait();
+        assert!(saw_oom, "events did not report the OOM");
+        // The kernel's own count.
+        let oom_control = v1("memory", &id).map(|d| std::fs::read_to_string(d.join("memory.oom_control")).unwrap());
+        assert!(oom_control.is_some_and(|t| t.contains("oom_kill 1") || t.contains("oom_kill ")));
+        assert!(rt.delete(&id).success());
+    });
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    leak_checked(|rt, b| {
+        b.set_resources(json!({"pids": {"limit": 16}}));
+        b.set_args(&[
+            "sh",
+            "-c",
+            "sh -c 'n=0; while [ $n -lt 40 ]; do sleep 30 & n=$((n+1)); done' 2>/dev/null; \
+             exec sleep 100",
+        ]);
+        let id = rt.new_id("pids");
+        assert!(rt.run_with(&id, b, &["--detach"]).success());
+        let dir = v1("pids", &id).expect("pids cgroup");
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "16");
+        // Wait until the kernel has refused a fork (v1 pids.events counts them).
+        let refused = || -> u64 {
+            std::fs::read_to_string(dir.join("pids.events"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("max "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && refused() == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(refused() > 0, "no fork was refused");
+        let procs = rt.cmd(&["ps", "--format", "json", &id]).json().unwrap();
+        let n = procs.as_array().unwrap().len();
+        assert!((10..=16).contains(&n), "pids.max 16 but {n} processes");
+
+        assert!(rt.kill_all(&id, "KILL").success());
+        wait_stopped(rt, &id);
+        assert!(rt.delete(&id).success());
+    });
+}
+
+#[test]
+fn cpu_quota_throttles() {
+    leak_checked(|rt, b| {
+        b.set_resources(json!({"cpu": {"quota": 10000, "period": 100000, "shares": 512}}));
+        b.set_args(&["sh", "-c", "while :; do :; done"]);
+        let id = rt.new_id("cpu");
+        assert!(rt.run_with(&id, b, &["--detach"]).success());
+        std::thread::sleep(Duration::from_millis(800));
+        let dir = v1("cpu", &id).expect("cpu cgroup");
+        assert_eq!(std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).unwrap().trim(), "10000");
+        assert_eq!(std::fs::read_to_string(dir.join("cpu.shares")).unwrap().trim(), "512");
+        let stat = std::fs::read_to_string(dir.join("cpu.stat")).unwrap();
+        let throttled: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(throttled > 0, "{stat}");
+        // And `events --stats` shows it.
+        let ev = rt.cmd(&["events", "--stats", &id]).json().expect("stats json");
+        assert_eq!(ev["type"], "stats");
+        assert!(ev["data"]["cpu"]["throttling"]["throttledPeriods"].as_u64().unwrap_or(0) > 0, "{ev}");
+        assert!(rt.delete_force(&id).success());
+    });
+}
+
+#[test]
+fn denied_device_cannot_be_opened_allowed_one_can() {
+    leak_checked(|rt, b| {
+        // /dev/fuse and /dev/loop-control open for root without capabilities; neither is in
+        // the default allow list, so only the spec's rule can allow one of them.
+        b.add_device(json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}));
+        b.add_device(json!({"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 438}));
+        b.set_resources(json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}
+        ]}));
+        b.set_args(&[
+            "sh",
+            "-c",
+            "(exec 3<>/dev/fuse) && echo fuse-open; \
+             (exec 3<>/dev/loop-control) 2>/dev/null && echo loop-open || echo loop-denied",
+        ]);
+        let out = rt.run(&rt.new_id("dev"), b);
+        assert!(out.stdout.contains("fuse-open"), "{}", out.describe());
+        assert!(out.stdout.contains("loop-denied"), "{}", out.describe());
+    });
+}
+
+fn utime(pid: i64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(11).unwrap().parse().unwrap()
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    leak_checked(|rt, b| {
+        b.set_args(&["sh", "-c", "while :; do :; done"]);
+        let id = rt.new_id("pause");
+        assert!(rt.run_with(&id, b, &["--detach"]).success());
+        let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
+        assert!(rt.pause(&id).success(), "{}", rt.dump_log());
+        assert_eq!(rt.status(&id).as_deref(), Some("paused"));
+        let list = rt.cmd(&["list", "--format", "json"]).json().unwrap();
+        assert_eq!(list[0]["status"], "paused");
+        let t0 = utime(pid);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(utime(pid), t0, "a frozen process kept running");
+        assert!(!rt.pause(&id).success(), "pausing a paused container must fail");
+        assert!(rt.resume(&id).success());
+        assert_eq!(rt.status(&id).as_deref(), Some("running"));
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(utime(pid) > t0, "a thawed process did not run");
+        assert!(!rt.resume(&id).success(), "resuming a running container must fail");
+        // delete --force of a paused container works too.
+        assert!(rt.pause(&id).success());
+        assert!(rt.delete_force(&id).success(), "{}", rt.dump_log());
+    });
+}
+
+#[test]
+fn update_changes_live_limits_and_ps_lists_processes() {
+    leak_checked(|rt, b| {
+        b.set_resources(json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 100}}));
+        b.set_args(&["sh", "-c", "sleep 100 & sleep 100"]);
+        let id = rt.new_id("upd");
+        assert!(rt.run_with(&id, b, &["--detach"]).success());
+        let out = rt.cmd(&["update", "--memory", "48m", "--pids-limit", "50", "--cpu-shares", "256", &id]);
+        assert!(out.success(), "{}", out.describe());
+        let mem = v1("memory", &id).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(),
+            (48u64 << 20).to_string()
+        );
+        let pids = v1("pids", &id).unwrap();
+        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "50");
+        let res = b.dir().join("res.json");
+        std::fs::write(&res, r#"{"pids": {"limit": 77}}"#).unwrap();
+        assert!(rt.cmd(&["update", "-r", res.to_str().unwrap(), &id]).success());
+        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "77");
+
+        std::thread::sleep(Duration::from_millis(200));
+        let ps = rt.cmd(&["ps", "--format", "json", &id]).json().unwrap();
+        // sh execs its last command: sh and... one sleep in the background, one exec'd.
+        assert_eq!(ps.as_array().unwrap().len(), 2, "{ps}");
+        let table = rt.cmd(&["ps", &id]);
+        assert!(table.stdout.starts_with("UID"), "{}", table.stdout);
+        assert_eq!(table.stdout.lines().filter(|l| l.contains("sleep 100")).count(), 2);
+
+        assert!(rt.kill_all(&id, "KILL").success());
+        wait_stopped(rt, &id);
+        assert!(rt.delete(&id).success());
+    });
+}
+
+#[test]
+fn kill_all_without_pid_namespace_reaches_every_process() {
+    leak_checked(|rt, b| {
+        b.remove_namespace("pid");
+        b.set_args(&["sh", "-c", "sleep 101 & sleep 102 & sleep 103"]);
+        let id = rt.new_id("killall");
+        assert!(rt.run_with(&id, b, &["--detach"]).success());
+        std::thread::sleep(Duration::from_millis(200));
+        // sh and two sleeps (sh execs the last one).
+        assert_eq!(rt.cmd(&["ps", "--format", "json", &id]).json().unwrap().as_array().unwrap().len(), 3);
+        assert!(rt.kill_all(&id, "KILL").success());
+        wait_stopped(rt, &id);
+        assert!(rt.delete(&id).success());
+        // No sleep survived.
+        std::thread::sleep(Duration::from_millis(100));
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let text = String::from_utf8_lossy(&ps.stdout);
+        assert!(!text.lines().any(|l| l == "sleep 101" || l == "sleep 102"), "{text}");
+    });
+}
