@@ -12,8 +12,8 @@
 //! - a rule whose action is the default action is skipped (libseccomp refuses it);
 //! - several `args` of one rule must all match (AND), except when two of them test the same
 //!   argument index: then each condition becomes a rule of its own (OR);
-//! - `errnoRet` is only valid with `SCMP_ACT_ERRNO` and `SCMP_ACT_TRACE`, and defaults to
-//!   `EPERM` for both;
+//! - `errnoRet` counts only with `SCMP_ACT_ERRNO` and `SCMP_ACT_TRACE` (elsewhere it is
+//!   ignored), and defaults to `EPERM` for both;
 //! - `SECCOMP_FILTER_FLAG_TSYNC` is accepted and has nothing to do: init is single-threaded.
 //!
 //! The filter does not set `no_new_privs` by itself (`process.noNewPrivileges` decides that), so
@@ -174,6 +174,19 @@ pub enum SeccompError {
 /// caller must pass it on to [`send_notify_fd`] (in the runtime process) and close its own copy.
 /// The calling process must be single-threaded, and must either have set `no_new_privs` or
 /// hold `CAP_SYS_ADMIN`.
+///
+/// ```no_run
+/// use oci_spec::runtime::LinuxSeccomp;
+///
+/// let profile: LinuxSeccomp = serde_json::from_str(
+///     r#"{"defaultAction": "SCMP_ACT_ALLOW",
+///         "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+/// )?;
+/// nix::sys::prctl::set_no_new_privs()?;
+/// let notify_fd = berth_runtime::seccomp::apply(&profile)?;
+/// assert!(notify_fd.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn apply(seccomp: &LinuxSeccomp) -> Result<Option<OwnedFd>, SetupError> {
     let filter = build(seccomp)?;
     filter
@@ -427,10 +440,8 @@ fn action(act: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction,
             LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
         )
     {
-        return Err(SetupError::msg(
-            STEP,
-            format!("errnoRet is only valid with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, not {act}"),
-        ));
+        // runc ignores it too; profiles that set it everywhere must keep working.
+        tracing::debug!(action = %act, "seccomp: errnoRet ignored for this action");
     }
     Ok(match act {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
@@ -627,7 +638,7 @@ mod tests {
     }
 
     #[test]
-    fn errno_ret_goes_with_errno_and_trace_only() {
+    fn errno_ret_counts_with_errno_and_trace_only() {
         for act in ["SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"] {
             builds(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
                 {"names": ["getcwd"], "action": act, "errnoRet": 38}]}))
@@ -635,11 +646,11 @@ mod tests {
         }
         builds(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38}))
             .expect("defaultErrnoRet");
-        let e = builds(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["getcwd"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}))
-        .err()
-        .expect("errnoRet with kill");
-        assert!(e.op.contains("errnoRet"), "{e}");
+        builds(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1, "syscalls": [
+            {"names": ["getcwd"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}),
+        )
+        .expect("errnoRet ignored with kill and allow");
         assert!(
             builds(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}))
