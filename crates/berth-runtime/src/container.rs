@@ -271,10 +271,19 @@ impl ContainerBuilder {
             .send(&ToChild::Go)
             .map_err(|e| ContainerError::sys("send to init", e))?;
         loop {
-            let msg = parent_chan
-                .recv::<ToParent>()
-                .map_err(|e| ContainerError::sys("receive from init", e))?;
+            let (msg, fd) = match parent_chan
+                .recv_with_fd::<ToParent>()
+                .map_err(|e| ContainerError::sys("receive from init", e))?
+            {
+                Some((m, fd)) => (Some(m), fd),
+                None => (None, None),
+            };
             match msg {
+                Some(ToParent::SeccompFd) => {
+                    let st =
+                        hook_state(&self.id, Status::Creating, pid.as_raw(), &bundle.dir, spec);
+                    pass_seccomp_fd(spec, pid, &st, fd, &parent_chan)?;
+                }
                 Some(ToParent::Pid(p)) if second_fork => {
                     // The first child forked the real init and exits.
                     let _ = waitpid(pid, None);
@@ -380,6 +389,26 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     let ms = limit.as_millis().min(i32::MAX as u128) as i32;
     matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// Pass the seccomp notify fd the container process sent us to the spec's `listenerPath`.
+fn pass_seccomp_fd(
+    spec: &Spec,
+    pid: Pid,
+    state: &OciState,
+    fd: Option<OwnedFd>,
+    chan: &Channel,
+) -> Result<(), ContainerError> {
+    let fd = fd.ok_or_else(|| ContainerError::InitDied("seccomp fd message without fd".into()))?;
+    let filter = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .ok_or_else(|| ContainerError::InitDied("seccomp fd without a seccomp section".into()))?;
+    crate::seccomp::send_notify_fd(filter, pid.as_raw(), state, fd.as_fd())?;
+    drop(fd);
+    chan.send(&ToChild::SeccompDone)
+        .map_err(|e| ContainerError::sys("send to container process", e))
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
@@ -688,10 +717,10 @@ impl Container {
         };
         let recv = |pid| {
             parent_chan
-                .recv::<ToParent>()
+                .recv_with_fd::<ToParent>()
                 .map_err(|e| fail(pid, ContainerError::sys("receive from exec child", e)))
         };
-        let pid = match recv(None)? {
+        let pid = match recv(None)?.map(|(m, _)| m) {
             Some(ToParent::Pid(p)) => Pid::from_raw(p),
             Some(ToParent::Failed(e)) => return Err(fail(None, e.into())),
             _ => {
@@ -711,7 +740,15 @@ impl Container {
                 ContainerError::sys("send to exec child", e),
             ));
         }
-        match recv(Some(pid))? {
+        let mut msg = recv(Some(pid))?;
+        while let Some((ToParent::SeccompFd, fd)) = msg {
+            let st = self.oci_state();
+            if let Err(e) = pass_seccomp_fd(&spec, pid, &st, fd, &parent_chan) {
+                return Err(fail(Some(pid), e));
+            }
+            msg = recv(Some(pid))?;
+        }
+        match msg.map(|(m, _)| m) {
             Some(ToParent::Ready) => {}
             Some(ToParent::Failed(e)) => {
                 let _ = waitpid(pid, None);

@@ -59,6 +59,9 @@ pub enum ContainerError {
     /// Setting up the container failed inside its init process.
     #[error("container init")]
     Setup(#[from] SetupError),
+    /// The seccomp notify fd could not be passed to the listener.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A hook failed.
     #[error(transparent)]
     Hook(#[from] HookError),

@@ -18,6 +18,7 @@
 pub mod caps;
 pub mod container;
 pub mod error;
+pub mod exe;
 pub mod hooks;
 pub mod ns;
 pub mod process;

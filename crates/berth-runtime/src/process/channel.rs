@@ -20,6 +20,8 @@ pub enum ToParent {
     Pid(i32),
     /// The mounts are done: run the prestart and createRuntime hooks now.
     RunCreateRuntimeHooks,
+    /// The seccomp notify fd is attached: send it to the spec's listener.
+    SeccompFd,
     /// Setup is complete; init now waits for `start`.
     Ready,
     /// Setup failed.
@@ -33,6 +35,8 @@ pub enum ToChild {
     Go,
     /// The createRuntime hooks have run: go on.
     HooksDone,
+    /// The seccomp notify fd has been passed on.
+    SeccompDone,
 }
 
 /// One end of the channel.

@@ -92,6 +92,7 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
         cfg.linux.as_ref(),
         cfg.console_socket.as_ref().map(|s| s.as_fd()),
         cfg.preserve_fds,
+        chan,
     )?;
     chan.send(&ToParent::Ready)
         .map_err(|e| SetupError::sys("exec", "send to runtime", e))?;

@@ -200,6 +200,7 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         cfg.spec.linux().as_ref(),
         cfg.console_socket.as_ref().map(|s| s.as_fd()),
         cfg.preserve_fds,
+        chan,
     )?;
 
     send(chan, &ToParent::Ready, "init")?;
@@ -253,6 +254,7 @@ pub fn prepare_process(
     linux: Option<&oci_spec::runtime::Linux>,
     console_socket: Option<std::os::fd::BorrowedFd<'_>>,
     preserve_fds: u32,
+    chan: &Channel,
 ) -> Result<ExecPlan, SetupError> {
     nix::unistd::setsid().map_err(|e| SetupError::sys("process", "setsid", e))?;
     if process.terminal().unwrap_or(false) {
@@ -306,6 +308,13 @@ pub fn prepare_process(
     // reach the program (CVE-2024-21626).
     sys::cloexec_from(3 + preserve_fds as RawFd)
         .map_err(|e| SetupError::sys("process", "close_range", e))?;
+    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let (Some(filter), false) = (seccomp, nnp) {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still
+        // have it (as runc does).
+        load_seccomp(filter, chan)?;
+    }
     let user = process.user();
     let caps = process
         .capabilities()
@@ -327,14 +336,33 @@ pub fn prepare_process(
     let cwd = process.cwd();
     nix::unistd::chdir(cwd.as_path())
         .map_err(|e| SetupError::sys("process", format!("chdir to cwd {:?}", cwd.display()), e))?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| SetupError::sys("process", "prctl(PR_SET_NO_NEW_PRIVS)", e))?;
-    }
-    if let Some(seccomp) = linux.and_then(|l| l.seccomp().as_ref()) {
-        crate::seccomp::apply(seccomp)?;
+        if let Some(filter) = seccomp {
+            // As late as possible, so that as little of our own setup as possible is filtered.
+            load_seccomp(filter, chan)?;
+        }
     }
     Ok(ExecPlan { program, args, env })
+}
+
+/// Load the seccomp filter; with a notify action, hand the listener fd to the runtime, which
+/// passes it to `listenerPath` (unreachable from inside the container).
+fn load_seccomp(
+    filter: &oci_spec::runtime::LinuxSeccomp,
+    chan: &Channel,
+) -> Result<(), SetupError> {
+    if let Some(fd) = crate::seccomp::apply(filter)? {
+        chan.send_with_fd(&ToParent::SeccompFd, fd.as_raw_fd())
+            .map_err(|e| SetupError::sys("seccomp", "send the notify fd to the runtime", e))?;
+        match chan.recv::<ToChild>() {
+            Ok(Some(ToChild::SeccompDone)) => {}
+            Ok(_) => return Err(SetupError::msg("seccomp", "runtime went away")),
+            Err(e) => return Err(SetupError::sys("seccomp", "receive from runtime", e)),
+        }
+    }
+    Ok(())
 }
 
 /// Close every fd the runtime had open except stdio, the preserved fds and our channel and

@@ -32,6 +32,10 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
     if g.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup is not supported on this host: systemd is not running");
     }
+    if matches!(cmd, Command::Create(_) | Command::Run(_) | Command::Exec(_)) {
+        // These put a process into a container: make the binary unwritable from there first.
+        berth_runtime::exe::protect()?;
+    }
     match cmd {
         Command::Create(a) => create::run(g, a),
         Command::Start(a) => {

@@ -1,0 +1,141 @@
+//! Security regressions: the runtime binary cannot be written through /proc/PID/exe
+//! (CVE-2019-5736), no host fd or directory reaches the container (CVE-2024-21626), seccomp
+//! and no_new_privs are observed from inside.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+
+use common::leak_checked;
+use serde_json::json;
+
+/// What an attacker in the container would do: hold the init process's exe while the runtime
+/// runs, and reopen it for writing once the runtime is gone.
+#[test]
+fn runtime_binary_is_not_writable_through_proc_exe() {
+    let Some((_, mut b)) = common::setup() else {
+        return;
+    };
+    // A private copy of berth, so that no other test's berth keeps the file busy.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("berth");
+    std::fs::copy(runtime_tests::berth_bin().unwrap(), &bin).unwrap();
+    let rt = runtime_tests::Runtime::new(&bin).unwrap();
+    let before = runtime_tests::LeakSnapshot::take(&rt, &b);
+    {
+        let (rt, b) = (&rt, &mut b);
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("exe");
+        assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
+        // Until start, init runs the berth binary itself.
+        let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
+        let held = std::fs::File::options()
+            .custom_flags_path()
+            .open(format!("/proc/{pid}/exe"))
+            .expect("open exe O_PATH");
+        let direct = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/exe"));
+        assert!(direct.is_err(), "the runtime binary opened for writing");
+        assert!(rt.delete_force(&id).success());
+        // Every berth process is gone: the file is no longer busy, only the mount protects it.
+        let reopened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
+        let err = reopened.expect_err("the runtime binary was writable after the runtime exited");
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        // And the binary on disk is intact and still runs.
+        assert!(rt.cmd(&["--version"]).success());
+    }
+    rt.cleanup();
+    runtime_tests::assert_no_leaks(&before, &rt);
+}
+
+trait OpenPath {
+    fn custom_flags_path(&mut self) -> &mut Self;
+}
+
+impl OpenPath for std::fs::OpenOptions {
+    fn custom_flags_path(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.read(true).custom_flags(libc::O_PATH)
+    }
+}
+
+#[test]
+fn cwd_through_a_leaked_fd_does_not_reach_the_host() {
+    leak_checked(|rt, b| {
+        // runc's CVE-2024-21626: a cwd of /proc/self/fd/N where N was a host directory fd.
+        for n in 3..8 {
+            b.set_cwd(&format!("/proc/self/fd/{n}"));
+            b.set_args(&["sh", "-c", "pwd; ls"]);
+            let out = rt.run(&rt.new_id("cwd"), b);
+            assert!(
+                !out.success(),
+                "cwd /proc/self/fd/{n} worked: {}",
+                out.describe()
+            );
+            assert!(out.stderr.contains("cwd"), "{}", out.stderr);
+        }
+    });
+}
+
+#[test]
+fn seccomp_errno_and_no_new_privs_are_observed() {
+    leak_checked(|rt, b| {
+        b.set_seccomp(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        }));
+        b.set_readonly_root(false);
+        b.set_args(&[
+            "sh",
+            "-c",
+            "mkdir /tmp/x 2>&1; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        ]);
+        let out = rt.run(&rt.new_id("seccomp"), b);
+        assert!(
+            out.stdout.contains("Operation not permitted"),
+            "{}",
+            out.describe()
+        );
+        assert!(out.stdout.contains("Seccomp:\t2"), "{}", out.describe());
+        assert!(out.stdout.contains("NoNewPrivs:\t1"), "{}", out.describe());
+        // Without noNewPrivileges the filter still loads (before capabilities are dropped).
+        b.set_no_new_privileges(false);
+        let out = rt.run(&rt.new_id("seccomp-nnp"), b);
+        assert!(
+            out.stdout.contains("Operation not permitted"),
+            "{}",
+            out.describe()
+        );
+        assert!(out.stdout.contains("NoNewPrivs:\t0"), "{}", out.describe());
+    });
+}
+
+#[test]
+fn no_new_privileges_stops_a_setuid_binary() {
+    leak_checked(|rt, b| {
+        // A setuid-root copy of the (static) probe run by an unprivileged user; busybox would
+        // drop the privilege by itself.
+        let probe = b.rootfs().join("probe-suid");
+        std::fs::copy(runtime_tests::probe_bin().unwrap(), &probe).unwrap();
+        std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o4755))
+            .unwrap();
+        b.set_user(1000, 1000);
+        b.set_args(&["/probe-suid"]);
+        b.set_no_new_privileges(true);
+        let out = rt.run(&rt.new_id("nnp"), b);
+        let euid = |o: &runtime_tests::RunOutput| o.json().map(|v| v["euid"].clone());
+        assert_eq!(euid(&out), Some(json!(1000)), "{}", out.describe());
+        b.set_no_new_privileges(false);
+        let out = rt.run(&rt.new_id("suid"), b);
+        assert_eq!(
+            euid(&out),
+            Some(json!(0)),
+            "setuid did not work without nnp: {}",
+            out.describe()
+        );
+    });
+}
