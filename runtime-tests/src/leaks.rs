@@ -93,7 +93,11 @@ impl LeakSnapshot {
             }
         }
         // With no ids, cgroup_dirs would list every cgroup (of every test running in parallel).
-        let ours = if ids.is_empty() { Vec::new() } else { cgroup_dirs(&ids) };
+        let ours = if ids.is_empty() {
+            Vec::new()
+        } else {
+            cgroup_dirs(&ids)
+        };
         for c in ours {
             if !self.cgroups.contains(&c) {
                 out.push(Leak::Cgroup(c));

@@ -31,9 +31,20 @@ fn memory_limit_oom_kills_and_events_reports_it() {
         ]);
         b.set_readonly_root(false);
         let id = rt.new_id("oom");
-        assert!(rt.run_with(&id, b, &["--detach"]).success(), "{}", rt.dump_log());
+        assert!(
+            rt.run_with(&id, b, &["--detach"]).success(),
+            "{}",
+            rt.dump_log()
+        );
         let mut events = Command::new(&rt.bin)
-            .args(["--root", rt.root.to_str().unwrap(), "events", "--interval", "1s", &id])
+            .args([
+                "--root",
+                rt.root.to_str().unwrap(),
+                "events",
+                "--interval",
+                "1s",
+                &id,
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -64,7 +75,8 @@ fn memory_limit_oom_kills_and_events_reports_it() {
         let _ = events.wait();
         assert!(saw_oom, "events did not report the OOM");
         // The kernel's own count.
-        let oom_control = v1("memory", &id).map(|d| std::fs::read_to_string(d.join("memory.oom_control")).unwrap());
+        let oom_control = v1("memory", &id)
+            .map(|d| std::fs::read_to_string(d.join("memory.oom_control")).unwrap());
         assert!(oom_control.is_some_and(|t| t.contains("oom_kill 1") || t.contains("oom_kill ")));
         assert!(rt.delete(&id).success());
     });
@@ -83,7 +95,12 @@ fn pids_limit_stops_a_fork_bomb() {
         let id = rt.new_id("pids");
         assert!(rt.run_with(&id, b, &["--detach"]).success());
         let dir = v1("pids", &id).expect("pids cgroup");
-        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "16");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "16"
+        );
         // Wait until the kernel has refused a fork (v1 pids.events counts them).
         let refused = || -> u64 {
             std::fs::read_to_string(dir.join("pids.events"))
@@ -117,8 +134,18 @@ fn cpu_quota_throttles() {
         assert!(rt.run_with(&id, b, &["--detach"]).success());
         std::thread::sleep(Duration::from_millis(800));
         let dir = v1("cpu", &id).expect("cpu cgroup");
-        assert_eq!(std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).unwrap().trim(), "10000");
-        assert_eq!(std::fs::read_to_string(dir.join("cpu.shares")).unwrap().trim(), "512");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
+                .unwrap()
+                .trim(),
+            "10000"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cpu.shares"))
+                .unwrap()
+                .trim(),
+            "512"
+        );
         let stat = std::fs::read_to_string(dir.join("cpu.stat")).unwrap();
         let throttled: u64 = stat
             .lines()
@@ -127,9 +154,18 @@ fn cpu_quota_throttles() {
             .unwrap();
         assert!(throttled > 0, "{stat}");
         // And `events --stats` shows it.
-        let ev = rt.cmd(&["events", "--stats", &id]).json().expect("stats json");
+        let ev = rt
+            .cmd(&["events", "--stats", &id])
+            .json()
+            .expect("stats json");
         assert_eq!(ev["type"], "stats");
-        assert!(ev["data"]["cpu"]["throttling"]["throttledPeriods"].as_u64().unwrap_or(0) > 0, "{ev}");
+        assert!(
+            ev["data"]["cpu"]["throttling"]["throttledPeriods"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
+            "{ev}"
+        );
         assert!(rt.delete_force(&id).success());
     });
 }
@@ -139,7 +175,9 @@ fn denied_device_cannot_be_opened_allowed_one_can() {
     leak_checked(|rt, b| {
         // /dev/fuse and /dev/loop-control open for root without capabilities; neither is in
         // the default allow list, so only the spec's rule can allow one of them.
-        b.add_device(json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}));
+        b.add_device(
+            json!({"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}),
+        );
         b.add_device(json!({"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 438}));
         b.set_resources(json!({"devices": [
             {"allow": false, "access": "rwm"},
@@ -177,12 +215,18 @@ fn pause_freezes_and_resume_thaws() {
         let t0 = utime(pid);
         std::thread::sleep(Duration::from_millis(400));
         assert_eq!(utime(pid), t0, "a frozen process kept running");
-        assert!(!rt.pause(&id).success(), "pausing a paused container must fail");
+        assert!(
+            !rt.pause(&id).success(),
+            "pausing a paused container must fail"
+        );
         assert!(rt.resume(&id).success());
         assert_eq!(rt.status(&id).as_deref(), Some("running"));
         std::thread::sleep(Duration::from_millis(400));
         assert!(utime(pid) > t0, "a thawed process did not run");
-        assert!(!rt.resume(&id).success(), "resuming a running container must fail");
+        assert!(
+            !rt.resume(&id).success(),
+            "resuming a running container must fail"
+        );
         // delete --force of a paused container works too.
         assert!(rt.pause(&id).success());
         assert!(rt.delete_force(&id).success(), "{}", rt.dump_log());
@@ -196,19 +240,42 @@ fn update_changes_live_limits_and_ps_lists_processes() {
         b.set_args(&["sh", "-c", "sleep 100 & sleep 100"]);
         let id = rt.new_id("upd");
         assert!(rt.run_with(&id, b, &["--detach"]).success());
-        let out = rt.cmd(&["update", "--memory", "48m", "--pids-limit", "50", "--cpu-shares", "256", &id]);
+        let out = rt.cmd(&[
+            "update",
+            "--memory",
+            "48m",
+            "--pids-limit",
+            "50",
+            "--cpu-shares",
+            "256",
+            &id,
+        ]);
         assert!(out.success(), "{}", out.describe());
         let mem = v1("memory", &id).unwrap();
         assert_eq!(
-            std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(),
+            std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
             (48u64 << 20).to_string()
         );
         let pids = v1("pids", &id).unwrap();
-        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "50");
+        assert_eq!(
+            std::fs::read_to_string(pids.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "50"
+        );
         let res = b.dir().join("res.json");
         std::fs::write(&res, r#"{"pids": {"limit": 77}}"#).unwrap();
-        assert!(rt.cmd(&["update", "-r", res.to_str().unwrap(), &id]).success());
-        assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "77");
+        assert!(rt
+            .cmd(&["update", "-r", res.to_str().unwrap(), &id])
+            .success());
+        assert_eq!(
+            std::fs::read_to_string(pids.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "77"
+        );
 
         std::thread::sleep(Duration::from_millis(200));
         let ps = rt.cmd(&["ps", "--format", "json", &id]).json().unwrap();
@@ -216,7 +283,14 @@ fn update_changes_live_limits_and_ps_lists_processes() {
         assert_eq!(ps.as_array().unwrap().len(), 2, "{ps}");
         let table = rt.cmd(&["ps", &id]);
         assert!(table.stdout.starts_with("UID"), "{}", table.stdout);
-        assert_eq!(table.stdout.lines().filter(|l| l.contains("sleep 100")).count(), 2);
+        assert_eq!(
+            table
+                .stdout
+                .lines()
+                .filter(|l| l.contains("sleep 100"))
+                .count(),
+            2
+        );
 
         assert!(rt.kill_all(&id, "KILL").success());
         wait_stopped(rt, &id);
@@ -233,7 +307,15 @@ fn kill_all_without_pid_namespace_reaches_every_process() {
         assert!(rt.run_with(&id, b, &["--detach"]).success());
         std::thread::sleep(Duration::from_millis(200));
         // sh and two sleeps (sh execs the last one).
-        assert_eq!(rt.cmd(&["ps", "--format", "json", &id]).json().unwrap().as_array().unwrap().len(), 3);
+        assert_eq!(
+            rt.cmd(&["ps", "--format", "json", &id])
+                .json()
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
         assert!(rt.kill_all(&id, "KILL").success());
         wait_stopped(rt, &id);
         assert!(rt.delete(&id).success());
@@ -241,6 +323,9 @@ fn kill_all_without_pid_namespace_reaches_every_process() {
         std::thread::sleep(Duration::from_millis(100));
         let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
         let text = String::from_utf8_lossy(&ps.stdout);
-        assert!(!text.lines().any(|l| l == "sleep 101" || l == "sleep 102"), "{text}");
+        assert!(
+            !text.lines().any(|l| l == "sleep 101" || l == "sleep 102"),
+            "{text}"
+        );
     });
 }

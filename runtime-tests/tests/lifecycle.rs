@@ -55,7 +55,16 @@ fn create_start_state_kill_delete() {
         assert!(out.success(), "{}", out.describe());
         let st = rt.state_json(&id).expect("state");
         assert_eq!(st["status"], "created");
-        for key in ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"] {
+        for key in [
+            "ociVersion",
+            "id",
+            "pid",
+            "status",
+            "bundle",
+            "rootfs",
+            "created",
+            "owner",
+        ] {
             assert!(st.get(key).is_some(), "state lacks {key}: {st}");
         }
         let pid = st["pid"].as_i64().unwrap();
@@ -78,7 +87,10 @@ fn create_start_state_kill_delete() {
         let st = rt.state_json(&id).unwrap();
         assert_eq!(st["pid"], 0);
         assert!(rt.delete(&id).success());
-        assert!(cgroup_dirs_named(&id).is_empty(), "cgroup left after delete");
+        assert!(
+            cgroup_dirs_named(&id).is_empty(),
+            "cgroup left after delete"
+        );
         assert!(!rt.state(&id).success());
     });
 }
@@ -86,7 +98,11 @@ fn create_start_state_kill_delete() {
 #[test]
 fn kill_takes_names_and_numbers() {
     leak_checked(|rt, b| {
-        b.set_args(&["sh", "-c", "trap 'exit 3' USR1; trap 'exit 4' HUP; while :; do sleep 0.1; done"]);
+        b.set_args(&[
+            "sh",
+            "-c",
+            "trap 'exit 3' USR1; trap 'exit 4' HUP; while :; do sleep 0.1; done",
+        ]);
         for sig in ["SIGUSR1", "HUP", "10"] {
             let id = rt.new_id("kill");
             assert!(rt.run_with(&id, b, &["--detach"]).success());
@@ -108,10 +124,19 @@ fn kill_takes_names_and_numbers() {
 #[test]
 fn errors_for_unknown_and_duplicate_ids() {
     leak_checked(|rt, b| {
-        for verb in [&["state", "nope"][..], &["start", "nope"], &["kill", "nope"], &["delete", "nope"]] {
+        for verb in [
+            &["state", "nope"][..],
+            &["start", "nope"],
+            &["kill", "nope"],
+            &["delete", "nope"],
+        ] {
             let out = rt.cmd(verb);
             assert!(!out.success(), "{verb:?} succeeded");
-            assert!(out.stderr.contains("does not exist"), "{verb:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains("does not exist"),
+                "{verb:?}: {}",
+                out.stderr
+            );
         }
         assert!(rt.cmd(&["delete", "--force", "nope"]).success());
         b.set_args(&["sleep", "100"]);
@@ -120,7 +145,10 @@ fn errors_for_unknown_and_duplicate_ids() {
         let out = rt.create(&id, b);
         assert!(!out.success());
         assert!(out.stderr.contains("already exists"), "{}", out.stderr);
-        assert!(rt.delete(&id).success(), "a created container can be deleted");
+        assert!(
+            rt.delete(&id).success(),
+            "a created container can be deleted"
+        );
     });
 }
 
@@ -196,7 +224,11 @@ fn rlimit_above_hard_limit_is_a_clear_error() {
             return;
         }
         assert!(out.stderr.contains("RLIMIT_NOFILE"), "{}", out.stderr);
-        assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("Operation not permitted"),
+            "{}",
+            out.stderr
+        );
     });
 }
 
@@ -219,7 +251,11 @@ fn only_stdio_reaches_the_container() {
 #[test]
 fn preserve_fds_passes_exactly_those() {
     leak_checked(|rt, b| {
-        b.set_args(&["sh", "-c", "cat <&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"]);
+        b.set_args(&[
+            "sh",
+            "-c",
+            "cat <&3; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+        ]);
         b.save().unwrap();
         let secret = b.dir().join("passed.txt");
         std::fs::write(&secret, "through fd 3\n").unwrap();
@@ -234,12 +270,24 @@ fn preserve_fds_passes_exactly_those() {
             b.dir().display(),
             id
         );
-        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut lines = stdout.lines();
         assert_eq!(lines.next(), Some("through fd 3"));
-        let fds: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        let fds: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
         assert_eq!(&fds[..4], &["0", "1", "2", "3"], "{fds:?}");
         // Beyond them only ls's own directory fd.
         assert!(fds.len() <= 5, "{fds:?}");
@@ -253,8 +301,10 @@ fn symlink_in_rootfs_cannot_redirect_a_mount_to_the_host() {
         let outside = tempfile::tempdir().unwrap();
         let evil = b.rootfs().join("evil");
         std::os::unix::fs::symlink(outside.path(), &evil).unwrap();
-        b.add_mount(json!({"destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosuid"]}));
+        b.add_mount(
+            json!({"destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid"]}),
+        );
         b.set_args(&["sh", "-c", "touch /evil/sub/marker && echo done"]);
         b.set_readonly_root(false);
         let out = rt.run(&rt.new_id("symlink"), b);
@@ -284,8 +334,17 @@ fn list_and_spec() {
         assert!(rt.run_with(&id, b, &["--detach"]).success());
         let table = rt.cmd(&["list"]);
         assert!(table.success());
-        let header: Vec<&str> = table.stdout.lines().next().unwrap().split_whitespace().collect();
-        assert_eq!(header, ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]);
+        let header: Vec<&str> = table
+            .stdout
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        );
         assert!(table.stdout.contains(&id) && table.stdout.contains("running"));
         let json = rt.cmd(&["list", "--format", "json"]).json().unwrap();
         assert_eq!(json[0]["id"], id.as_str());
@@ -301,7 +360,10 @@ fn list_and_spec() {
             serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
                 .unwrap();
         assert_eq!(spec["root"]["path"], "rootfs");
-        assert!(!rt.cmd(&["spec", "--bundle", d]).success(), "spec must not overwrite");
+        assert!(
+            !rt.cmd(&["spec", "--bundle", d]).success(),
+            "spec must not overwrite"
+        );
     });
 }
 
@@ -330,8 +392,11 @@ fn log_file_gets_json_errors() {
 #[test]
 fn bundle_relative_root_and_readonly() {
     leak_checked(|rt, b| {
-        b.set_readonly_root(true)
-            .set_args(&["sh", "-c", "touch /x 2>/dev/null && echo writable || echo readonly"]);
+        b.set_readonly_root(true).set_args(&[
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null && echo writable || echo readonly",
+        ]);
         let out = rt.run(&rt.new_id("ro"), b);
         assert_eq!(out.stdout.trim(), "readonly", "{}", out.describe());
         // An absolute root.path works as well as the relative default.
