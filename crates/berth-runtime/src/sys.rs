@@ -173,6 +173,21 @@ pub fn set_sigmask(set: &nix::sys::signal::SigSet) -> Result<(), Errno> {
 }
 
 nix::ioctl_write_ptr_bad!(ioctl_set_winsize, libc::TIOCSWINSZ, nix::pty::Winsize);
+nix::ioctl_read_bad!(ioctl_get_winsize, libc::TIOCGWINSZ, nix::pty::Winsize);
+
+/// The window size of the terminal `fd` (`TIOCGWINSZ`).
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<nix::pty::Winsize, Errno> {
+    let mut ws = nix::pty::Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one Winsize through the pointer, which is valid and writable
+    // for the call.
+    unsafe { ioctl_get_winsize(fd.as_raw_fd(), &mut ws) }?;
+    Ok(ws)
+}
 nix::ioctl_write_int_bad!(ioctl_set_ctty, libc::TIOCSCTTY);
 
 /// Set the window size of the terminal `fd` (`TIOCSWINSZ`).

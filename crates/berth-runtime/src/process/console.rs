@@ -60,3 +60,43 @@ pub fn setup_console(
         .map_err(|e| SetupError::sys(step, "set controlling terminal", e))?;
     Ok(())
 }
+
+/// Receive a pty master sent over a console socket connection (the counterpart of what the
+/// container process does in [`setup_console`]), for callers that relay the terminal
+/// themselves.
+pub fn receive_master(stream: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, nix::errno::Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::io::IoSliceMut;
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut master = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: SCM_RIGHTS just installed this fd in our table and nothing else owns
+                // it; ownership is taken exactly once.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                master.get_or_insert(owned);
+            }
+        }
+    }
+    master.ok_or(nix::errno::Errno::EBADMSG)
+}
+
+/// Give terminal `to` the window size of terminal `from` (for relaying SIGWINCH); does nothing
+/// if `from` is not a terminal.
+pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    if let Ok(ws) = sys::get_winsize(from) {
+        if ws.ws_row > 0 {
+            let _ = sys::set_winsize(to, &ws);
+        }
+    }
+}

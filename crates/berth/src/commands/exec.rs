@@ -10,6 +10,7 @@ use nix::sys::signal::{sigprocmask, SigmaskHow};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
 use super::run::{forward_until_exit, forwarded_signals};
+use super::tty::{relay_until_exit, ConsoleSocket};
 use crate::cli::GlobalOpts;
 
 /// runc's `exec` flags.
@@ -152,11 +153,29 @@ pub fn run(g: &GlobalOpts, a: ExecArgs) -> Result<u8> {
     }
     let signals = forwarded_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None).context("block signals")?;
+    let console = if opts.console_socket.is_none() && process.terminal().unwrap_or(false) {
+        Some(ConsoleSocket::new(&g.root(), &a.id)?)
+    } else {
+        None
+    };
+    let opts = ExecOptions {
+        console_socket: console
+            .as_ref()
+            .map(|c| c.path().to_owned())
+            .or(opts.console_socket),
+        ..opts
+    };
     let pid = c.exec(process, &opts)?;
     drop(c);
-    forward_until_exit(pid, &signals)
+    match console {
+        Some(sock) => {
+            let master = sock.receive()?;
+            drop(sock);
+            relay_until_exit(pid, &signals, master)
+        }
+        None => forward_until_exit(pid, &signals),
+    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod list;
 pub mod ps;
 pub mod run;
 pub mod spec;
+pub mod tty;
 pub mod update;
 pub mod validate;
 

@@ -10,6 +10,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::create::CreateArgs;
+use super::tty::{relay_until_exit, ConsoleSocket};
 use crate::cli::GlobalOpts;
 
 /// `run [--detach] [create options] ID`.
@@ -43,6 +44,14 @@ pub fn forwarded_signals() -> SigSet {
     set
 }
 
+/// Whether the bundle's process asks for a terminal.
+fn wants_terminal(bundle: &std::path::Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["process"]["terminal"] == true)
+}
+
 /// `berth run`.
 pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     let root = g.root();
@@ -61,15 +70,39 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None).context("block signals")?;
     // Orphans of a container without its own pid namespace come to us, and are reaped.
     nix::sys::prctl::set_child_subreaper(true).context("become a subreaper")?;
-    let mut c = a.create.builder(g).create()?;
+    // A terminal without a console socket: berth is the console (runc does the same).
+    let console = if a.create.console_socket.is_none() && wants_terminal(&a.create.bundle) {
+        Some(ConsoleSocket::new(&root, &id)?)
+    } else {
+        None
+    };
+    let mut builder = a.create.builder(g);
+    if let Some(c) = &console {
+        builder = builder.console_socket(c.path());
+    }
+    let mut c = builder.create()?;
     let init = Pid::from_raw(c.pid());
+    let master = match &console {
+        Some(sock) => match sock.receive() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = c.delete(true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    drop(console);
     if let Err(e) = c.start() {
         let _ = c.delete(true);
         return Err(e.into());
     }
     // Release the container's lock while it runs, so that `state`, `kill` etc. work.
     drop(c);
-    let code = forward_until_exit(init, &signals);
+    let code = match master {
+        Some(m) => relay_until_exit(init, &signals, m),
+        None => forward_until_exit(init, &signals),
+    };
     match Container::load(&root, &id) {
         Ok(c) => c.delete(true)?,
         Err(berth_runtime::ContainerError::NotFound { .. }) => {}
