@@ -100,3 +100,11 @@ pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
         }
     }
 }
+
+/// The window size of terminal `fd` as (rows, columns), if it is a terminal with a size.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    sys::get_winsize(fd)
+        .ok()
+        .filter(|ws| ws.ws_row > 0)
+        .map(|ws| (ws.ws_row, ws.ws_col))
+}

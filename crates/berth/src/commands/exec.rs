@@ -1,5 +1,6 @@
 //! `berth exec`: run a new process in a running container.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -165,6 +166,19 @@ pub fn run(g: &GlobalOpts, a: ExecArgs) -> Result<u8> {
             .or(opts.console_socket),
         ..opts
     };
+    let mut process = process;
+    if console.is_some() && process.console_size().is_none() {
+        // The process starts right away: give it our size from the start.
+        if let Some((height, width)) =
+            berth_runtime::process::console::window_size(std::io::stdout().as_fd())
+        {
+            let size = oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(height))
+                .width(u64::from(width))
+                .build()?;
+            process.set_console_size(Some(size));
+        }
+    }
     let pid = c.exec(process, &opts)?;
     drop(c);
     match console {

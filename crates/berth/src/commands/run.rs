@@ -1,6 +1,8 @@
 //! `berth run`: create and start; in the foreground, forward signals and exit with the
 //! container's status.
 
+use std::os::fd::AsFd;
+
 use anyhow::{Context, Result};
 use berth_runtime::Container;
 use clap::Args;
@@ -93,6 +95,10 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
         None => None,
     };
     drop(console);
+    if let Some(m) = &master {
+        // Before start: the program may ask for its size first thing.
+        berth_runtime::process::console::copy_window_size(std::io::stdout().as_fd(), m.as_fd());
+    }
     if let Err(e) = c.start() {
         let _ = c.delete(true);
         return Err(e.into());
