@@ -1,8 +1,9 @@
 //! Layer blobs: decompression and safe application of tar entries with OCI whiteouts.
 //!
-//! [`apply`] streams a (possibly compressed) layer into a directory. Decompression and hashing
-//! run on one thread, tar parsing and filesystem writes on the calling thread, joined by a
-//! bounded channel of reusable buffers, so memory stays flat whatever the layer size.
+//! [`apply`] streams a (possibly compressed) layer into a directory: one thread reads and hashes
+//! the blob, one decompresses, and the calling thread hashes the tar stream, parses it and
+//! writes the files; bounded channels of reusable buffers join them, so memory stays flat
+//! whatever the layer size.
 
 mod apply;
 mod pipe;
@@ -168,15 +169,12 @@ pub fn apply<R: Read + Send>(
         source: e.into(),
     })?;
     let (entries, hashes) = std::thread::scope(|s| {
-        let (reader, handle) = pipe::spawn_decoder(s, blob, progress);
+        let mut pipeline = pipe::spawn(s, blob, progress);
         let mut applier = apply::Applier::new(root_fd, root, opts);
-        let res = applier.run(reader);
-        // The decoder finishes the stream (so the digests cover all of it) even if the tar
-        // ended early; it stops when the reader was dropped on error.
-        let hashes = handle
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("decoder thread panicked")));
-        (res, hashes)
+        // The applier reads the stream to its end even when the tar ends early, so the
+        // digests cover all of it; on error, finishing stops the threads.
+        let res = applier.run(&mut pipeline.reader);
+        (res, pipeline.finish())
     });
     let entries = entries?;
     let h = hashes.map_err(LayerError::Decompress)?;

@@ -1,6 +1,15 @@
-//! The decompression thread and the channel reader that feeds the tar parser.
+//! The threads that feed the tar parser.
+//!
+//! Three stages, so that on a multi-core machine decompression (the slowest stage) runs alone
+//! on its core:
+//! - a reader thread reads the blob and hashes it (blob digest and size, progress);
+//! - a decoder thread decompresses and does nothing else;
+//! - the parser's own thread hashes the uncompressed stream (the diff id) as it reads it.
+//!
+//! The stages pass fixed 1 MiB buffers through bounded channels and recycle them, so memory
+//! stays flat whatever the layer size.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -10,7 +19,9 @@ use crate::digest::{Digest, Hasher};
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 4;
 
-/// Digests computed by the decoder thread.
+type Msg = io::Result<(Vec<u8>, usize)>;
+
+/// Digests of a layer stream.
 pub(crate) struct Hashes {
     pub blob_digest: Digest,
     pub blob_size: u64,
@@ -18,27 +29,43 @@ pub(crate) struct Hashes {
     pub tar_size: u64,
 }
 
-struct BlobReader<'p, R> {
-    inner: R,
-    hasher: Hasher,
-    progress: &'p (dyn Fn(u64) + Sync),
+/// The sending end of a stage: hands out recycled buffers and sends filled ones.
+struct ChunkSender {
+    tx: SyncSender<Msg>,
+    free: Receiver<Vec<u8>>,
+    allocated: usize,
 }
 
-impl<R: Read> Read for BlobReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        (self.progress)(self.hasher.len());
-        Ok(n)
+impl ChunkSender {
+    fn buffer(&mut self) -> Vec<u8> {
+        match self.free.try_recv() {
+            Ok(b) => b,
+            Err(_) if self.allocated < IN_FLIGHT + 2 => {
+                self.allocated += 1;
+                vec![0; CHUNK]
+            }
+            Err(_) => self.free.recv().unwrap_or_else(|_| vec![0; CHUNK]),
+        }
+    }
+
+    /// Send `buf[..n]`; false when the receiving stage is gone.
+    fn send(&self, buf: Vec<u8>, n: usize) -> bool {
+        self.tx.send(Ok((buf, n))).is_ok()
+    }
+
+    fn fail(&self, e: &io::Error) {
+        let _ = self.tx.send(Err(io::Error::new(e.kind(), e.to_string())));
     }
 }
 
-/// Reads the chunks the decoder thread sends.
+/// Reads the chunks another stage sends, hashing them when asked to.
 pub(crate) struct ChannelReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
+    rx: Receiver<Msg>,
     free: Sender<Vec<u8>>,
     cur: Vec<u8>,
+    len: usize,
     pos: usize,
+    hasher: Option<Hasher>,
 }
 
 impl Read for ChannelReader {
@@ -53,127 +80,335 @@ impl Read for ChannelReader {
 
 impl BufRead for ChannelReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos >= self.cur.len() {
+        while self.pos >= self.len {
             match self.rx.recv() {
-                Ok(Ok(next)) => {
+                Ok(Ok((next, n))) => {
+                    if let Some(h) = &mut self.hasher {
+                        h.update(&next[..n]);
+                    }
                     let old = std::mem::replace(&mut self.cur, next);
+                    self.len = n;
                     self.pos = 0;
-                    let _ = self.free.send(old);
+                    if !old.is_empty() {
+                        let _ = self.free.send(old);
+                    }
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(&[]),
             }
         }
-        Ok(&self.cur[self.pos..])
+        Ok(&self.cur[self.pos..self.len])
     }
+
     fn consume(&mut self, amt: usize) {
         self.pos += amt;
     }
 }
 
-fn fill(r: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    buf.resize(CHUNK, 0);
-    let mut n = 0;
-    while n < CHUNK {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(n);
-                return Err(e);
-            }
-        }
-    }
-    buf.truncate(n);
-    Ok(())
-}
-
-fn decode<R: Read>(
-    blob: R,
-    progress: &(dyn Fn(u64) + Sync),
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    free: &Receiver<Vec<u8>>,
-) -> io::Result<Hashes> {
-    let mut src = BufReader::with_capacity(
-        256 << 10,
-        BlobReader {
-            inner: blob,
-            hasher: Hasher::new(),
-            progress,
-        },
-    );
-    let compression = Compression::detect(src.fill_buf()?);
-    let mut tar_hasher = Hasher::new();
-    let mut gz;
-    let mut zs;
-    let decoder: &mut dyn Read = match compression {
-        Compression::Gzip => {
-            gz = flate2::bufread::MultiGzDecoder::new(&mut src);
-            &mut gz
-        }
-        Compression::Zstd => {
-            zs = zstd::stream::read::Decoder::with_buffer(&mut src)?;
-            &mut zs
-        }
-        Compression::None => &mut src,
-    };
-    let mut allocated = 0;
-    loop {
-        let mut buf = match free.try_recv() {
-            Ok(b) => b,
-            Err(_) if allocated < IN_FLIGHT + 2 => {
-                allocated += 1;
-                Vec::with_capacity(CHUNK)
-            }
-            Err(_) => free.recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK)),
-        };
-        fill(decoder, &mut buf)?;
-        if buf.is_empty() {
-            break;
-        }
-        tar_hasher.update(&buf);
-        if tx.send(Ok(buf)).is_err() {
-            // The tar reader stopped on an error: no need to go on.
-            return Err(io::Error::other("layer reader stopped"));
-        }
-    }
-    let blob = src.into_inner();
-    let blob_size = blob.hasher.len();
-    Ok(Hashes {
-        blob_digest: blob.hasher.finish(),
-        blob_size,
-        tar_size: tar_hasher.len(),
-        diff_id: tar_hasher.finish(),
-    })
-}
-
-/// Start the decoder thread for `blob` in scope `s`.
-pub(crate) fn spawn_decoder<'scope, 'env, R: Read + Send + 'env>(
-    s: &'scope Scope<'scope, 'env>,
-    blob: R,
-    progress: &'env (dyn Fn(u64) + Sync),
-) -> (ChannelReader, ScopedJoinHandle<'scope, io::Result<Hashes>>) {
+fn channel(hash: bool) -> (ChunkSender, ChannelReader) {
     let (tx, rx) = mpsc::sync_channel(IN_FLIGHT);
     let (free_tx, free_rx) = mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name("layer-decode".into())
-        .spawn_scoped(s, move || {
-            let res = decode(blob, progress, &tx, &free_rx);
-            if let Err(e) = &res {
-                let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-            }
-            res
-        })
-        .expect("spawning the layer decoder thread");
     (
+        ChunkSender {
+            tx,
+            free: free_rx,
+            allocated: 0,
+        },
         ChannelReader {
             rx,
             free: free_tx,
             cur: Vec::new(),
+            len: 0,
             pos: 0,
+            hasher: hash.then(Hasher::new),
         },
-        handle,
     )
+}
+
+/// Read into `buf` until it is full or `r` ends; returns the bytes read.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn stopped(what: &str) -> io::Error {
+    io::Error::other(format!("the layer {what} stopped"))
+}
+
+fn read_blob<R: Read>(
+    mut blob: R,
+    progress: &(dyn Fn(u64) + Sync),
+    out: &mut ChunkSender,
+) -> io::Result<(Digest, u64)> {
+    let mut hasher = Hasher::new();
+    loop {
+        let mut buf = out.buffer();
+        let n = fill(&mut blob, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        progress(hasher.len());
+        if !out.send(buf, n) {
+            return Err(stopped("decoder"));
+        }
+    }
+    let len = hasher.len();
+    Ok((hasher.finish(), len))
+}
+
+fn decode(mut input: ChannelReader, out: &mut ChunkSender) -> io::Result<()> {
+    let compression = Compression::detect(input.fill_buf()?);
+    {
+        let mut gz;
+        let mut zs;
+        let decoder: &mut dyn Read = match compression {
+            Compression::Gzip => {
+                gz = Gunzip::new(&mut input)?;
+                &mut gz
+            }
+            Compression::Zstd => {
+                zs = zstd::stream::read::Decoder::with_buffer(&mut input)?;
+                &mut zs
+            }
+            Compression::None => &mut input,
+        };
+        loop {
+            let mut buf = out.buffer();
+            let n = fill(decoder, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if !out.send(buf, n) {
+                // The tar reader stopped on an error: no need to go on.
+                return Err(stopped("reader"));
+            }
+        }
+    }
+    // Let the reader finish so the blob digest and size cover the whole blob.
+    io::copy(&mut input, &mut io::sink())?;
+    Ok(())
+}
+
+/// Decodes concatenated gzip members with raw inflate. The CRC-32 each member carries is not
+/// computed (it would cost a tenth of the decoder's time): the layer's diff id, a sha256 of
+/// the whole output, is verified instead. Each member's length field is still checked.
+struct Gunzip<R: BufRead> {
+    member: Option<flate2::bufread::DeflateDecoder<R>>,
+    out: u64,
+}
+
+fn bad_gzip(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("invalid gzip stream: {what}"),
+    )
+}
+
+fn skip_cstr(r: &mut impl BufRead) -> io::Result<()> {
+    let mut sink = Vec::new();
+    r.read_until(0, &mut sink)?;
+    if sink.last() != Some(&0) {
+        return Err(bad_gzip("truncated header"));
+    }
+    Ok(())
+}
+
+/// Read a gzip member header (RFC 1952, section 2.3).
+fn gzip_header(r: &mut impl BufRead) -> io::Result<()> {
+    const FHCRC: u8 = 2;
+    const FEXTRA: u8 = 4;
+    const FNAME: u8 = 8;
+    const FCOMMENT: u8 = 16;
+    let mut h = [0u8; 10];
+    r.read_exact(&mut h)
+        .map_err(|_| bad_gzip("truncated header"))?;
+    if h[..3] != [0x1f, 0x8b, 8] {
+        return Err(bad_gzip("bad magic or method"));
+    }
+    let flags = h[3];
+    if flags & FEXTRA != 0 {
+        let mut len = [0u8; 2];
+        r.read_exact(&mut len)?;
+        let len = u64::from(u16::from_le_bytes(len));
+        if io::copy(&mut r.take(len), &mut io::sink())? != len {
+            return Err(bad_gzip("truncated extra field"));
+        }
+    }
+    if flags & FNAME != 0 {
+        skip_cstr(r)?;
+    }
+    if flags & FCOMMENT != 0 {
+        skip_cstr(r)?;
+    }
+    if flags & FHCRC != 0 {
+        r.read_exact(&mut [0u8; 2])?;
+    }
+    Ok(())
+}
+
+impl<R: BufRead> Gunzip<R> {
+    fn new(mut r: R) -> io::Result<Self> {
+        gzip_header(&mut r)?;
+        Ok(Self {
+            member: Some(flate2::bufread::DeflateDecoder::new(r)),
+            out: 0,
+        })
+    }
+}
+
+impl<R: BufRead> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = &mut self.member else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.out += n as u64;
+                return Ok(n);
+            }
+            // The member's deflate stream ended: its trailer, then maybe another member.
+            let mut r = self.member.take().expect("checked above").into_inner();
+            let mut trailer = [0u8; 8];
+            r.read_exact(&mut trailer)
+                .map_err(|_| bad_gzip("truncated trailer"))?;
+            let isize = u32::from_le_bytes(trailer[4..].try_into().expect("4 bytes"));
+            if isize != self.out as u32 {
+                return Err(bad_gzip("length does not match the trailer"));
+            }
+            if r.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            gzip_header(&mut r)?;
+            self.out = 0;
+            self.member = Some(flate2::bufread::DeflateDecoder::new(r));
+        }
+    }
+}
+
+/// The running reader and decoder threads of one layer, and the stream they produce.
+pub(crate) struct Pipeline<'scope> {
+    /// The uncompressed tar stream; hashed as it is read.
+    pub reader: ChannelReader,
+    read: ScopedJoinHandle<'scope, io::Result<(Digest, u64)>>,
+    decode: ScopedJoinHandle<'scope, io::Result<()>>,
+}
+
+impl Pipeline<'_> {
+    /// Stop the threads (the reader must have been read to its end for the diff id to cover
+    /// the whole stream) and return the digests.
+    pub(crate) fn finish(self) -> io::Result<Hashes> {
+        let Pipeline {
+            reader,
+            read,
+            decode,
+        } = self;
+        let hasher = reader.hasher.clone().expect("the tar stream is hashed");
+        // Dropping the reader stops a decoder that is still sending (after a parse error).
+        drop(reader);
+        let panicked = |what| io::Error::other(format!("layer {what} thread panicked"));
+        let decoded = decode.join().unwrap_or_else(|_| Err(panicked("decoder")));
+        let read = read.join().unwrap_or_else(|_| Err(panicked("reader")));
+        decoded?;
+        let (blob_digest, blob_size) = read?;
+        let tar_size = hasher.len();
+        Ok(Hashes {
+            blob_digest,
+            blob_size,
+            diff_id: hasher.finish(),
+            tar_size,
+        })
+    }
+}
+
+/// Start the reader and decoder threads for `blob` in scope `s`.
+pub(crate) fn spawn<'scope, 'env, R: Read + Send + 'env>(
+    s: &'scope Scope<'scope, 'env>,
+    blob: R,
+    progress: &'env (dyn Fn(u64) + Sync),
+) -> Pipeline<'scope> {
+    let (mut raw_tx, raw_rx) = channel(false);
+    let (mut out_tx, reader) = channel(true);
+    let read = std::thread::Builder::new()
+        .name("layer-read".into())
+        .spawn_scoped(s, move || {
+            let res = read_blob(blob, progress, &mut raw_tx);
+            if let Err(e) = &res {
+                raw_tx.fail(e);
+            }
+            res
+        })
+        .expect("spawning the layer reader thread");
+    let decode = std::thread::Builder::new()
+        .name("layer-decode".into())
+        .spawn_scoped(s, move || {
+            let res = decode(raw_rx, &mut out_tx);
+            if let Err(e) = &res {
+                out_tx.fail(e);
+            }
+            res
+        })
+        .expect("spawning the layer decoder thread");
+    Pipeline {
+        reader,
+        read,
+        decode,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8], name: Option<&str>) -> Vec<u8> {
+        let mut b = flate2::GzBuilder::new();
+        if let Some(n) = name {
+            b = b.filename(n).comment("c").extra(vec![1, 2, 3]);
+        }
+        let mut e = b.write(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn gunzip(data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Gunzip::new(data)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn gunzip_members_and_header_fields() {
+        let a: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut two = gz(&a, Some("a.tar"));
+        two.extend(gz(b"second member", None));
+        let mut want = a.clone();
+        want.extend_from_slice(b"second member");
+        assert_eq!(gunzip(&two).unwrap(), want);
+        assert_eq!(gunzip(&gz(b"", None)).unwrap(), b"");
+    }
+
+    #[test]
+    fn gunzip_refuses_damage() {
+        let good = gz(b"hello hello hello", None);
+        let mut bad_len = good.clone();
+        let n = bad_len.len();
+        bad_len[n - 1] ^= 1;
+        assert!(gunzip(&bad_len).is_err());
+        assert!(gunzip(&good[..good.len() - 3]).is_err());
+        assert!(gunzip(&good[..good.len() / 2]).is_err());
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(b"junk");
+        assert!(gunzip(&trailing).is_err());
+        assert!(gunzip(b"\x1f\x8b\x07\0\0\0\0\0\0\0").is_err());
+    }
 }
