@@ -168,7 +168,19 @@ impl ContainerBuilder {
             .and_then(|l| l.cgroups_path().as_ref())
             .and_then(|p| p.to_str());
         let mut cgroup = berth_cgroups::new_manager(cgroups_path, &self.id)?;
-        cgroup.create()?;
+        let mut have_cgroup = true;
+        if let Err(e) = cgroup.create() {
+            // Rootless, without a delegated cgroup: the container runs in the caller's.
+            if nix::unistd::geteuid().is_root() {
+                return Err(e.into());
+            }
+            tracing::debug!("rootless container without a cgroup of its own: {e}");
+            have_cgroup = false;
+            cgroup = berth_cgroups::open_saved(&berth_cgroups::CgroupSaved {
+                layout: berth_cgroups::Layout::V1,
+                hierarchies: Vec::new(),
+            })?;
+        }
         let cgroup_mounts = cgroup.container_mounts();
         cleanup.cgroup = Some(cgroup);
         let cgroup = cleanup.cgroup.as_ref().expect("just set");
@@ -255,8 +267,20 @@ impl ContainerBuilder {
         cleanup.init = Some(pid);
 
         cgroup.add_task(pid.as_raw())?;
-        if let Some(resources) = crate::rootfs::devices::effective_resources(spec) {
-            cgroup.apply(&resources)?;
+        match crate::rootfs::devices::effective_resources(spec) {
+            Some(resources) if have_cgroup => cgroup.apply(&resources)?,
+            Some(_)
+                if linux
+                    .and_then(|l| l.resources().as_ref())
+                    .is_some_and(has_limits) =>
+            {
+                return Err(SpecError::invalid(
+                    "linux.resources",
+                    "resource limits need a cgroup, and this rootless caller cannot create one",
+                )
+                .into())
+            }
+            _ => {}
         }
         if new_user {
             crate::ns::write_id_mappings(pid.as_raw(), &plan_for_maps).map_err(|source| {
@@ -389,6 +413,18 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     let ms = limit.as_millis().min(i32::MAX as u128) as i32;
     matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// Whether `linux.resources` asks for any limit (device rules alone are not limits).
+fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
+        || r.unified().as_ref().is_some_and(|m| !m.is_empty())
 }
 
 /// Pass the seccomp notify fd the container process sent us to the spec's `listenerPath`.

@@ -49,8 +49,13 @@ pub fn exe_is_read_only() -> bool {
 /// Call it first thing in a command that creates or enters a container, while the process is
 /// single-threaded.
 pub fn protect() -> Result<(), ExeError> {
-    if exe_is_read_only() {
+    if exe_is_read_only() || exe_is_sealed() {
         return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        // Without privileges there is no mount namespace to make: fall back to a sealed
+        // in-memory copy (what runc does on every call).
+        return reexec_from_sealed_copy();
     }
     let path = std::fs::read_link("/proc/self/exe").map_err(|e| ExeError {
         path: PathBuf::from("/proc/self/exe"),
@@ -90,16 +95,7 @@ pub fn protect() -> Result<(), ExeError> {
         None::<&str>,
     )
     .map_err(err("remount read-only"))?;
-    let to_c = |s: OsString| CString::new(s.as_bytes()).ok();
-    let args: Vec<CString> = std::env::args_os().filter_map(to_c).collect();
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k;
-            kv.push("=");
-            kv.push(v);
-            to_c(kv)
-        })
-        .collect();
+    let (args, env) = args_and_env();
     let program = CString::new(path.as_os_str().as_bytes()).map_err(|_| ExeError {
         path: path.clone(),
         op: "path has a NUL byte",
@@ -107,4 +103,62 @@ pub fn protect() -> Result<(), ExeError> {
     })?;
     let e = nix::unistd::execve(&program, &args, &env).unwrap_err();
     Err(err("re-execute")(e))
+}
+
+fn args_and_env() -> (Vec<CString>, Vec<CString>) {
+    let to_c = |s: OsString| CString::new(s.as_bytes()).ok();
+    let args = std::env::args_os().filter_map(to_c).collect();
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            to_c(kv)
+        })
+        .collect();
+    (args, env)
+}
+
+/// Whether the running binary is a sealed memfd (a protected re-exec of the fallback).
+fn exe_is_sealed() -> bool {
+    let Ok(f) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GET_SEALS)
+        .is_ok_and(|s| s & libc::F_SEAL_WRITE != 0)
+}
+
+/// Copy the binary into a sealed memfd and re-execute from it.
+fn reexec_from_sealed_copy() -> Result<(), ExeError> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let path = PathBuf::from("/proc/self/exe");
+    let err = |op: &'static str| {
+        let path = path.clone();
+        move |source| ExeError { path, op, source }
+    };
+    let io_err = |op: &'static str| {
+        let path = path.clone();
+        move |e: std::io::Error| ExeError {
+            path,
+            op,
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    };
+    let memfd = memfd_create(
+        c"berth",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(err("memfd_create"))?;
+    let mut src = std::fs::File::open(&path).map_err(io_err("open"))?;
+    let mut dst = std::fs::File::from(memfd);
+    std::io::copy(&mut src, &mut dst).map_err(io_err("copy into memfd"))?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)).map_err(err("seal memfd"))?;
+    let (args, env) = args_and_env();
+    let e = nix::unistd::fexecve(&dst, &args, &env).unwrap_err();
+    Err(err("re-execute from memfd")(e))
 }

@@ -163,6 +163,10 @@ pub fn write_id_mappings(pid: i32, plan: &NsPlan) -> std::io::Result<()> {
             .collect::<String>()
     };
     std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&plan.uid_mappings))?;
+    if !nix::unistd::geteuid().is_root() {
+        // An unprivileged writer may only map its own gid, and only with setgroups denied.
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
+    }
     std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&plan.gid_mappings))
 }
 

@@ -90,14 +90,25 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     // The parent may have blocked signals to forward them; the container starts with none.
     sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("init", "sigprocmask", e))?;
     // Until exec, nobody (not even a process in the container) may ptrace us or open our
-    // /proc files, which would reach the runtime binary and our fds.
-    nix::sys::prctl::set_dumpable(false)
-        .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))?;
+    // /proc files, which would reach the runtime binary and our fds. An unprivileged runtime
+    // must still be able to write our id maps: then only once it has (nothing else runs in
+    // our fresh namespaces meanwhile).
+    let set_non_dumpable = || {
+        nix::sys::prctl::set_dumpable(false)
+            .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))
+    };
+    let late = cfg.ns.new_user() && !nix::unistd::geteuid().is_root();
+    if !late {
+        set_non_dumpable()?;
+    }
     close_inherited_fds(cfg, chan)?;
     sys::set_umask(0);
 
     // The parent puts us in the cgroup and writes the id mappings, then says go.
     wait_for(chan, "init")?;
+    if late {
+        set_non_dumpable()?;
+    }
     if cfg.ns.new_user() {
         // Become the mapped root of the new user namespace.
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
