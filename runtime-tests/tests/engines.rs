@@ -1,0 +1,330 @@
+//! berth under real engines: containerd (`ctr` and the `io.containerd.runc.v2` shim), dockerd
+//! (`docker`, over its own containerd) and podman (through conmon). Each test starts the engine
+//! with its config and state in a temp dir, loads a busybox image built by
+//! `rootfs-fixtures/build-image-tar.sh`, drives containers through the engine's CLI and checks
+//! what the container saw and what the engine reported. Afterwards the daemons are stopped and
+//! the host must have no new mounts, processes, container cgroups, network interfaces, iptables
+//! rules or state dirs (see `runtime-tests/engines/harness.rs`).
+//!
+//! Every scenario runs twice: with berth (`BERTH_BIN`), and with runc, the sanity check of the
+//! test itself. A scenario runs all its steps and reports every failed one with the command,
+//! its output and the engine's log. Tests skip with a message when not root or when an engine
+//! is not installed (`apt-get install containerd docker.io podman`).
+
+#[path = "../engines/harness.rs"]
+mod harness;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use harness::{
+    call, call_in_pty, prerequisites, shell_line, strs, Checks, Daemon, Out, Sandbox, Under,
+    CALL_TIMEOUT,
+};
+
+const IMAGE: &str = "docker.io/library/busybox:latest";
+const CTR_NS: &str = "berth-eng";
+
+/// Polls `f` every 100 ms until it is true or `timeout` passes.
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts containerd with the sandbox's config; returns its socket and daemon index.
+fn start_containerd(sb: &mut Sandbox) -> String {
+    let dir = sb.path("containerd");
+    let cfg = sb.config("containerd.toml", &dir, &[]);
+    let sock = format!("{dir}/containerd.sock");
+    let mut d = Daemon::start(
+        "containerd",
+        "containerd",
+        &strs(&["--config", &cfg]),
+        Path::new(&format!("{dir}/containerd.log")),
+    );
+    d.wait_ready(|| {
+        Path::new(&sock).exists()
+            && call(
+                "ctr",
+                &strs(&["--address", &sock, "version"]),
+                &[],
+                Duration::from_secs(5),
+            )
+            .ok()
+    });
+    sb.add_daemon(d);
+    sock
+}
+
+/// `ctr` against the sandbox's containerd, in the test namespace.
+struct Ctr {
+    sock: String,
+    runtime: String,
+    runc_root: String,
+    fifo_dir: String,
+    tag: String,
+}
+
+impl Ctr {
+    fn args(&self, args: &[&str]) -> Vec<String> {
+        let mut v = strs(&["--address", &self.sock, "--namespace", CTR_NS]);
+        v.extend(strs(args));
+        v
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        call("ctr", &self.args(args), &[], CALL_TIMEOUT)
+    }
+
+    /// `ctr run` flags that put the runtime, its state, the fifos and the cgroup where the
+    /// sandbox wants them.
+    fn run_flags(&self, id: &str) -> Vec<String> {
+        let cgroup = format!("/{}/{id}", self.tag);
+        strs(&[
+            "run",
+            "--runc-binary",
+            &self.runtime,
+            "--runc-root",
+            &self.runc_root,
+            "--fifo-dir",
+            &self.fifo_dir,
+            "--cgroup",
+            &cgroup,
+        ])
+    }
+
+    /// `ctr run FLAGS [extra] IMAGE ID ARGS`.
+    fn run_container(&self, extra: &[&str], id: &str, cmd: &[&str]) -> Out {
+        let mut a = self.run_flags(id);
+        a.extend(strs(extra));
+        a.push(IMAGE.to_string());
+        a.push(id.to_string());
+        a.extend(strs(cmd));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        self.run(&a)
+    }
+
+    /// The `ctr task ls` row of `id`: (pid, status).
+    fn task(&self, id: &str) -> Option<(String, String)> {
+        let out = self.run(&["task", "ls"]);
+        out.stdout.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[0] == id).then(|| (f[1].to_string(), f[2].to_string()))
+        })
+    }
+}
+
+fn containerd_scenario(under: Under) {
+    let bins = ["containerd", "ctr", "containerd-shim-runc-v2", "script"];
+    let Some(runtime) = prerequisites("containerd", &bins, under) else {
+        return;
+    };
+    let mut sb = Sandbox::new("ctrd");
+    let sock = start_containerd(&mut sb);
+    let ctr = Ctr {
+        sock,
+        runtime: runtime.display().to_string(),
+        runc_root: sb.path("runc-root"),
+        fifo_dir: sb.path("fifo"),
+        tag: sb.tag.clone(),
+    };
+    let mut c = Checks::new(format!("containerd/{under}"));
+    let tar = sb.image_tar();
+    let out = ctr.run(&["images", "import", &tar]);
+    c.expect(
+        "ctr images import",
+        &out,
+        0,
+        &["unpacking docker.io/library/busybox"],
+    );
+
+    // Foreground run: output, the cgroup the runtime was told, the exit status, --rm.
+    let id = "fg";
+    sb.register(id);
+    let out = ctr.run_container(
+        &["--rm"],
+        id,
+        &["sh", "-c", "echo hi; grep memory /proc/self/cgroup; exit 3"],
+    );
+    let cg = format!("/{}/{id}", sb.tag);
+    c.expect(
+        "ctr run --rm: output, cgroup, exit 3",
+        &out,
+        3,
+        &["hi", &cg],
+    );
+    let out = ctr.run(&["container", "ls", "-q"]);
+    c.check(
+        "ctr run --rm removed the container",
+        out.ok() && out.stdout.trim().is_empty(),
+        || out.describe(),
+    );
+
+    // A terminal: the shim passes --console-socket and resizes it to ctr's pty.
+    let id = "tty";
+    sb.register(id);
+    let mut a = ctr.args(&[]);
+    a.extend(ctr.run_flags(id));
+    a.extend(strs(&[
+        "-t",
+        "--rm",
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        "tty; stty size; exit 2",
+    ]));
+    let out = call_in_pty(&shell_line("ctr", &a), &[]);
+    c.expect(
+        "ctr run -t: /dev/pts/0, 40x100, exit 2",
+        &out,
+        2,
+        &["/dev/pts/0", "40 100"],
+    );
+
+    // Detached: task ls, exec, pause/resume, ps, kill, delete.
+    let id = "bg";
+    sb.register(id);
+    let out = ctr.run_container(&["-d"], id, &["sleep", "1000"]);
+    c.expect("ctr run -d", &out, 0, &[]);
+    let task = ctr.task(id);
+    let running = task.as_ref().is_some_and(|t| t.1 == "RUNNING");
+    c.check("ctr task ls: RUNNING", running, || {
+        format!("task: {task:?}")
+    });
+    let pid = task.map(|t| t.0).unwrap_or_default();
+
+    let fifo = ctr.fifo_dir.clone();
+    let out = ctr.run(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e1",
+        id,
+        "sh",
+        "-c",
+        "echo exec-out; exit 5",
+    ]);
+    c.expect("ctr task exec: output, exit 5", &out, 5, &["exec-out"]);
+    let a = ctr.args(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "-t",
+        "--exec-id",
+        "e2",
+        id,
+        "sh",
+        "-c",
+        "tty",
+    ]);
+    let out = call_in_pty(&shell_line("ctr", &a), &[]);
+    c.expect("ctr task exec -t", &out, 0, &["/dev/pts/"]);
+
+    let out = ctr.run(&["task", "pause", id]);
+    c.expect("ctr task pause", &out, 0, &[]);
+    let task = ctr.task(id);
+    c.check(
+        "ctr task ls: PAUSED",
+        task.as_ref().is_some_and(|t| t.1 == "PAUSED"),
+        || format!("task: {task:?}"),
+    );
+    let freezer = format!("/sys/fs/cgroup/freezer/{}/{id}/freezer.state", sb.tag);
+    let state = std::fs::read_to_string(&freezer).unwrap_or_default();
+    c.check("freezer.state FROZEN", state.trim() == "FROZEN", || {
+        format!("{freezer}: {state:?}")
+    });
+    let out = ctr.run(&["task", "resume", id]);
+    c.expect("ctr task resume", &out, 0, &[]);
+    let task = ctr.task(id);
+    c.check(
+        "ctr task ls: RUNNING again",
+        task.as_ref().is_some_and(|t| t.1 == "RUNNING"),
+        || format!("task: {task:?}"),
+    );
+
+    let out = ctr.run(&["task", "ps", id]);
+    c.check(
+        "ctr task ps lists the init pid",
+        out.ok()
+            && !pid.is_empty()
+            && out
+                .stdout
+                .lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().next() == Some(pid.as_str())),
+        || format!("pid {pid}\n{}", out.describe()),
+    );
+
+    let out = ctr.run(&["task", "kill", "-s", "9", id]);
+    c.expect("ctr task kill -s 9", &out, 0, &[]);
+    let stopped = wait_for(Duration::from_secs(10), || {
+        ctr.task(id).is_some_and(|t| t.1 == "STOPPED")
+    });
+    c.check("ctr task ls: STOPPED after kill", stopped, || {
+        format!("task: {:?}", ctr.task(id))
+    });
+    let out = ctr.run(&["task", "delete", id]);
+    c.check(
+        "ctr task delete reports exit code 137",
+        out.ok() && out.stderr.contains("exit code 137"),
+        || out.describe(),
+    );
+    let out = ctr.run(&["container", "delete", id]);
+    c.expect("ctr container delete", &out, 0, &[]);
+
+    // A detached task that exits by itself: its status reaches `task delete`.
+    let id = "short";
+    sb.register(id);
+    let out = ctr.run_container(&["-d"], id, &["sh", "-c", "exit 4"]);
+    c.expect("ctr run -d (exits 4)", &out, 0, &[]);
+    let stopped = wait_for(Duration::from_secs(10), || {
+        ctr.task(id).is_some_and(|t| t.1 == "STOPPED")
+    });
+    c.check("short task STOPPED", stopped, || {
+        format!("task: {:?}", ctr.task(id))
+    });
+    let out = ctr.run(&["task", "delete", id]);
+    c.check(
+        "ctr task delete reports exit code 4",
+        out.ok() && out.stderr.contains("exit code 4"),
+        || out.describe(),
+    );
+    let out = ctr.run(&["container", "delete", id]);
+    c.expect("ctr container delete (short)", &out, 0, &[]);
+
+    let out = ctr.run(&["task", "ls", "-q"]);
+    c.check(
+        "no tasks left",
+        out.ok() && out.stdout.trim().is_empty(),
+        || out.describe(),
+    );
+    let left: Vec<_> = std::fs::read_dir(format!("{}/{CTR_NS}", ctr.runc_root))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    c.check("runtime state dir empty", left.is_empty(), || {
+        format!("{left:?}")
+    });
+    sb.finish(c);
+}
+
+#[test]
+fn containerd_with_berth() {
+    containerd_scenario(Under::Berth);
+}
+
+#[test]
+fn containerd_with_runc() {
+    containerd_scenario(Under::Runc);
+}
