@@ -346,10 +346,12 @@ impl Daemon {
         let lines: Vec<&str> = text.lines().collect();
         let cut = lines.len().saturating_sub(n);
         let mut out = String::new();
-        for l in &lines[..cut] {
-            if l.contains("level=error") || l.contains("level=warn") {
-                let _ = writeln!(out, "  {l}");
-            }
+        let notable: Vec<&&str> = lines[..cut]
+            .iter()
+            .filter(|l| l.contains("level=error") || l.contains("level=warn"))
+            .collect();
+        for l in &notable[notable.len().saturating_sub(15)..] {
+            let _ = writeln!(out, "  {l}");
         }
         for l in &lines[cut..] {
             let _ = writeln!(out, "  {l}");
@@ -605,7 +607,7 @@ impl Sandbox {
     pub fn logs(&self) -> String {
         self.daemons
             .iter()
-            .map(|d| format!("--- {} log ({}):\n{}", d.name, d.log.display(), d.tail(25)))
+            .map(|d| format!("--- {} log ({}):\n{}", d.name, d.log.display(), d.tail(12)))
             .collect()
     }
 

@@ -328,3 +328,235 @@ fn containerd_with_berth() {
 fn containerd_with_runc() {
     containerd_scenario(Under::Runc);
 }
+
+/// `docker` against the sandbox's dockerd.
+struct Docker {
+    host: String,
+}
+
+impl Docker {
+    fn args(&self, args: &[&str]) -> Vec<String> {
+        let mut v = strs(&["-H", &self.host]);
+        v.extend(strs(args));
+        v
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        call("docker", &self.args(args), &[], CALL_TIMEOUT)
+    }
+
+    fn inspect(&self, id: &str, format: &str) -> String {
+        self.run(&["inspect", "-f", format, id])
+            .stdout
+            .trim()
+            .to_string()
+    }
+}
+
+/// Starts containerd and dockerd (over it) with `runtime` registered as `under-test`.
+fn start_docker(sb: &mut Sandbox, runtime: &str) -> Docker {
+    let sock = start_containerd(sb);
+    let dir = sb.path("docker");
+    let cfg = sb.config("daemon.json", &dir, &[]);
+    let host = format!("unix://{dir}/docker.sock");
+    let runtime_arg = format!("under-test={runtime}");
+    let cgroup_parent = format!("/{}", sb.tag);
+    let args = strs(&[
+        "--config-file",
+        &cfg,
+        "--data-root",
+        &format!("{dir}/data"),
+        "--exec-root",
+        &format!("{dir}/exec"),
+        "--pidfile",
+        &format!("{dir}/docker.pid"),
+        "-H",
+        &host,
+        "--containerd",
+        &sock,
+        "--add-runtime",
+        &runtime_arg,
+        "--cgroup-parent",
+        &cgroup_parent,
+        "--iptables=false",
+        "--ip6tables=false",
+        "--ip-forward=false",
+        "--ip-masq=false",
+        "--bridge=none",
+        "--storage-driver=overlay2",
+        // Root here lacks CAP_SYS_RESOURCE: docker's default of 1048576 open files can't be set.
+        "--default-ulimit",
+        "nofile=1024:1024",
+    ]);
+    let mut d = Daemon::start(
+        "dockerd",
+        "dockerd",
+        &args,
+        Path::new(&format!("{dir}/dockerd.log")),
+    );
+    let docker = Docker { host };
+    d.wait_ready(|| {
+        call(
+            "docker",
+            &docker.args(&["version"]),
+            &[],
+            Duration::from_secs(5),
+        )
+        .ok()
+    });
+    sb.add_daemon(d);
+    docker
+}
+
+/// `docker run` with the runtime under test and no network, then `extra`.
+fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let run = ["run", "--runtime", "under-test", "--network", "none"];
+    run.iter().chain(extra).copied().collect()
+}
+
+fn docker_scenario(under: Under) {
+    let bins = [
+        "containerd",
+        "ctr",
+        "containerd-shim-runc-v2",
+        "dockerd",
+        "docker",
+        "script",
+    ];
+    let Some(runtime) = prerequisites("docker", &bins, under) else {
+        return;
+    };
+    let mut sb = Sandbox::new("docker");
+    let d = start_docker(&mut sb, &runtime.display().to_string());
+    let mut c = Checks::new(format!("docker/{under}"));
+    let tar = sb.image_tar();
+    let out = d.run(&["load", "-i", &tar]);
+    c.expect("docker load", &out, 0, &["busybox:latest"]);
+
+    let out = d.run(&with(&["--rm", "busybox", "echo", "hi"]));
+    c.check(
+        "docker run --rm echo hi",
+        out.ok() && out.stdout == "hi\n",
+        || out.describe(),
+    );
+    let out = d.run(&with(&["--rm", "busybox", "sh", "-c", "exit 3"]));
+    c.expect("docker run: exit 3", &out, 3, &[]);
+
+    let mut a = d.args(&with(&[
+        "-it",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        // docker sizes the terminal just after the start: give it a moment.
+        "tty; sleep 0.5; stty size; exit 2",
+    ]));
+    a.insert(0, "docker".into());
+    let out = call_in_pty(&shell_line(&a[0], &a[1..]), &[]);
+    c.expect(
+        "docker run -it: /dev/pts/0, 40x100, exit 2",
+        &out,
+        2,
+        &["/dev/pts/0", "40 100"],
+    );
+
+    let out = d.run(&with(&[
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; ulimit -n",
+    ]));
+    c.check(
+        "docker run --memory 64m --pids-limit 20: limits seen inside",
+        out.ok() && out.stdout == "67108864\n20\n1024\n",
+        || out.describe(),
+    );
+
+    // A detached container: exec, top, pause/unpause, stop (SIGTERM ignored by pid 1, so the
+    // SIGKILL after the timeout ends it).
+    let out = d.run(&with(&["-d", "busybox", "sleep", "1000"]));
+    c.expect("docker run -d", &out, 0, &[]);
+    let id = out.stdout.trim().to_string();
+    sb.register(&id);
+    let out = d.run(&["exec", &id, "sh", "-c", "echo exec-out; exit 5"]);
+    c.expect("docker exec: output, exit 5", &out, 5, &["exec-out"]);
+    let mut a = d.args(&["exec", "-it", &id, "sh", "-c", "tty"]);
+    a.insert(0, "docker".into());
+    let out = call_in_pty(&shell_line(&a[0], &a[1..]), &[]);
+    // (docker sizes an exec's terminal only after it started: no size check here.)
+    c.expect("docker exec -it: /dev/pts", &out, 0, &["/dev/pts/"]);
+    let out = d.run(&["top", &id]);
+    c.expect("docker top", &out, 0, &["sleep 1000"]);
+    let out = d.run(&["pause", &id]);
+    c.expect("docker pause", &out, 0, &[]);
+    let st = d.inspect(&id, "{{.State.Status}} {{.State.Paused}}");
+    c.check("paused", st == "paused true", || st.clone());
+    let out = d.run(&["unpause", &id]);
+    c.expect("docker unpause", &out, 0, &[]);
+    let st = d.inspect(&id, "{{.State.Status}} {{.State.Paused}}");
+    c.check("running again", st == "running false", || st.clone());
+    let out = d.run(&["stop", "-t", "2", &id]);
+    let slow = out.elapsed >= Duration::from_secs(2);
+    c.check(
+        "docker stop -t 2: waits, then kills",
+        out.ok() && slow,
+        || out.describe(),
+    );
+    let st = d.inspect(&id, "{{.State.Status}} {{.State.ExitCode}}");
+    c.check("stopped container: exited 137", st == "exited 137", || {
+        st.clone()
+    });
+    let out = d.run(&["rm", &id]);
+    c.expect("docker rm", &out, 0, &[]);
+
+    // A process that handles SIGTERM: stop ends it with its own status, without the KILL.
+    let out = d.run(&with(&[
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; touch /tmp/ready; while :; do sleep 0.1; done",
+    ]));
+    c.expect("docker run -d (traps TERM)", &out, 0, &[]);
+    let id = out.stdout.trim().to_string();
+    sb.register(&id);
+    let ready = out.ok()
+        && wait_for(Duration::from_secs(10), || {
+            d.run(&["exec", &id, "test", "-e", "/tmp/ready"]).ok()
+        });
+    c.check("trap installed", ready, String::new);
+    let out = d.run(&["stop", "-t", "20", &id]);
+    let fast = out.elapsed < Duration::from_secs(10);
+    c.check("docker stop: SIGTERM handled", out.ok() && fast, || {
+        out.describe()
+    });
+    let st = d.inspect(&id, "{{.State.Status}} {{.State.ExitCode}}");
+    c.check("stopped container: exited 7", st == "exited 7", || {
+        st.clone()
+    });
+    let out = d.run(&["rm", &id]);
+    c.expect("docker rm (trap)", &out, 0, &[]);
+
+    let out = d.run(&["ps", "-aq"]);
+    c.check(
+        "no containers left",
+        out.ok() && out.stdout.trim().is_empty(),
+        || out.describe(),
+    );
+    sb.finish(c);
+}
+
+#[test]
+fn docker_with_berth() {
+    docker_scenario(Under::Berth);
+}
+
+#[test]
+fn docker_with_runc() {
+    docker_scenario(Under::Runc);
+}
