@@ -20,7 +20,9 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 
 /// Split a tar path into its components, refusing absolute paths and `..`.
 pub(crate) fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
-    if raw.first() == Some(&b'/') {
+    // A lone "/" is the root directory itself (umoci writes one); any other absolute path is
+    // refused.
+    if raw.first() == Some(&b'/') && raw.iter().any(|&b| b != b'/') {
         return Err("absolute path");
     }
     let mut out = Vec::new();
@@ -576,6 +578,7 @@ mod tests {
         assert!(components(b"/etc/passwd").is_err());
         assert!(components(b"a/../../b").is_err());
         assert!(components(b"./").unwrap().is_empty());
+        assert!(components(b"/").unwrap().is_empty());
     }
 
     #[test]
