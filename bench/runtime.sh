@@ -29,6 +29,13 @@ cleanup() {
         rmdir /sys/fs/cgroup/hugetlb/* 2>/dev/null || true
         umount /sys/fs/cgroup/hugetlb || true
     fi
+    if [ "$restore_hugetlb" = 1 ]; then
+        # The v1 hierarchy goes away once unmounted and empty; then give hugetlb back.
+        for _ in $(seq 50); do
+            echo +hugetlb > /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null && break
+            sleep 0.1
+        done
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -60,16 +67,26 @@ setup_cgroups() {
         mount --move "$keep/$n" "/sys/fs/cgroup/$n"
     done
     mkdir -p /sys/fs/cgroup/hugetlb
-    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null \
+    if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
+        # hugetlb is enabled on the unified hierarchy's root: lend it to v1 for the bench.
+        local sc=/sys/fs/cgroup/unified/cgroup.subtree_control
+        if grep -qw hugetlb "$sc" 2>/dev/null && echo -hugetlb > "$sc" 2>/dev/null; then
+            restore_hugetlb=1
+            mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
+        fi
+    fi
+    mountpoint -q /sys/fs/cgroup/hugetlb \
         || echo "note: could not mount a v1 hugetlb hierarchy; crun may refuse this host" >&2
 }
+restore_hugetlb=0
 setup_cgroups
 
 mkdir -p "$work/bundle"
 cp -a "$ROOTFS" "$work/bundle/rootfs"
 "$BERTH" spec --bundle "$work/bundle"
+# ociVersion 1.0.2: crun 1.8 refuses newer versions.
 sed -i -e 's/"terminal": true/"terminal": false/' -e 's|^\(\s*\)"sh"$|\1"/bin/true"|' \
-    "$work/bundle/config.json"
+    -e 's/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/' "$work/bundle/config.json"
 mkdir -p "$work/limits"
 cp -a "$work/bundle/rootfs" "$work/limits/rootfs"
 sed -e 's|"resources": {|"resources": {"memory": {"limit": 67108864}, "cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 64},|' \
