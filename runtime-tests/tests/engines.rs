@@ -168,7 +168,8 @@ fn containerd_scenario(under: Under) {
         || out.describe(),
     );
 
-    // A terminal: the shim passes --console-socket and resizes it to ctr's pty.
+    // A terminal: the shim passes --console-socket; ctr sizes it like its own pty just after
+    // the start, hence the pause before `stty size`.
     let id = "tty";
     sb.register(id);
     let mut a = ctr.args(&[]);
@@ -180,7 +181,7 @@ fn containerd_scenario(under: Under) {
         id,
         "sh",
         "-c",
-        "tty; stty size; exit 2",
+        "tty; sleep 0.5; stty size; exit 2",
     ]));
     let out = call_in_pty(&shell_line("ctr", &a), &[]);
     c.expect(
@@ -559,4 +560,177 @@ fn docker_with_berth() {
 #[test]
 fn docker_with_runc() {
     docker_scenario(Under::Runc);
+}
+
+/// `podman` with its config, storage and runtime state under the sandbox.
+struct Podman {
+    global: Vec<String>,
+    envs: Vec<(String, String)>,
+    cgroup_parent: String,
+}
+
+impl Podman {
+    fn new(sb: &Sandbox, runtime: &str) -> Podman {
+        let dir = sb.path("podman");
+        let vars = [("@RUNTIME@", runtime)];
+        let conf = sb.config("containers.conf", &dir, &vars);
+        let storage = sb.config("storage.conf", &dir, &[]);
+        let global = strs(&[
+            "--root",
+            &format!("{dir}/root"),
+            "--runroot",
+            &format!("{dir}/run"),
+            "--tmpdir",
+            &format!("{dir}/tmp"),
+            "--runtime",
+            runtime,
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--network-config-dir",
+            &format!("{dir}/net"),
+            "--storage-driver",
+            "overlay",
+        ]);
+        let envs = vec![
+            ("CONTAINERS_CONF".to_string(), conf),
+            ("CONTAINERS_STORAGE_CONF".to_string(), storage),
+            ("TMPDIR".to_string(), format!("{dir}/tmp")),
+        ];
+        std::fs::create_dir_all(format!("{dir}/tmp")).expect("podman tmp dir");
+        Podman {
+            global,
+            envs,
+            cgroup_parent: format!("/{}", sb.tag),
+        }
+    }
+
+    fn args(&self, args: &[&str]) -> Vec<String> {
+        let mut v = self.global.clone();
+        v.extend(strs(args));
+        v
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        call("podman", &self.args(args), &self.envs, CALL_TIMEOUT)
+    }
+
+    /// `podman run` flags: the sandbox's cgroup parent, no network, rlimits this host allows.
+    fn run_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let base = [
+            "run",
+            "--cgroup-parent",
+            self.cgroup_parent.as_str(),
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ];
+        base.iter().chain(extra).copied().collect()
+    }
+}
+
+fn podman_scenario(under: Under) {
+    let Some(runtime) = prerequisites("podman", &["podman", "conmon", "script"], under) else {
+        return;
+    };
+    let mut sb = Sandbox::new("podman");
+    let p = Podman::new(&sb, &runtime.display().to_string());
+    let mut c = Checks::new(format!("podman/{under}"));
+    let tar = sb.image_tar();
+    let out = p.run(&["load", "-i", &tar]);
+    c.expect("podman load", &out, 0, &["busybox:latest"]);
+
+    let out = p.run(&p.run_args(&["--rm", "busybox", "sh", "-c", "echo hi; ulimit -n; exit 3"]));
+    c.expect(
+        "podman run --rm: output, rlimit, exit 3",
+        &out,
+        3,
+        &["hi\n1024\n"],
+    );
+
+    let mut a = p.args(&p.run_args(&["-it", "--rm", "busybox", "sh", "-c", "tty; exit 2"]));
+    a.insert(0, "podman".into());
+    let out = call_in_pty(&shell_line(&a[0], &a[1..]), &p.envs);
+    c.expect(
+        "podman run -it: /dev/pts/0, exit 2",
+        &out,
+        2,
+        &["/dev/pts/0"],
+    );
+
+    let out = p.run(&p.run_args(&["-d", "busybox", "sleep", "1000"]));
+    c.expect("podman run -d", &out, 0, &[]);
+    let id = out.stdout.trim().to_string();
+    sb.register(&id);
+    let ids = [id.clone()];
+    let out = p.run(&["exec", &id, "sh", "-c", "echo exec-out; exit 5"]);
+    c.expect("podman exec: output, exit 5", &out, 5, &["exec-out"]);
+    let mut a = p.args(&["exec", "-it", &id, "sh", "-c", "tty"]);
+    a.insert(0, "podman".into());
+    let out = call_in_pty(&shell_line(&a[0], &a[1..]), &p.envs);
+    c.expect("podman exec -it: /dev/pts", &out, 0, &["/dev/pts/"]);
+    let out = p.run(&["top", &id]);
+    c.expect("podman top", &out, 0, &["sleep 1000"]);
+    let out = p.run(&["pause", &id]);
+    c.expect("podman pause", &out, 0, &[]);
+    let st = p.run(&["inspect", "-f", "{{.State.Status}}", &id]);
+    c.check("paused", st.stdout.trim() == "paused", || st.describe());
+    let out = p.run(&["unpause", &id]);
+    c.expect("podman unpause", &out, 0, &[]);
+    let st = p.run(&["inspect", "-f", "{{.State.Status}}", &id]);
+    c.check("running again", st.stdout.trim() == "running", || {
+        st.describe()
+    });
+    let out = p.run(&["stop", "-t", "1", &id]);
+    c.expect("podman stop -t 1", &out, 0, &[]);
+    let st = p.run(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &id,
+    ]);
+    c.check(
+        "stopped: exited 137",
+        st.stdout.trim() == "exited 137",
+        || st.describe(),
+    );
+    let out = p.run(&["rm", &id]);
+    c.expect("podman rm", &out, 0, &[]);
+
+    let out = p.run(&["ps", "-aq"]);
+    c.check(
+        "no containers left",
+        out.ok() && out.stdout.trim().is_empty(),
+        || out.describe(),
+    );
+    // podman runs the runtime with its default --root (`podman container cleanup`, the exit
+    // command conmon runs, drops --runtime-flag): look there for our containers' state.
+    let name = runtime.file_name().unwrap_or_default().to_string_lossy();
+    let rt_root = format!("/run/{name}");
+    let left: Vec<String> = std::fs::read_dir(&rt_root)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| ids.iter().any(|id| id == n))
+                .collect()
+        })
+        .unwrap_or_default();
+    c.check("no runtime state left", left.is_empty(), || {
+        format!("{rt_root}: {left:?}")
+    });
+    sb.finish(c);
+}
+
+#[test]
+fn podman_with_berth() {
+    podman_scenario(Under::Berth);
+}
+
+#[test]
+fn podman_with_runc() {
+    podman_scenario(Under::Runc);
 }
