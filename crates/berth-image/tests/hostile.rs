@@ -288,3 +288,58 @@ fn manifest_pointing_at_missing_blob_is_refused() {
     assert!(err.to_string().contains("not in the store"), "{err}");
     assert!(store.refs().unwrap().is_empty());
 }
+
+#[test]
+fn tampered_plain_layer_is_caught_by_flatten_and_layer_unpack() {
+    // A plain-tar blob whose bytes change but still parse: only a digest can tell. Flattening
+    // checks the blob digest, unpacking into the shared layer store checks the diff id.
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let layer = tar_of(|b| file(b, "f", b"trusted content"));
+    oci_layout(&layout, "t", &[layer], &["none"], serde_json::json!({}));
+    let store = Store::open(t.path().join("store")).unwrap();
+    let loaded = archive::load_oci_dir(&store, &layout, &Default::default()).unwrap();
+    let img = store.image(&loaded[0].manifest).unwrap();
+    let l = img.layers().unwrap()[0].clone();
+    let p = store.blob_path(&l.digest);
+    let data = fs::read(&p).unwrap();
+    let at = data
+        .windows(7)
+        .position(|w| w == b"trusted")
+        .expect("content in the tar");
+    let mut bad = data.clone();
+    bad[at..at + 7].copy_from_slice(b"TAMPERD");
+    fs::write(&p, &bad).unwrap();
+
+    let dest = t.path().join("rootfs");
+    let err = store.flatten(&img, &dest, &|_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UnpackError::Layer {
+                source: LayerError::Verify(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!dest.exists());
+    let err = store.unpack_layers(&img, &|_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UnpackError::Layer {
+                source: LayerError::Verify(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!store.layer_path(&l.diff_id).exists());
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    // Restored, both work.
+    fs::write(&p, &data).unwrap();
+    store.flatten(&img, &dest, &|_| {}).unwrap();
+    assert_eq!(fs::read(dest.join("f")).unwrap(), b"trusted content");
+    store.unpack_layers(&img, &|_| {}).unwrap();
+}

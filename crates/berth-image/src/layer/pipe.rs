@@ -23,9 +23,9 @@ type Msg = io::Result<(Vec<u8>, usize)>;
 
 /// Digests of a layer stream.
 pub(crate) struct Hashes {
-    pub blob_digest: Digest,
+    pub blob_digest: Option<Digest>,
     pub blob_size: u64,
-    pub diff_id: Digest,
+    pub diff_id: Option<Digest>,
     pub tar_size: u64,
 }
 
@@ -58,13 +58,14 @@ impl ChunkSender {
     }
 }
 
-/// Reads the chunks another stage sends, hashing them when asked to.
+/// Reads the chunks another stage sends, counting and (when asked to) hashing them.
 pub(crate) struct ChannelReader {
     rx: Receiver<Msg>,
     free: Sender<Vec<u8>>,
     cur: Vec<u8>,
     len: usize,
     pos: usize,
+    total: u64,
     hasher: Option<Hasher>,
 }
 
@@ -83,6 +84,7 @@ impl BufRead for ChannelReader {
         while self.pos >= self.len {
             match self.rx.recv() {
                 Ok(Ok((next, n))) => {
+                    self.total += n as u64;
                     if let Some(h) = &mut self.hasher {
                         h.update(&next[..n]);
                     }
@@ -120,6 +122,7 @@ fn channel(hash: bool) -> (ChunkSender, ChannelReader) {
             cur: Vec::new(),
             len: 0,
             pos: 0,
+            total: 0,
             hasher: hash.then(Hasher::new),
         },
     )
@@ -147,22 +150,26 @@ fn read_blob<R: Read>(
     mut blob: R,
     progress: &(dyn Fn(u64) + Sync),
     out: &mut ChunkSender,
-) -> io::Result<(Digest, u64)> {
-    let mut hasher = Hasher::new();
+    hash: bool,
+) -> io::Result<(Option<Digest>, u64)> {
+    let mut hasher = hash.then(Hasher::new);
+    let mut total = 0u64;
     loop {
         let mut buf = out.buffer();
         let n = fill(&mut blob, &mut buf)?;
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        progress(hasher.len());
+        if let Some(h) = &mut hasher {
+            h.update(&buf[..n]);
+        }
+        total += n as u64;
+        progress(total);
         if !out.send(buf, n) {
             return Err(stopped("decoder"));
         }
     }
-    let len = hasher.len();
-    Ok((hasher.finish(), len))
+    Ok((hasher.map(Hasher::finish), total))
 }
 
 fn decode(mut input: ChannelReader, out: &mut ChunkSender) -> io::Result<()> {
@@ -299,7 +306,7 @@ impl<R: BufRead> Read for Gunzip<R> {
 pub(crate) struct Pipeline<'scope> {
     /// The uncompressed tar stream; hashed as it is read.
     pub reader: ChannelReader,
-    read: ScopedJoinHandle<'scope, io::Result<(Digest, u64)>>,
+    read: ScopedJoinHandle<'scope, io::Result<(Option<Digest>, u64)>>,
     decode: ScopedJoinHandle<'scope, io::Result<()>>,
 }
 
@@ -312,7 +319,7 @@ impl Pipeline<'_> {
             read,
             decode,
         } = self;
-        let hasher = reader.hasher.clone().expect("the tar stream is hashed");
+        let (hasher, tar_size) = (reader.hasher.clone(), reader.total);
         // Dropping the reader stops a decoder that is still sending (after a parse error).
         drop(reader);
         let panicked = |what| io::Error::other(format!("layer {what} thread panicked"));
@@ -320,28 +327,30 @@ impl Pipeline<'_> {
         let read = read.join().unwrap_or_else(|_| Err(panicked("reader")));
         decoded?;
         let (blob_digest, blob_size) = read?;
-        let tar_size = hasher.len();
         Ok(Hashes {
             blob_digest,
             blob_size,
-            diff_id: hasher.finish(),
+            diff_id: hasher.map(Hasher::finish),
             tar_size,
         })
     }
 }
 
-/// Start the reader and decoder threads for `blob` in scope `s`.
+/// Start the reader and decoder threads for `blob` in scope `s`, hashing the blob and the tar
+/// stream when asked to.
 pub(crate) fn spawn<'scope, 'env, R: Read + Send + 'env>(
     s: &'scope Scope<'scope, 'env>,
     blob: R,
     progress: &'env (dyn Fn(u64) + Sync),
+    hash_blob: bool,
+    hash_tar: bool,
 ) -> Pipeline<'scope> {
     let (mut raw_tx, raw_rx) = channel(false);
-    let (mut out_tx, reader) = channel(true);
+    let (mut out_tx, reader) = channel(hash_tar);
     let read = std::thread::Builder::new()
         .name("layer-read".into())
         .spawn_scoped(s, move || {
-            let res = read_blob(blob, progress, &mut raw_tx);
+            let res = read_blob(blob, progress, &mut raw_tx, hash_blob);
             if let Err(e) = &res {
                 raw_tx.fail(e);
             }
