@@ -168,6 +168,19 @@ fn containerd_scenario(under: Under) {
         || out.describe(),
     );
 
+    // A failing start: the shim reads the runtime's --log (JSON) for the error it reports, and
+    // nothing may be left of the half-made container.
+    let id = "noexec";
+    sb.register(id);
+    let out = ctr.run_container(&["--rm"], id, &["/nonexistent"]);
+    c.check(
+        "ctr run of a missing binary fails with the runtime's message",
+        !out.ok() && out.stderr.contains("/nonexistent"),
+        || out.describe(),
+    );
+    let out = ctr.run(&["container", "rm", id]);
+    let _ = out;
+
     // A terminal: the shim passes --console-socket; ctr sizes it like its own pty just after
     // the start, hence the pause before `stty size`.
     let id = "tty";
@@ -478,6 +491,68 @@ fn docker_scenario(under: Under) {
         || out.describe(),
     );
 
+    // What docker translates into the spec: user, hostname, env, cwd, read-only root.
+    let out = d.run(&with(&[
+        "--rm",
+        "--user",
+        "1000:1000",
+        "--hostname",
+        "hh",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g; hostname; echo $FOO; pwd; touch /x 2>/dev/null || echo ro",
+    ]));
+    c.check(
+        "docker run --user --hostname -e -w --read-only",
+        out.ok() && out.stdout == "1000\n1000\nhh\nbar\n/tmp\nro\n",
+        || out.describe(),
+    );
+
+    // A missing binary: docker maps the runtime's "no such file or directory" to exit 127.
+    let out = d.run(&with(&["--rm", "busybox", "/nonexistent"]));
+    c.check(
+        "docker run of a missing binary: exit 127",
+        out.code == Some(127) && out.stderr.contains("/nonexistent"),
+        || out.describe(),
+    );
+
+    // The kernel's OOM killer, seen by the shim in the container's memory cgroup.
+    let out = d.run(&with(&[
+        "--name",
+        "oom",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=0123456789abcdef; while :; do x=$x$x; done",
+    ]));
+    // (State.OOMKilled stays false here with runc too: dockerd 20.10 on this cgroup v1 host
+    // misses the shim's OOM event, so only the kill itself is checked.)
+    let st = d.inspect("oom", "{{.State.ExitCode}}");
+    c.check(
+        "docker run --memory 32m: OOM killed, exit 137",
+        out.code == Some(137) && st == "137",
+        || format!("inspect: {st}\n{}", out.describe()),
+    );
+    // Starting an exited container again (a new create/start on the same bundle).
+    let out = d.run(&["rm", "oom"]);
+    c.expect("docker rm oom", &out, 0, &[]);
+    let out = d.run(&with(&["--name", "again", "busybox", "echo", "ran"]));
+    c.expect("docker run (kept)", &out, 0, &["ran"]);
+    let out = d.run(&["start", "-a", "again"]);
+    c.expect("docker start -a of an exited container", &out, 0, &["ran"]);
+    let out = d.run(&["rm", "again"]);
+    c.expect("docker rm again", &out, 0, &[]);
+
     // A detached container: exec, top, pause/unpause, stop (SIGTERM ignored by pid 1, so the
     // SIGKILL after the timeout ends it).
     let out = d.run(&with(&["-d", "busybox", "sleep", "1000"]));
@@ -660,6 +735,13 @@ fn podman_scenario(under: Under) {
         &out,
         2,
         &["/dev/pts/0"],
+    );
+
+    let out = p.run(&p.run_args(&["--rm", "busybox", "/nonexistent"]));
+    c.check(
+        "podman run of a missing binary: exit 127",
+        out.code == Some(127) && out.stderr.contains("/nonexistent"),
+        || out.describe(),
     );
 
     let out = p.run(&p.run_args(&["-d", "busybox", "sleep", "1000"]));
