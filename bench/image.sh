@@ -1,7 +1,7 @@
 #!/bin/sh
 # Unpack benchmark: one ~500 MB gzip layer of real files from /usr, unpacked by
 #   berth (image-cli example: the `berth image` command file), `umoci unpack`, and `tar -xzf`.
-# Prints hyperfine medians, berth/tar and berth/umoci ratios, and peak RSS of each.
+# Prints hyperfine medians and CPU times, berth/tar and umoci/berth ratios, and peak RSS of each.
 #
 #   bench/image.sh [SIZE_MB]      (needs root, hyperfine, umoci, GNU time)
 set -eu
@@ -57,11 +57,17 @@ rm -rf "$out"
 
 python3 - "$work/h.json" "$r_berth" "$r_umoci" "$r_tar" <<'PY'
 import json, sys
-r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
+res = json.load(open(sys.argv[1]))["results"]
+r = {x["command"]: x["median"] for x in res}
+# CPU time (user + system, all threads and children): what the tool costs on a busy machine.
+cpu = {x["command"]: x["user"] + x["system"] for x in res}
 rss = dict(zip(["berth", "umoci", "tar"], sys.argv[2:5]))
 for k in ("berth", "umoci", "tar"):
-    print(f"{k:6} median {r[k]:7.3f} s   peak RSS {int(rss[k]) / 1024:7.1f} MiB")
+    print(f"{k:6} median {r[k]:7.3f} s   cpu {cpu[k]:7.3f} s   peak RSS {int(rss[k]) / 1024:7.1f} MiB")
 print(f"berth/tar   = {r['berth'] / r['tar']:.2f}  (target <= 0.70)")
 print(f"umoci/berth = {r['umoci'] / r['berth']:.2f}  (target >= 4)")
 print(f"berth peak RSS {int(rss['berth']) / 1024:.1f} MiB (target < 64)")
+print(f"cpu: berth/tar = {cpu['berth'] / cpu['tar']:.2f}, umoci/berth = {cpu['umoci'] / cpu['berth']:.2f}")
+with open("/proc/loadavg") as f:
+    print(f"load average at the end: {f.read().split()[0]} on {__import__('os').cpu_count()} cpus")
 PY

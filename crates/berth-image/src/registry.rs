@@ -73,6 +73,9 @@ pub enum RegistryError {
     /// Unpacking a layer failed (nothing of it was kept).
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    /// A layer unpacker thread could not be started.
+    #[error("spawning a layer unpacker thread")]
+    Spawn(#[source] std::io::Error),
     /// A layer's unpacker thread died without a result.
     #[error("the unpacker of layer {0} stopped without a result")]
     UnpackThread(Digest),
@@ -289,7 +292,7 @@ impl<'env> Ctx<'env> {
                 };
                 let _ = done_tx.send(store.unpack_layer_stream(&l, reader));
             })
-            .map_err(RegistryError::Runtime)?;
+            .map_err(RegistryError::Spawn)?;
         let mut download_err = None;
         while let Some(chunk) = stream.stream.next().await {
             match chunk {
@@ -342,7 +345,7 @@ impl<'env> Ctx<'env> {
                     .spawn_scoped(s, move || {
                         let _ = done_tx.send(store.unpack_layer(&l, progress));
                     })
-                    .map_err(RegistryError::Runtime)?;
+                    .map_err(RegistryError::Spawn)?;
                 done_rx
                     .await
                     .map_err(|_| RegistryError::UnpackThread(digest))??;
