@@ -411,6 +411,7 @@ impl Checks {
 
 /// The state of the host an engine test must leave as it found it.
 struct HostSnapshot {
+    shim_sockets: BTreeSet<PathBuf>,
     mounts: BTreeSet<String>,
     links: BTreeSet<String>,
     iptables: String,
@@ -420,6 +421,7 @@ struct HostSnapshot {
 impl HostSnapshot {
     fn take() -> HostSnapshot {
         HostSnapshot {
+            shim_sockets: shim_sockets(),
             mounts: mount_points(),
             links: net_links(),
             iptables: iptables_rules(),
@@ -431,6 +433,15 @@ impl HostSnapshot {
                 .collect(),
         }
     }
+}
+
+/// containerd 1.6 puts every shim's socket in this dir, whatever its config says.
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+fn shim_sockets() -> BTreeSet<PathBuf> {
+    fs::read_dir(SHIM_SOCKET_DIR)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
 }
 
 fn mount_points() -> BTreeSet<String> {
@@ -471,8 +482,12 @@ fn iptables_rules() -> String {
     all
 }
 
-/// A process whose command line, cwd or root lies under `dir`.
-fn processes_under(dir: &str) -> Vec<(i32, String)> {
+/// A process whose command line, cwd or root lies under `dir`, or whose cgroup is below
+/// `/<tag>` in some hierarchy (container processes in their own mount namespace show `/` as
+/// their root).
+fn processes_under(dir: &str, tag: &str) -> Vec<(i32, String)> {
+    let below = format!("/{tag}/");
+    let at = format!("/{tag}");
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir("/proc") else {
@@ -497,7 +512,11 @@ fn processes_under(dir: &str) -> Vec<(i32, String)> {
                 .map(|p| p.starts_with(dir))
                 .unwrap_or(false)
         };
-        if cmdline.contains(dir) || link("root") || link("cwd") {
+        let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let in_tag = cgroup
+            .lines()
+            .any(|l| l.contains(&below) || l.ends_with(&at));
+        if cmdline.contains(dir) || link("root") || link("cwd") || in_tag {
             out.push((pid, cmdline.chars().take(160).collect()));
         }
     }
@@ -519,6 +538,7 @@ pub struct Sandbox {
     before: HostSnapshot,
     daemons: Vec<Daemon>,
     ids: Vec<String>,
+    runtime_roots: Vec<(PathBuf, PathBuf)>,
     cleaned: bool,
 }
 
@@ -548,6 +568,7 @@ impl Sandbox {
             before: HostSnapshot::take(),
             daemons: Vec::new(),
             ids: Vec::new(),
+            runtime_roots: Vec::new(),
             cleaned: false,
         }
     }
@@ -560,6 +581,13 @@ impl Sandbox {
     /// Remembers a container id, so that cgroups named after it count as leaks.
     pub fn register(&mut self, id: &str) {
         self.ids.push(id.to_string());
+    }
+
+    /// Where the engine keeps `runtime`'s state (its `--root`): a registered container found
+    /// there at teardown is a leak, and is deleted with `runtime --root ROOT delete --force`.
+    pub fn add_runtime_root(&mut self, runtime: &Path, root: &Path) {
+        self.runtime_roots
+            .push((runtime.to_path_buf(), root.to_path_buf()));
     }
 
     /// Takes ownership of a started daemon (stopped in reverse order of adding).
@@ -624,13 +652,50 @@ impl Sandbox {
         }
         let dir = self.dir.display().to_string();
 
-        let procs = processes_under(&dir);
+        // A frozen task does not die of SIGKILL until thawed.
+        let freezer = Path::new(runtime_tests::CGROUP_ROOT)
+            .join("freezer")
+            .join(&self.tag);
+        let mut frozen = Vec::new();
+        if freezer.is_dir() {
+            collect_dirs(&freezer, &mut frozen);
+        }
+        for f in frozen {
+            let _ = fs::write(f.join("freezer.state"), "THAWED");
+        }
+
+        for (runtime, root) in &self.runtime_roots {
+            for id in &self.ids {
+                if root.join(id).exists() {
+                    leaks.push(format!("runtime state left: {}", root.join(id).display()));
+                    let args = vec![
+                        "--root".to_string(),
+                        root.display().to_string(),
+                        "delete".to_string(),
+                        "--force".to_string(),
+                        id.clone(),
+                    ];
+                    call(
+                        &runtime.display().to_string(),
+                        &args,
+                        &[],
+                        Duration::from_secs(20),
+                    );
+                }
+            }
+        }
+
+        let procs = processes_under(&dir, &self.tag);
         for (pid, cmd) in &procs {
             leaks.push(format!("process left: {pid} {cmd}"));
             let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }
-        if !procs.is_empty() {
-            std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !procs.is_empty()
+            && !processes_under(&dir, &self.tag).is_empty()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
         }
 
         let now = mount_points();
@@ -666,6 +731,12 @@ impl Sandbox {
             if !self.before.watched.contains(p) && Path::new(p).symlink_metadata().is_ok() {
                 leaks.push(format!("host path created: {p}"));
             }
+        }
+        // Sockets of shims that had to be killed (engine tests hold the lock, so new ones are
+        // ours).
+        for p in shim_sockets().difference(&self.before.shim_sockets) {
+            leaks.push(format!("shim socket left: {}", p.display()));
+            let _ = fs::remove_file(p);
         }
         for p in ENGINE_LITTER {
             if !self.before.watched.contains(p) {

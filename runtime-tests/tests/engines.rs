@@ -129,10 +129,12 @@ fn containerd_scenario(under: Under) {
     };
     let mut sb = Sandbox::new("ctrd");
     let sock = start_containerd(&mut sb);
+    let runc_root = sb.path("runc-root");
+    sb.add_runtime_root(&runtime, &Path::new(&runc_root).join(CTR_NS));
     let ctr = Ctr {
         sock,
         runtime: runtime.display().to_string(),
-        runc_root: sb.path("runc-root"),
+        runc_root,
         fifo_dir: sb.path("fifo"),
         tag: sb.tag.clone(),
     };
@@ -397,6 +399,9 @@ fn start_docker(sb: &mut Sandbox, runtime: &str) -> Docker {
         "--ip-forward=false",
         "--ip-masq=false",
         "--bridge=none",
+        // On an aborted test, don't wait 10 s per container that ignores SIGTERM.
+        "--shutdown-timeout",
+        "2",
         "--storage-driver=overlay2",
         // Root here lacks CAP_SYS_RESOURCE: docker's default of 1048576 open files can't be set.
         "--default-ulimit",
@@ -442,6 +447,8 @@ fn docker_scenario(under: Under) {
     };
     let mut sb = Sandbox::new("docker");
     let d = start_docker(&mut sb, &runtime.display().to_string());
+    let root = sb.dir.join("docker/exec/runtime-runc/moby");
+    sb.add_runtime_root(&runtime, &root);
     let mut c = Checks::new(format!("docker/{under}"));
     let tar = sb.image_tar();
     let out = d.run(&["load", "-i", &tar]);
@@ -714,6 +721,9 @@ fn podman_scenario(under: Under) {
     };
     let mut sb = Sandbox::new("podman");
     let p = Podman::new(&sb, &runtime.display().to_string());
+    // podman runs the runtime with its default --root, /run/<name>.
+    let rt_root = format!("/run/{under}");
+    sb.add_runtime_root(&runtime, Path::new(&rt_root));
     let mut c = Checks::new(format!("podman/{under}"));
     let tar = sb.image_tar();
     let out = p.run(&["load", "-i", &tar]);
@@ -791,8 +801,6 @@ fn podman_scenario(under: Under) {
     );
     // podman runs the runtime with its default --root (`podman container cleanup`, the exit
     // command conmon runs, drops --runtime-flag): look there for our containers' state.
-    let name = runtime.file_name().unwrap_or_default().to_string_lossy();
-    let rt_root = format!("/run/{name}");
     let left: Vec<String> = std::fs::read_dir(&rt_root)
         .map(|rd| {
             rd.flatten()
