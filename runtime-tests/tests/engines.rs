@@ -170,6 +170,43 @@ fn containerd_scenario(under: Under) {
         || out.describe(),
     );
 
+    // Spec variants ctr can ask for: containerd's default seccomp profile, a privileged
+    // container (host devices, no masked paths), a read-only root, a dropped capability.
+    // (Not --no-pivot: ctr then replaces the runtime options, binary and root included.)
+    let variants: [(&str, &[&str], &str, &str); 4] = [
+        (
+            "seccomp",
+            &["--seccomp"],
+            "grep Seccomp: /proc/self/status",
+            "Seccomp:\t2",
+        ),
+        (
+            "priv",
+            &["--privileged"],
+            "[ $(ls /dev | wc -l) -gt 30 ] && ! grep -q ' /proc/kcore ' /proc/self/mountinfo && echo unmasked",
+            "unmasked",
+        ),
+        (
+            "readonly",
+            &["--read-only"],
+            "touch /x 2>/dev/null || echo read-only",
+            "read-only",
+        ),
+        (
+            "nochown",
+            &["--cap-drop", "CAP_CHOWN"],
+            "chown 1 /tmp 2>/dev/null || echo no-chown",
+            "no-chown",
+        ),
+    ];
+    for (id, flags, script, want) in variants {
+        sb.register(id);
+        let mut extra = vec!["--rm"];
+        extra.extend_from_slice(flags);
+        let out = ctr.run_container(&extra, id, &["sh", "-c", script]);
+        c.expect(&format!("ctr run {}", flags.join(" ")), &out, 0, &[want]);
+    }
+
     // A failing start: the shim reads the runtime's --log (JSON) for the error it reports, and
     // nothing may be left of the half-made container.
     let id = "noexec";
