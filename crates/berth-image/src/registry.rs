@@ -2,6 +2,8 @@
 //!
 //! The protocol (token challenge flow, basic auth, redirects) is `oci-client`'s; tokio lives
 //! only inside [`pull`], on a current-thread runtime built per call, so nothing else pays for it.
+//! The runtime thread only moves bytes: each layer streams through a bounded channel to scoped
+//! threads that verify, decompress and write it (see [`Store::unpack_layer_stream`]).
 
 use std::collections::HashMap;
 use std::io::Read;

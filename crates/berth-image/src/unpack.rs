@@ -118,8 +118,8 @@ fn start(img: &Image, progress: Progress<'_>) -> Result<Vec<Layer>, UnpackError>
 }
 
 impl Store {
-    /// Unpack one layer into `layers/<diffid>` (overlayfs whiteouts) unless already there.
-    /// The directory appears complete or not at all.
+    /// Unpack one stored layer into `layers/<diffid>` (overlayfs whiteouts) unless already
+    /// there, verifying its diff id. The directory appears complete or not at all.
     pub fn unpack_layer(&self, l: &Layer, progress: Progress<'_>) -> Result<PathBuf, UnpackError> {
         let dest = self.layer_path(&l.diff_id);
         if dest.is_dir() {
@@ -242,7 +242,8 @@ impl Store {
     }
 
     /// Build a flattened rootfs of `img` at `dest` (which must not exist), applying layers in
-    /// order with their whiteouts; `dest` appears complete or not at all.
+    /// order with their whiteouts and verifying each blob's digest; `dest` appears complete or
+    /// not at all.
     pub fn flatten(
         &self,
         img: &Image,
