@@ -558,6 +558,50 @@ fn docker_scenario(under: Under) {
         || out.describe(),
     );
 
+    // Mounts docker adds: a host bind volume, a tmpfs, and --init (docker-init bind-mounted in
+    // as pid 1).
+    let vol = sb.path("volume");
+    std::fs::create_dir_all(&vol).expect("volume dir");
+    let bind = format!("{vol}:/data");
+    let out = d.run(&with(&[
+        "--rm",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-container > /data/f; grep -c ' /scratch tmpfs ' /proc/self/mounts; cat /proc/1/comm",
+    ]));
+    let written = std::fs::read_to_string(format!("{vol}/f")).unwrap_or_default();
+    c.check(
+        "docker run -v --tmpfs --init",
+        out.ok()
+            && out.stdout.starts_with("1\n")
+            && out.stdout.contains("init")
+            && written == "from-container\n",
+        || format!("host file: {written:?}\n{}", out.describe()),
+    );
+
+    let out = d.run(&with(&[
+        "--rm",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares",
+    ]));
+    c.check(
+        "docker run --cpus 0.5 --cpu-shares 512",
+        out.ok() && out.stdout == "50000\n100000\n512\n",
+        || out.describe(),
+    );
+
     // A missing binary: docker maps the runtime's "no such file or directory" to exit 127.
     let out = d.run(&with(&["--rm", "busybox", "/nonexistent"]));
     c.check(
@@ -610,6 +654,19 @@ fn docker_scenario(under: Under) {
     let out = call_in_pty(&shell_line(&a[0], &a[1..]), &[]);
     // (docker sizes an exec's terminal only after it started: no size check here.)
     c.expect("docker exec -it: /dev/pts", &out, 0, &["/dev/pts/"]);
+    let out = d.run(&["update", "--memory", "128m", "--memory-swap", "256m", &id]);
+    c.expect("docker update --memory 128m", &out, 0, &[]);
+    let out = d.run(&[
+        "exec",
+        &id,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    c.check(
+        "updated memory limit seen inside",
+        out.ok() && out.stdout == "134217728\n",
+        || out.describe(),
+    );
     let out = d.run(&["top", &id]);
     c.expect("docker top", &out, 0, &["sleep 1000"]);
     let out = d.run(&["pause", &id]);
