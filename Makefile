@@ -20,7 +20,8 @@ DEMO_BUNDLE := $(OUT)/demo-bundle
 NEXTEST_PROFILE ?= default
 
 APT_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun skopeo umoci \
-	docker-registry apache2-utils hyperfine openssl procps time
+	docker-registry apache2-utils hyperfine openssl procps time util-linux bsdutils \
+	containerd docker.io podman
 
 export BERTH_BIN
 export BERTH_PROBE := $(DBG)/berth-probe
