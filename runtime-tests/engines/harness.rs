@@ -112,7 +112,7 @@ pub fn prerequisites(engine: &str, bins: &[&str], under: Under) -> Option<PathBu
         .collect();
     if !missing.is_empty() {
         eprintln!(
-            "skipped {engine}/{under}: {} not installed (apt-get install containerd docker.io podman)",
+            "skipped {engine}/{under}: {} not installed (Debian packages containerd, docker.io, podman; script is in bsdutils)",
             missing.join(", ")
         );
         return None;

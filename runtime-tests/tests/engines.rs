@@ -9,118 +9,20 @@
 //! Every scenario runs twice: with berth (`BERTH_BIN`), and with runc, the sanity check of the
 //! test itself. A scenario runs all its steps and reports every failed one with the command,
 //! its output and the engine's log. Tests skip with a message when not root or when an engine
-//! is not installed (`apt-get install containerd docker.io podman`).
+//! is not installed (Debian: containerd, docker.io, podman). The harness is in
+//! `runtime-tests/engines/{harness,clients}.rs`, the engine configs beside them.
 
 #[path = "../engines/harness.rs"]
 mod harness;
 
+#[path = "../engines/clients.rs"]
+mod clients;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use harness::{
-    call, call_in_pty, prerequisites, shell_line, strs, Checks, Daemon, Out, Sandbox, Under,
-    CALL_TIMEOUT,
-};
-
-const IMAGE: &str = "docker.io/library/busybox:latest";
-const CTR_NS: &str = "berth-eng";
-
-/// Polls `f` every 100 ms until it is true or `timeout` passes.
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Starts containerd with the sandbox's config; returns its socket and daemon index.
-fn start_containerd(sb: &mut Sandbox) -> String {
-    let dir = sb.path("containerd");
-    let cfg = sb.config("containerd.toml", &dir, &[]);
-    let sock = format!("{dir}/containerd.sock");
-    let mut d = Daemon::start(
-        "containerd",
-        "containerd",
-        &strs(&["--config", &cfg]),
-        Path::new(&format!("{dir}/containerd.log")),
-    );
-    d.wait_ready(|| {
-        Path::new(&sock).exists()
-            && call(
-                "ctr",
-                &strs(&["--address", &sock, "version"]),
-                &[],
-                Duration::from_secs(5),
-            )
-            .ok()
-    });
-    sb.add_daemon(d);
-    sock
-}
-
-/// `ctr` against the sandbox's containerd, in the test namespace.
-struct Ctr {
-    sock: String,
-    runtime: String,
-    runc_root: String,
-    fifo_dir: String,
-    tag: String,
-}
-
-impl Ctr {
-    fn args(&self, args: &[&str]) -> Vec<String> {
-        let mut v = strs(&["--address", &self.sock, "--namespace", CTR_NS]);
-        v.extend(strs(args));
-        v
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        call("ctr", &self.args(args), &[], CALL_TIMEOUT)
-    }
-
-    /// `ctr run` flags that put the runtime, its state, the fifos and the cgroup where the
-    /// sandbox wants them.
-    fn run_flags(&self, id: &str) -> Vec<String> {
-        let cgroup = format!("/{}/{id}", self.tag);
-        strs(&[
-            "run",
-            "--runc-binary",
-            &self.runtime,
-            "--runc-root",
-            &self.runc_root,
-            "--fifo-dir",
-            &self.fifo_dir,
-            "--cgroup",
-            &cgroup,
-        ])
-    }
-
-    /// `ctr run FLAGS [extra] IMAGE ID ARGS`.
-    fn run_container(&self, extra: &[&str], id: &str, cmd: &[&str]) -> Out {
-        let mut a = self.run_flags(id);
-        a.extend(strs(extra));
-        a.push(IMAGE.to_string());
-        a.push(id.to_string());
-        a.extend(strs(cmd));
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        self.run(&a)
-    }
-
-    /// The `ctr task ls` row of `id`: (pid, status).
-    fn task(&self, id: &str) -> Option<(String, String)> {
-        let out = self.run(&["task", "ls"]);
-        out.stdout.lines().skip(1).find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[0] == id).then(|| (f[1].to_string(), f[2].to_string()))
-        })
-    }
-}
+use clients::{docker_run, start_docker, wait_for, Ctr, Podman, CTR_NS, IMAGE};
+use harness::{call_in_pty, prerequisites, shell_line, strs, Checks, Sandbox, Under};
 
 fn containerd_scenario(under: Under) {
     let bins = ["containerd", "ctr", "containerd-shim-runc-v2", "script"];
@@ -128,7 +30,7 @@ fn containerd_scenario(under: Under) {
         return;
     };
     let mut sb = Sandbox::new("ctrd");
-    let sock = start_containerd(&mut sb);
+    let sock = clients::start_containerd(&mut sb);
     let runc_root = sb.path("runc-root");
     sb.add_runtime_root(&runtime, &Path::new(&runc_root).join(CTR_NS));
     let ctr = Ctr {
@@ -382,94 +284,6 @@ fn containerd_with_runc() {
     containerd_scenario(Under::Runc);
 }
 
-/// `docker` against the sandbox's dockerd.
-struct Docker {
-    host: String,
-}
-
-impl Docker {
-    fn args(&self, args: &[&str]) -> Vec<String> {
-        let mut v = strs(&["-H", &self.host]);
-        v.extend(strs(args));
-        v
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        call("docker", &self.args(args), &[], CALL_TIMEOUT)
-    }
-
-    fn inspect(&self, id: &str, format: &str) -> String {
-        self.run(&["inspect", "-f", format, id])
-            .stdout
-            .trim()
-            .to_string()
-    }
-}
-
-/// Starts containerd and dockerd (over it) with `runtime` registered as `under-test`.
-fn start_docker(sb: &mut Sandbox, runtime: &str) -> Docker {
-    let sock = start_containerd(sb);
-    let dir = sb.path("docker");
-    let cfg = sb.config("daemon.json", &dir, &[]);
-    let host = format!("unix://{dir}/docker.sock");
-    let runtime_arg = format!("under-test={runtime}");
-    let cgroup_parent = format!("/{}", sb.tag);
-    let args = strs(&[
-        "--config-file",
-        &cfg,
-        "--data-root",
-        &format!("{dir}/data"),
-        "--exec-root",
-        &format!("{dir}/exec"),
-        "--pidfile",
-        &format!("{dir}/docker.pid"),
-        "-H",
-        &host,
-        "--containerd",
-        &sock,
-        "--add-runtime",
-        &runtime_arg,
-        "--cgroup-parent",
-        &cgroup_parent,
-        "--iptables=false",
-        "--ip6tables=false",
-        "--ip-forward=false",
-        "--ip-masq=false",
-        "--bridge=none",
-        // On an aborted test, don't wait 10 s per container that ignores SIGTERM.
-        "--shutdown-timeout",
-        "2",
-        "--storage-driver=overlay2",
-        // Root here lacks CAP_SYS_RESOURCE: docker's default of 1048576 open files can't be set.
-        "--default-ulimit",
-        "nofile=1024:1024",
-    ]);
-    let mut d = Daemon::start(
-        "dockerd",
-        "dockerd",
-        &args,
-        Path::new(&format!("{dir}/dockerd.log")),
-    );
-    let docker = Docker { host };
-    d.wait_ready(|| {
-        call(
-            "docker",
-            &docker.args(&["version"]),
-            &[],
-            Duration::from_secs(5),
-        )
-        .ok()
-    });
-    sb.add_daemon(d);
-    docker
-}
-
-/// `docker run` with the runtime under test and no network, then `extra`.
-fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let run = ["run", "--runtime", "under-test", "--network", "none"];
-    run.iter().chain(extra).copied().collect()
-}
-
 fn docker_scenario(under: Under) {
     let bins = [
         "containerd",
@@ -491,16 +305,16 @@ fn docker_scenario(under: Under) {
     let out = d.run(&["load", "-i", &tar]);
     c.expect("docker load", &out, 0, &["busybox:latest"]);
 
-    let out = d.run(&with(&["--rm", "busybox", "echo", "hi"]));
+    let out = d.run(&docker_run(&["--rm", "busybox", "echo", "hi"]));
     c.check(
         "docker run --rm echo hi",
         out.ok() && out.stdout == "hi\n",
         || out.describe(),
     );
-    let out = d.run(&with(&["--rm", "busybox", "sh", "-c", "exit 3"]));
+    let out = d.run(&docker_run(&["--rm", "busybox", "sh", "-c", "exit 3"]));
     c.expect("docker run: exit 3", &out, 3, &[]);
 
-    let mut a = d.args(&with(&[
+    let mut a = d.args(&docker_run(&[
         "-it",
         "--rm",
         "busybox",
@@ -518,7 +332,7 @@ fn docker_scenario(under: Under) {
         &["/dev/pts/0", "40 100"],
     );
 
-    let out = d.run(&with(&[
+    let out = d.run(&docker_run(&[
         "--rm",
         "--memory",
         "64m",
@@ -536,7 +350,7 @@ fn docker_scenario(under: Under) {
     );
 
     // What docker translates into the spec: user, hostname, env, cwd, read-only root.
-    let out = d.run(&with(&[
+    let out = d.run(&docker_run(&[
         "--rm",
         "--user",
         "1000:1000",
@@ -563,7 +377,7 @@ fn docker_scenario(under: Under) {
     let vol = sb.path("volume");
     std::fs::create_dir_all(&vol).expect("volume dir");
     let bind = format!("{vol}:/data");
-    let out = d.run(&with(&[
+    let out = d.run(&docker_run(&[
         "--rm",
         "-v",
         &bind,
@@ -585,7 +399,7 @@ fn docker_scenario(under: Under) {
         || format!("host file: {written:?}\n{}", out.describe()),
     );
 
-    let out = d.run(&with(&[
+    let out = d.run(&docker_run(&[
         "--rm",
         "--cpus",
         "0.5",
@@ -603,7 +417,7 @@ fn docker_scenario(under: Under) {
     );
 
     // A missing binary: docker maps the runtime's "no such file or directory" to exit 127.
-    let out = d.run(&with(&["--rm", "busybox", "/nonexistent"]));
+    let out = d.run(&docker_run(&["--rm", "busybox", "/nonexistent"]));
     c.check(
         "docker run of a missing binary: exit 127",
         out.code == Some(127) && out.stderr.contains("/nonexistent"),
@@ -611,7 +425,7 @@ fn docker_scenario(under: Under) {
     );
 
     // The kernel's OOM killer, seen by the shim in the container's memory cgroup.
-    let out = d.run(&with(&[
+    let out = d.run(&docker_run(&[
         "--name",
         "oom",
         "--memory",
@@ -634,7 +448,7 @@ fn docker_scenario(under: Under) {
     // Starting an exited container again (a new create/start on the same bundle).
     let out = d.run(&["rm", "oom"]);
     c.expect("docker rm oom", &out, 0, &[]);
-    let out = d.run(&with(&["--name", "again", "busybox", "echo", "ran"]));
+    let out = d.run(&docker_run(&["--name", "again", "busybox", "echo", "ran"]));
     c.expect("docker run (kept)", &out, 0, &["ran"]);
     let out = d.run(&["start", "-a", "again"]);
     c.expect("docker start -a of an exited container", &out, 0, &["ran"]);
@@ -643,7 +457,7 @@ fn docker_scenario(under: Under) {
 
     // A detached container: exec, top, pause/unpause, stop (SIGTERM ignored by pid 1, so the
     // SIGKILL after the timeout ends it).
-    let out = d.run(&with(&["-d", "busybox", "sleep", "1000"]));
+    let out = d.run(&docker_run(&["-d", "busybox", "sleep", "1000"]));
     c.expect("docker run -d", &out, 0, &[]);
     let id = out.stdout.trim().to_string();
     sb.register(&id);
@@ -692,7 +506,7 @@ fn docker_scenario(under: Under) {
     c.expect("docker rm", &out, 0, &[]);
 
     // A process that handles SIGTERM: stop ends it with its own status, without the KILL.
-    let out = d.run(&with(&[
+    let out = d.run(&docker_run(&[
         "-d",
         "busybox",
         "sh",
@@ -736,77 +550,6 @@ fn docker_with_berth() {
 #[test]
 fn docker_with_runc() {
     docker_scenario(Under::Runc);
-}
-
-/// `podman` with its config, storage and runtime state under the sandbox.
-struct Podman {
-    global: Vec<String>,
-    envs: Vec<(String, String)>,
-    cgroup_parent: String,
-}
-
-impl Podman {
-    fn new(sb: &Sandbox, runtime: &str) -> Podman {
-        let dir = sb.path("podman");
-        let vars = [("@RUNTIME@", runtime)];
-        let conf = sb.config("containers.conf", &dir, &vars);
-        let storage = sb.config("storage.conf", &dir, &[]);
-        let global = strs(&[
-            "--root",
-            &format!("{dir}/root"),
-            "--runroot",
-            &format!("{dir}/run"),
-            "--tmpdir",
-            &format!("{dir}/tmp"),
-            "--runtime",
-            runtime,
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--network-config-dir",
-            &format!("{dir}/net"),
-            "--storage-driver",
-            "overlay",
-        ]);
-        let envs = vec![
-            ("CONTAINERS_CONF".to_string(), conf),
-            ("CONTAINERS_STORAGE_CONF".to_string(), storage),
-            ("TMPDIR".to_string(), format!("{dir}/tmp")),
-        ];
-        std::fs::create_dir_all(format!("{dir}/tmp")).expect("podman tmp dir");
-        Podman {
-            global,
-            envs,
-            cgroup_parent: format!("/{}", sb.tag),
-        }
-    }
-
-    fn args(&self, args: &[&str]) -> Vec<String> {
-        let mut v = self.global.clone();
-        v.extend(strs(args));
-        v
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        call("podman", &self.args(args), &self.envs, CALL_TIMEOUT)
-    }
-
-    /// `podman run` flags: the sandbox's cgroup parent, no network, rlimits this host allows.
-    fn run_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
-        let base = [
-            "run",
-            "--cgroup-parent",
-            self.cgroup_parent.as_str(),
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=4096:4096",
-        ];
-        base.iter().chain(extra).copied().collect()
-    }
 }
 
 fn podman_scenario(under: Under) {
