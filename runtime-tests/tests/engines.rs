@@ -416,6 +416,79 @@ fn docker_scenario(under: Under) {
         || out.describe(),
     );
 
+    // Spec variants docker asks for. (Not --privileged: it asks for every capability, and root
+    // here lacks CAP_SYS_RESOURCE, so runc fails as well.)
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let variants: [(&[&str], &str, &str); 7] = [
+        (
+            &["--pid", "host"],
+            "[ $(ls /proc | grep -c '^[0-9]') -gt 10 ] && echo host-pids",
+            "host-pids",
+        ),
+        (&["--ipc", "host"], "readlink /proc/self/ns/ipc", &host_ipc),
+        (
+            &["--cap-add", "SYS_ADMIN", "--cap-drop", "CHOWN"],
+            "grep CapEff /proc/self/status",
+            "CapEff:\t00000000a82425fa",
+        ),
+        (
+            &["--security-opt", "no-new-privileges"],
+            "grep NoNewPrivs /proc/self/status",
+            "NoNewPrivs:\t1",
+        ),
+        (
+            &["--sysctl", "net.ipv4.ip_forward=1"],
+            "cat /proc/sys/net/ipv4/ip_forward",
+            "1",
+        ),
+        (
+            &["--oom-score-adj", "500"],
+            "cat /proc/self/oom_score_adj",
+            "500",
+        ),
+        (&["--shm-size", "16m"], "df -k /dev/shm | tail -1", "16384"),
+    ];
+    for (flags, script, want) in variants {
+        let mut a = vec!["--rm"];
+        a.extend_from_slice(flags);
+        a.extend(["busybox", "sh", "-c", script]);
+        let out = d.run(&docker_run(&a));
+        c.expect(&format!("docker run {}", flags.join(" ")), &out, 0, &[want]);
+    }
+
+    // Joining another container's namespaces (paths under /proc/<pid>/ns in the spec).
+    let out = d.run(&docker_run(&[
+        "-d",
+        "--name",
+        "base",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    c.expect("docker run -d base", &out, 0, &[]);
+    sb.register(out.stdout.trim());
+    let out = d.run(&docker_run(&[
+        "--rm",
+        "--pid",
+        "container:base",
+        "--ipc",
+        "container:base",
+        "busybox",
+        "ps",
+    ]));
+    c.expect(
+        "docker run --pid/--ipc container:base sees its sleep",
+        &out,
+        0,
+        &["sleep 1000"],
+    );
+    let out = d.run(&["rm", "-f", "base"]);
+    c.expect("docker rm -f base", &out, 0, &[]);
+
     // A missing binary: docker maps the runtime's "no such file or directory" to exit 127.
     let out = d.run(&docker_run(&["--rm", "busybox", "/nonexistent"]));
     c.check(
