@@ -62,7 +62,7 @@ pub(crate) fn apply(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             ));
         }
     }
-    if swap != 0 {
+    if swap != 0 || (limit > 0 && m.swap() == Some(limit)) {
         if dir.join("memory.swap.max").exists() {
             fsutil::write(dir, "memory.swap.max", limit_str(swap))?;
         } else if swap > 0 {
@@ -179,6 +179,17 @@ mod tests {
         assert_eq!(
             take_writes(d.path()),
             pairs(&[("memory.swap.max", "max"), ("memory.max", "max")])
+        );
+        // runc: memory+swap equal to the memory limit disables swap
+        let m = LinuxMemoryBuilder::default()
+            .limit(100)
+            .swap(100)
+            .build()
+            .unwrap();
+        apply(d.path(), &m).unwrap();
+        assert_eq!(
+            take_writes(d.path()),
+            pairs(&[("memory.swap.max", "0"), ("memory.max", "100")])
         );
         let m = LinuxMemoryBuilder::default()
             .limit(10)
