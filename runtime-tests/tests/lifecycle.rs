@@ -183,7 +183,8 @@ fn missing_executable_is_a_clear_error_and_leaves_nothing() {
         let out = rt.create(&id, b);
         assert!(!out.success());
         assert!(
-            out.stderr.contains("/bin/no-such-program") && out.stderr.contains("no such file"),
+            out.stderr.contains("/bin/no-such-program")
+                && out.stderr.to_lowercase().contains("no such file"),
             "{}",
             out.stderr
         );

@@ -532,11 +532,6 @@ fn switch_user(uid: u32, gid: u32, additional: &[u32]) -> Result<(), SetupError>
 
 /// Find `arg0` as `execvp` would, with the container's `PATH` (after `pivot_root`).
 fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, SetupError> {
-    let not_found = |why: &str| SetupError {
-        step: "exec".into(),
-        op: format!("{arg0:?}: {why}"),
-        errno: Errno::ENOENT as i32,
-    };
     if arg0.contains('/') {
         let p = if Path::new(arg0).is_absolute() {
             PathBuf::from(arg0)
@@ -550,7 +545,11 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
                 format!("{arg0:?}: not a regular file"),
                 Errno::EACCES,
             )),
-            Err(_) => Err(not_found("no such file or directory")),
+            Err(e) => Err(SetupError {
+                step: "exec".into(),
+                op: format!("{arg0:?}: stat {}", p.display()),
+                errno: e.raw_os_error().unwrap_or(Errno::ENOENT as i32),
+            }),
         };
     }
     let path = env
@@ -567,7 +566,10 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
             }
         }
     }
-    Err(not_found("executable file not found in $PATH"))
+    Err(SetupError::msg(
+        "exec",
+        format!("{arg0:?}: executable file not found in $PATH"),
+    ))
 }
 
 /// Block until `berth start` opens the exec fifo, then tell it we go.
@@ -613,6 +615,6 @@ mod tests {
                 .contains("executable file not found in $PATH"),
             "{err}"
         );
-        assert_eq!(err.errno(), Some(Errno::ENOENT));
+        assert_eq!(err.errno(), None);
     }
 }

@@ -276,11 +276,19 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
         const S: &str = "config-linux.md#block-io";
         c.fields(b, &path, tables::BLOCK_IO, S);
         let rule = "config-linux.md#block-io: weight and leafWeight range from 10 to 1000";
-        c.range(b, &path, "weight", 10, 1000, rule);
-        c.range(b, &path, "leafWeight", 10, 1000, rule);
+        // 0 means "not set": docker writes `"weight": 0` into every config, and runc (like
+        // berth-cgroups) leaves the file alone then.
+        for name in ["weight", "leafWeight"] {
+            if b.get(name).and_then(Value::as_i64) != Some(0) {
+                c.range(b, &path, name, 10, 1000, rule);
+            }
+        }
         for (wpath, w) in c.objects(b, &path, "weightDevice", tables::WEIGHT_DEVICE, S) {
-            c.range(w, &wpath, "weight", 10, 1000, rule);
-            c.range(w, &wpath, "leafWeight", 10, 1000, rule);
+            for name in ["weight", "leafWeight"] {
+                if w.get(name).and_then(Value::as_i64) != Some(0) {
+                    c.range(w, &wpath, name, 10, 1000, rule);
+                }
+            }
         }
         for name in [
             "throttleReadBpsDevice",
@@ -587,7 +595,7 @@ mod tests {
                 "memory": {"limit": 100, "swap": 50, "swappiness": 101},
                 "cpu": {"cpus": "0-3,x", "shares": -2},
                 "pids": {},
-                "blockIO": {"weight": 5, "weightDevice": [{"major": 8, "minor": 0, "weight": 2000}]},
+                "blockIO": {"weight": 5, "leafWeight": 0, "weightDevice": [{"major": 8, "minor": 0, "weight": 2000}]},
                 "hugepageLimits": [{"pageSize": "2M", "limit": 1}],
                 "network": {"classID": "x"}
             });
