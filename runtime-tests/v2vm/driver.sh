@@ -21,11 +21,13 @@ W=/tmp/v2vm
 CG=/sys/fs/cgroup
 TESTCG=berth-v2test                 # parent of every container cgroup made here
 VERBOSE=${V2VM_VERBOSE_CASES:-0}
+CASE_TIMEOUT=${V2VM_CASE_TIMEOUT:-150}
 
 # Cases that fail because of a reported berth bug: "case|what".  They are still run and
 # still count as failures (the suite stays red until the bug is fixed); the note only
 # says that the failure is known and reported.
-KNOWN_BUGS=""
+KNOWN_BUGS="io_weight_device|berth-cgroups v2::io::apply writes blockIO.weightDevice to per-device io.weight, which the kernel refuses (EOPNOTSUPP) without iocost, so create fails; runc applies weightDevice only through BFQ (io.bfq.weight) and ignores it otherwise
+delete_force|racy: berth-runtime Container::kill_and_wait (delete --force of a running container) writes cgroup.kill, then signal_init calls pidfd_open on init, which fails with ESRCH when init was already reaped; the delete fails and the container stays"
 
 berth() { "$BERTH" --root "$ROOT" "$@"; }
 
@@ -113,22 +115,29 @@ cexec() {
   wait_for "${CEXEC_TIMEOUT:-30}" test -e "$_x/rc.$_n" || { echo "(agent did not answer)"; return 124; }
   cat "$_x/out.$_n"; return "$(cat "$_x/rc.$_n")"
 }
+# create ID: berth create from $BD (never inside $(...): the container keeps stdout open)
+create() {
+  berth create --bundle "$BD" "$1" > "$BD/stdout" 2> "$BD/stderr" < /dev/null ||
+    die "berth create $1 failed: $(tail -n 3 "$BD/stderr")"
+}
 # create_start ID: create + start from $BD, wait until the agent ticks; sets D (cgroup dir), P (pid)
 create_start() {
-  must berth create --bundle "$BD" "$1" > "$BD/stdout" 2> "$BD/stderr" < /dev/null
+  create "$1"
   must berth start "$1"
   wait_for 20 test -s "$X/tick" || die "$1: agent never ran (stdout/stderr: $(cat "$BD/stdout" "$BD/stderr"))"
   P=$(pid_of "$1"); D=$CG${CGPATH:-/$TESTCG/$1}
   [ -d "$D" ] || die "cgroup $D missing"
 }
 tick() { cat "$X/tick" 2>/dev/null; }
+# stop_delete ID: kill, wait until stopped, delete (delete --force has its own case)
+stop_delete() { must berth kill "$1" KILL; wait_status "$1" stopped; must berth delete "$1"; }
 cg_listing() { find "$CG" -type d | sort; }
 
 # ---------------------------------------------------------------- cases
 t_lifecycle() {
   cg_listing > "$W/cg.before"
   mkbundle lc
-  must berth create --bundle "$BD" lc > "$BD/stdout" 2>&1 < /dev/null
+  create lc
   expect_eq "status after create" "$(status lc)" created
   P=$(pid_of lc); D=$CG/$TESTCG/lc
   [ -d "$D" ] || die "no cgroup $D after create"
@@ -185,12 +194,12 @@ t_memory_swap() {
   for v in "67108864 100663296 33554432" "67108864 -1 max" "67108864 67108864 0"; do
     set -- $v
     RES="{\"memory\": {\"limit\": $1, \"swap\": $2}}" mkbundle swap
-    must berth create --bundle "$BD" swap > "$BD/stdout" 2>&1 < /dev/null
+    create swap
     D=$CG/$TESTCG/swap
     note "limit=$1 swap=$2"
     expect_cg memory.max "$1"
     expect_cg memory.swap.max "$3"
-    must berth delete --force swap
+    stop_delete swap
   done
   RES='{"memory": {"limit": 67108864, "swap": 1048576}}' mkbundle swap
   if berth create --bundle "$BD" swap > "$BD/stdout" 2>&1 < /dev/null; then
@@ -209,7 +218,7 @@ t_pids() {
 echo "subshell status $?" > /x/done
 exec sleep 1000
 EOF
-  must berth create --bundle "$BD" pids > "$BD/stdout" 2>&1 < /dev/null
+  create pids
   D=$CG/$TESTCG/pids
   expect_cg pids.max 8
   must berth start pids
@@ -222,7 +231,7 @@ EOF
   [ -s "$X/err" ] || die "no fork failed"
   n=$(berth ps --format json pids | tr -cd ',' | wc -c); n=$((n + 1))
   expect_eq "processes in berth ps" "$n" "$cur"
-  must berth delete --force pids
+  stop_delete pids
 }
 
 t_cpu() {
@@ -244,7 +253,7 @@ t_cpu() {
   must berth update --cpu-shares 262144 --cpu-quota 50000 --cpu-period 200000 cpu
   expect_cg cpu.weight 10000
   expect_cg cpu.max "50000 200000"
-  must berth delete --force cpu
+  stop_delete cpu
 }
 
 t_io() {
@@ -254,7 +263,6 @@ t_io() {
   losetup /dev/loop0 "$W/disk" 2>/dev/null || skip "losetup /dev/loop0 failed (no loop device in this VM)"
   mm=$(cat /sys/block/loop0/dev); maj=${mm%:*}; min=${mm#*:}
   RES="{\"blockIO\": {\"weight\": 300,
-        \"weightDevice\": [{\"major\": $maj, \"minor\": $min, \"weight\": 500}],
         \"throttleReadBpsDevice\": [{\"major\": $maj, \"minor\": $min, \"rate\": 1048576}],
         \"throttleWriteIOPSDevice\": [{\"major\": $maj, \"minor\": $min, \"rate\": 100}]},
        \"devices\": [{\"allow\": false, \"access\": \"rwm\"},
@@ -269,7 +277,6 @@ t_io() {
   else
     # runc: io.weight = 1 + (blkio weight - 10) * 9999 / 990
     grep -q "^default 2930" "$D/io.weight" || die "io.weight: $(cat "$D/io.weight")"
-    grep -q "^$mm 5050" "$D/io.weight" || die "io.weight per device: $(cat "$D/io.weight")"
     echo "  io.weight = $(cat "$D/io.weight" | tr '\n' ' ')"
   fi
   # enforced: 3 MiB read at 1 MiB/s takes about 3s (unthrottled here: see the baseline)
@@ -279,7 +286,23 @@ t_io() {
   took=$(echo "$out" | awk '/^took/{print $2}')
   note "3 MiB direct read at rbps=1MiB/s took ${took}s (${base}s unthrottled, outside)"
   awk -v t="$took" -v b="$base" 'BEGIN{exit !(t >= 1.8 && t > 2 * b)}' || die "io.max rbps not enforced (took ${took}s, ${base}s unthrottled)"
-  must berth delete --force io
+  stop_delete io
+}
+
+# runc applies blockIO.weightDevice only through BFQ (io.bfq.weight) and ignores it otherwise;
+# per-device io.weight needs iocost enabled on the device (EOPNOTSUPP here)
+t_io_weight_device() {
+  losetup /dev/loop0 >/dev/null 2>&1 || losetup /dev/loop0 "$W/disk" 2>/dev/null ||
+    { truncate -s 16M "$W/disk" && losetup /dev/loop0 "$W/disk"; } 2>/dev/null || skip "no loop device"
+  mm=$(cat /sys/block/loop0/dev); maj=${mm%:*}; min=${mm#*:}
+  RES="{\"blockIO\": {\"weight\": 300, \"weightDevice\": [{\"major\": $maj, \"minor\": $min, \"weight\": 500}]}}" mkbundle iowd
+  note "io.bfq.weight present: $([ -e "$CG/io.bfq.weight" ] && echo yes || echo no)"
+  create_start iowd
+  if [ -e "$D/io.bfq.weight" ]; then
+    grep -q "^$mm 500" "$D/io.bfq.weight" || die "io.bfq.weight: $(cat "$D/io.bfq.weight")"
+  fi
+  echo "  io.weight = $(tr '\n' ' ' < "$D/io.weight")"
+  stop_delete iowd
 }
 
 t_hugetlb_unified() {
@@ -292,7 +315,7 @@ t_hugetlb_unified() {
   expect_cg memory.high 50331648
   expect_cg pids.max 42
   expect_cg memory.oom.group 1
-  must berth delete --force huge
+  stop_delete huge
   RES='{"unified": {"nosuch.file": "1"}}' mkbundle huge2
   berth create --bundle "$BD" huge2 > "$BD/stdout" 2>&1 < /dev/null && die "unknown unified key accepted"
   note "unknown unified key refused: $(tail -n 1 "$BD/stdout")"
@@ -302,17 +325,17 @@ t_hugetlb_unified() {
 # open DEV MODE inside the container: prints ok or the error
 probe_dev() { cexec "$X" "if ( : $2 $1 ) 2>/dev/null; then echo ok; else echo denied; fi"; }
 t_devices() {
-  # /dev/kmsg (c 1:11) is allowed rw by the spec, /dev/loop-control (c 10:237) is created
+  # /dev/kmsg (c 1:11) is allowed w by the spec, /dev/loop-control (c 10:237) is created
   # through linux.devices but not allowed
   RES='{"devices": [{"allow": false, "access": "rwm"},
-                    {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}]}' \
+                    {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}]}' \
   DEVS='[{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 420},
          {"path": "/dev/loopctl", "type": "c", "major": 10, "minor": 237, "fileMode": 432}]' \
     mkbundle dev
   [ -e /dev/loop-control ] && : < /dev/loop-control    # loads the loop module, if it is one
   create_start dev
   [ "$(cexec "$X" 'ls -l /dev/loopctl /dev/kmsg | wc -l')" = 2 ] || die "device nodes not created: $(cexec "$X" 'ls -l /dev')"
-  expect_eq "read /dev/kmsg (allowed)" "$(probe_dev /dev/kmsg '<')" ok
+  # (only write opens of /dev/kmsg: a read open needs CAP_SYSLOG under dmesg_restrict)
   expect_eq "write /dev/kmsg (allowed)" "$(probe_dev /dev/kmsg '>>')" ok
   expect_eq "read /dev/loopctl (denied)" "$(probe_dev /dev/loopctl '<')" denied
   expect_eq "write /dev/loopctl (denied)" "$(probe_dev /dev/loopctl '>>')" denied
@@ -326,10 +349,10 @@ t_devices() {
 EOF
   must berth update -r "$BD/update.json" dev
   note "after berth update -r: kmsg denied, loop-control allowed"
-  expect_eq "read /dev/kmsg (now denied)" "$(probe_dev /dev/kmsg '<')" denied
+  expect_eq "write /dev/kmsg (now denied)" "$(probe_dev /dev/kmsg '>>')" denied
   expect_eq "read /dev/loopctl (now allowed)" "$(probe_dev /dev/loopctl '<')" ok
   expect_eq "read /dev/null (still allowed)" "$(probe_dev /dev/null '<')" ok
-  must berth delete --force dev
+  stop_delete dev
 }
 
 t_pause_resume() {
@@ -346,7 +369,7 @@ t_pause_resume() {
   expect_eq "cgroup.events frozen" "$(cgkey "$D/cgroup.events" frozen)" 0
   wait_for 10 sh -c "[ \"\$(cat '$X/tick')\" != '$b' ]" || die "tick does not advance after resume"
   echo "  tick advanced after resume: $b -> $(tick)"
-  must berth delete --force frz
+  stop_delete frz
 }
 
 t_kill_all() {
@@ -386,20 +409,24 @@ t_update_memory() {
   k=$(cgkey "$D/memory.events" oom_kill); note "memory.events oom_kill=$k"
   [ "${k:-0}" -ge 1 ] || die "memory.events shows no oom_kill"
   expect_eq "status (agent survived)" "$(status upd)" running
-  must berth delete --force upd
+  stop_delete upd
 }
 
 t_ps_json() {
   mkbundle ps
   create_start ps
   cexec "$X" 'sleep 1000 & sleep 1000 & echo ok' >/dev/null
+  # frozen, so that the agent's short-lived children do not come and go in between
+  must berth pause ps
   got=$(berth ps --format json ps) || die "berth ps failed"
+  want=$(sort -n "$D/cgroup.procs" | tr '\n' ' ')
+  must berth resume ps
   echo "  berth ps --format json: $got"
   got=$(echo "$got" | tr -d '[] ' | tr ',' '\n' | sort -n | tr '\n' ' ')
-  want=$(sort -n "$D/cgroup.procs" | tr '\n' ' ')
   expect_eq "pids" "$got" "$want"
+  [ "$(echo $got | wc -w)" -ge 3 ] || die "expected init and two sleeps"
   echo "$got" | grep -qw "$P" || die "init pid $P not listed"
-  must berth delete --force ps
+  stop_delete ps
 }
 
 t_events_stats() {
@@ -415,11 +442,11 @@ t_events_stats() {
   echo "$out" | grep -q '"pids": *{[^}]*"limit": *50' || die "pids.limit missing"
   echo "$out" | grep -q '"total": *[1-9]' || die "cpu usage total missing"
   echo "$out" | grep -q '"anon": *[1-9]' || die "memory.stat raw (anon) missing"
-  usage=$(echo "$out" | grep -o '"usage": *{[^}]*' | grep -o '"usage": *[0-9]*' | head -n 1 | grep -o '[0-9]*$')
+  usage=$(echo "$out" | sed 's/.*"memory"://' | grep -o '"usage": *{[^}]*}' | head -n 1 | grep -o '"usage": *[0-9]*' | grep -o '[0-9]*$')
   cur=$(cat "$D/memory.current")
   note "memory usage in stats=$usage memory.current=$cur"
   [ "${usage:-0}" -gt 0 ] || die "memory usage 0"
-  must berth delete --force st
+  stop_delete st
 }
 
 t_cgroupns() {
@@ -437,7 +464,20 @@ t_cgroupns() {
   cexec "$X" '[ -e /sys/fs/cgroup/berth-v2test ]' && die "the host hierarchy is visible"
   cexec "$X" 'mkdir /sys/fs/cgroup/sub' >/dev/null && die "mkdir in the read-only cgroup mount worked"
   cexec "$X" 'echo 1 > /sys/fs/cgroup/pids.max' >/dev/null && die "write to the read-only cgroup mount worked"
-  must berth delete --force cgns
+  stop_delete cgns
+}
+
+# delete --force of a running container, as `docker rm -f` does it: repeated, since it races
+# with the reaping of init
+t_delete_force() {
+  mkbundle delf
+  for i in 1 2 3 4; do
+    create_start delf
+    berth delete --force delf > "$BD/del.out" 2>&1 || die "delete --force #$i of a running container failed: $(cat "$BD/del.out")"
+    [ -d "$D" ] && die "cgroup left after delete --force #$i"
+    rm -f "$X/tick"
+  done
+  echo "  4 x create, start, delete --force"
 }
 
 t_no_leftovers() {
@@ -449,7 +489,7 @@ t_no_leftovers() {
   echo "  $(wc -l < "$W/cg.now") cgroup dirs, as at the start; $ROOT empty"
 }
 
-CASES="lifecycle memory_oom_events memory_swap pids cpu io hugetlb_unified devices pause_resume kill_all update_memory ps_json events_stats cgroupns no_leftovers"
+CASES="lifecycle memory_oom_events memory_swap pids cpu io io_weight_device hugetlb_unified devices pause_resume kill_all update_memory ps_json events_stats cgroupns delete_force no_leftovers"
 
 # ---------------------------------------------------------------- main
 main() {
@@ -471,17 +511,19 @@ main() {
   for c in $sel; do
     i=$((i+1)); t0=$(now); rm -f "$W/reason"
     [ "$c" = no_leftovers ] && cg_listing > "$W/cg.now"
-    ( "t_$c" ) > "$W/$c.log" 2>&1 < /dev/null
+    # each case in its own process with a deadline: a hang costs one case, not the VM
+    timeout "$CASE_TIMEOUT" sh "$0" --case "$c" > "$W/$c.log" 2>&1 < /dev/null
     rc=$?
     # remove whatever the case left (its containers, then a stray test cgroup parent)
     for id in $(ls "$ROOT" 2>/dev/null); do berth delete --force "$id" >> "$W/$c.log" 2>&1; done
     dt=$(elapsed "$t0")
     kb=$(printf '%s\n' "$KNOWN_BUGS" | awk -F'|' -v c="$c" '$1 == c { print $2 }')
     case $rc in
-      0) pass=$((pass+1)); echo "ok $i - $c (${dt}s)${kb:+ # known bug '$kb' did not show: remove the mark}"
+      0) pass=$((pass+1)); echo "ok $i - $c (${dt}s)${kb:+ # marked as a known bug, but passed: fixed? then remove the mark}"
          [ "$VERBOSE" = 1 ] && sed 's/^/    /' "$W/$c.log" ;;
       77) skipn=$((skipn+1)); echo "ok $i - $c # SKIP $(cat "$W/reason" 2>/dev/null)" ;;
       *) fail=$((fail+1)); failed="$failed $c"
+         [ -s "$W/reason" ] || [ $rc -lt 124 ] || echo "timed out after ${CASE_TIMEOUT}s (exit $rc)" > "$W/reason"
          [ -n "$kb" ] && known=$((known+1))
          echo "not ok $i - $c (${dt}s): $(cat "$W/reason" 2>/dev/null || echo "exit $rc")${kb:+ # KNOWN BUG (reported): $kb}"
          sed 's/^/    /' "$W/$c.log"
@@ -497,4 +539,5 @@ main() {
   [ $fail = 0 ]
 }
 
+if [ "${1:-}" = --case ]; then "t_$2"; exit $?; fi
 main "$@"
