@@ -226,7 +226,7 @@ fn rlimit_above_hard_limit_is_a_clear_error() {
         }
         assert!(out.stderr.contains("RLIMIT_NOFILE"), "{}", out.stderr);
         assert!(
-            out.stderr.contains("Operation not permitted"),
+            out.stderr.contains("operation not permitted"),
             "{}",
             out.stderr
         );

@@ -142,7 +142,13 @@ impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.step, self.op)?;
         if let Some(errno) = self.errno() {
-            write!(f, ": {}", errno.desc())?;
+            // Lower case, as Go's (and so runc's) error strings are: engines match on them
+            // (docker maps "no such file or directory" to exit code 127).
+            let desc = errno.desc();
+            let mut chars = desc.chars();
+            if let Some(first) = chars.next() {
+                write!(f, ": {}{}", first.to_lowercase(), chars.as_str())?;
+            }
         }
         Ok(())
     }
