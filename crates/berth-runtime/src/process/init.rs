@@ -290,13 +290,25 @@ pub fn prepare_process(
             .map_err(|e| SetupError::msg("process", format!("write oomScoreAdj {adj}: {e}")))?;
     }
 
-    let env: Vec<CString> = process
+    let mut env: Vec<CString> = process
         .env()
         .iter()
         .flatten()
         .map(|e| CString::new(e.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(|_| SetupError::msg("process", "process.env has a NUL byte"))?;
+    if !process
+        .env()
+        .iter()
+        .flatten()
+        .any(|e| e.starts_with("HOME="))
+    {
+        // As runc: HOME from the container's /etc/passwd for the user, else "/".
+        let home = home_dir(process.user().uid()).unwrap_or_else(|| "/".to_owned());
+        if let Ok(kv) = CString::new(format!("HOME={home}")) {
+            env.push(kv);
+        }
+    }
     let args: Vec<CString> = process
         .args()
         .iter()
@@ -528,6 +540,15 @@ fn switch_user(uid: u32, gid: u32, additional: &[u32]) -> Result<(), SetupError>
         .map_err(|e| SetupError::sys(step, format!("setresuid {uid}"), e))?;
     nix::sys::prctl::set_keepcaps(false)
         .map_err(|e| SetupError::sys(step, "prctl(PR_SET_KEEPCAPS, 0)", e))
+}
+
+/// The home directory of `uid` in the container's /etc/passwd.
+fn home_dir(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[2].parse() == Ok(uid)).then(|| f[5].to_owned())
+    })
 }
 
 /// Find `arg0` as `execvp` would, with the container's `PATH` (after `pivot_root`).

@@ -526,7 +526,7 @@ fn readonly_path(path: &str) -> Result<(), SetupError> {
     bind_remount(
         &fd_path(mounted.as_fd()),
         mounted.as_fd(),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MsFlags::MS_RDONLY,
     )
     .map_err(|e| SetupError::sys("readonlyPaths", format!("remount {path} read-only"), e))
 }
