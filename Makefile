@@ -72,7 +72,8 @@ test: build rootfs
 
 bench: build-release rootfs
 	bash bench/runtime.sh $(BERTH_RELEASE) $(ROOTFS)
-	bash bench/image.sh
+	BERTH_BIN=$(BERTH_RELEASE) sh bench/engines.sh
+	sh bench/image.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
