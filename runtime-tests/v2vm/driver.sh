@@ -26,8 +26,7 @@ CASE_TIMEOUT=${V2VM_CASE_TIMEOUT:-150}
 # Cases that fail because of a reported berth bug: "case|what".  They are still run and
 # still count as failures (the suite stays red until the bug is fixed); the note only
 # says that the failure is known and reported.
-KNOWN_BUGS="io_weight_device|berth-cgroups v2::io::apply writes blockIO.weightDevice to per-device io.weight, which the kernel refuses (EOPNOTSUPP) without iocost, so create fails; runc applies weightDevice only through BFQ (io.bfq.weight) and ignores it otherwise
-delete_force|racy: berth-runtime Container::kill_and_wait (delete --force of a running container) writes cgroup.kill, then signal_init (pidfd_open or pidfd_send_signal on init) fails with ESRCH when init is already gone; the delete fails and the container stays"
+KNOWN_BUGS=""
 
 berth() { "$BERTH" --root "$ROOT" "$@"; }
 

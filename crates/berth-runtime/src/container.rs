@@ -655,15 +655,30 @@ impl Container {
     }
 
     fn signal_init(&self, signal: i32) -> Result<(), ContainerError> {
-        let pidfd = sys::pidfd_open(Pid::from_raw(self.state.pid))
-            .map_err(|e| ContainerError::sys(format!("pidfd_open {}", self.state.pid), e))?;
+        let pidfd = match sys::pidfd_open(Pid::from_raw(self.state.pid)) {
+            Ok(fd) => fd,
+            // Gone between the status check and now (a cgroup kill may have just ended it).
+            Err(Errno::ESRCH) => return Err(self.refuse("kill", Status::Stopped)),
+            Err(e) => {
+                return Err(ContainerError::sys(
+                    format!("pidfd_open {}", self.state.pid),
+                    e,
+                ))
+            }
+        };
         // The pidfd pins the process: if its start time still matches, it is our init.
         if !state::is_alive(self.state.pid, self.state.pid_start_time) {
             return Err(self.refuse("kill", Status::Stopped));
         }
-        sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| {
-            ContainerError::sys(format!("kill {} with signal {signal}", self.state.pid), e)
-        })
+        match sys::pidfd_send_signal(pidfd.as_fd(), signal) {
+            Ok(()) => Ok(()),
+            // Exited (a zombie waiting for its reaper) since we looked.
+            Err(Errno::ESRCH) => Err(self.refuse("kill", Status::Stopped)),
+            Err(e) => Err(ContainerError::sys(
+                format!("kill {} with signal {signal}", self.state.pid),
+                e,
+            )),
+        }
     }
 
     /// Start `process` inside the running container: it joins every namespace and the cgroup
