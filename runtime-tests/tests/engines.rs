@@ -647,7 +647,16 @@ fn podman_scenario(under: Under) {
         &["hi\n1024\n"],
     );
 
-    let mut a = p.args(&p.run_args(&["-it", "--rm", "busybox", "sh", "-c", "tty; exit 2"]));
+    // podman attaches to conmon only after `start`: output of a process that exits at once
+    // can be gone by then (with runc too, which is just slower to start). Give it a moment.
+    let mut a = p.args(&p.run_args(&[
+        "-it",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; tty; exit 2",
+    ]));
     a.insert(0, "podman".into());
     let out = call_in_pty(&shell_line(&a[0], &a[1..]), &p.envs);
     c.expect(
