@@ -56,7 +56,8 @@ test-v2vm: v2vm-share v2vm-setup
 		"$(V2VM_RUN)" sh driver.sh $(V2VM_CASES) 2>&1; echo $$? > $(V2VM_DIR)/rc; } | tee $(V2VM_DIR)/report.tap; \
 	rc=$$(cat $(V2VM_DIR)/rc); wall=$$(( $$(date +%s) - start )); \
 	case $$rc in \
-	0) echo "test-v2vm: PASS (wall $${wall}s; report: $(V2VM_DIR)/report.tap)";; \
+	0) echo "test-v2vm: PASS (wall $${wall}s; report: $(V2VM_DIR)/report.tap)"; \
+	   grep '^v2vm: [0-9]* passed' $(V2VM_DIR)/report.tap | tail -1;; \
 	124) echo "test-v2vm: FAIL: the VM timed out (wall $${wall}s)" >&2;; \
 	125) echo "test-v2vm: FAIL: the VM could not boot or broke down (exit 125); rerun with V2VM_VERBOSE=1 for the console" >&2;; \
 	*) grep -q '^v2vm: [0-9]* passed' $(V2VM_DIR)/report.tap || echo "v2vm: the driver ended early (exit $$rc)" >&2; \

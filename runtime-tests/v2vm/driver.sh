@@ -7,7 +7,7 @@
 # The share folder (cwd, /share) holds: berth (static), rootfs/ (busybox), driver.sh.
 # Only busybox and the host's /usr are there.  Every case runs in a subshell with its own
 # bundle(s) under /tmp/v2vm/b/<case>; containers are removed after each case.  Output is
-# TAP; the last line is "v2vm: N passed, N failed, N skipped (N known bugs) in Ns".
+# TAP; the last line is "v2vm: N passed, N failed, N skipped".
 #
 # Containers get a tiny "agent" as their process (no `berth exec` yet): it runs the
 # scripts the driver drops into the bundle's x/ folder (bind-mounted at /x) and bumps
@@ -534,7 +534,8 @@ main() {
   done
   rmdir "$CG/$TESTCG" 2>/dev/null
   losetup -d /dev/loop0 2>/dev/null
-  echo "v2vm: $pass passed, $fail failed, $skipn skipped ($known known bugs) in $(elapsed "$start")s${failed:+; failed:$failed}"
+  echo "# $known known bugs, $(elapsed "$start")s${failed:+; failed:$failed}"
+  echo "v2vm: $pass passed, $fail failed, $skipn skipped"
   [ $fail = 0 ]
 }
 
