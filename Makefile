@@ -46,7 +46,7 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 build-release: deps
-	$(CARGO) build --release -p berth
+	$(CARGO) build --release -p berth -p berth-image-cli
 
 $(ROOTFS)/bin/busybox: rootfs-fixtures/build-rootfs.sh
 	@$(MAKE) --no-print-directory deps

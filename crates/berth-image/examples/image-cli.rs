@@ -1,7 +1,7 @@
 //! `berth image` as a standalone binary, built from the CLI's own command file, so that the
 //! benchmark and tests can drive the real command line without building the whole CLI.
 
-#[path = "../../berth/src/commands/image.rs"]
+#[path = "../../berth-image-cli/src/image.rs"]
 mod image;
 
 use clap::Parser;

@@ -104,6 +104,11 @@ pub enum Command {
     Features,
     /// Check a bundle against the runtime spec.
     Validate(commands::validate::ValidateArgs),
-    /// Pull, load, inspect and unpack images.
-    Image(commands::image::ImageArgs),
+    /// Pull, load, inspect and unpack images (runs the `berth-image` binary).
+    #[command(disable_help_flag = true)]
+    Image {
+        /// Arguments of `berth-image` (`--help` for its own help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }

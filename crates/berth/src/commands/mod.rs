@@ -5,7 +5,6 @@ pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
-pub mod image;
 pub mod kill;
 pub mod list;
 pub mod ps;
@@ -67,6 +66,22 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
         Command::Exec(a) => exec::run(g, a),
         Command::Features => features::run(),
         Command::Validate(a) => validate::run(a),
-        Command::Image(a) => Ok(u8::try_from(image::run(a)?).unwrap_or(1)),
+        Command::Image { args } => image_command(&args),
     }
+}
+
+/// `berth image ARGS`: run the `berth-image` binary installed beside this one (or found in
+/// `PATH`), which carries the registry client, so the runtime commands do not.
+fn image_command(args: &[std::ffi::OsString]) -> Result<u8> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("berth-image")))
+        .filter(|p| p.is_file());
+    let program = beside.unwrap_or_else(|| "berth-image".into());
+    let err = std::process::Command::new(&program)
+        .arg0("berth image")
+        .args(args)
+        .exec();
+    anyhow::bail!("run {}: {err}", program.display())
 }
