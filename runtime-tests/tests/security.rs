@@ -139,3 +139,65 @@ fn no_new_privileges_stops_a_setuid_binary() {
         );
     });
 }
+
+/// SCMP_ACT_NOTIFY: berth passes the notify fd with runc's ContainerProcessState JSON to the
+/// spec's listenerPath. The listener here only checks what it got and closes the fd, which
+/// makes the notified syscall fail with ENOSYS in the container.
+#[test]
+fn seccomp_notify_fd_reaches_the_listener() {
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixListener;
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+    leak_checked(|rt, b| {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("listener.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let got = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::empty(),
+            )
+            .unwrap();
+            let mut fds = 0;
+            for c in msg.cmsgs().unwrap() {
+                if let ControlMessageOwned::ScmRights(f) = c {
+                    fds += f.len();
+                    for fd in f {
+                        let _ = nix::unistd::close(fd);
+                    }
+                }
+            }
+            let n = msg.bytes;
+            (
+                serde_json::from_slice::<serde_json::Value>(&buf[..n]).unwrap(),
+                fds,
+            )
+        });
+        b.set_seccomp(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock.to_str().unwrap(),
+            "listenerMetadata": "berth-test-metadata",
+            "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        b.set_readonly_root(false);
+        b.set_args(&["sh", "-c", "mkdir /tmp/n 2>&1; echo after"]);
+        let id = rt.new_id("notify");
+        let out = rt.run(&id, b);
+        let (state, fds) = got.join().unwrap();
+        assert_eq!(fds, 1, "no fd attached: {state}");
+        assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+        assert_eq!(state["metadata"], "berth-test-metadata", "{state}");
+        assert_eq!(state["state"]["id"], id.as_str(), "{state}");
+        assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{state}");
+        assert!(out.stdout.contains("after"), "{}", out.describe());
+    });
+}
