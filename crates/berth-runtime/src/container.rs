@@ -348,6 +348,10 @@ impl ContainerBuilder {
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroup.saved(),
             own_pid_ns,
+            has_poststart_hooks: hooks
+                .is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
+            has_poststop_hooks: hooks
+                .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
             stopped: false,
         };
         cleanup.dir().save(&st)?;
@@ -631,7 +635,12 @@ impl Container {
             }
         }
         let _ = std::fs::remove_file(&fifo_path);
-        if let Some(spec) = self.saved_spec() {
+        if let Some(spec) = self
+            .state
+            .has_poststart_hooks
+            .then(|| self.saved_spec())
+            .flatten()
+        {
             if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
                 let st = self.oci_state();
                 hooks::run_hooks_warn("poststart", hooks, &st);
@@ -855,7 +864,12 @@ impl Container {
             let _ = cg.kill_all(libc::SIGKILL);
         }
         cg.destroy()?;
-        if let Some(spec) = self.saved_spec() {
+        if let Some(spec) = self
+            .state
+            .has_poststop_hooks
+            .then(|| self.saved_spec())
+            .flatten()
+        {
             if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
                 let mut st = self.oci_state();
                 st.status = Status::Stopped;

@@ -104,6 +104,12 @@ pub struct ContainerState {
     pub cgroup: berth_cgroups::CgroupSaved,
     /// Whether the container has its own pid namespace (then killing init kills all).
     pub own_pid_ns: bool,
+    /// Whether the configuration has poststart hooks (so that `start` reads it only then).
+    #[serde(default)]
+    pub has_poststart_hooks: bool,
+    /// Whether the configuration has poststop hooks (so that `delete` reads it only then).
+    #[serde(default)]
+    pub has_poststop_hooks: bool,
     /// Whether the status was set to stopped explicitly (after a failed start).
     #[serde(default)]
     pub stopped: bool,
