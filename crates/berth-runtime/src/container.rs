@@ -247,6 +247,7 @@ impl ContainerBuilder {
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
             has_create_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+            unprivileged_runtime: !nix::unistd::geteuid().is_root(),
         };
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;

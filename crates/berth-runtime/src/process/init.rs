@@ -53,6 +53,8 @@ pub struct InitConfig {
     pub preserve_fds: u32,
     /// Whether the createRuntime/prestart hook round trip is needed.
     pub has_create_runtime_hooks: bool,
+    /// The runtime runs without privileges (rootless): it writes our id maps as our owner.
+    pub unprivileged_runtime: bool,
 }
 
 /// Entry point of the child after `clone`. Never returns.
@@ -97,7 +99,9 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         nix::sys::prctl::set_dumpable(false)
             .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))
     };
-    let late = cfg.ns.new_user() && !nix::unistd::geteuid().is_root();
+    // Decided by the runtime before clone: once the runtime has written our uid map, our own
+    // euid would read as 0.
+    let late = cfg.ns.new_user() && cfg.unprivileged_runtime;
     if !late {
         set_non_dumpable()?;
     }
