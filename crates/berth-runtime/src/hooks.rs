@@ -104,20 +104,24 @@ fn run_hook(kind: &'static str, hook: &Hook, input: &[u8]) -> Result<(), HookErr
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
-    let status = loop {
-        match child.try_wait().map_err(spawn_err)? {
-            Some(status) => break status,
-            None => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(HookError::Timeout {
-                        kind,
-                        path,
-                        secs: hook.timeout().unwrap_or_default(),
-                    });
+    let status = if deadline.is_none() {
+        child.wait().map_err(spawn_err)?
+    } else {
+        loop {
+            match child.try_wait().map_err(spawn_err)? {
+                Some(status) => break status,
+                None => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(HookError::Timeout {
+                            kind,
+                            path,
+                            secs: hook.timeout().unwrap_or_default(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
                 }
-                std::thread::sleep(Duration::from_millis(2));
             }
         }
     };

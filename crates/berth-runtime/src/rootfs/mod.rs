@@ -96,11 +96,7 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<(), SetupError> {
     )
     .map_err(|e| SetupError::sys(step, format!("open {rootfs}"), e))?;
 
-    let mut has_dev = false;
     for m in ctx.spec.mounts().iter().flatten() {
-        if m.destination() == Path::new("/dev") {
-            has_dev = true;
-        }
         mount_one(ctx, root.as_fd(), m)?;
     }
     let spec_devices = ctx
@@ -112,7 +108,6 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<(), SetupError> {
     let devs = devices::devices_for(&spec_devices);
     // Without a /dev mount of its own the rootfs' /dev is used as it is, as runc does, but the
     // default devices are still created in it.
-    let _ = has_dev;
     devices::create_devices(root.as_fd(), &devs, ctx.userns)?;
     devices::create_dev_symlinks(root.as_fd())?;
     Ok(())
