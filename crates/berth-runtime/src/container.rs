@@ -579,12 +579,28 @@ impl Container {
     }
 
     /// The configuration the container was created with.
-    pub fn config(&self) -> Option<Spec> {
-        self.saved_spec()
+    pub fn config(&self) -> Result<Spec, SpecError> {
+        crate::spec::load_spec(&self.dir.path().join(state::CONFIG_FILE))
     }
 
-    fn saved_spec(&self) -> Option<Spec> {
-        crate::spec::load_spec(&self.dir.path().join(state::CONFIG_FILE)).ok()
+    /// Run the saved configuration's poststart or poststop hooks, which only warn on failure.
+    fn run_saved_hooks(&self, kind: &'static str, status: Status) {
+        let spec = match self.config() {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::warn!("{kind} hooks not run: {e}");
+                return;
+            }
+        };
+        let hooks = spec.hooks().as_ref().and_then(|h| match kind {
+            "poststart" => h.poststart().as_ref(),
+            _ => h.poststop().as_ref(),
+        });
+        if let Some(hooks) = hooks {
+            let mut st = self.oci_state();
+            st.status = status;
+            hooks::run_hooks_warn(kind, hooks, &st);
+        }
     }
 
     fn refuse(&self, op: &'static str, status: Status) -> ContainerError {
@@ -636,16 +652,8 @@ impl Container {
             }
         }
         let _ = std::fs::remove_file(&fifo_path);
-        if let Some(spec) = self
-            .state
-            .has_poststart_hooks
-            .then(|| self.saved_spec())
-            .flatten()
-        {
-            if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-                let st = self.oci_state();
-                hooks::run_hooks_warn("poststart", hooks, &st);
-            }
+        if self.state.has_poststart_hooks {
+            self.run_saved_hooks("poststart", Status::Running);
         }
         Ok(())
     }
@@ -706,9 +714,7 @@ impl Container {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(SpecError::invalid("process.args", "must not be empty").into());
         }
-        let spec = self.saved_spec().ok_or_else(|| {
-            ContainerError::InitDied("the container's saved configuration is unreadable".into())
-        })?;
+        let spec = self.config()?;
         let init = self.state.pid;
         let mut namespaces: Vec<(CloneFlags, PathBuf)> = spec
             .linux()
@@ -865,17 +871,8 @@ impl Container {
             let _ = cg.kill_all(libc::SIGKILL);
         }
         cg.destroy()?;
-        if let Some(spec) = self
-            .state
-            .has_poststop_hooks
-            .then(|| self.saved_spec())
-            .flatten()
-        {
-            if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
-                let mut st = self.oci_state();
-                st.status = Status::Stopped;
-                hooks::run_hooks_warn("poststop", hooks, &st);
-            }
+        if self.state.has_poststop_hooks {
+            self.run_saved_hooks("poststop", Status::Stopped);
         }
         self.dir.remove()?;
         Ok(())

@@ -39,10 +39,7 @@ pub fn child_main(cfg: ExecConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    if chan.send(&ToParent::Failed(err.clone())).is_err() {
-        eprintln!("berth: exec: {err}");
-    }
-    std::process::exit(1)
+    super::report_and_exit(&chan, "exec", err)
 }
 
 enum Never {}
@@ -77,7 +74,7 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
         Err(e) => return Err(SetupError::sys("exec", "fork into the container", e)),
         Ok(Forked::Parent(pid)) => {
             let _ = chan.send(&ToParent::Pid(pid.as_raw()));
-            std::process::exit(0);
+            sys::exit_now(0);
         }
         Ok(Forked::Child) => {}
     }

@@ -63,14 +63,7 @@ pub fn child_main(cfg: InitConfig, chan: Channel) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    // After `create` has returned nobody listens on the channel: say it on stderr, where the
-    // container's output goes.
-    if chan.send(&ToParent::Failed(err.clone())).is_err() {
-        eprintln!("berth: container init: {err}");
-    }
-    // SAFETY-free exit without running the parent's atexit handlers or flushing its stdio
-    // buffers (which were copied into us by clone).
-    std::process::exit(1)
+    super::report_and_exit(&chan, "container init", err)
 }
 
 fn wait_for(chan: &Channel, step: &str) -> Result<ToChild, SetupError> {
@@ -136,7 +129,7 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
             Err(e) => return Err(SetupError::sys("namespaces", "fork into pid namespace", e)),
             Ok(Forked::Parent(pid)) => {
                 let _ = chan.send(&ToParent::Pid(pid.as_raw()));
-                std::process::exit(0);
+                sys::exit_now(0);
             }
             Ok(Forked::Child) => {}
         }

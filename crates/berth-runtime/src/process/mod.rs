@@ -22,3 +22,18 @@ pub(crate) fn close_fds_except(first: std::os::fd::RawFd, keep: &[Option<std::os
         }
     }
 }
+
+/// End a container-side child after a setup failure: tell the runtime, or, once `create` has
+/// returned and nobody listens on the channel, say it on stderr (where the container's output
+/// goes). `_exit`, not `exit`: the atexit handlers and stdio buffers are the runtime's, copied
+/// into this child by clone.
+pub(crate) fn report_and_exit(
+    chan: &channel::Channel,
+    what: &str,
+    err: crate::error::SetupError,
+) -> ! {
+    if chan.send(&channel::ToParent::Failed(err.clone())).is_err() {
+        eprintln!("berth: {what}: {err}");
+    }
+    crate::sys::exit_now(1)
+}
