@@ -45,8 +45,10 @@ deps:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
+# Two invocations: built together, berth would get berth-image-cli's dependency features.
 build-release: deps
-	$(CARGO) build --release -p berth -p berth-image-cli
+	$(CARGO) build --release -p berth
+	$(CARGO) build --release -p berth-image-cli
 
 $(ROOTFS)/bin/busybox: rootfs-fixtures/build-rootfs.sh
 	@$(MAKE) --no-print-directory deps

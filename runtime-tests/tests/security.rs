@@ -10,7 +10,9 @@ use common::leak_checked;
 use serde_json::json;
 
 /// What an attacker in the container would do: hold the init process's exe while the runtime
-/// runs, and reopen it for writing once the runtime is gone.
+/// runs, and reopen it for writing once the runtime is gone. Here init runs runtime code after
+/// `start` (a startContainer hook), so berth re-executes itself from a read-only bind mount
+/// first, and the exe it exposes is that mount's.
 #[test]
 fn runtime_binary_is_not_writable_through_proc_exe() {
     let Some((_, mut b)) = common::setup() else {
@@ -20,11 +22,13 @@ fn runtime_binary_is_not_writable_through_proc_exe() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("berth");
     std::fs::copy(runtime_tests::berth_bin().unwrap(), &bin).unwrap();
+    let original = std::fs::read(&bin).unwrap();
     let rt = runtime_tests::Runtime::new(&bin).unwrap();
     let before = runtime_tests::LeakSnapshot::take(&rt, &b);
     {
         let (rt, b) = (&rt, &mut b);
         b.set_args(&["sleep", "100"]);
+        b.add_hook("startContainer", json!({"path": "/bin/true"}));
         let id = rt.new_id("exe");
         assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
         // Until start, init runs the berth binary itself.
@@ -45,10 +49,94 @@ fn runtime_binary_is_not_writable_through_proc_exe() {
         let err = reopened.expect_err("the runtime binary was writable after the runtime exited");
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
         // And the binary on disk is intact and still runs.
+        assert_eq!(std::fs::read(&bin).unwrap(), original);
         assert!(rt.cmd(&["--version"]).success());
     }
     rt.cleanup();
     runtime_tests::assert_no_leaks(&before, &rt);
+}
+
+/// Without runtime code to run after `start`, init waits in the exec stub: a sealed memfd,
+/// which is all a process of the container (here one exec'd before start) can reach through
+/// `/proc/1/exe`, and which cannot be written.
+#[test]
+fn created_init_exposes_only_the_sealed_exec_stub() {
+    let Some((_, mut b)) = common::setup() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("berth");
+    std::fs::copy(runtime_tests::berth_bin().unwrap(), &bin).unwrap();
+    let original = std::fs::read(&bin).unwrap();
+    let rt = runtime_tests::Runtime::new(&bin).unwrap();
+    let before = runtime_tests::LeakSnapshot::take(&rt, &b);
+    {
+        let (rt, b) = (&rt, &mut b);
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("stub");
+        assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
+        let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(
+            exe.to_string_lossy().starts_with("/memfd:berth-exec"),
+            "init's exe before start: {}",
+            exe.display()
+        );
+        // Seen from inside, by a process exec'd into the created container.
+        let out = rt.exec(&id, &["readlink", "/proc/1/exe"]);
+        assert!(out.success(), "{}", out.describe());
+        assert!(
+            out.stdout.starts_with("/memfd:berth-exec"),
+            "{}",
+            out.describe()
+        );
+        // Opening it for writing may work; writing to it does not.
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/exe"))
+        {
+            let err = f
+                .write_all(b"\x7fELF")
+                .expect_err("wrote into the exec stub");
+            assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+        }
+        assert!(rt.start(&id).success(), "{}", rt.dump_log());
+        // Started: the stub has become the container's program.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(
+            exe.ends_with("busybox"),
+            "init's exe after start: {}",
+            exe.display()
+        );
+        assert!(rt.delete_force(&id).success());
+        assert_eq!(std::fs::read(&bin).unwrap(), original);
+    }
+    rt.cleanup();
+    runtime_tests::assert_no_leaks(&before, &rt);
+}
+
+#[test]
+fn a_proc_self_exe_program_gets_the_stub_not_the_runtime() {
+    leak_checked(|rt, b| {
+        // CVE-2019-5736's trick: the container's program is a script whose interpreter is
+        // /proc/self/exe, i.e. whatever binary execs it. That is the stub, which refuses.
+        let script = b.rootfs().join("exe.sh");
+        std::fs::write(&script, "#!/proc/self/exe\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        b.set_args(&["/exe.sh", "--version"]);
+        let out = rt.run(&rt.new_id("selfexe"), b);
+        assert_eq!(out.code(), Some(126), "{}", out.describe());
+        assert!(
+            out.stderr.contains("exec stub, not a program"),
+            "{}",
+            out.describe()
+        );
+        assert!(!out.stdout.contains("berth"), "{}", out.describe());
+    });
 }
 
 trait OpenPath {

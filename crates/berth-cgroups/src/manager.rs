@@ -220,10 +220,11 @@ impl FsManager {
         for comp in rel.components() {
             let parent = cur.clone();
             cur.push(comp);
-            if cur.is_dir() {
-                continue;
-            }
             if v2_controllers {
+                // The parent's controllers must be enabled before a child is made.
+                if cur.is_dir() {
+                    continue;
+                }
                 enable_subtree_controllers(&parent);
             }
             match fs::create_dir(&cur) {

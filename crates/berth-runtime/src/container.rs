@@ -111,14 +111,27 @@ impl ContainerBuilder {
     /// Create the container: namespaces, cgroup, rootfs, process setup. The init process is
     /// left waiting for [`Container::start`]. On failure nothing is left behind.
     ///
-    /// The calling process must be single-threaded (the init process is cloned from it).
+    /// The calling process must be single-threaded (the init process is cloned from it). When
+    /// the init would run runtime code where another process of the container can see it
+    /// ([`crate::exe::init_needs_protection`]), the running binary must be protected
+    /// ([`crate::exe::protect`]), else this fails with [`ContainerError::ExeNotProtected`].
     pub fn create(self) -> Result<Container, ContainerError> {
-        let _span = tracing::info_span!("create", id = %self.id).entered();
         state::check_id(&self.id).map_err(|why| ContainerError::InvalidId {
             id: self.id.clone(),
             why,
         })?;
         let bundle = Bundle::load(&self.bundle)?;
+        self.create_from(bundle)
+    }
+
+    /// [`create`](Self::create) from a bundle the caller has already loaded (to look at its
+    /// configuration first); the builder's bundle path is not read again.
+    pub fn create_from(self, bundle: Bundle) -> Result<Container, ContainerError> {
+        let _span = tracing::info_span!("create", id = %self.id).entered();
+        state::check_id(&self.id).map_err(|why| ContainerError::InvalidId {
+            id: self.id.clone(),
+            why,
+        })?;
         crate::validate::check(&bundle.raw, &bundle.dir)?;
         let process =
             bundle.spec.process().as_ref().ok_or_else(|| {
@@ -132,6 +145,18 @@ impl ContainerBuilder {
         }
         let terminal = process.terminal().unwrap_or(false);
         let ns = NsPlan::from_spec(&bundle.spec)?;
+        let exec_stub = crate::exe::ExecStub::new().unwrap_or_else(|e| {
+            tracing::debug!("no exec stub: {e}");
+            None
+        });
+        if (exec_stub.is_none() || crate::exe::init_needs_protection(&bundle.spec))
+            && !crate::exe::is_protected()
+        {
+            return Err(ContainerError::ExeNotProtected(
+                "this container's init shares a pid namespace, runs startContainer hooks or has \
+                 no exec stub",
+            ));
+        }
         let dir = StateDir::create(&self.root, &self.id).map_err(|e| {
             if state::is_exists(&e) {
                 ContainerError::AlreadyExists {
@@ -142,7 +167,7 @@ impl ContainerBuilder {
             }
         })?;
         let mut cleanup = Cleanup::new(dir);
-        let result = self.create_in(&bundle, ns, terminal, &mut cleanup);
+        let result = self.create_in(&bundle, ns, terminal, exec_stub, &mut cleanup);
         match result {
             Ok(state) => {
                 let dir = cleanup.disarm();
@@ -160,6 +185,7 @@ impl ContainerBuilder {
         bundle: &Bundle,
         ns: NsPlan,
         terminal: bool,
+        exec_stub: Option<crate::exe::ExecStub>,
         cleanup: &mut Cleanup,
     ) -> Result<ContainerState, ContainerError> {
         let spec = &bundle.spec;
@@ -248,6 +274,7 @@ impl ContainerBuilder {
             preserve_fds: self.preserve_fds,
             has_create_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
             unprivileged_runtime: !nix::unistd::geteuid().is_root(),
+            exec_stub,
         };
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
@@ -704,9 +731,16 @@ impl Container {
     /// rlimits, no_new_privs, seccomp). Returns its host pid once it is about to exec; the
     /// caller (a child of which it is) waits for it.
     ///
-    /// The calling process must be single-threaded.
+    /// The calling process must be single-threaded and its binary protected from the container
+    /// ([`crate::exe::protect`]): the new process runs runtime code inside the container
+    /// before it execs.
     pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
         let _span = tracing::info_span!("exec", id = %self.state.id).entered();
+        if !crate::exe::is_protected() {
+            return Err(ContainerError::ExeNotProtected(
+                "exec runs runtime code inside the container",
+            ));
+        }
         let status = self.status();
         if status != Status::Running && status != Status::Created {
             return Err(self.refuse("exec in", status));
@@ -757,6 +791,10 @@ impl Container {
             namespaces,
             console_socket,
             preserve_fds: opts.preserve_fds,
+            exec_stub: crate::exe::ExecStub::new().unwrap_or_else(|e| {
+                tracing::debug!("no exec stub: {e}");
+                None
+            }),
         };
         let cgroup = self.cgroup()?;
         let (parent_chan, child_chan) =

@@ -88,6 +88,13 @@ pub enum ContainerError {
     /// The container's init process exited or broke the setup protocol before it was ready.
     #[error("container init exited before it was ready: {0}")]
     InitDied(String),
+    /// The runtime binary could not be shielded from the container (CVE-2019-5736).
+    #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
+    /// Runtime code would run where the container can see it, but the running binary is not
+    /// protected: call [`crate::exe::protect`] first (at the start of `main`).
+    #[error("{0}: the runtime binary must be protected first (berth_runtime::exe::protect)")]
+    ExeNotProtected(&'static str),
 }
 
 impl ContainerError {

@@ -5,15 +5,25 @@
 //! or by making the container's program `#!/proc/self/exe`, and then write to it. runc copies
 //! itself into a sealed memfd on every call; that copy costs milliseconds.
 //!
-//! The cheaper sound mechanism used here: before a command that puts a process into a
-//! container, the runtime re-executes itself from a read-only bind mount of its own binary,
-//! made in a private mount namespace. `/proc/PID/exe` then refers to the file *through that
-//! read-only mount*: opening it for writing fails with `EROFS`, now and after the runtime
-//! exits (the detached mount stays read-only), and the container cannot remount a mount that
-//! lives in a namespace it has no way to enter. A binary already on a read-only filesystem
-//! needs nothing and costs nothing.
+//! Two mechanisms here, each used where it is needed:
+//!
+//! - [`ExecStub`]: a container process never execs its program from the runtime binary. It
+//!   execs a tiny stub (built from `stub/exec_stub.rs`, a few kilobytes, no libc) from a sealed
+//!   memfd, and the stub execs the program; an init that waits for `start` waits inside the
+//!   stub. So a `#!/proc/self/exe` program gets the stub, which cannot be written, and a
+//!   container's init in its own pid namespace runs runtime code only while nothing else is in
+//!   that namespace (and non-dumpable). This costs about a tenth of a millisecond.
+//! - [`protect`]: where runtime code does run where a container process can see it (`exec`, an
+//!   init joining an existing pid namespace, `startContainer` hooks run after `start`), the
+//!   runtime first re-executes itself from a read-only bind mount of its own binary, made in a
+//!   private mount namespace. `/proc/PID/exe` then refers to the file *through that read-only
+//!   mount*: opening it for writing fails with `EROFS`, now and after the runtime exits (the
+//!   detached mount stays read-only), and the container cannot remount a mount that lives in a
+//!   namespace it has no way to enter. A binary already on a read-only filesystem needs nothing
+//!   and costs nothing. [`init_needs_protection`] says when a container's init needs it.
 
-use std::ffi::{CString, OsString};
+use std::ffi::{CStr, CString, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -41,6 +51,141 @@ pub fn exe_is_read_only() -> bool {
     statvfs("/proc/self/exe").is_ok_and(|st| st.flags().contains(FsFlags::ST_RDONLY))
 }
 
+/// Whether the running binary cannot be written through `/proc/PID/exe`: it is on a read-only
+/// mount or is a sealed memfd (what [`protect`] achieves).
+pub fn is_protected() -> bool {
+    exe_is_read_only() || exe_is_sealed() || exe_is_deleted()
+}
+
+/// Whether the running binary was replaced while running (an upgrade): there is nothing left
+/// to overwrite.
+fn exe_is_deleted() -> bool {
+    std::fs::read_link("/proc/self/exe")
+        .is_ok_and(|p| p.as_os_str().as_bytes().ends_with(b" (deleted)"))
+}
+
+/// Whether a container's init would run runtime code where another process of the container
+/// can see it, so that the runtime binary must be [`protect`]ed first: when it joins an
+/// existing pid namespace or shares the host's, or when `startContainer` hooks run (after
+/// `start`, in the container). (Also when there is no [`ExecStub`]: this build has none, or
+/// the kernel refuses an executable memfd.)
+pub fn init_needs_protection(spec: &oci_spec::runtime::Spec) -> bool {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let own_pid_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| {
+            nss.iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Pid && ns.path().is_none())
+        });
+    let start_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .is_some_and(|h| !h.is_empty());
+    !own_pid_ns || start_hooks
+}
+
+/// The exec stub's executable, built by `build.rs` (x86_64 Linux only).
+#[cfg(berth_exec_stub)]
+const STUB: Option<&[u8]> = Some(include_bytes!(concat!(env!("OUT_DIR"), "/exec-stub")));
+#[cfg(not(berth_exec_stub))]
+const STUB: Option<&[u8]> = None;
+
+/// The exec stub in a sealed memfd, made by the runtime before `clone`; the container
+/// process execs its program through it ([`ExecStub::exec`]). See the module documentation.
+#[derive(Debug)]
+pub struct ExecStub {
+    fd: OwnedFd,
+}
+
+impl ExecStub {
+    /// Put the stub in a new sealed, close-on-exec memfd. `None` where this build has no
+    /// stub; an error if the memfd cannot be made (e.g. `vm.memfd_noexec=2`).
+    pub fn new() -> Result<Option<Self>, ExeError> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let Some(bytes) = STUB else {
+            return Ok(None);
+        };
+        let path = PathBuf::from("memfd:berth-exec");
+        let err = |op: &'static str| {
+            let path = path.clone();
+            move |source| ExeError { path, op, source }
+        };
+        let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+        // MFD_EXEC (Linux 6.3) says we mean to execute it; older kernels reject the flag.
+        let fd = match memfd_create(
+            c"berth-exec",
+            flags | MFdFlags::from_bits_retain(libc::MFD_EXEC),
+        ) {
+            Err(Errno::EINVAL) => memfd_create(c"berth-exec", flags),
+            other => other,
+        }
+        .map_err(err("memfd_create"))?;
+        let mut done = 0;
+        while done < bytes.len() {
+            match nix::unistd::write(&fd, &bytes[done..]) {
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(err("write")(e)),
+            }
+        }
+        let seals = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).map_err(err("seal"))?;
+        Ok(Some(Self { fd }))
+    }
+
+    /// The memfd's number (a container-side child keeps it open until it execs).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Exec `program` with `args` and `env` through the stub; with `fifo` (an `O_PATH` fd of
+    /// the exec fifo, which must not be close-on-exec) the stub first waits for `start`.
+    /// Returns only on failure, with the errno of starting the stub (the program's own exec
+    /// errors are reported by the stub on stderr).
+    ///
+    /// `execveat` on the memfd, or, where a seccomp filter or the kernel refuses it, `execve`
+    /// of `/proc/self/fd/N`.
+    pub fn exec(
+        &self,
+        fifo: Option<BorrowedFd<'_>>,
+        program: &CStr,
+        args: &[CString],
+        env: &[CString],
+    ) -> Errno {
+        let control = match fifo {
+            Some(f) => CString::new(format!("berth-exec:{}", f.as_raw_fd())),
+            None => CString::new("berth-exec"),
+        }
+        .expect("no NUL");
+        let mut argv: Vec<&CStr> = Vec::with_capacity(args.len() + 2);
+        argv.push(&control);
+        argv.push(program);
+        argv.extend(args.iter().map(CString::as_c_str));
+        let first = nix::unistd::execveat(
+            self.fd.as_fd(),
+            c"",
+            &argv,
+            env,
+            nix::fcntl::AtFlags::AT_EMPTY_PATH,
+        )
+        .unwrap_err();
+        let by_path =
+            CString::new(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).expect("no NUL");
+        match nix::unistd::execve(&by_path, &argv, env).unwrap_err() {
+            // No /proc in the container: the first error says more.
+            Errno::ENOENT => first,
+            e => e,
+        }
+    }
+}
+
 /// Make sure the running binary cannot be written through `/proc/PID/exe`: if it is on a
 /// writable mount, re-execute it (with the same arguments and environment) from a read-only
 /// bind mount in a private mount namespace. Returns only if no re-exec was needed, or with an
@@ -49,7 +194,7 @@ pub fn exe_is_read_only() -> bool {
 /// Call it first thing in a command that creates or enters a container, while the process is
 /// single-threaded.
 pub fn protect() -> Result<(), ExeError> {
-    if exe_is_read_only() || exe_is_sealed() {
+    if is_protected() {
         return Ok(());
     }
     if !nix::unistd::geteuid().is_root() {
@@ -66,10 +211,6 @@ pub fn protect() -> Result<(), ExeError> {
         let path = path.clone();
         move |source| ExeError { path, op, source }
     };
-    if path.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        // Replaced while running (an upgrade): there is nothing left to overwrite.
-        return Ok(());
-    }
     unshare(CloneFlags::CLONE_NEWNS).map_err(err("unshare the mount namespace"))?;
     mount(
         None::<&str>,
@@ -161,4 +302,52 @@ fn reexec_from_sealed_copy() -> Result<(), ExeError> {
     let (args, env) = args_and_env();
     let e = nix::unistd::fexecve(&dst, &args, &env).unwrap_err();
     Err(err("re-execute from memfd")(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> oci_spec::runtime::Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn only_an_init_others_can_see_needs_protection() {
+        let own = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+        }));
+        assert!(!init_needs_protection(&own));
+        let joined = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [{"type": "pid", "path": "/proc/1/ns/pid"}]}
+        }));
+        assert!(init_needs_protection(&joined));
+        let host = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [{"type": "mount"}]}
+        }));
+        assert!(init_needs_protection(&host));
+        let hooks = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [{"type": "pid"}]},
+            "hooks": {"startContainer": [{"path": "/bin/true"}]}
+        }));
+        assert!(init_needs_protection(&hooks));
+    }
+
+    #[test]
+    fn the_stub_is_a_sealed_executable() {
+        let Some(stub) = ExecStub::new().unwrap() else {
+            return;
+        };
+        let seals = nix::fcntl::fcntl(&stub.fd, nix::fcntl::FcntlArg::F_GET_SEALS).unwrap();
+        assert_ne!(seals & libc::F_SEAL_WRITE, 0);
+        assert_ne!(seals & libc::F_SEAL_SEAL, 0);
+        assert!(nix::unistd::write(&stub.fd, b"x").is_err());
+        let mut head = [0u8; 4];
+        nix::sys::uio::pread(&stub.fd, &mut head, 0).unwrap();
+        assert_eq!(&head, b"\x7fELF");
+    }
 }

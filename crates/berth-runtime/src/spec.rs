@@ -1,7 +1,5 @@
 //! Loading a bundle: its `config.json` and its root filesystem.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -138,26 +136,101 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
 
 /// Parse a `config.json` file into the typed spec and the raw JSON (for validation).
 pub fn load_spec_and_value(path: &Path) -> Result<(Spec, serde_json::Value), SpecError> {
-    let file = File::open(path).map_err(|source| SpecError::Open {
+    let text = std::fs::read(path).map_err(|source| SpecError::Open {
         path: path.to_owned(),
         source,
     })?;
-    let value: serde_json::Value =
-        serde_json::from_reader(BufReader::new(file)).map_err(|source| SpecError::Parse {
-            path: path.to_owned(),
-            field: ".".into(),
-            source,
-        })?;
-    let spec: Spec = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let field = e.path().to_string();
-        SpecError::Parse {
-            path: path.to_owned(),
-            field,
-            source: e.into_inner(),
-        }
-    })?;
+    let parse_error = |source: serde_json::Error| SpecError::Parse {
+        path: path.to_owned(),
+        field: json_path_at(&text, source.line(), source.column()),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(parse_error)?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(parse_error)?;
     check_version(spec.version())?;
     Ok((spec, value))
+}
+
+/// The JSON path (`process.user.uid`, `mounts[2].type`, `.` for the document) of the value
+/// serde_json was reading when it reported an error at `line`:`column` of `text` (1-based; the
+/// column is that of the last byte it read): the field a type error is about, or the object a
+/// missing field belongs in.
+pub fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let line_start = text
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .nth(line.saturating_sub(2))
+        .map_or(0, |(i, _)| if line > 1 { i + 1 } else { 0 });
+    let end = (line_start + column.saturating_sub(1)).min(text.len());
+    let mut stack: Vec<Frame> = Vec::new();
+    // Inside an object, whether the next string is a key.
+    let mut want_key = false;
+    let mut i = 0;
+    while i < end {
+        match text[i] {
+            b'{' => {
+                stack.push(Frame::Object(None));
+                want_key = true;
+            }
+            b'[' => {
+                stack.push(Frame::Array(0));
+                want_key = false;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                want_key = false;
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(n)) => *n += 1,
+                Some(Frame::Object(key)) => {
+                    *key = None;
+                    want_key = true;
+                }
+                None => {}
+            },
+            b':' => want_key = false,
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < end && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                if let (true, Some(Frame::Object(key))) = (want_key, stack.last_mut()) {
+                    *key = Some(String::from_utf8_lossy(&text[start..i.min(end)]).into_owned());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if text.get(end) == Some(&b'}') {
+        // The error is at the end of an object: a field missing from it.
+        if let Some(Frame::Object(key)) = stack.last_mut() {
+            *key = None;
+        }
+    }
+    let mut out = String::new();
+    for f in &stack {
+        match f {
+            Frame::Object(Some(k)) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(n) => out.push_str(&format!("[{n}]")),
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 /// Accept `ociVersion` from 1.0.0 up to any 1.3.x (pre-release suffixes allowed).
@@ -182,6 +255,42 @@ pub fn check_version(version: &str) -> Result<(), SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The field path reported for a config that fails to deserialize.
+    fn field_of(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, text).unwrap();
+        match load_spec_and_value(&p) {
+            Err(SpecError::Parse { field, .. }) => field,
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let f = field_of(
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "user": {"uid": "root", "gid": 0}}}"#,
+        );
+        assert_eq!(f, "process.user.uid");
+        let f = field_of(
+            "{\n  \"ociVersion\": \"1.0.2\",\n  \"mounts\": [\n    {\"destination\": \"/a\"},\n    {\"destination\": 5}\n  ]\n}",
+        );
+        assert_eq!(f, "mounts[1].destination");
+        // A missing field: the object it belongs in.
+        let f = field_of(r#"{"ociVersion": "1.0.2", "mounts": [{"type": "tmpfs"}]}"#);
+        assert_eq!(f, "mounts[0]");
+        let f = field_of(
+            r#"{"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "pid"}, {"type": "nope"}]}}"#,
+        );
+        assert_eq!(f, "linux.namespaces[1].type");
+        // Keys with escapes and strings with brackets do not confuse it.
+        let f =
+            field_of(r#"{"ociVersion": "1.0.2", "annotations": {"a\"[{": "x"}, "hostname": 7}"#);
+        assert_eq!(f, "hostname");
+        assert_eq!(field_of("{\"ociVersion\": "), "ociVersion");
+        assert_eq!(field_of("\"x\""), ".");
+    }
 
     #[test]
     fn versions() {

@@ -31,25 +31,25 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Root directory for storage of container state (tmpfs recommended).
-    #[arg(long, global = true, env = "BERTH_ROOT")]
+    #[arg(long)]
     pub root: Option<PathBuf>,
     /// Write logs to this file instead of stderr.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Enable debug logging.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Use systemd to manage cgroups.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (accepted for compatibility).
     #[arg(long = "rootless", id = "global_rootless")]
     pub rootless: Option<String>,
     /// Path to criu (accepted for compatibility; checkpointing is not supported).
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub criu: Option<PathBuf>,
 }
 

@@ -10,9 +10,9 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::{filter::LevelFilter, Layer};
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{span, Event, Level, Metadata, Subscriber};
 
 use crate::cli::{GlobalOpts, LogFormat};
 
@@ -52,19 +52,21 @@ pub fn init(g: &GlobalOpts) -> anyhow::Result<Log> {
         }
         None => (Box::new(std::io::stderr()), false),
     };
-    let layer = RuncLayer {
+    let subscriber = RuncLog {
         out: Mutex::new(sink),
         format: g.log_format,
-    }
-    .with_filter(level);
-    let subscriber = tracing_subscriber::registry().with(layer);
+        level,
+    };
     tracing::subscriber::set_global_default(subscriber)?;
     Ok(Log { to_file })
 }
 
-struct RuncLayer {
+/// A subscriber that writes each event as one runc-shaped line. Spans only scope events in
+/// the code (nothing of theirs is printed), so none is kept.
+struct RuncLog {
     out: Mutex<Box<dyn Write + Send>>,
     format: LogFormat,
+    level: LevelFilter,
 }
 
 #[derive(Default)]
@@ -101,8 +103,36 @@ fn level_name(l: &Level) -> &'static str {
     }
 }
 
-impl<S: Subscriber> Layer<S> for RuncLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+impl Subscriber for RuncLog {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if self.enabled(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.level)
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= &self.level
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
         let mut f = Fields::default();
         event.record(&mut f);
         let time = berth_runtime::state::now_rfc3339();

@@ -16,6 +16,7 @@ use super::channel::{Channel, ToChild, ToParent};
 use super::close_fds_except;
 use super::init::prepare_process;
 use crate::error::SetupError;
+use crate::exe::ExecStub;
 use crate::sys::{self, Forked};
 
 /// What the exec child needs, prepared by the runtime before `clone`.
@@ -31,6 +32,8 @@ pub struct ExecConfig {
     pub console_socket: Option<OwnedFd>,
     /// Fds 3 .. 3+N are passed on.
     pub preserve_fds: u32,
+    /// The exec stub the program is started through (see [`crate::exe`]).
+    pub exec_stub: Option<ExecStub>,
 }
 
 /// Entry point of the exec child after `clone`. Never returns.
@@ -53,6 +56,7 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
         &[
             Some(chan.raw_fd()),
             cfg.console_socket.as_ref().map(|s| s.as_raw_fd()),
+            cfg.exec_stub.as_ref().map(ExecStub::raw_fd),
         ],
     );
     // Open every namespace first: after joining the mount namespace, /proc is the container's.
@@ -93,5 +97,5 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
     )?;
     chan.send(&ToParent::Ready)
         .map_err(|e| SetupError::sys("exec", "send to runtime", e))?;
-    Err(plan.exec())
+    Err(plan.exec(cfg.exec_stub.as_ref(), None))
 }

@@ -5,12 +5,12 @@
 //! reports a [`SetupError`] to the parent and exits.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::SigSet;
@@ -22,6 +22,7 @@ use super::channel::{Channel, ToChild, ToParent};
 use super::console;
 use crate::caps::{self, CapSets};
 use crate::error::SetupError;
+use crate::exe::ExecStub;
 use crate::ns::NsPlan;
 use crate::rootfs::{self, RootfsContext};
 use crate::sys::{self, Forked};
@@ -55,6 +56,8 @@ pub struct InitConfig {
     pub has_create_runtime_hooks: bool,
     /// The runtime runs without privileges (rootless): it writes our id maps as our owner.
     pub unprivileged_runtime: bool,
+    /// The exec stub the program is started through (see [`crate::exe`]).
+    pub exec_stub: Option<ExecStub>,
 }
 
 /// Entry point of the child after `clone`. Never returns.
@@ -212,15 +215,23 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     )?;
 
     send(chan, &ToParent::Ready, "init")?;
-    if let Some(fifo) = &fifo {
-        wait_for_start(fifo)?;
-    }
-    if let Some(hooks) = cfg
+    let start_hooks = cfg
         .spec
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
-    {
+        .filter(|h| !h.is_empty());
+    if let (Some(stub), Some(fifo), None) = (&cfg.exec_stub, &fifo, start_hooks) {
+        // Wait for start inside the stub, so that the runtime binary is not this process's
+        // exe while a process of the container (`exec` before `start`) could look at it.
+        nix::fcntl::fcntl(fifo, FcntlArg::F_SETFD(FdFlag::empty()))
+            .map_err(|e| SetupError::sys("init", "fcntl(exec fifo, F_SETFD)", e))?;
+        return Err(plan.exec(Some(stub), Some(fifo.as_fd())));
+    }
+    if let Some(fifo) = &fifo {
+        wait_for_start(fifo)?;
+    }
+    if let Some(hooks) = start_hooks {
         let state = crate::container::hook_state(
             &cfg.id,
             crate::state::Status::Created,
@@ -231,7 +242,7 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         crate::hooks::run_hooks("startContainer", hooks, &state)
             .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
     }
-    Err(plan.exec())
+    Err(plan.exec(cfg.exec_stub.as_ref(), None))
 }
 
 /// The program to exec, found and checked before the runtime is told we are ready.
@@ -243,14 +254,22 @@ pub struct ExecPlan {
 }
 
 impl ExecPlan {
-    /// `execve` the program; returns only on failure.
-    pub fn exec(&self) -> SetupError {
-        let err = nix::unistd::execve(&self.program, &self.args, &self.env).unwrap_err();
-        SetupError::sys(
-            "exec",
-            format!("exec {}", self.program.to_string_lossy()),
-            err,
-        )
+    /// Exec the program, through `stub` if there is one (with `fifo`, the stub first waits
+    /// for `start`); returns only on failure.
+    pub fn exec(&self, stub: Option<&ExecStub>, fifo: Option<BorrowedFd<'_>>) -> SetupError {
+        let program = self.program.to_string_lossy();
+        match stub {
+            Some(stub) => SetupError::sys(
+                "exec",
+                format!("exec {program} through the exec stub"),
+                stub.exec(fifo, &self.program, &self.args, &self.env),
+            ),
+            None => SetupError::sys(
+                "exec",
+                format!("exec {program}"),
+                nix::unistd::execve(&self.program, &self.args, &self.env).unwrap_err(),
+            ),
+        }
     }
 }
 
@@ -393,6 +412,7 @@ fn close_inherited_fds(cfg: &InitConfig, chan: &Channel) -> Result<(), SetupErro
         &[
             Some(chan.raw_fd()),
             cfg.console_socket.as_ref().map(|s| s.as_raw_fd()),
+            cfg.exec_stub.as_ref().map(ExecStub::raw_fd),
         ],
     );
     Ok(())

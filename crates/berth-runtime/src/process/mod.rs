@@ -9,6 +9,31 @@ pub mod init;
 /// Close every fd from `first` up except those in `keep`: whatever the runtime had open (the
 /// state directory's lock, log files, ...) must not live on in a container process.
 pub(crate) fn close_fds_except(first: std::os::fd::RawFd, keep: &[Option<std::os::fd::RawFd>]) {
+    let mut keep: Vec<std::os::fd::RawFd> = keep
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    // The ranges between the kept fds, then everything above the last one.
+    let mut from = first;
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    for &fd in &keep {
+        if fd > from {
+            ranges.push((from, fd - 1));
+        }
+        from = fd + 1;
+    }
+    ranges.push((from, std::os::fd::RawFd::MAX));
+    if ranges
+        .iter()
+        .all(|&(a, b)| crate::sys::close_range(a, b).is_ok())
+    {
+        return;
+    }
+    // Without close_range (Linux < 5.9): whatever /proc/self/fd lists.
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -17,7 +42,7 @@ pub(crate) fn close_fds_except(first: std::os::fd::RawFd, keep: &[Option<std::os
         .collect();
     for fd in fds {
         // The read_dir's own fd is in the list and already closed: EBADF is fine.
-        if fd >= first && !keep.contains(&Some(fd)) {
+        if fd >= first && keep.binary_search(&fd).is_err() {
             let _ = nix::unistd::close(fd);
         }
     }

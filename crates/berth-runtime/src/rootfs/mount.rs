@@ -166,9 +166,61 @@ pub fn open_or_create_in_root(
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(SetupError::sys(step, format!("open {}", path.display()), e)),
     }
-    create_in_root(root, path, kind)?;
+    if !create_last_in_root(root, path, kind)? {
+        create_in_root(root, path, kind)?;
+    }
     sys::openat_in_root(root, &full, libc::O_PATH, 0)
         .map_err(|e| SetupError::sys(step, format!("open {}", path.display()), e))
+}
+
+/// The common case, in a few system calls: the parent of `path` exists (resolved inside
+/// `root`) and only the last component is missing; create it. `false` when that is not the
+/// case (a missing parent, a dangling symlink, `..`), for [`create_in_root`] to handle.
+fn create_last_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    kind: TargetKind,
+) -> Result<bool, SetupError> {
+    let names = normal_or_parent_components(path);
+    let Some((name, parents)) = names.split_last() else {
+        return Ok(false);
+    };
+    if names.iter().any(|n| n == "..") {
+        return Ok(false);
+    }
+    let parent: std::path::PathBuf = parents.iter().collect();
+    let Ok(dir) = sys::openat_in_root(
+        root,
+        &relative_cstring(&parent),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    ) else {
+        return Ok(false);
+    };
+    match make_entry(dir.as_fd(), name, kind) {
+        Ok(()) => Ok(true),
+        // Something is there after all (a dangling symlink): the careful way.
+        Err(Errno::EEXIST) => Ok(false),
+        Err(e) => Err(SetupError::sys(
+            "mounts",
+            format!("create {}", path.display()),
+            e,
+        )),
+    }
+}
+
+/// Create `name` in `dir` (which may be an `O_PATH` fd) as `kind`.
+fn make_entry(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, kind: TargetKind) -> Result<(), Errno> {
+    match kind {
+        TargetKind::File => nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(drop),
+        TargetKind::Dir => nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)),
+    }
 }
 
 /// Create `path` beneath `root` one component at a time, following symlinks the way the
@@ -229,31 +281,10 @@ fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: TargetKind) -> Result
                 stack.push(fd);
             }
             Err(Errno::ENOENT) => {
-                let dir = nix::fcntl::openat(
-                    cur,
-                    ".",
-                    OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("open parent of", e))?;
-                let made = if last && kind == TargetKind::File {
-                    nix::fcntl::openat(
-                        dir.as_fd(),
-                        comp.as_os_str(),
-                        OFlag::O_CREAT
-                            | OFlag::O_EXCL
-                            | OFlag::O_WRONLY
-                            | OFlag::O_CLOEXEC
-                            | OFlag::O_NOFOLLOW,
-                        Mode::from_bits_truncate(0o644),
-                    )
-                    .map(drop)
+                let made = if last {
+                    make_entry(cur, &comp, kind)
                 } else {
-                    nix::sys::stat::mkdirat(
-                        dir.as_fd(),
-                        comp.as_os_str(),
-                        Mode::from_bits_truncate(0o755),
-                    )
+                    make_entry(cur, &comp, TargetKind::Dir)
                 };
                 match made {
                     Ok(()) | Err(Errno::EEXIST) => todo.push(comp),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use berth_runtime::ContainerBuilder;
+use berth_runtime::{ContainerBuilder, ContainerError};
 use clap::Args;
 
 use crate::cli::GlobalOpts;
@@ -68,6 +68,19 @@ fn listen_fds() -> u32 {
 
 /// `berth create`.
 pub fn run(g: &GlobalOpts, a: CreateArgs) -> Result<u8> {
-    a.builder(g).create()?;
-    Ok(0)
+    match a.builder(g).create() {
+        Err(ContainerError::ExeNotProtected(_)) => Err(restart_protected()),
+        r => r.map(|_| 0).map_err(Into::into),
+    }
+}
+
+/// The library refused to create a container whose init runs runtime code where the
+/// container can see it, because our binary is not protected (see `berth_runtime::exe`):
+/// re-execute from a protected copy, which starts the command over. Returns only on failure.
+/// Call it with nothing to clean up (no socket, no state).
+pub fn restart_protected() -> anyhow::Error {
+    match berth_runtime::exe::protect() {
+        Err(e) => e.into(),
+        Ok(()) => anyhow::anyhow!("the runtime binary could not be protected"),
+    }
 }

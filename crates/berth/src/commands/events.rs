@@ -69,15 +69,23 @@ pub fn run(g: &GlobalOpts, a: EventsArgs) -> Result<u8> {
             }
         }
     });
+    let oom = || println!("{}", json!({"type": "oom", "id": a.id}));
     loop {
         match rx.recv_timeout(a.interval) {
-            Ok(()) => println!("{}", json!({"type": "oom", "id": a.id})),
+            Ok(()) => oom(),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
         }
         let c = match Container::load(&root, &a.id) {
             Ok(c) if c.status() != Status::Stopped => c,
-            _ => return Ok(0),
+            _ => {
+                // An OOM kill often ends the container: report what the watcher saw last,
+                // until it ends with the cgroup (or briefly, if it does not notice).
+                while let Ok(()) = rx.recv_timeout(Duration::from_millis(200)) {
+                    oom();
+                }
+                return Ok(0);
+            }
         };
         if let Ok(ev) = stats_event(&a.id, &c) {
             println!("{ev}");

@@ -79,7 +79,7 @@ impl ExecArgs {
         if let Some(path) = &self.process {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("read process file {}", path.display()))?;
-            return serde_json::from_str(&text)
+            return serde_json::from_slice(text.as_bytes())
                 .with_context(|| format!("parse process file {}", path.display()));
         }
         if self.command.is_empty() {

@@ -32,8 +32,10 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
     if g.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup is not supported on this host: systemd is not running");
     }
-    if matches!(cmd, Command::Create(_) | Command::Run(_) | Command::Exec(_)) {
-        // These put a process into a container: make the binary unwritable from there first.
+    if matches!(cmd, Command::Exec(_)) {
+        // The exec'd process runs our code inside the container before it execs: make the
+        // binary unwritable from there first. (create and run need this only for some
+        // containers; the library says which, see `create::restart_protected`.)
         berth_runtime::exe::protect()?;
     }
     match cmd {

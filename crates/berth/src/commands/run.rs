@@ -4,14 +4,15 @@
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
-use berth_runtime::Container;
+use berth_runtime::spec::Bundle;
+use berth_runtime::{Container, ContainerError};
 use clap::Args;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::CreateArgs;
+use super::create::{restart_protected, CreateArgs};
 use super::tty::{relay_until_exit, ConsoleSocket};
 use crate::cli::GlobalOpts;
 
@@ -46,20 +47,15 @@ pub fn forwarded_signals() -> SigSet {
     set
 }
 
-/// Whether the bundle's process asks for a terminal.
-fn wants_terminal(bundle: &std::path::Path) -> bool {
-    std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v["process"]["terminal"] == true)
-}
-
 /// `berth run`.
 pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     let root = g.root();
     let id = a.create.id.clone();
     if a.detach {
-        let mut c = a.create.builder(g).create()?;
+        let mut c = match a.create.builder(g).create() {
+            Err(ContainerError::ExeNotProtected(_)) => return Err(restart_protected()),
+            r => r?,
+        };
         if let Err(e) = c.start() {
             let _ = c.delete(true);
             return Err(e.into());
@@ -72,8 +68,15 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None).context("block signals")?;
     // Orphans of a container without its own pid namespace come to us, and are reaped.
     nix::sys::prctl::set_child_subreaper(true).context("become a subreaper")?;
+    let bundle = Bundle::load(&a.create.bundle)?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     // A terminal without a console socket: berth is the console (runc does the same).
-    let console = if a.create.console_socket.is_none() && wants_terminal(&a.create.bundle) {
+    let console = if a.create.console_socket.is_none() && terminal {
         Some(ConsoleSocket::new(&root, &id)?)
     } else {
         None
@@ -82,7 +85,14 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     if let Some(c) = &console {
         builder = builder.console_socket(c.path());
     }
-    let mut c = builder.create()?;
+    let mut c = match builder.create_from(bundle) {
+        Err(ContainerError::ExeNotProtected(_)) => {
+            drop(console);
+            sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals), None).context("unblock")?;
+            return Err(restart_protected());
+        }
+        r => r?,
+    };
     let init = Pid::from_raw(c.pid());
     let master = match &console {
         Some(sock) => match sock.receive() {

@@ -92,7 +92,7 @@ impl UpdateArgs {
                 text = std::fs::read_to_string(path)
                     .with_context(|| format!("read {}", path.display()))?;
             }
-            return serde_json::from_str(&text)
+            return serde_json::from_slice(text.as_bytes())
                 .with_context(|| format!("parse resources from {}", path.display()));
         }
         let mut r = LinuxResources::default();

@@ -1,0 +1,217 @@
+//! berth's exec stub: the last program a container process runs before its own.
+//!
+//! The runtime does all of a container process's setup as itself, then executes this stub from a
+//! sealed memfd, and the stub executes the container's program. So the program never starts with
+//! the runtime binary as `/proc/self/exe` (a `#!/proc/self/exe` program gets this stub, which
+//! cannot be written), and while the container waits to be started, its init is this stub rather
+//! than the runtime (CVE-2019-5736).
+//!
+//! It is built by `build.rs` as a freestanding static executable: no libc, so it starts in
+//! microseconds, and it makes only the system calls below.
+//!
+//! Arguments: `argv[0]` is `berth-exec`, or `berth-exec:FD` with the exec fifo's fd (an `O_PATH`
+//! fd, reopened through `/proc/self/fd` to wait for `start`); `argv[1]` is the program's path and
+//! `argv[2..]` the program's own argv. The environment is the program's.
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+
+const SYS_WRITE: usize = 1;
+const SYS_CLOSE: usize = 3;
+const SYS_EXECVE: usize = 59;
+const SYS_EXIT_GROUP: usize = 231;
+const SYS_OPENAT: usize = 257;
+
+const AT_FDCWD: isize = -100;
+const O_WRONLY: usize = 0o1;
+const O_CLOEXEC: usize = 0o2000000;
+const EINTR: isize = 4;
+
+// The kernel starts us with the stack pointer at argc; hand it to `stub_main` with the stack
+// aligned as the C ABI wants.
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {main}",
+    "ud2",
+    main = sym stub_main,
+);
+
+/// # Safety
+/// `sp` is the initial stack pointer the kernel gave `_start`.
+unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
+    // SAFETY: the kernel lays out argc, argv[argc + 1] (NULL-terminated), then envp.
+    let (argc, argv, envp) = unsafe {
+        let argc = *sp;
+        let argv = sp.add(1) as *const *const u8;
+        (argc, argv, argv.add(argc + 1))
+    };
+    // SAFETY: argv[0], if present, is a NUL-terminated string.
+    let control = if argc > 0 { unsafe { cstr(*argv) } } else { b"" };
+    if argc < 3 || !control.starts_with(b"berth-exec") {
+        // Not started by the runtime: e.g. a container program `#!/proc/self/exe`.
+        fail(b"this is berth's exec stub, not a program", b"", 0);
+    }
+    // SAFETY: argc >= 3, so argv[1] is a NUL-terminated string.
+    let path = unsafe { *argv.add(1) };
+    if let Some(fd) = parse_fd(control) {
+        wait_for_start(fd);
+    }
+    // SAFETY: path, argv + 2 and envp are the NULL-terminated arrays the kernel gave us.
+    let ret = unsafe { syscall3(SYS_EXECVE, path as usize, argv.add(2) as usize, envp as usize) };
+    // SAFETY: path is a NUL-terminated string.
+    fail(b"exec ", unsafe { cstr(path) }, -ret);
+}
+
+/// Block until the runtime's `start` opens the fifo for reading, then tell it we go.
+fn wait_for_start(fifo: usize) {
+    // "/proc/self/fd/" and up to 10 digits, NUL-terminated.
+    let mut buf = [0u8; 32];
+    let prefix = b"/proc/self/fd/";
+    let mut n = 0;
+    while n < prefix.len() {
+        buf[n] = prefix[n];
+        n += 1;
+    }
+    let mut digits = [0u8; 10];
+    let mut d = 0;
+    let mut v = fifo;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 || d == digits.len() {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        buf[n] = digits[d];
+        n += 1;
+    }
+    let fd = loop {
+        // SAFETY: buf is NUL-terminated.
+        let fd = unsafe {
+            syscall3(
+                SYS_OPENAT,
+                AT_FDCWD as usize,
+                buf.as_ptr() as usize,
+                O_WRONLY | O_CLOEXEC,
+            )
+        };
+        if fd != -EINTR {
+            break fd;
+        }
+    };
+    if fd < 0 {
+        fail(b"open exec fifo", b"", -fd);
+    }
+    // SAFETY: writing one byte from a static.
+    let w = unsafe { syscall3(SYS_WRITE, fd as usize, b"0".as_ptr() as usize, 1) };
+    if w < 0 {
+        fail(b"write exec fifo", b"", -w);
+    }
+    // SAFETY: closing fds we own; the program must not inherit the fifo.
+    unsafe {
+        syscall3(SYS_CLOSE, fd as usize, 0, 0);
+        syscall3(SYS_CLOSE, fifo, 0, 0);
+    }
+}
+
+/// The fifo fd from `argv[0]`: `berth-exec:FD`, or `None` for a bare `berth-exec`.
+fn parse_fd(s: &[u8]) -> Option<usize> {
+    let mut digits = None;
+    for (i, &c) in s.iter().enumerate() {
+        if c == b':' {
+            digits = Some(&s[i + 1..]);
+        }
+    }
+    let digits = digits?;
+    if digits.is_empty() || digits.len() > 9 {
+        fail(b"bad fifo fd", b"", 0);
+    }
+    let mut v = 0usize;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            fail(b"bad fifo fd", b"", 0);
+        }
+        v = v * 10 + (c - b'0') as usize;
+    }
+    Some(v)
+}
+
+/// Say what failed on stderr (the container's, where the runtime's own messages would go once
+/// nobody listens) and exit 127 for a missing program, else 126, as shells do.
+fn fail(what: &[u8], arg: &[u8], errno: isize) -> ! {
+    let msg = match errno {
+        0 => &b""[..],
+        1 => b": operation not permitted",
+        2 => b": no such file or directory",
+        7 => b": argument list too long",
+        8 => b": exec format error",
+        12 => b": cannot allocate memory",
+        13 => b": permission denied",
+        20 => b": not a directory",
+        22 => b": invalid argument",
+        26 => b": text file busy",
+        36 => b": file name too long",
+        40 => b": too many levels of symbolic links",
+        80 => b": accessing a corrupted shared library",
+        _ => b": exec failed",
+    };
+    for part in [&b"berth: "[..], what, arg, msg, b"\n"] {
+        // SAFETY: writing a valid slice to fd 2; failures are ignored (nothing else to do).
+        unsafe { syscall3(SYS_WRITE, 2, part.as_ptr() as usize, part.len()) };
+    }
+    let code = if errno == 2 { 127 } else { 126 };
+    // SAFETY: exit_group does not return.
+    unsafe { syscall3(SYS_EXIT_GROUP, code, 0, 0) };
+    loop {}
+}
+
+/// The bytes of a NUL-terminated string, without the NUL.
+///
+/// # Safety
+/// `s` is a NUL-terminated string that lives for the rest of the process.
+unsafe fn cstr(s: *const u8) -> &'static [u8] {
+    let mut n = 0;
+    // SAFETY: the caller's: we stop at the NUL. (A volatile read keeps the compiler from
+    // turning the loop into a call to `strlen`, which nothing here provides.)
+    unsafe {
+        while core::ptr::read_volatile(s.add(n)) != 0 {
+            n += 1;
+        }
+        core::slice::from_raw_parts(s, n)
+    }
+}
+
+/// A raw system call with up to three arguments; returns the kernel's result (`-errno` on error).
+///
+/// # Safety
+/// The arguments must be valid for the call.
+unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller's; the syscall instruction clobbers rcx and r11 only.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    fail(b"internal error", b"", 0)
+}
