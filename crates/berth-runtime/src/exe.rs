@@ -10,9 +10,10 @@
 //! - [`ExecStub`]: a container process never execs its program from the runtime binary. It
 //!   execs a tiny stub (built from `stub/exec_stub.rs`, a few kilobytes, no libc) from a sealed
 //!   memfd, and the stub execs the program; an init that waits for `start` waits inside the
-//!   stub. So a `#!/proc/self/exe` program gets the stub, which cannot be written, and a
-//!   container's init in its own pid namespace runs runtime code only while nothing else is in
-//!   that namespace (and non-dumpable). This costs about a tenth of a millisecond.
+//!   stub (not dumpable when root). So a `#!/proc/self/exe` program gets the stub, which cannot
+//!   be written, and a container's init in its own pid namespace runs runtime code only while
+//!   nothing else is in that namespace (and non-dumpable). This costs about a tenth of a
+//!   millisecond.
 //! - [`protect`]: where runtime code does run where a container process can see it (`exec`, an
 //!   init joining an existing pid namespace, `startContainer` hooks run after `start`), the
 //!   runtime first re-executes itself from a read-only bind mount of its own binary, made in a

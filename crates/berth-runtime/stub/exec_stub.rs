@@ -21,6 +21,8 @@ use core::arch::{asm, global_asm};
 const SYS_WRITE: usize = 1;
 const SYS_CLOSE: usize = 3;
 const SYS_EXECVE: usize = 59;
+const SYS_GETEUID: usize = 107;
+const SYS_PRCTL: usize = 157;
 const SYS_EXIT_GROUP: usize = 231;
 const SYS_OPENAT: usize = 257;
 
@@ -28,6 +30,7 @@ const AT_FDCWD: isize = -100;
 const O_WRONLY: usize = 0o1;
 const O_CLOEXEC: usize = 0o2000000;
 const EINTR: isize = 4;
+const PR_SET_DUMPABLE: usize = 4;
 
 // The kernel starts us with the stack pointer at argc; hand it to `stub_main` with the stack
 // aligned as the C ABI wants.
@@ -69,6 +72,16 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
 
 /// Block until the runtime's `start` opens the fifo for reading, then tell it we go.
 fn wait_for_start(fifo: usize) {
+    // While we wait, a process exec'd into the container could open our /proc files (the
+    // fifo fd is a host file). Root can still reopen the fifo through /proc/self/fd when we
+    // are not dumpable; another user cannot (the directory becomes root's), so only root
+    // hides. Best effort: the program's exec resets it anyway.
+    // SAFETY: plain system calls without pointers.
+    unsafe {
+        if syscall3(SYS_GETEUID, 0, 0, 0) == 0 {
+            syscall3(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0);
+        }
+    }
     // "/proc/self/fd/" and up to 10 digits, NUL-terminated.
     let mut buf = [0u8; 32];
     let prefix = b"/proc/self/fd/";
