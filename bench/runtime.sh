@@ -30,11 +30,21 @@ cleanup() {
         umount /sys/fs/cgroup/hugetlb || true
     fi
     if [ "$restore_hugetlb" = 1 ]; then
-        # The v1 hierarchy goes away once unmounted and empty; then give hugetlb back.
-        for _ in $(seq 50); do
+        # The v1 hierarchy goes away when it is unmounted without child cgroups; one that had
+        # some at umount lingers, unmounted: mount it again, empty it, unmount. Then give
+        # hugetlb back to the unified hierarchy.
+        # A cgroup that is still dying keeps it alive a little longer: up to 30 s.
+        mkdir -p "$work/hugetlb"
+        for _ in $(seq 300); do
             echo +hugetlb > /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null && break
+            if mount -t cgroup -o hugetlb cgroup "$work/hugetlb" 2>/dev/null; then
+                find "$work/hugetlb" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+                umount "$work/hugetlb"
+            fi
             sleep 0.1
         done
+        grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.subtree_control \
+            || echo "warning: hugetlb could not be given back to /sys/fs/cgroup/unified" >&2
     fi
     rm -rf "$work"
 }
@@ -67,11 +77,17 @@ setup_cgroups() {
         mount --move "$keep/$n" "/sys/fs/cgroup/$n"
     done
     mkdir -p /sys/fs/cgroup/hugetlb
+    local sc=/sys/fs/cgroup/unified/cgroup.subtree_control
+    # hugetlb belongs to the unified hierarchy here (or to a v1 hierarchy that an earlier,
+    # interrupted bench left unmounted): it goes back there at the end.
+    if grep -qw hugetlb "$sc" 2>/dev/null \
+        || { awk '$1 == "hugetlb" && $2 != 0' /proc/cgroups | grep -q . \
+            && ! grep -q ' - cgroup .*hugetlb' /proc/self/mountinfo; }; then
+        restore_hugetlb=1
+    fi
     if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
         # hugetlb is enabled on the unified hierarchy's root: lend it to v1 for the bench.
-        local sc=/sys/fs/cgroup/unified/cgroup.subtree_control
         if grep -qw hugetlb "$sc" 2>/dev/null && echo -hugetlb > "$sc" 2>/dev/null; then
-            restore_hugetlb=1
             mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
         fi
     fi
