@@ -287,3 +287,17 @@ fn seccomp_notify_fd_reaches_the_listener() {
         assert!(out.stdout.contains("after"), "{}", out.describe());
     });
 }
+
+#[test]
+fn foreground_run_of_an_init_that_needs_protection_restarts_protected() {
+    leak_checked(|rt, b| {
+        // Sharing the host's pid namespace, init's setup is visible to others: berth runs
+        // from a read-only copy of itself (it re-executes before creating anything), and the
+        // foreground run behaves as usual: output, exit status.
+        b.remove_namespace("pid");
+        b.set_args(&["sh", "-c", "echo from-host-pidns; exit 7"]);
+        let out = rt.run(&rt.new_id("hostpid"), b);
+        assert_eq!(out.code(), Some(7), "{}", out.describe());
+        assert!(out.stdout.contains("from-host-pidns"), "{}", out.describe());
+    });
+}
