@@ -16,12 +16,13 @@
 //!   millisecond.
 //! - [`protect`]: where runtime code does run where a container process can see it (`exec`, an
 //!   init joining an existing pid namespace, `startContainer` hooks run after `start`), the
-//!   runtime first re-executes itself from a read-only bind mount of its own binary, made in a
-//!   private mount namespace. `/proc/PID/exe` then refers to the file *through that read-only
-//!   mount*: opening it for writing fails with `EROFS`, now and after the runtime exits (the
-//!   detached mount stays read-only), and the container cannot remount a mount that lives in a
-//!   namespace it has no way to enter. A binary already on a read-only filesystem needs nothing
-//!   and costs nothing. [`init_needs_protection`] says when a container's init needs it.
+//!   runtime first re-executes itself from a read-only bind mount of its own binary: a detached
+//!   one (`open_tree`, Linux 5.12), else one made in a private mount namespace.
+//!   `/proc/PID/exe` then refers to the file *through that read-only mount*: opening it for
+//!   writing fails with `EROFS`, now and after the runtime exits, and the container cannot
+//!   remount a mount that is in no namespace it can enter. A binary already on a read-only
+//!   filesystem needs nothing and costs nothing. [`init_needs_protection`] says when a
+//!   container's init needs it.
 
 use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -189,7 +190,7 @@ impl ExecStub {
 
 /// Make sure the running binary cannot be written through `/proc/PID/exe`: if it is on a
 /// writable mount, re-execute it (with the same arguments and environment) from a read-only
-/// bind mount in a private mount namespace. Returns only if no re-exec was needed, or with an
+/// bind mount: a detached one (Linux 5.12), else one in a private mount namespace. Returns only if no re-exec was needed, or with an
 /// error.
 ///
 /// Call it first thing in a command that creates or enters a container, while the process is
@@ -212,6 +213,27 @@ pub fn protect() -> Result<(), ExeError> {
         let path = path.clone();
         move |source| ExeError { path, op, source }
     };
+    let program = CString::new(path.as_os_str().as_bytes()).map_err(|_| ExeError {
+        path: path.clone(),
+        op: "path has a NUL byte",
+        source: Errno::EINVAL,
+    })?;
+    let (args, env) = args_and_env();
+    // Linux 5.12+: a detached read-only bind mount of the binary; no mount namespace to copy.
+    match crate::sys::detached_read_only_bind(&program) {
+        Ok(fd) => {
+            let e = nix::unistd::execveat(
+                fd.as_fd(),
+                c"",
+                &args,
+                &env,
+                nix::fcntl::AtFlags::AT_EMPTY_PATH,
+            )
+            .unwrap_err();
+            return Err(err("re-execute")(e));
+        }
+        Err(e) => tracing::debug!("no detached mount ({e}): bind mount in a mount namespace"),
+    }
     unshare(CloneFlags::CLONE_NEWNS).map_err(err("unshare the mount namespace"))?;
     mount(
         None::<&str>,
@@ -237,12 +259,6 @@ pub fn protect() -> Result<(), ExeError> {
         None::<&str>,
     )
     .map_err(err("remount read-only"))?;
-    let (args, env) = args_and_env();
-    let program = CString::new(path.as_os_str().as_bytes()).map_err(|_| ExeError {
-        path: path.clone(),
-        op: "path has a NUL byte",
-        source: Errno::EINVAL,
-    })?;
     let e = nix::unistd::execve(&program, &args, &env).unwrap_err();
     Err(err("re-execute")(e))
 }

@@ -68,6 +68,44 @@ pub fn cloexec_from(first: RawFd) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// A detached, read-only bind mount of `path` (`open_tree(OPEN_TREE_CLONE)` then
+/// `mount_setattr(MOUNT_ATTR_RDONLY)`, Linux 5.12): an fd of the file through a mount that
+/// no mount namespace contains. `ENOSYS` on older kernels.
+pub fn detached_read_only_bind(path: &CStr) -> Result<OwnedFd, Errno> {
+    // SAFETY: `path` is NUL-terminated; on success the kernel returns a new fd we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    let fd = Errno::result(fd)?;
+    // SAFETY: a fresh fd from open_tree, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` lives across the call and we pass its exact size; the empty path with
+    // AT_EMPTY_PATH names the fd itself.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(ret)?;
+    Ok(fd)
+}
+
 /// Close every fd from `first` to `last` (`close_range(2)`).
 ///
 /// The caller must own them all: fds that other objects of this process still hold become
