@@ -24,11 +24,14 @@ fn create_add_kill_destroy() {
 
     let mut child = Gated::spawn("sleep 100");
     cg.add_task(child.pid()).unwrap();
-    child.release();
+    // Still blocked at its gate: the one process.
     assert_eq!(cg.procs().unwrap(), vec![child.pid()]);
     let memory = dir_of(&saved, "memory");
     let procs = std::fs::read_to_string(memory.join("cgroup.procs")).unwrap();
     assert_eq!(procs.trim(), child.pid().to_string());
+    // Released, the shell may fork `sleep`: its child is in the cgroup too.
+    child.release();
+    assert!(cg.procs().unwrap().contains(&child.pid()));
 
     // A later process re-opens it from the saved state.
     let reopened =
