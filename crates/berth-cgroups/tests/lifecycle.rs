@@ -7,6 +7,20 @@ use std::time::Duration;
 use berth_cgroups::{new_manager, open_saved};
 use common::*;
 
+/// Removes the cgroup if the test fails before it does.
+struct RemoveOnPanic(berth_cgroups::CgroupSaved);
+
+impl Drop for RemoveOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(cg) = open_saved(&self.0) {
+                let _ = cg.kill_all(libc::SIGKILL);
+                let _ = cg.destroy();
+            }
+        }
+    }
+}
+
 #[test]
 fn create_add_kill_destroy() {
     if !have_root_cgroups() {
@@ -17,6 +31,7 @@ fn create_add_kill_destroy() {
     let mut cg = new_manager(Some(&path), "ignored").unwrap();
     cg.create().unwrap();
     let saved = cg.saved();
+    let _guard = RemoveOnPanic(saved.clone());
     for h in &saved.hierarchies {
         assert!(h.dir.is_dir(), "{} not created", h.dir.display());
         assert_eq!(h.created, vec![h.dir.clone()]);
