@@ -83,6 +83,62 @@ fn memory_limit_oom_kills_and_events_reports_it() {
 }
 
 #[test]
+fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
+    leak_checked(|rt, b| {
+        b.set_resources(json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}));
+        b.set_args(&[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+             x=0123456789abcdef; while :; do x=$x$x; done",
+        ]);
+        b.set_readonly_root(false);
+        let id = rt.new_id("oomdel");
+        assert!(
+            rt.run_with(&id, b, &["--detach"]).success(),
+            "{}",
+            rt.dump_log()
+        );
+        let mut events = Command::new(&rt.bin)
+            .args([
+                "--root",
+                rt.root.to_str().unwrap(),
+                "events",
+                "--interval",
+                "1s",
+                &id,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+        // The first stats line: the OOM watcher is registered.
+        let first = lines.next().unwrap().unwrap();
+        assert!(first.contains("\"stats\""), "{first}");
+        // The worst order for the watcher: it sleeps through the OOM kill and the removal of
+        // the cgroup, and only then reads its eventfd.
+        let pid = nix::unistd::Pid::from_raw(events.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
+        wait_stopped(rt, &id);
+        assert!(rt.delete(&id).success());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !reader.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = events.kill();
+        let _ = events.wait();
+        let seen = reader.join().unwrap();
+        assert!(
+            seen.iter().any(|l| l.contains("\"oom\"")),
+            "events did not report the OOM: {seen:?}"
+        );
+    });
+}
+
+#[test]
 fn pids_limit_stops_a_fork_bomb() {
     leak_checked(|rt, b| {
         b.set_resources(json!({"pids": {"limit": 16}}));

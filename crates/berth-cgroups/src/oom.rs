@@ -28,8 +28,16 @@ pub enum OomEvent {
 }
 
 enum Kind {
-    V1 { efd: EventFd, _oom_control: File },
-    V2 { inotify: Inotify, seen: u64 },
+    /// `removed`: the cgroup went away after an OOM that was reported first.
+    V1 {
+        efd: EventFd,
+        _oom_control: File,
+        removed: bool,
+    },
+    V2 {
+        inotify: Inotify,
+        seen: u64,
+    },
 }
 
 /// Waits for OOM events of one cgroup. Obtain it from [`crate::CgroupManager::oom_events`].
@@ -98,6 +106,7 @@ impl OomWatcher {
             kind: Kind::V1 {
                 efd,
                 _oom_control: control,
+                removed: false,
             },
         })
     }
@@ -141,6 +150,9 @@ impl OomWatcher {
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<OomEvent>, CgroupError> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Kind::V1 { removed: true, .. } = self.kind {
+                return Ok(Some(OomEvent::CgroupRemoved));
+            }
             if let Kind::V2 { seen, .. } = &mut self.kind {
                 match oom_count(&self.dir)? {
                     None => return Ok(Some(OomEvent::CgroupRemoved)),
@@ -175,16 +187,25 @@ impl OomWatcher {
                     })
                 }
             }
-            match &self.kind {
-                Kind::V1 { efd, .. } => {
-                    efd.read().map_err(|source| CgroupError::Sys {
+            match &mut self.kind {
+                Kind::V1 { efd, removed, .. } => {
+                    let n = efd.read().map_err(|source| CgroupError::Sys {
                         syscall: "read(eventfd)",
                         path: self.dir.clone(),
                         source,
                     })?;
-                    // The eventfd also fires when the cgroup goes away.
+                    // The eventfd also counts the cgroup's removal, signalled shortly after
+                    // the directory is gone. Gone with a count of two or more, there was an
+                    // OOM before; with one, it was an OOM if the removal's signal still comes.
                     if !self.dir.join("cgroup.event_control").exists() {
-                        return Ok(Some(OomEvent::CgroupRemoved));
+                        let oom = n >= 2 || {
+                            let mut fds = [PollFd::new(efd.as_fd(), PollFlags::POLLIN)];
+                            matches!(poll(&mut fds, PollTimeout::from(1000u16)), Ok(1))
+                        };
+                        if !oom {
+                            return Ok(Some(OomEvent::CgroupRemoved));
+                        }
+                        *removed = true;
                     }
                     return Ok(Some(OomEvent::Oom));
                 }
