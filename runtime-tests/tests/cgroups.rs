@@ -117,8 +117,21 @@ fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
         assert!(first.contains("\"stats\""), "{first}");
         // The worst order for the watcher: it sleeps through the OOM kill and the removal of
         // the cgroup, and only then reads its eventfd.
+        // Stop it between two looks at the container, not while it holds the container's lock.
         let pid = nix::unistd::Pid::from_raw(events.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let state_dir = std::fs::File::open(rt.root.join(&id)).unwrap();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+            let free = nix::fcntl::Flock::lock(
+                state_dir.try_clone().unwrap(),
+                nix::fcntl::FlockArg::LockExclusiveNonblock,
+            );
+            if free.is_ok() {
+                break;
+            }
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        }
         std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
         wait_stopped(rt, &id);
         assert!(rt.delete(&id).success());

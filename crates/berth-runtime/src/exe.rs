@@ -190,11 +190,12 @@ impl ExecStub {
 
 /// Make sure the running binary cannot be written through `/proc/PID/exe`: if it is on a
 /// writable mount, re-execute it (with the same arguments and environment) from a read-only
-/// bind mount: a detached one (Linux 5.12), else one in a private mount namespace. Returns only if no re-exec was needed, or with an
+/// bind mount: a detached one (Linux 5.12), else one in a private mount namespace; without
+/// privileges, from a sealed memfd copy. Returns only if no re-exec was needed, or with an
 /// error.
 ///
-/// Call it first thing in a command that creates or enters a container, while the process is
-/// single-threaded.
+/// Call it first thing in a program that execs into containers or creates containers whose
+/// init needs it ([`init_needs_protection`]), while the process is single-threaded.
 pub fn protect() -> Result<(), ExeError> {
     if is_protected() {
         return Ok(());
