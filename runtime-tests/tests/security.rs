@@ -100,8 +100,14 @@ fn created_init_exposes_only_the_sealed_exec_stub() {
             assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
         }
         assert!(rt.start(&id).success(), "{}", rt.dump_log());
-        // Started: the stub has become the container's program.
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        // Started: the stub becomes the container's program (start returns once the stub has
+        // said go, which is just before its exec).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        while !exe.ends_with("busybox") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        }
         assert!(
             exe.ends_with("busybox"),
             "init's exe after start: {}",
