@@ -76,11 +76,11 @@ fn created_init_exposes_only_the_sealed_exec_stub() {
         let id = rt.new_id("stub");
         assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
         let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        // create returns once init is ready, just before it execs the stub.
+        let exe = wait_for_exe(pid, |e| e.starts_with("/memfd:berth-exec"));
         assert!(
-            exe.to_string_lossy().starts_with("/memfd:berth-exec"),
-            "init's exe before start: {}",
-            exe.display()
+            exe.starts_with("/memfd:berth-exec"),
+            "init's exe before start: {exe}"
         );
         // From inside, a process exec'd into the created container cannot even look: the
         // waiting stub is not dumpable (its fifo fd is a host file).
@@ -101,18 +101,9 @@ fn created_init_exposes_only_the_sealed_exec_stub() {
         }
         assert!(rt.start(&id).success(), "{}", rt.dump_log());
         // Started: the stub becomes the container's program (start returns once the stub has
-        // said go, which is just before its exec).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-        while !exe.ends_with("busybox") && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-        }
-        assert!(
-            exe.ends_with("busybox"),
-            "init's exe after start: {}",
-            exe.display()
-        );
+        // said go, just before its exec).
+        let exe = wait_for_exe(pid, |e| e.ends_with("busybox"));
+        assert!(exe.ends_with("busybox"), "init's exe after start: {exe}");
         assert!(rt.delete_force(&id).success());
         assert_eq!(std::fs::read(&bin).unwrap(), original);
     }
@@ -141,6 +132,20 @@ fn a_proc_self_exe_program_gets_the_stub_not_the_runtime() {
         );
         assert!(!out.stdout.contains("berth"), "{}", out.describe());
     });
+}
+
+/// `/proc/PID/exe` once `done` holds for it, or after 5 s.
+fn wait_for_exe(pid: i64, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if done(&exe) || std::time::Instant::now() > deadline {
+            return exe;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 trait OpenPath {
