@@ -82,6 +82,18 @@ fn memory_limit_oom_kills_and_events_reports_it() {
     });
 }
 
+/// A child that is stopped at times: continued and killed whatever happens to the test.
+struct ContinueAndKill(std::process::Child);
+
+impl Drop for ContinueAndKill {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
     leak_checked(|rt, b| {
@@ -112,13 +124,14 @@ fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+        let mut events = ContinueAndKill(events);
         // The first stats line: the OOM watcher is registered.
         let first = lines.next().unwrap().unwrap();
         assert!(first.contains("\"stats\""), "{first}");
         // The worst order for the watcher: it sleeps through the OOM kill and the removal of
         // the cgroup, and only then reads its eventfd.
         // Stop it between two looks at the container, not while it holds the container's lock.
-        let pid = nix::unistd::Pid::from_raw(events.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(events.0.id() as i32);
         let state_dir = std::fs::File::open(rt.root.join(&id)).unwrap();
         loop {
             std::thread::sleep(Duration::from_millis(100));
@@ -141,8 +154,8 @@ fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
         while Instant::now() < deadline && !reader.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = events.kill();
-        let _ = events.wait();
+        let _ = events.0.kill();
+        let _ = events.0.wait();
         let seen = reader.join().unwrap();
         assert!(
             seen.iter().any(|l| l.contains("\"oom\"")),
