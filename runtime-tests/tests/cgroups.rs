@@ -17,37 +17,46 @@ fn v1(controller: &str, id: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.starts_with(format!("/sys/fs/cgroup/{controller}/")))
 }
 
+/// A container limited to 32 MiB that, once /tmp/go exists, grows a shell variable by
+/// doubling until the OOM killer ends it.
+fn memory_hog(b: &mut runtime_tests::Bundle) {
+    b.set_resources(json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}));
+    b.set_args(&[
+        "sh",
+        "-c",
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+         x=0123456789abcdef; while :; do x=$x$x; done",
+    ]);
+    b.set_readonly_root(false);
+}
+
+/// `berth events --interval 1s ID` with its output piped.
+fn spawn_events(rt: &runtime_tests::Runtime, id: &str) -> std::process::Child {
+    Command::new(&rt.bin)
+        .args([
+            "--root",
+            rt.root.to_str().unwrap(),
+            "events",
+            "--interval",
+            "1s",
+            id,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn memory_limit_oom_kills_and_events_reports_it() {
     leak_checked(|rt, b| {
-        b.set_resources(json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}));
-        // Wait for the events stream to be attached, then allocate 100 MiB in /dev/shm-less
-        // anonymous memory (a shell variable growing by doubling).
-        b.set_args(&[
-            "sh",
-            "-c",
-            "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
-             x=0123456789abcdef; while :; do x=$x$x; done",
-        ]);
-        b.set_readonly_root(false);
+        memory_hog(b);
         let id = rt.new_id("oom");
         assert!(
             rt.run_with(&id, b, &["--detach"]).success(),
             "{}",
             rt.dump_log()
         );
-        let mut events = Command::new(&rt.bin)
-            .args([
-                "--root",
-                rt.root.to_str().unwrap(),
-                "events",
-                "--interval",
-                "1s",
-                &id,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut events = spawn_events(rt, &id);
         std::thread::sleep(Duration::from_millis(300));
         std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
         wait_stopped(rt, &id);
@@ -97,32 +106,14 @@ impl Drop for ContinueAndKill {
 #[test]
 fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
     leak_checked(|rt, b| {
-        b.set_resources(json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}));
-        b.set_args(&[
-            "sh",
-            "-c",
-            "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
-             x=0123456789abcdef; while :; do x=$x$x; done",
-        ]);
-        b.set_readonly_root(false);
+        memory_hog(b);
         let id = rt.new_id("oomdel");
         assert!(
             rt.run_with(&id, b, &["--detach"]).success(),
             "{}",
             rt.dump_log()
         );
-        let mut events = Command::new(&rt.bin)
-            .args([
-                "--root",
-                rt.root.to_str().unwrap(),
-                "events",
-                "--interval",
-                "1s",
-                &id,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut events = spawn_events(rt, &id);
         let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
         let mut events = ContinueAndKill(events);
         // The first stats line: the OOM watcher is registered.

@@ -15,18 +15,7 @@ use serde_json::json;
 /// first, and the exe it exposes is that mount's.
 #[test]
 fn runtime_binary_is_not_writable_through_proc_exe() {
-    let Some((_, mut b)) = common::setup() else {
-        return;
-    };
-    // A private copy of berth, so that no other test's berth keeps the file busy.
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("berth");
-    std::fs::copy(runtime_tests::berth_bin().unwrap(), &bin).unwrap();
-    let original = std::fs::read(&bin).unwrap();
-    let rt = runtime_tests::Runtime::new(&bin).unwrap();
-    let before = runtime_tests::LeakSnapshot::take(&rt, &b);
-    {
-        let (rt, b) = (&rt, &mut b);
+    with_private_berth(|rt, b| {
         b.set_args(&["sleep", "100"]);
         b.add_hook("startContainer", json!({"path": "/bin/true"}));
         let id = rt.new_id("exe");
@@ -48,12 +37,9 @@ fn runtime_binary_is_not_writable_through_proc_exe() {
             .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
         let err = reopened.expect_err("the runtime binary was writable after the runtime exited");
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
-        // And the binary on disk is intact and still runs.
-        assert_eq!(std::fs::read(&bin).unwrap(), original);
+        // And the binary on disk still runs (and is intact: checked by the helper).
         assert!(rt.cmd(&["--version"]).success());
-    }
-    rt.cleanup();
-    runtime_tests::assert_no_leaks(&before, &rt);
+    });
 }
 
 /// Without runtime code to run after `start`, init waits in the exec stub: a sealed memfd,
@@ -61,17 +47,7 @@ fn runtime_binary_is_not_writable_through_proc_exe() {
 /// start) cannot even open.
 #[test]
 fn created_init_exposes_only_the_sealed_exec_stub() {
-    let Some((_, mut b)) = common::setup() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("berth");
-    std::fs::copy(runtime_tests::berth_bin().unwrap(), &bin).unwrap();
-    let original = std::fs::read(&bin).unwrap();
-    let rt = runtime_tests::Runtime::new(&bin).unwrap();
-    let before = runtime_tests::LeakSnapshot::take(&rt, &b);
-    {
-        let (rt, b) = (&rt, &mut b);
+    with_private_berth(|rt, b| {
         b.set_args(&["sleep", "100"]);
         let id = rt.new_id("stub");
         assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
@@ -105,10 +81,7 @@ fn created_init_exposes_only_the_sealed_exec_stub() {
         let exe = wait_for_exe(pid, |e| e.ends_with("busybox"));
         assert!(exe.ends_with("busybox"), "init's exe after start: {exe}");
         assert!(rt.delete_force(&id).success());
-        assert_eq!(std::fs::read(&bin).unwrap(), original);
-    }
-    rt.cleanup();
-    runtime_tests::assert_no_leaks(&before, &rt);
+    });
 }
 
 #[test]
@@ -132,6 +105,27 @@ fn a_proc_self_exe_program_gets_the_stub_not_the_runtime() {
         );
         assert!(!out.stdout.contains("berth"), "{}", out.describe());
     });
+}
+
+/// Runs `f` with a private copy of berth (so that no other test's berth keeps the file busy),
+/// then checks that the copy is intact and that nothing leaked.
+fn with_private_berth(f: impl FnOnce(&runtime_tests::Runtime, &mut runtime_tests::Bundle)) {
+    let Some((_, mut b)) = common::setup() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("berth");
+    std::fs::copy(runtime_tests::berth_bin().unwrap(), &bin).unwrap();
+    let original = std::fs::read(&bin).unwrap();
+    let rt = runtime_tests::Runtime::new(&bin).unwrap();
+    let before = runtime_tests::LeakSnapshot::take(&rt, &b);
+    f(&rt, &mut b);
+    assert!(
+        std::fs::read(&bin).unwrap() == original,
+        "the berth binary changed"
+    );
+    rt.cleanup();
+    runtime_tests::assert_no_leaks(&before, &rt);
 }
 
 /// `/proc/PID/exe` once `done` holds for it, or after 5 s.

@@ -116,22 +116,23 @@ impl ContainerBuilder {
     /// ([`crate::exe::init_needs_protection`]), the running binary must be protected
     /// ([`crate::exe::protect`]), else this fails with [`ContainerError::ExeNotProtected`].
     pub fn create(self) -> Result<Container, ContainerError> {
+        self.check_id()?;
+        let bundle = Bundle::load(&self.bundle)?;
+        self.create_from(bundle)
+    }
+
+    fn check_id(&self) -> Result<(), ContainerError> {
         state::check_id(&self.id).map_err(|why| ContainerError::InvalidId {
             id: self.id.clone(),
             why,
-        })?;
-        let bundle = Bundle::load(&self.bundle)?;
-        self.create_from(bundle)
+        })
     }
 
     /// [`create`](Self::create) from a bundle the caller has already loaded (to look at its
     /// configuration first); the builder's bundle path is not read again.
     pub fn create_from(self, bundle: Bundle) -> Result<Container, ContainerError> {
         let _span = tracing::info_span!("create", id = %self.id).entered();
-        state::check_id(&self.id).map_err(|why| ContainerError::InvalidId {
-            id: self.id.clone(),
-            why,
-        })?;
+        self.check_id()?;
         crate::validate::check(&bundle.raw, &bundle.dir)?;
         let process =
             bundle.spec.process().as_ref().ok_or_else(|| {
@@ -145,10 +146,7 @@ impl ContainerBuilder {
         }
         let terminal = process.terminal().unwrap_or(false);
         let ns = NsPlan::from_spec(&bundle.spec)?;
-        let exec_stub = crate::exe::ExecStub::new().unwrap_or_else(|e| {
-            tracing::debug!("no exec stub: {e}");
-            None
-        });
+        let exec_stub = crate::exe::ExecStub::for_child();
         if (exec_stub.is_none() || crate::exe::init_needs_protection(&bundle.spec))
             && !crate::exe::is_protected()
         {
@@ -233,23 +231,7 @@ impl ContainerBuilder {
                 source,
             }
         })?;
-        let console_socket = match (&self.console_socket, terminal) {
-            (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-                |source| ContainerError::Io {
-                    op: "connect to console socket",
-                    path: path.clone(),
-                    source,
-                },
-            )?)),
-            _ => None,
-        };
-        if terminal && console_socket.is_none() {
-            return Err(SpecError::invalid(
-                "process.terminal",
-                "is true but no console socket was given (--console-socket)",
-            )
-            .into());
-        }
+        let console_socket = connect_console(self.console_socket.as_deref(), terminal)?;
         let hooks = spec.hooks().as_ref();
         let prestart = hooks.and_then(|h| h.prestart().clone()).unwrap_or_default();
         let create_runtime = hooks
@@ -493,6 +475,29 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
     };
     std::fs::write(&tmp, pid.to_string()).map_err(io("write pid file", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("rename pid file to", path))
+}
+
+/// With a terminal, the connection to `--console-socket` (which then must be given) that
+/// receives the pty master; without, none.
+fn connect_console(
+    socket: Option<&Path>,
+    terminal: bool,
+) -> Result<Option<OwnedFd>, ContainerError> {
+    match (socket, terminal) {
+        (Some(path), true) => UnixStream::connect(path)
+            .map(|s| Some(OwnedFd::from(s)))
+            .map_err(|source| ContainerError::Io {
+                op: "connect to console socket",
+                path: path.to_owned(),
+                source,
+            }),
+        (None, true) => Err(SpecError::invalid(
+            "process.terminal",
+            "is true but no console socket was given (--console-socket)",
+        )
+        .into()),
+        (_, false) => Ok(None),
+    }
 }
 
 /// The state passed to hooks on stdin.
@@ -768,33 +773,17 @@ impl Container {
             f if f == CloneFlags::CLONE_NEWNS => 2,
             _ => 1,
         });
-        let console_socket = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
-            (Some(path), true) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-                |source| ContainerError::Io {
-                    op: "connect to console socket",
-                    path: path.clone(),
-                    source,
-                },
-            )?)),
-            (None, true) => {
-                return Err(SpecError::invalid(
-                    "process.terminal",
-                    "is true but no console socket was given (--console-socket)",
-                )
-                .into())
-            }
-            _ => None,
-        };
+        let console_socket = connect_console(
+            opts.console_socket.as_deref(),
+            process.terminal().unwrap_or(false),
+        )?;
         let cfg = ExecConfig {
             process,
             linux: spec.linux().clone(),
             namespaces,
             console_socket,
             preserve_fds: opts.preserve_fds,
-            exec_stub: crate::exe::ExecStub::new().unwrap_or_else(|e| {
-                tracing::debug!("no exec stub: {e}");
-                None
-            }),
+            exec_stub: crate::exe::ExecStub::for_child(),
         };
         let cgroup = self.cgroup()?;
         let (parent_chan, child_chan) =

@@ -25,6 +25,7 @@
 //!   container's init needs it.
 
 use std::ffi::{CStr, CString, OsString};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -106,40 +107,27 @@ impl ExecStub {
     /// Put the stub in a new sealed, close-on-exec memfd. `None` where this build has no
     /// stub; an error if the memfd cannot be made (e.g. `vm.memfd_noexec=2`).
     pub fn new() -> Result<Option<Self>, ExeError> {
-        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-        use nix::sys::memfd::{memfd_create, MFdFlags};
         let Some(bytes) = STUB else {
             return Ok(None);
         };
-        let path = PathBuf::from("memfd:berth-exec");
-        let err = |op: &'static str| {
-            let path = path.clone();
-            move |source| ExeError { path, op, source }
-        };
-        let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
-        // MFD_EXEC (Linux 6.3) says we mean to execute it; older kernels reject the flag.
-        let fd = match memfd_create(
-            c"berth-exec",
-            flags | MFdFlags::from_bits_retain(libc::MFD_EXEC),
-        ) {
-            Err(Errno::EINVAL) => memfd_create(c"berth-exec", flags),
-            other => other,
-        }
-        .map_err(err("memfd_create"))?;
-        let mut done = 0;
-        while done < bytes.len() {
-            match nix::unistd::write(&fd, &bytes[done..]) {
-                Ok(n) => done += n,
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(err("write")(e)),
-            }
-        }
-        let seals = SealFlag::F_SEAL_SEAL
-            | SealFlag::F_SEAL_SHRINK
-            | SealFlag::F_SEAL_GROW
-            | SealFlag::F_SEAL_WRITE;
-        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).map_err(err("seal"))?;
+        let fd =
+            sealed_memfd(c"berth-exec", true, |f| f.write_all(bytes)).map_err(|(op, source)| {
+                ExeError {
+                    path: PathBuf::from("memfd:berth-exec"),
+                    op,
+                    source,
+                }
+            })?;
         Ok(Some(Self { fd }))
+    }
+
+    /// [`new`](Self::new) for a container-side child: without a stub (logged), the caller
+    /// must have [`protect`]ed the binary, which the callers check.
+    pub(crate) fn for_child() -> Option<Self> {
+        Self::new().unwrap_or_else(|e| {
+            tracing::debug!("no exec stub: {e}");
+            None
+        })
     }
 
     /// The memfd's number (a container-side child keeps it open until it execs).
@@ -289,37 +277,56 @@ fn exe_is_sealed() -> bool {
 
 /// Copy the binary into a sealed memfd and re-execute from it.
 fn reexec_from_sealed_copy() -> Result<(), ExeError> {
+    let path = PathBuf::from("/proc/self/exe");
+    let memfd = sealed_memfd(c"berth", false, |dst| {
+        std::io::copy(&mut std::fs::File::open(&path)?, dst).map(drop)
+    })
+    .map_err(|(op, source)| ExeError {
+        path: path.clone(),
+        op,
+        source,
+    })?;
+    let (args, env) = args_and_env();
+    let e = nix::unistd::fexecve(&memfd, &args, &env).unwrap_err();
+    Err(ExeError {
+        path,
+        op: "re-execute from memfd",
+        source: e,
+    })
+}
+
+/// A close-on-exec memfd named `name`, filled by `fill`, then sealed against any change. With
+/// `exec`, says it is meant to be executed (`MFD_EXEC`, Linux 6.3; left out where the kernel
+/// does not know it). Errors carry the step that failed.
+fn sealed_memfd(
+    name: &CStr,
+    exec: bool,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<OwnedFd, (&'static str, Errno)> {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     use nix::sys::memfd::{memfd_create, MFdFlags};
-    let path = PathBuf::from("/proc/self/exe");
-    let err = |op: &'static str| {
-        let path = path.clone();
-        move |source| ExeError { path, op, source }
-    };
-    let io_err = |op: &'static str| {
-        let path = path.clone();
-        move |e: std::io::Error| ExeError {
-            path,
-            op,
-            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        }
-    };
-    let memfd = memfd_create(
-        c"berth",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .map_err(err("memfd_create"))?;
-    let mut src = std::fs::File::open(&path).map_err(io_err("open"))?;
-    let mut dst = std::fs::File::from(memfd);
-    std::io::copy(&mut src, &mut dst).map_err(io_err("copy into memfd"))?;
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    let fd = match exec {
+        true => match memfd_create(name, flags | MFdFlags::from_bits_retain(libc::MFD_EXEC)) {
+            Err(Errno::EINVAL) => memfd_create(name, flags),
+            other => other,
+        },
+        false => memfd_create(name, flags),
+    }
+    .map_err(|e| ("memfd_create", e))?;
+    let mut file = std::fs::File::from(fd);
+    fill(&mut file).map_err(|e| {
+        (
+            "fill memfd",
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_WRITE;
-    fcntl(&dst, FcntlArg::F_ADD_SEALS(seals)).map_err(err("seal memfd"))?;
-    let (args, env) = args_and_env();
-    let e = nix::unistd::fexecve(&dst, &args, &env).unwrap_err();
-    Err(err("re-execute from memfd")(e))
+    fcntl(&file, FcntlArg::F_ADD_SEALS(seals)).map_err(|e| ("seal memfd", e))?;
+    Ok(OwnedFd::from(file))
 }
 
 #[cfg(test)]

@@ -160,12 +160,15 @@ pub fn json_path_at(text: &[u8], line: usize, column: usize) -> String {
         Object(Option<String>),
         Array(usize),
     }
-    let line_start = text
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'\n')
-        .nth(line.saturating_sub(2))
-        .map_or(0, |(i, _)| if line > 1 { i + 1 } else { 0 });
+    let line_start = match line {
+        0 | 1 => 0,
+        _ => text
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(i, _)| i + 1),
+    };
     let end = (line_start + column.saturating_sub(1)).min(text.len());
     let mut stack: Vec<Frame> = Vec::new();
     // Inside an object, whether the next string is a key.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use berth_runtime::{ContainerBuilder, ContainerError};
+use berth_runtime::{Container, ContainerBuilder, ContainerError};
 use clap::Args;
 
 use crate::cli::GlobalOpts;
@@ -68,9 +68,16 @@ fn listen_fds() -> u32 {
 
 /// `berth create`.
 pub fn run(g: &GlobalOpts, a: CreateArgs) -> Result<u8> {
-    match a.builder(g).create() {
+    or_restart_protected(a.builder(g).create())?;
+    Ok(0)
+}
+
+/// The result of a create, except that a refusal for want of a protected binary restarts the
+/// command protected ([`restart_protected`]).
+pub fn or_restart_protected(r: Result<Container, ContainerError>) -> Result<Container> {
+    match r {
         Err(ContainerError::ExeNotProtected(_)) => Err(restart_protected()),
-        r => r.map(|_| 0).map_err(Into::into),
+        r => Ok(r?),
     }
 }
 

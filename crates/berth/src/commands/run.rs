@@ -12,7 +12,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{restart_protected, CreateArgs};
+use super::create::{or_restart_protected, restart_protected, CreateArgs};
 use super::tty::{relay_until_exit, ConsoleSocket};
 use crate::cli::GlobalOpts;
 
@@ -52,10 +52,7 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     let root = g.root();
     let id = a.create.id.clone();
     if a.detach {
-        let mut c = match a.create.builder(g).create() {
-            Err(ContainerError::ExeNotProtected(_)) => return Err(restart_protected()),
-            r => r?,
-        };
+        let mut c = or_restart_protected(a.create.builder(g).create())?;
         if let Err(e) = c.start() {
             let _ = c.delete(true);
             return Err(e.into());
