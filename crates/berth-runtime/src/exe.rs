@@ -110,14 +110,13 @@ impl ExecStub {
         let Some(bytes) = STUB else {
             return Ok(None);
         };
-        let fd =
-            sealed_memfd(c"berth-exec", true, |f| f.write_all(bytes)).map_err(|(op, source)| {
-                ExeError {
-                    path: PathBuf::from("memfd:berth-exec"),
-                    op,
-                    source,
-                }
-            })?;
+        let fd = sealed_memfd(c"berth-exec", |f| f.write_all(bytes)).map_err(|(op, source)| {
+            ExeError {
+                path: PathBuf::from("memfd:berth-exec"),
+                op,
+                source,
+            }
+        })?;
         Ok(Some(Self { fd }))
     }
 
@@ -278,7 +277,7 @@ fn exe_is_sealed() -> bool {
 /// Copy the binary into a sealed memfd and re-execute from it.
 fn reexec_from_sealed_copy() -> Result<(), ExeError> {
     let path = PathBuf::from("/proc/self/exe");
-    let memfd = sealed_memfd(c"berth", false, |dst| {
+    let memfd = sealed_memfd(c"berth", |dst| {
         std::io::copy(&mut std::fs::File::open(&path)?, dst).map(drop)
     })
     .map_err(|(op, source)| ExeError {
@@ -295,23 +294,19 @@ fn reexec_from_sealed_copy() -> Result<(), ExeError> {
     })
 }
 
-/// A close-on-exec memfd named `name`, filled by `fill`, then sealed against any change. With
-/// `exec`, says it is meant to be executed (`MFD_EXEC`, Linux 6.3; left out where the kernel
-/// does not know it). Errors carry the step that failed.
+/// A close-on-exec memfd named `name` to be executed, filled by `fill`, then sealed against
+/// any change. It says it is executable (`MFD_EXEC`, Linux 6.3; left out where the kernel does
+/// not know the flag). Errors carry the step that failed.
 fn sealed_memfd(
     name: &CStr,
-    exec: bool,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<OwnedFd, (&'static str, Errno)> {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     use nix::sys::memfd::{memfd_create, MFdFlags};
     let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
-    let fd = match exec {
-        true => match memfd_create(name, flags | MFdFlags::from_bits_retain(libc::MFD_EXEC)) {
-            Err(Errno::EINVAL) => memfd_create(name, flags),
-            other => other,
-        },
-        false => memfd_create(name, flags),
+    let fd = match memfd_create(name, flags | MFdFlags::from_bits_retain(libc::MFD_EXEC)) {
+        Err(Errno::EINVAL) => memfd_create(name, flags),
+        other => other,
     }
     .map_err(|e| ("memfd_create", e))?;
     let mut file = std::fs::File::from(fd);
