@@ -690,25 +690,63 @@ impl Container {
         Ok(())
     }
 
-    /// Send `signal` to the init process, or with `all` to every process of the container.
+    /// Send `signal` to the init process, or with `all` to every process of the container,
+    /// as runc 1.1 does (engines parse the outcome):
+    ///
+    /// - signal 0 only checks that the target exists (a liveness probe);
+    /// - with `all`, whatever is left in the container's cgroup is signalled, whatever the
+    ///   status: a stopped container whose cgroup is empty or gone is `Ok`;
+    /// - without `all`, a stopped container is [`ContainerError::NotRunning`] ("container not
+    ///   running", runc's `ErrNotRunning`, which containerd's shim maps to not found);
+    /// - SIGKILL to a paused container's init thaws the cgroup so that it can die.
+    ///
+    /// `signal` must be 0 or a valid signal number (1..=SIGRTMAX).
     pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerError> {
-        let status = self.status();
-        if status == Status::Stopped {
-            return Err(self.refuse("kill", status));
+        if !(0..=libc::SIGRTMAX()).contains(&signal) {
+            return Err(ContainerError::sys(
+                format!("kill with signal {signal}"),
+                Errno::EINVAL,
+            ));
         }
+        let status = self.status();
         if all {
-            let cg = self.cgroup()?;
+            let cg = match self.cgroup() {
+                Ok(cg) => cg,
+                Err(_) if status == Status::Stopped => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if status == Status::Stopped && cg.procs().map(|p| p.is_empty()).unwrap_or(true) {
+                return Ok(());
+            }
+            if signal == 0 {
+                return Ok(());
+            }
             cg.kill_all(signal)?;
             return Ok(());
         }
-        self.signal_init(signal)
+        if status == Status::Stopped {
+            return Err(self.not_running("kill"));
+        }
+        self.signal_init(signal)?;
+        if status == Status::Paused && signal == libc::SIGKILL {
+            // A frozen cgroup (v1) holds the SIGKILL until thawed; runc thaws for SIGKILL only.
+            let _ = self.cgroup().and_then(|cg| Ok(cg.thaw()?));
+        }
+        Ok(())
+    }
+
+    fn not_running(&self, op: &'static str) -> ContainerError {
+        ContainerError::NotRunning {
+            op,
+            id: self.state.id.clone(),
+        }
     }
 
     fn signal_init(&self, signal: i32) -> Result<(), ContainerError> {
         let pidfd = match sys::pidfd_open(Pid::from_raw(self.state.pid)) {
             Ok(fd) => fd,
             // Gone between the status check and now (a cgroup kill may have just ended it).
-            Err(Errno::ESRCH) => return Err(self.refuse("kill", Status::Stopped)),
+            Err(Errno::ESRCH) => return Err(self.not_running("kill")),
             Err(e) => {
                 return Err(ContainerError::sys(
                     format!("pidfd_open {}", self.state.pid),
@@ -718,12 +756,12 @@ impl Container {
         };
         // The pidfd pins the process: if its start time still matches, it is our init.
         if !state::is_alive(self.state.pid, self.state.pid_start_time) {
-            return Err(self.refuse("kill", Status::Stopped));
+            return Err(self.not_running("kill"));
         }
         match sys::pidfd_send_signal(pidfd.as_fd(), signal) {
             Ok(()) => Ok(()),
             // Exited (a zombie waiting for its reaper) since we looked.
-            Err(Errno::ESRCH) => Err(self.refuse("kill", Status::Stopped)),
+            Err(Errno::ESRCH) => Err(self.not_running("kill")),
             Err(e) => Err(ContainerError::sys(
                 format!("kill {} with signal {signal}", self.state.pid),
                 e,
@@ -861,11 +899,13 @@ impl Container {
         Ok(pid)
     }
 
-    /// Freeze every process of the container.
+    /// Freeze every process of the container: it must be running or created, else
+    /// [`ContainerError::NotRunning`] (runc's "container not running").
     pub fn pause(&self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Running && status != Status::Created {
-            return Err(self.refuse("pause", status));
+            // runc's ErrNotRunning, for a paused container too.
+            return Err(self.not_running("pause"));
         }
         self.cgroup()?.freeze()?;
         Ok(())
@@ -909,7 +949,7 @@ impl Container {
         let cg = self.cgroup()?;
         let _ = cg.kill_all(libc::SIGKILL);
         match self.signal_init(libc::SIGKILL) {
-            Ok(()) | Err(ContainerError::BadStatus { .. }) => {}
+            Ok(()) | Err(ContainerError::NotRunning { .. }) => {}
             Err(e) => return Err(e),
         }
         // A frozen cgroup holds the SIGKILL until thawed.

@@ -47,6 +47,16 @@ pub enum ContainerError {
         /// The status that forbids it.
         status: Status,
     },
+    /// The container's process has exited, so it cannot be signalled (or paused). The text is
+    /// runc's `ErrNotRunning` word for word: containerd's shim matches "container not running"
+    /// to tell an exited task (not found) from a failure.
+    #[error("container not running")]
+    NotRunning {
+        /// The operation that was refused (`kill`, `pause`).
+        op: &'static str,
+        /// The container id.
+        id: String,
+    },
     /// The bundle's configuration is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),

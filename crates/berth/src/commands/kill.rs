@@ -20,13 +20,18 @@ pub struct KillArgs {
     pub signal: String,
 }
 
-/// Parse a signal as runc does: a number, or a name with or without the `SIG` prefix.
+/// Parse a signal as runc does: a number, or a name with or without the `SIG` prefix. 0 is
+/// accepted (it checks that the process exists, as liveness probes use it); other numbers must
+/// be signals of this kernel (1..=SIGRTMAX).
 pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if n <= 0 || n > libc::SIGRTMAX() {
-            bail!("invalid signal number {n}");
+    if let Ok(n) = s.trim().parse::<i64>() {
+        if n < 0 || n > i64::from(libc::SIGRTMAX()) {
+            bail!(
+                "invalid signal {s:?}: a signal number is 0 to {}",
+                libc::SIGRTMAX()
+            );
         }
-        return Ok(n);
+        return Ok(n as i32);
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -58,6 +63,9 @@ mod tests {
         assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
         assert_eq!(parse_signal("hup").unwrap(), 1);
         assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("65").is_err());
+        assert!(parse_signal("-1").is_err());
+        assert!(parse_signal("4294967305").is_err());
     }
 }
