@@ -57,6 +57,43 @@ pub struct CgroupSaved {
     pub hierarchies: Vec<SavedHierarchy>,
 }
 
+impl CgroupSaved {
+    /// This cgroup with `created` set, in every hierarchy, to the directories of its path
+    /// (below the mount point, outermost first) that do not exist yet: what
+    /// [`CgroupManager::create`](crate::CgroupManager::create) is about to make. A runtime
+    /// saves it before creating, so that after a crash in between it removes those, and only
+    /// those ([`CgroupManager::destroy`](crate::CgroupManager::destroy) takes a missing one
+    /// as removed).
+    ///
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # std::fs::create_dir(root.path().join("pids")).unwrap();
+    /// # let h = berth_cgroups::Hierarchies::from_root(root.path()).unwrap();
+    /// use berth_cgroups::CgroupManager;
+    /// let m = berth_cgroups::FsManager::new(&h, &[], Some("/a/b"), "c1").unwrap();
+    /// let planned = m.saved().with_missing_as_created();
+    /// let dirs = &planned.hierarchies[0].created;
+    /// assert_eq!(dirs, &[root.path().join("pids/a"), root.path().join("pids/a/b")]);
+    /// ```
+    pub fn with_missing_as_created(&self) -> CgroupSaved {
+        let mut out = self.clone();
+        for h in &mut out.hierarchies {
+            let Ok(rel) = h.dir.strip_prefix(&h.mount_point) else {
+                continue;
+            };
+            let mut cur = h.mount_point.clone();
+            h.created.clear();
+            for comp in rel.components() {
+                cur.push(comp);
+                if !h.created.is_empty() || fs::symlink_metadata(&cur).is_err() {
+                    h.created.push(cur.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// How to present one hierarchy inside the container (`/sys/fs/cgroup/...`).
 ///
 /// ```

@@ -1,17 +1,15 @@
 //! The container lifecycle: create, start, kill, pause, resume, delete and state.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_cgroups::CgroupManager;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
-use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Process, Spec};
@@ -23,7 +21,7 @@ use crate::process::channel::{Channel, ToChild, ToParent};
 use crate::process::exec::ExecConfig;
 use crate::process::init::{child_main, InitConfig};
 use crate::spec::{Bundle, SpecError, OCI_VERSION};
-use crate::state::{self, ContainerState, OciState, StateDir, Status};
+use crate::state::{self, ContainerState, LockMode, OciState, StateDir, Status};
 use crate::sys::{self, Forked};
 
 /// The default runtime root, like runc's `/run/runc`.
@@ -191,7 +189,31 @@ impl ContainerBuilder {
         let cgroups_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
             .and_then(|p| p.to_str());
+        let hooks = spec.hooks().as_ref();
         let mut cgroup = berth_cgroups::new_manager(cgroups_path, &self.id)?;
+        // Before each step that cannot be taken back, the state says what to undo, so that a
+        // `delete` after a crash of this command finishes the job (status creating).
+        let mut st = ContainerState {
+            id: self.id.clone(),
+            pid: 0,
+            pid_start_time: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            // Every directory of the cgroup path that does not exist yet is ours to remove.
+            cgroup: cgroup.saved().with_missing_as_created(),
+            own_pid_ns: ns.new.contains(CloneFlags::CLONE_NEWPID),
+            has_poststart_hooks: hooks
+                .is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
+            has_poststop_hooks: hooks
+                .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
+            stopped: false,
+            creating: true,
+            namespaces: Vec::new(),
+        };
+        cleanup.dir().save(&st)?;
+        state::crash_point("create:state");
         let mut have_cgroup = true;
         if let Err(e) = cgroup.create() {
             // Rootless, without a delegated cgroup: the container runs in the caller's.
@@ -208,40 +230,33 @@ impl ContainerBuilder {
         let cgroup_mounts = cgroup.container_mounts();
         cleanup.cgroup = Some(cgroup);
         let cgroup = cleanup.cgroup.as_ref().expect("just set");
+        st.cgroup = cgroup.saved();
+        cleanup.dir().save(&st)?;
+        state::crash_point("create:cgroup");
 
-        let fifo = cleanup.dir().fifo();
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-            .map_err(|e| ContainerError::sys(format!("mkfifo {}", fifo.display()), e))?;
-        // Whatever our umask, a container user other than root must be able to open it.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622)).map_err(
-                |source| ContainerError::Io {
-                    op: "chmod",
-                    path: fifo.clone(),
-                    source,
-                },
-            )?;
-        }
-        let config_copy = cleanup.dir().path().join(state::CONFIG_FILE);
-        std::fs::copy(bundle.dir.join("config.json"), &config_copy).map_err(|source| {
-            ContainerError::Io {
-                op: "copy config.json to",
-                path: config_copy.clone(),
-                source,
-            }
+        let fifo = cleanup.dir().make_fifo()?;
+        let config_path = bundle.dir.join("config.json");
+        let config = std::fs::read(&config_path).map_err(|source| ContainerError::Io {
+            op: "read",
+            path: config_path.clone(),
+            source,
         })?;
+        cleanup.dir().write_file(state::CONFIG_FILE, &config)?;
         let console_socket = connect_console(self.console_socket.as_deref(), terminal)?;
-        let hooks = spec.hooks().as_ref();
         let prestart = hooks.and_then(|h| h.prestart().clone()).unwrap_or_default();
         let create_runtime = hooks
             .and_then(|h| h.create_runtime().clone())
             .unwrap_or_default();
         let clone_flags = ns.clone_flags();
         let new_user = ns.new_user();
-        let own_pid_ns = ns.new.contains(CloneFlags::CLONE_NEWPID);
         let second_fork = ns.needs_second_fork();
         let plan_for_maps = ns.clone();
+        // Init execs the stub right after it is ready (closing its end of the channel) unless
+        // it waits for start in our code.
+        let execs_stub_when_ready = exec_stub.is_some()
+            && hooks
+                .and_then(|h| h.start_container().as_ref())
+                .is_none_or(|h| h.is_empty());
         let cfg = InitConfig {
             id: self.id.clone(),
             spec: spec.clone(),
@@ -275,6 +290,22 @@ impl ContainerBuilder {
         drop(child_chan);
         drop(cfg);
         cleanup.init = Some(pid);
+        state::crash_point("create:clone");
+        // The namespaces made by the clone itself identify the container's processes.
+        st.namespaces = [
+            CloneFlags::CLONE_NEWNS,
+            CloneFlags::CLONE_NEWUTS,
+            CloneFlags::CLONE_NEWIPC,
+            CloneFlags::CLONE_NEWNET,
+            CloneFlags::CLONE_NEWPID,
+            CloneFlags::CLONE_NEWUSER,
+        ]
+        .into_iter()
+        .filter(|flag| clone_flags.contains(*flag))
+        .filter_map(|flag| state::NsIdentity::of(pid.as_raw(), crate::ns::proc_name(flag)))
+        .collect();
+        record_init(&mut st, pid, cleanup.dir())?;
+        state::crash_point("create:pid");
 
         cgroup.add_task(pid.as_raw())?;
         match crate::rootfs::devices::effective_resources(spec) {
@@ -292,6 +323,7 @@ impl ContainerBuilder {
             }
             _ => {}
         }
+        state::crash_point("create:cgroup-joined");
         if new_user {
             crate::ns::write_id_mappings(pid.as_raw(), &plan_for_maps).map_err(|source| {
                 ContainerError::Io {
@@ -301,16 +333,21 @@ impl ContainerBuilder {
                 }
             })?;
         }
-        parent_chan
-            .send(&ToChild::Go)
-            .map_err(|e| ContainerError::sys("send to init", e))?;
+        let died = |pid: Pid, cleanup: &mut Cleanup| {
+            let e = init_death(pid, spec);
+            // Reaped (or not ours): never signal that pid again, it may be reused.
+            cleanup.init = None;
+            e
+        };
+        if parent_chan.send(&ToChild::Go).is_err() {
+            return Err(died(pid, cleanup));
+        }
+        state::crash_point("create:go");
         loop {
-            let (msg, fd) = match parent_chan
-                .recv_with_fd::<ToParent>()
-                .map_err(|e| ContainerError::sys("receive from init", e))?
-            {
-                Some((m, fd)) => (Some(m), fd),
-                None => (None, None),
+            let (msg, fd) = match parent_chan.recv_with_fd::<ToParent>() {
+                Ok(Some((m, fd))) => (Some(m), fd),
+                Ok(None) | Err(Errno::ECONNRESET) => (None, None),
+                Err(e) => return Err(ContainerError::sys("receive from init", e)),
             };
             match msg {
                 Some(ToParent::SeccompFd) => {
@@ -323,12 +360,14 @@ impl ContainerBuilder {
                     let _ = waitpid(pid, None);
                     pid = Pid::from_raw(p);
                     cleanup.init = Some(pid);
+                    record_init(&mut st, pid, cleanup.dir())?;
                 }
                 Some(ToParent::RunCreateRuntimeHooks) => {
                     let st =
                         hook_state(&self.id, Status::Creating, pid.as_raw(), &bundle.dir, spec);
                     hooks::run_hooks("prestart", &prestart, &st)?;
                     hooks::run_hooks("createRuntime", &create_runtime, &st)?;
+                    state::crash_point("create:hooks");
                     parent_chan
                         .send(&ToChild::HooksDone)
                         .map_err(|e| ContainerError::sys("send to init", e))?;
@@ -338,38 +377,93 @@ impl ContainerBuilder {
                 Some(ToParent::Pid(_)) => {
                     return Err(ContainerError::InitDied("unexpected pid message".into()))
                 }
-                None => {
-                    return Err(ContainerError::InitDied(
-                        "it closed its channel without a word".into(),
-                    ))
-                }
+                None => return Err(died(pid, cleanup)),
             }
         }
-
-        let pid_start_time = state::process_start_time(pid.as_raw())
-            .ok_or_else(|| ContainerError::InitDied("it exited right after setup".into()))?;
-        let st = ContainerState {
-            id: self.id.clone(),
-            pid: pid.as_raw(),
-            pid_start_time,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: state::now_rfc3339(),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-            cgroup: cgroup.saved(),
-            own_pid_ns,
-            has_poststart_hooks: hooks
-                .is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
-            has_poststop_hooks: hooks
-                .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
-            stopped: false,
-        };
+        state::crash_point("create:ready");
+        if execs_stub_when_ready {
+            // Its end of the channel closes when it execs the stub; a failure to (E2BIG, ...)
+            // still comes as a message, a death as the end of the channel.
+            match parent_chan.recv::<ToParent>() {
+                Ok(Some(ToParent::Failed(e))) => return Err(e.into()),
+                Ok(Some(_)) => {
+                    return Err(ContainerError::InitDied(
+                        "unexpected message after ready".into(),
+                    ))
+                }
+                Ok(None) | Err(Errno::ECONNRESET) => {}
+                Err(e) => return Err(ContainerError::sys("receive from init", e)),
+            }
+        }
+        if !state::is_alive(pid.as_raw(), st.pid_start_time) {
+            return Err(died(pid, cleanup));
+        }
+        st.creating = false;
         cleanup.dir().save(&st)?;
+        state::crash_point("create:saved");
         if let Some(pid_file) = &self.pid_file {
             write_pid_file(pid_file, pid.as_raw())?;
         }
         Ok(st)
     }
+}
+
+/// Record init's pid and start time in the state before anything else can go wrong.
+fn record_init(st: &mut ContainerState, pid: Pid, dir: &StateDir) -> Result<(), ContainerError> {
+    st.pid = pid.as_raw();
+    // 0 if it has already died: never alive, then.
+    st.pid_start_time = state::process_start_time(pid.as_raw()).unwrap_or(0);
+    dir.save(st)?;
+    Ok(())
+}
+
+/// Why init died during setup: reap it (it is our child, also after a second fork, which
+/// uses `CLONE_PARENT`) and say how it ended and the likely cause.
+fn init_death(pid: Pid, spec: &Spec) -> ContainerError {
+    use nix::sys::wait::WaitStatus;
+    // It closed the channel: it is dead or about to be. Wait a bounded while for that.
+    wait_gone(pid.as_raw(), Duration::from_secs(5));
+    let how = match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => format!("init exited with status {code} during setup"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => {
+            let mut m = format!("init was killed by {} during setup", sig.as_str());
+            let linux = spec.linux().as_ref();
+            if sig == Signal::SIGKILL {
+                if let Some(limit) = linux
+                    .and_then(|l| l.resources().as_ref())
+                    .and_then(|r| r.memory().as_ref())
+                    .and_then(|m| m.limit())
+                    .filter(|l| *l > 0)
+                {
+                    m.push_str(&format!(
+                        " (memory limit {} reached?)",
+                        human_bytes(limit as u64)
+                    ));
+                }
+            } else if sig == Signal::SIGSYS {
+                if let Some(seccomp) = linux.and_then(|l| l.seccomp().as_ref()) {
+                    m.push_str(&format!(
+                        " (the seccomp profile forbids a system call it makes: defaultAction \
+                         {:?})",
+                        seccomp.default_action()
+                    ));
+                }
+            }
+            m
+        }
+        _ => "init closed its channel without a word".to_owned(),
+    };
+    ContainerError::InitDied(how)
+}
+
+/// `4 MiB`, `512 KiB`, `100 B`: the largest binary unit that divides `n`.
+fn human_bytes(n: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= size && n % size == 0 {
+            return format!("{} {unit}", n / size);
+        }
+    }
+    format!("{n} B")
 }
 
 /// Undo a half-made container: kill and reap init, remove the cgroup and the state directory.
@@ -406,7 +500,10 @@ impl Cleanup {
             }
         }
         if let Some(cg) = self.cgroup.take() {
-            let _ = cg.kill_all(libc::SIGKILL);
+            // Only a cgroup we made holds nothing but ours; in another, init was all we had.
+            if created_cgroup(&cg.saved()) {
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
             if let Err(e) = cg.destroy() {
                 tracing::warn!("cleanup: remove cgroup: {e}");
             }
@@ -417,6 +514,14 @@ impl Cleanup {
             }
         }
     }
+}
+
+/// Whether the container's cgroup was made by berth (its own leaf in some hierarchy).
+fn created_cgroup(saved: &berth_cgroups::CgroupSaved) -> bool {
+    saved
+        .hierarchies
+        .iter()
+        .any(|h| h.created.last() == Some(&h.dir))
 }
 
 /// Wait until process `pid` has exited (it may be a zombie of another parent), up to `limit`.
@@ -461,20 +566,11 @@ fn pass_seccomp_fd(
         .map_err(|e| ContainerError::sys("send to container process", e))
 }
 
+/// Write a pid file: a new file (`O_EXCL | O_NOFOLLOW`, random name) in its directory, renamed
+/// over `path`; a symlink at `path` is refused rather than followed.
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let io = |op, p: &Path| {
-        let p = p.to_owned();
-        move |source| ContainerError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
-    std::fs::write(&tmp, pid.to_string()).map_err(io("write pid file", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("rename pid file to", path))
+    state::write_new_file(path, pid.to_string().as_bytes(), 0o644)
+        .map_err(|(op, path, source)| ContainerError::Io { op, path, source })
 }
 
 /// With a terminal, the connection to `--console-socket` (which then must be given) that
@@ -534,26 +630,47 @@ pub struct Container {
 }
 
 impl Container {
-    /// Open container `id` under `root`, taking its lock.
+    /// Open container `id` under `root`, taking its lock exclusively (for commands that change
+    /// it). Waits for another command's lock at most [`state::lock_timeout`], then fails with
+    /// [`state::StateError::Busy`].
     pub fn load(root: &Path, id: &str) -> Result<Self, ContainerError> {
+        Self::load_locked(root, id, LockMode::Exclusive)
+    }
+
+    /// [`load`](Self::load) with a shared lock, for commands that only read (`state`, `list`,
+    /// `ps`, `events`): they wait for a command that changes the container, not for each other.
+    pub fn load_shared(root: &Path, id: &str) -> Result<Self, ContainerError> {
+        Self::load_locked(root, id, LockMode::Shared)
+    }
+
+    fn load_locked(root: &Path, id: &str, mode: LockMode) -> Result<Self, ContainerError> {
         state::check_id(id).map_err(|why| ContainerError::InvalidId {
             id: id.to_owned(),
             why,
         })?;
-        let dir = StateDir::open(root, id)?
+        let dir = StateDir::open(root, id, mode)?
             .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
-        let state = match dir.load() {
-            Ok(s) => s,
-            // A directory without state.json is a create still running or one that crashed:
-            // either way, not a container yet.
-            Err(state::StateError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                return Err(ContainerError::NotFound { id: id.to_owned() })
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // A directory without state.json is what a create that died before writing anything
+        // leaves (a running create holds the lock until it has written it): not a container.
+        let state = dir
+            .load()?
+            .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
         Ok(Container { dir, state })
+    }
+
+    /// `delete` by id: [`delete`](Self::delete) the container, or remove what a `create` that
+    /// died left (a state directory without `state.json`). Errors as [`load`](Self::load).
+    pub fn delete_id(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
+        state::check_id(id).map_err(|why| ContainerError::InvalidId {
+            id: id.to_owned(),
+            why,
+        })?;
+        let dir = StateDir::open(root, id, LockMode::Exclusive)?
+            .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
+        match dir.load()? {
+            Some(state) => Container { dir, state }.delete(force),
+            None => Ok(dir.remove()?),
+        }
     }
 
     /// The container id.
@@ -576,12 +693,17 @@ impl Container {
         Ok(berth_cgroups::open_saved(&self.state.cgroup)?)
     }
 
-    /// The current status, derived from the init process, the exec fifo and the freezer.
+    /// The current status, derived from the init process, the exec fifo and the freezer. A
+    /// container whose `create` died half way (seen by the lock's next holder) is `creating`
+    /// while its init lives.
     pub fn status(&self) -> Status {
         if self.state.stopped || !state::is_alive(self.state.pid, self.state.pid_start_time) {
             return Status::Stopped;
         }
-        if self.dir.fifo().exists() {
+        if self.state.creating {
+            return Status::Creating;
+        }
+        if self.dir.has_fifo() {
             return Status::Created;
         }
         match self.cgroup().and_then(|c| Ok(c.is_frozen()?)) {
@@ -612,7 +734,12 @@ impl Container {
 
     /// The configuration the container was created with.
     pub fn config(&self) -> Result<Spec, SpecError> {
-        crate::spec::load_spec(&self.dir.path().join(state::CONFIG_FILE))
+        // Through the locked directory's fd, not a path that could name another directory.
+        crate::spec::load_spec(Path::new(&format!(
+            "/proc/self/fd/{}/{}",
+            self.dir.fd().as_raw_fd(),
+            state::CONFIG_FILE
+        )))
     }
 
     /// Run the saved configuration's poststart or poststop hooks, which only warn on failure.
@@ -631,6 +758,11 @@ impl Container {
         if let Some(hooks) = hooks {
             let mut st = self.oci_state();
             st.status = status;
+            if status == Status::Running {
+                // poststart gets the process that was started, even if it has exited since
+                // (oci_state() would say pid 0 then).
+                st.pid = self.state.pid;
+            }
             hooks::run_hooks_warn(kind, hooks, &st);
         }
     }
@@ -649,13 +781,13 @@ impl Container {
         if status != Status::Created {
             return Err(self.refuse("start", status));
         }
-        let fifo_path = self.dir.fifo();
-        let fifo = nix::fcntl::open(
-            &fifo_path,
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ContainerError::sys(format!("open {}", fifo_path.display()), e))?;
+        // Only root can reach the fifo (its directory is 0700): nobody else can write to it.
+        let fifo = self.dir.open_fifo()?;
+        state::crash_point("start:opened");
+        // Opening it has let init go: from now on the container is started, whatever happens
+        // to this command (a crash then leaves a consistent status: no fifo).
+        self.dir.remove_fifo()?;
+        state::crash_point("start:removed");
         // Wait for init's "0": it comes as soon as init sees the reader, unless init died.
         loop {
             let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
@@ -670,7 +802,13 @@ impl Container {
                 Ok(_) => {
                     let mut b = [0u8; 1];
                     match nix::unistd::read(&fifo, &mut b) {
-                        Ok(1) => break,
+                        Ok(1) if b[0] == b'0' => break,
+                        Ok(1) => {
+                            return Err(ContainerError::InitDied(format!(
+                                "unexpected byte {:#04x} on the exec fifo",
+                                b[0]
+                            )))
+                        }
                         Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
                         Ok(_) => {
                             return Err(ContainerError::InitDied(
@@ -683,7 +821,7 @@ impl Container {
                 Err(e) => return Err(ContainerError::sys("poll exec fifo", e)),
             }
         }
-        let _ = std::fs::remove_file(&fifo_path);
+        state::crash_point("start:read");
         if self.state.has_poststart_hooks {
             self.run_saved_hooks("poststart", Status::Running);
         }
@@ -819,6 +957,7 @@ impl Container {
             process,
             linux: spec.linux().clone(),
             namespaces,
+            root: PathBuf::from(format!("/proc/{init}/root")),
             console_socket,
             preserve_fds: opts.preserve_fds,
             exec_stub: crate::exe::ExecStub::for_child(),
@@ -928,26 +1067,76 @@ impl Container {
         let status = self.status();
         match status {
             Status::Stopped => {}
-            Status::Created => self.kill_and_wait()?,
-            Status::Running | Status::Paused | Status::Creating if force => self.kill_and_wait()?,
+            // Created, or a create that died half way (status creating once we hold the lock).
+            Status::Created | Status::Creating => self.kill_and_wait()?,
+            Status::Running | Status::Paused if force => self.kill_and_wait()?,
             other => return Err(self.refuse("delete", other)),
         }
+        state::crash_point("delete:killed");
         let cg = self.cgroup()?;
         if !self.state.own_pid_ns {
             // Without a pid namespace of its own, init's death does not end the others.
-            let _ = cg.kill_all(libc::SIGKILL);
+            self.kill_own_processes(cg.as_ref());
         }
+        // Only the directories berth made are removed; a cgroup named by linux.cgroupsPath
+        // that existed before stays, with whatever else runs in it.
         cg.destroy()?;
+        state::crash_point("delete:cgroup");
         if self.state.has_poststop_hooks {
             self.run_saved_hooks("poststop", Status::Stopped);
         }
+        state::crash_point("delete:hooks");
         self.dir.remove()?;
         Ok(())
     }
 
+    /// The processes of the container's cgroup that are the container's: init, and those in
+    /// a namespace that was made for the container. Another process that shares a cgroup
+    /// named by `linux.cgroupsPath` is not (runc leaves it alone too); with no namespace of
+    /// its own to tell them apart, every process of a cgroup berth made is the container's.
+    pub fn own_processes(&self, cg: &dyn CgroupManager) -> Vec<i32> {
+        let init = self.state.pid;
+        let init_alive = state::is_alive(init, self.state.pid_start_time);
+        let made_cgroup = created_cgroup(&self.state.cgroup);
+        let ns = &self.state.namespaces;
+        cg.procs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&pid| {
+                if pid == init {
+                    return init_alive;
+                }
+                if ns.is_empty() {
+                    return made_cgroup;
+                }
+                ns.iter()
+                    .any(|n| state::NsIdentity::of(pid, &n.kind).as_ref() == Some(n))
+            })
+            .collect()
+    }
+
+    /// SIGKILL the container's own processes ([`own_processes`](Self::own_processes)) until
+    /// none is left, a bounded while.
+    fn kill_own_processes(&self, cg: &dyn CgroupManager) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let procs = self.own_processes(cg);
+            if procs.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            for pid in procs {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            // A frozen cgroup holds the SIGKILL until thawed.
+            if cg.is_frozen().unwrap_or(false) {
+                let _ = cg.thaw();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn kill_and_wait(&self) -> Result<(), ContainerError> {
         let cg = self.cgroup()?;
-        let _ = cg.kill_all(libc::SIGKILL);
         match self.signal_init(libc::SIGKILL) {
             Ok(()) | Err(ContainerError::NotRunning { .. }) => {}
             Err(e) => return Err(e),
@@ -956,27 +1145,32 @@ impl Container {
         if cg.is_frozen().unwrap_or(false) {
             cg.thaw()?;
         }
+        if !self.state.own_pid_ns {
+            // Init's death ends a pid namespace of its own; otherwise each process is ours
+            // to kill, and only ours.
+            self.kill_own_processes(cg.as_ref());
+        }
         if !wait_gone(self.state.pid, Duration::from_secs(10)) {
             return Err(ContainerError::sys(
                 format!("wait for init {} to exit", self.state.pid),
                 Errno::ETIMEDOUT,
             ));
         }
-        // Then for the rest of the cgroup, a bounded while.
+        // Then for the rest of the container's processes, a bounded while.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while cg.procs().map(|p| !p.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+        while !self.own_processes(cg.as_ref()).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
     }
 }
 
-/// Every container under `root`, each locked in turn and released; ids whose state cannot be
-/// read are skipped.
+/// Every container under `root`, each locked (shared) in turn and released; ids whose state
+/// cannot be read are skipped.
 pub fn list(root: &Path) -> Result<Vec<OciState>, ContainerError> {
     let mut out = Vec::new();
     for id in state::list_ids(root)? {
-        if let Ok(c) = Container::load(root, &id) {
+        if let Ok(c) = Container::load_shared(root, &id) {
             out.push(c.oci_state());
         }
     }

@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::AsFd;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Name of the state file inside the container's state directory.
@@ -34,6 +36,17 @@ pub enum StateError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// Another command held the container's lock for longer than the wait allowed.
+    #[error(
+        "container is busy: timed out after {waited:?} waiting for the lock of {path}, held \
+         by another berth command (BERTH_LOCK_TIMEOUT sets the wait, in seconds)"
+    )]
+    Busy {
+        /// The state directory.
+        path: PathBuf,
+        /// How long we waited.
+        waited: Duration,
     },
     /// `state.json` is corrupt.
     #[error("{path}")]
@@ -113,6 +126,38 @@ pub struct ContainerState {
     /// Whether the status was set to stopped explicitly (after a failed start).
     #[serde(default)]
     pub stopped: bool,
+    /// Whether `create` had not finished when this was written: `create` saves the state
+    /// before each step it could not take back (cgroup, init), so that a `delete` after a
+    /// crash knows what to undo. Seen by a command holding the lock, it means the create died.
+    #[serde(default)]
+    pub creating: bool,
+    /// The namespaces made for this container (not joined), as init had them: the
+    /// processes that are the container's, as opposed to others in a shared cgroup.
+    #[serde(default)]
+    pub namespaces: Vec<NsIdentity>,
+}
+
+/// One namespace of a container: its kind (as `/proc/PID/ns/` names it) and identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsIdentity {
+    /// `mnt`, `pid`, `net`, ...
+    pub kind: String,
+    /// Device of the nsfs inode.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl NsIdentity {
+    /// The namespace `kind` of process `pid`, `None` if it cannot be read.
+    pub fn of(pid: i32, kind: &str) -> Option<Self> {
+        let st = nix::sys::stat::stat(format!("/proc/{pid}/ns/{kind}").as_str()).ok()?;
+        Some(NsIdentity {
+            kind: kind.to_owned(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
 }
 
 /// The state of a container in the JSON shape `runc state` prints.
@@ -140,48 +185,125 @@ pub struct OciState {
     pub annotations: HashMap<String, String>,
 }
 
+/// How long a command waits for another command to release a container's lock before it
+/// gives up with [`StateError::Busy`], unless `BERTH_LOCK_TIMEOUT` (seconds) says otherwise.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The lock wait in force: `BERTH_LOCK_TIMEOUT` (seconds, fractions allowed) or
+/// [`LOCK_TIMEOUT`].
+pub fn lock_timeout() -> Duration {
+    std::env::var("BERTH_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(LOCK_TIMEOUT)
+}
+
+/// How a state directory is locked: commands that change a container take it exclusively,
+/// readers (`state`, `list`, `ps`, `events`) shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Several readers at once, no writer.
+    Shared,
+    /// One command alone.
+    Exclusive,
+}
+
 /// The state directory of one container, locked for the lifetime of this value.
+///
+/// Every file in it is opened relative to the locked directory's fd (never by a path that
+/// could have been swapped), created with `O_EXCL | O_NOFOLLOW` and renamed into place.
+/// The directory is `0700`: nothing in it is reachable by other users.
 #[derive(Debug)]
 pub struct StateDir {
     path: PathBuf,
-    _lock: Flock<File>,
+    id: String,
+    root: OwnedFd,
+    lock: Flock<File>,
 }
 
+/// Files of the state directory larger than this are refused as corrupt.
+const MAX_STATE_FILE: u64 = 16 << 20;
+
 impl StateDir {
-    /// Create `<root>/<id>` (failing with `EEXIST` if it exists) and lock it.
+    /// Create `<root>/<id>` (mode 0700, failing with `EEXIST` if it exists) and lock it
+    /// exclusively. The runtime root is made (mode 0700) if missing.
     pub fn create(root: &Path, id: &str) -> Result<Self, StateError> {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(root)
             .map_err(io("create runtime root", root))?;
+        let root_fd = open_root(root)?.ok_or_else(|| StateError::Io {
+            op: "open runtime root",
+            path: root.to_owned(),
+            source: Errno::ENOENT.into(),
+        })?;
         let path = root.join(id);
-        std::fs::DirBuilder::new()
-            .mode(0o711)
-            .create(&path)
-            .map_err(io("create state directory", &path))?;
-        Self::lock(path)
-    }
-
-    /// Open and lock an existing `<root>/<id>`; `Ok(None)` if it does not exist.
-    pub fn open(root: &Path, id: &str) -> Result<Option<Self>, StateError> {
-        let path = root.join(id);
-        match Self::lock(path) {
-            Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(None)
+        nix::sys::stat::mkdirat(&root_fd, id, Mode::from_bits_truncate(0o700))
+            .map_err(|e| errno("create state directory", &path, e))?;
+        match Self::lock_at(root_fd, root, id, LockMode::Exclusive)? {
+            Locked::Dir(d) => Ok(d),
+            // Removed or replaced between our mkdir and our lock: someone else's now.
+            Locked::Gone | Locked::Replaced => {
+                Err(errno("lock state directory", &path, Errno::EEXIST))
             }
-            other => other.map(Some),
         }
     }
 
-    fn lock(path: PathBuf) -> Result<Self, StateError> {
-        let dir = File::open(&path).map_err(io("open state directory", &path))?;
-        let lock = Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
-            op: "lock state directory",
-            path: path.clone(),
-            source: e.into(),
-        })?;
-        Ok(StateDir { path, _lock: lock })
+    /// Open and lock an existing `<root>/<id>`; `Ok(None)` if it does not exist.
+    ///
+    /// After the lock is taken, the directory is checked to still be the one named
+    /// `<root>/<id>` (device and inode): one removed meanwhile is `None`, one replaced by a new
+    /// container of the same id is locked afresh. Waits for the lock at most [`lock_timeout`].
+    pub fn open(root: &Path, id: &str, mode: LockMode) -> Result<Option<Self>, StateError> {
+        for _ in 0..8 {
+            let Some(root_fd) = open_root(root)? else {
+                return Ok(None);
+            };
+            match Self::lock_at(root_fd, root, id, mode)? {
+                Locked::Dir(d) => return Ok(Some(d)),
+                Locked::Gone => return Ok(None),
+                Locked::Replaced => continue,
+            }
+        }
+        Err(errno("lock state directory", &root.join(id), Errno::EAGAIN))
+    }
+
+    fn lock_at(
+        root: OwnedFd,
+        root_path: &Path,
+        id: &str,
+        mode: LockMode,
+    ) -> Result<Locked, StateError> {
+        let path = root_path.join(id);
+        let fd = match nix::fcntl::openat(
+            &root,
+            id,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(Locked::Gone),
+            Err(e) => return Err(errno("open state directory", &path, e)),
+        };
+        let lock = lock_with_timeout(File::from(fd), mode, lock_timeout(), &path)?;
+        let locked = nix::sys::stat::fstat(lock.as_fd())
+            .map_err(|e| errno("fstat state directory", &path, e))?;
+        match nix::sys::stat::fstatat(&root, id, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(now) if now.st_dev == locked.st_dev && now.st_ino == locked.st_ino => {
+                Ok(Locked::Dir(StateDir {
+                    path,
+                    id: id.to_owned(),
+                    root,
+                    lock,
+                }))
+            }
+            Ok(_) => Ok(Locked::Replaced),
+            Err(Errno::ENOENT) => Ok(Locked::Gone),
+            Err(e) => Err(errno("stat state directory", &path, e)),
+        }
     }
 
     /// The directory.
@@ -189,40 +311,358 @@ impl StateDir {
         &self.path
     }
 
-    /// Path of the exec fifo.
+    /// Path of the exec fifo (for messages; open it with [`open_fifo`](Self::open_fifo)).
     pub fn fifo(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
     }
 
     /// The locked directory's fd (for `fstat`-style checks).
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self._lock.as_fd()
+        self.lock.as_fd()
     }
 
-    /// Read `state.json`.
-    pub fn load(&self) -> Result<ContainerState, StateError> {
-        let path = self.path.join(STATE_FILE);
-        let data = std::fs::read(&path).map_err(io("read", &path))?;
-        serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { path, source })
+    /// Make the exec fifo: mode 0622 (the container's user, maybe not root, reopens it for
+    /// writing through the fd the runtime hands it), in this 0700 directory that no other user
+    /// can enter. Returns an `O_PATH` fd of it for the init process.
+    pub fn make_fifo(&self) -> Result<OwnedFd, StateError> {
+        let path = self.fifo();
+        nix::unistd::mkfifoat(self.fd(), EXEC_FIFO, Mode::from_bits_truncate(0o622))
+            .map_err(|e| errno("mkfifo", &path, e))?;
+        let fd = nix::fcntl::openat(
+            self.fd(),
+            EXEC_FIFO,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno("open", &path, e))?;
+        // Whatever our umask: through /proc/self/fd only the inode's own mode counts.
+        nix::sys::stat::fchmodat(
+            self.fd(),
+            EXEC_FIFO,
+            Mode::from_bits_truncate(0o622),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| errno("chmod", &path, e))?;
+        Ok(fd)
     }
 
-    /// Write `state.json` atomically (temporary file, then rename).
+    /// Whether the exec fifo exists (the container has not been started).
+    pub fn has_fifo(&self) -> bool {
+        nix::sys::stat::fstatat(self.fd(), EXEC_FIFO, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+    }
+
+    /// Open the exec fifo for reading without blocking (what `start` does).
+    pub fn open_fifo(&self) -> Result<OwnedFd, StateError> {
+        nix::fcntl::openat(
+            self.fd(),
+            EXEC_FIFO,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno("open", &self.fifo(), e))
+    }
+
+    /// Remove the exec fifo (once started).
+    pub fn remove_fifo(&self) -> Result<(), StateError> {
+        match nix::unistd::unlinkat(
+            self.fd(),
+            EXEC_FIFO,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(errno("remove", &self.fifo(), e)),
+        }
+    }
+
+    /// Read file `name` of the directory (not following a symlink), `None` if it is missing.
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.path.join(name);
+        let fd = match nix::fcntl::openat(
+            self.fd(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(errno("open", &path, e)),
+        };
+        let mut data = Vec::new();
+        File::from(fd)
+            .take(MAX_STATE_FILE + 1)
+            .read_to_end(&mut data)
+            .map_err(io("read", &path))?;
+        if data.len() as u64 > MAX_STATE_FILE {
+            return Err(errno("read", &path, Errno::EFBIG));
+        }
+        Ok(Some(data))
+    }
+
+    /// Write file `name` of the directory atomically: a new file (`O_EXCL | O_NOFOLLOW`,
+    /// mode 0600) renamed over it.
+    pub fn write_file(&self, name: &str, data: &[u8]) -> Result<(), StateError> {
+        write_new_file_at(self.fd(), &self.path, name, data, 0o600).map_err(|(op, p, e)| {
+            StateError::Io {
+                op,
+                path: p,
+                source: e,
+            }
+        })
+    }
+
+    /// Read `state.json`; `Ok(None)` if there is none (a create that died before writing it).
+    pub fn load(&self) -> Result<Option<ContainerState>, StateError> {
+        let Some(data) = self.read_file(STATE_FILE)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt {
+                path: self.path.join(STATE_FILE),
+                source,
+            })
+    }
+
+    /// Write `state.json` atomically (a new file renamed over the old one).
     pub fn save(&self, state: &ContainerState) -> Result<(), StateError> {
-        let path = self.path.join(STATE_FILE);
-        let tmp = self.path.join(".state.json.tmp");
         let data = serde_json::to_vec(state).map_err(|source| StateError::Corrupt {
-            path: path.clone(),
+            path: self.path.join(STATE_FILE),
             source,
         })?;
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&data).map_err(io("write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+        self.write_file(STATE_FILE, &data)
     }
 
-    /// Remove the whole directory.
+    /// Remove the whole directory: every other file first, `state.json` last (so that a
+    /// removal cut short leaves what a later `delete` needs), then the directory itself.
     pub fn remove(self) -> Result<(), StateError> {
-        std::fs::remove_dir_all(&self.path).map_err(io("remove state directory", &self.path))
+        let path = self.path.clone();
+        remove_contents(self.fd(), &path, true)?;
+        match nix::unistd::unlinkat(
+            &self.root,
+            self.id.as_str(),
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(errno("remove state directory", &path, e)),
+        }
     }
+}
+
+enum Locked {
+    Dir(StateDir),
+    Gone,
+    Replaced,
+}
+
+fn errno(op: &'static str, path: &Path, e: Errno) -> StateError {
+    StateError::Io {
+        op,
+        path: path.to_owned(),
+        source: e.into(),
+    }
+}
+
+/// The runtime root, `None` if it does not exist.
+fn open_root(root: &Path) -> Result<Option<OwnedFd>, StateError> {
+    match nix::fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(errno("open runtime root", root, e)),
+    }
+}
+
+/// `flock` in `mode`, retrying a busy lock until `timeout` has passed.
+fn lock_with_timeout(
+    file: File,
+    mode: LockMode,
+    timeout: Duration,
+    path: &Path,
+) -> Result<Flock<File>, StateError> {
+    let arg = match mode {
+        LockMode::Shared => FlockArg::LockSharedNonblock,
+        LockMode::Exclusive => FlockArg::LockExclusiveNonblock,
+    };
+    let deadline = Instant::now() + timeout;
+    let mut file = file;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match Flock::lock(file, arg) {
+            Ok(l) => return Ok(l),
+            Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(StateError::Busy {
+                        path: path.to_owned(),
+                        waited: timeout,
+                    });
+                }
+                file = f;
+                std::thread::sleep(delay.min(deadline - now));
+                delay = (delay * 2).min(Duration::from_millis(20));
+            }
+            Err((_, e)) => return Err(errno("lock state directory", path, e)),
+        }
+    }
+}
+
+/// Remove everything in the directory `dir` (`path` names it in errors), depth first; with
+/// `state_last`, `state.json` goes after every other entry.
+fn remove_contents(dir: BorrowedFd<'_>, path: &Path, state_last: bool) -> Result<(), StateError> {
+    let mut listing = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| errno("open", path, e))?;
+    let mut names: Vec<(std::ffi::CString, bool)> = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(|e| errno("read directory", path, e))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let is_dir = entry.file_type() == Some(nix::dir::Type::Directory);
+        names.push((name.to_owned(), is_dir));
+    }
+    drop(listing);
+    if state_last {
+        names.sort_by_key(|(n, _)| n.to_bytes() == STATE_FILE.as_bytes());
+    }
+    for (name, is_dir) in names {
+        let sub = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        if is_dir {
+            let fd = nix::fcntl::openat(
+                dir,
+                name.as_c_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| errno("open", &sub, e))?;
+            remove_contents(fd.as_fd(), &sub, false)?;
+        }
+        let flag = if is_dir {
+            nix::unistd::UnlinkatFlags::RemoveDir
+        } else {
+            nix::unistd::UnlinkatFlags::NoRemoveDir
+        };
+        match nix::unistd::unlinkat(dir, name.as_c_str(), flag) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(errno("remove", &sub, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Write `data` to `dir/name` without ever writing through a link: a new file with a random
+/// name is created with `O_CREAT | O_EXCL | O_NOFOLLOW` (mode `mode`) relative to `dir`,
+/// written, then renamed over `name`. A symlink (or anything but a regular file) already at
+/// `name` is refused with `ELOOP`/`EISDIR`-style errors, as runc refuses to write through one.
+///
+/// Errors are (operation, path, cause).
+pub fn write_new_file_at(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), (&'static str, PathBuf, std::io::Error)> {
+    let target = dir_path.join(name);
+    match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+            return Err((
+                "refuse to write through the symlink",
+                target,
+                Errno::ELOOP.into(),
+            ))
+        }
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => {
+            return Err((
+                "refuse to replace what is not a regular file:",
+                target,
+                Errno::EEXIST.into(),
+            ))
+        }
+        Ok(_) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(("stat", target, e.into())),
+    }
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut tries = 0;
+    let (tmp, fd) = loop {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let tmp = format!(".{name}.{}.{n}.{nanos:08x}.tmp", std::process::id());
+        match nix::fcntl::openat(
+            dir,
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        ) {
+            Ok(fd) => break (tmp, fd),
+            Err(Errno::EEXIST) if tries < 16 => tries += 1,
+            Err(e) => return Err(("create", dir_path.join(&tmp), e.into())),
+        }
+    };
+    let unlink_tmp = || {
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+    };
+    let mut f = File::from(fd);
+    if let Err(e) = f.write_all(data) {
+        unlink_tmp();
+        return Err(("write", dir_path.join(&tmp), e));
+    }
+    drop(f);
+    if let Err(e) = nix::fcntl::renameat(dir, tmp.as_str(), dir, name) {
+        unlink_tmp();
+        return Err(("rename to", target, e.into()));
+    }
+    Ok(())
+}
+
+/// Write `data` to the file at `path` as [`write_new_file_at`] does, relative to an fd of its
+/// parent directory (opened following links, as the caller named it): for pid files.
+pub fn write_new_file(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), (&'static str, PathBuf, std::io::Error)> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        (
+            "no file name in",
+            path.to_owned(),
+            std::io::Error::from(Errno::EINVAL),
+        )
+    })?;
+    let dir = nix::fcntl::open(
+        parent,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ("open directory", parent.to_owned(), std::io::Error::from(e)))?;
+    write_new_file_at(dir.as_fd(), parent, name, data, mode)
+}
+
+/// A test-only crash point: in debug builds, if `BERTH_TEST_CRASH_AT` names `step`, the
+/// process kills itself with `SIGKILL` right here, as a crash would. Release builds ignore it.
+pub fn crash_point(step: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("BERTH_TEST_CRASH_AT").is_some_and(|v| v == step) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = step;
 }
 
 /// Start time of process `pid` in clock ticks since boot, or `None` if it does not exist or is a
@@ -362,6 +802,42 @@ mod tests {
         let err = StateDir::create(root.path(), "x").unwrap_err();
         assert!(is_exists(&err));
         d.remove().unwrap();
-        assert!(StateDir::open(root.path(), "x").unwrap().is_none());
+        assert!(StateDir::open(root.path(), "x", LockMode::Shared)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn state_dir_is_private_and_files_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let d = StateDir::create(root.path(), "x").unwrap();
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("pid")).unwrap();
+        let err = d.write_file("pid", b"1").unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        d.write_file("other", b"1").unwrap();
+        assert_eq!(d.read_file("other").unwrap().unwrap(), b"1");
+        d.remove().unwrap();
+        assert!(!root.path().join("x").exists());
+    }
+
+    #[test]
+    fn a_held_lock_times_out_with_a_clear_error() {
+        let root = tempfile::tempdir().unwrap();
+        let _held = StateDir::create(root.path(), "x").unwrap();
+        let f = File::open(root.path().join("x")).unwrap();
+        let err = lock_with_timeout(
+            f,
+            LockMode::Shared,
+            Duration::from_millis(50),
+            &root.path().join("x"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("busy"), "{err}");
     }
 }

@@ -42,8 +42,8 @@ pub struct InitConfig {
     pub ns: NsPlan,
     /// Cgroup hierarchies to present inside the container.
     pub cgroup_mounts: Vec<berth_cgroups::HierarchyMount>,
-    /// The exec fifo (opened `O_PATH` before `pivot_root`).
-    pub fifo: Option<PathBuf>,
+    /// The exec fifo, opened `O_PATH` by the runtime (its directory is root's alone).
+    pub fifo: Option<OwnedFd>,
     /// Where to send the terminal's master fd when `process.terminal` is set.
     pub console_socket: Option<OwnedFd>,
     /// Use `MS_MOVE` + `chroot` instead of `pivot_root`.
@@ -143,6 +143,11 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
             .map_err(|e| SetupError::sys("namespaces", "unshare(CLONE_NEWCGROUP)", e))?;
     }
     set_names(cfg)?;
+    if cfg.ns.new.contains(CloneFlags::CLONE_NEWNET) {
+        // As runc: a network namespace made for the container has its loopback up.
+        crate::ns::loopback_up()
+            .map_err(|e| SetupError::sys("network", "set lo up (netlink RTM_NEWLINK)", e))?;
+    }
     if !cfg.no_new_keyring {
         let name = CString::new(format!("_ses.{}", cfg.id)).expect("ids have no NUL");
         // Kernels without keyrings (ENOSYS) or a keyring quota hit are not fatal, as in runc.
@@ -183,22 +188,27 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         crate::hooks::run_hooks("createContainer", hooks, &state)
             .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
     }
-    // The fifo is on the host: keep an O_PATH fd of it to reopen for writing after pivot_root.
-    let fifo = match &cfg.fifo {
-        Some(p) => Some(
-            nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| SetupError::sys("init", format!("open {}", p.display()), e))?,
-        ),
-        None => None,
-    };
+    // The fifo is on the host, in a state directory only root may enter: the runtime opened it
+    // `O_PATH` for us (a user namespace's root could not by path); reopened for writing later.
+    let fifo = cfg.fifo.as_ref();
     if new_mnt {
         rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
     } else {
         nix::unistd::chroot(&cfg.rootfs).map_err(|e| SetupError::sys("rootfs", "chroot", e))?;
+        nix::unistd::chdir("/").map_err(|e| SetupError::sys("rootfs", "chdir / after chroot", e))?;
+    }
+    if let Some(process) = cfg.spec.process() {
+        // Before the root may become read-only (finalize).
+        create_cwd(process.cwd())?;
     }
     apply_sysctl(&cfg.spec)?;
     if new_mnt {
         rootfs::finalize(&cfg.spec)?;
+    }
+    if let Some(fifo) = &fifo {
+        // Waiting for start reopens the fifo through /proc: make sure that works before the
+        // runtime is told we are ready, so that create fails instead of init dying after it.
+        check_fifo_reachable(fifo)?;
     }
 
     let process = cfg
@@ -413,6 +423,7 @@ fn close_inherited_fds(cfg: &InitConfig, chan: &Channel) -> Result<(), SetupErro
             Some(chan.raw_fd()),
             cfg.console_socket.as_ref().map(|s| s.as_raw_fd()),
             cfg.exec_stub.as_ref().map(ExecStub::raw_fd),
+            cfg.fifo.as_ref().map(|f| f.as_raw_fd()),
         ],
     );
     Ok(())
@@ -536,7 +547,14 @@ fn switch_user(uid: u32, gid: u32, additional: &[u32]) -> Result<(), SetupError>
     let step = "user";
     nix::sys::prctl::set_keepcaps(true)
         .map_err(|e| SetupError::sys(step, "prctl(PR_SET_KEEPCAPS)", e))?;
-    let groups: Vec<Gid> = additional.iter().map(|g| Gid::from_raw(*g)).collect();
+    // additionalGids is a set: engines pass repeats (dockerd: the user's groups plus
+    // --group-add), and the kernel would keep every copy. Keep the first of each, in order.
+    let mut groups: Vec<Gid> = Vec::with_capacity(additional.len());
+    for g in additional.iter().map(|g| Gid::from_raw(*g)) {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
     match nix::unistd::setgroups(&groups) {
         Ok(()) => {}
         // With setgroups denied in a user namespace only an empty request is acceptable.
@@ -608,6 +626,53 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
         "exec",
         format!("{arg0:?}: executable file not found in $PATH"),
     ))
+}
+
+/// Create `process.cwd` (and its missing parents, 0755, owned by the container's root) when
+/// it does not exist, as runc and crun do: images name a WORKDIR their layers may not hold.
+/// Runs inside the container's root, after `pivot_root` or `chroot`, where no path leads out.
+/// (`exec --cwd` does not create its directory, as in runc.)
+fn create_cwd(cwd: &Path) -> Result<(), SetupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if cwd.as_os_str().is_empty() || cwd.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .map_err(|e| SetupError {
+            step: "process".into(),
+            op: format!("create cwd {:?}", cwd.display()),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        })
+}
+
+/// Check that the exec fifo can be reopened through `/proc/self/fd/N` in the container's root
+/// (which [`wait_for_start`] and the exec stub do): that path must lead to the fifo itself.
+/// Without a procfs at `/proc` (a rootfs without it and no mount namespace, or a mount
+/// namespace without a `proc` mount) it cannot, and the container could never start.
+fn check_fifo_reachable(fifo: &OwnedFd) -> Result<(), SetupError> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let want = nix::sys::stat::fstat(fifo.as_fd())
+        .map_err(|e| SetupError::sys("init", "fstat exec fifo", e))?;
+    let unreachable = |why: String| {
+        SetupError::msg(
+            "init",
+            format!(
+                "the exec fifo cannot be reopened through {path} ({why}): the container needs \
+                 procfs at /proc (a proc mount, which needs a mount namespace of its own)"
+            ),
+        )
+    };
+    match nix::sys::stat::stat(path.as_str()) {
+        Ok(st) if st.st_dev == want.st_dev && st.st_ino == want.st_ino => Ok(()),
+        Ok(_) => Err(unreachable("it names another file".into())),
+        // Not ours to see (a user namespace's view of a non-dumpable process): the reopen
+        // decides, as before.
+        Err(Errno::EACCES) => Ok(()),
+        Err(e) => Err(unreachable(e.desc().to_lowercase())),
+    }
 }
 
 /// Block until `berth start` opens the exec fifo, then tell it we go.

@@ -18,8 +18,9 @@ pub struct DeleteArgs {
 
 /// `berth delete`. Like runc, `--force` on an unknown id succeeds.
 pub fn run(g: &GlobalOpts, a: DeleteArgs) -> Result<u8> {
-    match Container::load(&g.root(), &a.id) {
-        Ok(c) => c.delete(a.force)?,
+    // By id: also what a create that died before writing its state left.
+    match Container::delete_id(&g.root(), &a.id, a.force) {
+        Ok(()) => {}
         Err(ContainerError::NotFound { .. }) if a.force => {}
         Err(e) => return Err(e.into()),
     }

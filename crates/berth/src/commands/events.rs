@@ -40,7 +40,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if secs <= 0.0 {
         return Err("duration must be positive".into());
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is too long"))
 }
 
 fn stats_event(id: &str, c: &Container) -> Result<serde_json::Value> {
@@ -51,12 +51,12 @@ fn stats_event(id: &str, c: &Container) -> Result<serde_json::Value> {
 /// `berth events`.
 pub fn run(g: &GlobalOpts, a: EventsArgs) -> Result<u8> {
     let root = g.root();
-    let c = Container::load(&root, &a.id)?;
+    let c = Container::load_shared(&root, &a.id)?;
     if c.status() == Status::Stopped {
         anyhow::bail!("container {} is not running", a.id);
     }
     if a.stats {
-        println!("{}", stats_event(&a.id, &c)?);
+        crate::output::line(stats_event(&a.id, &c)?)?;
         return Ok(0);
     }
     let mut watcher = c.cgroup()?.oom_events().context("watch OOM events")?;
@@ -69,26 +69,26 @@ pub fn run(g: &GlobalOpts, a: EventsArgs) -> Result<u8> {
             }
         }
     });
-    let oom = || println!("{}", json!({"type": "oom", "id": a.id}));
+    let oom = || crate::output::line(json!({"type": "oom", "id": a.id}));
     loop {
         match rx.recv_timeout(a.interval) {
-            Ok(()) => oom(),
+            Ok(()) => oom()?,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
         }
-        let c = match Container::load(&root, &a.id) {
+        let c = match Container::load_shared(&root, &a.id) {
             Ok(c) if c.status() != Status::Stopped => c,
             _ => {
                 // An OOM kill often ends the container: report what the watcher saw last,
                 // until it ends with the cgroup (or briefly, if it does not notice).
                 while let Ok(()) = rx.recv_timeout(Duration::from_millis(200)) {
-                    oom();
+                    oom()?;
                 }
                 return Ok(0);
             }
         };
         if let Ok(ev) = stats_event(&a.id, &c) {
-            println!("{ev}");
+            crate::output::line(ev)?;
         }
     }
 }
@@ -104,5 +104,6 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 }
