@@ -31,12 +31,14 @@ pub enum ImageError {
         source: crate::digest::DigestError,
     },
     /// No manifest in an index matches the platform.
-    #[error("no manifest for platform {platform} in index {index}")]
+    #[error("no manifest for platform {platform} in index {index}: it offers {offered}")]
     NoPlatform {
         /// The platform wanted.
         platform: Platform,
         /// The index digest.
         index: Digest,
+        /// The platforms of the index's entries, comma-separated.
+        offered: String,
     },
     /// Layer count and diff id count differ.
     #[error("manifest {0} has {1} layers but its config lists {2} diff ids")]
@@ -79,18 +81,6 @@ impl Platform {
             os: "linux".into(),
             architecture: arch.into(),
             variant: variant.map(Into::into),
-        }
-    }
-
-    fn matches(&self, p: &oci_spec::image::Platform) -> bool {
-        if p.os().to_string() != self.os || p.architecture().to_string() != self.architecture {
-            return false;
-        }
-        match (&self.variant, p.variant()) {
-            (Some(w), Some(v)) => w == v,
-            // arm64 images often omit "v8".
-            (Some(w), None) => w == "v8" && self.architecture == "arm64",
-            (None, _) => true,
         }
     }
 }
@@ -154,30 +144,7 @@ impl Manifest {
     }
 }
 
-/// Pick the manifest for `platform` from an index (the first without platform if none has one).
-pub fn select_platform<'a>(
-    index: &'a ImageIndex,
-    index_digest: &Digest,
-    platform: &Platform,
-) -> Result<&'a Descriptor, ImageError> {
-    let ms = index.manifests();
-    ms.iter()
-        .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-        .or_else(|| {
-            ms.iter()
-                .find(|d| d.platform().is_none() && !is_attestation(d))
-        })
-        .ok_or_else(|| ImageError::NoPlatform {
-            platform: platform.clone(),
-            index: index_digest.clone(),
-        })
-}
-
-fn is_attestation(d: &Descriptor) -> bool {
-    d.annotations()
-        .as_ref()
-        .is_some_and(|a| a.contains_key("vnd.docker.reference.type"))
-}
+pub use crate::platform::select_platform;
 
 /// Digest of a descriptor, validated.
 pub fn descriptor_digest(d: &Descriptor, what: &'static str) -> Result<Digest, ImageError> {

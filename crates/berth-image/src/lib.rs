@@ -17,6 +17,7 @@ pub mod bundle;
 pub mod digest;
 pub mod image;
 pub mod layer;
+pub mod platform;
 pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;

@@ -1,18 +1,23 @@
 //! Pulling images from registries speaking the OCI distribution API.
 //!
-//! The protocol (token challenge flow, basic auth, redirects) is `oci-client`'s; tokio lives
-//! only inside [`pull`], on a current-thread runtime built per call, so nothing else pays for it.
-//! The runtime thread only moves bytes: each layer streams through a bounded channel to scoped
-//! threads that verify, decompress and write it (see [`Store::unpack_layer_stream`]).
+//! The HTTP side lives in [`transfer`] (auth challenges answered wherever they come, retries,
+//! resumed blobs, size caps), [`auth`] (challenges and tokens) and [`credentials`] (docker's
+//! config and credential helpers). tokio lives only inside [`pull`], on a current-thread
+//! runtime built per call, so nothing else pays for it. The runtime thread only moves bytes:
+//! each layer streams through a bounded channel to scoped threads that verify, decompress and
+//! write it (see [`Store::unpack_layer_stream`]).
 
-use std::collections::HashMap;
+mod auth;
+mod credentials;
+mod transfer;
+
 use std::io::Read;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
+
+pub use credentials::{docker_credentials, Credentials, IDENTITY_TOKEN_USER};
+pub use transfer::{MAX_CONFIG, MAX_MANIFEST, MAX_TOKEN_RESPONSE};
 
 use crate::digest::Digest;
 use crate::image::{
@@ -21,6 +26,7 @@ use crate::image::{
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
 use crate::unpack::{Progress, ProgressEvent, UnpackError};
+use transfer::Session;
 
 const ACCEPT: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
@@ -43,14 +49,109 @@ const BATCH: usize = 512 << 10;
 /// Error pulling an image.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The registry request failed.
-    #[error("registry request for {reference} failed")]
-    Client {
-        /// The image.
-        reference: String,
+    /// Building the HTTP client failed.
+    #[error("building the http client")]
+    HttpClient(#[source] reqwest::Error),
+    /// A request failed without an answer (connection refused, reset, timed out), after
+    /// retries.
+    #[error("request to {url} failed")]
+    Http {
+        /// The URL.
+        url: String,
         /// The client error.
         #[source]
-        source: oci_client::errors::OciDistributionError,
+        source: reqwest::Error,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{url} answered {status}: {message}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The registry's error message.
+        message: String,
+    },
+    /// The registry refused the request after its challenge was answered (or could not be).
+    #[error("not authorized for {url}: {message}")]
+    Unauthorized {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The registry's challenge names no scheme berth speaks.
+    #[error("{url} asks for authentication berth does not speak ({header})")]
+    Challenge {
+        /// The URL.
+        url: String,
+        /// The schemes offered.
+        header: String,
+    },
+    /// The token server refused or answered nonsense.
+    #[error("getting a token from {realm}{}: {message}", status.map(|s| format!(" (status {s})")).unwrap_or_default())]
+    Token {
+        /// The token server's realm URL.
+        realm: String,
+        /// Its HTTP status, if it answered.
+        status: Option<u16>,
+        /// What went wrong.
+        message: String,
+    },
+    /// A response without a known digest exceeded its size cap.
+    #[error("{what} from {url} is larger than the {limit} bytes allowed")]
+    TooLarge {
+        /// Manifest, index, config, token response.
+        what: &'static str,
+        /// The URL.
+        url: String,
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// A descriptor declares a size above the cap for its kind.
+    #[error("{what} {digest} declares {size} bytes, more than the {limit} allowed")]
+    DeclaredTooLarge {
+        /// Manifest or config.
+        what: &'static str,
+        /// Its digest.
+        digest: Digest,
+        /// The declared size.
+        size: u64,
+        /// The cap in bytes.
+        limit: u64,
+    },
+    /// A blob kept coming after the size its descriptor declares.
+    #[error("blob {digest} is larger than the {size} bytes its descriptor declares")]
+    BlobTooLarge {
+        /// The blob.
+        digest: Digest,
+        /// The declared size.
+        size: u64,
+    },
+    /// A blob download was cut too many times.
+    #[error("download of blob {digest} stopped at {received} of {size} bytes after {attempts} dropped connections: {reason}")]
+    Interrupted {
+        /// The blob.
+        digest: Digest,
+        /// Bytes received.
+        received: u64,
+        /// Its size.
+        size: u64,
+        /// Connections that dropped.
+        attempts: u32,
+        /// The last drop's cause.
+        reason: String,
+    },
+    /// A foreign (non-distributable) layer could be fetched neither from the registry nor from
+    /// its URLs.
+    #[error("foreign layer {digest} (urls {urls}): {reason}")]
+    ForeignLayer {
+        /// The layer blob.
+        digest: Digest,
+        /// Its URLs.
+        urls: String,
+        /// What each source answered.
+        reason: String,
     },
     /// The registry sent content that does not match its digest.
     #[error("manifest from {reference} has digest {actual}, expected {expected}")]
@@ -73,6 +174,16 @@ pub enum RegistryError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A docker credential helper failed.
+    #[error("credential helper {helper} for {registry}: {reason}")]
+    Helper {
+        /// The program, `docker-credential-NAME`.
+        helper: String,
+        /// The registry asked about.
+        registry: String,
+        /// What went wrong.
+        reason: String,
     },
     /// Starting the async runtime failed.
     #[error("starting the tokio runtime")]
@@ -98,83 +209,17 @@ pub struct PullOptions {
     pub insecure: bool,
     /// Platform to pick from indexes; the host's when `None`.
     pub platform: Option<Platform>,
-    /// Credentials; when `None`, looked up in the docker config, else anonymous.
+    /// Credentials as (user, secret), user `<token>` for an identity token; when `None`,
+    /// looked up in the docker config ([`docker_credentials`]), else anonymous. They are sent
+    /// only when the registry challenges a request.
     pub auth: Option<(String, String)>,
     /// Only store the blobs; don't unpack the layers into the layer store while pulling.
     pub no_unpack: bool,
 }
 
-/// Credentials for `registry` from `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
-pub fn docker_credentials(registry: &str) -> Result<Option<(String, String)>, RegistryError> {
-    let path = match std::env::var_os("DOCKER_CONFIG") {
-        Some(d) => PathBuf::from(d).join("config.json"),
-        None => match std::env::var_os("HOME") {
-            Some(h) => PathBuf::from(h).join(".docker/config.json"),
-            None => return Ok(None),
-        },
-    };
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(RegistryError::Credentials { path, source }),
-    };
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        auth: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Config {
-        #[serde(default)]
-        auths: HashMap<String, Entry>,
-    }
-    let cfg: Config = serde_json::from_slice(&data).map_err(|e| RegistryError::Credentials {
-        path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-    })?;
-    for (key, e) in cfg.auths {
-        let host = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let host = host.split('/').next().unwrap_or(host);
-        let matches = host == registry
-            || (registry == "docker.io"
-                && matches!(host, "index.docker.io" | "registry-1.docker.io"));
-        if !matches {
-            continue;
-        }
-        let Some(auth) = e.auth else { continue };
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(auth.trim()) else {
-            continue;
-        };
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        if let Some((u, p)) = raw.split_once(':') {
-            return Ok(Some((u.to_owned(), p.to_owned())));
-        }
-    }
-    Ok(None)
-}
-
 fn is_loopback(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
-}
-
-fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
-    match (digest.or(r.digest.as_ref()), &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(
-            r.registry.clone(),
-            r.repository.clone(),
-            d.to_string(),
-        ),
-        (None, Some(t)) => {
-            oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone())
-        }
-        (None, None) => oci_client::Reference::with_tag(
-            r.registry.clone(),
-            r.repository.clone(),
-            "latest".into(),
-        ),
-    }
 }
 
 /// Pull `reference` into `store` and point the reference at it; returns the image.
@@ -238,32 +283,23 @@ impl<B: AsRef<[u8]>> Read for ChunkReader<B> {
 }
 
 struct Ctx<'a> {
-    client: oci_client::Client,
-    oref: oci_client::Reference,
-    name: String,
+    session: Session,
     store: &'a Store,
     progress: Progress<'a>,
 }
 
 impl<'env> Ctx<'env> {
-    fn cerr(&self, source: oci_client::errors::OciDistributionError) -> RegistryError {
-        RegistryError::Client {
-            reference: self.name.clone(),
-            source,
-        }
-    }
-
     /// Download a blob into the store (no unpacking).
-    async fn fetch_blob(&self, d: &Digest, size: u64, is_layer: bool) -> Result<(), RegistryError> {
-        let dstr = d.to_string();
-        let mut stream = self
-            .client
-            .pull_blob_stream(&self.oref, dstr.as_str())
-            .await
-            .map_err(|e| self.cerr(e))?;
+    async fn fetch_blob(
+        &self,
+        d: &Digest,
+        size: u64,
+        urls: Vec<String>,
+        is_layer: bool,
+    ) -> Result<(), RegistryError> {
+        let mut dl = self.session.blob(d, size, urls);
         let mut w = self.store.blob_writer()?;
-        while let Some(chunk) = stream.stream.next().await {
-            let chunk = chunk.map_err(|e| self.cerr(e.into()))?;
+        while let Some(chunk) = dl.next().await? {
             w.write(&chunk)?;
             if is_layer {
                 (self.progress)(ProgressEvent::Bytes(chunk.len() as u64));
@@ -278,13 +314,11 @@ impl<'env> Ctx<'env> {
         &self,
         s: &'scope std::thread::Scope<'scope, 'env>,
         l: Layer,
+        urls: Vec<String>,
     ) -> Result<(), RegistryError> {
-        let dstr = l.digest.to_string();
-        let mut stream = self
-            .client
-            .pull_blob_stream(&self.oref, dstr.as_str())
-            .await
-            .map_err(|e| self.cerr(e))?;
+        let mut dl = self.session.blob(&l.digest, l.size, urls);
+        // Open the download before the unpacker starts, so that a missing blob costs nothing.
+        let first = dl.next().await?;
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let store = self.store;
@@ -302,28 +336,28 @@ impl<'env> Ctx<'env> {
             .map_err(RegistryError::Spawn)?;
         let mut download_err = None;
         let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
-        while let Some(chunk) = stream.stream.next().await {
-            match chunk {
-                Ok(c) => {
-                    (self.progress)(ProgressEvent::Bytes(c.len() as u64));
-                    batch.extend_from_slice(&c);
-                    if batch.len() < BATCH {
-                        continue;
-                    }
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.send(Ok(full)).await.is_err() {
-                        // The unpacker stopped on an error; it reports it below.
-                        break;
-                    }
+        let mut next = first;
+        loop {
+            let Some(c) = next else { break };
+            (self.progress)(ProgressEvent::Bytes(c.len() as u64));
+            batch.extend_from_slice(&c);
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if tx.send(Ok(full)).await.is_err() {
+                    // The unpacker stopped on an error; it reports it below.
+                    break;
                 }
+            }
+            next = match dl.next().await {
+                Ok(n) => n,
                 Err(e) => {
                     let _ = tx
-                        .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                        .send(Err(std::io::Error::other(format!("download failed: {e}"))))
                         .await;
                     download_err = Some(e);
                     break;
                 }
-            }
+            };
         }
         if download_err.is_none() && !batch.is_empty() {
             let _ = tx.send(Ok(batch)).await;
@@ -333,7 +367,7 @@ impl<'env> Ctx<'env> {
             .await
             .map_err(|_| RegistryError::UnpackThread(digest))?;
         if let Some(e) = download_err {
-            return Err(self.cerr(e.into()));
+            return Err(e);
         }
         unpacked?;
         Ok(())
@@ -343,13 +377,14 @@ impl<'env> Ctx<'env> {
         &self,
         s: &'scope std::thread::Scope<'scope, 'env>,
         l: Layer,
+        urls: Vec<String>,
         unpack: bool,
     ) -> Result<(), RegistryError> {
         let have_blob = self.store.has_blob(&l.digest);
         let have_dir = !unpack || self.store.layer_path(&l.diff_id).is_dir();
         match (have_blob, have_dir) {
             (true, true) => (self.progress)(ProgressEvent::Bytes(l.size)),
-            (false, true) => self.fetch_blob(&l.digest, l.size, true).await?,
+            (false, true) => self.fetch_blob(&l.digest, l.size, urls, true).await?,
             (true, false) => {
                 // Stored but not unpacked: unpack from the store, off the runtime thread.
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -367,11 +402,20 @@ impl<'env> Ctx<'env> {
                 // `unpack_layer` reported the layer done itself.
                 return Ok(());
             }
-            (false, false) => self.fetch_and_unpack(s, l).await?,
+            (false, false) => self.fetch_and_unpack(s, l, urls).await?,
         }
         (self.progress)(ProgressEvent::LayerDone);
         Ok(())
     }
+}
+
+/// The credentials of a pull: given, else from the docker config.
+fn credentials(r: &Reference, opts: &PullOptions) -> Result<Option<Credentials>, RegistryError> {
+    let pair = match &opts.auth {
+        Some(p) => Some(p.clone()),
+        None => docker_credentials(&r.registry)?,
+    };
+    Ok(pair.map(|(u, p)| Credentials::from_pair(u, p)))
 }
 
 async fn pull_async<'scope, 'env>(
@@ -381,38 +425,29 @@ async fn pull_async<'scope, 'env>(
     opts: &'env PullOptions,
     progress: Progress<'env>,
 ) -> Result<Image, RegistryError> {
-    let protocol = if opts.insecure || is_loopback(&r.registry) {
-        ClientProtocol::HttpsExcept(vec![r.registry.clone()])
-    } else {
-        ClientProtocol::Https
-    };
-    let client = oci_client::Client::new(ClientConfig {
-        protocol,
-        max_concurrent_download: CONCURRENT,
-        ..Default::default()
-    });
-    let auth = match &opts.auth {
-        Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
-        None => match docker_credentials(&r.registry)? {
-            Some((u, p)) => RegistryAuth::Basic(u, p),
-            None => RegistryAuth::Anonymous,
-        },
-    };
+    let plain_http = opts.insecure || is_loopback(&r.registry);
+    let session = Session::new(
+        &r.registry,
+        &r.repository,
+        plain_http,
+        credentials(r, opts)?,
+    )?;
     let name = r.to_string();
-    let cerr = |source| RegistryError::Client {
-        reference: name.clone(),
-        source,
-    };
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let accept = ACCEPT.join(", ");
 
     let mut want = r.digest.clone();
     let mut fetched = None;
     for _ in 0..4 {
-        let oref = oci_ref(r, want.as_ref());
-        let (data, _) = client
-            .pull_manifest_raw(&oref, &auth, ACCEPT)
-            .await
-            .map_err(cerr)?;
+        let target = match (&want, &r.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".into(),
+        };
+        let url = session.url("manifests", &target);
+        let (data, _) = session
+            .get_small(&url, Some(&accept), MAX_MANIFEST, "manifest")
+            .await?;
         let actual = Digest::of(&data);
         if let Some(w) = &want {
             if *w != actual {
@@ -426,7 +461,16 @@ async fn pull_async<'scope, 'env>(
         match Manifest::parse(&data, &actual).map_err(StoreError::from)? {
             Manifest::Index(idx) => {
                 let d = select_platform(&idx, &actual, &platform).map_err(StoreError::from)?;
-                want = Some(descriptor_digest(d, "index").map_err(StoreError::from)?);
+                let digest = descriptor_digest(d, "index").map_err(StoreError::from)?;
+                if d.size() > MAX_MANIFEST {
+                    return Err(RegistryError::DeclaredTooLarge {
+                        what: "manifest",
+                        digest,
+                        size: d.size(),
+                        limit: MAX_MANIFEST,
+                    });
+                }
+                want = Some(digest);
             }
             Manifest::Image(m) => {
                 fetched = Some((actual, data, m));
@@ -436,17 +480,24 @@ async fn pull_async<'scope, 'env>(
     }
     let (mdigest, mdata, manifest) = fetched.ok_or(RegistryError::Nested)?;
     let ctx = Ctx {
-        client,
-        oref: oci_ref(r, Some(&mdigest)),
-        name,
+        session,
         store,
         progress,
     };
 
     // The config first (it names the layers' diff ids), then the layers concurrently.
     let cd = descriptor_digest(manifest.config(), "manifest").map_err(StoreError::from)?;
+    let csize = manifest.config().size();
+    if csize > MAX_CONFIG {
+        return Err(RegistryError::DeclaredTooLarge {
+            what: "image config",
+            digest: cd,
+            size: csize,
+            limit: MAX_CONFIG,
+        });
+    }
     if !store.has_blob(&cd) {
-        ctx.fetch_blob(&cd, manifest.config().size(), false).await?;
+        ctx.fetch_blob(&cd, csize, Vec::new(), false).await?;
     }
     let cdata = store.read_blob(&cd)?;
     let config = serde_json::from_slice(&cdata).map_err(|source| {
@@ -456,6 +507,11 @@ async fn pull_async<'scope, 'env>(
             source,
         })
     })?;
+    let urls: Vec<Vec<String>> = manifest
+        .layers()
+        .iter()
+        .map(|l| l.urls().clone().unwrap_or_default())
+        .collect();
     let img = Image::new(mdigest.clone(), *manifest, config).map_err(StoreError::from)?;
     let layers = img.layers().map_err(StoreError::from)?;
     progress(ProgressEvent::Start {
@@ -464,11 +520,15 @@ async fn pull_async<'scope, 'env>(
     });
     let unpack = !opts.no_unpack;
     let ctx = &ctx;
-    let results: Vec<Result<(), RegistryError>> =
-        futures_util::stream::iter(layers.into_iter().map(|l| ctx.fetch_layer(s, l, unpack)))
-            .buffer_unordered(CONCURRENT)
-            .collect()
-            .await;
+    let results: Vec<Result<(), RegistryError>> = futures_util::stream::iter(
+        layers
+            .into_iter()
+            .zip(urls)
+            .map(|(l, u)| ctx.fetch_layer(s, l, u, unpack)),
+    )
+    .buffer_unordered(CONCURRENT)
+    .collect()
+    .await;
     for res in results {
         res?;
     }
