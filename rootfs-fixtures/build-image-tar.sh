@@ -8,12 +8,14 @@
 # also carries an OCI image layout (oci-layout, index.json, blobs/sha256/...) over the same
 # blobs, so `docker load`, `podman load` and `ctr images import` accept it.
 #
-# Environment: IMAGE_NAME (default busybox:latest), the name the image is tagged with.
+# Environment: IMAGE_NAME (default busybox:latest), the name the image is tagged with;
+# IMAGE_CMD (default ["sh"]), the config's Cmd as a JSON array (set, ROOTFS need not hold busybox).
 # Output is reproducible: fixed mtimes, numeric owners, sorted entries. Nothing is downloaded.
 set -eu
 out=${1:?usage: build-image-tar.sh OUT.tar [ROOTFS]}
 rootfs=${2:-}
 name=${IMAGE_NAME:-busybox:latest}
+cmd=${IMAGE_CMD:-'["sh"]'}
 here=$(cd "$(dirname "$0")" && pwd)
 
 case "$name" in
@@ -28,7 +30,7 @@ if [ -z "$rootfs" ]; then
     sh "$here/build-rootfs.sh" "$work/rootfs"
     rootfs=$work/rootfs
 fi
-[ -x "$rootfs/bin/busybox" ] || { echo "build-image-tar.sh: $rootfs has no bin/busybox" >&2; exit 1; }
+[ -n "${IMAGE_CMD:-}" ] || [ -x "$rootfs/bin/busybox" ] || { echo "build-image-tar.sh: $rootfs has no bin/busybox" >&2; exit 1; }
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 size() { stat -c %s "$1"; }
@@ -44,7 +46,7 @@ layer_size=$(size "$work/layer.tar")
 # The image config (docker and OCI share this format).
 printf '%s' "{\"architecture\":\"amd64\",\"os\":\"linux\",\"created\":\"1970-01-01T00:00:00Z\",\
 \"config\":{\"Env\":[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"],\
-\"Cmd\":[\"sh\"],\"WorkingDir\":\"/\"},\
+\"Cmd\":$cmd,\"WorkingDir\":\"/\"},\
 \"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$layer\"]},\
 \"history\":[{\"created\":\"1970-01-01T00:00:00Z\",\"created_by\":\"rootfs-fixtures/build-image-tar.sh\"}]}" \
     > "$work/config.json"

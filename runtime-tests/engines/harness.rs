@@ -30,7 +30,9 @@ const LOCK_PATH: &str = "/tmp/berth-engines.lock";
 /// they did not exist before (and are empty, for directories), without counting as a leak:
 /// containerd 1.6 puts shim sockets in /run/containerd/s, dockerd 20.10 makes
 /// /run/docker/plugins and /etc/docker/key.json; podman runs the runtime with its default
-/// `--root` (/run/berth, /run/runc), whose emptiness the podman test checks itself.
+/// `--root` (/run/berth, /run/runc), whose emptiness the podman test checks itself; CNI (under
+/// containerd's CRI plugin) keeps its result cache in /var/lib/cni/results, whatever the config
+/// says (the CRI test checks that no entry of its network is left there).
 const ENGINE_LITTER: &[&str] = &[
     "/run/berth",
     "/run/runc",
@@ -39,6 +41,8 @@ const ENGINE_LITTER: &[&str] = &[
     "/run/docker/plugins",
     "/run/docker",
     "/etc/docker/key.json",
+    "/var/lib/cni/results",
+    "/var/lib/cni",
 ];
 
 /// Host paths that a well-configured engine run must not create: their appearance is a leak.
@@ -101,29 +105,20 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 /// Why an engine test cannot run here (not root, binaries missing), or the runtime to use.
 pub fn prerequisites(engine: &str, bins: &[&str], under: Under) -> Option<PathBuf> {
-    if !runtime_tests::is_root() {
-        eprintln!("skipped {engine}/{under}: needs root");
-        return None;
-    }
+    runtime_tests::require_root();
     let missing: Vec<&str> = bins
         .iter()
         .copied()
         .filter(|b| which(b).is_none())
         .collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "skipped {engine}/{under}: {} not installed (Debian packages containerd, docker.io, podman; script is in bsdutils)",
-            missing.join(", ")
-        );
-        return None;
-    }
+    assert!(
+        missing.is_empty(),
+        "{engine}/{under}: {} not installed (Debian packages containerd, docker.io, podman; script is in bsdutils)",
+        missing.join(", ")
+    );
     match under.bin() {
         Ok(p) => Some(p),
-        Err(why) if under == Under::Runc => {
-            eprintln!("skipped {engine}/{under}: {why}");
-            None
-        }
-        Err(why) => panic!("{why}"),
+        Err(why) => panic!("{engine}/{under}: {why}"),
     }
 }
 
@@ -296,6 +291,12 @@ impl Daemon {
             child,
             log: log.to_path_buf(),
         }
+    }
+
+    /// Its process id (the program itself: `Daemon::start` does not go through a shell).
+    #[allow(dead_code)] // tests/cri.rs uses it, tests/engines.rs does not
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Polls `probe` until it succeeds; panics with the daemon's log if it exits or times out.
