@@ -21,7 +21,7 @@ NEXTEST_PROFILE ?= default
 
 APT_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun skopeo umoci \
 	docker-registry apache2-utils hyperfine openssl procps time util-linux bsdutils \
-	containerd docker.io podman
+	containerd docker.io podman containernetworking-plugins gcc libc6-dev
 
 export BERTH_BIN
 export BERTH_PROBE := $(DBG)/berth-probe
@@ -65,9 +65,10 @@ demo: build-release rootfs
 		       -e 's|^\(\s*\)"sh"$$|\1"sh", "-c", "echo hostname: $$(hostname); echo pid: $$$$; id"|' config.json
 	$(BERTH_RELEASE) --root $(OUT)/demo-state run --bundle $(DEMO_BUNDLE) berth-demo-$$$$
 
-# Every test: unit and integration tests of all crates (runtime-tests create real containers
-# as root), the conformance suite against berth, and the pure cgroup v2 suite in a VM.
-test: build rootfs
+# Every test: the lint (fmt, clippy with the unsafe-comment lint), unit and integration tests
+# of all crates (runtime-tests create real containers as root), the conformance suite against
+# berth, and the pure cgroup v2 suite in a VM.
+test: build rootfs lint
 	$(CARGO) nextest run --workspace --no-fail-fast --profile $(NEXTEST_PROFILE)
 	$(CARGO) test --workspace --doc
 	$(MAKE) --no-print-directory test-v2vm
@@ -76,6 +77,7 @@ bench: build-release rootfs
 	bash bench/runtime.sh $(BERTH_RELEASE) $(ROOTFS)
 	BERTH_BIN=$(BERTH_RELEASE) sh bench/engines.sh
 	sh bench/image.sh
+	BERTH_BIN=$(BERTH_RELEASE) sh bench/cri.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

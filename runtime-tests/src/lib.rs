@@ -38,7 +38,8 @@ pub use leaks::{
     assert_no_leaks, cgroup_dirs, names_id, start_time, Leak, LeakSnapshot, CGROUP_ROOT,
 };
 pub use locate::{
-    berth_bin, is_root, probe_bin, rootfs_dir, workspace_dir, ENV_BERTH_BIN, ENV_PROBE, ENV_ROOTFS,
+    berth_bin, is_root, probe_bin, require_path, require_root, rootfs_dir, workspace_dir,
+    ENV_BERTH_BIN, ENV_PROBE, ENV_ROOTFS,
 };
 pub use runtime::{RunOutput, Runtime, DEFAULT_TIMEOUT};
 pub use spec::{

@@ -146,9 +146,36 @@ pub fn rootfs_dir() -> Result<PathBuf, SupportError> {
 ///
 /// ```
 /// if !runtime_tests::is_root() {
-///     eprintln!("skipped: needs root");
+///     eprintln!("not root: container tests will fail");
 /// }
 /// ```
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// Panics unless the process runs as root: the container tests start real containers, and a
+/// missing prerequisite is a failure, never a silent pass.
+///
+/// ```no_run
+/// runtime_tests::require_root();
+/// ```
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this test starts real containers and needs root (run `make test` as root)"
+    );
+}
+
+/// Panics unless `path` exists, naming the Debian package that provides it.
+///
+/// ```no_run
+/// runtime_tests::require_path("/usr/sbin/runc", "runc");
+/// ```
+pub fn require_path(path: impl AsRef<Path>, package: &str) {
+    let path = path.as_ref();
+    assert!(
+        path.exists(),
+        "{} is missing: install the Debian package {package} (`make deps` does)",
+        path.display()
+    );
 }

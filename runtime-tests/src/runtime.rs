@@ -586,10 +586,8 @@ mod tests {
     const RUNC: &str = "/usr/sbin/runc";
 
     fn runc() -> Option<Runtime> {
-        if !crate::is_root() || !Path::new(RUNC).exists() {
-            eprintln!("skipped: needs root and {RUNC}");
-            return None;
-        }
+        crate::require_root();
+        crate::require_path(RUNC, "runc");
         Some(Runtime::new(RUNC).unwrap())
     }
 

@@ -2,7 +2,7 @@
 //! deviations below.
 
 use runtime_tests::conformance::{run_suite, Options, Outcome};
-use runtime_tests::{berth_bin, is_root};
+use runtime_tests::{berth_bin, require_root};
 
 /// Cases berth deliberately answers like runc rather than like the spec.
 const DEVIATIONS: &[(&str, &str)] = &[(
@@ -13,10 +13,7 @@ const DEVIATIONS: &[(&str, &str)] = &[(
 
 #[test]
 fn berth_passes_the_conformance_suite() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let report = run_suite(&Options {
         runtime: berth_bin().expect("berth binary"),
         filter: None,

@@ -5,19 +5,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
-use runtime_tests::{is_root, Bundle, Runtime};
+use runtime_tests::{require_path, require_root, Bundle, Runtime};
 use serde_json::Value;
 
 const RUNC: &str = "/usr/sbin/runc";
 
 fn both() -> Option<(Runtime, Runtime)> {
-    if !is_root() || !Path::new(RUNC).exists() {
-        eprintln!("skipped: needs root and {RUNC}");
-        return None;
-    }
+    require_root();
+    require_path(RUNC, "runc");
     let berth = Runtime::new(runtime_tests::berth_bin().expect("berth")).unwrap();
     let runc = Runtime::new(RUNC).unwrap();
     Some((berth, runc))

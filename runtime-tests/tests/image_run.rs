@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use runtime_tests::{berth_bin, is_root, rootfs_dir};
+use runtime_tests::{berth_bin, require_root, rootfs_dir};
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
@@ -60,10 +60,15 @@ fn build_image(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn loaded_image_unpacks_and_runs() {
-    if !is_root() || !have("umoci") || !have("skopeo") {
-        eprintln!("skipped: needs root, umoci and skopeo");
-        return;
-    }
+    require_root();
+    assert!(
+        have("umoci"),
+        "umoci is missing: install the Debian package umoci"
+    );
+    assert!(
+        have("skopeo"),
+        "skopeo is missing: install the Debian package skopeo"
+    );
     let dir = tempfile::tempdir().unwrap();
     let tar = build_image(dir.path());
     let bin = berth_bin().unwrap();

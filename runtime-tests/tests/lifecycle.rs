@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cgroup_dirs_named, leak_checked, wait_stopped};
+use common::{cgroup_dirs_named, leak_checked, wait_for, wait_stopped};
 use serde_json::json;
 
 #[test]
@@ -98,18 +98,38 @@ fn create_start_state_kill_delete() {
 #[test]
 fn kill_takes_names_and_numbers() {
     leak_checked(|rt, b| {
+        // Each trap records which signal ran it; /tmp/ready says the traps are set.
+        b.set_readonly_root(false);
         b.set_args(&[
             "sh",
             "-c",
-            "trap 'exit 3' USR1; trap 'exit 4' HUP; while :; do sleep 0.1; done",
+            "trap 'echo USR1 > /tmp/trap; exit 3' USR1; trap 'echo HUP > /tmp/trap; exit 4' HUP; \
+             touch /tmp/ready; while :; do sleep 0.1; done",
         ]);
-        for sig in ["SIGUSR1", "HUP", "10"] {
+        let ready = b.rootfs().join("tmp/ready");
+        let trap = b.rootfs().join("tmp/trap");
+        for (sig, ran) in [
+            ("SIGUSR1", "USR1"),
+            ("HUP", "HUP"),
+            ("10", "USR1"),
+            ("1", "HUP"),
+        ] {
+            let _ = std::fs::remove_file(&ready);
+            let _ = std::fs::remove_file(&trap);
             let id = rt.new_id("kill");
             assert!(rt.run_with(&id, b, &["--detach"]).success());
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                wait_for(Duration::from_secs(10), || ready.exists()),
+                "the container never set its traps"
+            );
             let out = rt.kill(&id, sig);
             assert!(out.success(), "kill {sig}: {}", out.describe());
             wait_stopped(rt, &id);
+            assert_eq!(
+                std::fs::read_to_string(&trap).unwrap_or_default().trim(),
+                ran,
+                "kill {sig} ran the wrong trap"
+            );
             assert!(rt.delete(&id).success());
         }
         let id = rt.new_id("kill-bad");

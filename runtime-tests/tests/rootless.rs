@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use runtime_tests::{berth_bin, is_root, rootfs_dir};
+use runtime_tests::{berth_bin, require_root, rootfs_dir};
 
 const NOBODY: u32 = 65534;
 
@@ -18,10 +18,11 @@ fn chown_tree(path: &std::path::Path) {
 
 #[test]
 fn unprivileged_user_runs_a_busybox_container() {
-    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: needs root (to switch to an unprivileged user) and setpriv");
-        return;
-    }
+    require_root();
+    assert!(
+        Command::new("setpriv").arg("--version").output().is_ok(),
+        "setpriv is missing: install the Debian package util-linux"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bundle = dir.path().join("bundle");

@@ -23,10 +23,7 @@ impl Drop for RemoveOnPanic {
 
 #[test]
 fn create_add_kill_destroy() {
-    if !have_root_cgroups() {
-        eprintln!("skipped: needs root and the host cgroupfs");
-        return;
-    }
+    require_root_cgroups();
     let path = unique_path();
     let mut cg = new_manager(Some(&path), "ignored").unwrap();
     cg.create().unwrap();
@@ -64,9 +61,7 @@ fn create_add_kill_destroy() {
 
 #[test]
 fn destroy_never_removes_preexisting_cgroups() {
-    if !have_root_cgroups() {
-        return;
-    }
+    require_root_cgroups();
     let parent = unique_path();
     let mut outer = new_manager(Some(&parent), "x").unwrap();
     outer.create().unwrap();
@@ -91,9 +86,7 @@ fn destroy_never_removes_preexisting_cgroups() {
 
 #[test]
 fn destroy_waits_for_exiting_processes() {
-    if !have_root_cgroups() {
-        return;
-    }
+    require_root_cgroups();
     let mut cg = new_manager(Some(&unique_path()), "x").unwrap();
     cg.create().unwrap();
     let mut child = Gated::spawn("sleep 100");

@@ -25,10 +25,7 @@ fn cleanup(cg: TestCgroup) {
 
 macro_rules! need_root {
     () => {
-        if !have_root_cgroups() {
-            eprintln!("skipped: needs root and the host cgroupfs");
-            return;
-        }
+        require_root_cgroups();
     };
 }
 

@@ -224,8 +224,10 @@ mod tests {
     #[test]
     fn reap_removes_attributed_cgroups_and_their_processes() {
         let base = Path::new(crate::CGROUP_ROOT).join("pids");
-        if !crate::is_root() || !base.is_dir() {
-            eprintln!("skipped: needs root and a v1 pids hierarchy");
+        crate::require_root();
+        if !base.is_dir() {
+            // A pure v2 host has no v1 pids hierarchy: there is nothing to reap there.
+            eprintln!("not applicable: no v1 pids hierarchy on this host");
             return;
         }
         let id = format!("reap-test-{}", std::process::id());

@@ -1,7 +1,6 @@
 //! The suite judged against runc: known-good cases must pass, and a runtime that lies is caught.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::*;
 
@@ -98,16 +97,10 @@ const RUNC_OK: &[&str] = &[
 ];
 
 fn runc_available() -> bool {
-    if !crate::is_root() || !Path::new(RUNC).exists() {
-        eprintln!("skipped: needs root and {RUNC}");
-        return false;
-    }
-    if crate::rootfs_dir()
-        .and_then(|_| crate::probe_bin())
-        .is_err()
-    {
-        eprintln!("skipped: probe not built (cargo build -p berth-probe) or rootfs missing");
-        return false;
+    crate::require_root();
+    crate::require_path(RUNC, "runc");
+    if let Err(e) = crate::rootfs_dir().and_then(|_| crate::probe_bin()) {
+        panic!("probe not built (cargo build -p berth-probe) or rootfs missing: {e}");
     }
     true
 }

@@ -4,15 +4,12 @@
 
 use std::time::Duration;
 
-use runtime_tests::{assert_no_leaks, berth_bin, is_root, Bundle, LeakSnapshot, Runtime};
+use runtime_tests::{assert_no_leaks, berth_bin, require_root, Bundle, LeakSnapshot, Runtime};
 
-/// A berth runtime with a private root and a bundle with the probe, or `None` (with a message)
-/// when not root.
+/// A berth runtime with a private root and a bundle with the probe (panics when not root: a
+/// missing prerequisite is a failure). `Option` for the callers' `let ... else`.
 pub fn setup() -> Option<(Runtime, Bundle)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
+    require_root();
     let bin = berth_bin().expect("berth binary (set BERTH_BIN or build -p berth)");
     let rt = Runtime::new(bin).expect("runtime");
     let bundle = Bundle::with_probe().expect("bundle");
@@ -28,6 +25,21 @@ pub fn leak_checked(f: impl FnOnce(&Runtime, &mut Bundle)) {
     f(&rt, &mut bundle);
     rt.cleanup();
     assert_no_leaks(&before, &rt);
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held. For conditions
+/// that no event announces (a file appearing, a counter growing); never a fixed sleep.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits for a container to stop.

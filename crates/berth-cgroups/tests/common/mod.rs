@@ -20,9 +20,17 @@ pub fn unique_path() -> String {
     )
 }
 
-/// True when we run as root with the host's cgroupfs available (the tests need both).
-pub fn have_root_cgroups() -> bool {
-    nix::unistd::geteuid().is_root() && std::path::Path::new("/sys/fs/cgroup/memory").is_dir()
+/// Panics unless we run as root with the host's v1 cgroupfs: these tests write real cgroups,
+/// and a missing prerequisite is a failure, never a silent pass.
+pub fn require_root_cgroups() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test writes the host's cgroupfs and needs root"
+    );
+    assert!(
+        std::path::Path::new("/sys/fs/cgroup/memory").is_dir(),
+        "no v1 memory hierarchy at /sys/fs/cgroup/memory (these tests are for v1 and hybrid hosts)"
+    );
 }
 
 /// A child held at a gate (`read`) until `release`, so it can be put into a cgroup before it
