@@ -28,6 +28,11 @@ pub struct ExecConfig {
     pub linux: Option<Linux>,
     /// Namespace files of the container's init to join (`/proc/PID/ns/...`), user first.
     pub namespaces: Vec<(CloneFlags, PathBuf)>,
+    /// The root directory of the container's init (`/proc/PID/root`): the new process is
+    /// chrooted there after joining the namespaces, so that it lands in init's root even when
+    /// the container has no mount namespace of its own (init chroots into the rootfs then) or
+    /// joined one by path.
+    pub root: PathBuf,
     /// Where to send the terminal's master fd.
     pub console_socket: Option<OwnedFd>,
     /// Fds 3 .. 3+N are passed on.
@@ -59,7 +64,14 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
             cfg.exec_stub.as_ref().map(ExecStub::raw_fd),
         ],
     );
-    // Open every namespace first: after joining the mount namespace, /proc is the container's.
+    // Open every namespace and init's root first: after joining the mount namespace, /proc is
+    // the container's.
+    let root = nix::fcntl::open(
+        &cfg.root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SetupError::sys("rootfs", format!("open {}", cfg.root.display()), e))?;
     let mut fds = Vec::new();
     for (flag, path) in &cfg.namespaces {
         let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
@@ -71,6 +83,13 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
             .map_err(|e| SetupError::sys("namespaces", format!("setns {}", path.display()), e))?;
     }
     drop(fds);
+    // Into init's root, whatever the mount namespace's root is.
+    nix::unistd::fchdir(root.as_fd())
+        .map_err(|e| SetupError::sys("rootfs", format!("fchdir {}", cfg.root.display()), e))?;
+    nix::unistd::chroot(".").map_err(|e| {
+        SetupError::sys("rootfs", format!("chroot to {}", cfg.root.display()), e)
+    })?;
+    drop(root);
     // Into the pid (and time) namespace: only children enter it.
     // SAFETY: this child of the single-threaded runtime is single-threaded, and the grandchild
     // does not use glibc's cached tid.

@@ -4,6 +4,7 @@
 //! All of it runs in the init process, inside the container's new mount namespace, so nothing
 //! done here is visible on the host and everything disappears with the namespace.
 
+mod copyup;
 pub mod devices;
 pub mod mount;
 
@@ -18,8 +19,8 @@ use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{Mount, Spec};
 
 use self::mount::{
-    bind_remount, fd_path, open_dir_in_root, open_or_create_in_root, propagation_flags,
-    MountOptions, TargetKind,
+    apply_recursive, bind_remount, bind_remount_keeping, fd_path, open_dir_in_root,
+    open_or_create_in_root, propagation_flags, MountOptions, TargetKind,
 };
 use crate::error::SetupError;
 
@@ -105,12 +106,34 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<(), SetupError> {
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
+    if dev_is_bind_mount(ctx.spec) {
+        // As runc: a /dev bound from elsewhere (docker's -v /dev:/dev) is used as it is;
+        // creating devices or links in it would write into its source.
+        return Ok(());
+    }
     let devs = devices::devices_for(&spec_devices);
     // Without a /dev mount of its own the rootfs' /dev is used as it is, as runc does, but the
     // default devices are still created in it.
     devices::create_devices(root.as_fd(), &devs, ctx.userns)?;
     devices::create_dev_symlinks(root.as_fd())?;
     Ok(())
+}
+
+/// Whether one of the spec's mounts is a bind mount on `/dev` (runc's `needsSetupDev`).
+fn dev_is_bind_mount(spec: &Spec) -> bool {
+    spec.mounts().iter().flatten().any(|m| {
+        let dest: PathBuf = container_path(m)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        let bind = m.typ().as_deref() == Some("bind")
+            || m
+                .options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        bind && dest == Path::new("dev")
+    })
 }
 
 fn make_parent_private(rootfs: &Path) -> Result<(), SetupError> {
@@ -171,12 +194,16 @@ fn container_path(m: &Mount) -> PathBuf {
 fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result<(), SetupError> {
     let step = "mounts";
     let dest = container_path(m);
-    let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
+    let opts = MountOptions::for_mount(typ, m.options().as_deref().unwrap_or_default())
+        .map_err(|e| SetupError::msg(step, format!("mount on {}: {e}", dest.display())))?;
     let what = |verb: &str| format!("{verb} {} on {}", typ_or_bind(typ, &opts), dest.display());
 
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroups(ctx, root, &dest, &opts);
+        mount_cgroups(ctx, root, &dest, &opts)?;
+        let mounted = open_or_create_in_root(root, &dest, TargetKind::Dir)?;
+        return apply_recursive(mounted.as_fd(), &opts)
+            .map_err(|e| SetupError::sys(step, what("set recursive attributes of"), e));
     }
     if opts.bind || typ == "bind" {
         let source = m.source().clone().unwrap_or_default();
@@ -210,20 +237,49 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         let mounted = open_or_create_in_root(root, &dest, kind)?;
         if !extra.is_empty() {
-            bind_remount(&fd_path(mounted.as_fd()), mounted.as_fd(), extra)
+            // Keep what the bind has from its source (nosuid, nodev, ...), add what is asked.
+            bind_remount_keeping(mounted.as_fd(), extra, opts.clear)
                 .map_err(|e| SetupError::sys(step, what("remount"), e))?;
         }
+        apply_recursive(mounted.as_fd(), &opts)
+            .map_err(|e| SetupError::sys(step, what("set recursive attributes of"), e))?;
         return set_propagation(&mounted, &opts, &dest);
     }
 
-    let target = open_or_create_in_root(root, &dest, TargetKind::Dir)?;
+    // What is at the destination before the mount: a tmpfs keeps its mode, and tmpcopyup
+    // copies its content (read through this fd, which stays on the covered directory).
+    let covered = open_existing_dir_in_root(root, &dest)?;
+    let target = match &covered {
+        Some(dir) => nix::fcntl::openat(
+            dir.as_fd(),
+            ".",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SetupError::sys(step, format!("open {}", dest.display()), e))?,
+        None => open_or_create_in_root(root, &dest, TargetKind::Dir)?,
+    };
     let source = m
         .source()
         .as_ref()
         .and_then(|s| s.to_str())
         .unwrap_or(typ)
         .to_owned();
-    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    let mut data = opts.data.clone();
+    if typ == "tmpfs" && !data.split(',').any(|d| d.starts_with("mode=")) {
+        if let Some(dir) = &covered {
+            // As runc and crun: a tmpfs without mode= has the mode of what it covers.
+            let st = nix::sys::stat::fstat(dir.as_fd())
+                .map_err(|e| SetupError::sys(step, format!("stat {}", dest.display()), e))?;
+            let mode = format!("mode={:o}", st.st_mode & 0o7777);
+            data = if data.is_empty() {
+                mode
+            } else {
+                format!("{mode},{data}")
+            };
+        }
+    }
+    let data = (!data.is_empty()).then_some(data.as_str());
     let result = nix_mount(
         Some(&source),
         &fd_path(target.as_fd()),
@@ -252,11 +308,38 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         }
         Err(e) => return Err(SetupError::sys(step, what("mount"), e)),
     }
-    if opts.propagation.is_empty() {
+    if opts.tmpcopyup {
+        if let Some(lower) = covered {
+            let upper = open_dir_in_root(root, &dest)?;
+            copyup::copy_tree(lower, upper.as_fd(), &dest)?;
+        }
+    }
+    if opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
         return Ok(());
     }
     let mounted = open_or_create_in_root(root, &dest, TargetKind::Dir)?;
+    apply_recursive(mounted.as_fd(), &opts)
+        .map_err(|e| SetupError::sys(step, what("set recursive attributes of"), e))?;
     set_propagation(&mounted, &opts, &dest)
+}
+
+/// A real (readable) fd of the directory at `path` beneath `root`, or `None` when nothing is
+/// there; an error when something that is not a directory is.
+fn open_existing_dir_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+) -> Result<Option<OwnedFd>, SetupError> {
+    let rel = mount::relative_cstring(path);
+    match crate::sys::openat_in_root(root, &rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        Ok(fd) => Ok(Some(fd)),
+        // Nothing there, or not a directory: created (or refused) by the mount as before.
+        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => Ok(None),
+        Err(e) => Err(SetupError::sys(
+            "mounts",
+            format!("open {}", path.display()),
+            e,
+        )),
+    }
 }
 
 fn typ_or_bind(typ: &str, opts: &MountOptions) -> String {
@@ -431,12 +514,13 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), SetupError> {
 /// propagation of `/`.
 pub fn finalize(spec: &Spec) -> Result<(), SetupError> {
     let linux = spec.linux().as_ref();
+    let mut null = None;
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
         .flatten()
     {
-        mask_path(p)?;
+        mask_path(p, &mut null)?;
     }
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
@@ -452,7 +536,7 @@ pub fn finalize(spec: &Spec) -> Result<(), SetupError> {
         .unwrap_or(false)
     {
         let root = open_plain("/")?;
-        bind_remount("/", root.as_fd(), MsFlags::MS_RDONLY)
+        bind_remount_keeping(root.as_fd(), MsFlags::MS_RDONLY, MsFlags::empty())
             .map_err(|e| SetupError::sys("rootfs", "remount / read-only", e))?;
     }
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -469,17 +553,53 @@ fn open_plain(path: &str) -> Result<OwnedFd, SetupError> {
         .map_err(|e| SetupError::sys("rootfs", format!("open {path}"), e))
 }
 
-fn mask_path(path: &str) -> Result<(), SetupError> {
-    // After pivot_root the container's root is "/": a symlink cannot lead out of it, and
-    // magic links (the only way out) are refused by O_NOFOLLOW on the last component.
-    let fd = match nix::fcntl::open(
-        path,
+/// Open a masked or read-only path inside the container (after `pivot_root`, `/` is its
+/// root): symlinks are followed inside the root, as runc's mount(2) of the path follows them,
+/// magic links (`/proc/self/...`) are refused. `None` when it does not exist (runc skips it).
+fn open_listed_path(path: &str, step: &str) -> Result<Option<OwnedFd>, SetupError> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SetupError::sys(step, "open /", e))?;
+    match crate::sys::openat_in_root(root.as_fd(), &mount::relative_cstring(Path::new(path)), libc::O_PATH, 0) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(SetupError::sys(step, format!("open {path}"), e)),
+    }
+}
+
+/// The container's `/dev/null`, checked to be the null device (char 1:3) so that masking
+/// never binds something else over a path.
+fn open_null() -> Result<OwnedFd, SetupError> {
+    let step = "maskedPaths";
+    let fd = nix::fcntl::open(
+        "/dev/null",
         OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) | Err(Errno::ELOOP) => return Ok(()),
-        Err(e) => return Err(SetupError::sys("maskedPaths", format!("open {path}"), e)),
+    )
+    .map_err(|e| SetupError::sys(step, "open /dev/null", e))?;
+    let st = nix::sys::stat::fstat(fd.as_fd())
+        .map_err(|e| SetupError::sys(step, "stat /dev/null", e))?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_chr || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        return Err(SetupError::msg(
+            step,
+            format!(
+                "/dev/null is not the null device (char 1:3): mode {:o}, device {}:{}",
+                st.st_mode,
+                nix::sys::stat::major(st.st_rdev),
+                nix::sys::stat::minor(st.st_rdev)
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+fn mask_path(path: &str, null: &mut Option<OwnedFd>) -> Result<(), SetupError> {
+    let Some(fd) = open_listed_path(path, "maskedPaths")? else {
+        return Ok(());
     };
     let st = nix::sys::stat::fstat(fd.as_fd())
         .map_err(|e| SetupError::sys("maskedPaths", format!("stat {path}"), e))?;
@@ -493,20 +613,24 @@ fn mask_path(path: &str) -> Result<(), SetupError> {
             Some("size=0k,mode=000"),
         )
     } else {
-        nix_mount(Some("/dev/null"), &target, None, MsFlags::MS_BIND, None)
+        if null.is_none() {
+            *null = Some(open_null()?);
+        }
+        let null = null.as_ref().expect("opened above");
+        nix_mount(
+            Some(fd_path(null.as_fd()).as_str()),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
     };
     res.map_err(|e| SetupError::sys("maskedPaths", format!("mask {path}"), e))
 }
 
 fn readonly_path(path: &str) -> Result<(), SetupError> {
-    let fd = match nix::fcntl::open(
-        path,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) | Err(Errno::ELOOP) => return Ok(()),
-        Err(e) => return Err(SetupError::sys("readonlyPaths", format!("open {path}"), e)),
+    let Some(fd) = open_listed_path(path, "readonlyPaths")? else {
+        return Ok(());
     };
     let target = fd_path(fd.as_fd());
     nix_mount(
@@ -517,13 +641,13 @@ fn readonly_path(path: &str) -> Result<(), SetupError> {
         None,
     )
     .map_err(|e| SetupError::sys("readonlyPaths", format!("bind {path}"), e))?;
-    let mounted = open_plain(path)?;
-    bind_remount(
-        &fd_path(mounted.as_fd()),
-        mounted.as_fd(),
-        MsFlags::MS_RDONLY,
-    )
-    .map_err(|e| SetupError::sys("readonlyPaths", format!("remount {path} read-only"), e))
+    // The bind is on top now: reopen to reach it, the same way.
+    let mounted = open_listed_path(path, "readonlyPaths")?.ok_or_else(|| {
+        SetupError::sys("readonlyPaths", format!("reopen {path}"), Errno::ENOENT)
+    })?;
+    // Only ro is added: nosuid, nodev, noexec and the rest stay as they were (as runc).
+    bind_remount_keeping(mounted.as_fd(), MsFlags::MS_RDONLY, MsFlags::empty())
+        .map_err(|e| SetupError::sys("readonlyPaths", format!("remount {path} read-only"), e))
 }
 
 #[cfg(test)]

@@ -14,49 +14,6 @@ const HOOKS: &[&str] = &[
     "poststop",
 ];
 
-/// The mount options berth's mount parser (`rootfs::mount::MountOptions::parse`) turns into
-/// mount flags or propagation. Options it only tolerates and ignores (`tmpcopyup`, `idmap`,
-/// `ridmap`, `rro`, `rrw`, `nosymfollow`) are left out: berth does not implement them.
-const MOUNT_OPTIONS: &[&str] = &[
-    "async",
-    "atime",
-    "bind",
-    "defaults",
-    "dev",
-    "diratime",
-    "dirsync",
-    "exec",
-    "lazytime",
-    "loud",
-    "mand",
-    "noatime",
-    "nodev",
-    "nodiratime",
-    "noexec",
-    "nolazytime",
-    "nomand",
-    "norelatime",
-    "nostrictatime",
-    "nosuid",
-    "private",
-    "rbind",
-    "relatime",
-    "remount",
-    "ro",
-    "rprivate",
-    "rshared",
-    "rslave",
-    "runbindable",
-    "rw",
-    "shared",
-    "silent",
-    "slave",
-    "strictatime",
-    "suid",
-    "sync",
-    "unbindable",
-];
-
 /// The namespaces berth can create and join.
 const NAMESPACES: &[&str] = &[
     "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
@@ -66,7 +23,7 @@ const NAMESPACES: &[&str] = &[
 pub fn run() -> Result<u8> {
     let mut out = serde_json::to_string_pretty(&features())?;
     out.push('\n');
-    std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes())?;
+    crate::output::stdout(out)?;
     Ok(0)
 }
 
@@ -90,7 +47,7 @@ fn features() -> Value {
         "ociVersionMin": berth_runtime::spec::OCI_VERSION_MIN,
         "ociVersionMax": berth_runtime::spec::OCI_VERSION_MAX,
         "hooks": HOOKS,
-        "mountOptions": MOUNT_OPTIONS,
+        "mountOptions": berth_runtime::rootfs::mount::supported_options(),
         "linux": {
             "namespaces": NAMESPACES,
             "capabilities": capabilities(),
@@ -169,14 +126,39 @@ mod tests {
     }
 
     #[test]
-    fn every_listed_mount_option_is_parsed_as_a_flag() {
+    fn listed_mount_options_are_exactly_the_applied_ones() {
         use berth_runtime::rootfs::mount::MountOptions;
-        for opt in MOUNT_OPTIONS {
-            let o = MountOptions::parse(&[opt]);
-            assert!(
-                o.data.is_empty(),
-                "{opt} would be passed as filesystem data"
-            );
+        let v = features();
+        let listed: Vec<&str> = v["mountOptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap())
+            .collect();
+        for opt in &listed {
+            let o = MountOptions::parse(&[opt]).unwrap();
+            assert!(o.data.is_empty(), "{opt} would be passed as filesystem data");
+        }
+        // Implemented since issue 11 (runc 1.1 / crun options).
+        for opt in [
+            "tmpcopyup",
+            "nosymfollow",
+            "rro",
+            "rnosuid",
+            "rnoatime",
+            "strictatime",
+            "lazytime",
+            "iversion",
+            "acl",
+            "rbind",
+            "rslave",
+        ] {
+            assert!(listed.contains(&opt), "{opt} missing");
+        }
+        // Refused, so not listed.
+        for opt in ["idmap", "ridmap", "mand", "rsync", "copy-symlink", "src-nofollow"] {
+            assert!(!listed.contains(&opt), "{opt} listed");
+            assert!(MountOptions::parse(&[opt]).is_err(), "{opt} accepted");
         }
     }
 }
