@@ -106,6 +106,49 @@ pub fn detached_read_only_bind(path: &CStr) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
+/// `mount_setattr(2)` (Linux 5.12) on the mount `fd` is an `O_PATH` fd of (its root or any
+/// file on it): set `attr_set` and clear `attr_clr` (`MOUNT_ATTR_*`), on every mount beneath
+/// it too when `recursive` (`AT_RECURSIVE`). `ENOSYS` on older kernels.
+pub fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    attr_set: u64,
+    attr_clr: u64,
+) -> Result<(), Errno> {
+    let attr = libc::mount_attr {
+        attr_set,
+        attr_clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: `attr` lives across the call and we pass its exact size; the empty path with
+    // AT_EMPTY_PATH names the fd itself, which the borrow keeps open.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// The raw `f_flag` of `fstatvfs(2)` (`ST_*`), including the bits `nix` drops
+/// (`ST_NOSYMFOLLOW`).
+pub fn statvfs_flags(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` is a writable statvfs the kernel fills on success; the borrow keeps `fd`
+    // open across the call.
+    let ret = unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    Errno::result(ret)?;
+    // SAFETY: fstatvfs succeeded, so it initialised `st`.
+    Ok(unsafe { st.assume_init() }.f_flag as u64)
+}
+
 /// Close every fd from `first` to `last` (`close_range(2)`).
 ///
 /// The caller must own them all: fds that other objects of this process still hold become
