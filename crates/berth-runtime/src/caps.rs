@@ -20,6 +20,24 @@ pub struct CapSets {
     pub ambient: CapsHashSet,
 }
 
+/// Whether `name` (such as `CAP_CHOWN`) names a capability this build can apply: one that both
+/// the `caps` crate and the spec types (`oci_spec::runtime::Capability`) know.
+///
+/// Any other name, well-formed or not, cannot be mapped: config.md#linux-process says the
+/// runtime MUST log a warning for it and SHOULD NOT fail, and runc 1.1 ignores it with a
+/// warning, so loading a configuration drops it with a warning (see [`crate::spec`]).
+///
+/// ```
+/// assert!(berth_runtime::caps::is_known("CAP_SYS_ADMIN"));
+/// assert!(!berth_runtime::caps::is_known("CAP_FUTURE_THING"));
+/// assert!(!berth_runtime::caps::is_known("chown"));
+/// ```
+pub fn is_known(name: &str) -> bool {
+    name.parse::<Capability>().is_ok()
+        && serde_json::from_value::<oci_spec::runtime::Capability>(serde_json::Value::from(name))
+            .is_ok()
+}
+
 /// Convert one spec capability; `None` for a capability this kernel or library does not know
 /// (runc ignores those with a warning, so a newer spec still runs on an older kernel).
 pub fn convert(cap: &oci_spec::runtime::Capability) -> Option<Capability> {
@@ -36,7 +54,13 @@ fn convert_set(set: &Option<Capabilities>, last_cap: u8) -> CapsHashSet {
             }
             converted
         })
-        .filter(|c| c.index() <= last_cap)
+        .filter(|c| {
+            let known = c.index() <= last_cap;
+            if !known {
+                tracing::warn!("ignoring capability {c}: the running kernel does not know it");
+            }
+            known
+        })
         .collect()
 }
 

@@ -146,9 +146,98 @@ pub fn load_spec_and_value(path: &Path) -> Result<(Spec, serde_json::Value), Spe
         source,
     };
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(parse_error)?;
-    let spec: Spec = serde_json::from_slice(&text).map_err(parse_error)?;
+    let spec: Spec = match serde_json::from_slice(&text) {
+        Ok(spec) => spec,
+        Err(e) => {
+            // An unknown capability name is not a schema error: drop it with a warning and
+            // parse again; any other error is reported where serde_json found it.
+            let mut known = value.clone();
+            let dropped = drop_unknown_capabilities(known.get_mut("process"), "process");
+            if dropped.is_empty() {
+                return Err(parse_error(e));
+            }
+            let spec = serde_json::from_value(known).map_err(|_| parse_error(e))?;
+            warn_dropped(&dropped);
+            spec
+        }
+    };
     check_version(spec.version())?;
     Ok((spec, value))
+}
+
+/// Parse a `process.json` (`exec --process`): a `process` object of the spec. Unknown
+/// capability names are dropped with a warning, as in `config.json`.
+///
+/// ```
+/// let p = berth_runtime::spec::parse_process(
+///     br#"{"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
+///          "capabilities": {"bounding": ["CAP_KILL", "CAP_FUTURE_THING"]}}"#,
+/// )?;
+/// assert_eq!(p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 1);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn parse_process(text: &[u8]) -> Result<oci_spec::runtime::Process, serde_json::Error> {
+    match serde_json::from_slice(text) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            let mut value: serde_json::Value = serde_json::from_slice(text)?;
+            let dropped = drop_unknown_capabilities(Some(&mut value), "");
+            if dropped.is_empty() {
+                return Err(e);
+            }
+            let p = serde_json::from_value(value).map_err(|_| e)?;
+            warn_dropped(&dropped);
+            Ok(p)
+        }
+    }
+}
+
+/// Remove from the capability sets of `process` (the JSON of a `process` object, at JSON path
+/// `at`) every string that [`crate::caps::is_known`] does not know; returns the JSON path and
+/// name of each one removed. Entries that are not strings are left for the parser to report.
+fn drop_unknown_capabilities(
+    process: Option<&mut serde_json::Value>,
+    at: &str,
+) -> Vec<(String, String)> {
+    let mut dropped = Vec::new();
+    let Some(caps) = process
+        .and_then(|p| p.get_mut("capabilities"))
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return dropped;
+    };
+    for (set, list) in caps.iter_mut() {
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
+        let mut i = 0;
+        list.retain(|v| {
+            let keep = v.as_str().is_none_or(crate::caps::is_known);
+            if !keep {
+                let prefix = if at.is_empty() {
+                    String::new()
+                } else {
+                    format!("{at}.")
+                };
+                dropped.push((
+                    format!("{prefix}capabilities.{set}[{i}]"),
+                    v.as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            i += 1;
+            keep
+        });
+    }
+    dropped
+}
+
+fn warn_dropped(dropped: &[(String, String)]) {
+    for (path, name) in dropped {
+        tracing::warn!(
+            "{path}: ignoring unknown capability {name:?} (config.md#linux-process: a capability \
+             that cannot be mapped is logged as a warning)"
+        );
+    }
 }
 
 /// The JSON path (`process.user.uid`, `mounts[2].type`, `.` for the document) of the value
@@ -319,6 +408,43 @@ mod tests {
         std::fs::write(
             &path,
             r#"{"ociVersion":"1.0.0","process":{"cwd":"/","user":{"uid":"zero","gid":0}}}"#,
+        )
+        .unwrap();
+        let err = load_spec(&path).unwrap_err().to_string();
+        assert!(err.contains("process.user.uid"), "{err}");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"ociVersion":"1.0.0","process":{"cwd":"/","user":{"uid":0,"gid":0},
+                "capabilities":{"bounding":["CAP_KILL","CAP_FUTURE_THING","CAP_CHOWN"],
+                                "ambient":["CAP_NOT_YET"]}}}"#,
+        )
+        .unwrap();
+        let (spec, raw) = load_spec_and_value(&path).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 2);
+        assert!(caps.ambient().as_ref().unwrap().is_empty());
+        // The raw JSON keeps them, for validation to warn about.
+        assert_eq!(
+            raw["process"]["capabilities"]["bounding"][1],
+            "CAP_FUTURE_THING"
+        );
+        // Another schema error is still reported where it is.
+        std::fs::write(
+            &path,
+            r#"{"ociVersion":"1.0.0","process":{"cwd":"/","user":{"uid":"x","gid":0},
+                "capabilities":{"bounding":["CAP_FUTURE_THING"]}}}"#,
         )
         .unwrap();
         let err = load_spec(&path).unwrap_err().to_string();

@@ -24,7 +24,10 @@
 
 mod linux;
 mod process;
+mod support;
 mod tables;
+
+pub use support::Host;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -131,6 +134,7 @@ pub fn validate_value(config: &Value, bundle: Option<&Path>) -> Vec<Problem> {
         return c.problems;
     };
     c.fields(doc, "", tables::TOP, "config.md");
+    nul_bytes(&mut c, config, "");
     version(&mut c, doc);
     root(&mut c, doc, bundle);
     let ns = linux::Namespaces::collect(doc);
@@ -143,8 +147,46 @@ pub fn validate_value(config: &Value, bundle: Option<&Path>) -> Vec<Problem> {
     c.problems
 }
 
-/// The first error of [`validate_value`] as a [`SpecError::Invalid`], for `create` to refuse
-/// an invalid bundle before it sets anything up. Warnings are not errors.
+/// The properties of a configuration that berth cannot apply on this host (see
+/// [`Host::detect`]): AppArmor and SELinux labels without the module, and fields berth does not
+/// implement (`process.ioPriority`, `process.scheduler`, `process.execCPUAffinity`,
+/// `linux.intelRdt`, `linux.memoryPolicy`, `linux.netDevices`). Each is an error for `create`
+/// (runtime.md#create); personality flags are a warning (runc ignores them).
+///
+/// ```
+/// let config = serde_json::json!({
+///     "ociVersion": "1.2.0", "root": {"path": "rootfs"},
+///     "process": {"cwd": "/", "args": ["sh"], "ioPriority": {"class": "IOPRIO_CLASS_BE"}},
+/// });
+/// let p = berth_runtime::validate::unsupported(&config);
+/// assert_eq!(p[0].path, "process.ioPriority");
+/// ```
+pub fn unsupported(config: &Value) -> Vec<Problem> {
+    unsupported_on(config, Host::detect())
+}
+
+/// [`unsupported`] for a given host.
+pub fn unsupported_on(config: &Value, host: Host) -> Vec<Problem> {
+    let mut c = Checker::default();
+    if let Some(doc) = config.as_object() {
+        support::check(&mut c, doc, host);
+    }
+    c.problems
+}
+
+/// What of a `process` object (an `exec --process` file, paths relative to it) berth cannot
+/// apply on this host, as [`unsupported`] says it for `config.json`'s `process`.
+pub fn unsupported_process(process: &Value) -> Vec<Problem> {
+    let mut c = Checker::default();
+    if let Some(p) = process.as_object() {
+        support::process(&mut c, p, "", Host::detect());
+    }
+    c.problems
+}
+
+/// The first error of [`validate_value`] and then of [`unsupported`] as a
+/// [`SpecError::Invalid`], for `create` to refuse an invalid bundle, or one with a property
+/// it cannot apply, before it sets anything up. Warnings are not errors.
 ///
 /// ```
 /// let bundle = tempfile::tempdir()?;
@@ -155,10 +197,10 @@ pub fn validate_value(config: &Value, bundle: Option<&Path>) -> Vec<Problem> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn check(config: &Value, bundle: &Path) -> Result<(), SpecError> {
-    match validate_value(config, Some(bundle))
-        .into_iter()
-        .find(|p| p.severity == Severity::Error)
-    {
+    let problems = validate_value(config, Some(bundle));
+    let unsupported = || unsupported(config);
+    let first = |v: Vec<Problem>| v.into_iter().find(|p| p.severity == Severity::Error);
+    match first(problems).or_else(|| first(unsupported())) {
         Some(p) => Err(SpecError::invalid(
             p.path,
             format!("{} ({})", p.message, p.rule),
@@ -354,6 +396,43 @@ impl Checker {
         }
     }
 
+    /// An integer field that ends in a kernel type or interface taking `lo..=hi`: report a
+    /// value outside as `N is out of range for WHAT (LO..=HI)`. Non-integers are left to the
+    /// type check.
+    #[allow(clippy::too_many_arguments)]
+    fn int_range(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        name: &str,
+        lo: i128,
+        hi: i128,
+        what: &str,
+        rule: &str,
+    ) {
+        if let Some(n) = obj.get(name).and_then(int_of) {
+            if n < lo || n > hi {
+                self.error(
+                    &join(path, name),
+                    format!("{n} is out of range for {what} ({lo}..={hi})"),
+                    rule,
+                );
+            }
+        }
+    }
+
+    /// A uid or gid field (`what` is `a uid` or `a gid`) must not be 4294967295, the kernel's
+    /// (uid_t)-1 that setresuid(2), setresgid(2) and chown(2) take as "leave unchanged".
+    fn id_not_minus_one(&mut self, obj: &Map<String, Value>, path: &str, name: &str, what: &str) {
+        if obj.get(name).and_then(Value::as_u64) == Some(u64::from(u32::MAX)) {
+            self.error(
+                &join(path, name),
+                format!("4294967295 is (uid_t)-1, which is not {what}: the kernel takes it as \"leave unchanged\""),
+                "config.md#user: ids are uint32 ids of the kernel, where 4294967295 is the invalid id",
+            );
+        }
+    }
+
     /// An integer field that must lie in `lo..=hi`.
     fn range(
         &mut self,
@@ -395,6 +474,13 @@ fn key(path: &str, k: &str) -> String {
     format!("{path}[{k:?}]")
 }
 
+/// An integer JSON number as i128 (covers both int64 and uint64); `None` for anything else.
+fn int_of(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
 fn str_of<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     obj.get(name).and_then(Value::as_str)
 }
@@ -412,6 +498,41 @@ fn describe(v: &Value) -> String {
         Value::String(s) => format!("a string ({s:?})"),
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),
+    }
+}
+
+/// No string of the configuration (keys included) may hold a NUL byte: every one of them ends
+/// in a C string of some system call or file, which would cut it there. Annotations are only
+/// passed on as JSON and are left alone.
+fn nul_bytes(c: &mut Checker, v: &Value, path: &str) {
+    const RULE: &str =
+        "config.md: strings end in system calls and files as C strings, which cannot hold NUL";
+    match v {
+        Value::String(s) if s.contains('\0') => {
+            c.error(path, "contains a NUL byte", RULE);
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                nul_bytes(c, x, &index(path, i));
+            }
+        }
+        Value::Object(map) => {
+            for (k, x) in map {
+                if path.is_empty() && k == "annotations" {
+                    continue;
+                }
+                let kpath = if k.contains(['.', '[', '"', '\0']) || k.is_empty() {
+                    key(path, k)
+                } else {
+                    join(path, k)
+                };
+                if k.contains('\0') {
+                    c.error(&kpath, "the key contains a NUL byte", RULE);
+                }
+                nul_bytes(c, x, &kpath);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -491,6 +612,7 @@ fn mounts(c: &mut Checker, doc: &Map<String, Value>) {
                 "config.md#mounts: source is the file or directory to bind; a mount is a bind mount if it has bind or rbind in options",
             );
         }
+        mount_mappings(c, m, &path);
         for (i, o) in options.iter().enumerate() {
             if o.is_empty() {
                 c.warn(
@@ -499,6 +621,40 @@ fn mounts(c: &mut Checker, doc: &Map<String, Value>) {
                     "config.md#mounts: options are mount(8) options",
                 );
             }
+        }
+        mount_options(c, m, &path, &options);
+    }
+}
+
+/// Options berth cannot apply are errors (config.md: the runtime MUST generate an error when a
+/// property cannot be applied), named by their index.
+fn mount_options(c: &mut Checker, m: &Map<String, Value>, path: &str, options: &[&str]) {
+    let typ = str_of(m, "type").unwrap_or("");
+    if let Err(e) = crate::rootfs::mount::MountOptions::for_mount(typ, options) {
+        let at = options.iter().position(|o| *o == e.option);
+        let p = match at {
+            Some(i) => index(&join(path, "options"), i),
+            None => join(path, "options"),
+        };
+        c.error(
+            &p,
+            e.to_string(),
+            "config.md#mounts: a runtime MUST generate an error when it cannot apply a mount option",
+        );
+    }
+}
+
+/// The id mappings of an idmapped mount are 32-bit ranges like the user namespace's.
+fn mount_mappings(c: &mut Checker, m: &Map<String, Value>, path: &str) {
+    for name in ["uidMappings", "gidMappings"] {
+        for (mpath, map) in c.objects(
+            m,
+            path,
+            name,
+            tables::ID_MAPPING,
+            "config.md#mounts: uidMappings and gidMappings are id mappings as in config-linux.md",
+        ) {
+            linux::mapping_end(c, map, &mpath);
         }
     }
 }
@@ -533,6 +689,7 @@ fn hooks(c: &mut Checker, doc: &Map<String, Value>) {
                 "path",
                 "config.md#posix-platform-hooks: path MUST be absolute",
             );
+            c.int_range(h, &path, "timeout", i64::MIN.into(), HOOK_TIMEOUT_MAX, "a hook timeout in seconds", "config.md#posix-platform-hooks: timeout is a number of seconds (berth takes up to 2147483647, 68 years)");
             if let Some(t) = h.get("timeout").and_then(Value::as_i64) {
                 if t <= 0 {
                     c.error(
@@ -546,6 +703,9 @@ fn hooks(c: &mut Checker, doc: &Map<String, Value>) {
         }
     }
 }
+
+/// The longest hook timeout taken, in seconds (a deadline must stay a point in time).
+const HOOK_TIMEOUT_MAX: i128 = i32::MAX as i128;
 
 /// `env` entries are `KEY=value`.
 fn env_entries(c: &mut Checker, obj: &Map<String, Value>, path: &str, section: &str) {
@@ -580,9 +740,19 @@ fn annotations(c: &mut Checker, doc: &Map<String, Value>) {
     }
 }
 
+/// The longest host or domain name the kernel takes (`__NEW_UTS_LEN`).
+const HOST_NAME_MAX: usize = 64;
+
 /// hostname and domainname need a UTS namespace.
 fn names(c: &mut Checker, doc: &Map<String, Value>, ns: &linux::Namespaces) {
     for name in ["hostname", "domainname"] {
+        if let Some(h) = str_of(doc, name).filter(|h| h.len() > HOST_NAME_MAX) {
+            c.error(
+                name,
+                format!("is {} bytes long, more than the kernel's {HOST_NAME_MAX}", h.len()),
+                &format!("config.md#{name}: the name is set with set{name}(2), which takes at most {HOST_NAME_MAX} bytes"),
+            );
+        }
         if str_of(doc, name).is_some_and(|h| !h.is_empty()) && !ns.has("uts") {
             c.error(
                 name,
@@ -771,6 +941,77 @@ pub(crate) mod tests {
         let l = lines(|v| v["annotations"] = json!({"": "x", "k": 1}));
         has(&l, "error: annotations[\"\"]: empty key");
         has(&l, "error: annotations[\"k\"]: must be a string");
+    }
+
+    #[test]
+    fn nul_bytes_and_long_names() {
+        let l = lines(|v| {
+            v["process"]["args"] = json!(["sh", "a\u{0}b"]);
+            v["process"]["env"] = json!(["A=\u{0}"]);
+            v["mounts"] = json!([{"destination": "/x\u{0}", "type": "tmpfs", "source": "t"}]);
+            v["linux"]["sysctl"] = json!({"kernel.sh\u{0}m": "1"});
+            v["annotations"] = json!({"k": "v\u{0}"});
+            v["hostname"] = json!("h".repeat(65));
+        });
+        has(&l, "error: process.args[1]: contains a NUL byte");
+        has(&l, "error: process.env[0]: contains a NUL byte");
+        has(&l, "error: mounts[0].destination: contains a NUL byte");
+        has(
+            &l,
+            "error: linux.sysctl[\"kernel.sh\\0m\"]: the key contains a NUL byte",
+        );
+        has(
+            &l,
+            "error: hostname: is 65 bytes long, more than the kernel's 64",
+        );
+        assert!(!l.iter().any(|x| x.contains("annotations")), "{l:?}");
+    }
+
+    #[test]
+    fn hook_timeout_is_bounded() {
+        has(
+            &lines(|v| v["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": i64::MAX}]})),
+            "error: hooks.poststop[0].timeout: 9223372036854775807 is out of range for a hook timeout",
+        );
+    }
+
+    #[test]
+    fn idmapped_mount_ranges() {
+        has(
+            &lines(|v| {
+                v["mounts"] = json!([{"destination": "/m", "type": "bind", "source": "/tmp",
+                    "uidMappings": [{"containerID": 0, "hostID": 4294967000u64, "size": 1000}]}]);
+            }),
+            "error: mounts[0].uidMappings[0].size: hostID 4294967000 + size 1000 is out of range",
+        );
+    }
+
+    #[test]
+    fn check_refuses_what_cannot_be_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let mut v = base();
+        v["process"]["scheduler"] = json!({"policy": "SCHED_BATCH"});
+        match check(&v, dir.path()).unwrap_err() {
+            SpecError::Invalid { field, why } => {
+                assert_eq!(field, "process.scheduler");
+                assert!(
+                    why.contains("berth does not set a scheduling policy"),
+                    "{why}"
+                );
+            }
+            e => panic!("{e}"),
+        }
+        // A spec error comes first.
+        v["process"]["cwd"] = json!("rel");
+        assert!(check(&v, dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("process.cwd"));
+        let p = unsupported_process(
+            &json!({"cwd": "/", "args": ["sh"], "ioPriority": {"class": "IOPRIO_CLASS_BE"}}),
+        );
+        assert_eq!(p[0].path, "ioPriority");
     }
 
     #[test]

@@ -89,6 +89,31 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>, ns: &Namespaces) 
     if let Some(rdt) = obj_of(l, "intelRdt") {
         intel_rdt(c, rdt);
     }
+    if let Some(devices) = obj_of(l, "netDevices") {
+        for (name, d) in devices {
+            let path = key("linux.netDevices", name);
+            if let Some(o) = c.object(
+                d,
+                &path,
+                "config-linux.md#network-devices: each entry is an object",
+            ) {
+                c.fields(
+                    o,
+                    &path,
+                    tables::NET_DEVICE,
+                    "config-linux.md#network-devices",
+                );
+            }
+        }
+    }
+    if let Some(p) = obj_of(l, "memoryPolicy") {
+        c.fields(
+            p,
+            "linux.memoryPolicy",
+            tables::MEMORY_POLICY,
+            "config-linux.md#memory-policy",
+        );
+    }
     // cgroupsPath: absolute and relative values are both allowed (config-linux.md#cgroups-path,
     // and runc accepts either), so only its type is checked.
 }
@@ -120,6 +145,17 @@ fn mappings(c: &mut Checker, l: &Map<String, Value>, ns: &Namespaces) {
             if m.get("size").and_then(Value::as_u64) == Some(0) {
                 c.error(&join(&path, "size"), "maps no ids", "config-linux.md#user-namespace-mappings: size is the number of ids to map (user_namespaces(7) rejects 0)");
             }
+            mapping_end(c, m, &path);
+        }
+        if count[k] > MAX_ID_EXTENTS {
+            c.error(
+                &join("linux", name),
+                format!(
+                    "{} ranges are more than the kernel takes ({MAX_ID_EXTENTS})",
+                    count[k]
+                ),
+                "user_namespaces(7): a uid_map or gid_map has at most 340 lines",
+            );
         }
         if count[k] > 0 && !ns.has("user") {
             c.error(
@@ -135,6 +171,28 @@ fn mappings(c: &mut Checker, l: &Map<String, Value>, ns: &Namespaces) {
             "a new user namespace has no uidMappings or no gidMappings",
             "config-linux.md#user-namespace-mappings: a new user namespace needs uid and gid mappings (runc: user namespaces enabled, but no mapping found)",
         );
+    }
+}
+
+/// Most lines a uid_map or gid_map takes (the kernel's UID_GID_MAP_MAX_EXTENTS).
+const MAX_ID_EXTENTS: usize = 340;
+
+/// `containerID + size` and `hostID + size` must fit the kernel's 32-bit ids: it refuses a
+/// range that wraps around (user_namespaces(7)).
+pub(super) fn mapping_end(c: &mut Checker, m: &Map<String, Value>, path: &str) {
+    let Some(size) = m.get("size").and_then(Value::as_u64) else {
+        return;
+    };
+    for start in ["containerID", "hostID"] {
+        let Some(first) = m.get(start).and_then(Value::as_u64) else {
+            continue;
+        };
+        if first <= u64::from(u32::MAX)
+            && size <= u64::from(u32::MAX)
+            && first + size > u64::from(u32::MAX)
+        {
+            c.error(&join(path, "size"), format!("{start} {first} + size {size} is out of range for a 32-bit id (the range must end below 4294967295)"), "config-linux.md#user-namespace-mappings: ids are the kernel's 32-bit ids; user_namespaces(7) refuses a range past 4294967294");
+        }
     }
 }
 
@@ -161,6 +219,15 @@ fn time_offsets(c: &mut Checker, l: &Map<String, Value>, ns: &Namespaces) {
                 tables::TIME_OFFSET,
                 "config-linux.md#offset-for-time-namespace",
             );
+            c.int_range(
+                o,
+                &path,
+                "secs",
+                -KTIME_SEC_MAX,
+                KTIME_SEC_MAX,
+                "a time namespace offset in seconds",
+                "time_namespaces(7): offsets are kept in nanoseconds as a signed 64-bit ktime",
+            );
             if o.get("nanosecs")
                 .and_then(Value::as_u64)
                 .is_some_and(|n| n >= 1_000_000_000)
@@ -172,6 +239,55 @@ fn time_offsets(c: &mut Checker, l: &Map<String, Value>, ns: &Namespaces) {
                 );
             }
         }
+    }
+}
+
+/// The largest offset in seconds a time namespace takes (KTIME_SEC_MAX).
+const KTIME_SEC_MAX: i128 = i64::MAX as i128 / 1_000_000_000;
+/// The largest device major and minor of the kernel's dev_t (12 and 20 bits: MINORBITS):
+/// mknod(2) refuses anything larger.
+const MAJOR_MAX: i128 = (1 << 12) - 1;
+const MINOR_MAX: i128 = (1 << 20) - 1;
+
+/// `major` and `minor` of `obj` as the kernel's dev_t takes them; with `wildcard`, -1 (all) too.
+fn dev_numbers(c: &mut Checker, obj: &Map<String, Value>, path: &str, wildcard: bool, rule: &str) {
+    let lo = if wildcard { -1 } else { 0 };
+    let what = if wildcard { " (or -1 for all)" } else { "" };
+    c.int_range(
+        obj,
+        path,
+        "major",
+        lo,
+        MAJOR_MAX,
+        &format!("a device major{what}"),
+        rule,
+    );
+    c.int_range(
+        obj,
+        path,
+        "minor",
+        lo,
+        MINOR_MAX,
+        &format!("a device minor{what}"),
+        rule,
+    );
+}
+
+/// `fileMode` of a device: permission bits (07777), optionally with the file type bits of
+/// the device's own type (some engines write S_IFCHR|0666); anything else would be dropped.
+fn file_mode(c: &mut Checker, d: &Map<String, Value>, path: &str) {
+    let Some(mode) = d.get("fileMode").and_then(Value::as_u64) else {
+        return;
+    };
+    let ty = mode & 0o170000;
+    let want = match str_of(d, "type") {
+        Some("c" | "u") => libc::S_IFCHR,
+        Some("b") => libc::S_IFBLK,
+        Some("p") => libc::S_IFIFO,
+        _ => 0,
+    };
+    if mode > 0o177777 || (ty != 0 && ty != u64::from(want)) {
+        c.error(&join(path, "fileMode"), format!("{mode} ({mode:#o}) is not a permission mode (0..=0o7777, with at most the device's own file type bits)"), "config-linux.md#devices: fileMode is the mode mknod(2) creates the device with");
     }
 }
 
@@ -205,6 +321,10 @@ fn devices(c: &mut Checker, l: &Map<String, Value>) {
                 }
             }
         }
+        dev_numbers(c, d, &path, false, "config-linux.md#devices: major and minor are the numbers mknod(2) takes, 12 and 20 bits in the kernel's dev_t (larger values would be truncated to another device)");
+        file_mode(c, d, &path);
+        c.id_not_minus_one(d, &path, "uid", "a uid");
+        c.id_not_minus_one(d, &path, "gid", "a gid");
         let major = d.get("major").and_then(Value::as_i64);
         let minor = d.get("minor").and_then(Value::as_i64);
         if let (Some(t), Some(major), Some(minor)) = (t, major, minor) {
@@ -232,6 +352,7 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
             tables::DEVICE_RULE_TYPES,
             "config-linux.md#allowed-device-list: type is a (all), c (char) or b (block)",
         );
+        dev_numbers(c, d, &path, true, "config-linux.md#allowed-device-list: major and minor are device numbers (12 and 20 bits in the kernel's dev_t) or -1 for all");
         if let Some(a) = str_of(d, "access") {
             if a.is_empty() || !a.chars().all(|ch| "rwm".contains(ch)) {
                 c.error(&join(&path, "access"), format!("{a:?} is not a composition of r, w and m"), "config-linux.md#allowed-device-list: access is a composition of r (read), w (write), and m (mknod)");
@@ -249,6 +370,17 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
             100,
             "config-linux.md#memory: swappiness values are from 0 to 100",
         );
+        for name in ["limit", "reservation", "swap", "kernel", "kernelTCP"] {
+            c.int_range(
+                m,
+                &path,
+                name,
+                -1,
+                i64::MAX.into(),
+                "a memory limit in bytes (-1 is unlimited)",
+                "config-linux.md#memory: limits are in bytes, -1 for unlimited",
+            );
+        }
         let limit = m.get("limit").and_then(Value::as_i64);
         let swap = m.get("swap").and_then(Value::as_i64);
         if let (Some(limit), Some(swap)) = (limit, swap) {
@@ -260,6 +392,48 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
     if let Some(cpu) = obj_of(r, "cpu") {
         let path = join(P, "cpu");
         c.fields(cpu, &path, tables::CPU, "config-linux.md#cpu");
+        // 0 means "not set" for shares and period, as in runc.
+        if cpu.get("shares").and_then(Value::as_u64) != Some(0) {
+            c.int_range(cpu, &path, "shares", 2, 262_144, "cpu shares", "config-linux.md#cpu: shares is cpu.shares, which the kernel takes from 2 to 262144 (it silently clamps others)");
+        }
+        if cpu.get("period").and_then(Value::as_u64) != Some(0) {
+            c.int_range(
+                cpu,
+                &path,
+                "period",
+                1000,
+                1_000_000,
+                "a CFS period in microseconds",
+                "config-linux.md#cpu: period is cpu.cfs_period_us, 1ms to 1s",
+            );
+        }
+        c.int_range(
+            cpu,
+            &path,
+            "quota",
+            -1,
+            i64::MAX.into(),
+            "a CFS quota in microseconds (-1 is unlimited)",
+            "config-linux.md#cpu: quota is cpu.cfs_quota_us, -1 for unlimited",
+        );
+        c.int_range(
+            cpu,
+            &path,
+            "realtimeRuntime",
+            -1,
+            i64::MAX.into(),
+            "a realtime runtime in microseconds (-1 is unlimited)",
+            "config-linux.md#cpu: realtimeRuntime is cpu.rt_runtime_us, -1 for unlimited",
+        );
+        c.int_range(
+            cpu,
+            &path,
+            "idle",
+            0,
+            1,
+            "cpu.idle",
+            "config-linux.md#cpu: idle is cpu.idle, 0 or 1",
+        );
         for n in ["cpus", "mems"] {
             if let Some(s) = str_of(cpu, n) {
                 if !is_cpu_list(s) {
@@ -270,6 +444,8 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
     }
     if let Some(p) = obj_of(r, "pids") {
         c.fields(p, &join(P, "pids"), tables::PIDS, "config-linux.md#pids");
+        // Zero and negative values mean unlimited, as runc reads them.
+        c.int_range(p, &join(P, "pids"), "limit", i64::MIN.into(), PID_MAX_LIMIT, "a pids limit", "config-linux.md#pids: limit is pids.max, which the kernel takes up to PID_MAX_LIMIT (4194304)");
     }
     if let Some(b) = obj_of(r, "blockIO") {
         let path = join(P, "blockIO");
@@ -283,7 +459,9 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
                 c.range(b, &path, name, 10, 1000, rule);
             }
         }
+        let dev_rule = "config-linux.md#block-io: major and minor are device numbers, 12 and 20 bits in the kernel's dev_t";
         for (wpath, w) in c.objects(b, &path, "weightDevice", tables::WEIGHT_DEVICE, S) {
+            dev_numbers(c, w, &wpath, false, dev_rule);
             for name in ["weight", "leafWeight"] {
                 if w.get(name).and_then(Value::as_i64) != Some(0) {
                     c.range(w, &wpath, name, 10, 1000, rule);
@@ -296,7 +474,9 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
             "throttleReadIOPSDevice",
             "throttleWriteIOPSDevice",
         ] {
-            c.objects(b, &path, name, tables::THROTTLE_DEVICE, S);
+            for (tpath, t) in c.objects(b, &path, name, tables::THROTTLE_DEVICE, S) {
+                dev_numbers(c, t, &tpath, false, dev_rule);
+            }
         }
     }
     for (path, h) in c.objects(
@@ -325,8 +505,11 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
     }
 }
 
+/// The most pids the kernel has (PID_MAX_LIMIT on 64-bit), the top of pids.max.
+const PID_MAX_LIMIT: i128 = 4 * 1024 * 1024;
+
 /// `0-3,7`: comma-separated numbers and ranges.
-fn is_cpu_list(s: &str) -> bool {
+pub(super) fn is_cpu_list(s: &str) -> bool {
     let num = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
     s.split(',').all(|part| match part.trim().split_once('-') {
         Some((a, b)) => num(a) && num(b),
@@ -449,6 +632,11 @@ fn seccomp(c: &mut Checker, s: &Map<String, Value>) {
 /// An errno return value is only meaningful with SCMP_ACT_ERRNO or SCMP_ACT_TRACE.
 fn errno_action(c: &mut Checker, obj: &Map<String, Value>, path: &str, action: &str, errno: &str) {
     let Some(a) = str_of(obj, action) else { return };
+    match a {
+        "SCMP_ACT_ERRNO" => c.int_range(obj, path, errno, 0, 4095, "an errno", "config-linux.md#seccomp: errnoRet is the errno the syscall fails with; the kernel caps SECCOMP_RET_ERRNO data at MAX_ERRNO (4095)"),
+        "SCMP_ACT_TRACE" => c.int_range(obj, path, errno, 0, 65535, "a SECCOMP_RET_TRACE message", "config-linux.md#seccomp: with SCMP_ACT_TRACE the value is the 16-bit SECCOMP_RET_DATA given to the tracer"),
+        _ => {}
+    }
     if obj.contains_key(errno) && a != "SCMP_ACT_ERRNO" && a != "SCMP_ACT_TRACE" {
         c.error(&join(path, errno), format!("is set but {a} takes no errno"), "config-linux.md#seccomp: when the action doesn't support an errno, the runtime MUST print an error and fail");
     }
@@ -751,6 +939,153 @@ mod tests {
         has(&l, "error: linux.personality.domain: unknown value");
         has(&l, "error: linux.intelRdt.memBwSchema:");
         has(&l, "warning: linux.intelRdt.l3CacheSchema:");
+    }
+
+    #[test]
+    fn device_numbers_fit_dev_t() {
+        let l = lines(|v| {
+            v["linux"]["devices"] = json!([
+                {"type": "c", "path": "/dev/a", "major": 4294967297u64, "minor": 1},
+                {"type": "c", "path": "/dev/b", "major": 4095, "minor": 1048575},
+                {"type": "b", "path": "/dev/c", "major": -1, "minor": 1048576},
+                {"type": "c", "path": "/dev/d", "major": 1, "minor": 3, "fileMode": 0o170666, "uid": 4294967295u64},
+                {"type": "c", "path": "/dev/e", "major": 1, "minor": 5, "fileMode": 0o020666, "gid": 4294967295u64}
+            ]);
+        });
+        has(&l, "error: linux.devices[0].major: 4294967297 is out of range for a device major (0..=4095)");
+        assert!(!l.iter().any(|x| x.contains("devices[1]")), "{l:?}");
+        has(
+            &l,
+            "error: linux.devices[2].major: -1 is out of range for a device major",
+        );
+        has(&l, "error: linux.devices[2].minor: 1048576 is out of range for a device minor (0..=1048575)");
+        has(
+            &l,
+            "error: linux.devices[3].fileMode: 61878 (0o170666) is not a permission mode",
+        );
+        has(&l, "error: linux.devices[3].uid: 4294967295 is (uid_t)-1");
+        has(&l, "error: linux.devices[4].gid: 4294967295 is (uid_t)-1");
+        assert!(
+            !l.iter().any(|x| x.contains("devices[4].fileMode")),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn resource_numbers_fit_their_files() {
+        let l = lines(|v| {
+            v["linux"]["resources"] = json!({
+                "devices": [{"allow": true, "type": "c", "major": -1, "minor": -1, "access": "r"},
+                            {"allow": true, "type": "c", "major": 4294967297u64, "minor": -2, "access": "r"}],
+                "memory": {"limit": -2, "swap": -1, "kernel": -5},
+                "cpu": {"shares": 1u64 << 60, "quota": -2, "period": 10, "idle": 2, "realtimeRuntime": -3},
+                "pids": {"limit": 5000000},
+                "blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 1048576, "rate": 1}],
+                            "weightDevice": [{"major": 5000, "minor": 0, "weight": 100}]}
+            });
+        });
+        assert!(!l.iter().any(|x| x.contains("devices[0]")), "{l:?}");
+        has(&l, "error: linux.resources.devices[1].major: 4294967297 is out of range for a device major (or -1 for all) (-1..=4095)");
+        has(
+            &l,
+            "error: linux.resources.devices[1].minor: -2 is out of range",
+        );
+        has(
+            &l,
+            "error: linux.resources.memory.limit: -2 is out of range for a memory limit",
+        );
+        has(
+            &l,
+            "error: linux.resources.memory.kernel: -5 is out of range",
+        );
+        assert!(!l.iter().any(|x| x.contains("memory.swap")), "{l:?}");
+        has(&l, "error: linux.resources.cpu.shares: 1152921504606846976 is out of range for cpu shares (2..=262144)");
+        has(&l, "error: linux.resources.cpu.quota: -2 is out of range");
+        has(&l, "error: linux.resources.cpu.period: 10 is out of range");
+        has(&l, "error: linux.resources.cpu.idle: 2 is out of range");
+        has(
+            &l,
+            "error: linux.resources.cpu.realtimeRuntime: -3 is out of range",
+        );
+        has(
+            &l,
+            "error: linux.resources.pids.limit: 5000000 is out of range for a pids limit",
+        );
+        has(&l, "error: linux.resources.blockIO.throttleReadBpsDevice[0].minor: 1048576 is out of range");
+        has(
+            &l,
+            "error: linux.resources.blockIO.weightDevice[0].major: 5000 is out of range",
+        );
+        // Zero is "not set", negative pids limits are unlimited (runc).
+        assert!(lines(|v| v["linux"]["resources"] =
+            json!({"cpu": {"shares": 0, "period": 0}, "pids": {"limit": -1}}))
+        .is_empty());
+    }
+
+    #[test]
+    fn id_mappings_stay_in_32_bits() {
+        let l = lines(|v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            v["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 4294967295u64, "size": 1}]);
+            v["linux"]["gidMappings"] = json!([{"containerID": 4294901760u64, "hostID": 0, "size": 65536},
+                                               {"containerID": 0, "hostID": 4294967296u64, "size": 1}]);
+        });
+        has(&l, "error: linux.uidMappings[0].size: hostID 4294967295 + size 1 is out of range for a 32-bit id");
+        has(
+            &l,
+            "error: linux.gidMappings[0].size: containerID 4294901760 + size 65536 is out of range",
+        );
+        has(&l, "error: linux.gidMappings[1].hostID: must be a uint32");
+        let l = lines(|v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            let many: Vec<_> = (0..341)
+                .map(|i| json!({"containerID": i, "hostID": 100000 + i, "size": 1}))
+                .collect();
+            v["linux"]["uidMappings"] = json!(many);
+            v["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 1000, "size": 4294966295u64}]);
+        });
+        has(
+            &l,
+            "error: linux.uidMappings: 341 ranges are more than the kernel takes (340)",
+        );
+        assert!(!l.iter().any(|x| x.contains("gidMappings")), "{l:?}");
+    }
+
+    #[test]
+    fn seccomp_errno_and_time_offsets() {
+        let l = lines(|v| {
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4096,
+                "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_TRACE", "errnoRet": 65536},
+                             {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 4095}]
+            });
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "time"}));
+            v["linux"]["timeOffsets"] = json!({"monotonic": {"secs": -9223372037i64}});
+        });
+        has(
+            &l,
+            "error: linux.seccomp.defaultErrnoRet: 4096 is out of range for an errno (0..=4095)",
+        );
+        has(
+            &l,
+            "error: linux.seccomp.syscalls[0].errnoRet: 65536 is out of range",
+        );
+        assert!(!l.iter().any(|x| x.contains("syscalls[1]")), "{l:?}");
+        has(
+            &l,
+            "error: linux.timeOffsets[\"monotonic\"].secs: -9223372037 is out of range",
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>) {
         "config.md#linux-process: oomScoreAdj is written to /proc/[pid]/oom_score_adj, which takes -1000 to 1000",
     );
     if let Some(u) = obj_of(p, "user") {
-        c.fields(u, "process.user", tables::USER, "config.md#user");
+        user(c, u);
     }
     capabilities(c, p);
     rlimits(c, p);
@@ -59,8 +59,65 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>) {
             19,
             "config.md#linux-process: scheduler.nice is -20 to 19, see sched_setattr(2)",
         );
+        c.range(
+            s,
+            path,
+            "priority",
+            0,
+            99,
+            "config.md#linux-process: scheduler.priority is sched_priority, 0 to 99 (sched(7))",
+        );
+    }
+    if let Some(a) = obj_of(p, "execCPUAffinity") {
+        let path = "process.execCPUAffinity";
+        c.fields(
+            a,
+            path,
+            tables::EXEC_CPU_AFFINITY,
+            "config.md#linux-process",
+        );
+        for n in ["initial", "final"] {
+            if let Some(list) = str_of(a, n) {
+                if !super::linux::is_cpu_list(list) {
+                    c.error(&join(path, n), format!("{list:?} is not a list like 0-3,7"), "config.md#linux-process: execCPUAffinity values are CPU lists in the cpuset list format");
+                }
+            }
+        }
     }
 }
+
+/// `process.user`: ids as the kernel takes them.
+fn user(c: &mut Checker, u: &Map<String, Value>) {
+    const PATH: &str = "process.user";
+    c.fields(u, PATH, tables::USER, "config.md#user");
+    // (uid_t)-1 and (gid_t)-1 are not ids: setresuid(2), setresgid(2) and chown(2) read them
+    // as "leave unchanged", so the process would keep the runtime's root.
+    c.id_not_minus_one(u, PATH, "uid", "a uid");
+    c.id_not_minus_one(u, PATH, "gid", "a gid");
+    if let Some(gids) = u.get("additionalGids").and_then(Value::as_array) {
+        let gpath = join(PATH, "additionalGids");
+        for (i, g) in gids.iter().enumerate() {
+            if g.as_u64() == Some(u64::from(u32::MAX)) {
+                c.error(&index(&gpath, i), "4294967295 is (gid_t)-1, which is not a group id", "config.md#user: additionalGids are gids of the container's user namespace (setgroups(2))");
+            }
+        }
+        if gids.len() > NGROUPS_MAX {
+            c.error(&gpath, format!("{} groups are more than the kernel's NGROUPS_MAX ({NGROUPS_MAX})", gids.len()), "config.md#user: additionalGids are set with setgroups(2), which takes at most NGROUPS_MAX groups");
+        }
+    }
+    c.int_range(
+        u,
+        PATH,
+        "umask",
+        0,
+        0o777,
+        "a umask",
+        "config.md#user: umask is the process's umask(2), of which only the 0777 bits exist",
+    );
+}
+
+/// The most supplementary groups setgroups(2) takes (`/proc/sys/kernel/ngroups_max`).
+const NGROUPS_MAX: usize = 65536;
 
 fn args(c: &mut Checker, p: &Map<String, Value>) {
     let rule =
@@ -144,8 +201,8 @@ fn capabilities(c: &mut Checker, p: &Map<String, Value>) {
                     format!("{name:?} is not a capability name"),
                     "config.md#linux-process: capabilities are CAP_* names from capabilities(7)",
                 );
-            } else if !tables::CAPABILITIES_KNOWN.contains(&name) {
-                c.warn(&at, format!("unknown capability {name:?}"), "config.md#linux-process: a capability that cannot be mapped MUST be logged as a warning by the runtime");
+            } else if !crate::caps::is_known(name) {
+                c.warn(&at, format!("unknown capability {name:?} (ignored)"), "config.md#linux-process: a capability that cannot be mapped MUST be logged as a warning by the runtime and SHOULD NOT fail");
             }
         }
     }
@@ -236,6 +293,53 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_are_real_ids() {
+        let l = lines(|v| {
+            v["process"]["user"] = json!({"uid": 4294967295u64, "gid": 4294967295u64,
+                "additionalGids": [1, 4294967295u64], "umask": 0o1777});
+        });
+        has(&l, "error: process.user.uid: 4294967295 is (uid_t)-1");
+        has(
+            &l,
+            "error: process.user.gid: 4294967295 is (uid_t)-1, which is not a gid",
+        );
+        has(
+            &l,
+            "error: process.user.additionalGids[1]: 4294967295 is (gid_t)-1",
+        );
+        has(
+            &l,
+            "error: process.user.umask: 1023 is out of range for a umask (0..=511)",
+        );
+        let l = lines(|v| {
+            v["process"]["user"] = json!({"uid": 4294967294u64, "gid": 0, "umask": 0o777,
+                "additionalGids": (0..65537).collect::<Vec<u32>>()});
+        });
+        has(
+            &l,
+            "error: process.user.additionalGids: 65537 groups are more than",
+        );
+        assert_eq!(l.len(), 1, "{l:?}");
+    }
+
+    #[test]
+    fn exec_cpu_affinity_and_priority() {
+        let l = lines(|v| {
+            v["process"]["execCPUAffinity"] = json!({"initial": "0-1", "final": "a"});
+            v["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 100});
+        });
+        has(
+            &l,
+            "error: process.execCPUAffinity.final: \"a\" is not a list",
+        );
+        has(
+            &l,
+            "error: process.scheduler.priority: 100 is outside 0..=99",
+        );
+        assert_eq!(l.len(), 2, "{l:?}");
+    }
+
+    #[test]
     fn env_form() {
         has(
             &lines(|v| v["process"]["env"] = json!(["PATH=/bin", "JUNK"])),
@@ -278,8 +382,9 @@ mod tests {
         });
         has(
             &l,
-            "warning: process.capabilities.bounding[1]: unknown capability",
+            "warning: process.capabilities.bounding[1]: unknown capability \"CAP_FUTURE_THING\" (ignored)",
         );
+        assert!(!l.iter().any(|x| x.contains("bounding[0]")), "{l:?}");
         has(
             &l,
             "error: process.capabilities.bounding[2]: \"chown\" is not a capability name",

@@ -20,22 +20,47 @@ pub struct ValidateArgs {
 /// Print one line per problem (`error: ...` / `warning: ...`) and a `N errors, M warnings`
 /// summary; the exit code is 0 only without errors.
 pub fn run(a: ValidateArgs) -> Result<u8> {
-    let problems = match &a.config {
-        Some(file) => validate_file(file)?,
-        None => validate::validate_bundle(&a.bundle)
-            .with_context(|| format!("validate bundle {}", a.bundle.display()))?,
+    let (config, mut problems) = match &a.config {
+        Some(file) => {
+            let config = read_json(file)?;
+            let problems = validate::validate_value(&config, None);
+            (config, problems)
+        }
+        None => {
+            let config = read_json(&a.bundle.join("config.json"))
+                .with_context(|| format!("validate bundle {}", a.bundle.display()))?;
+            let problems = validate::validate_value(&config, Some(&a.bundle));
+            (config, problems)
+        }
     };
+    // What berth cannot apply here: `create` refuses it, but the bundle itself is valid.
+    problems.extend(validate::unsupported(&config).into_iter().map(|mut p| {
+        p.severity = Severity::Warning;
+        p.message
+            .push_str(" (berth create refuses it on this host)");
+        p
+    }));
     let mut out = String::new();
     let errors = report(&problems, &mut out);
-    print!("{out}");
+    crate::output::stdout(out)?;
     Ok(u8::from(errors > 0))
 }
 
-fn validate_file(file: &Path) -> Result<Vec<Problem>> {
+fn read_json(file: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-    let config: serde_json::Value = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not valid JSON", file.display()))?;
-    Ok(validate::validate_value(&config, None))
+    serde_json::from_slice(&text).with_context(|| {
+        let mut what = format!("{}: not valid JSON", file.display());
+        if let Some(e) = serde_json::from_slice::<serde_json::Value>(&text).err() {
+            let field = berth_runtime::spec::json_path_at(&text, e.line(), e.column());
+            what.push_str(&format!(" (at {field})"));
+        }
+        what
+    })
+}
+
+#[cfg(test)]
+fn validate_file(file: &Path) -> Result<Vec<Problem>> {
+    Ok(validate::validate_value(&read_json(file)?, None))
 }
 
 /// Write the report into `out`; return the number of errors.
