@@ -162,6 +162,7 @@ impl ContainerBuilder {
                 e.into()
             }
         })?;
+        state::crash_point("create:mkdir");
         let mut cleanup = Cleanup::new(dir);
         let result = self.create_in(&bundle, ns, terminal, exec_stub, &mut cleanup);
         match result {
@@ -334,7 +335,7 @@ impl ContainerBuilder {
             })?;
         }
         let died = |pid: Pid, cleanup: &mut Cleanup| {
-            let e = init_death(pid, spec);
+            let e = process_death(pid, spec, "init");
             // Reaped (or not ours): never signal that pid again, it may be reused.
             cleanup.init = None;
             e
@@ -417,16 +418,17 @@ fn record_init(st: &mut ContainerState, pid: Pid, dir: &StateDir) -> Result<(), 
     Ok(())
 }
 
-/// Why init died during setup: reap it (it is our child, also after a second fork, which
-/// uses `CLONE_PARENT`) and say how it ended and the likely cause.
-fn init_death(pid: Pid, spec: &Spec) -> ContainerError {
+/// Why a container process (`what`: init, the exec process) died during setup: reap it (it is
+/// our child, also after a second fork, which uses `CLONE_PARENT`) and say how it ended and
+/// the likely cause.
+fn process_death(pid: Pid, spec: &Spec, what: &str) -> ContainerError {
     use nix::sys::wait::WaitStatus;
     // It closed the channel: it is dead or about to be. Wait a bounded while for that.
     wait_gone(pid.as_raw(), Duration::from_secs(5));
     let how = match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => format!("init exited with status {code} during setup"),
+        Ok(WaitStatus::Exited(_, code)) => format!("{what} exited with status {code} during setup"),
         Ok(WaitStatus::Signaled(_, sig, _)) => {
-            let mut m = format!("init was killed by {} during setup", sig.as_str());
+            let mut m = format!("{what} was killed by {} during setup", sig.as_str());
             let linux = spec.linux().as_ref();
             if sig == Signal::SIGKILL {
                 if let Some(limit) = linux
@@ -442,18 +444,21 @@ fn init_death(pid: Pid, spec: &Spec) -> ContainerError {
                 }
             } else if sig == Signal::SIGSYS {
                 if let Some(seccomp) = linux.and_then(|l| l.seccomp().as_ref()) {
+                    let action = serde_json::to_value(seccomp.default_action())
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_else(|| format!("{:?}", seccomp.default_action()));
                     m.push_str(&format!(
                         " (the seccomp profile forbids a system call it makes: defaultAction \
-                         {:?})",
-                        seccomp.default_action()
+                         {action})"
                     ));
                 }
             }
             m
         }
-        _ => "init closed its channel without a word".to_owned(),
+        _ => format!("{what} closed its channel without a word"),
     };
-    ContainerError::InitDied(how)
+    ContainerError::DiedDuringSetup(how)
 }
 
 /// `4 MiB`, `512 KiB`, `100 B`: the largest binary unit that divides `n`.
@@ -978,6 +983,7 @@ impl Container {
         };
         drop(child_chan);
         drop(cfg);
+        state::crash_point("exec:clone");
         let fail = |pid: Option<Pid>, e: ContainerError| {
             if let Some(pid) = pid {
                 let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -1005,12 +1011,14 @@ impl Container {
         if let Err(e) = cgroup.add_task(pid.as_raw()) {
             return Err(fail(Some(pid), e.into()));
         }
+        state::crash_point("exec:joined");
         if let Err(e) = parent_chan.send(&ToChild::Go) {
             return Err(fail(
                 Some(pid),
                 ContainerError::sys("send to exec child", e),
             ));
         }
+        state::crash_point("exec:go");
         let mut msg = recv(Some(pid))?;
         while let Some((ToParent::SeccompFd, fd)) = msg {
             let st = self.oci_state();
@@ -1025,13 +1033,9 @@ impl Container {
                 let _ = waitpid(pid, None);
                 return Err(e.into());
             }
-            _ => {
-                let _ = waitpid(pid, None);
-                return Err(ContainerError::InitDied(
-                    "exec process died during setup".into(),
-                ));
-            }
+            _ => return Err(process_death(pid, &spec, "the exec process")),
         }
+        state::crash_point("exec:ready");
         if let Some(pid_file) = &opts.pid_file {
             write_pid_file(pid_file, pid.as_raw())?;
         }

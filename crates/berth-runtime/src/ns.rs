@@ -170,9 +170,121 @@ pub fn write_id_mappings(pid: i32, plan: &NsPlan) -> std::io::Result<()> {
     std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&plan.gid_mappings))
 }
 
+/// The interface index of the loopback device, which the kernel gives `lo` in every network
+/// namespace (`LOOPBACK_IFINDEX`, Linux 4.0 and later).
+const LOOPBACK_IFINDEX: i32 = 1;
+
+/// The netlink request that sets `IFF_UP` on interface `index` (an `RTM_NEWLINK` with an
+/// `ifinfomsg` whose `ifi_change` names only that flag), asking for an acknowledgement.
+fn link_up_request(index: i32, seq: u32) -> Vec<u8> {
+    const NLMSG_HDRLEN: usize = 16;
+    const IFINFOMSG_LEN: usize = 16;
+    let len = NLMSG_HDRLEN + IFINFOMSG_LEN;
+    let mut m = Vec::with_capacity(len);
+    // struct nlmsghdr
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
+    m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    // struct ifinfomsg
+    m.push(libc::AF_UNSPEC as u8);
+    m.push(0);
+    m.extend_from_slice(&0u16.to_ne_bytes());
+    m.extend_from_slice(&index.to_ne_bytes());
+    m.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    m.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    m
+}
+
+/// The errno of a netlink acknowledgement (`NLMSG_ERROR` carrying 0 for success) to request
+/// `seq`, or `EPROTO` if `reply` is not one.
+fn parse_ack(reply: &[u8], seq: u32) -> Result<(), nix::errno::Errno> {
+    use nix::errno::Errno;
+    let u16_at = |i: usize| {
+        reply
+            .get(i..i + 2)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+    };
+    let u32_at = |i: usize| {
+        reply
+            .get(i..i + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let is_error = u16_at(4) == Some(libc::NLMSG_ERROR as u16);
+    match (is_error, u32_at(8), u32_at(16)) {
+        (true, Some(s), Some(code)) if s == seq => match code as i32 {
+            0 => Ok(()),
+            e => Err(Errno::from_raw(-e)),
+        },
+        _ => Err(Errno::EPROTO),
+    }
+}
+
+/// Bring the loopback interface of the current network namespace up, as runc does for every
+/// network namespace it creates (a new namespace's `lo` starts down, so nothing in it could
+/// reach 127.0.0.1). Talks rtnetlink; needs `CAP_NET_ADMIN` over the namespace.
+///
+/// Errors: the errno of the socket calls or of the kernel's answer (`EPROTO` for an answer
+/// that is not an acknowledgement).
+pub fn loopback_up() -> Result<(), nix::errno::Errno> {
+    use nix::sys::socket::{
+        recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+        SockType,
+    };
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    let seq = 1;
+    let req = link_up_request(LOOPBACK_IFINDEX, seq);
+    sendto(
+        sock.as_raw_fd(),
+        &req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    let mut buf = [0u8; 1024];
+    let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+    parse_ack(&buf[..n], seq)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_request_and_ack() {
+        let req = link_up_request(1, 7);
+        assert_eq!(req.len(), 32);
+        assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()), 32);
+        assert_eq!(u16::from_ne_bytes(req[4..6].try_into().unwrap()), 16); // RTM_NEWLINK
+        assert_eq!(u16::from_ne_bytes(req[6..8].try_into().unwrap()), 5); // REQUEST|ACK
+        assert_eq!(i32::from_ne_bytes(req[20..24].try_into().unwrap()), 1);
+        assert_eq!(u32::from_ne_bytes(req[24..28].try_into().unwrap()), 1); // IFF_UP
+        assert_eq!(u32::from_ne_bytes(req[28..32].try_into().unwrap()), 1); // change
+        let ack = |seq: u32, code: i32| {
+            let mut a = Vec::new();
+            a.extend_from_slice(&36u32.to_ne_bytes());
+            a.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+            a.extend_from_slice(&0u16.to_ne_bytes());
+            a.extend_from_slice(&seq.to_ne_bytes());
+            a.extend_from_slice(&0u32.to_ne_bytes());
+            a.extend_from_slice(&code.to_ne_bytes());
+            a.extend_from_slice(&req[..16]);
+            a
+        };
+        assert_eq!(parse_ack(&ack(7, 0), 7), Ok(()));
+        assert_eq!(
+            parse_ack(&ack(7, -libc::EPERM), 7),
+            Err(nix::errno::Errno::EPERM)
+        );
+        assert_eq!(parse_ack(&ack(8, 0), 7), Err(nix::errno::Errno::EPROTO));
+        assert_eq!(parse_ack(&[0u8; 4], 7), Err(nix::errno::Errno::EPROTO));
+    }
 
     fn spec(json: &str) -> Spec {
         serde_json::from_str(json).unwrap()

@@ -22,12 +22,13 @@ pub struct Log {
 }
 
 impl Log {
-    /// Report the error that ends the command: to stderr, and to the log file if any.
+    /// Report the error that ends the command: to stderr, and to the log file if any. A
+    /// stderr that cannot be written (closed, full) is ignored: the exit status still says it.
     pub fn fatal(&self, e: &anyhow::Error) {
         if self.to_file {
             tracing::error!("{e:#}");
         }
-        eprintln!("berth: {e:#}");
+        crate::output::err_line(format_args!("berth: {e:#}"));
     }
 }
 

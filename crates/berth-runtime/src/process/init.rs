@@ -195,7 +195,8 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
     } else {
         nix::unistd::chroot(&cfg.rootfs).map_err(|e| SetupError::sys("rootfs", "chroot", e))?;
-        nix::unistd::chdir("/").map_err(|e| SetupError::sys("rootfs", "chdir / after chroot", e))?;
+        nix::unistd::chdir("/")
+            .map_err(|e| SetupError::sys("rootfs", "chdir / after chroot", e))?;
     }
     if let Some(process) = cfg.spec.process() {
         // Before the root may become read-only (finalize).

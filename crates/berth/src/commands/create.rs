@@ -27,7 +27,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub no_new_keyring: bool,
     /// Pass this many additional fds (3 onwards) to the container.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::numbers::preserve_fds)]
     pub preserve_fds: u32,
     /// The container id.
     pub id: String,
@@ -40,7 +40,7 @@ impl CreateArgs {
             .root(g.root())
             .no_pivot(self.no_pivot)
             .no_new_keyring(self.no_new_keyring)
-            .preserve_fds(self.preserve_fds + listen_fds());
+            .preserve_fds(self.preserve_fds.saturating_add(listen_fds()));
         if let Some(p) = &self.pid_file {
             b = b.pid_file(p);
         }

@@ -42,7 +42,7 @@ pub struct ExecArgs {
     #[arg(long, short = 'u')]
     pub user: Option<String>,
     /// Additional group ids.
-    #[arg(long, short = 'g')]
+    #[arg(long, short = 'g', value_parser = crate::numbers::id)]
     pub additional_gids: Vec<u32>,
     /// Extra capabilities.
     #[arg(long, short = 'c')]
@@ -51,7 +51,7 @@ pub struct ExecArgs {
     #[arg(long)]
     pub no_new_privs: bool,
     /// Pass this many additional fds (3 onwards).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::numbers::preserve_fds)]
     pub preserve_fds: u32,
     /// SELinux process label (accepted; SELinux is not supported).
     #[arg(long)]
@@ -97,9 +97,12 @@ impl ExecArgs {
         merge_env(&mut env, &self.env);
         p.set_env(Some(env));
         if let Some(user) = &self.user {
+            let id = |s: &str| {
+                crate::numbers::id(s).map_err(|e| anyhow::anyhow!("--user {user:?}: {e}"))
+            };
             let (uid, gid) = match user.split_once(':') {
-                Some((u, g)) => (u.parse::<u32>()?, Some(g.parse::<u32>()?)),
-                None => (user.parse::<u32>().context("--user takes uid[:gid]")?, None),
+                Some((u, g)) => (id(u)?, Some(id(g)?)),
+                None => (id(user)?, None),
             };
             let u = p.user_mut();
             u.set_uid(uid);
@@ -108,8 +111,11 @@ impl ExecArgs {
             }
         }
         if !self.additional_gids.is_empty() {
-            p.user_mut()
-                .set_additional_gids(Some(self.additional_gids.clone()));
+            // Added to the configuration's groups, as runc does (the init side keeps each
+            // group once).
+            let mut gids = p.user().additional_gids().clone().unwrap_or_default();
+            gids.extend_from_slice(&self.additional_gids);
+            p.user_mut().set_additional_gids(Some(gids));
         }
         if !self.cap.is_empty() {
             let mut caps = p.capabilities().clone().unwrap_or_default();

@@ -137,7 +137,10 @@ mod tests {
             .collect();
         for opt in &listed {
             let o = MountOptions::parse(&[opt]).unwrap();
-            assert!(o.data.is_empty(), "{opt} would be passed as filesystem data");
+            assert!(
+                o.data.is_empty(),
+                "{opt} would be passed as filesystem data"
+            );
         }
         // Implemented since issue 11 (runc 1.1 / crun options).
         for opt in [
@@ -156,7 +159,14 @@ mod tests {
             assert!(listed.contains(&opt), "{opt} missing");
         }
         // Refused, so not listed.
-        for opt in ["idmap", "ridmap", "mand", "rsync", "copy-symlink", "src-nofollow"] {
+        for opt in [
+            "idmap",
+            "ridmap",
+            "mand",
+            "rsync",
+            "copy-symlink",
+            "src-nofollow",
+        ] {
             assert!(!listed.contains(&opt), "{opt} listed");
             assert!(MountOptions::parse(&[opt]).is_err(), "{opt} accepted");
         }

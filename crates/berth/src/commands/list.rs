@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::cli::GlobalOpts;
+use crate::output;
 
 /// Output format of `list` and `ps`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,9 +30,8 @@ pub struct ListArgs {
 pub fn run(g: &GlobalOpts, a: ListArgs) -> Result<u8> {
     let states = berth_runtime::container::list(&g.root())?;
     if a.quiet {
-        for s in &states {
-            println!("{}", s.id);
-        }
+        let ids: String = states.iter().map(|s| format!("{}\n", s.id)).collect();
+        output::stdout(ids)?;
         return Ok(0);
     }
     match a.format {
@@ -44,7 +44,7 @@ pub fn run(g: &GlobalOpts, a: ListArgs) -> Result<u8> {
                     v
                 })
                 .collect();
-            println!("{}", serde_json::Value::Array(items));
+            output::line(serde_json::Value::Array(items))?;
         }
         Format::Table => {
             let mut rows = vec![[
@@ -65,7 +65,7 @@ pub fn run(g: &GlobalOpts, a: ListArgs) -> Result<u8> {
                     "root".to_owned(),
                 ]);
             }
-            print!("{}", table(&rows));
+            output::stdout(table(&rows))?;
         }
     }
     Ok(0)

@@ -46,8 +46,8 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
         }
         Command::Run(a) => run::run(g, a),
         Command::State(a) => {
-            let c = Container::load(&g.root(), &a.id)?;
-            println!("{}", serde_json::to_string_pretty(&c.oci_state())?);
+            let c = Container::load_shared(&g.root(), &a.id)?;
+            crate::output::line(serde_json::to_string_pretty(&c.oci_state())?)?;
             Ok(0)
         }
         Command::Kill(a) => kill::run(g, a),

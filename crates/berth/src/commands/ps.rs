@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::list::Format;
 use crate::cli::GlobalOpts;
+use crate::output;
 
 /// `ps [--format table|json] ID [ps options]`.
 #[derive(Debug, Args)]
@@ -22,13 +23,13 @@ pub struct PsArgs {
 
 /// `berth ps`.
 pub fn run(g: &GlobalOpts, a: PsArgs) -> Result<u8> {
-    let c = Container::load(&g.root(), &a.id)?;
+    let c = Container::load_shared(&g.root(), &a.id)?;
     let pids = c.cgroup()?.procs()?;
     if a.format == Format::Json {
         if !a.ps_args.is_empty() {
             bail!("ps options cannot be used with --format json");
         }
-        println!("{}", serde_json::to_string(&pids)?);
+        output::line(serde_json::to_string(&pids)?)?;
         return Ok(0);
     }
     let args = if a.ps_args.is_empty() {
@@ -54,15 +55,17 @@ pub fn run(g: &GlobalOpts, a: PsArgs) -> Result<u8> {
         .split_whitespace()
         .position(|h| h == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    let mut shown = format!("{header}\n");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            shown.push_str(line);
+            shown.push('\n');
         }
     }
+    output::stdout(shown)?;
     Ok(0)
 }

@@ -76,10 +76,59 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
         _ => (lower, 1),
     };
     let n: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    if n < 0.0 {
-        return Err(format!("invalid size {s:?}"));
+    let bytes = n * mult as f64;
+    // `as` would saturate (and NaN would read as 0): a size must fit the kernel's int64.
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= i64::MAX as f64 {
+        return Err(format!(
+            "size {s:?} is outside 0..={} bytes (or -1 for unlimited)",
+            i64::MAX
+        ));
     }
-    Ok((n * mult as f64) as i64)
+    Ok(bytes as i64)
+}
+
+/// The flag that sets a `linux.resources` field, for messages.
+fn flag_of(path: &str) -> Option<&'static str> {
+    let field = path.strip_prefix("linux.resources.")?;
+    Some(match field {
+        "memory.limit" => "--memory",
+        "memory.reservation" => "--memory-reservation",
+        "memory.swap" => "--memory-swap",
+        "cpu.shares" => "--cpu-shares",
+        "cpu.period" => "--cpu-period",
+        "cpu.quota" => "--cpu-quota",
+        "cpu.realtimePeriod" => "--cpu-rt-period",
+        "cpu.realtimeRuntime" => "--cpu-rt-runtime",
+        "cpu.cpus" => "--cpuset-cpus",
+        "cpu.mems" => "--cpuset-mems",
+        "pids.limit" => "--pids-limit",
+        "blockIO.weight" => "--blkio-weight",
+        _ => return None,
+    })
+}
+
+/// Check `r` with the rules `create` applies to `linux.resources` in config.json (the same
+/// ranges, from the same validator), naming the flag (or the field of `--resources FILE`).
+fn check_resources(r: &LinuxResources, file: Option<&std::path::Path>) -> Result<()> {
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "linux": {"resources": r},
+    });
+    let first = berth_runtime::validate::validate_value(&config, None)
+        .into_iter()
+        .find(|p| {
+            p.severity == berth_runtime::validate::Severity::Error
+                && p.path.starts_with("linux.resources")
+        });
+    let Some(p) = first else {
+        return Ok(());
+    };
+    match (file, flag_of(&p.path)) {
+        (Some(f), _) => bail!("{}: {}: {} ({})", f.display(), p.path, p.message, p.rule),
+        (None, Some(flag)) => bail!("{flag}: {} ({})", p.message, p.rule),
+        (None, None) => bail!("{}: {} ({})", p.path, p.message, p.rule),
+    }
 }
 
 impl UpdateArgs {
@@ -92,8 +141,10 @@ impl UpdateArgs {
                 text = std::fs::read_to_string(path)
                     .with_context(|| format!("read {}", path.display()))?;
             }
-            return serde_json::from_slice(text.as_bytes())
-                .with_context(|| format!("parse resources from {}", path.display()));
+            let r: LinuxResources = serde_json::from_slice(text.as_bytes())
+                .with_context(|| format!("parse resources from {}", path.display()))?;
+            check_resources(&r, Some(path))?;
+            return Ok(r);
         }
         let mut r = LinuxResources::default();
         if self.memory.is_some() || self.memory_reservation.is_some() || self.memory_swap.is_some()
@@ -151,6 +202,7 @@ impl UpdateArgs {
         if let Some(v) = self.blkio_weight {
             r.set_block_io(Some(LinuxBlockIoBuilder::default().weight(v).build()?));
         }
+        check_resources(&r, None)?;
         Ok(r)
     }
 }
@@ -178,5 +230,9 @@ mod tests {
         assert_eq!(parse_bytes("64kb").unwrap(), 64 << 10);
         assert_eq!(parse_bytes("-1").unwrap(), -1);
         assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("9999999999t").is_err());
+        assert!(parse_bytes("nan").is_err());
+        assert!(parse_bytes("inf").is_err());
+        assert!(parse_bytes("-2").is_err());
     }
 }
