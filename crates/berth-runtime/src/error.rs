@@ -98,6 +98,11 @@ pub enum ContainerError {
     /// The container's init process exited or broke the setup protocol before it was ready.
     #[error("container init exited before it was ready: {0}")]
     InitDied(String),
+    /// A container process died during setup: how it ended (exit status or signal) and the
+    /// likely cause, e.g. "init was killed by SIGKILL during setup (memory limit 4 MiB
+    /// reached?)".
+    #[error("{0}")]
+    DiedDuringSetup(String),
     /// The runtime binary could not be shielded from the container (CVE-2019-5736).
     #[error(transparent)]
     Exe(#[from] crate::exe::ExeError),

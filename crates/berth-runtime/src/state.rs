@@ -438,6 +438,7 @@ impl StateDir {
     pub fn remove(self) -> Result<(), StateError> {
         let path = self.path.clone();
         remove_contents(self.fd(), &path, true)?;
+        crash_point("delete:emptied");
         match nix::unistd::unlinkat(
             &self.root,
             self.id.as_str(),
@@ -535,6 +536,9 @@ fn remove_contents(dir: BorrowedFd<'_>, path: &Path, state_last: bool) -> Result
         names.sort_by_key(|(n, _)| n.to_bytes() == STATE_FILE.as_bytes());
     }
     for (name, is_dir) in names {
+        if state_last && name.to_bytes() == STATE_FILE.as_bytes() {
+            crash_point("delete:state-file");
+        }
         let sub = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
         if is_dir {
             let fd = nix::fcntl::openat(
