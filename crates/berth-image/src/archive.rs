@@ -1,17 +1,20 @@
 //! Loading images from `docker save` archives and OCI image layouts (directories or tars).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::{Component, Path};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::{FileType, Mode, OFlags};
 use serde::Deserialize;
 
 use crate::digest::Digest;
 use crate::image::{descriptor_digest, select_platform, Manifest, Platform};
-use crate::layer::Compression;
+use crate::layer::{safe, Compression};
 use crate::reference::Reference;
-use crate::store::{Store, StoreError};
+use crate::store::{kind_name, Store, StoreError, MAX_DOCUMENT_SIZE};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -39,15 +42,48 @@ pub enum ArchiveError {
     /// `manifest.json` names a file the archive lacks.
     #[error("archive lacks {0} named by its manifest")]
     MissingFile(String),
-    /// A blob under `blobs/sha256/` does not hash to its name.
+    /// A blob under `blobs/sha256/` does not hash to its name, or has another size than its
+    /// descriptor says.
     #[error("blob {path} does not match its name")]
     BadBlob {
         /// Path in the archive.
         path: String,
         /// The error.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
+    /// An input file could not be opened: missing, or reached through a symlink (which are
+    /// not followed inside an OCI layout), or outside the layout.
+    #[error("opening {path}")]
+    Open {
+        /// The path (the archive or layout, joined with the file in it).
+        path: PathBuf,
+        /// The OS error (`ELOOP` for a symlink, `EXDEV` for a path leaving the layout).
+        #[source]
+        source: io::Error,
+    },
+    /// An input is a FIFO, device, socket or symlink where a regular file must be.
+    #[error("{path} is a {kind}, not a regular file")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A JSON document (index.json, manifest.json, oci-layout, a manifest or config blob) is
+    /// larger than [`crate::store::MAX_DOCUMENT_SIZE`].
+    #[error("{path} is too large: {size} bytes, at most {limit}")]
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Image indexes nest deeper than four levels.
+    #[error("image indexes in {0} nest too deeply")]
+    Nested(PathBuf),
 }
 
 /// Options for loading.
@@ -138,7 +174,7 @@ fn stage_blob(
     let got = res.map_err(|source| match source {
         StoreError::Verify { .. } => ArchiveError::BadBlob {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         },
         e => e.into(),
     })?;
@@ -171,9 +207,16 @@ pub fn load_tar(
         match e.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if path == "manifest.json" || path == "index.json" {
+                    if e.size() > MAX_DOCUMENT_SIZE {
+                        return Err(ArchiveError::TooLarge {
+                            path: PathBuf::from(&path),
+                            size: e.size(),
+                            limit: MAX_DOCUMENT_SIZE,
+                        });
+                    }
                     let mut buf = Vec::new();
                     e.by_ref()
-                        .take(16 << 20)
+                        .take(MAX_DOCUMENT_SIZE)
                         .read_to_end(&mut buf)
                         .map_err(ArchiveError::Read)?;
                     if path == "manifest.json" {
@@ -211,36 +254,234 @@ pub fn load_tar(
 }
 
 /// Load an OCI image layout directory into the store.
+///
+/// Only what the layout's `index.json` reaches is read: each top-level manifest, and below an
+/// index the manifest for `opts.platform`, its config and its layers. Every file is opened
+/// beneath `dir` without following any symlink, must be a regular file of the size its
+/// descriptor gives (documents at most [`MAX_DOCUMENT_SIZE`]), and is digest-verified while it
+/// is copied into the store; a FIFO, device or symlink is refused without being opened.
+///
+/// ```no_run
+/// let store = berth_image::Store::open("/var/lib/berth")?;
+/// let opts = berth_image::archive::LoadOptions { name: Some("localhost/app".into()), ..Default::default() };
+/// berth_image::archive::load_oci_dir(&store, "/tmp/layout".as_ref(), &opts)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load_oci_dir(
     store: &Store,
     dir: &Path,
     opts: &LoadOptions,
 ) -> Result<Vec<LoadedImage>, ArchiveError> {
-    let mut staged = Staged::default();
-    let idx = dir.join("index.json");
-    staged.index_json = Some(fs::read(&idx).map_err(ArchiveError::Read)?);
-    let bdir = dir.join("blobs/sha256");
-    for e in fs::read_dir(&bdir).map_err(ArchiveError::Read)? {
-        let e = e.map_err(ArchiveError::Read)?;
-        let path = format!("blobs/sha256/{}", e.file_name().to_string_lossy());
-        let mut f = File::open(e.path()).map_err(ArchiveError::Read)?;
-        let size = f.metadata().map_err(ArchiveError::Read)?.len();
-        stage_blob(store, &mut staged, path, &mut f, size)?;
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ArchiveError::Open {
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    load_oci_fd(store, fd.as_fd(), dir, opts)
+}
+
+/// A checked input file: open for reading, regular, with its size.
+fn open_input(dir: BorrowedFd<'_>, rel: &str, shown: &Path) -> Result<(File, u64), ArchiveError> {
+    let path = shown.join(rel);
+    let (fd, st) = safe::open_path(dir, OsStr::new(rel), safe::NO_LINKS).map_err(|source| {
+        ArchiveError::Open {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft != FileType::RegularFile {
+        return Err(ArchiveError::NotRegular {
+            path,
+            kind: kind_name(ft),
+        });
     }
+    let f = safe::reopen_read(&fd, &st).map_err(|source| ArchiveError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((f, st.st_size as u64))
+}
+
+/// Read a whole small document of the layout (`index.json`, `oci-layout`); `None` if absent.
+fn read_document(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    shown: &Path,
+) -> Result<Option<Vec<u8>>, ArchiveError> {
+    let (f, size) = match open_input(dir, rel, shown) {
+        Ok(f) => f,
+        Err(ArchiveError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    if size > MAX_DOCUMENT_SIZE {
+        return Err(ArchiveError::TooLarge {
+            path: shown.join(rel),
+            size,
+            limit: MAX_DOCUMENT_SIZE,
+        });
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    f.take(MAX_DOCUMENT_SIZE)
+        .read_to_end(&mut data)
+        .map_err(|source| ArchiveError::Open {
+            path: shown.join(rel),
+            source,
+        })?;
+    Ok(Some(data))
+}
+
+/// Copy the blob `d` of `size` bytes from the layout into the store (unless already there),
+/// verifying size and digest; `document` caps it at [`MAX_DOCUMENT_SIZE`].
+fn copy_blob(
+    store: &Store,
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    d: &Digest,
+    size: u64,
+    document: bool,
+) -> Result<(), ArchiveError> {
+    let rel = format!("blobs/sha256/{}", d.hex());
+    if document && size > MAX_DOCUMENT_SIZE {
+        return Err(ArchiveError::TooLarge {
+            path: shown.join(&rel),
+            size,
+            limit: MAX_DOCUMENT_SIZE,
+        });
+    }
+    if store.has_blob(d) && fs::metadata(store.blob_path(d)).map(|m| m.len()).ok() == Some(size) {
+        return Ok(());
+    }
+    let (f, actual) = match open_input(dir, &rel, shown) {
+        Err(ArchiveError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Err(ArchiveError::MissingFile(rel))
+        }
+        r => r?,
+    };
+    let bad = |source| ArchiveError::BadBlob {
+        path: rel.clone(),
+        source: Box::new(source),
+    };
+    if actual != size {
+        return Err(bad(StoreError::Verify {
+            digest: d.clone(),
+            source: crate::digest::DigestError::Size {
+                digest: d.clone(),
+                expected: size,
+                actual,
+            },
+        }));
+    }
+    match store.write_blob(&mut f.take(size), Some((d, size))) {
+        Ok(_) => Ok(()),
+        Err(e @ StoreError::Verify { .. }) => Err(bad(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copy a manifest (or index, then the platform's manifest below it), its config and its
+/// layers from the layout into the store.
+fn copy_manifest(
+    store: &Store,
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    desc: &oci_spec::image::Descriptor,
+    opts: &LoadOptions,
+    depth: usize,
+) -> Result<(), ArchiveError> {
+    if depth > 4 {
+        return Err(ArchiveError::Nested(shown.to_owned()));
+    }
+    let d = descriptor_digest(desc, "index").map_err(StoreError::from)?;
+    copy_blob(store, dir, shown, &d, desc.size(), true)?;
+    let data = store.read_blob(&d)?;
+    match Manifest::parse(&data, &d).map_err(StoreError::from)? {
+        Manifest::Index(i) => {
+            let sel = select_platform(&i, &d, &opts.platform).map_err(StoreError::from)?;
+            copy_manifest(store, dir, shown, sel, opts, depth + 1)
+        }
+        Manifest::Image(m) => {
+            let cd = descriptor_digest(m.config(), "manifest config").map_err(StoreError::from)?;
+            copy_blob(store, dir, shown, &cd, m.config().size(), true)?;
+            for l in m.layers() {
+                let ld = descriptor_digest(l, "layer descriptor").map_err(StoreError::from)?;
+                copy_blob(store, dir, shown, &ld, l.size(), false)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_oci_fd(
+    store: &Store,
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    opts: &LoadOptions,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
+    if let Some(layout) = read_document(dir, "oci-layout", shown)? {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        struct OciLayout {
+            image_layout_version: String,
+        }
+        serde_json::from_slice::<OciLayout>(&layout).map_err(|source| ArchiveError::Json {
+            file: "oci-layout".into(),
+            source,
+        })?;
+    }
+    let index = read_document(dir, "index.json", shown)?.ok_or(ArchiveError::Unrecognised)?;
+    let idx: Index = serde_json::from_slice(&index).map_err(|source| ArchiveError::Json {
+        file: "index.json".into(),
+        source,
+    })?;
+    for desc in &idx.manifests {
+        copy_manifest(store, dir, shown, desc, opts, 0)?;
+    }
+    let staged = Staged {
+        index_json: Some(index),
+        ..Default::default()
+    };
     finish(store, &staged, opts)
 }
 
-/// Load a path: a directory is an OCI layout, a file a tar (either format).
+#[derive(Deserialize)]
+struct Index {
+    manifests: Vec<oci_spec::image::Descriptor>,
+}
+
+/// Load a path: a directory is an OCI layout (see [`load_oci_dir`]), a regular file a tar of
+/// either format. The path itself may be a symlink (the caller named it); a FIFO or device is
+/// refused with [`ArchiveError::NotRegular`] without being opened (stream through
+/// [`load_tar`] instead, as `berth image load -` does with stdin).
 pub fn load_path(
     store: &Store,
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<Vec<LoadedImage>, ArchiveError> {
-    if path.is_dir() {
-        load_oci_dir(store, path, opts)
-    } else {
-        let f = File::open(path).map_err(ArchiveError::Read)?;
-        load_tar(store, io::BufReader::with_capacity(256 << 10, f), opts)
+    let open_err = |source: io::Error| ArchiveError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| open_err(e.into()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| open_err(e.into()))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => load_oci_fd(store, fd.as_fd(), path, opts),
+        FileType::RegularFile => {
+            let f = safe::reopen_read(&fd, &st).map_err(open_err)?;
+            load_tar(store, io::BufReader::with_capacity(256 << 10, f), opts)
+        }
+        ft => Err(ArchiveError::NotRegular {
+            path: path.to_owned(),
+            kind: kind_name(ft),
+        }),
     }
 }
 
@@ -308,10 +549,6 @@ fn finish(
             refs.push((md, names));
         }
     } else if let Some(ij) = &staged.index_json {
-        #[derive(Deserialize)]
-        struct Index {
-            manifests: Vec<oci_spec::image::Descriptor>,
-        }
         let idx: Index = serde_json::from_slice(ij).map_err(|source| ArchiveError::Json {
             file: "index.json".into(),
             source,

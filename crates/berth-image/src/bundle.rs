@@ -2,15 +2,19 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::Spec;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use serde_json::json;
 
 use crate::image::Image;
+use crate::layer::safe;
 use crate::store::Store;
 use crate::unpack::{unmount_overlay, Progress, UnpackError};
 
@@ -52,6 +56,16 @@ pub enum BundleError {
     /// The generated spec did not validate.
     #[error("building runtime spec")]
     Spec(#[source] serde_json::Error),
+    /// A symlink or other non-file sits where the bundle's file or directory is to be made.
+    #[error("{path} is a {kind}, not a {expected}: refusing to write through it")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What is there.
+        kind: &'static str,
+        /// What should be there.
+        expected: &'static str,
+    },
 }
 
 /// Overrides for [`runtime_spec`] and [`create_bundle`].
@@ -76,6 +90,8 @@ pub struct ProcessUser {
     pub additional_gids: Vec<u32>,
 }
 
+/// Read `path` of the image's rootfs (resolved as if chrooted), only if it is a regular file:
+/// a FIFO or device there (a hostile image) reads as absent, never blocks or is opened.
 fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
     let root = rustix::fs::open(
         rootfs,
@@ -83,16 +99,19 @@ fn read_in_root(rootfs: &Path, path: &str) -> Option<String> {
         Mode::empty(),
     )
     .ok()?;
-    let fd = rustix::fs::openat2(
-        &root,
+    let (fd, st) = safe::open_path(
+        root.as_fd(),
         OsStr::new(path),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        tracing::warn!(path, "ignoring the image's {path}: not a regular file");
+        return None;
+    }
     let mut s = String::new();
-    fs::File::from(fd)
+    safe::reopen_read(&fd, &st)
+        .ok()?
         .take(16 << 20)
         .read_to_string(&mut s)
         .ok()?;
@@ -261,9 +280,15 @@ pub fn runtime_spec(
     serde_json::from_value(spec).map_err(BundleError::Spec)
 }
 
-/// Create a bundle for `img` in `bundle` (created if missing; `rootfs` must not exist):
-/// the rootfs (a flattened copy, or with `opts.overlay` an overlayfs mount undone by
-/// [`remove_bundle_mount`]) and `config.json`.
+/// Create a bundle for `img` in `bundle`: the rootfs (a flattened copy, or with
+/// `opts.overlay` an overlayfs mount undone by [`remove_bundle_mount`]) and `config.json`.
+///
+/// `bundle` is created with mode 0700 when missing (the rootfs holds the image's device nodes
+/// and setuid files, which no other user may reach); an existing directory is used as it is,
+/// but never through a symlink in its last component. Everything inside is created relative
+/// to the bundle's fd and nothing planted there is followed: `rootfs` must not exist, and
+/// `config.json` is written to a fresh file (`O_EXCL|O_NOFOLLOW`) renamed over the old one,
+/// refused with [`BundleError::NotAFile`] when a symlink or other non-file sits there.
 pub fn create_bundle(
     store: &Store,
     img: &Image,
@@ -275,24 +300,142 @@ pub fn create_bundle(
         let path = path.to_owned();
         move |source| BundleError::Io { op, path, source }
     };
-    fs::create_dir_all(bundle).map_err(io("creating", bundle))?;
+    let errno = |op, path: &Path| {
+        let path = path.to_owned();
+        move |e: rustix::io::Errno| BundleError::Io {
+            op,
+            path,
+            source: e.into(),
+        }
+    };
+    if let Some(parent) = bundle.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(bundle) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io("creating", bundle)(e)),
+    }
+    let dir = rustix::fs::open(
+        bundle,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno(
+        "opening the bundle directory (not through a symlink)",
+        bundle,
+    ))?;
+    let cfg = bundle.join("config.json");
+    // Refuse a planted config.json before the (long) unpack, and again when renaming.
+    check_file_slot(dir.as_fd(), "config.json", &cfg)?;
     let rootfs = bundle.join("rootfs");
     if opts.overlay {
-        fs::create_dir(&rootfs).map_err(io("creating", &rootfs))?;
+        rustix::fs::mkdirat(&dir, "rootfs", Mode::from_raw_mode(0o755))
+            .map_err(errno("creating", &rootfs))?;
+        let target = rustix::fs::openat(
+            &dir,
+            "rootfs",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno("opening", &rootfs))?;
         let state = bundle.join(OVERLAY_STATE);
-        if let Err(e) = store.mount_overlay(img, &rootfs, &state, progress) {
+        match rustix::fs::mkdirat(&dir, OVERLAY_STATE, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(errno("creating", &state)(e)),
+        }
+        let st = rustix::fs::statat(&dir, OVERLAY_STATE, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(errno("stat", &state))?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft != FileType::Directory {
+            return Err(BundleError::NotAFile {
+                path: state,
+                kind: crate::store::kind_name(ft),
+                expected: "directory",
+            });
+        }
+        // Mount on the directory made above, whatever its path has become since.
+        let via_fd = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
+        if let Err(e) = store.mount_overlay(img, &via_fd, &state, progress) {
             let _ = unmount_overlay(&rootfs, &state);
-            let _ = fs::remove_dir(&rootfs);
+            let _ = rustix::fs::unlinkat(&dir, "rootfs", AtFlags::REMOVEDIR);
             return Err(e.into());
         }
     } else {
-        store.flatten(img, &rootfs, progress)?;
+        store.flatten_at(img, dir.as_fd(), OsStr::new("rootfs"), &rootfs, progress)?;
     }
     let spec = runtime_spec(&img.config, &rootfs, opts)?;
-    let cfg = bundle.join("config.json");
     let data = serde_json::to_vec_pretty(&spec).map_err(BundleError::Spec)?;
-    fs::write(&cfg, data).map_err(io("writing", &cfg))?;
+    write_file_at(dir.as_fd(), "config.json", &cfg, &data)?;
     Ok(spec)
+}
+
+/// Refuse anything but a regular file (or nothing) at `name` in `dir`.
+fn check_file_slot(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), BundleError> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let ft = FileType::from_raw_mode(st.st_mode);
+            if ft != FileType::RegularFile {
+                return Err(BundleError::NotAFile {
+                    path: shown.to_owned(),
+                    kind: crate::store::kind_name(ft),
+                    expected: "regular file",
+                });
+            }
+            Ok(())
+        }
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(BundleError::Io {
+            op: "stat",
+            path: shown.to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Write `data` to `name` in `dir` (0644): into a fresh `O_EXCL|O_NOFOLLOW` file beside it,
+/// renamed over `name`, so a symlink planted at either name is never written through.
+fn write_file_at(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    shown: &Path,
+    data: &[u8],
+) -> Result<(), BundleError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp = format!(
+        ".{name}.berth-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let res = (|| {
+        let fd = rustix::fs::openat(
+            dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| BundleError::Io {
+            op: "creating",
+            path: shown.with_file_name(&tmp),
+            source: e.into(),
+        })?;
+        let mut f = fs::File::from(fd);
+        f.write_all(data).map_err(|source| BundleError::Io {
+            op: "writing",
+            path: shown.with_file_name(&tmp),
+            source,
+        })?;
+        check_file_slot(dir, name, shown)?;
+        rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| BundleError::Io {
+            op: "renaming to",
+            path: shown.to_owned(),
+            source: e.into(),
+        })
+    })();
+    if res.is_err() {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    }
+    res
 }
 
 /// Undo an overlay bundle's mount (`bundle/rootfs`) and remove its writable layer.

@@ -67,6 +67,79 @@ pub enum StoreError {
     /// A reference names an index rather than an image manifest.
     #[error("{0} is an image index; pull or load it for one platform")]
     IsIndex(Digest),
+    /// A manifest, index or config blob is larger than [`MAX_DOCUMENT_SIZE`].
+    #[error("blob {digest} is too large for a manifest or config: {size} bytes, at most {limit}")]
+    TooLarge {
+        /// The blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A path in the store is not what the store puts there (a symlink, a FIFO, ...).
+    #[error("{path} in the store is a {kind}, not a {expected}")]
+    Unexpected {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+/// The largest manifest, index or image config read whole into memory, in bytes (16 MiB;
+/// containerd caps manifests at 4 MiB, image configs with long histories run to a few MiB).
+pub const MAX_DOCUMENT_SIZE: u64 = 16 << 20;
+
+/// The mode of the store's directories: private to the owner (root), so that device nodes and
+/// setuid files of unpacked layers are reachable by no other user (docker and containerd keep
+/// their roots 0710/0711 and the layer dirs below private in the same way).
+pub const STORE_DIR_MODE: u32 = 0o700;
+
+/// What a file type is called in errors.
+pub(crate) fn kind_name(ft: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType as T;
+    match ft {
+        T::RegularFile => "regular file",
+        T::Directory => "directory",
+        T::Symlink => "symlink",
+        T::Fifo => "fifo",
+        T::Socket => "socket",
+        T::CharacterDevice => "character device",
+        T::BlockDevice => "block device",
+        T::Unknown => "file of unknown type",
+    }
+}
+
+/// Create `p` as a private directory, or make an existing one private (an older berth made
+/// them 0755). Symlinks are followed only for the store root the caller names.
+fn private_dir(p: &Path, follow: bool) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(STORE_DIR_MODE).create(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("creating", p)(e)),
+    }
+    let m = if follow {
+        fs::metadata(p)
+    } else {
+        fs::symlink_metadata(p)
+    }
+    .map_err(io_err("stat", p))?;
+    if !m.is_dir() {
+        return Err(StoreError::Unexpected {
+            path: p.to_owned(),
+            kind: kind_name(rustix::fs::FileType::from_raw_mode(m.mode())),
+            expected: "directory",
+        });
+    }
+    if m.mode() & 0o077 != 0 {
+        fs::set_permissions(p, fs::Permissions::from_mode(STORE_DIR_MODE))
+            .map_err(io_err("making private", p))?;
+    }
+    Ok(())
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
@@ -96,6 +169,12 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 impl Store {
     /// Open (creating if needed) the store at `root`.
     ///
+    /// The root and its `blobs/`, `layers/` and `tmp/` directories are created with mode
+    /// [`STORE_DIR_MODE`] (0700), and an existing store whose directories are readable by
+    /// others is tightened to it; missing parents of `root` are created with the default mode.
+    /// Errors: [`StoreError::Io`] when a directory cannot be created or made private,
+    /// [`StoreError::Unexpected`] when one of them is not a directory.
+    ///
     /// ```no_run
     /// let store = berth_image::Store::open("/var/lib/berth")?;
     /// for (name, digest) in store.refs()? {
@@ -105,9 +184,12 @@ impl Store {
     /// ```
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        for sub in ["blobs/sha256", "layers", "tmp"] {
-            let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+        }
+        private_dir(&root, true)?;
+        for sub in ["blobs", "blobs/sha256", "layers", "tmp"] {
+            private_dir(&root.join(sub), false)?;
         }
         Ok(Self { root })
     }
@@ -203,16 +285,45 @@ impl Store {
         Ok(d)
     }
 
-    /// Read a whole blob, verifying its digest (for manifests and configs).
-    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+    /// Open a stored blob: a regular file, never through a symlink.
+    fn open_stored(&self, d: &Digest) -> Result<(File, u64), StoreError> {
+        use rustix::fs::OFlags;
         let p = self.blob_path(d);
-        let data = match fs::read(&p) {
-            Ok(data) => data,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob(d.clone()))
-            }
-            Err(e) => return Err(io_err("reading", &p)(e)),
+        // O_NONBLOCK: a FIFO planted in the store must not block the open.
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let f = match rustix::fs::open(&p, flags, rustix::fs::Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOENT) => return Err(StoreError::MissingBlob(d.clone())),
+            Err(e) => return Err(io_err("opening", &p)(e.into())),
         };
+        let st = rustix::fs::fstat(&f).map_err(|e| io_err("stat", &p)(e.into()))?;
+        let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if ft != rustix::fs::FileType::RegularFile {
+            return Err(StoreError::Unexpected {
+                path: p,
+                kind: kind_name(ft),
+                expected: "regular file",
+            });
+        }
+        Ok((f, st.st_size as u64))
+    }
+
+    /// Read a whole blob, verifying its digest (for manifests and configs); blobs larger than
+    /// [`MAX_DOCUMENT_SIZE`] are refused with [`StoreError::TooLarge`] without being read.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+        let (f, size) = self.open_stored(d)?;
+        if size > MAX_DOCUMENT_SIZE {
+            return Err(StoreError::TooLarge {
+                digest: d.clone(),
+                size,
+                limit: MAX_DOCUMENT_SIZE,
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        f.take(MAX_DOCUMENT_SIZE + 1)
+            .read_to_end(&mut data)
+            .map_err(io_err("reading", &self.blob_path(d)))?;
         d.verify(&data).map_err(|source| StoreError::Verify {
             digest: d.clone(),
             source,
@@ -222,15 +333,7 @@ impl Store {
 
     /// Open a blob for streaming, checking its size (the digest is checked by the consumer).
     pub fn open_blob(&self, d: &Digest, size: u64) -> Result<File, StoreError> {
-        let p = self.blob_path(d);
-        let f = match File::open(&p) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob(d.clone()))
-            }
-            Err(e) => return Err(io_err("opening", &p)(e)),
-        };
-        let actual = f.metadata().map_err(io_err("stat", &p))?.len();
+        let (f, actual) = self.open_stored(d)?;
         if actual != size {
             return Err(StoreError::Verify {
                 digest: d.clone(),

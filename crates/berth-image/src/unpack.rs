@@ -1,8 +1,12 @@
 //! Turning stored images into directories: per-layer dirs, flattened rootfs, overlay mounts.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::image::{Image, Layer};
@@ -69,6 +73,27 @@ fn apply_blob(
     whiteouts: Whiteouts,
     progress: Progress<'_>,
 ) -> Result<(), UnpackError> {
+    let fd = rustix::fs::open(
+        dest,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| UnpackError::Io {
+        op: "opening",
+        path: dest.to_owned(),
+        source: e.into(),
+    })?;
+    apply_blob_at(store, l, fd.as_fd(), dest, whiteouts, progress)
+}
+
+fn apply_blob_at(
+    store: &Store,
+    l: &Layer,
+    dest: BorrowedFd<'_>,
+    shown: &Path,
+    whiteouts: Whiteouts,
+    progress: Progress<'_>,
+) -> Result<(), UnpackError> {
     let blob = store.open_blob(&l.digest, l.size)?;
     let mut opts = ApplyOptions::new(whiteouts);
     opts.expect_blob_size = Some(l.size);
@@ -84,7 +109,7 @@ fn apply_blob(
         let prev = last.swap(n, Ordering::Relaxed);
         progress(ProgressEvent::Bytes(n.saturating_sub(prev)));
     };
-    layer::apply(blob, dest, &opts, &cb).map_err(|source| UnpackError::Layer {
+    layer::apply_at(blob, dest, shown, &opts, &cb).map_err(|source| UnpackError::Layer {
         digest: l.digest.clone(),
         source,
     })?;
@@ -243,40 +268,95 @@ impl Store {
 
     /// Build a flattened rootfs of `img` at `dest` (which must not exist), applying layers in
     /// order with their whiteouts and verifying each blob's digest; `dest` appears complete or
-    /// not at all.
+    /// not at all. The parent of `dest` may be reached through symlinks (the caller named it);
+    /// see [`Store::flatten_at`] for the rest.
     pub fn flatten(
         &self,
         img: &Image,
         dest: &Path,
         progress: Progress<'_>,
     ) -> Result<(), UnpackError> {
-        if dest.symlink_metadata().is_ok() {
-            return Err(UnpackError::Exists(dest.to_owned()));
+        let (parent, name) = match (dest.parent(), dest.file_name()) {
+            (Some(p), Some(n)) => (
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                },
+                n,
+            ),
+            _ => return Err(UnpackError::Exists(dest.to_owned())),
+        };
+        let dir = rustix::fs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| UnpackError::Io {
+            op: "opening",
+            path: parent.to_owned(),
+            source: e.into(),
+        })?;
+        self.flatten_at(img, dir.as_fd(), name, dest, progress)
+    }
+
+    /// [`Store::flatten`] into the entry `name` of the open directory `dir` (`shown` names it
+    /// in errors). The rootfs is built in a fresh `.NAME.berth-tmp-PID` beside it, made with
+    /// `mkdirat` and used only through its fd, then renamed to `name` with
+    /// `RENAME_NOREPLACE`: nothing planted in `dir` (a symlink at either name) is followed.
+    /// Errors: [`UnpackError::Exists`] when `name` exists (whatever it is), layer errors
+    /// (the partial tree is removed).
+    pub fn flatten_at(
+        &self,
+        img: &Image,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        shown: &Path,
+        progress: Progress<'_>,
+    ) -> Result<(), UnpackError> {
+        if rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(UnpackError::Exists(shown.to_owned()));
         }
         let layers = start(img, progress)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dest.with_file_name(format!(".{name}.berth-tmp-{}", std::process::id()));
-        let _ = layer::remove_tree(&tmp);
-        fs::create_dir(&tmp).map_err(|source| UnpackError::Io {
-            op: "creating",
+        let tmp_name = format!(
+            ".{}.berth-tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        );
+        let tmp = shown.with_file_name(&tmp_name);
+        let io = |op, source: rustix::io::Errno| UnpackError::Io {
+            op,
             path: tmp.clone(),
-            source,
-        })?;
-        let res = layers
-            .iter()
-            .try_for_each(|l| apply_blob(self, l, &tmp, Whiteouts::Apply, progress))
-            .and_then(|()| {
-                fs::rename(&tmp, dest).map_err(|source| UnpackError::Io {
-                    op: "renaming to",
-                    path: dest.to_owned(),
-                    source,
+            source: source.into(),
+        };
+        let _ = layer::safe::remove_all_at(dir, OsStr::new(&tmp_name));
+        rustix::fs::mkdirat(dir, tmp_name.as_str(), Mode::from_raw_mode(0o755))
+            .map_err(|e| io("creating", e))?;
+        let res = rustix::fs::openat(
+            dir,
+            tmp_name.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("opening", e))
+        .and_then(|fd| {
+            layers.iter().try_for_each(|l| {
+                apply_blob_at(self, l, fd.as_fd(), &tmp, Whiteouts::Apply, progress)
+            })
+        })
+        .and_then(|()| {
+            rustix::fs::renameat_with(dir, tmp_name.as_str(), dir, name, RenameFlags::NOREPLACE)
+                .map_err(|e| match e {
+                    rustix::io::Errno::EXIST => UnpackError::Exists(shown.to_owned()),
+                    e => UnpackError::Io {
+                        op: "renaming to",
+                        path: shown.to_owned(),
+                        source: e.into(),
+                    },
                 })
-            });
+        });
         if res.is_err() {
-            let _ = layer::remove_tree(&tmp);
+            let _ = layer::safe::remove_all_at(dir, OsStr::new(&tmp_name));
         }
         res
     }

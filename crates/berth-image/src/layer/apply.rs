@@ -18,8 +18,11 @@ use super::{ApplyOptions, LayerError, Whiteouts};
 const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// Split a tar path into its components, refusing absolute paths and `..`.
+/// Split a tar path into its components, refusing absolute paths, `..` and NUL bytes.
 pub(crate) fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    if raw.contains(&0) {
+        return Err("path contains a NUL byte");
+    }
     // A lone "/" is the root directory itself (umoci writes one); any other absolute path is
     // refused.
     if raw.first() == Some(&b'/') && raw.iter().any(|&b| b != b'/') {
@@ -34,6 +37,19 @@ pub(crate) fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
         }
     }
     Ok(out)
+}
+
+/// Check a name derived from an entry (a whiteout's target once `.wh.` is stripped, a final
+/// component) before it is used in a `*at` call: it must name one entry of its directory,
+/// so `.`, `..`, the empty name and names with `/` or NUL are refused.
+pub(crate) fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    match name {
+        b"" => Err("derived name is empty"),
+        b"." | b".." => Err("derived name is `.` or `..`"),
+        n if n.contains(&b'/') => Err("derived name contains `/`"),
+        n if n.contains(&0) => Err("derived name contains a NUL byte"),
+        _ => Ok(()),
+    }
 }
 
 fn join(comps: &[&[u8]]) -> Vec<u8> {
@@ -202,6 +218,9 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         let comps = components(&raw).map_err(|r| self.unsafe_err(r))?;
+        for c in &comps {
+            check_name(c).map_err(|r| self.unsafe_err(r))?;
+        }
         let Some((name, parent)) = comps.split_last() else {
             if kind == EntryType::Directory {
                 let meta = self.meta(e)?;
@@ -305,6 +324,7 @@ impl<'a> Applier<'a> {
                 let Some((tname, tparent)) = tcomps.split_last() else {
                     return Err(self.unsafe_err("hardlink to the root"));
                 };
+                check_name(tname).map_err(|r| self.unsafe_err(format!("hardlink target: {r}")))?;
                 let tdir = safe::open_dir(self.root.as_fd(), &join(tparent))
                     .map_err(|e| self.fs_err("opening hardlink target directory", e))?;
                 let tname = OsStr::from_bytes(tname);
@@ -362,14 +382,23 @@ impl<'a> Applier<'a> {
                         .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
                 }
                 Whiteouts::Apply => {
+                    // Check now that the directory resolves inside the root, so that an
+                    // error names this entry; it is cleared once the layer is complete.
+                    self.cache = None;
+                    match safe::open_dir(self.root.as_fd(), &join(parent)) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(self.fs_err("opening opaque directory", e)),
+                    }
                     self.record(parent);
                     self.opaque.push(join(parent));
                 }
             }
             return Ok(());
         }
-        if target.is_empty() || target.starts_with(WHITEOUT) {
-            return Err(self.unsafe_err("malformed whiteout name"));
+        check_name(target).map_err(|r| self.unsafe_err(format!("whiteout: {r}")))?;
+        if target.starts_with(WHITEOUT) {
+            return Err(self.unsafe_err("whiteout of a whiteout name"));
         }
         let target_os = OsStr::from_bytes(target);
         match self.opts.whiteouts {

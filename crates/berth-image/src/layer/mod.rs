@@ -10,6 +10,7 @@ mod pipe;
 pub(crate) mod safe;
 
 use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 pub use safe::remove_tree;
@@ -181,6 +182,24 @@ pub fn apply<R: Read + Send>(
         path: root.to_owned(),
         source: e.into(),
     })?;
+    apply_at(blob, root_fd.as_fd(), root, opts, progress)
+}
+
+/// [`apply`] onto the open directory `root` (any fd of it; `O_PATH` will do), with `shown`
+/// naming it in errors. Nothing is resolved by path outside `root`, so a caller that holds
+/// the directory open is safe from a concurrent rename or a symlink planted in its place.
+pub fn apply_at<R: Read + Send>(
+    blob: R,
+    root: BorrowedFd<'_>,
+    shown: &Path,
+    opts: &ApplyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LayerStats, LayerError> {
+    let root_fd = rustix::io::fcntl_dupfd_cloexec(root, 0).map_err(|e| LayerError::Target {
+        path: shown.to_owned(),
+        source: e.into(),
+    })?;
+    let root = shown;
     let hash_blob = opts.expect_blob.is_some();
     let hash_tar = opts.expect_diff_id.is_some();
     let (entries, hashes) = std::thread::scope(|s| {

@@ -15,6 +15,54 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 /// Resolution used for every lookup inside a root.
 pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
+/// Resolution for files of an untrusted input tree (an OCI layout): beneath its directory and
+/// through no symlink at all.
+pub(crate) const NO_LINKS: ResolveFlags = BENEATH.union(ResolveFlags::NO_SYMLINKS);
+
+/// Open `path` under `dir` (resolved with `resolve`) as an `O_PATH` fd, without following a
+/// final symlink and without opening what it names (a FIFO or a device is not opened for
+/// real, so opening it can neither block nor have a device's side effects). Returns the fd
+/// and its `fstat`.
+pub(crate) fn open_path(
+    dir: BorrowedFd<'_>,
+    path: &OsStr,
+    resolve: ResolveFlags,
+) -> io::Result<(OwnedFd, rustix::fs::Stat)> {
+    // A final symlink is opened as itself (and then refused as not a regular file) unless
+    // the resolution confines symlinks to a root (`RESOLVE_IN_ROOT`).
+    let nofollow = if resolve.contains(ResolveFlags::IN_ROOT) {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
+    let fd = rustix::fs::openat2(
+        dir,
+        path,
+        OFlags::PATH | nofollow | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    Ok((fd, st))
+}
+
+/// Open for reading the file that the `O_PATH` fd `fd` (from [`open_path`], whose stat is
+/// `st`) refers to, through `/proc/self/fd`, so that what is read is exactly what was checked
+/// (no second path lookup an attacker could redirect). Fails if the inode changed.
+pub(crate) fn reopen_read(fd: &OwnedFd, st: &rustix::fs::Stat) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = rustix::fs::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let now = rustix::fs::fstat(&f)?;
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(io::Error::other("the file changed while it was opened"));
+    }
+    Ok(std::fs::File::from(f))
+}
+
 /// Open the directory at `path` (relative components, no `..`) under `root` as an `O_PATH` fd.
 pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     let path = if path.is_empty() {

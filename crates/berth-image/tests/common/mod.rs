@@ -158,3 +158,34 @@ pub fn busybox_rootfs(dest: &Path) {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// A `docker save` archive of one image made of `layers` (plain tars stored as
+/// `<n>/layer.tar`), tagged `tag`.
+pub fn docker_archive(layers: &[Vec<u8>], tag: &str) -> Vec<u8> {
+    let ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ids},
+    }))
+    .unwrap();
+    let names: Vec<String> = (0..layers.len())
+        .map(|i| format!("{i}/layer.tar"))
+        .collect();
+    let manifest =
+        serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]);
+    tar_of(|b| {
+        for (n, l) in names.iter().zip(layers) {
+            file(b, n, l);
+        }
+        file(b, "config.json", &config);
+        file(b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    })
+}
+
+/// Append a regular-file entry whose name is carried by a PAX `path` record (any bytes),
+/// with an innocent name in the ustar header.
+pub fn pax_path_file(b: &mut tar::Builder<Vec<u8>>, path: &[u8], data: &[u8]) {
+    b.append_pax_extensions([("path", path)]).unwrap();
+    file(b, "innocent", data);
+}
