@@ -3,116 +3,16 @@
 //! unpacking of multi-layer images and refusal of corrupted blobs.
 
 mod common;
+mod regutil;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use berth_image::registry::{pull, PullOptions};
 use berth_image::Store;
 use common::*;
-
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-enum Auth<'a> {
-    None,
-    Htpasswd(&'a Path),
-    /// `auth: token:` trusting `cert` for tokens from `realm`.
-    Token {
-        realm: &'a str,
-        cert: &'a Path,
-    },
-}
-
-fn start_registry(dir: &Path, auth: Auth<'_>) -> Registry {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let auth = match auth {
-        Auth::None => String::new(),
-        Auth::Htpasswd(p) => format!(
-            "auth:\n  htpasswd:\n    realm: berth\n    path: {}\n",
-            p.display()
-        ),
-        Auth::Token { realm, cert } => format!(
-            "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-            cert.display()
-        ),
-    };
-    let cfg = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-        dir.join("data").display()
-    );
-    let cfg_path = dir.join("config.yml");
-    fs::write(&cfg_path, cfg).unwrap();
-    let child = Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&cfg_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let reg = Registry { child, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    reg
-}
-
-fn push(layout: &Path, dest: &str, creds: Option<&str>) {
-    let mut c = Command::new("skopeo");
-    c.args(["copy", "--dest-tls-verify=false", "--insecure-policy"]);
-    if let Some(cr) = creds {
-        c.arg(format!("--dest-creds={cr}"));
-    }
-    let out = c
-        .arg(format!("oci:{}:test", layout.display()))
-        .arg(format!("docker://{dest}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn image(dir: &Path) -> std::path::PathBuf {
-    let layout = dir.join("layout");
-    let l1 = tar_of(|b| {
-        common::dir(b, "etc");
-        file(b, "etc/passwd", b"root:x:0:0::/:/bin/sh\n");
-        file(b, "hello", b"world");
-    });
-    let l2 = tar_of(|b| {
-        file(b, ".wh.hello", b"");
-        file(b, "bye", b"moon");
-    });
-    oci_layout(
-        &layout,
-        "test",
-        &[l1, l2],
-        &["gzip", "gzip"],
-        serde_json::json!({"Entrypoint": ["/bin/echo"]}),
-    );
-    layout
-}
+use regutil::*;
 
 fn check_pulled(store: &Store, r: &str, dest: &Path) {
     let (_, d) = store.resolve(r).unwrap();
@@ -194,24 +94,6 @@ fn basic_auth_pull() {
     check_pulled(&store, &name, &t.path().join("rootfs"));
 }
 
-/// Write a docker `config.json` with base64 `auth` entries into `dir`.
-fn docker_config(dir: &Path, entries: &[(&str, &str)]) {
-    use base64::Engine as _;
-    let auths: serde_json::Map<String, serde_json::Value> = entries
-        .iter()
-        .map(|(host, creds)| {
-            let auth = base64::engine::general_purpose::STANDARD.encode(creds);
-            ((*host).to_owned(), serde_json::json!({ "auth": auth }))
-        })
-        .collect();
-    fs::create_dir_all(dir).unwrap();
-    fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
-    )
-    .unwrap();
-}
-
 // Each test runs in its own process under nextest; only this test sets these variables, and
 // they only matter for registries on this test's port.
 #[test]
@@ -235,7 +117,7 @@ fn docker_config_credentials() {
     // $DOCKER_CONFIG/config.json, with a wrong password first: refused.
     let cfg = t.path().join("docker-config");
     std::env::set_var("DOCKER_CONFIG", &cfg);
-    docker_config(&cfg, &[(&host, "berth:wrong")]);
+    docker_config(&cfg, &[(&host, "berth:wrong")], serde_json::json!({}));
     let store = Store::open(t.path().join("store")).unwrap();
     assert!(pull(&store, &r, &PullOptions::default(), &|_| {}).is_err());
     assert!(store.refs().unwrap().is_empty());
@@ -245,6 +127,7 @@ fn docker_config_credentials() {
             ("other.example:5000", "x:y"),
             (&format!("http://{host}/v2/"), "berth:s3cret"),
         ],
+        serde_json::json!({}),
     );
     pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
@@ -253,7 +136,11 @@ fn docker_config_credentials() {
     std::env::remove_var("DOCKER_CONFIG");
     let home = t.path().join("home");
     std::env::set_var("HOME", &home);
-    docker_config(&home.join(".docker"), &[(&host, "berth:s3cret")]);
+    docker_config(
+        &home.join(".docker"),
+        &[(&host, "berth:s3cret")],
+        serde_json::json!({}),
+    );
     assert_eq!(
         berth_image::registry::docker_credentials(&host).unwrap(),
         Some(("berth".to_owned(), "s3cret".to_owned()))
@@ -263,249 +150,10 @@ fn docker_config_credentials() {
     check_pulled(&store2, &name, &t.path().join("rootfs2"));
 }
 
-const SERVICE: &str = "berth-registry";
-const ISSUER: &str = "berth-token-issuer";
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// libtrust's key id: the first 240 bits of sha256(SubjectPublicKeyInfo DER), base32 without
-/// padding, in groups of four joined by ':' (what distribution 2.x looks `kid` up by).
-fn libtrust_kid(spki_der: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let hash = ring::digest::digest(&ring::digest::SHA256, spki_der);
-    let bytes = &hash.as_ref()[..30];
-    let mut out = String::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    assert_eq!(bits, 0);
-    out.as_bytes()
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn b64url(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// A Docker token server on loopback: checks basic credentials and issues RS256 JWTs signed
-/// with the key whose certificate the registry trusts.
-struct TokenServer {
-    port: u16,
-    /// Requests refused for missing or wrong credentials.
-    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// Tokens issued.
-    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-fn start_token_server(dir: &Path, user: &'static str, password: &'static str) -> TokenServer {
-    openssl(
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "key.pem",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "rsa",
-            "-in",
-            "key.pem",
-            "-traditional",
-            "-outform",
-            "DER",
-            "-out",
-            "key.der",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "pkey", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "pub.der",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-key",
-            "key.pem",
-            "-subj",
-            "/CN=berth-token",
-            "-days",
-            "2",
-            "-out",
-            "cert.pem",
-        ],
-        dir,
-    );
-    let key =
-        ring::signature::RsaKeyPair::from_der(&fs::read(dir.join("key.der")).unwrap()).unwrap();
-    let kid = libtrust_kid(&fs::read(dir.join("pub.der")).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (r2, i2) = (refused.clone(), issued.clone());
-    std::thread::spawn(move || {
-        use base64::Engine as _;
-        use std::io::{BufRead, BufReader, Write};
-        let want = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        );
-        let rng = ring::rand::SystemRandom::new();
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut rd = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            if rd.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut authorised = false;
-            loop {
-                let mut h = String::new();
-                if rd.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("authorization") && v.trim() == want {
-                        authorised = true;
-                    }
-                }
-            }
-            let target = line.split_whitespace().nth(1).unwrap_or("");
-            let query = target.split_once('?').map_or("", |(_, q)| q);
-            let mut access = Vec::new();
-            for kv in query.split('&') {
-                let Some((k, v)) = kv.split_once('=') else {
-                    continue;
-                };
-                if k != "scope" {
-                    continue;
-                }
-                for scope in percent_decode(v).split(' ') {
-                    // type:name:actions, where name may hold ':' (a port).
-                    let Some((ty, rest)) = scope.split_once(':') else {
-                        continue;
-                    };
-                    let Some((name, actions)) = rest.rsplit_once(':') else {
-                        continue;
-                    };
-                    access.push(serde_json::json!({
-                        "type": ty, "name": name,
-                        "actions": actions.split(',').collect::<Vec<_>>(),
-                    }));
-                }
-            }
-            let (status, body) = if authorised {
-                i2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
-                let claims = serde_json::json!({
-                    "iss": ISSUER, "sub": user, "aud": SERVICE,
-                    "exp": now + 300, "nbf": now - 10, "iat": now,
-                    "jti": format!("berth-{now}-{}", i2.load(std::sync::atomic::Ordering::SeqCst)),
-                    "access": access,
-                });
-                let signing_input = format!(
-                    "{}.{}",
-                    b64url(&serde_json::to_vec(&header).unwrap()),
-                    b64url(&serde_json::to_vec(&claims).unwrap())
-                );
-                let mut sig = vec![0; key.public().modulus_len()];
-                key.sign(
-                    &ring::signature::RSA_PKCS1_SHA256,
-                    &rng,
-                    signing_input.as_bytes(),
-                    &mut sig,
-                )
-                .unwrap();
-                let jwt = format!("{signing_input}.{}", b64url(&sig));
-                (
-                    "200 OK",
-                    serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 300})
-                        .to_string(),
-                )
-            } else {
-                r2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                (
-                    "401 Unauthorized",
-                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
-                        .to_owned(),
-                )
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    TokenServer {
-        port,
-        refused,
-        issued,
-    }
-}
-
 #[test]
 fn bearer_token_pull() {
     let t = tempfile::tempdir().unwrap();
-    let tokens = start_token_server(t.path(), "berth", "t0ken-pass");
+    let tokens = start_token_server(t.path(), "berth", "t0ken-pass", None);
     let realm = format!("http://127.0.0.1:{}/token", tokens.port);
     let reg = start_registry(
         t.path(),

@@ -28,8 +28,11 @@ pub const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 /// The most of an error response read for its message.
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
-/// Attempts of one request or one blob download beyond the first.
+/// Attempts of one request beyond the first, and drops in a row (without progress) of a blob
+/// download.
 const RETRIES: u32 = 5;
+/// Dropped connections tolerated during one blob download, however much each brought.
+const MAX_DROPS: u32 = 50;
 /// The first backoff; it doubles at each retry.
 const BACKOFF: Duration = Duration::from_millis(200);
 /// A connection that brings no byte for this long is treated as dropped.
@@ -317,7 +320,8 @@ impl Session {
             received: 0,
             skip: 0,
             drops: 0,
-            last_drop: None,
+            total_drops: 0,
+            received_at_drop: 0,
         }
     }
 }
@@ -335,8 +339,11 @@ pub(super) struct BlobDownload<'a> {
     received: u64,
     /// Bytes to drop from the current response (a registry that ignored the range).
     skip: u64,
+    /// Drops since bytes last came in.
     drops: u32,
-    last_drop: Option<String>,
+    total_drops: u32,
+    /// `received` at the last drop.
+    received_at_drop: u64,
 }
 
 impl BlobDownload<'_> {
@@ -449,19 +456,24 @@ impl BlobDownload<'_> {
         Ok(resp)
     }
 
-    /// Count a dropped connection; fails once the retries are used up.
+    /// Count a dropped connection; fails after [`RETRIES`] drops in a row that brought no
+    /// byte, or [`MAX_DROPS`] in all.
     async fn dropped(&mut self, why: String) -> Result<(), RegistryError> {
         self.resp = None;
+        if self.received > self.received_at_drop {
+            self.drops = 0;
+        }
+        self.received_at_drop = self.received;
         self.drops += 1;
+        self.total_drops += 1;
         tracing::debug!(digest = %self.digest, received = self.received, %why, "connection dropped");
-        self.last_drop = Some(why);
-        if self.drops > RETRIES {
+        if self.drops > RETRIES || self.total_drops > MAX_DROPS {
             return Err(RegistryError::Interrupted {
                 digest: self.digest.clone(),
                 received: self.received,
                 size: self.size,
-                attempts: self.drops,
-                reason: self.last_drop.take().unwrap_or_default(),
+                attempts: self.total_drops,
+                reason: why,
             });
         }
         backoff(self.drops - 1).await;
