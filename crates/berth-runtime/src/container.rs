@@ -1037,7 +1037,12 @@ impl Container {
         }
         state::crash_point("exec:ready");
         if let Some(pid_file) = &opts.pid_file {
-            write_pid_file(pid_file, pid.as_raw())?;
+            if let Err(e) = write_pid_file(pid_file, pid.as_raw()) {
+                // As runc: a process whose pid could not be handed over does not run on.
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(e);
+            }
         }
         Ok(pid)
     }

@@ -1,0 +1,540 @@
+//! What controls a container is berth's alone: other users can neither reach the exec fifo nor
+//! the state, files berth writes are never written through a link, a lock guards the container
+//! it was taken for (readers share it, waits are bounded), teardown touches only the
+//! container's own processes and cgroups (compared with runc), and a container process that
+//! dies during setup is explained.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{leak_checked, setup};
+use runtime_tests::{
+    assert_no_leaks, berth_bin, is_root, require_path, Bundle, LeakSnapshot, Runtime,
+};
+use serde_json::json;
+
+const NOBODY: u32 = 65534;
+
+/// Runs `args` as user and group `nobody` (no supplementary groups); (success, stderr).
+fn as_nobody(args: &[&str]) -> (bool, String) {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A berth runtime whose root sits in a directory every user may traverse (as /run is), so
+/// that only berth's own modes keep other users out.
+fn public_runtime() -> Option<(tempfile::TempDir, Runtime, Bundle)> {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("berth-ctl-")
+        .tempdir()
+        .expect("temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let rt = Runtime::with_root(berth_bin().expect("berth binary"), dir.path().join("root"))
+        .expect("runtime");
+    let b = Bundle::with_probe().expect("bundle");
+    Some((dir, rt, b))
+}
+
+#[test]
+fn exec_fifo_and_state_are_out_of_reach_of_other_users() {
+    let Some((_dir, rt, mut b)) = public_runtime() else {
+        return;
+    };
+    let before = LeakSnapshot::take(&rt, &b);
+    b.set_args(&["sh", "-c", "echo started; exec sleep 100"]);
+    let id = rt.new_id("fifo");
+    let out = rt.create(&id, &b);
+    assert!(out.success(), "{}", out.describe());
+    let state_dir = rt.root.join(&id);
+    let mode = fs::metadata(&state_dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "state directory {}", state_dir.display());
+    let fifo = state_dir.join("exec.fifo");
+    // Writing a byte into the fifo while start runs killed the container. Non-blocking, so
+    // that the open fails at once when it is allowed but nobody reads (ENXIO) instead of
+    // waiting: only a permission error proves it out of reach.
+    let (ok, err) = as_nobody(&[
+        "dd",
+        "if=/dev/null",
+        &format!("of={}", fifo.display()),
+        "oflag=nonblock",
+        "conv=notrunc",
+        "status=none",
+    ]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    let (ok, err) = as_nobody(&["cat", &state_dir.join("state.json").display().to_string()]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    // Nor through init's open fds.
+    let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
+    let (ok, err) = as_nobody(&["ls", &format!("/proc/{pid}/fd")]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    // And start still works.
+    let out = rt.start(&id);
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    wait_for(
+        || rt.container_stdout(&id).contains("started"),
+        "the container's program",
+    );
+    let out = rt.delete_force(&id);
+    assert!(out.success(), "{}", out.describe());
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+}
+
+#[test]
+fn a_user_namespace_init_starts_with_a_private_state_dir() {
+    // Init's root in a user namespace is not host root: it cannot enter the 0700 state
+    // directory, and gets the fifo as an fd from berth.
+    leak_checked(|rt, b| {
+        b.set_namespace("user", None);
+        b.linux_mut()["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.linux_mut()["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.set_args(&["sh", "-c", "echo in-userns; exec sleep 100"]);
+        let id = rt.new_id("userns");
+        let out = rt.create(&id, b);
+        assert!(out.success(), "{}", out.describe());
+        let out = rt.start(&id);
+        assert!(out.success(), "{}", out.describe());
+        wait_for(
+            || rt.container_stdout(&id).contains("in-userns"),
+            "the container's program",
+        );
+        assert!(rt.delete_force(&id).success());
+    });
+}
+
+#[test]
+fn pid_files_are_never_written_through_a_symlink() {
+    leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        // A directory that another user owns (and so can plant links in).
+        let dir = b.dir().join("pids");
+        fs::create_dir(&dir).unwrap();
+        nix::unistd::chown(&dir, Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
+        let victim = b.dir().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        // The old code's predictable temporary names, for create and exec.
+        for name in [".pid.tmp", ".epid.tmp", ".pid", ".epid"] {
+            std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+        }
+        let id = rt.new_id("pidfile");
+        let pid_file = dir.join("pid");
+        let out = rt.create_with(&id, b, &["--pid-file", pid_file.to_str().unwrap()]);
+        assert!(out.success(), "{}", out.describe());
+        let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
+        assert_eq!(fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+        assert!(!pid_file.is_symlink());
+        assert!(rt.start(&id).success());
+        let epid = dir.join("epid");
+        let out = rt.exec_with(
+            &id,
+            &["-d", "--pid-file", epid.to_str().unwrap()],
+            &["sleep", "50"],
+        );
+        assert!(out.success(), "{}", out.describe());
+        assert!(fs::read_to_string(&epid).unwrap().parse::<i32>().is_ok());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+
+        // A symlink where the file itself goes is refused, as runc refuses to write through
+        // one: create fails and leaves nothing; exec fails and its process does not run on.
+        let linked = dir.join("linked");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        let id2 = rt.new_id("pidlink");
+        let out = rt.create_with(&id2, b, &["--pid-file", linked.to_str().unwrap()]);
+        assert!(!out.success(), "{}", out.describe());
+        assert!(out.stderr.contains("symlink"), "{}", out.describe());
+        assert!(!rt.root.join(&id2).exists());
+        let out = rt.exec_with(
+            &id,
+            &["-d", "--pid-file", linked.to_str().unwrap()],
+            &["sleep", "51"],
+        );
+        assert!(!out.success(), "{}", out.describe());
+        assert!(out.stderr.contains("symlink"), "{}", out.describe());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(linked.is_symlink());
+        let ps = rt.ps(&id);
+        assert!(!ps.stdout.contains("sleep 51"), "{}", ps.stdout);
+        assert!(rt.delete_force(&id).success());
+    });
+}
+
+/// Polls `cond` until it holds, for at most 10 s.
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn lock(path: &Path, arg: nix::fcntl::FlockArg) -> nix::fcntl::Flock<fs::File> {
+    nix::fcntl::Flock::lock(fs::File::open(path).unwrap(), arg)
+        .map_err(|(_, e)| e)
+        .expect("flock")
+}
+
+#[test]
+fn readers_share_the_lock_and_a_held_lock_times_out_clearly() {
+    leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("lock");
+        assert!(rt.create(&id, b).success());
+        let dir = rt.root.join(&id);
+        std::env::set_var("BERTH_LOCK_TIMEOUT", "0.5");
+        // Another reader holds it: readers go on.
+        let shared = lock(&dir, nix::fcntl::FlockArg::LockShared);
+        let out = rt.state(&id);
+        assert!(out.success(), "{}", out.describe());
+        let out = rt.list();
+        assert!(
+            out.success() && out.stdout.contains(&id),
+            "{}",
+            out.describe()
+        );
+        let out = rt.ps(&id);
+        assert!(out.success(), "{}", out.describe());
+        // A writer waits, a bounded while, and says why it gave up.
+        let t = Instant::now();
+        let out = rt.delete_force(&id);
+        assert!(!out.success(), "{}", out.describe());
+        assert!(
+            out.stderr.contains("busy") && out.stderr.contains("lock"),
+            "{}",
+            out.describe()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        drop(shared);
+        // A writer holds it: readers wait, bounded, too.
+        let exclusive = lock(&dir, nix::fcntl::FlockArg::LockExclusive);
+        let out = rt.state(&id);
+        assert!(
+            !out.success() && out.stderr.contains("busy"),
+            "{}",
+            out.describe()
+        );
+        drop(exclusive);
+        std::env::remove_var("BERTH_LOCK_TIMEOUT");
+        assert_eq!(rt.status(&id).as_deref(), Some("created"));
+        assert!(rt.delete_force(&id).success());
+    });
+}
+
+#[test]
+fn a_lock_guards_the_directory_at_the_id_when_it_is_finally_taken() {
+    leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("relock");
+        assert!(rt.create(&id, b).success());
+        let dir = rt.root.join(&id);
+        let held_a = lock(&dir, nix::fcntl::FlockArg::LockExclusive);
+        // `delete` opens container A's directory and waits for its lock.
+        let mut delete = Command::new(&rt.bin)
+            .args([
+                "--root",
+                rt.root.to_str().unwrap(),
+                "delete",
+                "--force",
+                &id,
+            ])
+            .env("BERTH_LOCK_TIMEOUT", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(
+            || has_open(delete.id(), &dir),
+            "delete to open the state directory",
+        );
+        // Meanwhile A's directory moves away and a new container B gets the id, busy (its
+        // lock held) when A's lock is released.
+        let moved = rt.root.join(format!("{id}.moved"));
+        fs::rename(&dir, &moved).unwrap();
+        assert!(rt.create(&id, b).success());
+        let held_b = lock(&dir, nix::fcntl::FlockArg::LockExclusive);
+        drop(held_a);
+        let out = wait_child(&mut delete, Duration::from_secs(20));
+        // delete must not act on B without B's lock: it waits for it and gives up.
+        assert!(
+            !out.0,
+            "delete went on without the lock of the directory now at the id"
+        );
+        assert!(out.1.contains("busy"), "{}", out.1);
+        assert!(dir.join("state.json").exists(), "B's state was removed");
+        assert!(moved.join("state.json").exists(), "A's state was removed");
+        drop(held_b);
+        assert!(rt.delete_force(&id).success());
+        fs::rename(&moved, &dir).unwrap();
+        assert!(rt.delete_force(&id).success());
+    });
+}
+
+/// Whether process `pid` has `path` open.
+fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == path))
+}
+
+/// Waits for `child` at most `limit` (killing it then); (success, stderr).
+fn wait_child(child: &mut Child, limit: Duration) -> (bool, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.success(), err)
+}
+
+/// A cgroup made by the test in every hierarchy, holding a `sleep` that is not a container's;
+/// removed (and the sleep killed) on drop.
+struct Bystander {
+    name: String,
+    dirs: Vec<PathBuf>,
+    child: Child,
+}
+
+impl Bystander {
+    fn new() -> Bystander {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "bystander-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let child = Command::new("sleep")
+            .arg("1000")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut b = Bystander {
+            name,
+            dirs: Vec::new(),
+            child,
+        };
+        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = h.path();
+            if p.is_symlink() || !p.is_dir() || !p.join("cgroup.procs").exists() {
+                continue;
+            }
+            let d = p.join(&b.name);
+            fs::create_dir(&d).unwrap();
+            b.dirs.push(d.clone());
+            // A new cpuset cgroup (v1) takes tasks only once it has cpus and mems.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(v) = fs::read_to_string(p.join(f)) {
+                    fs::write(d.join(f), v.trim()).unwrap();
+                }
+            }
+            fs::write(d.join("cgroup.procs"), b.child.id().to_string()).unwrap();
+        }
+        assert!(
+            !b.dirs.is_empty(),
+            "no cgroup hierarchy under /sys/fs/cgroup"
+        );
+        b
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn assert_untouched(&mut self, who: &str) {
+        assert!(self.alive(), "{who}: the bystander was killed");
+        for d in &self.dirs {
+            assert!(d.is_dir(), "{who}: {} was removed", d.display());
+            let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap();
+            assert!(
+                procs.lines().any(|l| l == self.child.id().to_string()),
+                "{who}: the bystander left {}",
+                d.display()
+            );
+        }
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for d in &self.dirs {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while fs::remove_dir(d).is_err() && d.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Create, start and `delete --force` a container in the bystander's cgroup with `rt`.
+fn run_in_shared_cgroup(rt: &Runtime, b: &mut Bundle, by: &mut Bystander, tag: &str) {
+    b.linux_mut()["cgroupsPath"] = json!(format!("/{}", by.name));
+    b.set_args(&["sh", "-c", "sleep 100 & exec sleep 100"]);
+    let id = rt.new_id(tag);
+    let out = rt.create(&id, b);
+    assert!(out.success(), "{}", out.describe());
+    assert!(rt.start(&id).success());
+    let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap() as i32;
+    let init_start = runtime_tests::start_time(pid);
+    let out = rt.delete_force(&id);
+    // runc 1.1 warns that it could not remove the busy cgroup, and succeeds.
+    assert!(out.success(), "{tag}: {}", out.describe());
+    by.assert_untouched(tag);
+    // Dead (a zombie until its reaper gets to it counts).
+    wait_for(
+        || {
+            runtime_tests::start_time(pid) != init_start
+                || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+        },
+        &format!("{tag}: init to die"),
+    );
+    assert!(!rt.root.join(&id).exists(), "{tag}: state left");
+}
+
+#[test]
+fn teardown_spares_a_process_sharing_the_named_cgroup_as_runc_does() {
+    let Some((rt, mut b)) = setup() else { return };
+    let before = LeakSnapshot::take(&rt, &b);
+    let mut by = Bystander::new();
+    run_in_shared_cgroup(&rt, &mut b, &mut by, "berth");
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+    // The same with runc, in the same cgroup.
+    require_path("/usr/sbin/runc", "runc");
+    let runc = Runtime::new("/usr/sbin/runc").unwrap();
+    let before = LeakSnapshot::take(&runc, &b);
+    run_in_shared_cgroup(&runc, &mut b, &mut by, "runc");
+    runc.cleanup();
+    assert_no_leaks(&before, &runc);
+}
+
+#[test]
+fn teardown_without_a_pid_namespace_kills_only_the_containers_processes() {
+    let Some((rt, mut b)) = setup() else { return };
+    let before = LeakSnapshot::take(&rt, &b);
+    let mut by = Bystander::new();
+    // Init's death does not end the others here: each must be found, and only those.
+    b.remove_namespace("pid");
+    b.linux_mut()["cgroupsPath"] = json!(format!("/{}", by.name));
+    b.set_args(&["sh", "-c", "sleep 100 & exec sleep 100"]);
+    let id = rt.new_id("nopidns");
+    assert!(rt.create(&id, &b).success());
+    assert!(rt.start(&id).success());
+    wait_for(
+        || {
+            fs::read_to_string(by.dirs[0].join("cgroup.procs"))
+                .is_ok_and(|p| p.lines().count() >= 3)
+        },
+        "the container's two processes",
+    );
+    let out = rt.delete_force(&id);
+    assert!(out.success(), "{}", out.describe());
+    by.assert_untouched("berth");
+    wait_for(
+        || {
+            fs::read_to_string(by.dirs[0].join("cgroup.procs"))
+                .is_ok_and(|p| p.lines().count() == 1)
+        },
+        "the container's processes to be gone",
+    );
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+}
+
+#[test]
+fn a_container_process_dying_during_setup_is_explained() {
+    leak_checked(|rt, b| {
+        // exec's E2BIG: one argument longer than the kernel takes (MAX_ARG_STRLEN, 128 KiB).
+        let long = "x".repeat(200_000);
+        b.set_args(&["true", &long]);
+        let id = rt.new_id("e2big");
+        let out = rt.create(&id, b);
+        assert!(!out.success(), "{}", out.describe());
+        assert!(
+            out.stderr.contains("argument list too long"),
+            "{}",
+            out.describe()
+        );
+        assert!(!rt.root.join(&id).exists());
+
+        // Killed by the OOM killer during setup: a memory limit the kernel accepts but that
+        // init outgrows at once.
+        b.set_args(&["true"]);
+        b.linux_mut()["resources"]["memory"] = json!({"limit": 8192});
+        let id = rt.new_id("oom");
+        let out = rt.create(&id, b);
+        assert!(!out.success(), "{}", out.describe());
+        assert!(
+            out.stderr
+                .contains("init was killed by SIGKILL during setup (memory limit 8 KiB reached?)"),
+            "{}",
+            out.describe()
+        );
+        assert!(!rt.root.join(&id).exists());
+        b.linux_mut()["resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("memory");
+
+        // A seccomp profile whose default action kills: init dies at its next system call.
+        b.linux_mut()["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_KILL",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": []
+        });
+        let id = rt.new_id("seccomp");
+        let out = rt.create(&id, b);
+        assert!(!out.success(), "{}", out.describe());
+        assert!(
+            out.stderr.contains("killed by SIGSYS during setup")
+                && out.stderr.contains("seccomp")
+                && out.stderr.contains("SCMP_ACT_KILL"),
+            "{}",
+            out.describe()
+        );
+        assert!(!rt.root.join(&id).exists());
+        // The status is reported, not a signal of our own.
+        assert_eq!(out.status.and_then(|s| s.signal()), None);
+    });
+}
