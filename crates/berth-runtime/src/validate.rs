@@ -135,6 +135,7 @@ pub fn validate_value(config: &Value, bundle: Option<&Path>) -> Vec<Problem> {
     };
     c.fields(doc, "", tables::TOP, "config.md");
     nul_bytes(&mut c, config, "");
+    path_lengths(&mut c, doc);
     version(&mut c, doc);
     root(&mut c, doc, bundle);
     let ns = linux::Namespaces::collect(doc);
@@ -533,6 +534,70 @@ fn nul_bytes(c: &mut Checker, v: &Value, path: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// The longest path a system call takes, with its NUL (PATH_MAX).
+const PATH_MAX: usize = 4096;
+
+/// Every field that ends in a path of a system call fits PATH_MAX.
+fn path_lengths(c: &mut Checker, doc: &Map<String, Value>) {
+    // (JSON path, length in bytes) of every path string.
+    let mut paths: Vec<(String, usize)> = Vec::new();
+    let mut at = |path: String, v: Option<&Value>| {
+        if let Some(s) = v.and_then(Value::as_str) {
+            paths.push((path, s.len()));
+        }
+    };
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    at(
+        "root.path".into(),
+        doc.get("root").and_then(|r| r.get("path")),
+    );
+    if let Some(p) = obj_of(doc, "process") {
+        at("process.cwd".into(), p.get("cwd"));
+        at(
+            "process.args[0]".into(),
+            p.get("args").and_then(|a| a.get(0)),
+        );
+    }
+    let mounts = list(doc.get("mounts"));
+    for (i, m) in mounts.iter().enumerate() {
+        for f in ["destination", "source"] {
+            at(format!("mounts[{i}].{f}"), m.get(f));
+        }
+    }
+    let hooks = obj_of(doc, "hooks").cloned().unwrap_or_default();
+    for (kind, hs) in &hooks {
+        for (i, h) in list(Some(hs)).iter().enumerate() {
+            at(format!("hooks.{kind}[{i}].path"), h.get("path"));
+        }
+    }
+    let linux = obj_of(doc, "linux").cloned().unwrap_or_default();
+    for (name, field) in [("devices", "path"), ("namespaces", "path")] {
+        for (i, d) in list(linux.get(name)).iter().enumerate() {
+            at(format!("linux.{name}[{i}].{field}"), d.get(field));
+        }
+    }
+    for name in ["maskedPaths", "readonlyPaths"] {
+        for (i, p) in list(linux.get(name)).iter().enumerate() {
+            at(format!("linux.{name}[{i}]"), Some(p));
+        }
+    }
+    at("linux.cgroupsPath".into(), linux.get("cgroupsPath"));
+    at(
+        "linux.seccomp.listenerPath".into(),
+        linux.get("seccomp").and_then(|s| s.get("listenerPath")),
+    );
+    for (path, len) in paths.into_iter().filter(|(_, len)| *len >= PATH_MAX) {
+        c.error(
+            &path,
+            format!(
+                "is {len} bytes long: a path has at most {} bytes (PATH_MAX)",
+                PATH_MAX - 1
+            ),
+            "config.md: paths end in system calls, which take at most PATH_MAX bytes with the NUL",
+        );
     }
 }
 

@@ -15,10 +15,13 @@
 //! print!("{}", report.tap());
 //! ```
 
+mod config;
 mod ctx;
 mod features;
 mod lifecycle;
 mod linux;
+mod mounts;
+mod parity;
 mod process;
 mod report;
 
@@ -113,7 +116,10 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(lifecycle::cases());
     v.extend(process::cases());
     v.extend(linux::cases());
+    v.extend(mounts::cases());
     v.extend(features::cases());
+    v.extend(parity::cases());
+    v.extend(config::cases());
     v
 }
 

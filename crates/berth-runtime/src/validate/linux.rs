@@ -603,6 +603,21 @@ fn seccomp(c: &mut Checker, s: &Map<String, Value>) {
                 "config-linux.md#seccomp: names MUST contain at least one entry",
             );
         }
+        for (i, n) in sc
+            .get("names")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if n.as_str() == Some("") {
+                c.error(
+                    &index(&join(&path, "names"), i),
+                    "is an empty syscall name",
+                    "config-linux.md#seccomp: names are syscall names",
+                );
+            }
+        }
         c.known_value(sc, &path, "action", tables::SECCOMP_ACTIONS, actions_rule);
         notify |= str_of(sc, "action") == Some("SCMP_ACT_NOTIFY");
         errno_action(c, sc, &path, "action", "errnoRet");
