@@ -144,7 +144,12 @@ fn exec_without_mount_namespace_runs_in_init_root() {
         let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
         let out = rt.exec(&id, &["sh", "-c", "ls -id / | cut -d' ' -f1"]);
         let init_root = std::fs::metadata(format!("/proc/{pid}/root/")).unwrap();
-        assert_eq!(out.stdout.trim(), init_root.ino().to_string(), "{}", out.describe());
+        assert_eq!(
+            out.stdout.trim(),
+            init_root.ino().to_string(),
+            "{}",
+            out.describe()
+        );
         assert!(rt.delete_force(&id).success());
     });
 }
@@ -168,7 +173,10 @@ fn create_fails_when_init_cannot_wait_for_start() {
             "{}",
             out.describe()
         );
-        assert!(!rt.state(&id).success(), "the failed container is still there");
+        assert!(
+            !rt.state(&id).success(),
+            "the failed container is still there"
+        );
 
         // A mount namespace joined by path (a copy of the host's: no procfs in the rootfs).
         let holder = MountNsHolder::new();
@@ -190,7 +198,10 @@ fn create_fails_when_init_cannot_wait_for_start() {
         // leaves it there: remove what our test made it do.
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let rootfs = b.rootfs().display().to_string();
-        for _ in mountinfo.lines().filter(|l| l.split(' ').nth(4) == Some(rootfs.as_str())) {
+        for _ in mountinfo
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(rootfs.as_str()))
+        {
             let _ = nix::mount::umount2(&b.rootfs(), nix::mount::MntFlags::MNT_DETACH);
         }
     });
@@ -211,7 +222,14 @@ fn every_option_features_lists_applies() {
             .iter()
             .map(|v| v.as_str().unwrap().to_owned())
             .collect();
-        for must in ["tmpcopyup", "nosymfollow", "rro", "rnosuid", "lazytime", "strictatime"] {
+        for must in [
+            "tmpcopyup",
+            "nosymfollow",
+            "rro",
+            "rnosuid",
+            "lazytime",
+            "strictatime",
+        ] {
             assert!(listed.iter().any(|o| o == must), "{must} not listed");
         }
         for refused in ["idmap", "ridmap", "mand", "copy-symlink"] {
@@ -281,8 +299,10 @@ fn nosymfollow_and_recursive_read_only_take_effect_as_runc() {
         let src = b.dir().join("tree");
         std::fs::create_dir_all(src.join("sub")).unwrap();
         let sub = HostMount::new("tmpfs", &src.join("sub"), "tmpfs", Some("size=1m"));
-        b.add_mount(json!({"destination": "/nsf", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosymfollow"]}));
+        b.add_mount(
+            json!({"destination": "/nsf", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosymfollow"]}),
+        );
         b.add_mount(json!({"destination": "/rro", "type": "bind", "source": src,
                            "options": ["rbind", "rro"]}));
         b.add_mount(json!({"destination": "/ro", "type": "bind", "source": src,
@@ -311,22 +331,46 @@ fn unapplicable_mount_options_fail_create_naming_them() {
         std::fs::create_dir(&src).unwrap();
         b.set_args(&["true"]);
         let cases = [
-            (json!({"destination": "/m", "type": "bind", "source": src,
-                    "options": ["rbind", "idmap"]}), "idmap"),
-            (json!({"destination": "/m", "type": "bind", "source": src,
-                    "options": ["rbind", "ridmap"]}), "ridmap"),
-            (json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs",
-                    "options": ["mand"]}), "mand"),
-            (json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs",
-                    "options": ["rsync"]}), "rsync"),
-            (json!({"destination": "/m", "type": "bind", "source": src,
-                    "options": ["rbind", "copy-symlink"]}), "copy-symlink"),
-            (json!({"destination": "/m", "type": "bind", "source": src,
-                    "options": ["rbind", "sync"]}), "sync"),
-            (json!({"destination": "/m", "type": "bind", "source": src,
-                    "options": ["rbind", "mode=700"]}), "mode=700"),
-            (json!({"destination": "/m", "type": "proc", "source": "proc",
-                    "options": ["tmpcopyup"]}), "tmpcopyup"),
+            (
+                json!({"destination": "/m", "type": "bind", "source": src,
+                    "options": ["rbind", "idmap"]}),
+                "idmap",
+            ),
+            (
+                json!({"destination": "/m", "type": "bind", "source": src,
+                    "options": ["rbind", "ridmap"]}),
+                "ridmap",
+            ),
+            (
+                json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["mand"]}),
+                "mand",
+            ),
+            (
+                json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["rsync"]}),
+                "rsync",
+            ),
+            (
+                json!({"destination": "/m", "type": "bind", "source": src,
+                    "options": ["rbind", "copy-symlink"]}),
+                "copy-symlink",
+            ),
+            (
+                json!({"destination": "/m", "type": "bind", "source": src,
+                    "options": ["rbind", "sync"]}),
+                "sync",
+            ),
+            (
+                json!({"destination": "/m", "type": "bind", "source": src,
+                    "options": ["rbind", "mode=700"]}),
+                "mode=700",
+            ),
+            (
+                json!({"destination": "/m", "type": "proc", "source": "proc",
+                    "options": ["tmpcopyup"]}),
+                "tmpcopyup",
+            ),
         ];
         let base = b.spec()["mounts"].clone();
         for (m, opt) in cases {
@@ -366,11 +410,16 @@ fn tmpcopyup_copies_the_covered_content_as_runc() {
         std::fs::write(dir.join("sub/g"), "deeper").unwrap();
         std::fs::set_permissions(dir.join("sub"), std::fs::Permissions::from_mode(0o711)).unwrap();
         std::os::unix::fs::symlink("f", dir.join("link")).unwrap();
-        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .unwrap();
+        nix::unistd::mkfifo(
+            &dir.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
-        b.add_mount(json!({"destination": "/copied", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["tmpcopyup", "nosuid"]}));
+        b.add_mount(
+            json!({"destination": "/copied", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["tmpcopyup", "nosuid"]}),
+        );
         sh_bundle(
             b,
             "cd /copied && for p in . f sub sub/g link fifo; do stat -c '%n %a %u %g %F' $p; done\n\
@@ -388,7 +437,8 @@ fn tmpcopyup_copies_the_covered_content_as_runc() {
         std::fs::remove_file(dir.join("fifo")).unwrap();
         let runc = runc();
         let want_runc = want.replace("fifo 600 0 0 fifo\n", "");
-        let got = ok_run(&runc, "copyup", b).replace("stat: can't stat 'fifo': No such file or directory\n", "");
+        let got = ok_run(&runc, "copyup", b)
+            .replace("stat: can't stat 'fifo': No such file or directory\n", "");
         assert_eq!(got, want_runc, "{}", runc.dump_log());
         runc.cleanup();
     });
@@ -407,8 +457,10 @@ fn readonly_paths_keep_the_mount_flags_as_runc() {
         let mut mounts = b.spec()["mounts"].clone();
         mounts[0]["options"] = json!(["nosuid", "noexec", "nodev"]);
         b.set_mounts(mounts);
-        b.add_mount(json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosuid", "nodev", "noexec", "tmpcopyup"]}));
+        b.add_mount(
+            json!({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", "noexec", "tmpcopyup"]}),
+        );
         b.set_readonly_paths(&["/proc/sys", "/mnt/t"]);
         sh_bundle(
             b,
@@ -416,7 +468,10 @@ fn readonly_paths_keep_the_mount_flags_as_runc() {
         );
         let check = |rt: &Runtime| {
             let out = ok_run(rt, "roflags", b);
-            assert!(out.starts_with("exec=no\n"), "a binary ran from a noexec mount:\n{out}");
+            assert!(
+                out.starts_with("exec=no\n"),
+                "a binary ran from a noexec mount:\n{out}"
+            );
             for mp in ["/proc/sys", "/mnt/t"] {
                 let (per, _) = mount_opts(&out, mp).unwrap_or_else(|| panic!("{mp}:\n{out}"));
                 for f in ["ro", "nosuid", "nodev", "noexec"] {
@@ -488,7 +543,10 @@ fn masking_refuses_a_dev_null_that_is_not_the_null_device() {
             "{}",
             out.describe()
         );
-        assert_eq!(std::fs::read_to_string(dev.join("null")).unwrap(), "not a device");
+        assert_eq!(
+            std::fs::read_to_string(dev.join("null")).unwrap(),
+            "not a device"
+        );
     });
 }
 
@@ -499,19 +557,26 @@ fn masking_refuses_a_dev_null_that_is_not_the_null_device() {
 #[test]
 fn tmpfs_keeps_the_mode_of_the_covered_directory_as_runc() {
     leak_checked(|rt, b| {
-        std::fs::set_permissions(b.rootfs().join("root"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
+        std::fs::set_permissions(
+            b.rootfs().join("root"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         std::fs::create_dir(b.rootfs().join("sticky")).unwrap();
         std::fs::set_permissions(
             b.rootfs().join("sticky"),
             std::fs::Permissions::from_mode(0o1750),
         )
         .unwrap();
-        b.add_mount(json!({"destination": "/root", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["nosuid"]}));
+        b.add_mount(
+            json!({"destination": "/root", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid"]}),
+        );
         b.add_mount(json!({"destination": "/sticky", "type": "tmpfs", "source": "tmpfs"}));
-        b.add_mount(json!({"destination": "/given", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["mode=751"]}));
+        b.add_mount(
+            json!({"destination": "/given", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["mode=751"]}),
+        );
         sh_bundle(b, "stat -c '%n %a' /root /sticky /given");
         let want = "/root 700\n/sticky 1750\n/given 751\n";
         assert_eq!(ok_run(rt, "tmpfsmode", b), want);
@@ -601,11 +666,24 @@ fn missing_cwd_is_created_and_exec_cwd_is_not_as_runc() {
                 .set_cwd("/work/dir/missing")
                 .set_readonly_root(true);
             let id = rt.new_id("cwd");
-            assert!(rt.run_with(&id, b, &["--detach"]).success(), "{}", rt.dump_log());
+            assert!(
+                rt.run_with(&id, b, &["--detach"]).success(),
+                "{}",
+                rt.dump_log()
+            );
             let out = rt.exec(&id, &["sh", "-c", "cd /work/dir/missing && pwd && stat -c '%a %u' /work /work/dir /work/dir/missing"]);
-            assert_eq!(out.stdout, "/work/dir/missing\n755 0\n755 0\n755 0\n", "{}", out.describe());
+            assert_eq!(
+                out.stdout,
+                "/work/dir/missing\n755 0\n755 0\n755 0\n",
+                "{}",
+                out.describe()
+            );
             let out = rt.exec_with(&id, &["--cwd", "/not/there"], &["true"]);
-            assert!(!out.success(), "exec --cwd to a missing dir: {}", out.describe());
+            assert!(
+                !out.success(),
+                "exec --cwd to a missing dir: {}",
+                out.describe()
+            );
             assert!(rt.delete_force(&id).success());
             wait_gone(rt, &id);
         };

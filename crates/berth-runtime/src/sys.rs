@@ -146,7 +146,7 @@ pub fn statvfs_flags(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     let ret = unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) };
     Errno::result(ret)?;
     // SAFETY: fstatvfs succeeded, so it initialised `st`.
-    Ok(unsafe { st.assume_init() }.f_flag as u64)
+    Ok(unsafe { st.assume_init() }.f_flag)
 }
 
 /// Close every fd from `first` to `last` (`close_range(2)`).

@@ -86,9 +86,8 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
     // Into init's root, whatever the mount namespace's root is.
     nix::unistd::fchdir(root.as_fd())
         .map_err(|e| SetupError::sys("rootfs", format!("fchdir {}", cfg.root.display()), e))?;
-    nix::unistd::chroot(".").map_err(|e| {
-        SetupError::sys("rootfs", format!("chroot to {}", cfg.root.display()), e)
-    })?;
+    nix::unistd::chroot(".")
+        .map_err(|e| SetupError::sys("rootfs", format!("chroot to {}", cfg.root.display()), e))?;
     drop(root);
     // Into the pid (and time) namespace: only children enter it.
     // SAFETY: this child of the single-threaded runtime is single-threaded, and the grandchild

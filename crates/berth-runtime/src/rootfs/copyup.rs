@@ -49,8 +49,7 @@ fn copy_dir(
     }
     // A duplicate of the fd itself: a lookup of "." could cross into the new mount.
     let lower_fd = nix::unistd::dup(lower.as_fd()).map_err(|e| err(path, "dup", path, e))?;
-    let mut dir = Dir::from_fd(lower_fd)
-        .map_err(|e| err(path, "read", path, e))?;
+    let mut dir = Dir::from_fd(lower_fd).map_err(|e| err(path, "read", path, e))?;
     let names: Vec<std::ffi::OsString> = dir
         .iter()
         .filter_map(Result::ok)
@@ -59,8 +58,12 @@ fn copy_dir(
         .collect();
     for name in names {
         let here = path.join(&name);
-        let st = fstatat(lower.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| err(path, "stat", &here, e))?;
+        let st = fstatat(
+            lower.as_fd(),
+            name.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err(path, "stat", &here, e))?;
         let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
         let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
         let (uid, gid) = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
@@ -132,13 +135,8 @@ fn copy_dir(
                     AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
                 .map_err(|e| err(path, "chown", &here, e))?;
-                fchmodat(
-                    upper,
-                    name.as_os_str(),
-                    perm,
-                    FchmodatFlags::FollowSymlink,
-                )
-                .map_err(|e| err(path, "chmod", &here, e))?;
+                fchmodat(upper, name.as_os_str(), perm, FchmodatFlags::FollowSymlink)
+                    .map_err(|e| err(path, "chmod", &here, e))?;
             }
         }
     }

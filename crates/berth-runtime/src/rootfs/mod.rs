@@ -127,8 +127,7 @@ fn dev_is_bind_mount(spec: &Spec) -> bool {
             .filter(|c| matches!(c, std::path::Component::Normal(_)))
             .collect();
         let bind = m.typ().as_deref() == Some("bind")
-            || m
-                .options()
+            || m.options()
                 .iter()
                 .flatten()
                 .any(|o| o == "bind" || o == "rbind");
@@ -563,7 +562,12 @@ fn open_listed_path(path: &str, step: &str) -> Result<Option<OwnedFd>, SetupErro
         Mode::empty(),
     )
     .map_err(|e| SetupError::sys(step, "open /", e))?;
-    match crate::sys::openat_in_root(root.as_fd(), &mount::relative_cstring(Path::new(path)), libc::O_PATH, 0) {
+    match crate::sys::openat_in_root(
+        root.as_fd(),
+        &mount::relative_cstring(Path::new(path)),
+        libc::O_PATH,
+        0,
+    ) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(SetupError::sys(step, format!("open {path}"), e)),
@@ -642,9 +646,8 @@ fn readonly_path(path: &str) -> Result<(), SetupError> {
     )
     .map_err(|e| SetupError::sys("readonlyPaths", format!("bind {path}"), e))?;
     // The bind is on top now: reopen to reach it, the same way.
-    let mounted = open_listed_path(path, "readonlyPaths")?.ok_or_else(|| {
-        SetupError::sys("readonlyPaths", format!("reopen {path}"), Errno::ENOENT)
-    })?;
+    let mounted = open_listed_path(path, "readonlyPaths")?
+        .ok_or_else(|| SetupError::sys("readonlyPaths", format!("reopen {path}"), Errno::ENOENT))?;
     // Only ro is added: nosuid, nodev, noexec and the rest stay as they were (as runc).
     bind_remount_keeping(mounted.as_fd(), MsFlags::MS_RDONLY, MsFlags::empty())
         .map_err(|e| SetupError::sys("readonlyPaths", format!("remount {path} read-only"), e))

@@ -177,14 +177,38 @@ const REFUSED_OPTIONS: &[(&str, &str)] = &[
         "mand",
         "is not supported: Linux 5.15 and later have no mandatory locking",
     ),
-    ("rmand", "is not supported: Linux 5.15 and later have no mandatory locking"),
-    ("rnomand", "is not supported (a crun extension berth does not implement)"),
-    ("rsync", "is not supported: mount_setattr(2) cannot set sync recursively"),
-    ("rasync", "is not supported: mount_setattr(2) cannot set async recursively"),
-    ("rdirsync", "is not supported: mount_setattr(2) cannot set dirsync recursively"),
-    ("copy-symlink", "is not supported (a crun extension berth does not implement)"),
-    ("src-nofollow", "is not supported (a crun extension berth does not implement)"),
-    ("dest-nofollow", "is not supported (a crun extension berth does not implement)"),
+    (
+        "rmand",
+        "is not supported: Linux 5.15 and later have no mandatory locking",
+    ),
+    (
+        "rnomand",
+        "is not supported (a crun extension berth does not implement)",
+    ),
+    (
+        "rsync",
+        "is not supported: mount_setattr(2) cannot set sync recursively",
+    ),
+    (
+        "rasync",
+        "is not supported: mount_setattr(2) cannot set async recursively",
+    ),
+    (
+        "rdirsync",
+        "is not supported: mount_setattr(2) cannot set dirsync recursively",
+    ),
+    (
+        "copy-symlink",
+        "is not supported (a crun extension berth does not implement)",
+    ),
+    (
+        "src-nofollow",
+        "is not supported (a crun extension berth does not implement)",
+    ),
+    (
+        "dest-nofollow",
+        "is not supported (a crun extension berth does not implement)",
+    ),
 ];
 
 /// Every mount option berth applies (what `berth features` lists as `mountOptions`). Any
@@ -281,9 +305,9 @@ impl MountOptions {
             // `nomand` always holds (Linux 5.15 and later have no mandatory locking).
             let sb = options.iter().map(AsRef::as_ref).find(|n| {
                 *n != "nomand"
-                    && FLAG_OPTIONS
-                        .iter()
-                        .any(|(f, set, clear)| f == n && (*set | *clear).intersects(SUPERBLOCK_FLAGS))
+                    && FLAG_OPTIONS.iter().any(|(f, set, clear)| {
+                        f == n && (*set | *clear).intersects(SUPERBLOCK_FLAGS)
+                    })
             });
             if let Some(name) = sb {
                 return Err(refuse(
@@ -546,9 +570,9 @@ pub fn mount_flags_of(fd: BorrowedFd<'_>) -> Result<MsFlags, Errno> {
         (libc::ST_NOATIME, MsFlags::MS_NOATIME),
         (libc::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
         (libc::ST_RELATIME, MsFlags::MS_RELATIME),
-        (ST_NOSYMFOLLOW as libc::c_ulong, MS_NOSYMFOLLOW),
+        (ST_NOSYMFOLLOW, MS_NOSYMFOLLOW),
     ] {
-        if f & st as u64 != 0 {
+        if f & st != 0 {
             out |= ms;
         }
     }
@@ -593,7 +617,8 @@ pub fn bind_remount_keeping(fd: BorrowedFd<'_>, add: MsFlags, clear: MsFlags) ->
     if add.intersects(ATIME_FLAGS) {
         current -= ATIME_FLAGS;
     }
-    let flags = ((current - clear) | add) - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+    let flags =
+        ((current - clear) | add) - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
     mount(
         None::<&str>,
         fd_path(fd).as_str(),
@@ -688,7 +713,10 @@ mod tests {
         ] {
             let e = MountOptions::parse(&["ro", opt]).unwrap_err();
             assert_eq!(e.option, opt);
-            assert!(e.to_string().starts_with(&format!("mount option {opt:?} ")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("mount option {opt:?} ")),
+                "{e}"
+            );
         }
         // Depending on the mount.
         let e = MountOptions::for_mount("bind", &["rbind", "mode=755"]).unwrap_err();
