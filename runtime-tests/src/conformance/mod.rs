@@ -21,7 +21,6 @@ mod features;
 mod lifecycle;
 mod linux;
 mod mounts;
-mod mounts;
 mod parity;
 mod process;
 mod report;
@@ -117,7 +116,6 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(lifecycle::cases());
     v.extend(process::cases());
     v.extend(linux::cases());
-    v.extend(mounts::cases());
     v.extend(mounts::cases());
     v.extend(features::cases());
     v.extend(parity::cases());
