@@ -478,26 +478,22 @@ fn command_line_numbers_are_range_checked() {
         let rt = rts[0];
         b.set_args(&["sleep", "100"]);
         let id = started(rt, b, "nums", false);
-        let bundle = b.dir().to_str().unwrap().to_owned();
         let res = b.dir().join("res.json");
         std::fs::write(&res, r#"{"cpu": {"shares": 1}}"#).unwrap();
         let res = res.to_str().unwrap().to_owned();
+        // (create_with remembers the ids: were they created after all, cleanup removes them.)
+        let (x1, x2) = (rt.new_id("x1"), rt.new_id("x2"));
+        let mut outs = vec![
+            (
+                rt.create_with(&x1, b, &["--preserve-fds", "4294967295"]),
+                "--preserve-fds",
+            ),
+            (
+                rt.create_with(&x2, b, &["--preserve-fds=-1"]),
+                "--preserve-fds",
+            ),
+        ];
         let cases: Vec<(Vec<&str>, &str)> = vec![
-            (
-                vec![
-                    "create",
-                    "--bundle",
-                    &bundle,
-                    "--preserve-fds",
-                    "4294967295",
-                    "x1",
-                ],
-                "--preserve-fds",
-            ),
-            (
-                vec!["create", "--bundle", &bundle, "--preserve-fds=-1", "x2"],
-                "--preserve-fds",
-            ),
             (
                 vec!["exec", "--preserve-fds", "99999999", &id, "true"],
                 "--preserve-fds",
@@ -528,8 +524,9 @@ fn command_line_numbers_are_range_checked() {
                 "--interval",
             ),
         ];
-        for (args, flag) in &cases {
-            let out = rt.cmd(args);
+        outs.extend(cases.iter().map(|(args, flag)| (rt.cmd(args), *flag)));
+        for (out, flag) in &outs {
+            let args = &out.args;
             assert!(
                 !out.success() && out.code().is_some(),
                 "{args:?} must be refused: {}",
@@ -543,7 +540,7 @@ fn command_line_numbers_are_range_checked() {
             );
         }
         // Nothing was created, and the container is unchanged.
-        assert!(!rt.root.join("x1").exists() && !rt.root.join("x2").exists());
+        assert!(!rt.root.join(&x1).exists() && !rt.root.join(&x2).exists());
         assert_eq!(rt.status(&id).as_deref(), Some("running"));
         // In range is fine.
         let out = rt.cmd(&["update", "--cpu-shares", "512", "--pids-limit", "100", &id]);

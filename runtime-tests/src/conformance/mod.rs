@@ -24,6 +24,7 @@ mod mounts;
 mod parity;
 mod process;
 mod report;
+mod teardown;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -120,6 +121,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(features::cases());
     v.extend(parity::cases());
     v.extend(config::cases());
+    v.extend(teardown::cases());
     v
 }
 
