@@ -116,6 +116,12 @@ fn a_user_namespace_init_starts_with_a_private_state_dir() {
         let id = rt.new_id("userns");
         let out = rt.create(&id, b);
         assert!(out.success(), "{}", out.describe());
+        let mode = fs::metadata(rt.root.join(&id))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o700);
         let out = rt.start(&id);
         assert!(out.success(), "{}", out.describe());
         wait_for(
