@@ -425,6 +425,7 @@ fn output_errors_are_errors_not_aborts() {
         }
         let id = ids[0].as_str();
         let bundle = b.dir().to_str().unwrap().to_owned();
+        let images = b.dir().join("images").to_str().unwrap().to_owned();
         let commands: Vec<Vec<&str>> = vec![
             vec!["state", id],
             vec!["list"],
@@ -438,6 +439,9 @@ fn output_errors_are_errors_not_aborts() {
             vec!["--help"],
             vec!["--version"],
             vec!["kill", "--help"],
+            // `berth image` runs the berth-image binary beside berth.
+            vec!["image", "--image-root", &images, "ls"],
+            vec!["image", "--help"],
         ];
         for args in &commands {
             // The reader went away (`berth state ID | true`): quiet, no abort.

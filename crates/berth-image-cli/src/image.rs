@@ -10,6 +10,31 @@ use berth_image::archive::{self, LoadOptions};
 use berth_image::bundle::{self, BundleOptions};
 use berth_image::{Platform, ProgressEvent, Reference, Store};
 
+/// A write to stdout failed: `BrokenPipe` when the reader went away (`berth image ls | head
+/// -1`), `StorageFull` for a full disk. `main` ends quietly on the first and reports the rest.
+#[derive(Debug)]
+pub struct StdoutError(pub std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("write to stdout")
+    }
+}
+
+impl std::error::Error for StdoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// `println!` that returns the write's failure instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let mut o = std::io::stdout().lock();
+        writeln!(o, $($arg)*).and_then(|()| o.flush()).map_err(StdoutError)
+    }};
+}
+
 /// Arguments of `berth image`.
 #[derive(clap::Args, Debug)]
 pub struct ImageArgs {
@@ -119,7 +144,8 @@ impl Bar {
         }
         let secs = self.start.elapsed().as_secs_f64().max(0.001);
         let mb = |b: u64| b as f64 / 1_048_576.0;
-        eprint!(
+        let _ = write!(
+            std::io::stderr().lock(),
             "\r{}/{} layers  {:.1}/{:.1} MiB  {:.1} MiB/s   ",
             s.0,
             s.1,
@@ -131,7 +157,7 @@ impl Bar {
     }
     fn done(&self) {
         if self.on {
-            eprintln!();
+            let _ = writeln!(std::io::stderr().lock());
         }
     }
 }
@@ -166,11 +192,11 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("pulling {r}"))?;
             bar.done();
             if !quiet {
-                println!("{r} {}", img.manifest_digest);
+                out!("{r} {}", img.manifest_digest)?;
             }
         }
         ImageCommand::Ls => {
-            println!("{:<50} {:<20} {:>10}", "REFERENCE", "MANIFEST", "SIZE");
+            out!("{:<50} {:<20} {:>10}", "REFERENCE", "MANIFEST", "SIZE")?;
             for (name, d) in store.refs()? {
                 let size = store
                     .image(&d)
@@ -181,12 +207,12 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                     .parse::<Reference>()
                     .map(|r| r.familiar())
                     .unwrap_or(name);
-                println!(
+                out!(
                     "{:<50} {:<20} {:>9.1}M",
                     shown,
                     &d.hex()[..12],
                     size as f64 / 1_048_576.0
-                );
+                )?;
             }
         }
         ImageCommand::Inspect { reference } => {
@@ -199,7 +225,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 "manifest": img.manifest,
                 "config": img.config,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            out!("{}", serde_json::to_string_pretty(&out)?)?;
         }
         ImageCommand::Rm { reference } => {
             if !store.remove_ref(&reference)? {
@@ -223,10 +249,10 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
             };
             for img in loaded {
                 if img.names.is_empty() {
-                    println!("Loaded image {}", img.manifest);
+                    out!("Loaded image {}", img.manifest)?;
                 }
                 for n in img.names {
-                    println!("Loaded image {n}");
+                    out!("Loaded image {n}")?;
                 }
             }
         }
@@ -251,12 +277,12 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::Unmount { bundle } => bundle::remove_bundle_mount(&bundle)?,
         ImageCommand::Prune => {
             let s = store.prune()?;
-            println!(
+            out!(
                 "removed {} blobs ({:.1} MiB), {} layers",
                 s.blobs,
                 s.bytes as f64 / 1_048_576.0,
                 s.layers
-            );
+            )?;
         }
     }
     Ok(0)
