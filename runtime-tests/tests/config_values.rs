@@ -730,3 +730,98 @@ fn properties_that_cannot_be_applied_are_refused_at_create() {
     assert_no_leaks(&before, &rt);
     assert_no_leaks(&before, &runc);
 }
+
+/// `exec` checks its process as `create` checks config.json's: an unknown capability (in
+/// `--cap` or in `--process`) is a warning, as in runc; a number the kernel cannot hold, a NUL
+/// byte or a property berth cannot apply (`--apparmor`, `apparmorProfile`) is refused naming
+/// the field, and nothing is run.
+#[test]
+fn exec_checks_its_process_like_create() {
+    common::leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("exec");
+        assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
+        assert!(rt.start(&id).success(), "{}", rt.dump_log());
+
+        let out = rt.cmd(&["exec", "--cap", "CAP_FUTURE_THING", &id, "/probe"]);
+        assert!(out.success(), "{}", out.describe());
+        assert!(
+            out.stderr.contains("CAP_FUTURE_THING"),
+            "no warning: {}",
+            out.describe()
+        );
+
+        let pf = b.dir().join("process.json");
+        let pfs = pf.display().to_string();
+        let caps = json!(["CAP_KILL", "CAP_FUTURE_THING"]);
+        let process = |edit: &dyn Fn(&mut Value)| {
+            let mut p = json!({"cwd": "/", "args": ["/probe"], "user": {"uid": 0, "gid": 0},
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}});
+            edit(&mut p);
+            std::fs::write(&pf, serde_json::to_vec(&p).unwrap()).unwrap();
+        };
+        process(&|_| {});
+        let out = rt.cmd(&["exec", "--process", &pfs, &id]);
+        assert!(out.success(), "{}", out.describe());
+        let seen = runtime_tests::probe::parse(&out.stdout).expect("probe report");
+        assert_eq!(
+            runtime_tests::probe::caps(&seen, "CapEff"),
+            ["CAP_KILL"],
+            "{seen}"
+        );
+        assert!(
+            out.stderr.contains("CAP_FUTURE_THING"),
+            "no warning: {}",
+            out.describe()
+        );
+
+        let refused: Vec<(&dyn Fn(&mut Value), &str)> = vec![
+            (
+                &|p| p["apparmorProfile"] = json!("x"),
+                "process.apparmorProfile",
+            ),
+            (
+                &|p| p["user"]["uid"] = json!(4294967295u64),
+                "process.user.uid",
+            ),
+            (
+                &|p| p["user"]["additionalGids"] = json!([1, -1]),
+                "additionalGids",
+            ),
+            (
+                &|p| p["args"] = json!(["/probe", "a\u{0}"]),
+                "process.args[1]",
+            ),
+            (&|p| p["oomScoreAdj"] = json!(5000), "process.oomScoreAdj"),
+            (
+                &|p| p["user"]["umask"] = json!(0o10000),
+                "process.user.umask",
+            ),
+        ];
+        for (edit, field) in refused {
+            process(edit);
+            let out = rt.cmd(&["exec", "--process", &pfs, &id]);
+            refused_naming(&out, field, "exec --process");
+            assert!(
+                !out.stdout.contains("CapEff"),
+                "the process ran: {}",
+                out.describe()
+            );
+        }
+        let out = rt.cmd(&["exec", "--apparmor", "docker-default", &id, "/probe"]);
+        refused_naming(
+            &out,
+            "--apparmor: process.apparmorProfile",
+            "exec --apparmor",
+        );
+        assert!(
+            !out.stdout.contains("CapEff"),
+            "the process ran: {}",
+            out.describe()
+        );
+
+        rt.kill(&id, "KILL");
+        common::wait_stopped(rt, &id);
+        assert!(rt.delete(&id).success(), "{}", rt.dump_log());
+    });
+}

@@ -146,50 +146,68 @@ pub fn load_spec_and_value(path: &Path) -> Result<(Spec, serde_json::Value), Spe
         source,
     };
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(parse_error)?;
-    let spec: Spec = match serde_json::from_slice(&text) {
-        Ok(spec) => spec,
-        Err(e) => {
-            // An unknown capability name is not a schema error: drop it with a warning and
-            // parse again; any other error is reported where serde_json found it.
-            let mut known = value.clone();
-            let dropped = drop_unknown_capabilities(known.get_mut("process"), "process");
-            if dropped.is_empty() {
-                return Err(parse_error(e));
-            }
-            let spec = serde_json::from_value(known).map_err(|_| parse_error(e))?;
-            warn_dropped(&dropped);
-            spec
-        }
-    };
+    let spec: Spec = parse_dropping_unknown_caps(path, &text, &value, Some("process"))?;
     check_version(spec.version())?;
     Ok((spec, value))
 }
 
-/// Parse a `process.json` (`exec --process`): a `process` object of the spec. Unknown
-/// capability names are dropped with a warning, as in `config.json`.
+/// Parse a `process.json` (`exec --process`) read from `path`: a `process` object of the spec.
+/// Unknown capability names are dropped with a warning, as in `config.json`; a schema error
+/// names the JSON field, as [`load_spec`] does.
 ///
 /// ```
 /// let p = berth_runtime::spec::parse_process(
+///     "process.json".as_ref(),
 ///     br#"{"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
 ///          "capabilities": {"bounding": ["CAP_KILL", "CAP_FUTURE_THING"]}}"#,
 /// )?;
 /// assert_eq!(p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 1);
-/// # Ok::<(), serde_json::Error>(())
+/// let err = berth_runtime::spec::parse_process("p.json".as_ref(), br#"{"cwd": 5}"#).unwrap_err();
+/// assert_eq!(err.to_string(), "p.json: field cwd");
+/// # Ok::<(), berth_runtime::spec::SpecError>(())
 /// ```
-pub fn parse_process(text: &[u8]) -> Result<oci_spec::runtime::Process, serde_json::Error> {
-    match serde_json::from_slice(text) {
-        Ok(p) => Ok(p),
-        Err(e) => {
-            let mut value: serde_json::Value = serde_json::from_slice(text)?;
-            let dropped = drop_unknown_capabilities(Some(&mut value), "");
-            if dropped.is_empty() {
-                return Err(e);
-            }
-            let p = serde_json::from_value(value).map_err(|_| e)?;
-            warn_dropped(&dropped);
-            Ok(p)
-        }
+pub fn parse_process(path: &Path, text: &[u8]) -> Result<oci_spec::runtime::Process, SpecError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| parse_error_at(path, text, e))?;
+    parse_dropping_unknown_caps(path, text, &value, None)
+}
+
+/// A [`SpecError::Parse`] for `source`, naming the field of `text` where serde_json stopped.
+fn parse_error_at(path: &Path, text: &[u8], source: serde_json::Error) -> SpecError {
+    SpecError::Parse {
+        path: path.to_owned(),
+        field: json_path_at(text, source.line(), source.column()),
+        source,
     }
+}
+
+/// Deserialize `text` (whose JSON is `value`); if it fails, drop the unknown capability names
+/// of the process object (`value[key]`, or `value` itself without a key) with a warning and try
+/// again. A remaining schema error names its field (in the document without those names).
+fn parse_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &[u8],
+    value: &serde_json::Value,
+    key: Option<&str>,
+) -> Result<T, SpecError> {
+    let first = match serde_json::from_slice(text) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let mut known = value.clone();
+    let (process, at) = match key {
+        Some(k) => (known.get_mut(k), k),
+        None => (Some(&mut known), ""),
+    };
+    let dropped = drop_unknown_capabilities(process, at);
+    if dropped.is_empty() {
+        return Err(parse_error_at(path, text, first));
+    }
+    // Parse the document without them as text, so that an error still has a position.
+    let stripped = serde_json::to_vec_pretty(&known).map_err(|e| parse_error_at(path, text, e))?;
+    let t = serde_json::from_slice(&stripped).map_err(|e| parse_error_at(path, &stripped, e))?;
+    warn_dropped(&dropped);
+    Ok(t)
 }
 
 /// Remove from the capability sets of `process` (the JSON of a `process` object, at JSON path
@@ -445,6 +463,15 @@ mod tests {
             &path,
             r#"{"ociVersion":"1.0.0","process":{"cwd":"/","user":{"uid":"x","gid":0},
                 "capabilities":{"bounding":["CAP_FUTURE_THING"]}}}"#,
+        )
+        .unwrap();
+        let err = load_spec(&path).unwrap_err().to_string();
+        assert!(err.contains("process.user.uid"), "{err}");
+        // Also when the unknown name comes first in the document.
+        std::fs::write(
+            &path,
+            r#"{"ociVersion":"1.0.0","process":{"cwd":"/",
+                "capabilities":{"bounding":["CAP_FUTURE_THING"]},"user":{"uid":-1,"gid":0}}}"#,
         )
         .unwrap();
         let err = load_spec(&path).unwrap_err().to_string();

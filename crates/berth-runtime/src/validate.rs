@@ -175,13 +175,30 @@ pub fn unsupported_on(config: &Value, host: Host) -> Vec<Problem> {
     c.problems
 }
 
-/// What of a `process` object (an `exec --process` file, paths relative to it) berth cannot
-/// apply on this host, as [`unsupported`] says it for `config.json`'s `process`.
-pub fn unsupported_process(process: &Value) -> Vec<Problem> {
+/// Validate a `process` object on its own (an `exec --process` file) with the rules of
+/// `config.json`'s `process`, and what berth cannot apply of it on this host (as errors, as
+/// [`unsupported`] says them for create). Paths start with `process.`.
+///
+/// ```
+/// let p = serde_json::json!({"cwd": "/", "args": ["sh"], "user": {"uid": 4294967295u32, "gid": 0}});
+/// let problems = berth_runtime::validate::validate_process(&p);
+/// assert_eq!(problems[0].path, "process.user.uid");
+/// ```
+pub fn validate_process(process: &Value) -> Vec<Problem> {
     let mut c = Checker::default();
-    if let Some(p) = process.as_object() {
-        support::process(&mut c, p, "", Host::detect());
-    }
+    let mut doc = Map::new();
+    doc.insert("process".into(), process.clone());
+    let Some(p) = c.object(
+        process,
+        "process",
+        "config.md#process: process is an object",
+    ) else {
+        return c.problems;
+    };
+    nul_bytes(&mut c, process, "process");
+    path_lengths(&mut c, &doc);
+    process::check(&mut c, &doc);
+    support::process(&mut c, p, "process", Host::detect());
     c.problems
 }
 
@@ -1073,10 +1090,16 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string()
             .contains("process.cwd"));
-        let p = unsupported_process(
-            &json!({"cwd": "/", "args": ["sh"], "ioPriority": {"class": "IOPRIO_CLASS_BE"}}),
+        let p = validate_process(
+            &json!({"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
+            "ioPriority": {"class": "IOPRIO_CLASS_BE"}}),
         );
-        assert_eq!(p[0].path, "ioPriority");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "process.ioPriority");
+        let p = validate_process(
+            &json!({"cwd": "/\u{0}", "args": ["sh"], "user": {"uid": 0, "gid": 0}}),
+        );
+        assert_eq!(p[0].path, "process.cwd");
     }
 
     #[test]

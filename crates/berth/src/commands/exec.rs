@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use berth_runtime::container::ExecOptions;
+use berth_runtime::validate::Severity;
 use berth_runtime::Container;
 use clap::Args;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
@@ -76,11 +77,32 @@ fn merge_env(base: &mut Vec<String>, extra: &[String]) {
 
 impl ExecArgs {
     fn process(&self, c: &Container) -> Result<Process> {
+        // The process is checked as config.json's is at create: ranges, and what berth cannot
+        // apply is an error (runtime.md#create).
+        let refuse = |what: &str, props: serde_json::Value| -> Result<()> {
+            let problems = berth_runtime::validate::validate_process(&props);
+            match problems.iter().find(|p| p.severity == Severity::Error) {
+                Some(p) => bail!("{what}{}: {} ({})", p.path, p.message, p.rule),
+                None => Ok(()),
+            }
+        };
+        let flag = |name: &str, value: &str| serde_json::json!({"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}, name: value});
+        if let Some(label) = self.apparmor.as_deref().filter(|l| !l.is_empty()) {
+            refuse("--apparmor: ", flag("apparmorProfile", label))?;
+        }
+        if let Some(label) = self.process_label.as_deref().filter(|l| !l.is_empty()) {
+            refuse("--process-label: ", flag("selinuxLabel", label))?;
+        }
         if let Some(path) = &self.process {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("read process file {}", path.display()))?;
-            return serde_json::from_slice(text.as_bytes())
-                .with_context(|| format!("parse process file {}", path.display()));
+            // Unknown capability names are dropped with a warning, as in config.json.
+            let p = berth_runtime::spec::parse_process(path, text.as_bytes())
+                .context("parse process file")?;
+            if let Ok(v) = serde_json::from_str(&text) {
+                refuse(&format!("process file {}: ", path.display()), v)?;
+            }
+            return Ok(p);
         }
         if self.command.is_empty() {
             bail!("exec needs a command (or --process FILE)");
@@ -121,9 +143,12 @@ impl ExecArgs {
             let mut caps = p.capabilities().clone().unwrap_or_default();
             for name in &self.cap {
                 let short = name.strip_prefix("CAP_").unwrap_or(name);
-                let cap: Capability = short
-                    .parse()
-                    .with_context(|| format!("unknown capability {name}"))?;
+                let Ok(cap) = short.parse::<Capability>() else {
+                    // As runc: an unknown capability is ignored with a warning
+                    // (config.md#linux-process).
+                    tracing::warn!("--cap {name}: ignoring unknown capability");
+                    continue;
+                };
                 let with = |set: &Option<Capabilities>| {
                     let mut s = set.clone().unwrap_or_default();
                     s.insert(cap);
