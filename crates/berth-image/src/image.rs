@@ -176,6 +176,9 @@ pub struct Layer {
     pub size: u64,
     /// Digest of the uncompressed tar.
     pub diff_id: Digest,
+    /// The descriptor's media type (e.g. `application/vnd.oci.image.layer.v1.tar+zstd`),
+    /// which with the blob's magic number decides how it is decompressed.
+    pub media_type: String,
 }
 
 impl Image {
@@ -217,6 +220,7 @@ impl Image {
                         what: "config diff_ids",
                         source,
                     })?,
+                    media_type: l.media_type().to_string(),
                 })
             })
             .collect()

@@ -97,12 +97,15 @@ fn apply_blob_at(
     let blob = store.open_blob(&l.digest, l.size)?;
     let mut opts = ApplyOptions::new(whiteouts);
     opts.expect_blob_size = Some(l.size);
-    // One digest authenticates the result (the manifest names the blob, the config the diff
-    // id), so verify the cheaper one where it is enough: a flattened rootfs is private, so the
-    // blob digest; a layer directory is shared under its diff id, so the diff id itself.
-    match whiteouts {
-        Whiteouts::Apply => opts.expect_blob = Some(l.digest.clone()),
-        Whiteouts::Overlay => opts.expect_diff_id = Some(l.diff_id.clone()),
+    opts.media_type = Some(l.media_type.clone());
+    // Every path that assembles a rootfs checks the diff id, as containerd does: the config
+    // (verified through the manifest) names it, so it authenticates what is written. A
+    // flattened rootfs also re-checks the blob digest (hashed on the reader thread, beside
+    // the decompression), so a damaged store blob is noticed even where the decompressor
+    // does not check (gzip CRCs are not computed).
+    opts.expect_diff_id = Some(l.diff_id.clone());
+    if whiteouts == Whiteouts::Apply {
+        opts.expect_blob = Some(l.digest.clone());
     }
     let last = AtomicU64::new(0);
     let cb = |n: u64| {
@@ -145,7 +148,27 @@ fn start(img: &Image, progress: Progress<'_>) -> Result<Vec<Layer>, UnpackError>
 impl Store {
     /// Unpack one stored layer into `layers/<diffid>` (overlayfs whiteouts) unless already
     /// there, verifying its diff id. The directory appears complete or not at all.
+    ///
+    /// Hard links to a file of an earlier layer (docker accepts them; the image spec leaves
+    /// them debated) make a layer that cannot stand alone in a directory of its own: for such
+    /// a layer this returns `Ok` with the path, which does not exist, so that a pull succeeds
+    /// with the blob stored. [`Store::flatten`] builds such images (the earlier layers are
+    /// present there); [`Store::unpack_layers`] and so [`Store::mount_overlay`] refuse them
+    /// with [`LayerError::ExternalHardlink`](crate::layer::LayerError::ExternalHardlink).
     pub fn unpack_layer(&self, l: &Layer, progress: Progress<'_>) -> Result<PathBuf, UnpackError> {
+        match self.unpack_layer_dir(l, progress) {
+            Err(UnpackError::Layer {
+                source: LayerError::ExternalHardlink { .. },
+                ..
+            }) => {
+                progress(ProgressEvent::LayerDone);
+                Ok(self.layer_path(&l.diff_id))
+            }
+            r => r,
+        }
+    }
+
+    fn unpack_layer_dir(&self, l: &Layer, progress: Progress<'_>) -> Result<PathBuf, UnpackError> {
         let dest = self.layer_path(&l.diff_id);
         if dest.is_dir() {
             progress(ProgressEvent::Bytes(l.size));
@@ -182,7 +205,9 @@ impl Store {
     /// Unpack layer `l` from a stream of its blob (a download) into `layers/<diffid>`, storing
     /// the blob under `blobs/` as it passes. Digest, size and diff id are verified as the bytes
     /// flow; the blob and the directory become visible only once both are verified, and a
-    /// failed layer leaves nothing behind. Returns the layer directory.
+    /// failed layer leaves nothing behind. Returns the layer directory; a layer that
+    /// hard-links into an earlier layer is stored as a blob only, as [`Store::unpack_layer`]
+    /// explains (the rest of the stream is stored and the whole blob verified).
     ///
     /// ```no_run
     /// # fn f(store: &berth_image::Store, l: &berth_image::image::Layer) -> Result<(), Box<dyn std::error::Error>> {
@@ -218,22 +243,64 @@ impl Store {
             opts.expect_blob_size = Some(l.size);
             opts.expect_blob = Some(l.digest.clone());
             opts.expect_diff_id = Some(l.diff_id.clone());
-            layer::apply(&mut tee, &tmp, &opts, &|_| {}).map_err(|source| UnpackError::Layer {
-                digest: l.digest.clone(),
-                source,
-            })?;
-            tee.w.flush().map_err(|source| UnpackError::Io {
+            opts.media_type = Some(l.media_type.clone());
+            let mut standalone = true;
+            match layer::apply(&mut tee, &tmp, &opts, &|_| {}) {
+                Ok(_) => {}
+                Err(LayerError::ExternalHardlink { .. }) => standalone = false,
+                Err(source) => {
+                    return Err(UnpackError::Layer {
+                        digest: l.digest.clone(),
+                        source,
+                    })
+                }
+            }
+            let werr = |source| UnpackError::Io {
                 op: "writing",
                 path: blob_tmp.clone(),
                 source,
-            })?;
+            };
+            if !standalone {
+                // Keep the whole blob (the tee stores what is read), then verify it whole.
+                io::copy(&mut tee, &mut io::sink()).map_err(werr)?;
+            }
+            tee.w.flush().map_err(werr)?;
             drop(tee);
+            if !standalone {
+                let mut f = fs::File::open(&blob_tmp).map_err(werr)?;
+                let (digest, size) = crate::digest::HashReader::new(&mut f)
+                    .finish()
+                    .map_err(werr)?;
+                let bad = |source| {
+                    UnpackError::Store(StoreError::Verify {
+                        digest: l.digest.clone(),
+                        source,
+                    })
+                };
+                if digest != l.digest {
+                    return Err(bad(crate::digest::DigestError::Mismatch {
+                        expected: l.digest.clone(),
+                        actual: digest,
+                    }));
+                }
+                if size != l.size {
+                    return Err(bad(crate::digest::DigestError::Size {
+                        digest,
+                        expected: l.size,
+                        actual: size,
+                    }));
+                }
+                let _ = layer::remove_tree(&tmp);
+            }
             let bdest = self.blob_path(&l.digest);
             fs::rename(&blob_tmp, &bdest).map_err(|source| UnpackError::Io {
                 op: "renaming blob to",
                 path: bdest,
                 source,
             })?;
+            if !standalone {
+                return Ok(());
+            }
             match fs::rename(&tmp, &dest) {
                 Ok(()) => Ok(()),
                 Err(_) if dest.is_dir() => {
@@ -255,6 +322,8 @@ impl Store {
     }
 
     /// Unpack every layer of `img` into the layer store; returns the dirs bottom to top.
+    /// A layer that hard-links into an earlier layer is refused
+    /// ([`LayerError::ExternalHardlink`]; see [`Store::unpack_layer`]).
     pub fn unpack_layers(
         &self,
         img: &Image,
@@ -262,7 +331,7 @@ impl Store {
     ) -> Result<Vec<PathBuf>, UnpackError> {
         start(img, progress)?
             .iter()
-            .map(|l| self.unpack_layer(l, progress))
+            .map(|l| self.unpack_layer_dir(l, progress))
             .collect()
     }
 

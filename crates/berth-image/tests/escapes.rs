@@ -142,36 +142,79 @@ fn spellings() -> Vec<(Vec<u8>, &'static str)> {
         (tar_of(|b| hardlink(b, "h", ".")), "h"),
         (tar_of(|b| hardlink(b, "h", "../victim")), "h"),
         (tar_of(|b| hardlink(b, "h", "./../sibling/victim")), "h"),
-        // Symlink parents leading out.
+    ]
+}
+
+/// Symlink parents pointing "out": resolved as if chrooted, they point into the target. Each
+/// may succeed or fail, but changes nothing outside; `Some(path)` is what must then exist
+/// inside.
+fn confined() -> Vec<(Vec<u8>, Option<&'static str>)> {
+    vec![
         (
             tar_of(|b| {
                 symlink(b, "up", "..");
                 file(b, "up/victim", b"pwned");
             }),
-            "up/victim",
+            Some("victim"),
+        ),
+        (
+            tar_of(|b| {
+                symlink(b, "up", "../../..");
+                file(b, "up/sibling/.wh.victim", b"");
+            }),
+            None,
         ),
         (
             tar_of(|b| {
                 symlink(b, "up", "..");
                 file(b, "up/.wh.victim", b"");
             }),
-            "up/.wh.victim",
+            None,
         ),
         (
             tar_of(|b| {
                 symlink(b, "up", "../sibling");
                 file(b, "up/.wh..wh..opq", b"");
             }),
-            "up/.wh..wh..opq",
+            None,
         ),
         (
             tar_of(|b| {
                 symlink(b, "up", "..");
                 hardlink(b, "h", "up/victim");
             }),
-            "h",
+            None,
+        ),
+        (
+            tar_of(|b| {
+                symlink(b, "up", "/");
+                hardlink(b, "h", "/up/../../sibling/victim");
+            }),
+            None,
         ),
     ]
+}
+
+#[test]
+fn symlink_parents_pointing_out_stay_inside() {
+    for (i, (layer, lands)) in confined().into_iter().enumerate() {
+        for mode in [Whiteouts::Apply, Whiteouts::Overlay] {
+            let s = sandbox();
+            let before = snapshot(&s.base, &s.target);
+            let res = apply(&layer[..], &s.target, &ApplyOptions::new(mode), &|_| {});
+            assert_eq!(
+                snapshot(&s.base, &s.target),
+                before,
+                "case {i} in {mode:?} mode: outside changed ({res:?})"
+            );
+            if let (Some(p), Ok(_)) = (lands, &res) {
+                assert!(
+                    s.target.join(p).exists(),
+                    "case {i}: {p} not written inside"
+                );
+            }
+        }
+    }
 }
 
 fn check_refused(err: &LayerError, entry: &str, what: &str) {

@@ -74,56 +74,107 @@ fn dotdot_path() {
     );
 }
 
+/// Apply `layer` as [`expect_unsafe`] does, but accept success or any error: what matters is
+/// that nothing outside the root changed (chroot semantics: links and absolute names that
+/// point "out" point into the root instead). Returns the roots (apply mode, overlay mode).
+fn expect_confined(layer: Vec<u8>) -> Vec<(tempfile::TempDir, Result<(), String>)> {
+    let mut out = Vec::new();
+    for mode in [Whiteouts::Apply, Whiteouts::Overlay] {
+        let sandbox = tempfile::tempdir().unwrap();
+        let root = sandbox.path().join("root");
+        let outside = sandbox.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), b"original").unwrap();
+        let keep = |p: &String| !p.starts_with("root/") && p != "root";
+        let before: Vec<String> = list(sandbox.path()).into_iter().filter(keep).collect();
+        let passwd_links = fs::metadata("/etc/passwd").map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.nlink()
+        });
+        let res = apply(&layer[..], &root, &ApplyOptions::new(mode), &|_| {})
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"original");
+        let after: Vec<String> = list(sandbox.path()).into_iter().filter(keep).collect();
+        assert_eq!(before, after, "something was written outside the root");
+        assert!(!Path::new("/tmp/berth-escaped").exists());
+        let now = fs::metadata("/etc/passwd").map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.nlink()
+        });
+        assert_eq!(
+            passwd_links.ok(),
+            now.ok(),
+            "the host's /etc/passwd got a link"
+        );
+        out.push((sandbox, res));
+    }
+    out
+}
+
 #[test]
-fn absolute_path() {
-    expect_unsafe(
-        tar_of(|b| file(b, "/tmp/berth-escaped", b"pwned")),
-        "/tmp/berth-escaped",
-    );
+fn absolute_path_lands_inside_the_root() {
+    for (sandbox, res) in expect_confined(tar_of(|b| file(b, "/tmp/berth-escaped", b"inside"))) {
+        res.unwrap();
+        let p = sandbox.path().join("root/tmp/berth-escaped");
+        assert_eq!(fs::read(p).unwrap(), b"inside");
+    }
 }
 
 #[test]
 fn symlink_parent_pointing_out() {
-    expect_unsafe(
-        tar_of(|b| {
-            symlink(b, "esc", "../outside");
-            file(b, "esc/victim", b"pwned");
-        }),
-        "esc/victim",
-    );
-    expect_unsafe(
-        tar_of(|b| {
-            symlink(b, "abs", "/tmp");
-            file(b, "abs/berth-escaped", b"pwned");
-        }),
-        "abs/berth-escaped",
-    );
+    // The links resolve inside the root, where their targets do not exist: an error, and
+    // nothing outside.
+    for (_, res) in expect_confined(tar_of(|b| {
+        symlink(b, "esc", "../outside");
+        file(b, "esc/victim", b"pwned");
+    })) {
+        res.unwrap_err();
+    }
+    for (_, res) in expect_confined(tar_of(|b| {
+        symlink(b, "abs", "/tmp");
+        file(b, "abs/berth-escaped", b"pwned");
+    })) {
+        res.unwrap_err();
+    }
+    // With the target present inside the root, the write goes there.
+    for (sandbox, res) in expect_confined(tar_of(|b| {
+        dir(b, "outside");
+        symlink(b, "esc", "../../outside");
+        file(b, "esc/victim", b"inside");
+    })) {
+        res.unwrap();
+        let p = sandbox.path().join("root/outside/victim");
+        assert_eq!(fs::read(p).unwrap(), b"inside");
+    }
 }
 
 #[test]
 fn symlink_replaced_mid_archive() {
-    expect_unsafe(
-        tar_of(|b| {
-            dir(b, "d");
-            file(b, "d/ok", b"fine");
-            symlink(b, "d", "../outside");
-            file(b, "d/victim", b"pwned");
-        }),
-        "d/victim",
-    );
+    for (_, res) in expect_confined(tar_of(|b| {
+        dir(b, "d");
+        file(b, "d/ok", b"fine");
+        symlink(b, "d", "../outside");
+        file(b, "d/victim", b"pwned");
+    })) {
+        res.unwrap_err();
+    }
 }
 
 #[test]
 fn hardlink_to_outside() {
     expect_unsafe(tar_of(|b| hardlink(b, "link", "../outside/victim")), "link");
-    expect_unsafe(tar_of(|b| hardlink(b, "link", "/etc/passwd")), "link");
-    expect_unsafe(
-        tar_of(|b| {
-            symlink(b, "esc", "../outside");
-            hardlink(b, "link", "esc/victim");
-        }),
-        "link",
-    );
+    // Absolute and symlinked targets resolve inside the root (where there is no such file).
+    for (_, res) in expect_confined(tar_of(|b| hardlink(b, "link", "/etc/passwd"))) {
+        res.unwrap_err();
+    }
+    for (_, res) in expect_confined(tar_of(|b| {
+        symlink(b, "esc", "../outside");
+        hardlink(b, "link", "esc/victim");
+    })) {
+        res.unwrap_err();
+    }
 }
 
 #[test]

@@ -12,27 +12,29 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::safe::{self, BENEATH};
+use super::safe::{self, IN_ROOT};
 use super::{ApplyOptions, LayerError, Whiteouts};
 
 const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// Split a tar path into its components, refusing absolute paths, `..` and NUL bytes.
+/// Split a tar path into its components with chroot semantics: a leading `/` means the root
+/// of the layer (distroless images write `/usr/bin/...`), `.` and empty components are
+/// dropped and `a/..` cancels lexically, as docker and umoci clean names. A `..` that would
+/// climb above the root is refused (docker refuses it as a breakout), as are NUL bytes.
 pub(crate) fn components(raw: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
     if raw.contains(&0) {
         return Err("path contains a NUL byte");
     }
-    // A lone "/" is the root directory itself (umoci writes one); any other absolute path is
-    // refused.
-    if raw.first() == Some(&b'/') && raw.iter().any(|&b| b != b'/') {
-        return Err("absolute path");
-    }
-    let mut out = Vec::new();
+    let mut out: Vec<&[u8]> = Vec::new();
     for c in raw.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err("path contains `..`"),
+            b".." => {
+                if out.pop().is_none() {
+                    return Err("path climbs above the root with `..`");
+                }
+            }
             c => out.push(c),
         }
     }
@@ -99,7 +101,9 @@ impl<'a> Applier<'a> {
     fn fs_err(&self, op: &'static str, source: impl Into<io::Error>) -> LayerError {
         let source = source.into();
         if is_escape(&source) {
-            return self.unsafe_err(format!("{op}: path leaves the root through a symlink"));
+            return self.unsafe_err(format!(
+                "{op}: path resolves through a magic link or too many symlinks"
+            ));
         }
         LayerError::Fs {
             op,
@@ -325,15 +329,31 @@ impl<'a> Applier<'a> {
                     return Err(self.unsafe_err("hardlink to the root"));
                 };
                 check_name(tname).map_err(|r| self.unsafe_err(format!("hardlink target: {r}")))?;
-                let tdir = safe::open_dir(self.root.as_fd(), &join(tparent))
-                    .map_err(|e| self.fs_err("opening hardlink target directory", e))?;
+                let external = |this: &Self| LayerError::ExternalHardlink {
+                    entry: this.entry.clone(),
+                    target: String::from_utf8_lossy(&target).into_owned(),
+                };
+                let tdir = match safe::open_dir(self.root.as_fd(), &join(tparent)) {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            && self.opts.whiteouts == Whiteouts::Overlay =>
+                    {
+                        return Err(external(self));
+                    }
+                    r => r.map_err(|e| self.fs_err("opening hardlink target directory", e))?,
+                };
                 let tname = OsStr::from_bytes(tname);
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
-                retry_replace(dir, name_os, || {
+                let res = retry_replace(dir, name_os, || {
                     rustix::fs::linkat(&tdir, tname, dir, name_os, AtFlags::empty())
-                })
-                .map_err(|e| self.fs_err("linkat", e))?;
+                });
+                match res {
+                    Err(Errno::NOENT) if self.opts.whiteouts == Whiteouts::Overlay => {
+                        return Err(external(self));
+                    }
+                    r => r.map_err(|e| self.fs_err("linkat", e))?,
+                }
             }
             EntryType::Fifo | EntryType::Char | EntryType::Block => {
                 let (ft, dev) = match kind {
@@ -495,7 +515,7 @@ impl<'a> Applier<'a> {
                 OsStr::from_bytes(&p),
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
-                BENEATH,
+                IN_ROOT,
             );
             match fd {
                 Ok(fd) => rustix::fs::futimens(&fd, &times(mtime))
@@ -520,7 +540,7 @@ impl<'a> Applier<'a> {
             if !self.written.contains(&child) {
                 safe::remove_all_at(fd, name_os)?;
             } else if safe::file_type_at(fd, name_os)? == Some(FileType::Directory) {
-                let sub = safe::open_dir(fd, &name)?;
+                let sub = safe::open_child_dir(fd, &name)?;
                 self.clear_opaque(sub.as_fd(), &child)?;
             }
         }
@@ -602,12 +622,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn components_refuse_escapes() {
+    fn components_with_chroot_semantics() {
         assert_eq!(components(b"./a//b/").unwrap(), vec![b"a".as_slice(), b"b"]);
-        assert!(components(b"/etc/passwd").is_err());
+        assert_eq!(
+            components(b"/etc/passwd").unwrap(),
+            vec![b"etc".as_slice(), b"passwd"]
+        );
+        assert_eq!(components(b"a/../b").unwrap(), vec![b"b".as_slice()]);
         assert!(components(b"a/../../b").is_err());
+        assert!(components(b"/../b").is_err());
+        assert!(components(b"..").is_err());
+        assert!(components(&[b'a', 0, b'b']).is_err());
         assert!(components(b"./").unwrap().is_empty());
         assert!(components(b"/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn derived_names() {
+        for bad in [&b""[..], b".", b"..", b"a/b", &[b'a', 0]] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name(b"...").is_ok());
     }
 
     #[test]

@@ -28,6 +28,17 @@ pub enum LayerError {
         /// Why it is refused.
         reason: String,
     },
+    /// A hard link in a layer unpacked on its own (for overlayfs) names a file that is not in
+    /// that layer: a file of an earlier layer. Such a layer is kept as a blob and built only
+    /// into a flattened rootfs, where the earlier layers are present (see
+    /// [`crate::Store::unpack_layer`]).
+    #[error("layer entry {entry:?} hard-links to {target:?}, which is not in its layer (a file of an earlier layer): the layer can only be unpacked flattened")]
+    ExternalHardlink {
+        /// The entry's path in the tar stream.
+        entry: String,
+        /// The link target.
+        target: String,
+    },
     /// A filesystem operation for an entry failed.
     #[error("{op} for layer entry {entry:?} in {root}")]
     Fs {
@@ -64,6 +75,14 @@ pub enum LayerError {
         /// Bytes read.
         actual: u64,
     },
+    /// The layer's media type names a format that cannot be read.
+    #[error("layer media type {media_type:?}: {reason}")]
+    MediaType {
+        /// The media type.
+        media_type: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
     /// The blob's digest or the uncompressed diff id did not match.
     #[error("layer verification failed")]
     Verify(#[from] DigestError),
@@ -81,21 +100,72 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Detect from the first bytes of a blob.
+    /// Detect from the first bytes of a blob: gzip (`1f 8b`, RFC 1952), a zstd frame
+    /// (`28 b5 2f fd`) or a zstd skippable frame (`5?  2a 4d 18`, RFC 8878 section 3.1.2;
+    /// the decoder skips it), anything else a plain tar.
     ///
     /// ```
     /// use berth_image::layer::Compression;
     /// assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+    /// assert_eq!(Compression::detect(&[0x50, 0x2a, 0x4d, 0x18]), Compression::Zstd);
     /// assert_eq!(Compression::detect(b"etc/"), Compression::None);
     /// ```
     pub fn detect(magic: &[u8]) -> Self {
         if magic.starts_with(&[0x1f, 0x8b]) {
             Self::Gzip
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || (magic.len() >= 4 && magic[0] & 0xf0 == 0x50 && magic[1..4] == [0x2a, 0x4d, 0x18])
+        {
             Self::Zstd
         } else {
             Self::None
         }
+    }
+
+    /// The compression a layer media type declares: `Ok(Some(..))` for the OCI
+    /// (`...layer.v1.tar`, `+gzip`, `+zstd`, also `nondistributable`) and docker
+    /// (`...rootfs.diff.tar`, `.tar.gzip`, foreign) layer types, `Ok(None)` for a type that
+    /// says nothing (then the magic number alone decides), and an error for what no
+    /// decompressor here reads (`+encrypted`, another `+suffix`).
+    ///
+    /// ```
+    /// use berth_image::layer::Compression;
+    /// let c = Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd");
+    /// assert_eq!(c, Ok(Some(Compression::Zstd)));
+    /// assert!(Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip+encrypted").is_err());
+    /// ```
+    pub fn from_media_type(media_type: &str) -> Result<Option<Self>, String> {
+        let mt = media_type.trim();
+        if mt.contains("+encrypted") {
+            return Err("encrypted layers are not supported".into());
+        }
+        if mt.ends_with("+gzip") || mt.ends_with(".tar.gzip") {
+            Ok(Some(Self::Gzip))
+        } else if mt.ends_with("+zstd") || mt.ends_with(".tar.zstd") {
+            Ok(Some(Self::Zstd))
+        } else if mt.ends_with(".tar") {
+            Ok(Some(Self::None))
+        } else if let Some((_, suffix)) = mt.rsplit_once('+') {
+            Err(format!("unsupported layer compression {suffix:?}"))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Decide from the media type's declaration (if any) and the blob's first bytes. The
+    /// magic number wins when it names a format (docker and containerd decompress by magic
+    /// alone, and mislabelled layers exist: a docker-archive layer typed `.tar.gzip` that is
+    /// a plain tar); a declared compression the content does not start with is read as a
+    /// plain tar, as they do, with a warning.
+    pub fn decide(declared: Option<Self>, magic: &[u8]) -> Self {
+        let found = Self::detect(magic);
+        match declared {
+            Some(d) if d != found => {
+                tracing::warn!(declared = ?d, found = ?found, "layer media type and content disagree; using the content's format");
+            }
+            _ => {}
+        }
+        found
     }
 }
 
@@ -123,6 +193,9 @@ pub struct ApplyOptions {
     /// Expected digest of the uncompressed tar (the layer's diff id); the tar stream is hashed
     /// only when this is set.
     pub expect_diff_id: Option<Digest>,
+    /// The layer descriptor's media type, checked with [`Compression::from_media_type`] and
+    /// weighed against the blob's magic number ([`Compression::decide`]).
+    pub media_type: Option<String>,
 }
 
 impl ApplyOptions {
@@ -134,6 +207,7 @@ impl ApplyOptions {
             expect_blob_size: None,
             expect_blob: None,
             expect_diff_id: None,
+            media_type: None,
         }
     }
 }
@@ -200,10 +274,17 @@ pub fn apply_at<R: Read + Send>(
         source: e.into(),
     })?;
     let root = shown;
+    let declared = match &opts.media_type {
+        Some(mt) => Compression::from_media_type(mt).map_err(|reason| LayerError::MediaType {
+            media_type: mt.clone(),
+            reason,
+        })?,
+        None => None,
+    };
     let hash_blob = opts.expect_blob.is_some();
     let hash_tar = opts.expect_diff_id.is_some();
     let (entries, hashes) = std::thread::scope(|s| {
-        let mut pipeline = pipe::spawn(s, blob, progress, hash_blob, hash_tar);
+        let mut pipeline = pipe::spawn(s, blob, progress, declared, hash_blob, hash_tar);
         let mut applier = apply::Applier::new(root_fd, root, opts);
         // The applier reads the stream to its end even when the tar ends early, so the
         // digests cover all of it; on error, finishing stops the threads.

@@ -172,8 +172,12 @@ fn read_blob<R: Read>(
     Ok((hasher.map(Hasher::finish), total))
 }
 
-fn decode(mut input: ChannelReader, out: &mut ChunkSender) -> io::Result<()> {
-    let compression = Compression::detect(input.fill_buf()?);
+fn decode(
+    mut input: ChannelReader,
+    out: &mut ChunkSender,
+    declared: Option<Compression>,
+) -> io::Result<()> {
+    let compression = Compression::decide(declared, input.fill_buf()?);
     {
         let mut gz;
         let mut zs;
@@ -342,6 +346,7 @@ pub(crate) fn spawn<'scope, 'env, R: Read + Send + 'env>(
     s: &'scope Scope<'scope, 'env>,
     blob: R,
     progress: &'env (dyn Fn(u64) + Sync),
+    declared: Option<Compression>,
     hash_blob: bool,
     hash_tar: bool,
 ) -> Pipeline<'scope> {
@@ -360,7 +365,7 @@ pub(crate) fn spawn<'scope, 'env, R: Read + Send + 'env>(
     let decode = std::thread::Builder::new()
         .name("layer-decode".into())
         .spawn_scoped(s, move || {
-            let res = decode(raw_rx, &mut out_tx);
+            let res = decode(raw_rx, &mut out_tx, declared);
             if let Err(e) = &res {
                 out_tx.fail(e);
             }

@@ -1,9 +1,11 @@
 //! Filesystem operations confined to a root directory.
 //!
-//! Every path is resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` from a
-//! directory fd, so no `..`, absolute symlink or symlink pointing out can take a write outside
-//! the root; final components are created with `O_EXCL`/`O_NOFOLLOW` or `*at` calls that never
-//! follow them.
+//! Every path in a rootfs being built is resolved with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` from the root's fd: as if chrooted, so
+//! an absolute symlink or a `..` means "inside the root" and no symlink can take a write
+//! outside it; final components are created with `O_EXCL`/`O_NOFOLLOW` or `*at` calls that
+//! never follow them. Untrusted input trees (OCI layouts) are read with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS` instead: no symlink at all.
 
 use std::ffi::OsStr;
 use std::io;
@@ -14,6 +16,9 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 /// Resolution used for every lookup inside a root.
 pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Resolution of paths in a root filesystem being built: as if chrooted into it.
+pub(crate) const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 /// Resolution for files of an untrusted input tree (an OCI layout): beneath its directory and
 /// through no symlink at all.
@@ -63,7 +68,10 @@ pub(crate) fn reopen_read(fd: &OwnedFd, st: &rustix::fs::Stat) -> io::Result<std
     Ok(std::fs::File::from(f))
 }
 
-/// Open the directory at `path` (relative components, no `..`) under `root` as an `O_PATH` fd.
+/// Open the directory at `path` under `root` as an `O_PATH` fd, resolved as if `root` were
+/// the root directory (`RESOLVE_IN_ROOT`): absolute symlinks and `..` stay inside it, so a
+/// lower layer's `var/run -> /run` leads to `root/run`, never to the host's `/run`. Magic
+/// links (`/proc/self/...`) are refused (`ELOOP`).
 pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     let path = if path.is_empty() {
         b".".as_slice()
@@ -75,25 +83,37 @@ pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd>
         OsStr::from_bytes(path),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-        BENEATH,
+        IN_ROOT,
     )?)
 }
 
-/// Open (creating missing components as 0755 directories) the directory `comps` under `root`.
+/// Open the directory entry `name` of `dir` itself, never following a symlink there.
+pub(crate) fn open_child_dir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Open (creating missing components as 0755 directories) the directory `comps` under
+/// `root`, each existing prefix resolved as [`open_dir`] does (inside the root); a missing
+/// component is made with `mkdirat` in its resolved parent and opened without following, so
+/// a dangling symlink in the way is an error (`ENOTDIR`/`ELOOP`), as for docker.
 pub(crate) fn open_or_create_dirs(root: BorrowedFd<'_>, comps: &[&[u8]]) -> io::Result<OwnedFd> {
     let mut cur: Option<OwnedFd> = None;
-    for comp in comps {
-        let dir = cur.as_ref().map_or(root, |f| f.as_fd());
-        let name = OsStr::from_bytes(comp);
-        let next = match open_dir(dir, comp) {
+    for i in 0..comps.len() {
+        let next = match open_dir(root, &comps[..=i].join(&b'/')) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = cur.as_ref().map_or(root, |f| f.as_fd());
+                let name = OsStr::from_bytes(comps[i]);
                 match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) => {}
-                    Err(rustix::io::Errno::EXIST) => {}
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
-                open_dir(dir, comp)?
+                open_child_dir(dir, comps[i])?
             }
             Err(e) => return Err(e),
         };
