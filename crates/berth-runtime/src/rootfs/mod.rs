@@ -246,26 +246,23 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
     }
 
     // What is at the destination before the mount: a tmpfs keeps its mode, and tmpcopyup
-    // copies its content (read through this fd, which stays on the covered directory).
+    // copies its content (read through an fd opened now, which stays on the covered directory).
     let covered = open_existing_dir_in_root(root, &dest)?;
-    let target = match &covered {
-        Some(dir) => nix::fcntl::openat(
-            dir.as_fd(),
-            ".",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| SetupError::sys(step, format!("open {}", dest.display()), e))?,
-        None => open_or_create_in_root(root, &dest, TargetKind::Dir)?,
+    let lower = match (&covered, opts.tmpcopyup) {
+        (Some(dir), true) => Some(
+            nix::fcntl::openat(
+                dir.as_fd(),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| SetupError::sys(step, format!("open {}", dest.display()), e))?,
+        ),
+        _ => None,
     };
-    let source = m
-        .source()
-        .as_ref()
-        .and_then(|s| s.to_str())
-        .unwrap_or(typ)
-        .to_owned();
     let mut data = opts.data.clone();
-    if typ == "tmpfs" && !data.split(',').any(|d| d.starts_with("mode=")) {
+    let remount = opts.flags.contains(MsFlags::MS_REMOUNT);
+    if typ == "tmpfs" && !remount && !data.split(',').any(|d| d.starts_with("mode=")) {
         if let Some(dir) = &covered {
             // As runc and crun: a tmpfs without mode= has the mode of what it covers.
             let st = nix::sys::stat::fstat(dir.as_fd())
@@ -278,6 +275,16 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
             };
         }
     }
+    let target = match covered {
+        Some(dir) => dir,
+        None => open_or_create_in_root(root, &dest, TargetKind::Dir)?,
+    };
+    let source = m
+        .source()
+        .as_ref()
+        .and_then(|s| s.to_str())
+        .unwrap_or(typ)
+        .to_owned();
     let data = (!data.is_empty()).then_some(data.as_str());
     let result = nix_mount(
         Some(&source),
@@ -308,7 +315,7 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         Err(e) => return Err(SetupError::sys(step, what("mount"), e)),
     }
     if opts.tmpcopyup {
-        if let Some(lower) = covered {
+        if let Some(lower) = lower {
             let upper = open_dir_in_root(root, &dest)?;
             copyup::copy_tree(lower, upper.as_fd(), &dest)?;
         }
@@ -322,14 +329,14 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
     set_propagation(&mounted, &opts, &dest)
 }
 
-/// A real (readable) fd of the directory at `path` beneath `root`, or `None` when nothing is
-/// there; an error when something that is not a directory is.
+/// An `O_PATH` fd of the directory at `path` beneath `root`, or `None` when nothing (or
+/// something that is not a directory) is there.
 fn open_existing_dir_in_root(
     root: BorrowedFd<'_>,
     path: &Path,
 ) -> Result<Option<OwnedFd>, SetupError> {
     let rel = mount::relative_cstring(path);
-    match crate::sys::openat_in_root(root, &rel, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+    match crate::sys::openat_in_root(root, &rel, libc::O_PATH | libc::O_DIRECTORY, 0) {
         Ok(fd) => Ok(Some(fd)),
         // Nothing there, or not a directory: created (or refused) by the mount as before.
         Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => Ok(None),
