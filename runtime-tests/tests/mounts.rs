@@ -154,6 +154,38 @@ fn exec_without_mount_namespace_runs_in_init_root() {
     });
 }
 
+/// A mount namespace joined by path: init chroots into the rootfs inside it, and an exec
+/// (which joins that namespace, whose root is the host's copy) must land in the rootfs too.
+#[test]
+fn exec_into_joined_mount_namespace_runs_in_init_root() {
+    leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]).set_readonly_root(false);
+        b.set_mounts(json!([]));
+        b.spec_mut()["linux"]["maskedPaths"] = json!([]);
+        b.spec_mut()["linux"]["readonlyPaths"] = json!([]);
+        std::fs::write(b.rootfs().join("marker-in-rootfs"), "inside").unwrap();
+        let holder = MountNsHolder::new();
+        // A procfs for the rootfs inside the holder's private namespace only.
+        let st = Command::new("nsenter")
+            .arg("-t")
+            .arg(holder.0.id().to_string())
+            .args(["-m", "mount", "-t", "proc", "proc"])
+            .arg(b.rootfs().join("proc"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        b.set_namespace("mount", Some(&holder.ns_path()));
+        let id = rt.new_id("joinexec");
+        assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
+        assert!(rt.start(&id).success(), "{}", rt.dump_log());
+        let out = rt.exec(&id, &["cat", "/marker-in-rootfs"]);
+        assert!(out.success(), "{}", out.describe());
+        assert_eq!(out.stdout, "inside");
+        assert!(rt.delete_force(&id).success());
+        drop(holder);
+    });
+}
+
 /// Init waits for `start` by reopening the exec fifo through /proc/self/fd: without a procfs
 /// in its root that cannot work, and create must fail then (before: create exited 0 and init
 /// was already dead, status stopped, pid 0). runc 1.1.5 fails its create here too.
