@@ -51,7 +51,7 @@ fn registry() -> Indexed {
 }
 
 /// Pull `tag` for `platform` (the host's when `None`); the `which` file of what was chosen.
-fn chosen(ix: &Indexed, tag: &str, platform: Option<&str>) -> Result<String, RegistryError> {
+fn chosen(ix: &Indexed, tag: &str, platform: Option<&str>) -> Result<String, Box<RegistryError>> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
     let r = format!("127.0.0.1:{}/berth/multi:{tag}", ix.reg.port);
@@ -59,7 +59,7 @@ fn chosen(ix: &Indexed, tag: &str, platform: Option<&str>) -> Result<String, Reg
         platform: platform.map(|p| p.parse::<Platform>().unwrap()),
         ..Default::default()
     };
-    let img = pull(&store, &r.parse().unwrap(), &opts, &|_| {})?;
+    let img = pull(&store, &r.parse().unwrap(), &opts, &|_| {}).map_err(Box::new)?;
     let rootfs = dir.path().join("rootfs");
     store.flatten(&img, &rootfs, &|_| {}).unwrap();
     Ok(fs::read_to_string(rootfs.join("which")).unwrap())
@@ -137,7 +137,7 @@ fn no_match_lists_what_the_index_offers() {
     let ix = registry();
     push_index(ix.reg.port, "other", &["linux/s390x", "linux/arm/v7"]);
     let err = chosen(&ix, "other", Some("linux/arm/v6")).unwrap_err();
-    let msg = match &err {
+    let msg = match &*err {
         RegistryError::Store(StoreError::Image(e)) => e.to_string(),
         other => format!("{other:?}"),
     };

@@ -1,8 +1,8 @@
 //! Pulling images from registries speaking the OCI distribution API.
 //!
-//! The HTTP side lives in [`transfer`] (auth challenges answered wherever they come, retries,
-//! resumed blobs, size caps), [`auth`] (challenges and tokens) and [`credentials`] (docker's
-//! config and credential helpers). tokio lives only inside [`pull`], on a current-thread
+//! The HTTP side lives in the private modules `transfer` (auth challenges answered wherever
+//! they come, retries, resumed blobs, size caps), `auth` (challenges and tokens) and
+//! `credentials` (docker's config and credential helpers, [`docker_credentials`]). tokio lives only inside [`pull`], on a current-thread
 //! runtime built per call, so nothing else pays for it. The runtime thread only moves bytes:
 //! each layer streams through a bounded channel to scoped threads that verify, decompress and
 //! write it (see [`Store::unpack_layer_stream`]).
@@ -207,7 +207,8 @@ pub enum RegistryError {
 pub struct PullOptions {
     /// Use plain http (always done for loopback registries).
     pub insecure: bool,
-    /// Platform to pick from indexes; the host's when `None`.
+    /// Platform to pick from indexes; [`Platform::host`] when `None` (whose amd64 accepts
+    /// the x86-64 levels this CPU has, see [`crate::platform`]).
     pub platform: Option<Platform>,
     /// Credentials as (user, secret), user `<token>` for an identity token; when `None`,
     /// looked up in the docker config ([`docker_credentials`]), else anonymous. They are sent
@@ -230,6 +231,17 @@ fn is_loopback(registry: &str) -> bool {
 /// verification leaves neither blob nor directory behind, and the reference is set only once
 /// every blob is in the store.
 ///
+/// The registry is reached over https, or plain http for loopback hosts and
+/// [`PullOptions::insecure`]. A 401 on any request is answered once with its challenge
+/// (Basic: the credentials; Bearer: a token for the challenge's scope and this repository)
+/// and the request retried. Connection failures, 429 and 5xx are retried with backoff; a blob
+/// whose connection drops resumes with a `Range` request from the first missing byte (or, where the registry ignores
+/// ranges, from the start, skipping what it has), and a
+/// foreign layer missing from the registry is fetched from its descriptor's `urls`. An index
+/// entry is chosen with [`crate::platform::select_platform`]. Manifests and indexes are read
+/// up to [`MAX_MANIFEST`] bytes, configs up to [`MAX_CONFIG`], token responses up to
+/// [`MAX_TOKEN_RESPONSE`] ([`RegistryError::TooLarge`], [`RegistryError::DeclaredTooLarge`]).
+///
 /// ```no_run
 /// let store = berth_image::Store::open("/var/lib/berth")?;
 /// let r = "127.0.0.1:5000/busybox:latest".parse()?;
@@ -243,7 +255,6 @@ pub fn pull(
     opts: &PullOptions,
     progress: Progress<'_>,
 ) -> Result<Image, RegistryError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -119,6 +119,15 @@ async fn error_body(resp: reqwest::Response, url: &str) -> String {
     }
 }
 
+/// The host serving the distribution API of `registry`: Docker Hub's names resolve to
+/// `registry-1.docker.io`, as in docker.
+fn api_host(registry: &str) -> &str {
+    match registry {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
 /// One pull's connection to one repository of a registry.
 pub(super) struct Session {
     http: reqwest::Client,
@@ -142,6 +151,8 @@ impl Session {
         plain_http: bool,
         creds: Option<Credentials>,
     ) -> Result<Self, RegistryError> {
+        // reqwest is built without a default crypto provider; ring is the one linked in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
@@ -151,7 +162,7 @@ impl Session {
         let scheme = if plain_http { "http" } else { "https" };
         Ok(Self {
             http,
-            base: format!("{scheme}://{registry}"),
+            base: format!("{scheme}://{}", api_host(registry)),
             registry: registry.to_owned(),
             repository: repository.to_owned(),
             creds,
@@ -535,5 +546,27 @@ impl BlobDownload<'_> {
                 Err(e) => self.dropped(e.to_string()).await?,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_messages() {
+        let s = Session::new("docker.io", "library/busybox", false, None).unwrap();
+        assert_eq!(
+            s.url("manifests", "latest"),
+            "https://registry-1.docker.io/v2/library/busybox/manifests/latest"
+        );
+        let s = Session::new("127.0.0.1:5000", "a/b", true, None).unwrap();
+        assert_eq!(s.url("blobs", "x"), "http://127.0.0.1:5000/v2/a/b/blobs/x");
+        assert_eq!(
+            error_message(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
+            "DENIED: no"
+        );
+        assert_eq!(error_message(b"plain\nmore"), "plain");
+        assert_eq!(error_message(b""), "(no message)");
     }
 }
