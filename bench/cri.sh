@@ -103,7 +103,8 @@ for t in pause busybox; do
     ctr --address "$work/containerd.sock" -n k8s.io images import "$work/$t.tar" >/dev/null
 done
 printf '%s' '{"metadata":{"name":"bench"},"image":{"image":"docker.io/library/busybox:latest"},
-"command":["sleep","3600"],"log_path":"bench.log","linux":{}}' > "$work/container.json"
+"command":["sleep","3600"],"log_path":"bench.log","linux":{"security_context":{
+"namespace_options":{"network":0,"pid":1,"ipc":0},"seccomp":{"profile_type":0}}}}' > "$work/container.json"
 
 now() { date +%s%N; }
 one() { # handler index -> "handler start_ns stop_ns" on stdout

@@ -314,8 +314,13 @@ impl Cri {
         )
     }
 
-    /// A container config: busybox running `cmd`, with `linux` as its `linux` section.
-    fn container_config(&self, name: &str, attempt: u32, cmd: &[&str], linux: Value) -> String {
+    /// A container config: busybox running `cmd`, with `linux` as its `linux` section and, as
+    /// kubelet sends without shareProcessNamespace, a pid namespace of its own.
+    fn container_config(&self, name: &str, attempt: u32, cmd: &[&str], mut linux: Value) -> String {
+        linux["security_context"] = json!({
+            "namespace_options": { "network": 0, "pid": 1, "ipc": 0 },
+            "seccomp": { "profile_type": 0 },
+        });
         let c = json!({
             "metadata": { "name": name, "attempt": attempt },
             "image": { "image": BUSYBOX },
