@@ -223,3 +223,28 @@ fn credential_helpers_from_docker_config() {
     assert!(err.to_string().contains("docker-credential-missing-helper"));
     assert!(store3.refs().unwrap().is_empty());
 }
+
+#[test]
+fn public_pulls_run_no_credential_helper() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = start_registry(t.path(), Auth::None);
+    let name = format!("127.0.0.1:{}/berth/public:v1", reg.port);
+    push(&image(t.path()), &name, None);
+    // A helper that is not installed matters only once a registry asks for credentials.
+    let cfg = t.path().join("docker");
+    std::env::set_var("DOCKER_CONFIG", &cfg);
+    docker_config(
+        &cfg,
+        &[],
+        serde_json::json!({"credsStore": "not-installed"}),
+    );
+    let store = Store::open(t.path().join("store")).unwrap();
+    pull(
+        &store,
+        &name.parse().unwrap(),
+        &PullOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    check_pulled(&store, &name, &t.path().join("rootfs"));
+}

@@ -212,6 +212,23 @@ fn index_entries_and_configs_declaring_too_much_are_not_fetched() {
         "{res:?}"
     );
     assert!(!store.has_blob(&cd));
+    // With a Content-Length above the declared size, the body is not even read.
+    let f2 = fake(HashMap::from([
+        (
+            "/v2/berth/caps/manifests/lyinglen".into(),
+            ok(manifest_with_config(&config, 2), true),
+        ),
+        (
+            format!("/v2/berth/caps/blobs/{cd}"),
+            ok(vec![b' '; 3], true),
+        ),
+    ]));
+    let (res, store, _t) = try_pull(f2.port, "lyinglen");
+    assert!(
+        matches!(res, Err(RegistryError::BlobTooLarge { ref digest, size: 2 }) if *digest == cd),
+        "{res:?}"
+    );
+    assert!(!store.has_blob(&cd));
 }
 
 #[test]

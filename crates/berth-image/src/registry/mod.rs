@@ -211,8 +211,8 @@ pub struct PullOptions {
     /// the x86-64 levels this CPU has, see [`crate::platform`]).
     pub platform: Option<Platform>,
     /// Credentials as (user, secret), user `<token>` for an identity token; when `None`,
-    /// looked up in the docker config ([`docker_credentials`]), else anonymous. They are sent
-    /// only when the registry challenges a request.
+    /// looked up in the docker config ([`docker_credentials`]) when the registry first
+    /// challenges, else anonymous. They are sent only in answer to a challenge.
     pub auth: Option<(String, String)>,
     /// Only store the blobs; don't unpack the layers into the layer store while pulling.
     pub no_unpack: bool,
@@ -420,15 +420,6 @@ impl<'env> Ctx<'env> {
     }
 }
 
-/// The credentials of a pull: given, else from the docker config.
-fn credentials(r: &Reference, opts: &PullOptions) -> Result<Option<Credentials>, RegistryError> {
-    let pair = match &opts.auth {
-        Some(p) => Some(p.clone()),
-        None => docker_credentials(&r.registry)?,
-    };
-    Ok(pair.map(|(u, p)| Credentials::from_pair(u, p)))
-}
-
 async fn pull_async<'scope, 'env>(
     s: &'scope std::thread::Scope<'scope, 'env>,
     store: &'env Store,
@@ -437,12 +428,8 @@ async fn pull_async<'scope, 'env>(
     progress: Progress<'env>,
 ) -> Result<Image, RegistryError> {
     let plain_http = opts.insecure || is_loopback(&r.registry);
-    let session = Session::new(
-        &r.registry,
-        &r.repository,
-        plain_http,
-        credentials(r, opts)?,
-    )?;
+    let given = opts.auth.clone().map(|(u, p)| Credentials::from_pair(u, p));
+    let session = Session::new(&r.registry, &r.repository, plain_http, given)?;
     let name = r.to_string();
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     let accept = ACCEPT.join(", ");

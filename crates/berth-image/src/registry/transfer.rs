@@ -135,7 +135,11 @@ pub(super) struct Session {
     base: String,
     registry: String,
     repository: String,
-    creds: Option<Credentials>,
+    /// Credentials given by the caller; when `None`, looked up in docker's config at the first
+    /// challenge (so a public pull never runs a credential helper).
+    given: Option<Credentials>,
+    /// The credentials in use, once looked up.
+    creds: Mutex<Option<Option<Credentials>>>,
     /// The `Authorization` value in use (none until a challenge asks for one).
     authorization: Mutex<Option<String>>,
 }
@@ -149,7 +153,7 @@ impl Session {
         registry: &str,
         repository: &str,
         plain_http: bool,
-        creds: Option<Credentials>,
+        given: Option<Credentials>,
     ) -> Result<Self, RegistryError> {
         // reqwest is built without a default crypto provider; ring is the one linked in.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -165,7 +169,8 @@ impl Session {
             base: format!("{scheme}://{}", api_host(registry)),
             registry: registry.to_owned(),
             repository: repository.to_owned(),
-            creds,
+            given,
+            creds: Mutex::new(None),
             authorization: Mutex::new(None),
         })
     }
@@ -180,6 +185,21 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The credentials for this registry: given, else from docker's config (looked up once).
+    fn credentials(&self) -> Result<Option<Credentials>, RegistryError> {
+        let mut c = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = &*c {
+            return Ok(found.clone());
+        }
+        let found = match &self.given {
+            Some(g) => Some(g.clone()),
+            None => super::docker_credentials(&self.registry)?
+                .map(|(u, p)| Credentials::from_pair(u, p)),
+        };
+        *c = Some(found.clone());
+        Ok(found)
     }
 
     /// Answer the challenge of a refused request that was sent with `sent`.
@@ -213,7 +233,7 @@ impl Session {
             &self.http,
             &self.registry,
             &self.repository,
-            self.creds.as_ref(),
+            self.credentials()?.as_ref(),
             &challenges,
             url,
         )
@@ -495,24 +515,39 @@ impl BlobDownload<'_> {
     pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, RegistryError> {
         loop {
             if self.resp.is_none() {
-                if self.source.is_none() {
-                    self.resp = Some(self.open_first().await?);
+                let resp = if self.source.is_none() {
+                    self.open_first().await?
                 } else if self.received >= self.size {
                     return Ok(None);
                 } else {
                     match self.resume().await {
-                        Ok(r) => self.resp = Some(r),
+                        Ok(r) => r,
                         Err(RegistryError::Http { source, .. }) => {
                             self.dropped(source.to_string()).await?;
                             continue;
                         }
                         Err(e) => return Err(e),
                     }
+                };
+                // What the answer says it holds must fit the blob (the whole blob again when
+                // the range was ignored).
+                let room = if self.skip > 0 {
+                    self.size
+                } else {
+                    self.size - self.received
+                };
+                if resp.content_length().is_some_and(|n| n > room) {
+                    return Err(RegistryError::BlobTooLarge {
+                        digest: self.digest.clone(),
+                        size: self.size,
+                    });
                 }
+                self.resp = Some(resp);
             }
             let Some(resp) = self.resp.as_mut() else {
                 continue;
             };
+
             match resp.chunk().await {
                 Ok(Some(mut c)) => {
                     if self.skip > 0 {
