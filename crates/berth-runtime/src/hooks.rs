@@ -41,7 +41,8 @@ pub enum HookError {
         path: PathBuf,
         /// How it ended.
         status: String,
-        /// What it wrote to stderr.
+        /// What it wrote to stderr, then, if it wrote to stdout, `stdout: ` and that (at most
+        /// 64 KiB of each stream).
         stderr: String,
     },
     /// The hook ran past its `timeout` and was killed.
@@ -58,7 +59,10 @@ pub enum HookError {
 
 /// Run every hook of `hooks` in order with `state` as JSON on stdin; stop at the first failure.
 ///
-/// `kind` names the hook list in errors (`prestart`, `createRuntime`, ...).
+/// `kind` names the hook list in errors (`prestart`, `createRuntime`, ...). A hook's `timeout`
+/// (seconds) bounds all of its run: past it, the hook's process group is killed and the result
+/// is [`HookError::Timeout`], whatever the hook does with its stdin, stdout and stderr. A
+/// failing hook is [`HookError::Failed`] with the first 64 KiB of its stderr and stdout.
 pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &OciState) -> Result<(), HookError> {
     if hooks.is_empty() {
         return Ok(());
