@@ -173,6 +173,21 @@ fn start_killed_at_every_step_leaves_an_id_that_delete_force_clears() {
         let out = rt.create(&id, &b);
         assert!(out.success(), "{}", out.describe());
         crash_at(step, &rt, || rt.start(&id));
+        // Init was let go: the container is no longer "created" (a fifo left behind does not
+        // make it so), and another start says so instead of waiting for ever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut status = rt.status(&id);
+        while status.as_deref() == Some("created") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            status = rt.status(&id);
+        }
+        assert!(
+            matches!(status.as_deref(), Some("running") | Some("stopped")),
+            "after a crash at {step}: status {status:?}\n{}",
+            rt.dump_log()
+        );
+        let out = rt.start(&id);
+        assert!(!out.success() && !out.timed_out, "{}", out.describe());
         finish_and_reuse(&rt, &b, &before, &id, step);
     }
     rt.cleanup();

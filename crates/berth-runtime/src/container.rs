@@ -456,7 +456,13 @@ fn process_death(pid: Pid, spec: &Spec, what: &str) -> ContainerError {
             }
             m
         }
-        _ => format!("{what} closed its channel without a word"),
+        _ => {
+            // Still there (or not ours to reap): end it, so that the caller never has to
+            // signal this pid again.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            format!("{what} closed its channel without a word")
+        }
     };
     ContainerError::DiedDuringSetup(how)
 }
@@ -708,8 +714,12 @@ impl Container {
         if self.state.creating {
             return Status::Creating;
         }
-        if self.dir.has_fifo() {
-            return Status::Created;
+        // Created while init waits on the fifo; a fifo that init no longer holds is what a
+        // `start` that died between letting init go and removing the fifo leaves.
+        if let Some(fifo) = self.dir.fifo_id() {
+            if state::holds_file(self.state.pid, fifo) != Some(false) {
+                return Status::Created;
+            }
         }
         match self.cgroup().and_then(|c| Ok(c.is_frozen()?)) {
             Ok(true) => Status::Paused,

@@ -348,8 +348,15 @@ impl StateDir {
 
     /// Whether the exec fifo exists (the container has not been started).
     pub fn has_fifo(&self) -> bool {
+        self.fifo_id().is_some()
+    }
+
+    /// The exec fifo's (device, inode), if it exists.
+    pub fn fifo_id(&self) -> Option<(u64, u64)> {
         nix::sys::stat::fstatat(self.fd(), EXEC_FIFO, AtFlags::AT_SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+            .map(|st| (st.st_dev, st.st_ino))
     }
 
     /// Open the exec fifo for reading without blocking (what `start` does).
@@ -682,6 +689,21 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     }
     // `rest` starts at field 3 (state); starttime is field 22.
     fields.nth(22 - 4)?.parse().ok()
+}
+
+/// Whether process `pid` has the file `(dev, ino)` open (any fd, `O_PATH` included); `None`
+/// when its fds cannot be looked at (another user's non-dumpable process).
+pub fn holds_file(pid: i32, file: (u64, u64)) -> Option<bool> {
+    let dir = format!("/proc/{pid}/fd");
+    let entries = std::fs::read_dir(&dir).ok()?;
+    for e in entries.flatten() {
+        if let Ok(st) = nix::sys::stat::stat(&e.path()) {
+            if (st.st_dev, st.st_ino) == file {
+                return Some(true);
+            }
+        }
+    }
+    Some(false)
 }
 
 /// Whether the process that was `pid` with `start_time` still runs (and is not a zombie).
