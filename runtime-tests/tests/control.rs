@@ -355,11 +355,18 @@ impl Bystander {
             dirs: Vec::new(),
             child,
         };
-        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let p = h.path();
-            if p.is_symlink() || !p.is_dir() || !p.join("cgroup.procs").exists() {
-                continue;
-            }
+        let root = Path::new(runtime_tests::CGROUP_ROOT);
+        let hierarchies: Vec<PathBuf> = if root.join("cgroup.procs").exists() {
+            vec![root.to_path_buf()] // pure v2: one hierarchy, mounted right there
+        } else {
+            fs::read_dir(root)
+                .unwrap()
+                .flatten()
+                .map(|h| h.path())
+                .filter(|p| !p.is_symlink() && p.join("cgroup.procs").exists())
+                .collect()
+        };
+        for p in hierarchies {
             let d = p.join(&b.name);
             fs::create_dir(&d).unwrap();
             b.dirs.push(d.clone());
