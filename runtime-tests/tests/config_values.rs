@@ -731,6 +731,9 @@ fn properties_that_cannot_be_applied_are_refused_at_create() {
     assert_no_leaks(&before, &runc);
 }
 
+/// A change to a process document.
+type Edit = dyn Fn(&mut Value);
+
 /// `exec` checks its process as `create` checks config.json's: an unknown capability (in
 /// `--cap` or in `--process`) is a warning, as in runc; a number the kernel cannot hold, a NUL
 /// byte or a property berth cannot apply (`--apparmor`, `apparmorProfile`) is refused naming
@@ -775,7 +778,7 @@ fn exec_checks_its_process_like_create() {
             out.describe()
         );
 
-        let refused: Vec<(&dyn Fn(&mut Value), &str)> = vec![
+        let refused: Vec<(&Edit, &str)> = vec![
             (
                 &|p| p["apparmorProfile"] = json!("x"),
                 "process.apparmorProfile",
