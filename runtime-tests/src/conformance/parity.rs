@@ -22,9 +22,15 @@ fn started(ctx: &Ctx, args: &[&str], tag: &str, stop: bool) -> Result<String, Fi
     ctx.must(ctx.rt.start(&id), "start")?;
     if stop {
         let st = ctx.rt.wait_status(&id, "stopped", Duration::from_secs(10));
-        ensure(st.as_ref().is_some_and(|v| v["status"] == "stopped"), || {
-            format!("container running `{}` did not stop: {st:?}", args.join(" "))
-        })?;
+        ensure(
+            st.as_ref().is_some_and(|v| v["status"] == "stopped"),
+            || {
+                format!(
+                    "container running `{}` did not stop: {st:?}",
+                    args.join(" ")
+                )
+            },
+        )?;
     }
     Ok(id)
 }
