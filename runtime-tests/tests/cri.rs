@@ -1065,15 +1065,17 @@ fn secure_pod(cri: &Cri, sb: &mut Sandbox, c: &mut Checks, h: &str) -> String {
         },
     );
 
-    let script = "id -u; touch /x 2>/dev/null && echo rw || echo ro; \
+    let script = "id -u; id -G; touch /x 2>/dev/null && echo rw || echo ro; \
         grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; \
         cat /proc/sys/kernel/shm_rmid_forced; for n in net uts; do readlink /proc/self/ns/$n; done; \
         tr '\\0' ' ' < /proc/1/cmdline; echo; \
-        cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+        cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares \
+        /proc/$(pidof sleep)/oom_score_adj; \
         cat /proc/kcore 2>/dev/null | wc -c";
     let out = cri.run(&["exec", "-s", &id, "sh", "-c", script]);
     let want = [
         "1000".to_string(),
+        "1000 29 44 100 3000".to_string(),
         "ro".to_string(),
         "CapEff:\t0000000000000000".to_string(),
         "CapBnd:\t0000000000000000".to_string(),
@@ -1084,15 +1086,19 @@ fn secure_pod(cri: &Cri, sb: &mut Sandbox, c: &mut Checks, h: &str) -> String {
         cri.host_uts.clone(),
         "/pause ".to_string(),
         "67108864".to_string(),
+        "256".to_string(),
+        "1000".to_string(),
         "0".to_string(),
     ];
     // crictl prints stdout and stderr each with a newline of its own.
     let lines: Vec<&str> = out.stdout.trim_end().lines().collect();
     c.check(
         &format!(
-            "{h}: uid 1000, read-only root, no capabilities, seccomp filter, no_new_privs, \
+            "{h}: uid 1000, gid 1000, groups from the image's /etc/group and \
+             supplementalGroups, read-only root, no capabilities, seccomp filter, no_new_privs, \
              sysctl, the test's netns (hostNetwork), node UTS, pause as pid 1 \
-             (shareProcessNamespace), memory limit, masked /proc/kcore"
+             (shareProcessNamespace), memory limit, cpu shares, oom_score_adj, masked \
+             /proc/kcore"
         ),
         out.ok() && lines == want.iter().map(String::as_str).collect::<Vec<_>>(),
         || format!("wanted {want:#?}\n{}", out.describe()),
