@@ -853,6 +853,20 @@ mod tests {
     }
 
     #[test]
+    fn holds_file_sees_our_own_fds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "x").unwrap();
+        let st = nix::sys::stat::stat(&path).unwrap();
+        let id = (st.st_dev, st.st_ino);
+        let me = std::process::id() as i32;
+        let f = File::open(&path).unwrap();
+        assert_eq!(holds_file(me, id), Some(true));
+        drop(f);
+        assert_eq!(holds_file(me, id), Some(false));
+    }
+
+    #[test]
     fn a_held_lock_times_out_with_a_clear_error() {
         let root = tempfile::tempdir().unwrap();
         let _held = StateDir::create(root.path(), "x").unwrap();
