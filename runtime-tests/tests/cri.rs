@@ -1109,6 +1109,24 @@ fn secure_pod(cri: &Cri, sb: &mut Sandbox, c: &mut Checks, h: &str) -> String {
         out_ps.stdout.contains("/pause") && out_ps.stdout.contains("sleep 3600"),
         || out_ps.describe(),
     );
+    // An orphan of an exec is reparented to the pod's pid 1, pause, which must reap it.
+    let spawn = cri.run(&["exec", "-s", &id, "sh", "-c", "sleep 0.3 & echo $!"]);
+    let orphan = spawn.stdout.trim().to_string();
+    let mut last = String::new();
+    let reaped = !orphan.is_empty()
+        && harness_wait(Duration::from_secs(10), || {
+            last = cri
+                .run(&["exec", "-s", &id, "ps", "-o", "pid,stat,args"])
+                .stdout;
+            !last
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(orphan.as_str()))
+        });
+    c.check(
+        &format!("{h}: pause reaps an orphan of the pod"),
+        reaped,
+        || format!("orphan {orphan:?}\n{}\n{last}", spawn.describe()),
+    );
     let o1 = cri.run(&["stopp", &pod]);
     let o2 = cri.run(&["rmp", &pod]);
     c.check(
