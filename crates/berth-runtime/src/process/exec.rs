@@ -1,5 +1,6 @@
 //! `exec`: a new process inside a running container. The child joins every namespace of the
-//! container's init, forks once more so that it is inside the pid namespace (as a child of the
+//! container's init and chroots to init's root (`/proc/PID/root`: the rootfs also when the
+//! container has no mount namespace of its own or joined one by path), forks once more so that it is inside the pid namespace (as a child of the
 //! runtime, `CLONE_PARENT`), is put in the container's cgroup by the runtime, then sets itself
 //! up exactly like init's process ([`super::init::prepare_process`]) and execs.
 
