@@ -235,3 +235,69 @@ fn delete_killed_at_every_step_leaves_an_id_that_delete_force_clears() {
     rt.cleanup();
     assert_no_leaks(&before, &rt);
 }
+
+#[test]
+fn create_killed_at_any_moment_leaves_an_id_that_delete_force_clears() {
+    // Without crash points (as a release build would be): SIGKILL `berth create` at delays
+    // spread over a whole create, so that every window between two steps is hit.
+    let Some((rt, mut b)) = setup() else { return };
+    sleeper(&mut b);
+    let before = LeakSnapshot::take(&rt, &b);
+    b.save().unwrap();
+    let spawn = |id: &str| {
+        std::process::Command::new(&rt.bin)
+            .args(["--root", rt.root.to_str().unwrap(), "create", "--bundle"])
+            .arg(b.dir())
+            .arg(id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long one create takes here.
+    let id = rt.new_id("sweep");
+    let t = std::time::Instant::now();
+    assert!(spawn(&id).wait().unwrap().success());
+    let full = t.elapsed();
+    assert!(rt.delete_force(&id).success());
+    const N: u32 = 24;
+    for i in 0..N {
+        let id = rt.new_id("sweep");
+        let mut child = spawn(&id);
+        std::thread::sleep(full * i / N);
+        let _ = child.kill();
+        let _ = child.wait();
+        let init = recorded_init(&rt.root, &id);
+        let out = rt.delete_force(&id);
+        assert!(
+            out.success(),
+            "kill after {:?}: {}",
+            full * i / N,
+            out.describe()
+        );
+        assert!(!rt.root.join(&id).exists(), "kill after {:?}", full * i / N);
+        if let Some((pid, st)) = init {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while start_time(pid) == Some(st) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_ne!(
+                start_time(pid),
+                Some(st),
+                "init {pid} survived delete --force"
+            );
+        }
+        let cgroups = runtime_tests::cgroup_dirs(std::slice::from_ref(&id));
+        assert!(
+            cgroups.is_empty(),
+            "kill after {:?}: {cgroups:?}",
+            full * i / N
+        );
+        let out = rt.create(&id, &b);
+        assert!(out.success(), "{}", out.describe());
+        assert!(rt.delete_force(&id).success());
+    }
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+}
