@@ -1079,8 +1079,11 @@ impl Container {
         Ok(())
     }
 
-    /// Delete the container: it must be stopped or created, unless `force`, which kills it
-    /// first. Removes the cgroup, runs the poststop hooks and removes the state directory.
+    /// Delete the container: it must be stopped, created or left `creating` by a create that
+    /// died (those are killed first), unless `force`, which kills a running or paused one too.
+    /// Kills only the container's own processes ([`own_processes`](Self::own_processes)),
+    /// removes the cgroup directories its create made, runs the poststop hooks and removes the
+    /// state directory. Each step can be repeated: a delete cut short is finished by the next.
     pub fn delete(self, force: bool) -> Result<(), ContainerError> {
         let _span = tracing::info_span!("delete", id = %self.state.id).entered();
         let status = self.status();
