@@ -27,8 +27,7 @@ const SUPERBLOCK_FLAGS: MsFlags = MsFlags::MS_SYNCHRONOUS
     .union(MsFlags::MS_DIRSYNC)
     .union(MsFlags::MS_MANDLOCK)
     .union(MsFlags::MS_LAZYTIME)
-    .union(MsFlags::MS_I_VERSION)
-    .union(MsFlags::MS_POSIXACL);
+    .union(MsFlags::MS_I_VERSION);
 
 /// The atime flags of a mount (`noatime`, `relatime`, `strictatime`).
 const ATIME_FLAGS: MsFlags = MsFlags::MS_NOATIME
@@ -84,7 +83,10 @@ impl Default for MountOptions {
     }
 }
 
-/// The flag options: name, flags it sets, flags it clears.
+/// The flag options: name, flags it sets, flags it clears. (`acl` and `noacl`, which runc 1.1
+/// maps to `MS_POSIXACL`, are filesystem options in mount(8), parsed by the filesystem
+/// itself, which overrides that flag: they are filesystem data here, as the spec says for
+/// options mount(8) knows.)
 const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = {
     const E: MsFlags = MsFlags::empty();
     &[
@@ -114,8 +116,6 @@ const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = {
         ("nolazytime", E, MsFlags::MS_LAZYTIME),
         ("iversion", MsFlags::MS_I_VERSION, E),
         ("noiversion", E, MsFlags::MS_I_VERSION),
-        ("acl", MsFlags::MS_POSIXACL, E),
-        ("noacl", E, MsFlags::MS_POSIXACL),
         ("silent", MsFlags::MS_SILENT, E),
         ("loud", E, MsFlags::MS_SILENT),
         ("nosymfollow", MS_NOSYMFOLLOW, E),
@@ -285,7 +285,7 @@ impl MountOptions {
     ///
     /// # Errors
     /// Besides those of [`parse`](Self::parse): filesystem data or a superblock flag (`sync`,
-    /// `async`, `dirsync`, `lazytime`, `nolazytime`, `iversion`, `noiversion`, `acl`, `noacl`)
+    /// `async`, `dirsync`, `lazytime`, `nolazytime`, `iversion`, `noiversion`)
     /// on a bind mount, which shares its source's filesystem and cannot apply them;
     /// `tmpcopyup` on anything but a tmpfs.
     pub fn for_mount<S: AsRef<str>>(typ: &str, options: &[S]) -> Result<Self, MountOptionError> {
@@ -667,7 +667,6 @@ mod tests {
             "nosymfollow",
             "lazytime",
             "iversion",
-            "acl",
             "dirsync",
             "rro",
             "rnosuid",
@@ -679,11 +678,7 @@ mod tests {
         assert!(o.data.is_empty(), "{}", o.data);
         assert_eq!(
             o.flags,
-            MS_NOSYMFOLLOW
-                | MsFlags::MS_LAZYTIME
-                | MsFlags::MS_I_VERSION
-                | MsFlags::MS_POSIXACL
-                | MsFlags::MS_DIRSYNC
+            MS_NOSYMFOLLOW | MsFlags::MS_LAZYTIME | MsFlags::MS_I_VERSION | MsFlags::MS_DIRSYNC
         );
         // The last atime mode wins; setting one clears the whole atime field.
         assert_eq!(

@@ -152,7 +152,6 @@ mod tests {
             "strictatime",
             "lazytime",
             "iversion",
-            "acl",
             "rbind",
             "rslave",
         ] {
