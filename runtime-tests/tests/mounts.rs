@@ -448,20 +448,28 @@ fn tmpcopyup_copies_the_covered_content_as_runc() {
         )
         .unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::create_dir(b.rootfs().join("copied-ro")).unwrap();
+        std::fs::write(b.rootfs().join("copied-ro/r"), "read-only copy").unwrap();
         b.add_mount(
             json!({"destination": "/copied", "type": "tmpfs", "source": "tmpfs",
                            "options": ["tmpcopyup", "nosuid"]}),
+        );
+        // Read-only too: copied first, then made read-only.
+        b.add_mount(
+            json!({"destination": "/copied-ro", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["tmpcopyup", "ro"]}),
         );
         sh_bundle(
             b,
             "cd /copied && for p in . f sub sub/g link fifo; do stat -c '%n %a %u %g %F' $p; done\n\
              cat f sub/g; readlink link\n\
-             grep -c ' /copied .* - tmpfs ' /proc/self/mountinfo; echo new > /copied/new",
+             grep -c ' /copied .* - tmpfs ' /proc/self/mountinfo; echo new > /copied/new\n\
+             cat /copied-ro/r; touch /copied-ro/w 2>/dev/null && echo ro=no || echo ro=yes",
         );
         let out = ok_run(rt, "copyup", b);
         let want = ". 750 0 0 directory\nf 604 1234 5678 regular file\nsub 711 0 0 directory\n\
                     sub/g 644 0 0 regular file\nlink 777 0 0 symbolic link\nfifo 600 0 0 fifo\n\
-                    contentdeeperf\n1\n";
+                    contentdeeperf\n1\nread-only copyro=yes\n";
         assert_eq!(out, want);
         assert!(!dir.join("new").exists(), "the write reached the image");
         // runc 1.1.5 cannot copy a fifo (its copy fails with ENOENT at lchown): compare the

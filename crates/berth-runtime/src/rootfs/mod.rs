@@ -286,11 +286,18 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         .unwrap_or(typ)
         .to_owned();
     let data = (!data.is_empty()).then_some(data.as_str());
+    // A read-only tmpcopyup tmpfs is made read-only after the copy.
+    let late_ro = lower.is_some() && opts.flags.contains(MsFlags::MS_RDONLY);
+    let flags = if late_ro {
+        opts.flags - MsFlags::MS_RDONLY
+    } else {
+        opts.flags
+    };
     let result = nix_mount(
         Some(&source),
         &fd_path(target.as_fd()),
         Some(typ),
-        opts.flags,
+        flags,
         data,
     );
     match result {
@@ -318,6 +325,10 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         if let Some(lower) = lower {
             let upper = open_dir_in_root(root, &dest)?;
             copyup::copy_tree(lower, upper.as_fd(), &dest)?;
+            if late_ro {
+                bind_remount_keeping(upper.as_fd(), MsFlags::MS_RDONLY, MsFlags::empty())
+                    .map_err(|e| SetupError::sys(step, what("remount read-only"), e))?;
+            }
         }
     }
     if opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
