@@ -15,14 +15,15 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Process, Spec};
 
 use crate::error::ContainerError;
+use crate::handle::ProcessHandle;
 use crate::hooks;
 use crate::ns::NsPlan;
 use crate::process::channel::{Channel, ToChild, ToParent};
 use crate::process::exec::ExecConfig;
-use crate::process::init::{child_main, InitConfig};
+use crate::process::init::InitConfig;
 use crate::spec::{Bundle, SpecError, OCI_VERSION};
 use crate::state::{self, ContainerState, LockMode, OciState, StateDir, Status};
-use crate::sys::{self, Forked};
+use crate::sys;
 
 /// The default runtime root, like runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/berth";
@@ -53,6 +54,8 @@ pub struct ContainerBuilder {
     no_pivot: bool,
     no_new_keyring: bool,
     preserve_fds: u32,
+    stdio: crate::spawn::Stdio,
+    setup_timeout: Duration,
 }
 
 impl ContainerBuilder {
@@ -67,7 +70,37 @@ impl ContainerBuilder {
             no_pivot: false,
             no_new_keyring: false,
             preserve_fds: 0,
+            stdio: crate::spawn::Stdio::default(),
+            setup_timeout: crate::spawn::setup_timeout(),
         }
+    }
+
+    /// The init process's standard input (fd 0): a pipe, a file, a pty's end... Without it,
+    /// init inherits the caller's. Not used when `process.terminal` is set (init gets the pty).
+    pub fn stdin(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.stdio.stdin = Some(std::sync::Arc::new(fd.into()));
+        self
+    }
+
+    /// The init process's standard output (fd 1); see [`stdin`](Self::stdin).
+    pub fn stdout(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.stdio.stdout = Some(std::sync::Arc::new(fd.into()));
+        self
+    }
+
+    /// The init process's standard error (fd 2); see [`stdin`](Self::stdin).
+    pub fn stderr(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.stdio.stderr = Some(std::sync::Arc::new(fd.into()));
+        self
+    }
+
+    /// How long the init process may take at each step of its setup before `create` gives up
+    /// with [`ContainerError::Timeout`] naming the step, kills it and removes everything
+    /// (default [`crate::spawn::SETUP_TIMEOUT`], or `BERTH_SETUP_TIMEOUT` seconds). Hooks
+    /// the runtime runs itself have their own `timeout`.
+    pub fn setup_timeout(mut self, limit: Duration) -> Self {
+        self.setup_timeout = limit;
+        self
     }
 
     /// The runtime root holding the state directories (default [`DEFAULT_ROOT`]).
@@ -168,7 +201,10 @@ impl ContainerBuilder {
         match result {
             Ok(state) => {
                 let dir = cleanup.disarm();
-                Ok(Container { dir, state })
+                // Init is our unreaped child (also after a second fork or the spawn helper,
+                // both CLONE_PARENT): its pid cannot have been reused.
+                let init = ProcessHandle::of_child(Pid::from_raw(state.pid)).ok();
+                Ok(Container { dir, state, init })
             }
             Err(e) => {
                 cleanup.run();
@@ -277,19 +313,14 @@ impl ContainerBuilder {
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
 
-        // SAFETY: the runtime is single-threaded when it creates a container (documented on
-        // `create`), and the child only runs `child_main`, which never uses glibc's cached tid.
-        let forked = unsafe { sys::clone_fork(clone_flags) }
-            .map_err(|e| ContainerError::sys(format!("clone({clone_flags:?})"), e))?;
-        let mut pid = match forked {
-            Forked::Child => {
-                drop(parent_chan);
-                child_main(cfg, child_chan)
-            }
-            Forked::Parent(pid) => pid,
-        };
-        drop(child_chan);
-        drop(cfg);
+        // Cloned from here when this caller is single-threaded, else through the spawn helper.
+        let mut pid = crate::spawn::spawn(
+            crate::spawn::Child::Init(cfg, clone_flags),
+            &self.stdio,
+            &parent_chan,
+            child_chan,
+            self.setup_timeout,
+        )?;
         cleanup.init = Some(pid);
         state::crash_point("create:clone");
         // The namespaces made by the clone itself identify the container's processes.
@@ -345,10 +376,13 @@ impl ContainerBuilder {
         }
         state::crash_point("create:go");
         loop {
-            let (msg, fd) = match parent_chan.recv_with_fd::<ToParent>() {
-                Ok(Some((m, fd))) => (Some(m), fd),
-                Ok(None) | Err(Errno::ECONNRESET) => (None, None),
-                Err(e) => return Err(ContainerError::sys("receive from init", e)),
+            let (msg, fd) = match crate::spawn::recv_within(
+                &parent_chan,
+                self.setup_timeout,
+                "the container's init to finish its setup",
+            )? {
+                Some((m, fd)) => (Some(m), fd),
+                None => (None, None),
             };
             match msg {
                 Some(ToParent::SeccompFd) => {
@@ -385,15 +419,18 @@ impl ContainerBuilder {
         if execs_stub_when_ready {
             // Its end of the channel closes when it execs the stub; a failure to (E2BIG, ...)
             // still comes as a message, a death as the end of the channel.
-            match parent_chan.recv::<ToParent>() {
-                Ok(Some(ToParent::Failed(e))) => return Err(e.into()),
-                Ok(Some(_)) => {
+            match crate::spawn::recv_within(
+                &parent_chan,
+                self.setup_timeout,
+                "the container's init to exec the exec stub",
+            )? {
+                Some((ToParent::Failed(e), _)) => return Err(e.into()),
+                Some(_) => {
                     return Err(ContainerError::InitDied(
                         "unexpected message after ready".into(),
                     ))
                 }
-                Ok(None) | Err(Errno::ECONNRESET) => {}
-                Err(e) => return Err(ContainerError::sys("receive from init", e)),
+                None => {}
             }
         }
         if !state::is_alive(pid.as_raw(), st.pid_start_time) {
@@ -407,6 +444,22 @@ impl ContainerBuilder {
         }
         Ok(st)
     }
+}
+
+/// A pidfd handle of `pid`, an unreaped child of ours; if that fails, kill and reap it by pid
+/// (still ours alone until reaped).
+fn handle_of_child(pid: Pid) -> Result<ProcessHandle, ContainerError> {
+    ProcessHandle::of_child(pid).inspect_err(|_| {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    })
+}
+
+/// Kill a container-side process whose setup failed and reap it; `err` passes through.
+fn end_process(process: &mut ProcessHandle, err: ContainerError) -> ContainerError {
+    let _ = process.signal(Signal::SIGKILL);
+    let _ = process.wait();
+    err
 }
 
 /// Record init's pid and start time in the state before anything else can go wrong.
@@ -631,6 +684,18 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// Write the process's pid to this file.
     pub pid_file: Option<PathBuf>,
+    /// The process's stdin, stdout and stderr; those left `None` are the caller's.
+    pub stdio: crate::spawn::Stdio,
+    /// How long each step of the process's setup may take (`None`:
+    /// [`crate::spawn::setup_timeout`]); see [`ContainerBuilder::setup_timeout`].
+    pub setup_timeout: Option<Duration>,
+}
+
+impl ExecOptions {
+    fn timeout(&self) -> Duration {
+        self.setup_timeout
+            .unwrap_or_else(crate::spawn::setup_timeout)
+    }
 }
 
 /// A container that exists under the runtime root, locked while this value lives.
@@ -638,6 +703,9 @@ pub struct ExecOptions {
 pub struct Container {
     dir: StateDir,
     state: ContainerState,
+    /// The init process by pidfd, when this value was made by `create` in this process (whose
+    /// child init is).
+    init: Option<ProcessHandle>,
 }
 
 impl Container {
@@ -666,7 +734,11 @@ impl Container {
         let state = dir
             .load()?
             .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
-        Ok(Container { dir, state })
+        Ok(Container {
+            dir,
+            state,
+            init: None,
+        })
     }
 
     /// `delete` by id: [`delete`](Self::delete) the container, or remove what a `create` that
@@ -679,7 +751,12 @@ impl Container {
         let dir = StateDir::open(root, id, LockMode::Exclusive)?
             .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
         match dir.load()? {
-            Some(state) => Container { dir, state }.delete(force),
+            Some(state) => Container {
+                dir,
+                state,
+                init: None,
+            }
+            .delete(force),
             None => Ok(dir.remove()?),
         }
     }
@@ -692,6 +769,30 @@ impl Container {
     /// Host pid of the init process.
     pub fn pid(&self) -> i32 {
         self.state.pid
+    }
+
+    /// The init process by pidfd, for a container this process created (init is its
+    /// child); `None` for one opened with [`load`](Self::load). Poll its fd to learn of the
+    /// exit without a thread; [`wait`](Self::wait) for the status.
+    pub fn init_process(&mut self) -> Option<&mut ProcessHandle> {
+        self.init.as_mut()
+    }
+
+    /// Take the init process's handle out (e.g. to wait for it after this value, and its
+    /// lock, are gone).
+    pub fn take_init_process(&mut self) -> Option<ProcessHandle> {
+        self.init.take()
+    }
+
+    /// Block until the init process exits: its exit status, for a container this process
+    /// created (else [`ContainerError::NotOurChild`]: only init's parent learns its status).
+    pub fn wait(&mut self) -> Result<crate::handle::ExitStatus, ContainerError> {
+        match &mut self.init {
+            Some(h) => h.wait(),
+            None => Err(ContainerError::NotOurChild {
+                id: self.state.id.clone(),
+            }),
+        }
     }
 
     /// The saved state.
@@ -931,6 +1032,18 @@ impl Container {
     /// ([`crate::exe::protect`]): the new process runs runtime code inside the container
     /// before it execs.
     pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
+        self.exec_process(process, opts).map(|p| p.pid())
+    }
+
+    /// [`exec`](Self::exec), returning the process by pidfd: wait for its exit status with
+    /// [`ProcessHandle::wait`] (blocking) or poll its fd (async, e.g. tokio's `AsyncFd`). The
+    /// process is the caller's child; with the handle, nothing but this process is ever
+    /// waited for.
+    pub fn exec_process(
+        &self,
+        process: Process,
+        opts: &ExecOptions,
+    ) -> Result<ProcessHandle, ContainerError> {
         let _span = tracing::info_span!("exec", id = %self.state.id).entered();
         if !crate::exe::is_protected() {
             return Err(ContainerError::ExeNotProtected(
@@ -980,67 +1093,71 @@ impl Container {
         let cgroup = self.cgroup()?;
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
-        // SAFETY: the runtime is single-threaded when it execs (documented above), and the child
-        // only runs `exec::child_main`, which never uses glibc's cached tid.
-        let forked = unsafe { sys::clone_fork(CloneFlags::empty()) }
-            .map_err(|e| ContainerError::sys("clone", e))?;
-        let first = match forked {
-            Forked::Child => {
-                drop(parent_chan);
-                crate::process::exec::child_main(cfg, child_chan)
-            }
-            Forked::Parent(pid) => pid,
-        };
-        drop(child_chan);
-        drop(cfg);
+        let first = crate::spawn::spawn(
+            crate::spawn::Child::Exec(cfg),
+            &opts.stdio,
+            &parent_chan,
+            child_chan,
+            opts.timeout(),
+        )?;
         state::crash_point("exec:clone");
-        let fail = |pid: Option<Pid>, e: ContainerError| {
-            if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
+        // Our children (the helper's clones are too, CLONE_PARENT), unreaped: their pids are
+        // theirs until we wait, and from now on we wait only through their pidfds.
+        let mut first = handle_of_child(first)?;
+        let limit = opts.timeout();
+        let msg = crate::spawn::recv_within(
+            &parent_chan,
+            limit,
+            "the exec child to fork into the container",
+        );
+        let mut process = match msg {
+            Ok(Some((ToParent::Pid(p), _))) => {
+                let _ = first.wait();
+                handle_of_child(Pid::from_raw(p))?
             }
-            let _ = waitpid(first, None);
-            e
-        };
-        let recv = |pid| {
-            parent_chan
-                .recv_with_fd::<ToParent>()
-                .map_err(|e| fail(pid, ContainerError::sys("receive from exec child", e)))
-        };
-        let pid = match recv(None)?.map(|(m, _)| m) {
-            Some(ToParent::Pid(p)) => Pid::from_raw(p),
-            Some(ToParent::Failed(e)) => return Err(fail(None, e.into())),
-            _ => {
-                return Err(fail(
-                    None,
-                    ContainerError::InitDied("exec child died".into()),
-                ))
+            Ok(Some((ToParent::Failed(e), _))) => return Err(end_process(&mut first, e.into())),
+            Ok(Some((other, _))) => {
+                let e = ContainerError::Protocol {
+                    step: "the exec child to fork into the container",
+                    got: format!("{other:?}"),
+                };
+                return Err(end_process(&mut first, e));
             }
+            Ok(None) => {
+                let e = ContainerError::InitDied("exec child died".into());
+                return Err(end_process(&mut first, e));
+            }
+            Err(e) => return Err(end_process(&mut first, e)),
         };
-        let _ = waitpid(first, None);
+        let pid = process.pid();
         if let Err(e) = cgroup.add_task(pid.as_raw()) {
-            return Err(fail(Some(pid), e.into()));
+            return Err(end_process(&mut process, e.into()));
         }
         state::crash_point("exec:joined");
         if let Err(e) = parent_chan.send(&ToChild::Go) {
-            return Err(fail(
-                Some(pid),
-                ContainerError::sys("send to exec child", e),
-            ));
+            let e = ContainerError::sys("send to exec child", e);
+            return Err(end_process(&mut process, e));
         }
         state::crash_point("exec:go");
-        let mut msg = recv(Some(pid))?;
+        let step = "the exec process to finish its setup";
+        let mut msg = match crate::spawn::recv_within(&parent_chan, limit, step) {
+            Ok(m) => m,
+            Err(e) => return Err(end_process(&mut process, e)),
+        };
         while let Some((ToParent::SeccompFd, fd)) = msg {
             let st = self.oci_state();
             if let Err(e) = pass_seccomp_fd(&spec, pid, &st, fd, &parent_chan) {
-                return Err(fail(Some(pid), e));
+                return Err(end_process(&mut process, e));
             }
-            msg = recv(Some(pid))?;
+            msg = match crate::spawn::recv_within(&parent_chan, limit, step) {
+                Ok(m) => m,
+                Err(e) => return Err(end_process(&mut process, e)),
+            };
         }
         match msg.map(|(m, _)| m) {
             Some(ToParent::Ready) => {}
             Some(ToParent::Failed(e)) => {
-                let _ = waitpid(pid, None);
+                let _ = process.wait();
                 return Err(e.into());
             }
             _ => return Err(process_death(pid, &spec, "the exec process")),
@@ -1049,12 +1166,10 @@ impl Container {
         if let Some(pid_file) = &opts.pid_file {
             if let Err(e) = write_pid_file(pid_file, pid.as_raw()) {
                 // As runc: a process whose pid could not be handed over does not run on.
-                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                return Err(e);
+                return Err(end_process(&mut process, e));
             }
         }
-        Ok(pid)
+        Ok(process)
     }
 
     /// Freeze every process of the container: it must be running or created, else

@@ -103,6 +103,33 @@ pub enum ContainerError {
     /// reached?)".
     #[error("{0}")]
     DiedDuringSetup(String),
+    /// A container-side process (or the spawn helper) did not answer within the setup
+    /// timeout ([`crate::spawn::setup_timeout`]); it has been killed and reaped.
+    #[error("timed out after {limit:?} waiting for {step}")]
+    Timeout {
+        /// The step that did not complete, e.g. `init's ready` or `the spawn helper`.
+        step: &'static str,
+        /// How long the runtime waited.
+        limit: std::time::Duration,
+    },
+    /// A container-side process sent something the setup protocol does not allow at this
+    /// step.
+    #[error("{step} broke the setup protocol: it sent {got}")]
+    Protocol {
+        /// The step that was waited for.
+        step: &'static str,
+        /// What came instead.
+        got: String,
+    },
+    /// Only the process that created a container (init's parent) can wait for its status.
+    #[error(
+        "cannot wait for container {id}: its init is not a child of this process (it was \
+         created by another)"
+    )]
+    NotOurChild {
+        /// The container id.
+        id: String,
+    },
     /// The runtime binary could not be shielded from the container (CVE-2019-5736).
     #[error(transparent)]
     Exe(#[from] crate::exe::ExeError),

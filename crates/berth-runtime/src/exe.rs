@@ -129,6 +129,16 @@ impl ExecStub {
         })
     }
 
+    /// The memfd, to pass to another process (the spawn helper, see [`crate::spawn`]).
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// The stub from a memfd [`into_fd`](Self::into_fd) gave.
+    pub(crate) fn from_fd(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+
     /// The memfd's number (a container-side child keeps it open until it execs).
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

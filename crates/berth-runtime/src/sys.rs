@@ -315,3 +315,79 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes an int by value, never returns and touches no memory of ours.
     unsafe { libc::_exit(code) }
 }
+
+/// Take ownership of a raw fd.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else in this process (a fresh fd from a system call,
+/// or one handed to this process for it alone), so that closing it on drop is right.
+pub unsafe fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees that `fd` is open and ours alone (this function's contract).
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Arrange for `cmd`'s child to get `chan` on fd `chan_target` and to keep fds 3 .. 3+`preserve`
+/// of the caller (which `std` opens close-on-exec), in the child between `fork` and `exec`.
+pub fn pass_fds_on_exec(
+    cmd: &mut std::process::Command,
+    chan: RawFd,
+    chan_target: RawFd,
+    preserve: u32,
+) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        for fd in 3..3 + preserve as RawFd {
+            // SAFETY: fcntl(F_SETFD) changes one fd's flags in this forked child only; it is
+            // async-signal-safe. A closed fd gives EBADF, which is fine (nothing to pass).
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+        // SAFETY: dup2 and fcntl are async-signal-safe and act on this child's fd table only;
+        // `chan` is open (the parent holds it until spawn returns). dup2 onto itself would keep
+        // FD_CLOEXEC, so that case clears the flag instead.
+        let ret = unsafe {
+            if chan == chan_target {
+                libc::fcntl(chan, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(chan, chan_target)
+            }
+        };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec in a child of a possibly multithreaded
+    // process; it only makes async-signal-safe system calls (fcntl, dup2) and allocates
+    // nothing (Error::last_os_error stores only an errno).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// The spawn helper's entry (see [`crate::spawn`]): an `.init_array` constructor that glibc
+/// runs before `main` in every program linking this library. It costs one `getenv` when the
+/// variable is absent; when present, the process is a helper the runtime started and never
+/// returns to `main`.
+extern "C" fn spawn_helper_hook() {
+    // SAFETY: getenv before main, with one thread, reads the environment glibc set up; the
+    // returned pointer is used at once, before anything can change the environment.
+    let value = unsafe { libc::getenv(c"_BERTH_SPAWN_HELPER_FD".as_ptr()) };
+    if value.is_null() {
+        return;
+    }
+    // SAFETY: a non-null getenv result is a NUL-terminated string in the environment.
+    let value = unsafe { CStr::from_ptr(value) };
+    if let Some(fd) = value.to_str().ok().and_then(|s| s.parse::<RawFd>().ok()) {
+        crate::spawn::helper_main(fd);
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static SPAWN_HELPER_HOOK: extern "C" fn() = spawn_helper_hook;
+
+/// Keep the constructor referenced from the code that relies on it, so that no linker can
+/// leave it out of a program that spawns through the helper.
+pub fn spawn_helper_hook_linked() -> bool {
+    std::hint::black_box(SPAWN_HELPER_HOOK as usize) != 0
+}

@@ -45,10 +45,21 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
+impl std::os::fd::AsFd for Channel {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+}
+
 /// The largest message: a `SetupError` with a long path fits easily.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 impl Channel {
+    /// One end received from elsewhere (the spawn helper's, see [`crate::spawn`]).
+    pub(crate) fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
     /// A connected pair (both ends close-on-exec).
     pub fn pair() -> Result<(Channel, Channel), Errno> {
         let (a, b) = socketpair(

@@ -178,6 +178,7 @@ pub fn run(g: &GlobalOpts, a: ExecArgs) -> Result<u8> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         pid_file: a.pid_file.clone(),
+        ..ExecOptions::default()
     };
     if a.detach {
         c.exec(process, &opts)?;

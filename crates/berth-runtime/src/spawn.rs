@@ -1,0 +1,546 @@
+//! How a container-side process comes to exist, safely from any caller.
+//!
+//! The container's init and an `exec`'d process start as copies of the runtime that then run
+//! the runtime's setup code (allocating, formatting, parsing JSON, loading seccomp filters)
+//! until they exec the container's program. A copy made by `clone` of a *multithreaded*
+//! process has only the calling thread: a lock another thread held (the allocator's, stdio's,
+//! a logger's) stays locked in the copy forever, and the setup deadlocks. So:
+//!
+//! - **Direct** (the fast path, `berth` itself): when the caller is single-threaded (its
+//!   `/proc/self/stat` counts one thread), the runtime `clone`s the container process from
+//!   itself, with its namespaces, in one system call, as it always did.
+//! - **Helper** (the safe path, any thread of a daemon): the runtime starts a fresh copy of its
+//!   own binary (`/proc/self/exe`, by `fork` + `exec` with only async-signal-safe steps in
+//!   between, which is what `std::process::Command` does), whose only job is to be a
+//!   single-threaded parent: a constructor that runs before `main` (an `.init_array` entry of
+//!   this library, so an embedder's `main` needs no hook) recognises the helper by an
+//!   environment variable naming its end of the channel, reads the container process's
+//!   configuration from the channel (JSON, with its fds passed by `SCM_RIGHTS`), `clone`s the
+//!   container process with `CLONE_PARENT`, so that it is the *caller's* child (the caller
+//!   waits for it by pidfd), sends its pid and exits. From there the container process talks to
+//!   the caller over the same channel exactly as on the direct path.
+//!
+//! As runc's `runc init` does, the safe path costs an exec of the runtime binary per container
+//! process (about a millisecond); the library takes it by itself when it sees another thread
+//! ([`caller_is_multithreaded`]), or always when the environment variable
+//! `BERTH_SPAWN_HELPER=1` is set (for tests of this path through the command line).
+//!
+//! The binary's protection (CVE-2019-5736, see [`crate::exe`]) is the same on both paths: the
+//! helper is the same file as the caller, through the same mount (`exec` of `/proc/self/exe`
+//! follows the caller's own exe, a read-only mount after [`crate::exe::protect`]), and the
+//! container process it clones is set up exactly as a direct clone is (non-dumpable, every fd
+//! closed, its program started through the sealed exec stub).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ContainerError, SetupError};
+use crate::exe::ExecStub;
+use crate::ns::NsPlan;
+use crate::process::channel::{Channel, ToParent};
+use crate::process::exec::ExecConfig;
+use crate::process::init::InitConfig;
+use crate::sys::{self, Forked};
+
+/// The environment variable that makes a process the spawn helper: its value is the fd number
+/// of its end of the channel.
+pub(crate) const HELPER_ENV: &str = "_BERTH_SPAWN_HELPER_FD";
+
+/// How long a container-side process may take to answer the runtime at each step of its
+/// setup before the runtime gives up, kills it and says which step did not complete: 60 s,
+/// or `BERTH_SETUP_TIMEOUT` seconds (see [`crate::ContainerBuilder::setup_timeout`]).
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`SETUP_TIMEOUT`], or the `BERTH_SETUP_TIMEOUT` environment variable (seconds) if set.
+pub fn setup_timeout() -> Duration {
+    std::env::var("BERTH_SETUP_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(SETUP_TIMEOUT)
+}
+
+/// Whether the calling process has more than one thread (`/proc/self/stat`), so that a
+/// container process must not be cloned from it (see the module documentation). An
+/// unreadable `/proc` counts as multithreaded: the safe path is always correct.
+pub fn caller_is_multithreaded() -> bool {
+    crate::procfs::ProcStat::of_self().is_none_or(|st| st.num_threads != 1)
+}
+
+/// Whether this spawn takes the helper path.
+fn use_helper() -> bool {
+    std::env::var_os("BERTH_SPAWN_HELPER").is_some_and(|v| v == "1") || caller_is_multithreaded()
+}
+
+/// The standard input, output and error a container process gets, chosen by the embedder
+/// (pipes, files, a pty's end): any of them left `None` is inherited from the caller. Ignored
+/// when the process has a terminal (`process.terminal`), which then gets the pty.
+#[derive(Debug, Clone, Default)]
+pub struct Stdio {
+    /// Becomes fd 0 of the process.
+    pub stdin: Option<Arc<OwnedFd>>,
+    /// Becomes fd 1.
+    pub stdout: Option<Arc<OwnedFd>>,
+    /// Becomes fd 2.
+    pub stderr: Option<Arc<OwnedFd>>,
+}
+
+impl Stdio {
+    fn slots(&self) -> [(RawFd, Option<&Arc<OwnedFd>>); 3] {
+        [
+            (0, self.stdin.as_ref()),
+            (1, self.stdout.as_ref()),
+            (2, self.stderr.as_ref()),
+        ]
+    }
+
+    /// In a container-side child right after clone: put the chosen fds on 0, 1 and 2. Each is
+    /// first copied above 2, so that one that already sits on 0..=2 is not overwritten by
+    /// another before it is placed.
+    fn install(&self) -> Result<(), SetupError> {
+        let mut moved = Vec::new();
+        for (target, fd) in self.slots() {
+            if let Some(fd) = fd {
+                let copy = nix::fcntl::fcntl(
+                    fd.as_fd(),
+                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+                )
+                .map_err(|e| SetupError::sys("stdio", format!("dup fd for {target}"), e))?;
+                // SAFETY: F_DUPFD_CLOEXEC just made this fd and nothing else refers to it.
+                moved.push((target, unsafe { sys::own_fd(copy) }));
+            }
+        }
+        for (target, fd) in &moved {
+            sys::dup_onto(fd.as_fd(), *target)
+                .map_err(|e| SetupError::sys("stdio", format!("dup2 onto {target}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Wait for the next message from a container-side process, at most `limit`: a silence that
+/// long is [`ContainerError::Timeout`] naming `step`. `Ok(None)` when the other end closed.
+pub(crate) fn recv_within(
+    chan: &Channel,
+    limit: Duration,
+    step: &'static str,
+) -> Result<Option<(ToParent, Option<OwnedFd>)>, ContainerError> {
+    wait_readable(chan, limit, step)?;
+    match chan.recv_with_fd::<ToParent>() {
+        Ok(m) => Ok(m),
+        Err(Errno::ECONNRESET) => Ok(None),
+        Err(e) => Err(ContainerError::sys(format!("receive from {step}"), e)),
+    }
+}
+
+/// Block until `chan` has a message (or its peer closed), at most `limit`.
+pub(crate) fn wait_readable(
+    chan: &Channel,
+    limit: Duration,
+    step: &'static str,
+) -> Result<(), ContainerError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ContainerError::Timeout { step, limit });
+        }
+        let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(ContainerError::sys(format!("poll channel of {step}"), e)),
+        }
+    }
+}
+
+/// What the helper is asked to clone.
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    Init(InitWire),
+    Exec(ExecWire),
+}
+
+/// [`InitConfig`] without its fds (which follow the request, one message each, in the order
+/// of the `has_*` flags).
+#[derive(Debug, Serialize, Deserialize)]
+struct InitWire {
+    id: String,
+    spec: oci_spec::runtime::Spec,
+    rootfs: PathBuf,
+    bundle: PathBuf,
+    ns_new: i32,
+    ns_join: Vec<(i32, PathBuf)>,
+    uid_mappings: Vec<oci_spec::runtime::LinuxIdMapping>,
+    gid_mappings: Vec<oci_spec::runtime::LinuxIdMapping>,
+    cgroup_mounts: Vec<berth_cgroups::HierarchyMount>,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    preserve_fds: u32,
+    has_create_runtime_hooks: bool,
+    unprivileged_runtime: bool,
+    clone_flags: i32,
+    fds: [bool; 3],
+}
+
+/// [`ExecConfig`] without its fds.
+#[derive(Debug, Serialize, Deserialize)]
+struct ExecWire {
+    process: oci_spec::runtime::Process,
+    linux: Option<oci_spec::runtime::Linux>,
+    namespaces: Vec<(i32, PathBuf)>,
+    root: PathBuf,
+    preserve_fds: u32,
+    fds: [bool; 2],
+}
+
+/// Marks one fd passed after a request.
+#[derive(Debug, Serialize, Deserialize)]
+struct PassedFd;
+
+/// The container process to start.
+pub(crate) enum Child {
+    /// A container's init, cloned with these flags.
+    Init(InitConfig, CloneFlags),
+    /// The first child of an `exec` (it forks the process into the container itself).
+    Exec(ExecConfig),
+}
+
+impl Child {
+    fn preserve_fds(&self) -> u32 {
+        match self {
+            Child::Init(c, _) => c.preserve_fds,
+            Child::Exec(c) => c.preserve_fds,
+        }
+    }
+
+    /// The request and the fds that follow it.
+    fn into_request(self) -> (Request, Vec<OwnedFd>) {
+        match self {
+            Child::Init(cfg, flags) => {
+                let InitConfig {
+                    id,
+                    spec,
+                    rootfs,
+                    bundle,
+                    ns,
+                    cgroup_mounts,
+                    fifo,
+                    console_socket,
+                    no_pivot,
+                    no_new_keyring,
+                    preserve_fds,
+                    has_create_runtime_hooks,
+                    unprivileged_runtime,
+                    exec_stub,
+                } = cfg;
+                let NsPlan {
+                    new,
+                    join,
+                    uid_mappings,
+                    gid_mappings,
+                } = ns;
+                let stub = exec_stub.map(ExecStub::into_fd);
+                let fds = [fifo.is_some(), console_socket.is_some(), stub.is_some()];
+                let wire = InitWire {
+                    id,
+                    spec,
+                    rootfs,
+                    bundle,
+                    ns_new: new.bits(),
+                    ns_join: join.into_iter().map(|(f, p)| (f.bits(), p)).collect(),
+                    uid_mappings,
+                    gid_mappings,
+                    cgroup_mounts,
+                    no_pivot,
+                    no_new_keyring,
+                    preserve_fds,
+                    has_create_runtime_hooks,
+                    unprivileged_runtime,
+                    clone_flags: flags.bits(),
+                    fds,
+                };
+                let passed = [fifo, console_socket, stub].into_iter().flatten().collect();
+                (Request::Init(wire), passed)
+            }
+            Child::Exec(cfg) => {
+                let ExecConfig {
+                    process,
+                    linux,
+                    namespaces,
+                    root,
+                    console_socket,
+                    preserve_fds,
+                    exec_stub,
+                } = cfg;
+                let stub = exec_stub.map(ExecStub::into_fd);
+                let fds = [console_socket.is_some(), stub.is_some()];
+                let wire = ExecWire {
+                    process,
+                    linux,
+                    namespaces: namespaces.into_iter().map(|(f, p)| (f.bits(), p)).collect(),
+                    root,
+                    preserve_fds,
+                    fds,
+                };
+                let passed = [console_socket, stub].into_iter().flatten().collect();
+                (Request::Exec(wire), passed)
+            }
+        }
+    }
+
+    /// The container-side entry point of this child. Never returns.
+    fn run(self, stdio: &Stdio, chan: Channel) -> ! {
+        if let Err(e) = stdio.install() {
+            crate::process::report_and_exit(&chan, "stdio", e);
+        }
+        match self {
+            Child::Init(cfg, _) => crate::process::init::child_main(cfg, chan),
+            Child::Exec(cfg) => crate::process::exec::child_main(cfg, chan),
+        }
+    }
+}
+
+/// Start `child` and return its pid. Its messages come on `parent_chan`; `child_chan` is the
+/// other end. Direct `clone` for a single-threaded caller, else through the helper (see the
+/// module documentation). `limit` bounds the wait for the helper.
+pub(crate) fn spawn(
+    child: Child,
+    stdio: &Stdio,
+    parent_chan: &Channel,
+    child_chan: Channel,
+    limit: Duration,
+) -> Result<Pid, ContainerError> {
+    if use_helper() {
+        return spawn_by_helper(child, stdio, parent_chan, child_chan, limit);
+    }
+    let flags = match &child {
+        Child::Init(_, flags) => *flags,
+        Child::Exec(_) => CloneFlags::empty(),
+    };
+    // SAFETY: the caller is single-threaded (checked just above, from /proc/self/stat; it
+    // cannot start a thread while it is in here), and the child only runs `Child::run`, which
+    // never uses glibc's cached tid.
+    let forked = unsafe { sys::clone_fork(flags) }
+        .map_err(|e| ContainerError::sys(format!("clone({flags:?})"), e))?;
+    match forked {
+        Forked::Child => child.run(stdio, child_chan),
+        Forked::Parent(pid) => Ok(pid),
+    }
+}
+
+fn spawn_by_helper(
+    child: Child,
+    stdio: &Stdio,
+    parent_chan: &Channel,
+    child_chan: Channel,
+    limit: Duration,
+) -> Result<Pid, ContainerError> {
+    let preserve = child.preserve_fds();
+    let chan_fd = 3 + preserve as RawFd;
+    debug_assert!(sys::spawn_helper_hook_linked());
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg0("berth-spawn-helper").env(HELPER_ENV, chan_fd.to_string());
+    for (target, fd) in stdio.slots() {
+        let Some(fd) = fd else { continue };
+        let copy = fd
+            .try_clone()
+            .map_err(|source| ContainerError::Io {
+                op: "duplicate the stdio fd of",
+                path: format!("fd {target}").into(),
+                source,
+            })?;
+        match target {
+            0 => cmd.stdin(copy),
+            1 => cmd.stdout(copy),
+            _ => cmd.stderr(copy),
+        };
+    }
+    sys::pass_fds_on_exec(&mut cmd, child_chan.as_fd().as_raw_fd(), chan_fd, preserve);
+    let mut helper = cmd.spawn().map_err(|source| ContainerError::Io {
+        op: "start the spawn helper",
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    drop(child_chan);
+    let result = talk_to_helper(child, parent_chan, limit);
+    // It exits right after it has cloned (or failed); on our error, make sure of it.
+    if result.is_err() {
+        let _ = helper.kill();
+    }
+    let _ = helper.wait();
+    result
+}
+
+fn talk_to_helper(
+    child: Child,
+    chan: &Channel,
+    limit: Duration,
+) -> Result<Pid, ContainerError> {
+    let (request, fds) = child.into_request();
+    let send_err = |e| ContainerError::sys("send to the spawn helper", e);
+    chan.send(&request).map_err(send_err)?;
+    for fd in &fds {
+        chan.send_with_fd(&PassedFd, fd.as_raw_fd()).map_err(send_err)?;
+    }
+    drop(fds);
+    match recv_within(chan, limit, "the spawn helper")? {
+        Some((ToParent::Pid(pid), _)) => Ok(Pid::from_raw(pid)),
+        Some((ToParent::Failed(e), _)) => Err(e.into()),
+        Some((other, _)) => Err(ContainerError::Protocol {
+            step: "the spawn helper",
+            got: format!("{other:?}"),
+        }),
+        None => Err(ContainerError::Protocol {
+            step: "the spawn helper",
+            got: "the end of the channel".into(),
+        }),
+    }
+}
+
+/// The helper process (see the module documentation), called before `main` by the
+/// constructor in [`crate::sys`] when [`HELPER_ENV`] names the channel. Never returns.
+pub(crate) fn helper_main(fd: RawFd) -> ! {
+    std::env::remove_var(HELPER_ENV);
+    // SAFETY: the runtime that started this helper put its end of the channel on `fd` for
+    // this process alone (HELPER_ENV names it), and nothing else in the process refers to it.
+    let chan = Channel::from_fd(unsafe { sys::own_fd(fd) });
+    let fail = |e: SetupError| -> ! { crate::process::report_and_exit(&chan, "spawn helper", e) };
+    let child = match read_request(&chan) {
+        Ok(c) => c,
+        Err(e) => fail(e),
+    };
+    let flags = match &child {
+        Child::Init(_, flags) => *flags,
+        Child::Exec(_) => CloneFlags::empty(),
+    };
+    // SAFETY: this process was exec'd a moment ago and runs before `main`: it has one thread.
+    // The child only runs `Child::run`, which never uses glibc's cached tid.
+    match unsafe { sys::clone_fork(flags | CloneFlags::CLONE_PARENT) } {
+        Err(e) => fail(SetupError::sys("spawn helper", format!("clone({flags:?})"), e)),
+        Ok(Forked::Child) => child.run(&Stdio::default(), chan),
+        Ok(Forked::Parent(pid)) => {
+            let code = i32::from(chan.send(&ToParent::Pid(pid.as_raw())).is_err());
+            sys::exit_now(code)
+        }
+    }
+}
+
+fn read_request(chan: &Channel) -> Result<Child, SetupError> {
+    let recv_err = |e| SetupError::sys("spawn helper", "receive from runtime", e);
+    let request = chan
+        .recv::<Request>()
+        .map_err(recv_err)?
+        .ok_or_else(|| SetupError::msg("spawn helper", "runtime went away"))?;
+    let next_fd = |present: bool| -> Result<Option<OwnedFd>, SetupError> {
+        if !present {
+            return Ok(None);
+        }
+        match chan.recv_with_fd::<PassedFd>().map_err(recv_err)? {
+            Some((PassedFd, Some(fd))) => Ok(Some(fd)),
+            _ => Err(SetupError::msg("spawn helper", "an fd did not come")),
+        }
+    };
+    Ok(match request {
+        Request::Init(w) => {
+            let fifo = next_fd(w.fds[0])?;
+            let console_socket = next_fd(w.fds[1])?;
+            let exec_stub = next_fd(w.fds[2])?.map(ExecStub::from_fd);
+            let cfg = InitConfig {
+                id: w.id,
+                spec: w.spec,
+                rootfs: w.rootfs,
+                bundle: w.bundle,
+                ns: NsPlan {
+                    new: CloneFlags::from_bits_retain(w.ns_new),
+                    join: w
+                        .ns_join
+                        .into_iter()
+                        .map(|(f, p)| (CloneFlags::from_bits_retain(f), p))
+                        .collect(),
+                    uid_mappings: w.uid_mappings,
+                    gid_mappings: w.gid_mappings,
+                },
+                cgroup_mounts: w.cgroup_mounts,
+                fifo,
+                console_socket,
+                no_pivot: w.no_pivot,
+                no_new_keyring: w.no_new_keyring,
+                preserve_fds: w.preserve_fds,
+                has_create_runtime_hooks: w.has_create_runtime_hooks,
+                unprivileged_runtime: w.unprivileged_runtime,
+                exec_stub,
+            };
+            Child::Init(cfg, CloneFlags::from_bits_retain(w.clone_flags))
+        }
+        Request::Exec(w) => {
+            let console_socket = next_fd(w.fds[0])?;
+            let exec_stub = next_fd(w.fds[1])?.map(ExecStub::from_fd);
+            Child::Exec(ExecConfig {
+                process: w.process,
+                linux: w.linux,
+                namespaces: w
+                    .namespaces
+                    .into_iter()
+                    .map(|(f, p)| (CloneFlags::from_bits_retain(f), p))
+                    .collect(),
+                root: w.root,
+                console_socket,
+                preserve_fds: w.preserve_fds,
+                exec_stub,
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_harness_with_threads_is_multithreaded() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(caller_is_multithreaded());
+        drop(tx);
+        let _ = t.join();
+    }
+
+    #[test]
+    fn setup_timeout_reads_the_environment() {
+        // Only the parsing: the variable is not set in the test environment.
+        if std::env::var_os("BERTH_SETUP_TIMEOUT").is_none() {
+            assert_eq!(setup_timeout(), SETUP_TIMEOUT);
+        }
+    }
+
+    #[test]
+    fn a_silent_peer_times_out_naming_the_step() {
+        let (a, _b) = Channel::pair().unwrap();
+        let t0 = Instant::now();
+        let err = recv_within(&a, Duration::from_millis(50), "init's ready").unwrap_err();
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert_eq!(
+            err.to_string(),
+            "timed out after 50ms waiting for init's ready"
+        );
+    }
+
+    #[test]
+    fn a_closed_peer_is_the_end_not_a_timeout() {
+        let (a, b) = Channel::pair().unwrap();
+        drop(b);
+        assert!(recv_within(&a, Duration::from_secs(5), "x").unwrap().is_none());
+    }
+}
