@@ -3,6 +3,8 @@
 //! This is the only module of the crate with `unsafe` code. Each function is a thin, typed
 //! wrapper: errors come back as [`nix::errno::Errno`], file descriptors as [`OwnedFd`].
 
+pub mod sched;
+
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -50,6 +52,43 @@ pub unsafe fn clone_fork(flags: CloneFlags) -> Result<Forked, Errno> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
     }
+}
+
+/// Load the classic BPF program `code` as a seccomp filter of the calling thread
+/// (`seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`, Linux 3.17), with the
+/// `SECCOMP_FILTER_FLAG_*` bits in `flags`.
+///
+/// With `SECCOMP_FILTER_FLAG_NEW_LISTENER` in `flags`, returns the notification fd the kernel
+/// made (close-on-exec); otherwise `None`. The caller must hold `CAP_SYS_ADMIN` or have set
+/// `no_new_privs` (else `EACCES`); a program the kernel refuses is `EINVAL`.
+pub fn seccomp_set_mode_filter(
+    flags: libc::c_ulong,
+    code: &[libc::sock_filter],
+) -> Result<Option<OwnedFd>, Errno> {
+    let len = libc::c_ushort::try_from(code.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: code.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `code`, `len` instructions that stay borrowed (and unchanged)
+    // for the whole call; the kernel copies the program and never writes through the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            std::ptr::addr_of!(prog),
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER the return value is a new fd that the kernel installed for
+    // this process just now; nothing else knows its number, so it has one owner.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }
 
 /// Mark every fd from `first` upwards close-on-exec (`close_range(2)` with

@@ -1073,14 +1073,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rootfs")).unwrap();
         let mut v = base();
-        v["process"]["scheduler"] = json!({"policy": "SCHED_BATCH"});
+        v["linux"]["intelRdt"] = json!({"closID": "x"});
         match check(&v, dir.path()).unwrap_err() {
             SpecError::Invalid { field, why } => {
-                assert_eq!(field, "process.scheduler");
-                assert!(
-                    why.contains("berth does not set a scheduling policy"),
-                    "{why}"
-                );
+                assert_eq!(field, "linux.intelRdt");
+                assert!(why.contains("berth does not implement Intel RDT"), "{why}");
             }
             e => panic!("{e}"),
         }
@@ -1092,10 +1089,10 @@ pub(crate) mod tests {
             .contains("process.cwd"));
         let p = validate_process(
             &json!({"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
-            "ioPriority": {"class": "IOPRIO_CLASS_BE"}}),
+            "scheduler": {"policy": "SCHED_ISO"}}),
         );
         assert_eq!(p.len(), 1, "{p:?}");
-        assert_eq!(p[0].path, "process.ioPriority");
+        assert_eq!(p[0].path, "process.scheduler.policy");
         let p = validate_process(
             &json!({"cwd": "/\u{0}", "args": ["sh"], "user": {"uid": 0, "gid": 0}}),
         );

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 fn usage() -> &'static str {
     "usage: probe [report | sysctl NAME... | stat PATH | open PATH r|w|rw | write PATH TEXT |\n\
-     read PATH | mkdir PATH | ls PATH | syscall getppid|getuid|getpgrp | personality |\n\
+     read PATH | mkdir PATH | ls PATH | syscall getppid|getuid|getpgrp | personality | sched |\n\
      sleep SECS | exit CODE | stdin]"
 }
 
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         ["ls", path] => ls(path),
         ["syscall", name] => sys::call(name),
         ["personality"] => json!({"personality": sys::personality()}),
+        ["sched"] => sched(),
         ["sleep", secs] => {
             let s: f64 = secs.parse().unwrap_or(0.0);
             std::thread::sleep(std::time::Duration::from_secs_f64(s));
@@ -333,6 +334,27 @@ fn ls(path: &str) -> Value {
     }
 }
 
+/// How this process is scheduled: `ioprio` (class and level from ioprio_get), `sched`
+/// (sched_getattr: policy, flags, nice, priority, runtime, deadline, period), `mempolicy`
+/// (get_mempolicy: mode number, mode flags, node list), and `Cpus_allowed_list` and
+/// `Mems_allowed_list` from /proc/self/status.
+fn sched() -> Value {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    json!({
+        "ioprio": sys::ioprio(),
+        "sched": sys::sched_attr(),
+        "mempolicy": sys::mempolicy(),
+        "cpus_allowed": field("Cpus_allowed_list"),
+        "mems_allowed": field("Mems_allowed_list"),
+    })
+}
+
 /// The raw calls std does not offer.
 mod sys {
     use serde_json::{json, Value};
@@ -356,6 +378,79 @@ mod sys {
         } else {
             json!({"ok": true, "result": rc})
         }
+    }
+
+    fn errno_json() -> Value {
+        let e = std::io::Error::last_os_error();
+        json!({"ok": false, "errno": e.raw_os_error(), "error": e.to_string()})
+    }
+
+    /// ioprio_get(IOPRIO_WHO_PROCESS, 0): `{"class": N, "level": N}` (class 1 RT, 2 BE, 3 IDLE,
+    /// 0 none).
+    pub fn ioprio() -> Value {
+        // SAFETY: ioprio_get takes two integers and touches no memory; who 0 is this thread.
+        let rc = unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_int, 0 as libc::c_int) };
+        if rc < 0 {
+            return errno_json();
+        }
+        json!({"class": rc >> 13, "level": rc & 7})
+    }
+
+    /// sched_getattr(0, ...) with the 56-byte `struct sched_attr` (VER1).
+    pub fn sched_attr() -> Value {
+        let mut buf = [0u8; 56];
+        // SAFETY: `buf` is 56 writable bytes and the call is told so (size 56); the kernel writes
+        // at most that many. pid 0 is this thread; flags must be 0.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getattr,
+                0 as libc::pid_t,
+                buf.as_mut_ptr(),
+                56 as libc::c_uint,
+                0 as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            return errno_json();
+        }
+        let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap_or_default());
+        let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap_or_default());
+        json!({
+            "policy": u32_at(4),
+            "flags": u64_at(8),
+            "nice": u32_at(16) as i32,
+            "priority": u32_at(20),
+            "runtime": u64_at(24),
+            "deadline": u64_at(32),
+            "period": u64_at(40),
+        })
+    }
+
+    /// get_mempolicy(&mode, mask, 1025, 0, 0): the mode (with its MPOL_F_* flags split off)
+    /// and the nodes of the mask.
+    pub fn mempolicy() -> Value {
+        let mut mode: libc::c_int = 0;
+        let mut mask = [0 as libc::c_ulong; 16];
+        // SAFETY: `mode` is a writable int and `mask` holds 16 * 64 = 1024 writable bits; maxnode
+        // 1025 makes the kernel use 1024 bits (its off-by-one). addr 0 and flags 0 ask for this
+        // thread's policy.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_mempolicy,
+                &mut mode as *mut libc::c_int,
+                mask.as_mut_ptr(),
+                1025 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        if rc < 0 {
+            return errno_json();
+        }
+        let nodes: Vec<u32> = (0..1024u32)
+            .filter(|n| mask[(n / 64) as usize] & (1 << (n % 64)) != 0)
+            .collect();
+        json!({"mode": mode & 0xff, "flags": mode & !0xff, "nodes": nodes})
     }
 
     /// The current execution domain (personality(0xffffffff) queries without changing it).

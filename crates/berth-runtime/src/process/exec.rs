@@ -40,6 +40,8 @@ pub struct ExecConfig {
     pub preserve_fds: u32,
     /// The exec stub the program is started through (see [`crate::exe`]).
     pub exec_stub: Option<ExecStub>,
+    /// `linux.seccomp` compiled by the runtime (see [`crate::seccomp::cache`]).
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Entry point of the exec child after `clone`. Never returns.
@@ -57,6 +59,8 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
     sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("exec", "sigprocmask", e))?;
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| SetupError::sys("exec", "prctl(PR_SET_DUMPABLE)", e))?;
+    // execCPUAffinity.initial: the CPUs to run on until the process is in the cgroup.
+    super::sched::initial_affinity(&cfg.process)?;
     close_fds_except(
         3 + cfg.preserve_fds as RawFd,
         &[
@@ -107,9 +111,12 @@ fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError>
         Ok(_) => return Err(SetupError::msg("exec", "runtime went away")),
         Err(e) => return Err(SetupError::sys("exec", "receive from runtime", e)),
     }
+    // In the cgroup now (whose cpuset may have reset the affinity): execCPUAffinity.final.
+    super::sched::final_affinity(&cfg.process)?;
     let plan = prepare_process(
         &cfg.process,
         cfg.linux.as_ref(),
+        cfg.seccomp.as_ref(),
         cfg.console_socket.as_ref().map(|s| s.as_fd()),
         cfg.preserve_fds,
         chan,

@@ -58,6 +58,8 @@ pub struct InitConfig {
     pub unprivileged_runtime: bool,
     /// The exec stub the program is started through (see [`crate::exe`]).
     pub exec_stub: Option<ExecStub>,
+    /// `linux.seccomp` compiled by the runtime (see [`crate::seccomp::cache`]).
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Entry point of the child after `clone`. Never returns.
@@ -220,6 +222,7 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     let plan = prepare_process(
         process,
         cfg.spec.linux().as_ref(),
+        cfg.seccomp.as_ref(),
         cfg.console_socket.as_ref().map(|s| s.as_fd()),
         cfg.preserve_fds,
         chan,
@@ -287,9 +290,11 @@ impl ExecPlan {
 /// Everything about the process itself, shared by init and `exec`: session and terminal,
 /// personality, rlimits, oom score, the program lookup, fds, capabilities and user, umask,
 /// cwd, no_new_privs and seccomp. Runs inside the container (after `pivot_root` or `setns`).
+/// `seccomp` is `linux.seccomp` as the runtime compiled it before the clone.
 pub fn prepare_process(
     process: &oci_spec::runtime::Process,
     linux: Option<&oci_spec::runtime::Linux>,
+    seccomp: Option<&crate::seccomp::Program>,
     console_socket: Option<std::os::fd::BorrowedFd<'_>>,
     preserve_fds: u32,
     chan: &Channel,
@@ -316,6 +321,8 @@ pub fn prepare_process(
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| SetupError::msg("process", format!("write oomScoreAdj {adj}: {e}")))?;
     }
+    // Memory policy, I/O priority, scheduler: while the capabilities they may need are held.
+    super::sched::apply(process, linux)?;
 
     let mut env: Vec<CString> = process
         .env()
@@ -358,7 +365,6 @@ pub fn prepare_process(
     // reach the program (CVE-2024-21626).
     sys::cloexec_from(3 + preserve_fds as RawFd)
         .map_err(|e| SetupError::sys("process", "close_range", e))?;
-    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let (Some(filter), false) = (seccomp, nnp) {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still
@@ -399,11 +405,8 @@ pub fn prepare_process(
 
 /// Load the seccomp filter; with a notify action, hand the listener fd to the runtime, which
 /// passes it to `listenerPath` (unreachable from inside the container).
-fn load_seccomp(
-    filter: &oci_spec::runtime::LinuxSeccomp,
-    chan: &Channel,
-) -> Result<(), SetupError> {
-    if let Some(fd) = crate::seccomp::apply(filter)? {
+fn load_seccomp(filter: &crate::seccomp::Program, chan: &Channel) -> Result<(), SetupError> {
+    if let Some(fd) = filter.load()? {
         chan.send_with_fd(&ToParent::SeccompFd, fd.as_raw_fd())
             .map_err(|e| SetupError::sys("seccomp", "send the notify fd to the runtime", e))?;
         match chan.recv::<ToChild>() {

@@ -107,15 +107,96 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>, ns: &Namespaces) 
         }
     }
     if let Some(p) = obj_of(l, "memoryPolicy") {
-        c.fields(
-            p,
-            "linux.memoryPolicy",
-            tables::MEMORY_POLICY,
-            "config-linux.md#memory-policy",
-        );
+        memory_policy(c, p);
     }
     // cgroupsPath: absolute and relative values are both allowed (config-linux.md#cgroups-path,
     // and runc accepts either), so only its type is checked.
+}
+
+/// `linux.memoryPolicy`: names, the node list, and what set_mempolicy(2) requires of each mode
+/// and flag (the kernel answers EINVAL to any of these).
+fn memory_policy(c: &mut Checker, p: &Map<String, Value>) {
+    const PATH: &str = "linux.memoryPolicy";
+    const SECTION: &str = "config-linux.md#memory-policy";
+    const RULE: &str = "config-linux.md#memory-policy: set_mempolicy(2) refuses this mode, node list and flags together";
+    c.fields(p, PATH, tables::MEMORY_POLICY, SECTION);
+    c.known_value(
+        p,
+        PATH,
+        "mode",
+        tables::MPOL_MODES,
+        "config-linux.md#memory-policy: mode is an MPOL_* mode",
+    );
+    c.known_names(
+        p,
+        PATH,
+        "flags",
+        tables::MPOL_FLAGS,
+        "config-linux.md#memory-policy: flags are MPOL_F_* flags",
+    );
+    let nodes = match str_of(p, "nodes") {
+        Some(list) => {
+            match crate::process::sched::parse_list(list, crate::process::sched::MAX_NODE) {
+                Ok(n) => n,
+                Err(e) => {
+                    c.error(&join(PATH, "nodes"), format!("{list:?} is not a node list like 0-3,7: {e}"), "config-linux.md#memory-policy: nodes is comma-separated node numbers and ranges (nodes 0 to 1023, Linux's MAX_NUMNODES)");
+                    return;
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    let flags: Vec<&str> = p
+        .get("flags")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let has = |f: &str| flags.contains(&f);
+    let Some(mode) = str_of(p, "mode") else {
+        return;
+    };
+    match mode {
+        "MPOL_DEFAULT" | "MPOL_LOCAL" => {
+            if !nodes.is_empty() {
+                c.error(&join(PATH, "nodes"), format!("{mode} takes no nodes"), "config-linux.md#memory-policy: some modes require that there are no nodes, e.g. MPOL_DEFAULT and MPOL_LOCAL");
+            }
+            if !flags.is_empty() {
+                c.error(&join(PATH, "flags"), format!("{mode} takes no flags"), RULE);
+            }
+        }
+        "MPOL_BIND" | "MPOL_INTERLEAVE" | "MPOL_WEIGHTED_INTERLEAVE" | "MPOL_PREFERRED_MANY"
+            if nodes.is_empty() =>
+        {
+            c.error(&join(PATH, "nodes"), format!("{mode} needs at least one node"), "config-linux.md#memory-policy: others require at least one node, e.g. MPOL_BIND and MPOL_INTERLEAVE");
+        }
+        "MPOL_PREFERRED"
+            if nodes.is_empty() && (has("MPOL_F_STATIC_NODES") || has("MPOL_F_RELATIVE_NODES")) =>
+        {
+            c.error(&join(PATH, "nodes"), "MPOL_PREFERRED without nodes (local allocation) takes neither MPOL_F_STATIC_NODES nor MPOL_F_RELATIVE_NODES", RULE);
+        }
+        _ => {}
+    }
+    if has("MPOL_F_STATIC_NODES") && has("MPOL_F_RELATIVE_NODES") {
+        c.error(
+            &join(PATH, "flags"),
+            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+            RULE,
+        );
+    }
+    if has("MPOL_F_NUMA_BALANCING")
+        && !matches!(
+            mode,
+            "MPOL_BIND" | "MPOL_PREFERRED_MANY" | "MPOL_DEFAULT" | "MPOL_LOCAL"
+        )
+    {
+        c.error(
+            &join(PATH, "flags"),
+            format!(
+                "MPOL_F_NUMA_BALANCING goes only with MPOL_BIND or MPOL_PREFERRED_MANY, not {mode}"
+            ),
+            RULE,
+        );
+    }
 }
 
 fn namespaces(c: &mut Checker, l: &Map<String, Value>) {
@@ -694,6 +775,56 @@ mod tests {
     use serde_json::json;
 
     use crate::validate::tests::{has, lines};
+
+    #[test]
+    fn memory_policy_modes_nodes_and_flags() {
+        let mp = |p: serde_json::Value| lines(move |v| v["linux"]["memoryPolicy"] = p);
+        has(
+            &mp(json!({"mode": "MPOL_FOO"})),
+            "error: linux.memoryPolicy.mode: unknown value \"MPOL_FOO\"",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_X"]})),
+            "error: linux.memoryPolicy.flags[0]: unknown value \"MPOL_F_X\"",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_BIND"})),
+            "error: linux.memoryPolicy.nodes: MPOL_BIND needs at least one node",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_LOCAL", "nodes": "0"})),
+            "error: linux.memoryPolicy.nodes: MPOL_LOCAL takes no nodes",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_DEFAULT", "flags": ["MPOL_F_STATIC_NODES"]})),
+            "error: linux.memoryPolicy.flags: MPOL_DEFAULT takes no flags",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_INTERLEAVE", "nodes": "0-1",
+                       "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]})),
+            "error: linux.memoryPolicy.flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]})),
+            "error: linux.memoryPolicy.flags: MPOL_F_NUMA_BALANCING goes only with MPOL_BIND or MPOL_PREFERRED_MANY",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_PREFERRED", "flags": ["MPOL_F_STATIC_NODES"]})),
+            "error: linux.memoryPolicy.nodes: MPOL_PREFERRED without nodes",
+        );
+        has(
+            &mp(json!({"mode": "MPOL_BIND", "nodes": "0-x"})),
+            "error: linux.memoryPolicy.nodes: \"0-x\" is not a node list like 0-3,7",
+        );
+        for ok in [
+            json!({"mode": "MPOL_PREFERRED"}),
+            json!({"mode": "MPOL_LOCAL"}),
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_STATIC_NODES"]}),
+            json!({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "0-3,7", "flags": ["MPOL_F_RELATIVE_NODES"]}),
+        ] {
+            assert!(mp(ok.clone()).is_empty(), "{ok}");
+        }
+    }
 
     #[test]
     fn namespace_types_duplicates_and_paths() {

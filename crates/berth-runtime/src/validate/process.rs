@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::{index, join, obj_of, str_of, tables, Checker};
+use crate::process::sched::{parse_list, MAX_CPU};
 
 const SECTION: &str = "config.md#process";
 
@@ -42,31 +43,7 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>) {
         c.range(io, path, "priority", 0, 7, "config.md#linux-process: ioPriority.priority is a level 0 (highest) to 7 within its class, see ioprio_set(2)");
     }
     if let Some(s) = obj_of(p, "scheduler") {
-        let path = "process.scheduler";
-        c.fields(s, path, tables::SCHEDULER, "config.md#linux-process");
-        c.known_value(
-            s,
-            path,
-            "policy",
-            tables::SCHED_POLICIES,
-            "config.md#linux-process: scheduler.policy is a sched_setattr(2) policy",
-        );
-        c.range(
-            s,
-            path,
-            "nice",
-            -20,
-            19,
-            "config.md#linux-process: scheduler.nice is -20 to 19, see sched_setattr(2)",
-        );
-        c.range(
-            s,
-            path,
-            "priority",
-            0,
-            99,
-            "config.md#linux-process: scheduler.priority is sched_priority, 0 to 99 (sched(7))",
-        );
+        scheduler(c, s);
     }
     if let Some(a) = obj_of(p, "execCPUAffinity") {
         let path = "process.execCPUAffinity";
@@ -78,9 +55,98 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>) {
         );
         for n in ["initial", "final"] {
             if let Some(list) = str_of(a, n) {
-                if !super::linux::is_cpu_list(list) {
-                    c.error(&join(path, n), format!("{list:?} is not a list like 0-3,7"), "config.md#linux-process: execCPUAffinity values are CPU lists in the cpuset list format");
+                if let Err(e) = parse_list(list, MAX_CPU) {
+                    c.error(&join(path, n), format!("{list:?} is not a CPU list like 0-3,7: {e}"), "config.md#linux-process: execCPUAffinity values are comma-separated CPU numbers and ranges (CPUs 0 to 1023, as cpu_set_t holds)");
                 }
+            }
+        }
+    }
+}
+
+/// `process.scheduler`: names, ranges, and what sched_setattr(2) requires of each policy.
+fn scheduler(c: &mut Checker, s: &Map<String, Value>) {
+    const PATH: &str = "process.scheduler";
+    const RULE: &str = "config.md#linux-process: scheduler is applied with sched_setattr(2)";
+    c.fields(s, PATH, tables::SCHEDULER, "config.md#linux-process");
+    c.known_value(
+        s,
+        PATH,
+        "policy",
+        tables::SCHED_POLICIES,
+        "config.md#linux-process: scheduler.policy is a sched_setattr(2) policy",
+    );
+    c.known_names(
+        s,
+        PATH,
+        "flags",
+        tables::SCHED_FLAGS,
+        "config.md#linux-process: scheduler.flags are SCHED_FLAG_* names",
+    );
+    c.range(
+        s,
+        PATH,
+        "nice",
+        -20,
+        19,
+        "config.md#linux-process: scheduler.nice is -20 to 19, see sched_setattr(2)",
+    );
+    c.range(
+        s,
+        PATH,
+        "priority",
+        0,
+        99,
+        "config.md#linux-process: scheduler.priority is sched_priority, 0 to 99 (sched(7))",
+    );
+    let Some(policy) = str_of(s, "policy") else {
+        return;
+    };
+    // Unset numbers are 0 (config.md#linux-process: "the runtime must use the value 0").
+    let num = |name: &str| s.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let priority = s.get("priority").and_then(Value::as_i64).unwrap_or(0);
+    match policy {
+        "SCHED_FIFO" | "SCHED_RR" if priority == 0 => c.error(
+            &join(PATH, "priority"),
+            format!("{policy} needs a priority of 1 to 99"),
+            "sched(7): real-time policies take a static priority 1 (low) to 99 (high); sched_setattr(2) refuses 0",
+        ),
+        "SCHED_OTHER" | "SCHED_BATCH" | "SCHED_IDLE" | "SCHED_DEADLINE" if priority != 0 => c.error(
+            &join(PATH, "priority"),
+            format!("{policy} takes no priority (0), found {priority}"),
+            "sched(7): only SCHED_FIFO and SCHED_RR have a static priority; sched_setattr(2) refuses one for other policies",
+        ),
+        _ => {}
+    }
+    if policy == "SCHED_DEADLINE" {
+        let (runtime, deadline, period) = (num("runtime"), num("deadline"), num("period"));
+        const DL: &str = "sched(7): SCHED_DEADLINE needs 1024 <= runtime <= deadline <= period (period 0: the deadline), in nanoseconds";
+        if runtime < 1024 {
+            c.error(
+                &join(PATH, "runtime"),
+                format!("SCHED_DEADLINE needs a runtime of at least 1024 ns, found {runtime}"),
+                DL,
+            );
+        } else if deadline < runtime {
+            c.error(
+                &join(PATH, "deadline"),
+                format!("the deadline {deadline} is below the runtime {runtime}"),
+                DL,
+            );
+        } else if period != 0 && period < deadline {
+            c.error(
+                &join(PATH, "period"),
+                format!("the period {period} is below the deadline {deadline}"),
+                DL,
+            );
+        }
+    } else {
+        for name in ["runtime", "deadline", "period"] {
+            if num(name) != 0 {
+                c.warn(
+                    &join(PATH, name),
+                    format!("only SCHED_DEADLINE uses it; {policy} ignores it"),
+                    RULE,
+                );
             }
         }
     }
@@ -330,7 +396,7 @@ mod tests {
         });
         has(
             &l,
-            "error: process.execCPUAffinity.final: \"a\" is not a list",
+            "error: process.execCPUAffinity.final: \"a\" is not a CPU list",
         );
         has(
             &l,
@@ -427,5 +493,65 @@ mod tests {
         has(&l, "error: process.ioPriority.class: unknown value");
         has(&l, "error: process.ioPriority.priority: 9 is outside 0..=7");
         has(&l, "error: process.scheduler.nice: 30 is outside -20..=19");
+    }
+
+    #[test]
+    fn scheduler_per_policy() {
+        let sched = |s: serde_json::Value| lines(move |v| v["process"]["scheduler"] = s);
+        has(
+            &sched(json!({"policy": "SCHED_FIFO"})),
+            "error: process.scheduler.priority: SCHED_FIFO needs a priority of 1 to 99",
+        );
+        has(
+            &sched(json!({"policy": "SCHED_BATCH", "priority": 5})),
+            "error: process.scheduler.priority: SCHED_BATCH takes no priority",
+        );
+        has(
+            &sched(json!({"policy": "SCHED_OTHER", "flags": ["SCHED_RESET_ON_FORK"]})),
+            "error: process.scheduler.flags[0]: unknown value \"SCHED_RESET_ON_FORK\"",
+        );
+        has(
+            &sched(json!({"policy": "SCHED_DEADLINE", "runtime": 100})),
+            "error: process.scheduler.runtime: SCHED_DEADLINE needs a runtime of at least 1024 ns",
+        );
+        has(
+            &sched(json!({"policy": "SCHED_DEADLINE", "runtime": 2000, "deadline": 1500})),
+            "error: process.scheduler.deadline: the deadline 1500 is below the runtime 2000",
+        );
+        has(
+            &sched(
+                json!({"policy": "SCHED_DEADLINE", "runtime": 2000, "deadline": 3000, "period": 2500}),
+            ),
+            "error: process.scheduler.period: the period 2500 is below the deadline 3000",
+        );
+        has(
+            &sched(json!({"policy": "SCHED_OTHER", "period": 2500})),
+            "warning: process.scheduler.period: only SCHED_DEADLINE uses it",
+        );
+        for ok in [
+            json!({"policy": "SCHED_RR", "priority": 99, "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"]}),
+            json!({"policy": "SCHED_DEADLINE", "runtime": 1024, "deadline": 1000000, "period": 0}),
+            json!({"policy": "SCHED_IDLE", "nice": 19}),
+        ] {
+            assert!(sched(ok.clone()).is_empty(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn exec_cpu_affinity_lists() {
+        let aff = |a: serde_json::Value| lines(move |v| v["process"]["execCPUAffinity"] = a);
+        has(
+            &aff(json!({"initial": "0,,1"})),
+            "error: process.execCPUAffinity.initial: \"0,,1\" is not a CPU list like 0-3,7: element 1 is empty",
+        );
+        has(
+            &aff(json!({"final": "3-1"})),
+            "error: process.execCPUAffinity.final: \"3-1\" is not a CPU list like 0-3,7: range \"3-1\" ends before it starts",
+        );
+        has(
+            &aff(json!({"final": "1024"})),
+            "error: process.execCPUAffinity.final: \"1024\" is not a CPU list like 0-3,7: 1024 is past the highest allowed, 1023",
+        );
+        assert!(aff(json!({"initial": "0-1, 3", "final": ""})).is_empty());
     }
 }

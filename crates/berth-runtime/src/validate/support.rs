@@ -54,13 +54,6 @@ pub(super) fn check(c: &mut Checker, doc: &Map<String, Value>, host: Host) {
             CREATE_RULE,
         );
     }
-    if l.get("memoryPolicy").is_some_and(|v| !v.is_null()) {
-        c.error(
-            "linux.memoryPolicy",
-            "berth does not set a NUMA memory policy (set_mempolicy(2)): the container would run without it",
-            CREATE_RULE,
-        );
-    }
     if obj_of(l, "netDevices").is_some_and(|m| !m.is_empty()) {
         c.error(
             "linux.netDevices",
@@ -98,21 +91,13 @@ pub(super) fn process(c: &mut Checker, p: &Map<String, Value>, at: &str, host: H
     if non_empty_str(p, "selinuxLabel") {
         selinux(c, &join(at, "selinuxLabel"), host);
     }
-    for (name, what) in [
-        ("ioPriority", "an I/O priority (ioprio_set(2))"),
-        ("scheduler", "a scheduling policy (sched_setattr(2))"),
-        (
-            "execCPUAffinity",
-            "an exec CPU affinity (sched_setaffinity(2))",
-        ),
-    ] {
-        if p.get(name).is_some_and(|v| !v.is_null()) {
-            c.error(
-                &join(at, name),
-                format!("berth does not set {what}: the process would run without it"),
-                CREATE_RULE,
-            );
-        }
+    // Linux has never merged SCHED_ISO (it is a reserved number): sched_setattr(2) refuses it.
+    if obj_of(p, "scheduler").and_then(|s| str_of(s, "policy")) == Some("SCHED_ISO") {
+        c.error(
+            &join(&join(at, "scheduler"), "policy"),
+            "SCHED_ISO is not implemented by Linux (sched_setattr(2) refuses it), so the process cannot get it",
+            CREATE_RULE,
+        );
     }
 }
 
@@ -189,26 +174,33 @@ mod tests {
     #[test]
     fn unimplemented_fields_are_named() {
         let l = lines(Host::default(), |v| {
+            v["linux"]["intelRdt"] = json!({"closID": "x"});
+            v["linux"]["netDevices"] = json!({"eth1": {"name": "eth0"}});
+            v["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["X"]});
+            v["process"]["scheduler"] = json!({"policy": "SCHED_ISO"});
+        });
+        for p in ["linux.intelRdt", "linux.netDevices"] {
+            has(&l, &format!("error: {p}: berth does not"));
+        }
+        has(
+            &l,
+            "error: process.scheduler.policy: SCHED_ISO is not implemented by Linux",
+        );
+        has(&l, "warning: linux.personality.flags: 1 flag(s) ignored");
+        assert!(lines(Host::default(), |_| {}).is_empty());
+    }
+
+    #[test]
+    fn scheduling_fields_are_applied_not_refused() {
+        // process.ioPriority, scheduler, execCPUAffinity and linux.memoryPolicy are set by
+        // process::sched; only values the kernel would refuse are problems (validate).
+        assert!(lines(Host::default(), |v| {
             v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 1});
             v["process"]["scheduler"] = json!({"policy": "SCHED_BATCH"});
             v["process"]["execCPUAffinity"] = json!({"initial": "0"});
-            v["linux"]["intelRdt"] = json!({"closID": "x"});
             v["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
-            v["linux"]["netDevices"] = json!({"eth1": {"name": "eth0"}});
-            v["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["X"]});
-        });
-        for p in [
-            "process.ioPriority",
-            "process.scheduler",
-            "process.execCPUAffinity",
-            "linux.intelRdt",
-            "linux.memoryPolicy",
-            "linux.netDevices",
-        ] {
-            has(&l, &format!("error: {p}: berth does not"));
-        }
-        has(&l, "warning: linux.personality.flags: 1 flag(s) ignored");
-        assert!(lines(Host::default(), |_| {}).is_empty());
+        })
+        .is_empty());
     }
 
     #[test]
