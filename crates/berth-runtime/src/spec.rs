@@ -182,8 +182,10 @@ fn parse_error_at(path: &Path, text: &[u8], source: serde_json::Error) -> SpecEr
 }
 
 /// Deserialize `text` (whose JSON is `value`); if it fails, drop the unknown capability names
-/// of the process object (`value[key]`, or `value` itself without a key) with a warning and try
-/// again. A remaining schema error names its field (in the document without those names).
+/// of the process object (`value[key]`, or `value` itself without a key) with a warning, respell
+/// what the spec allows and oci-spec 0.10 does not read
+/// ([`crate::process::sched::respell_for_oci_spec`]), and try again. A remaining schema error
+/// names its field (in the document without those names).
 fn parse_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &[u8],
@@ -195,12 +197,16 @@ fn parse_dropping_unknown_caps<T: serde::de::DeserializeOwned>(
         Err(e) => e,
     };
     let mut known = value.clone();
-    let (process, at) = match key {
+    let (mut process, at) = match key {
         Some(k) => (known.get_mut(k), k),
         None => (Some(&mut known), ""),
     };
+    // Spec spellings of the scheduler and CPU affinity that oci-spec 0.10 does not read.
+    let respelled = process
+        .as_deref_mut()
+        .map_or(0, crate::process::sched::respell_for_oci_spec);
     let dropped = drop_unknown_capabilities(process, at);
-    if dropped.is_empty() {
+    if dropped.is_empty() && respelled == 0 {
         return Err(parse_error_at(path, text, first));
     }
     // Parse the document without them as text, so that an error still has a position.
