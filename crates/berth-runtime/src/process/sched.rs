@@ -34,6 +34,25 @@ pub const MAX_CPU: u32 = 1023;
 /// 1024 (`NODES_SHIFT` 10).
 pub const MAX_NODE: u32 = 1023;
 
+/// The `linux.memoryPolicy` modes berth applies (all of config-linux.md#memory-policy; whether
+/// the kernel has each is up to the host), for the features document (features-linux.md
+/// `memoryPolicy.modes`).
+pub const MEMORY_POLICY_MODES: &[&str] = &[
+    "MPOL_DEFAULT",
+    "MPOL_BIND",
+    "MPOL_INTERLEAVE",
+    "MPOL_WEIGHTED_INTERLEAVE",
+    "MPOL_PREFERRED",
+    "MPOL_PREFERRED_MANY",
+    "MPOL_LOCAL",
+];
+/// The `linux.memoryPolicy` flags berth applies (features-linux.md `memoryPolicy.flags`).
+pub const MEMORY_POLICY_FLAGS: &[&str] = &[
+    "MPOL_F_NUMA_BALANCING",
+    "MPOL_F_RELATIVE_NODES",
+    "MPOL_F_STATIC_NODES",
+];
+
 /// A malformed CPU or node list (`0-3,7`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListError {
@@ -458,6 +477,18 @@ mod tests {
         let a = parsed.exec_cpu_affinity().as_ref().unwrap();
         assert_eq!(a.initial().as_deref(), Some("0,1"));
         assert_eq!(a.cpu_affinity_final(), &None);
+    }
+
+    #[test]
+    fn listed_modes_and_flags_are_the_ones_oci_spec_reads() {
+        for m in MEMORY_POLICY_MODES {
+            let mode: MemoryPolicyModeType = m.parse().unwrap();
+            assert_eq!(mode.to_string(), *m);
+        }
+        for f in MEMORY_POLICY_FLAGS {
+            let flag: MemoryPolicyFlagType = f.parse().unwrap();
+            assert_eq!(flag.to_string(), *f);
+        }
     }
 
     #[test]

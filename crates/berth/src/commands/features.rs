@@ -62,6 +62,10 @@ fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": berth_runtime::process::sched::MEMORY_POLICY_MODES,
+                "flags": berth_runtime::process::sched::MEMORY_POLICY_FLAGS,
+            },
             "mountExtensions": {"idmap": {"enabled": false}},
         },
         "annotations": {
@@ -98,6 +102,7 @@ mod tests {
             "apparmor",
             "selinux",
             "intelRdt",
+            "memoryPolicy",
             "mountExtensions",
         ] {
             assert!(!v["linux"][key].is_null(), "linux.{key} missing");
@@ -123,6 +128,10 @@ mod tests {
         // The spec's own types accept the document.
         let typed: oci_spec::runtime::Features = serde_json::from_str(&text).unwrap();
         assert_eq!(typed.oci_version_max(), "1.3.0");
+        // features-linux.md#memorypolicy: every mode and flag of config-linux.md is applied.
+        let mp = typed.linux().as_ref().unwrap().memory_policy().as_ref().unwrap();
+        assert_eq!(mp.modes().as_ref().unwrap().len(), 7);
+        assert_eq!(mp.flags().as_ref().unwrap().len(), 3);
     }
 
     #[test]
