@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{leak_checked, setup};
 use runtime_tests::{
-    assert_no_leaks, berth_bin, is_root, require_path, Bundle, LeakSnapshot, Runtime,
+    assert_no_leaks, berth_bin, require_path, require_root, Bundle, LeakSnapshot, Runtime,
 };
 use serde_json::json;
 
@@ -43,10 +43,8 @@ fn as_nobody(args: &[&str]) -> (bool, String) {
 /// A berth runtime whose root sits in a directory every user may traverse (as /run is), so
 /// that only berth's own modes keep other users out.
 fn public_runtime() -> Option<(tempfile::TempDir, Runtime, Bundle)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
+    // A missing prerequisite is a failure, not a skip.
+    require_root();
     let dir = tempfile::Builder::new()
         .prefix("berth-ctl-")
         .tempdir()
@@ -185,6 +183,71 @@ fn pid_files_are_never_written_through_a_symlink() {
         let ps = rt.ps(&id);
         assert!(!ps.stdout.contains("sleep 51"), "{}", ps.stdout);
         assert!(rt.delete_force(&id).success());
+    });
+}
+
+#[test]
+fn spec_never_writes_through_a_planted_symlink() {
+    require_root();
+    let dir = tempfile::Builder::new()
+        .prefix("berth-spec-")
+        .tempdir()
+        .expect("temp dir");
+    let config = dir.path().join("config.json");
+    let spec = |expect_ok: bool| {
+        let out = Command::new(berth_bin().expect("berth binary"))
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth spec");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.success(), expect_ok, "berth spec: {err}");
+        err
+    };
+    // A dangling link (the old code checked exists(), which follows it, then wrote through
+    // it) and a link to a file that exists: both refused, neither target touched.
+    let absent = dir.path().join("absent");
+    std::os::unix::fs::symlink(&absent, &config).unwrap();
+    let err = spec(false);
+    assert!(err.contains("exists"), "{err}");
+    assert!(
+        !absent.exists(),
+        "berth spec wrote through a dangling symlink"
+    );
+    fs::remove_file(&config).unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, &config).unwrap();
+    spec(false);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    // Without a link, a fresh regular file.
+    fs::remove_file(&config).unwrap();
+    spec(true);
+    let meta = fs::symlink_metadata(&config).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+    serde_json::from_slice::<serde_json::Value>(&fs::read(&config).unwrap()).expect("json");
+}
+
+#[test]
+fn a_terminal_run_makes_a_missing_runtime_root_private() {
+    // `run` with process.terminal makes its console socket in the root before `create` does:
+    // the root it makes must be the same 0700 (runc's too) whichever comes first.
+    leak_checked(|rt, b| {
+        b.spec_mut()["process"]["terminal"] = json!(true);
+        b.set_args(&["true"]);
+        let fresh = Runtime::with_root(rt.bin.clone(), rt.root.with_file_name("fresh-root"))
+            .expect("runtime");
+        fs::remove_dir(&fresh.root).expect("remove the fresh root: berth makes it");
+        let id = fresh.new_id("ttyroot");
+        let out = fresh.run(&id, b);
+        assert!(out.success(), "{}", out.describe());
+        let mode = fs::metadata(&fresh.root).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "runtime root {}", fresh.root.display());
+        fresh.cleanup();
+        assert!(fresh.ids().iter().all(|id| !fresh.root.join(id).exists()));
+        fs::remove_dir(&fresh.root).expect("the fresh root is empty");
     });
 }
 

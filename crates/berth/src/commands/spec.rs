@@ -1,5 +1,7 @@
 //! `berth spec`: write a default config.json, like `runc spec`.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -105,11 +107,24 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
 /// `berth spec`.
 pub fn run(a: SpecArgs) -> Result<u8> {
     let path = a.bundle.join("config.json");
-    if path.exists() {
-        bail!("File {} exists. Remove it first", path.display());
-    }
     let text = serde_json::to_string_pretty(&default_spec(a.rootless))?;
-    std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+    // O_EXCL: a file that exists, or a symlink (even a dangling one) planted at config.json,
+    // is refused instead of written through.
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("File {} exists. Remove it first", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
+    };
+    f.write_all((text + "\n").as_bytes())
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 //! relay bytes, window size and SIGWINCH until the process exits.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -21,9 +22,14 @@ pub struct ConsoleSocket {
 }
 
 impl ConsoleSocket {
-    /// Listen on a fresh socket under `root`.
+    /// Listen on a fresh socket under `root`, which is made private to root (0700) if it is
+    /// missing, as `create` makes it: this may be the first command that needs it.
     pub fn new(root: &Path, id: &str) -> Result<Self> {
-        std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .with_context(|| format!("create {}", root.display()))?;
         let path = root.join(format!(".console-{id}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener =

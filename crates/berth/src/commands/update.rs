@@ -18,17 +18,17 @@ pub struct UpdateArgs {
     /// A JSON file of linux.resources to apply (`-` for stdin); other flags are ignored.
     #[arg(long, short = 'r')]
     pub resources: Option<PathBuf>,
-    /// Memory limit (bytes, or with k/m/g suffix).
-    #[arg(long, value_parser = parse_bytes)]
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for unlimited).
+    #[arg(long, value_parser = parse_bytes, allow_negative_numbers = true)]
     pub memory: Option<i64>,
-    /// Memory soft limit.
-    #[arg(long, value_parser = parse_bytes)]
+    /// Memory soft limit (-1 for unlimited).
+    #[arg(long, value_parser = parse_bytes, allow_negative_numbers = true)]
     pub memory_reservation: Option<i64>,
     /// Memory plus swap limit (-1 for unlimited).
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = parse_bytes, allow_negative_numbers = true)]
     pub memory_swap: Option<i64>,
     /// Kernel memory limit (ignored, as by recent kernels).
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = parse_bytes, allow_negative_numbers = true)]
     pub kernel_memory: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(long)]
@@ -36,14 +36,14 @@ pub struct UpdateArgs {
     /// CPU CFS period in microseconds.
     #[arg(long)]
     pub cpu_period: Option<u64>,
-    /// CPU CFS quota in microseconds.
-    #[arg(long)]
+    /// CPU CFS quota in microseconds (-1 for unlimited).
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     /// CPU realtime period in microseconds.
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
-    /// CPU realtime runtime in microseconds.
-    #[arg(long)]
+    /// CPU realtime runtime in microseconds (-1 for unlimited).
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
     /// CPUs to use (`0-3`, `0,1`).
     #[arg(long)]
@@ -52,7 +52,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpuset_mems: Option<String>,
     /// Maximum number of pids (-1 for unlimited).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     /// Block IO weight (10-1000).
     #[arg(long)]
@@ -234,5 +234,44 @@ mod tests {
         assert!(parse_bytes("nan").is_err());
         assert!(parse_bytes("inf").is_err());
         assert!(parse_bytes("-2").is_err());
+    }
+
+    /// runc takes `-1` (unlimited) as the value of a flag, not as a flag of its own.
+    #[test]
+    fn minus_one_is_a_value() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "berth",
+            "update",
+            "--memory",
+            "-1",
+            "--memory-reservation",
+            "-1",
+            "--memory-swap",
+            "-1",
+            "--cpu-quota",
+            "-1",
+            "--cpu-rt-runtime",
+            "-1",
+            "--pids-limit",
+            "-1",
+            "c1",
+        ])
+        .unwrap();
+        let crate::cli::Command::Update(a) = cli.command else {
+            panic!("not update: {:?}", cli.command);
+        };
+        assert_eq!(a.memory, Some(-1));
+        assert_eq!(a.memory_reservation, Some(-1));
+        assert_eq!(a.memory_swap, Some(-1));
+        assert_eq!(a.cpu_quota, Some(-1));
+        assert_eq!(a.cpu_rt_runtime, Some(-1));
+        assert_eq!(a.pids_limit, Some(-1));
+        assert_eq!(a.id, "c1");
+        // Other negative sizes are still refused, naming the value.
+        let e = crate::cli::Cli::try_parse_from(["berth", "update", "--memory", "-5", "c1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("-5"), "{e}");
     }
 }
