@@ -105,11 +105,19 @@ impl LeakSnapshot {
         }
         out.extend(processes(&self.bundle, &ids, &rt.seen_pids()));
         for p in list_tree(&rt.root).difference(&self.state) {
+            // berth's cache of compiled seccomp programs is the runtime root's, no container's.
+            if p.file_name().is_some_and(|n| n == SECCOMP_CACHE) {
+                continue;
+            }
             out.push(Leak::State(p.clone()));
         }
         out
     }
 }
+
+/// The directory in the runtime root where berth keeps compiled seccomp programs (berth's
+/// `seccomp::cache::DIR_NAME`; `@` is never part of a container id).
+pub const SECCOMP_CACHE: &str = "@seccomp-cache";
 
 /// Panics with a list of leaks (and the runtime's call log) if `rt`'s containers left anything
 /// behind since `before`.

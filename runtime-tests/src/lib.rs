@@ -36,6 +36,7 @@ pub use bundle::{Bundle, PROBE_PATH};
 pub use error::SupportError;
 pub use leaks::{
     assert_no_leaks, cgroup_dirs, names_id, start_time, Leak, LeakSnapshot, CGROUP_ROOT,
+    SECCOMP_CACHE,
 };
 pub use locate::{
     berth_bin, is_root, probe_bin, require_path, require_root, rootfs_dir, workspace_dir,

@@ -164,9 +164,9 @@ impl ContainerBuilder {
     pub fn create_from(self, bundle: Bundle) -> Result<Container, ContainerError> {
         let _span = tracing::info_span!("create", id = %self.id).entered();
         self.check_id()?;
-        crate::validate::check(&bundle.raw, &bundle.dir)?;
+        crate::validate::check(bundle.raw(), bundle.dir())?;
         let process =
-            bundle.spec.process().as_ref().ok_or_else(|| {
+            bundle.spec().process().as_ref().ok_or_else(|| {
                 SpecError::invalid("process", "is required to create a container")
             })?;
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -176,9 +176,9 @@ impl ContainerBuilder {
             return Err(SpecError::invalid("process.cwd", "must be an absolute path").into());
         }
         let terminal = process.terminal().unwrap_or(false);
-        let ns = NsPlan::from_spec(&bundle.spec)?;
+        let ns = NsPlan::from_spec(bundle.spec())?;
         let exec_stub = crate::exe::ExecStub::for_child();
-        if (exec_stub.is_none() || crate::exe::init_needs_protection(&bundle.spec))
+        if (exec_stub.is_none() || crate::exe::init_needs_protection(bundle.spec()))
             && !crate::exe::is_protected()
         {
             return Err(ContainerError::ExeNotProtected(
@@ -221,7 +221,7 @@ impl ContainerBuilder {
         exec_stub: Option<crate::exe::ExecStub>,
         cleanup: &mut Cleanup,
     ) -> Result<ContainerState, ContainerError> {
-        let spec = &bundle.spec;
+        let spec = bundle.spec();
         let linux = spec.linux().as_ref();
         let cgroups_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
@@ -234,8 +234,8 @@ impl ContainerBuilder {
             id: self.id.clone(),
             pid: 0,
             pid_start_time: 0,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
+            bundle: bundle.dir().to_owned(),
+            rootfs: bundle.rootfs().to_owned(),
             created: state::now_rfc3339(),
             annotations: spec.annotations().clone().unwrap_or_default(),
             // Every directory of the cgroup path that does not exist yet is ours to remove.
@@ -272,11 +272,10 @@ impl ContainerBuilder {
         state::crash_point("create:cgroup");
 
         let fifo = cleanup.dir().make_fifo()?;
-        let config_path = bundle.dir.join("config.json");
-        let config = std::fs::read(&config_path).map_err(|source| ContainerError::Io {
-            op: "read",
-            path: config_path.clone(),
-            source,
+        // Exactly the configuration that was validated and is used (not config.json read
+        // again, which may have changed, or never existed for a spec built in memory).
+        let config = serde_json::to_vec_pretty(bundle.raw()).map_err(|e| {
+            SpecError::invalid("config", format!("cannot be written as JSON: {e}"))
         })?;
         cleanup.dir().write_file(state::CONFIG_FILE, &config)?;
         let console_socket = connect_console(self.console_socket.as_deref(), terminal)?;
@@ -297,8 +296,8 @@ impl ContainerBuilder {
         let cfg = InitConfig {
             id: self.id.clone(),
             spec: spec.clone(),
-            rootfs: bundle.rootfs.clone(),
-            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs().to_owned(),
+            bundle: bundle.dir().to_owned(),
             ns,
             cgroup_mounts,
             fifo: Some(fifo),
@@ -309,6 +308,7 @@ impl ContainerBuilder {
             has_create_runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
             unprivileged_runtime: !nix::unistd::geteuid().is_root(),
             exec_stub,
+            seccomp: seccomp_program(linux, Some(&self.root))?,
         };
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
@@ -387,7 +387,7 @@ impl ContainerBuilder {
             match msg {
                 Some(ToParent::SeccompFd) => {
                     let st =
-                        hook_state(&self.id, Status::Creating, pid.as_raw(), &bundle.dir, spec);
+                        hook_state(&self.id, Status::Creating, pid.as_raw(), bundle.dir(), spec);
                     pass_seccomp_fd(spec, pid, &st, fd, &parent_chan)?;
                 }
                 Some(ToParent::Pid(p)) if second_fork => {
@@ -399,7 +399,7 @@ impl ContainerBuilder {
                 }
                 Some(ToParent::RunCreateRuntimeHooks) => {
                     let st =
-                        hook_state(&self.id, Status::Creating, pid.as_raw(), &bundle.dir, spec);
+                        hook_state(&self.id, Status::Creating, pid.as_raw(), bundle.dir(), spec);
                     hooks::run_hooks("prestart", &prestart, &st)?;
                     hooks::run_hooks("createRuntime", &create_runtime, &st)?;
                     state::crash_point("create:hooks");
@@ -608,6 +608,18 @@ fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
         || r.network().is_some()
         || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
         || r.unified().as_ref().is_some_and(|m| !m.is_empty())
+}
+
+/// `linux.seccomp` compiled for the container's process to load, through the cache in the
+/// runtime root `root` (see [`crate::seccomp::cache`]).
+fn seccomp_program(
+    linux: Option<&oci_spec::runtime::Linux>,
+    root: Option<&Path>,
+) -> Result<Option<crate::seccomp::Program>, ContainerError> {
+    let Some(seccomp) = linux.and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    Ok(Some(crate::seccomp::cache::program(seccomp, root)?))
 }
 
 /// Pass the seccomp notify fd the container process sent us to the spec's `listenerPath`.
@@ -1089,6 +1101,7 @@ impl Container {
             console_socket,
             preserve_fds: opts.preserve_fds,
             exec_stub: crate::exe::ExecStub::for_child(),
+            seccomp: seccomp_program(spec.linux().as_ref(), self.dir.path().parent())?,
         };
         let cgroup = self.cgroup()?;
         let (parent_chan, child_chan) =

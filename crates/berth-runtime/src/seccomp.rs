@@ -19,8 +19,8 @@
 //! The filter does not set `no_new_privs` by itself (`process.noNewPrivileges` decides that), so
 //! without it loading needs `CAP_SYS_ADMIN`.
 
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io::{IoSlice, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -34,9 +34,11 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator, LinuxSyscall,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::SetupError;
+
+pub mod cache;
 
 /// The setup step named in errors.
 const STEP: &str = "seccomp";
@@ -188,22 +190,171 @@ pub enum SeccompError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn apply(seccomp: &LinuxSeccomp) -> Result<Option<OwnedFd>, SetupError> {
-    let filter = build(seccomp)?;
-    filter
-        .ctx
-        .load()
-        .map_err(|e| scmp_err("seccomp_load", &e))?;
-    if !filter.notify {
-        return Ok(None);
+    Program::compile(seccomp)?.load()
+}
+
+/// A filter compiled to the classic BPF program the kernel runs, with the
+/// `SECCOMP_FILTER_FLAG_*` bits to load it with: made by the runtime before it clones the
+/// container's process (from [`cache::program`] or [`Program::compile`]), loaded by that
+/// process with [`Program::load`].
+///
+/// Loading it is what libseccomp's `seccomp_load` does with the same filter: the program is
+/// libseccomp's own (`seccomp_export_bpf`), the flags those `seccomp_load` would pass.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ProgramWire", try_from = "ProgramWire")]
+pub struct Program {
+    /// The BPF instructions.
+    code: Vec<libc::sock_filter>,
+    /// `SECCOMP_FILTER_FLAG_*` bits, `NEW_LISTENER` included when a rule notifies.
+    flags: libc::c_ulong,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("instructions", &self.code.len())
+            .field("flags", &self.flags)
+            .finish()
     }
-    let raw = filter
-        .ctx
-        .get_notify_fd()
-        .map_err(|e| scmp_err("seccomp_notify_fd", &e))?;
-    // SAFETY: `raw` is the listener fd the kernel created for this process when the filter was
-    // loaded just above; nothing else owns it (libseccomp only remembers the number and closes
-    // it solely in `seccomp_reset(NULL, ..)`, which berth never calls), so it has one owner now.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) }))
+}
+
+impl Program {
+    /// Compile `linux.seccomp` with libseccomp (the rules as described in the module docs).
+    ///
+    /// Errors: a profile libseccomp or this kernel cannot express (unknown action, flag or
+    /// architecture, `SCMP_ACT_NOTIFY` misuse, `errnoRet` or argument index out of range), or
+    /// a failure to export the program (`memfd_create`, `seccomp_export_bpf`, read).
+    pub fn compile(seccomp: &LinuxSeccomp) -> Result<Program, SetupError> {
+        let filter = build(seccomp)?;
+        let mut flags = filter.flags;
+        if filter.notify {
+            flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        }
+        let mut out =
+            nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map(std::fs::File::from)
+                .map_err(|e| SetupError::sys(STEP, "memfd_create", e))?;
+        filter
+            .ctx
+            .export_bpf(&out)
+            .map_err(|e| scmp_err("seccomp_export_bpf", &e))?;
+        let mut bytes = Vec::new();
+        out.seek(SeekFrom::Start(0))
+            .and_then(|_| out.read_to_end(&mut bytes))
+            .map_err(|e| SetupError::sys(STEP, "read the exported filter", io_errno(&e)))?;
+        let code = decode(&bytes).ok_or_else(|| {
+            SetupError::msg(
+                STEP,
+                format!(
+                    "seccomp_export_bpf wrote {} bytes, not whole instructions",
+                    bytes.len()
+                ),
+            )
+        })?;
+        Ok(Program { code, flags })
+    }
+
+    /// Load the program into the calling process (`seccomp(SECCOMP_SET_MODE_FILTER)`).
+    ///
+    /// Returns the notification fd (close-on-exec) when a rule uses `SCMP_ACT_NOTIFY`, as
+    /// [`apply`] does. The calling process must be single-threaded, and must either have set
+    /// `no_new_privs` or hold `CAP_SYS_ADMIN` (else `EACCES`).
+    pub fn load(&self) -> Result<Option<OwnedFd>, SetupError> {
+        crate::sys::seccomp_set_mode_filter(self.flags, &self.code)
+            .map_err(|e| SetupError::sys(STEP, "seccomp(SECCOMP_SET_MODE_FILTER)", e))
+    }
+
+    /// Whether loading yields a notification fd (a rule uses `SCMP_ACT_NOTIFY`).
+    pub fn notifies(&self) -> bool {
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
+    }
+
+    /// The number of BPF instructions.
+    pub fn len(&self) -> usize {
+        self.code.len()
+    }
+
+    /// Whether the program has no instructions (never true of a compiled one).
+    pub fn is_empty(&self) -> bool {
+        self.code.is_empty()
+    }
+
+    /// The instructions as the kernel's `struct sock_filter` array in host byte order (what
+    /// `seccomp_export_bpf` writes).
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.code.len() * INSN_LEN);
+        for i in &self.code {
+            out.extend_from_slice(&i.code.to_ne_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend_from_slice(&i.k.to_ne_bytes());
+        }
+        out
+    }
+}
+
+/// [`Program`] as it travels to the spawn helper: the flags and the instructions as
+/// `(code, jt, jf, k)`.
+#[derive(Serialize, Deserialize)]
+struct ProgramWire {
+    flags: u64,
+    code: Vec<(u16, u8, u8, u32)>,
+}
+
+impl From<Program> for ProgramWire {
+    // `c_ulong` is `u32` on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    fn from(p: Program) -> Self {
+        ProgramWire {
+            flags: u64::from(p.flags),
+            code: p.code.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect(),
+        }
+    }
+}
+
+impl TryFrom<ProgramWire> for Program {
+    type Error = String;
+
+    fn try_from(w: ProgramWire) -> Result<Self, String> {
+        if w.code.is_empty() {
+            return Err("a seccomp program without instructions".into());
+        }
+        Ok(Program {
+            flags: libc::c_ulong::try_from(w.flags).map_err(|e| e.to_string())?,
+            code: w
+                .code
+                .into_iter()
+                .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+                .collect(),
+        })
+    }
+}
+
+/// The size of one BPF instruction (`struct sock_filter`).
+const INSN_LEN: usize = 8;
+
+/// BPF instructions from their host-byte-order encoding; `None` unless `bytes` holds a whole,
+/// non-zero number of them.
+fn decode(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
+    if bytes.is_empty() || bytes.len() % INSN_LEN != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(INSN_LEN)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    )
+}
+
+/// The errno of an I/O error (`EIO` when it has none).
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Send the seccomp notification `fd` of a container to the agent at `listenerPath`.
@@ -284,6 +435,9 @@ struct Filter {
     ctx: ScmpFilterContext,
     /// Whether a rule uses `SCMP_ACT_NOTIFY`.
     notify: bool,
+    /// The `SECCOMP_FILTER_FLAG_*` bits of `linux.seccomp.flags` that `seccomp_load` would
+    /// pass (`NEW_LISTENER` aside).
+    flags: libc::c_ulong,
 }
 
 /// Turn `linux.seccomp` into a libseccomp filter.
@@ -322,17 +476,25 @@ fn build(seccomp: &LinuxSeccomp) -> Result<Filter, SetupError> {
         }
     }
 
+    // Setting the attribute checks that libseccomp and the kernel support the flag.
+    let mut flags = 0;
     for flag in seccomp.flags().iter().flatten() {
-        let set = match flag {
+        let (set, bit) = match flag {
             // Init is single-threaded: there are no other threads to synchronise.
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => continue,
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true).map(|_| ()),
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true).map(|_| ()),
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                ctx.set_ctl_waitkill(true).map(|_| ())
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => {
+                (ctx.set_ctl_log(true), libc::SECCOMP_FILTER_FLAG_LOG)
             }
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                (ctx.set_ctl_ssb(true), libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW)
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => (
+                ctx.set_ctl_waitkill(true),
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            ),
         };
         set.map_err(|e| scmp_err(format!("set flag {flag}"), &e))?;
+        flags |= bit;
     }
 
     let mut notify = false;
@@ -376,7 +538,7 @@ fn build(seccomp: &LinuxSeccomp) -> Result<Filter, SetupError> {
             }
         }
     }
-    Ok(Filter { ctx, notify })
+    Ok(Filter { ctx, notify, flags })
 }
 
 /// The condition sets of a syscall rule: one rule with all conditions (AND), or, when an
@@ -550,7 +712,7 @@ pub fn enabled() -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::{IoSliceMut, Read};
-    use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::net::UnixListener;
     use std::panic::AssertUnwindSafe;
 

@@ -192,6 +192,7 @@ struct InitWire {
     unprivileged_runtime: bool,
     clone_flags: i32,
     fds: [bool; 3],
+    seccomp: Option<crate::seccomp::Program>,
 }
 
 /// [`ExecConfig`] without its fds.
@@ -203,6 +204,7 @@ struct ExecWire {
     root: PathBuf,
     preserve_fds: u32,
     fds: [bool; 2],
+    seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Marks one fd passed after a request.
@@ -244,6 +246,7 @@ impl Child {
                     has_create_runtime_hooks,
                     unprivileged_runtime,
                     exec_stub,
+                    seccomp,
                 } = cfg;
                 let NsPlan {
                     new,
@@ -270,6 +273,7 @@ impl Child {
                     unprivileged_runtime,
                     clone_flags: flags.bits(),
                     fds,
+                    seccomp,
                 };
                 let passed = [fifo, console_socket, stub].into_iter().flatten().collect();
                 (Request::Init(wire), passed)
@@ -283,6 +287,7 @@ impl Child {
                     console_socket,
                     preserve_fds,
                     exec_stub,
+                    seccomp,
                 } = cfg;
                 let stub = exec_stub.map(ExecStub::into_fd);
                 let fds = [console_socket.is_some(), stub.is_some()];
@@ -293,6 +298,7 @@ impl Child {
                     root,
                     preserve_fds,
                     fds,
+                    seccomp,
                 };
                 let passed = [console_socket, stub].into_iter().flatten().collect();
                 (Request::Exec(wire), passed)
@@ -425,13 +431,26 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
         Child::Init(_, flags) => *flags,
         Child::Exec(_) => CloneFlags::empty(),
     };
+    // Our message (the child's pid) must reach the runtime before anything the child says on
+    // the same channel: the child waits for the end of this pipe, which comes when we exit.
+    let (hold_r, hold_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => fail(SetupError::sys("spawn helper", "pipe", e)),
+    };
     // SAFETY: this process was exec'd a moment ago and runs before `main`: it has one thread.
     // The child only runs `Child::run`, which never uses glibc's cached tid.
     match unsafe { sys::clone_fork(flags | CloneFlags::CLONE_PARENT) } {
         Err(e) => fail(SetupError::sys("spawn helper", format!("clone({flags:?})"), e)),
-        Ok(Forked::Child) => child.run(&Stdio::default(), chan),
+        Ok(Forked::Child) => {
+            drop(hold_w);
+            let mut b = [0u8; 1];
+            while let Err(Errno::EINTR) = nix::unistd::read(&hold_r, &mut b) {}
+            drop(hold_r);
+            child.run(&Stdio::default(), chan)
+        }
         Ok(Forked::Parent(pid)) => {
             let code = i32::from(chan.send(&ToParent::Pid(pid.as_raw())).is_err());
+            drop(hold_w);
             sys::exit_now(code)
         }
     }
@@ -481,6 +500,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                 has_create_runtime_hooks: w.has_create_runtime_hooks,
                 unprivileged_runtime: w.unprivileged_runtime,
                 exec_stub,
+                seccomp: w.seccomp,
             };
             Child::Init(cfg, CloneFlags::from_bits_retain(w.clone_flags))
         }
@@ -499,6 +519,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                 console_socket,
                 preserve_fds: w.preserve_fds,
                 exec_stub,
+                seccomp: w.seccomp,
             })
         }
     })
