@@ -159,3 +159,10 @@ impl AsFd for ProcessHandle {
         self.pidfd.as_fd()
     }
 }
+
+impl std::os::fd::AsRawFd for ProcessHandle {
+    /// The pidfd's number (what tokio's `AsyncFd` wants).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.pidfd)
+    }
+}

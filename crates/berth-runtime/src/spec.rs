@@ -77,17 +77,18 @@ impl SpecError {
     }
 }
 
-/// A loaded bundle: its absolute directory, its parsed configuration and its rootfs path.
+/// A loaded bundle: its absolute directory, its configuration and its rootfs path.
+///
+/// The configuration is kept once, as the JSON document that validation looks at and that
+/// `create` saves for later `exec` and hooks; the parsed [`Spec`] is read from that same
+/// document. The fields are private, so the two cannot drift apart: to change the
+/// configuration, build a new bundle with [`from_spec`](Self::from_spec).
 #[derive(Debug, Clone)]
 pub struct Bundle {
-    /// Absolute path of the bundle directory.
-    pub dir: PathBuf,
-    /// The parsed `config.json`.
-    pub spec: Spec,
-    /// Absolute, symlink-free path of the root filesystem.
-    pub rootfs: PathBuf,
-    /// `config.json` as raw JSON (what validation looks at).
-    pub raw: serde_json::Value,
+    dir: PathBuf,
+    spec: Spec,
+    rootfs: PathBuf,
+    raw: serde_json::Value,
 }
 
 impl Bundle {
@@ -95,7 +96,7 @@ impl Bundle {
     ///
     /// ```no_run
     /// let bundle = berth_runtime::spec::Bundle::load("/tmp/bundle".as_ref())?;
-    /// println!("{}", bundle.rootfs.display());
+    /// println!("{}", bundle.rootfs().display());
     /// # Ok::<(), berth_runtime::spec::SpecError>(())
     /// ```
     pub fn load(dir: &Path) -> Result<Self, SpecError> {
@@ -105,6 +106,35 @@ impl Bundle {
         })?;
         let config = dir.join("config.json");
         let (spec, raw) = load_spec_and_value(&config)?;
+        Self::with(dir, spec, raw)
+    }
+
+    /// A bundle from a configuration built in memory (a daemon makes one from an image's
+    /// config), with `dir` as the bundle directory: a relative `root.path` is resolved
+    /// against it, and hooks and the state see it as the bundle. Nothing is read from
+    /// `dir/config.json`; `create` validates and saves exactly this configuration.
+    ///
+    /// ```no_run
+    /// let mut spec = oci_spec::runtime::Spec::default();
+    /// spec.set_root(Some(
+    ///     oci_spec::runtime::RootBuilder::default().path("/srv/rootfs").build().unwrap(),
+    /// ));
+    /// let bundle = berth_runtime::spec::Bundle::from_spec("/srv".as_ref(), spec)?;
+    /// # Ok::<(), berth_runtime::spec::SpecError>(())
+    /// ```
+    pub fn from_spec(dir: &Path, spec: Spec) -> Result<Self, SpecError> {
+        let dir = std::fs::canonicalize(dir).map_err(|source| SpecError::Bundle {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let raw = serde_json::to_value(&spec).map_err(|e| {
+            SpecError::invalid("config", format!("cannot be written as JSON: {e}"))
+        })?;
+        check_version(spec.version())?;
+        Self::with(dir, spec, raw)
+    }
+
+    fn with(dir: PathBuf, spec: Spec, raw: serde_json::Value) -> Result<Self, SpecError> {
         let root = spec
             .root()
             .as_ref()
@@ -126,6 +156,26 @@ impl Bundle {
             rootfs,
             raw,
         })
+    }
+
+    /// Absolute path of the bundle directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The parsed configuration.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Absolute, symlink-free path of the root filesystem.
+    pub fn rootfs(&self) -> &Path {
+        &self.rootfs
+    }
+
+    /// The configuration as JSON: what validation checks and `create` saves.
+    pub fn raw(&self) -> &serde_json::Value {
+        &self.raw
     }
 }
 

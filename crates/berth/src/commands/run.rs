@@ -67,7 +67,7 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
     nix::sys::prctl::set_child_subreaper(true).context("become a subreaper")?;
     let bundle = Bundle::load(&a.create.bundle)?;
     let terminal = bundle
-        .spec
+        .spec()
         .process()
         .as_ref()
         .and_then(|p| p.terminal())

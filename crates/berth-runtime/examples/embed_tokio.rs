@@ -1,0 +1,461 @@
+//! Berth embedded in a tokio program, as a daemon would use it.
+//!
+//! ```text
+//! cargo run --release -p berth-runtime --example embed_tokio -- \
+//!     --bundle DIR --containers N --concurrency C [--exec] [--root DIR]
+//! ```
+//!
+//! A multi-thread tokio runtime whose other worker threads (and two plain threads) allocate
+//! constantly creates, starts, waits for and deletes N containers of the bundle, C at a time.
+//! Each container gets its own configuration built in memory from the bundle's (its program
+//! is `sh -c 'read x; echo berth-I; exit CODE'`, CODE differing per container), its stdin and
+//! stdout are pipes: the program waits on stdin until the example lets it go, and its stdout
+//! is read and checked. With `--exec`, each container also runs an exec'd process while it
+//! lives (`echo exec-I; exit 3`, stdout checked too). Init and exec'd processes are awaited
+//! through their pidfds (`AsyncFd`), without a thread each.
+//!
+//! It exits 0 only if all N containers ran and exited with their own status and output, and
+//! nothing is left: no container state, no cgroup, no mount, no child process, no extra open
+//! fd. It needs root and a bundle whose rootfs has `sh` (busybox).
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_runtime::container::{Container, ContainerBuilder, ExecOptions};
+use berth_runtime::handle::{ExitStatus, ProcessHandle};
+use berth_runtime::spec::Bundle;
+use oci_spec::runtime::Spec;
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncReadExt;
+
+/// The command line.
+struct Args {
+    bundle: PathBuf,
+    containers: usize,
+    concurrency: usize,
+    exec: bool,
+    root: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut bundle = None;
+    let mut containers = 10;
+    let mut concurrency = 4;
+    let mut exec = false;
+    let mut root = PathBuf::from(format!("/run/berth-embed-{}", std::process::id()));
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--bundle" => bundle = Some(PathBuf::from(value("--bundle")?)),
+            "--containers" => {
+                containers = value("--containers")?
+                    .parse()
+                    .map_err(|e| format!("--containers: {e}"))?
+            }
+            "--concurrency" => {
+                concurrency = value("--concurrency")?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "--root" => root = PathBuf::from(value("--root")?),
+            "--exec" => exec = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        bundle: bundle.ok_or("--bundle DIR is required")?,
+        containers,
+        concurrency: concurrency.max(1),
+        exec,
+        root,
+    })
+}
+
+fn main() -> ExitCode {
+    // Before the async runtime starts (while this process has one thread): `exec` runs runtime
+    // code inside containers, so the binary must be protected first. This may re-execute the
+    // program from a read-only bind mount of itself.
+    if let Err(e) = berth_runtime::exe::protect() {
+        eprintln!("embed_tokio: {e}");
+        return ExitCode::from(1);
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("embed_tokio: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let before = Snapshot::take();
+    let t0 = Instant::now();
+    let outcome = {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("embed_tokio: tokio runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        rt.block_on(run(&args))
+        // The runtime (its threads and fds) is gone before the leak check.
+    };
+    let elapsed = t0.elapsed();
+    let mut failed = outcome.failures;
+    let _ = std::fs::remove_dir(&args.root);
+    failed.extend(before.leaks(&args.root, &outcome.id_prefix));
+    for f in &failed {
+        eprintln!("embed_tokio: {f}");
+    }
+    println!(
+        "{} of {} containers ran and exited with their own status{}, {} at a time, in {:.2} s \
+         ({} allocations by the other threads meanwhile)",
+        outcome.ok,
+        args.containers,
+        if args.exec { " (each with an exec)" } else { "" },
+        args.concurrency,
+        elapsed.as_secs_f64(),
+        outcome.allocations,
+    );
+    if failed.is_empty() && outcome.ok == args.containers {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// What the run did.
+struct Outcome {
+    ok: usize,
+    failures: Vec<String>,
+    allocations: u64,
+    id_prefix: String,
+}
+
+async fn run(args: &Args) -> Outcome {
+    let id_prefix = format!("embed-{}-", std::process::id());
+    let base = match Bundle::load(&args.bundle) {
+        Ok(b) => b,
+        Err(e) => {
+            return Outcome {
+                ok: 0,
+                failures: vec![format!("bundle {}: {e}", args.bundle.display())],
+                allocations: 0,
+                id_prefix,
+            }
+        }
+    };
+    // The other threads allocate all the time: tasks on the runtime's workers, and two plain
+    // threads. A container process cloned from this multithreaded program would deadlock on
+    // the allocator's lock sooner or later; the library must not let that happen.
+    let stop = Arc::new(AtomicBool::new(false));
+    let allocations = Arc::new(AtomicU64::new(0));
+    let mut churners = Vec::new();
+    for _ in 0..4 {
+        let (stop, n) = (stop.clone(), allocations.clone());
+        churners.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                churn(&n);
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, n) = (stop.clone(), allocations.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    churn(&n);
+                }
+            })
+        })
+        .collect();
+
+    let limit = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.containers {
+        let limit = limit.clone();
+        let job = Job {
+            i,
+            id: format!("{id_prefix}{i}"),
+            root: args.root.clone(),
+            dir: base.dir().to_owned(),
+            spec: base.spec().clone(),
+            exec: args.exec,
+        };
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let id = job.id.clone();
+            match tokio::time::timeout(Duration::from_secs(120), job.run()).await {
+                Ok(r) => r.map_err(|e| format!("{id}: {e}")),
+                Err(_) => Err(format!("{id}: no end within 120 s (a hang)")),
+            }
+        });
+    }
+    let mut ok = 0;
+    let mut failures = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("task: {e}")),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in churners {
+        let _ = c.await;
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Outcome {
+        ok,
+        failures,
+        allocations: allocations.load(Ordering::Relaxed),
+        id_prefix,
+    }
+}
+
+/// Allocate and free a little, as a busy program does.
+fn churn(n: &AtomicU64) {
+    let v: Vec<String> = (0..64).map(|j| format!("allocation {j}")).collect();
+    std::hint::black_box(&v);
+    n.fetch_add(v.len() as u64, Ordering::Relaxed);
+}
+
+/// One container's life.
+struct Job {
+    i: usize,
+    id: String,
+    root: PathBuf,
+    dir: PathBuf,
+    spec: Spec,
+    exec: bool,
+}
+
+impl Job {
+    /// The status this container's program exits with: its own.
+    fn code(&self) -> i32 {
+        (self.i % 200) as i32 + 1
+    }
+
+    async fn run(self) -> Result<(), String> {
+        let code = self.code();
+        let mut spec = self.spec.clone();
+        let mut process = spec.process().clone().ok_or("the bundle has no process")?;
+        process.set_terminal(Some(false));
+        process.set_args(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("read x; echo berth-{}; exit {code}", self.i),
+        ]));
+        spec.set_process(Some(process.clone()));
+        let bundle = Bundle::from_spec(&self.dir, spec).map_err(|e| e.to_string())?;
+        let (stdin_r, stdin_w) = pipe()?;
+        let (stdout_r, stdout_w) = pipe()?;
+        let (id, root) = (self.id.clone(), self.root.clone());
+        // The library's calls block (for milliseconds): off the async workers.
+        let init = tokio::task::spawn_blocking(move || {
+            let mut c = ContainerBuilder::new(&id, bundle.dir())
+                .root(&root)
+                .stdin(stdin_r)
+                .stdout(stdout_w)
+                .create_from(bundle)?;
+            let init = c.take_init_process();
+            if let Err(e) = c.start() {
+                let _ = c.delete(true);
+                return Err(e);
+            }
+            // The container's lock goes with `c`; the init's pidfd stays with us.
+            Ok(init)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("create and start: {e}"))?
+        .ok_or("create returned no init process handle")?;
+        let output = read_all(stdout_r);
+
+        let result = self.live(init, stdin_w, &process, code).await;
+        let out = output.await.map_err(|e| e.to_string())??;
+        let deleted = self.delete().await;
+        result?;
+        deleted?;
+        let want = format!("berth-{}\n", self.i);
+        if out != want {
+            return Err(format!("stdout {out:?}, expected {want:?}"));
+        }
+        Ok(())
+    }
+
+    /// While the container lives: the exec (if asked), then let init go and wait for it.
+    async fn live(
+        &self,
+        init: ProcessHandle,
+        stdin_w: OwnedFd,
+        process: &oci_spec::runtime::Process,
+        code: i32,
+    ) -> Result<(), String> {
+        let exec = if self.exec {
+            self.exec_one(process).await
+        } else {
+            Ok(())
+        };
+        drop(stdin_w); // `read x` returns: the program prints and exits
+        let status = wait_exit(init).await?;
+        exec?;
+        if status != ExitStatus::Exited(code) {
+            return Err(format!("init {status}, expected exit status {code}"));
+        }
+        Ok(())
+    }
+
+    async fn exec_one(&self, process: &oci_spec::runtime::Process) -> Result<(), String> {
+        let mut process = process.clone();
+        process.set_args(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo exec-{}; exit 3", self.i),
+        ]));
+        let (out_r, out_w) = pipe()?;
+        let (id, root) = (self.id.clone(), self.root.clone());
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut opts = ExecOptions::default();
+            opts.stdio.stdout = Some(Arc::new(out_w));
+            Container::load(&root, &id)?.exec_process(process, &opts)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("exec: {e}"))?;
+        let output = read_all(out_r);
+        let status = wait_exit(handle).await?;
+        let out = output.await.map_err(|e| e.to_string())??;
+        if status != ExitStatus::Exited(3) || out != format!("exec-{}\n", self.i) {
+            return Err(format!("exec {status}, stdout {out:?}"));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self) -> Result<(), String> {
+        let (id, root) = (self.id.clone(), self.root.clone());
+        tokio::task::spawn_blocking(move || Container::load(&root, &id)?.delete(false))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("delete: {e}"))
+    }
+}
+
+/// Wait for a process to exit without blocking a worker: its pidfd becomes readable.
+async fn wait_exit(handle: ProcessHandle) -> Result<ExitStatus, String> {
+    // `with_interest` is deprecated in favour of the unsafe `register_with_interest` (tokio
+    // cannot know that an fd it watches stays open); here the AsyncFd owns the handle, which
+    // owns the pidfd, so it cannot be closed while registered.
+    #[allow(deprecated)]
+    let mut fd = AsyncFd::with_interest(handle, tokio::io::Interest::READABLE)
+        .map_err(|e| format!("register pidfd: {e}"))?;
+    loop {
+        if let Some(status) = fd.get_mut().try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        let mut guard = fd.readable_mut().await.map_err(|e| e.to_string())?;
+        guard.clear_ready();
+    }
+}
+
+/// A pipe, both ends close-on-exec.
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+/// Read a pipe to its end in a task of its own.
+fn read_all(fd: OwnedFd) -> tokio::task::JoinHandle<Result<String, String>> {
+    tokio::spawn(async move {
+        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+            .map_err(|e| format!("pipe: {e}"))?;
+        let mut out = String::new();
+        rx.read_to_string(&mut out)
+            .await
+            .map_err(|e| format!("read stdout: {e}"))?;
+        Ok(out)
+    })
+}
+
+/// What the host looked like before, to find what was left.
+struct Snapshot {
+    fds: usize,
+    mounts: usize,
+}
+
+impl Snapshot {
+    fn take() -> Snapshot {
+        Snapshot {
+            fds: count_dir("/proc/self/fd"),
+            mounts: mount_count(),
+        }
+    }
+
+    fn leaks(&self, root: &Path, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let fds = count_dir("/proc/self/fd");
+        if fds != self.fds {
+            out.push(format!("open fds: {fds} now, {} before", self.fds));
+        }
+        let mounts = mount_count();
+        if mounts != self.mounts {
+            out.push(format!("mounts: {mounts} now, {} before", self.mounts));
+        }
+        if root.exists() {
+            out.push(format!("state left in {}", root.display()));
+        }
+        let me = std::process::id() as i32;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if berth_runtime::procfs::ProcStat::of(pid).is_some_and(|st| st.ppid == me) {
+                out.push(format!("child process {pid} left"));
+            }
+        }
+        for dir in cgroups_named(Path::new("/sys/fs/cgroup"), prefix, 4) {
+            out.push(format!("cgroup left: {}", dir.display()));
+        }
+        out
+    }
+}
+
+fn count_dir(path: &str) -> usize {
+    std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
+}
+
+fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Cgroup directories (up to `depth` levels down) whose name starts with `prefix`.
+fn cgroups_named(dir: &Path, prefix: &str, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if depth == 0 {
+        return out;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            out.push(path);
+        } else {
+            out.extend(cgroups_named(&path, prefix, depth - 1));
+        }
+    }
+    out
+}
