@@ -51,6 +51,7 @@ pub(crate) fn limit_str(v: i64) -> String {
 
 /// Applies limit (`memory.max`), reservation (`memory.low`) and swap (`memory.swap.max`).
 pub(crate) fn apply(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
+    check_applicable(m)?;
     let limit = m.limit().unwrap_or(0);
     let swap = swap_to_v2(m.swap().unwrap_or(0), limit)?;
     if m.check_before_update() == Some(true) && limit > 0 {
@@ -78,14 +79,41 @@ pub(crate) fn apply(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     if let Some(r) = m.reservation().filter(|r| *r != 0) {
         fsutil::write(dir, "memory.low", limit_str(r))?;
     }
-    if m.kernel().is_some() || m.kernel_tcp().is_some() {
-        tracing::warn!("memory.kernel and memory.kernelTCP have no cgroup v2 equivalent, ignored");
+    if m.kernel().is_some() {
+        // NOT RECOMMENDED in the spec, and gone from Linux 6.1 on v1 too; runc ignores it.
+        tracing::warn!("memory.kernel has no cgroup v2 equivalent, ignored");
+    }
+    Ok(())
+}
+
+/// The memory properties that cgroup v2 has no file for, each an error when its value asks for
+/// something (runtime.md#create: a property that cannot be applied MUST be an error; crun
+/// refuses all three on v2, runc 1.1 drops them silently). Checked before anything is written.
+///
+/// - `swappiness`: v2 has no per-cgroup swappiness (only the global `vm.swappiness`); any value
+///   is refused, as crun does;
+/// - `disableOOMKiller`: `true` is refused (v2 cannot turn the OOM killer off for a cgroup);
+///   `false` asks for what v2 does anyway;
+/// - `kernelTCP`: a limit (> 0) is refused (TCP buffers are charged to `memory.max` with no
+///   limit of their own); 0 and -1 (no limit) are what v2 does.
+pub(crate) fn check_applicable(m: &LinuxMemory) -> Result<(), CgroupError> {
+    if let Some(s) = m.swappiness() {
+        return Err(CgroupError::invalid(
+            "memory.swappiness",
+            format!("{s} cannot be applied: cgroup v2 has no per-cgroup swappiness"),
+        ));
     }
     if m.disable_oom_killer() == Some(true) {
-        tracing::warn!("memory.disableOOMKiller has no cgroup v2 equivalent, ignored");
+        return Err(CgroupError::invalid(
+            "memory.disableOOMKiller",
+            "cgroup v2 cannot disable the OOM killer of a cgroup",
+        ));
     }
-    if m.swappiness().is_some() {
-        tracing::warn!("memory.swappiness has no cgroup v2 equivalent, ignored");
+    if let Some(k) = m.kernel_tcp().filter(|k| *k > 0) {
+        return Err(CgroupError::invalid(
+            "memory.kernelTCP",
+            format!("a limit of {k} cannot be applied: cgroup v2 has no kernel TCP memory limit"),
+        ));
     }
     Ok(())
 }
@@ -154,6 +182,39 @@ mod tests {
     ];
 
     #[test]
+    fn what_v2_cannot_apply_is_an_error_before_any_write() {
+        let d = fake_dir(FILES);
+        for (m, field) in [
+            (
+                LinuxMemoryBuilder::default().limit(100).swappiness(60u64),
+                "memory.swappiness",
+            ),
+            (
+                LinuxMemoryBuilder::default().limit(100).swappiness(0u64),
+                "memory.swappiness",
+            ),
+            (
+                LinuxMemoryBuilder::default()
+                    .limit(100)
+                    .disable_oom_killer(true),
+                "memory.disableOOMKiller",
+            ),
+            (
+                LinuxMemoryBuilder::default().limit(100).kernel_tcp(1 << 20),
+                "memory.kernelTCP",
+            ),
+        ] {
+            let err = apply(d.path(), &m.build().unwrap()).unwrap_err();
+            assert!(
+                matches!(&err, CgroupError::InvalidResource { field: f, .. } if f == field),
+                "{err}"
+            );
+            assert!(err.to_string().contains("cgroup v2"), "{err}");
+            assert!(take_writes(d.path()).is_empty(), "{field}");
+        }
+    }
+
+    #[test]
     fn writes() {
         let d = fake_dir(FILES);
         let m = LinuxMemoryBuilder::default()
@@ -161,8 +222,8 @@ mod tests {
             .swap(300 << 20)
             .reservation(50 << 20)
             .kernel(1)
-            .swappiness(10u64)
-            .disable_oom_killer(true)
+            .kernel_tcp(-1)
+            .disable_oom_killer(false)
             .build()
             .unwrap();
         apply(d.path(), &m).unwrap();
