@@ -84,7 +84,11 @@ fn run_once(rt: &Runtime, b: &Bundle, sock: &Path, tag: &str) -> Vec<String> {
         fds
     });
     let out = rt.run(&rt.new_id(tag), b);
-    assert_eq!(agent.join().unwrap(), 1, "{tag}: no notify fd reached the agent");
+    assert_eq!(
+        agent.join().unwrap(),
+        1,
+        "{tag}: no notify fd reached the agent"
+    );
     let lines: Vec<String> = out
         .stdout
         .lines()
@@ -131,7 +135,10 @@ fn cached_and_compiled_programs_behave_the_same_inside_the_container() {
         assert_eq!(first.len(), 1, "{first:?}");
         let (name, ino, uid) = first[0].clone();
         assert_eq!(uid, 0);
-        let mode = std::fs::metadata(cache_dir(rt)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(cache_dir(rt))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         let good = std::fs::read(cache_dir(rt).join(&name)).unwrap();
 
@@ -211,12 +218,25 @@ fn entries_of_another_profile_or_in_an_open_directory_are_not_used() {
         std::fs::write(&path, &other_bytes).unwrap();
         std::fs::set_permissions(cache_dir(rt), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert_eq!(run_once(rt, b, &sock, "sc-open-dir"), compiled);
-        assert_eq!(std::fs::read(&path).unwrap(), other_bytes, "entry left alone");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            other_bytes,
+            "entry left alone"
+        );
 
         // Nor is one of another owner.
         std::fs::set_permissions(cache_dir(rt), std::fs::Permissions::from_mode(0o700)).unwrap();
-        nix::unistd::chown(&cache_dir(rt), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        nix::unistd::chown(
+            &cache_dir(rt),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+        )
+        .unwrap();
         assert_eq!(run_once(rt, b, &sock, "sc-foreign-dir"), compiled);
-        assert_eq!(std::fs::read(&path).unwrap(), other_bytes, "entry left alone");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            other_bytes,
+            "entry left alone"
+        );
     });
 }
