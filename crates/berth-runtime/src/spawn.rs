@@ -329,6 +329,7 @@ pub(crate) fn spawn(
     limit: Duration,
 ) -> Result<Pid, ContainerError> {
     if use_helper() {
+        tracing::debug!("spawn: through the spawn helper (multithreaded caller or BERTH_SPAWN_HELPER=1)");
         return spawn_by_helper(child, stdio, parent_chan, child_chan, limit);
     }
     let flags = match &child {

@@ -1,0 +1,120 @@
+//! The library embedded in a multithreaded async host (issue 12): berth-runtime's
+//! `examples/embed_tokio.rs` runs containers from a tokio multi-thread runtime whose other
+//! threads allocate all the time, and must finish with every container's own status and
+//! output and nothing left; and a setup that never completes is a timeout naming the step,
+//! with the process killed and everything removed, on both spawn paths.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use runtime_tests::{assert_no_leaks, LeakSnapshot};
+use serde_json::json;
+
+/// Build the example (as `make test` builds everything else: debug, this workspace's
+/// target) and return its path.
+fn embed_tokio() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(runtime_tests::workspace_dir())
+        .args(["build", "-q", "-p", "berth-runtime", "--example", "embed_tokio"])
+        .status()
+        .expect("run cargo build --example embed_tokio");
+    assert!(status.success(), "cargo build --example embed_tokio failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| runtime_tests::workspace_dir().join("target"));
+    let path = target.join("x86_64-unknown-linux-gnu/debug/examples/embed_tokio");
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+fn run_example(extra: &[&str]) {
+    let Some((rt, bundle)) = common::setup() else {
+        return;
+    };
+    bundle.save().expect("write config.json");
+    let exe = embed_tokio();
+    let before = LeakSnapshot::take(&rt, &bundle);
+    let t0 = Instant::now();
+    let out = Command::new(&exe)
+        .args(["--bundle", &bundle.dir().display().to_string()])
+        .args(["--root", &rt.root.join("embed").display().to_string()])
+        .args(["--containers", "24", "--concurrency", "6"])
+        .args(extra)
+        .output()
+        .expect("run embed_tokio");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "embed_tokio {extra:?} failed ({:?}, {:?}):\n{stdout}\n{stderr}",
+        out.status,
+        t0.elapsed()
+    );
+    assert!(
+        stdout.starts_with("24 of 24 containers ran and exited with their own status"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!rt.root.join("embed").exists(), "the example left its root");
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+}
+
+#[test]
+fn containers_run_from_a_multithreaded_tokio_host() {
+    run_example(&[]);
+}
+
+#[test]
+fn containers_with_an_exec_each_run_from_a_multithreaded_tokio_host() {
+    run_example(&["--exec"]);
+}
+
+/// A createContainer hook runs inside init during its setup: one that never ends keeps init
+/// from answering. With `BERTH_SETUP_TIMEOUT=1`, create gives up after a second, names the
+/// step it waited for, and kills and removes everything (the hook's process dies with init's
+/// pid namespace).
+fn setup_that_hangs_times_out(helper: bool) {
+    common::leak_checked(|rt, b| {
+        b.set_args(&["true"]);
+        b.add_hook(
+            "createContainer",
+            json!({"path": "/bin/sleep", "args": ["sleep", "60"]}),
+        );
+        b.save().expect("write config.json");
+        let id = rt.new_id("hang");
+        let mut cmd = Command::new(&rt.bin);
+        cmd.env("BERTH_SETUP_TIMEOUT", "1")
+            .args(["--root", &rt.root.display().to_string()])
+            .args(["create", "--bundle", &b.dir().display().to_string(), &id]);
+        if helper {
+            cmd.env("BERTH_SPAWN_HELPER", "1");
+        }
+        let t0 = Instant::now();
+        let out = cmd.output().expect("run berth create");
+        let took = t0.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "create succeeded: {stderr}");
+        assert!(
+            stderr.contains(
+                "timed out after 1s waiting for the container's init to finish its setup"
+            ),
+            "{stderr}"
+        );
+        assert!(took < Duration::from_secs(20), "create took {took:?}");
+        assert!(rt.state_json(&id).is_none(), "the container is left");
+    });
+}
+
+#[test]
+fn a_setup_that_hangs_times_out_naming_the_step() {
+    setup_that_hangs_times_out(false);
+}
+
+#[test]
+fn a_setup_that_hangs_times_out_naming_the_step_through_the_helper() {
+    setup_that_hangs_times_out(true);
+}
