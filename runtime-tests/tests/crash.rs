@@ -164,6 +164,44 @@ fn create_killed_by_its_prestart_hook_is_cleared_by_delete_force() {
 }
 
 #[test]
+fn delete_killed_by_its_poststop_hook_leaves_nothing_to_finish() {
+    // No crash point needed: the hook kills `berth delete` (its parent). Poststop runs after
+    // the container is deleted (config.md#poststop, and runc): the state directory is gone by
+    // then, so no later delete depends on the hook (the old code ran it first, and every
+    // delete --force was killed again, leaving the id for ever).
+    let Some((rt, mut b)) = setup() else { return };
+    sleeper(&mut b);
+    let marker = b.dir().join("poststop-ran");
+    b.add_hook(
+        "poststop",
+        json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("touch {}; kill -KILL $PPID", marker.display())]}),
+    );
+    let before = LeakSnapshot::take(&rt, &b);
+    let id = rt.new_id("poststop-kills");
+    let out = rt.create(&id, &b);
+    assert!(out.success(), "{}", out.describe());
+    assert!(rt.start(&id).success());
+    let out = rt.delete_force(&id);
+    assert_eq!(
+        out.status.and_then(|s| s.signal()),
+        Some(libc::SIGKILL),
+        "{}",
+        out.describe()
+    );
+    assert!(marker.exists(), "the poststop hook did not run");
+    assert!(
+        !rt.root.join(&id).exists(),
+        "the state directory outlived the delete its poststop hook killed\n{}",
+        rt.dump_log()
+    );
+    b.spec_mut()["hooks"] = json!({});
+    finish_and_reuse(&rt, &b, &before, &id, "poststop hook");
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+}
+
+#[test]
 fn start_killed_at_every_step_leaves_an_id_that_delete_force_clears() {
     let Some((rt, mut b)) = setup() else { return };
     sleeper(&mut b);

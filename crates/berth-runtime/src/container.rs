@@ -12,7 +12,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{Hook, Process, Spec};
 
 use crate::error::ContainerError;
 use crate::handle::ProcessHandle;
@@ -872,27 +872,33 @@ impl Container {
 
     /// Run the saved configuration's poststart or poststop hooks, which only warn on failure.
     fn run_saved_hooks(&self, kind: &'static str, status: Status) {
+        if let Some((hooks, st)) = self.saved_hooks(kind, status) {
+            hooks::run_hooks_warn(kind, &hooks, &st);
+        }
+    }
+
+    /// The saved configuration's poststart or poststop hooks and the state they get, `None`
+    /// (with a warning if the configuration cannot be read) when there are none.
+    fn saved_hooks(&self, kind: &'static str, status: Status) -> Option<(Vec<Hook>, OciState)> {
         let spec = match self.config() {
             Ok(spec) => spec,
             Err(e) => {
                 tracing::warn!("{kind} hooks not run: {e}");
-                return;
+                return None;
             }
         };
         let hooks = spec.hooks().as_ref().and_then(|h| match kind {
-            "poststart" => h.poststart().as_ref(),
-            _ => h.poststop().as_ref(),
-        });
-        if let Some(hooks) = hooks {
-            let mut st = self.oci_state();
-            st.status = status;
-            if status == Status::Running {
-                // poststart gets the process that was started, even if it has exited since
-                // (oci_state() would say pid 0 then).
-                st.pid = self.state.pid;
-            }
-            hooks::run_hooks_warn(kind, hooks, &st);
+            "poststart" => h.poststart().clone(),
+            _ => h.poststop().clone(),
+        })?;
+        let mut st = self.oci_state();
+        st.status = status;
+        if status == Status::Running {
+            // poststart gets the process that was started, even if it has exited since
+            // (oci_state() would say pid 0 then).
+            st.pid = self.state.pid;
         }
+        Some((hooks, st))
     }
 
     fn refuse(&self, op: &'static str, status: Status) -> ContainerError {
@@ -1210,8 +1216,8 @@ impl Container {
     /// Delete the container: it must be stopped, created or left `creating` by a create that
     /// died (those are killed first), unless `force`, which kills a running or paused one too.
     /// Kills only the container's own processes ([`own_processes`](Self::own_processes)),
-    /// removes the cgroup directories its create made, runs the poststop hooks and removes the
-    /// state directory. Each step can be repeated: a delete cut short is finished by the next.
+    /// removes the cgroup directories its create made, removes the state directory, then runs
+    /// the poststop hooks. Each step can be repeated: a delete cut short is finished by the next.
     pub fn delete(self, force: bool) -> Result<(), ContainerError> {
         let _span = tracing::info_span!("delete", id = %self.state.id).entered();
         let status = self.status();
@@ -1232,11 +1238,19 @@ impl Container {
         // that existed before stays, with whatever else runs in it.
         cg.destroy()?;
         state::crash_point("delete:cgroup");
-        if self.state.has_poststop_hooks {
-            self.run_saved_hooks("poststop", Status::Stopped);
+        // Read now, run once the state directory is gone: poststop runs "after the container
+        // is deleted" (config.md#poststop), as runc runs it, so that a hook that kills or
+        // outlives berth cannot leave an id that no delete finishes.
+        let poststop = if self.state.has_poststop_hooks {
+            self.saved_hooks("poststop", Status::Stopped)
+        } else {
+            None
+        };
+        self.dir.remove()?;
+        if let Some((hooks, st)) = poststop {
+            hooks::run_hooks_warn("poststop", &hooks, &st);
         }
         state::crash_point("delete:hooks");
-        self.dir.remove()?;
         Ok(())
     }
 
