@@ -24,6 +24,7 @@ mod mounts;
 mod parity;
 mod process;
 mod report;
+mod sched;
 mod teardown;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -121,6 +122,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(features::cases());
     v.extend(parity::cases());
     v.extend(config::cases());
+    v.extend(sched::cases());
     v.extend(teardown::cases());
     v
 }
