@@ -154,3 +154,52 @@ fn wait_for_exe(pid: i64, done: impl Fn(&str) -> bool) -> String {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// `exe::protect` on a kernel without `mount_setattr` (before 5.12; forced here with
+/// `BERTH_TEST_PROTECT_FALLBACK=1`): the read-only bind mount is made in a helper's mount
+/// namespace, and the protected process stays in the caller's mount namespace (a daemon's
+/// later mounts must reach the host). Its exe is still not writable.
+#[test]
+fn protect_fallback_keeps_the_caller_in_its_mount_namespace() {
+    with_private_berth_through_helper(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        b.add_hook("startContainer", json!({"path": "/bin/true"}));
+        b.save().unwrap();
+        let id = rt.new_id("fallback");
+        let mut child = std::process::Command::new(&rt.bin)
+            .env("BERTH_TEST_PROTECT_FALLBACK", "1")
+            .args(["--root", &rt.root.display().to_string(), "--debug", "run"])
+            .args(["--bundle", &b.dir().display().to_string(), &id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let running = rt.wait_status(&id, "running", std::time::Duration::from_secs(10));
+        let berth = child.id();
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+        let same_ns = ns(&berth.to_string()) == ns("self");
+        let held = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(format!("/proc/{berth}/exe"))
+            .expect("open berth's exe O_PATH");
+        assert!(rt.delete_force(&id).success(), "{}", rt.dump_log());
+        let out = child.wait_with_output().unwrap();
+        // Every berth process is gone (the file is no longer busy): only the mount protects it.
+        let exe_write = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(running.is_some(), "never running: {stderr}");
+        assert!(
+            stderr.contains("read-only bind mount made in a helper's mount namespace"),
+            "the fallback was not taken: {stderr}"
+        );
+        assert!(same_ns, "berth moved into a mount namespace of its own");
+        let err = exe_write.expect_err("the runtime binary opened for writing");
+        assert!(
+            err.raw_os_error() == Some(libc::EROFS),
+            "{err}"
+        );
+    });
+}

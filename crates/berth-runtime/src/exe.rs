@@ -17,7 +17,8 @@
 //! - [`protect`]: where runtime code does run where a container process can see it (`exec`, an
 //!   init joining an existing pid namespace, `startContainer` hooks run after `start`), the
 //!   runtime first re-executes itself from a read-only bind mount of its own binary: a detached
-//!   one (`open_tree`, Linux 5.12), else one made in a private mount namespace.
+//!   one (`open_tree`, Linux 5.12), else one made in a short-lived child's private mount
+//!   namespace and handed back as an fd (the runtime itself stays in its mount namespace).
 //!   `/proc/PID/exe` then refers to the file *through that read-only mount*: opening it for
 //!   writing fails with `EROFS`, now and after the runtime exits, and the container cannot
 //!   remount a mount that is in no namespace it can enter. A binary already on a read-only
@@ -187,12 +188,24 @@ impl ExecStub {
 
 /// Make sure the running binary cannot be written through `/proc/PID/exe`: if it is on a
 /// writable mount, re-execute it (with the same arguments and environment) from a read-only
-/// bind mount: a detached one (Linux 5.12), else one in a private mount namespace; without
-/// privileges, from a sealed memfd copy. Returns only if no re-exec was needed, or with an
-/// error.
+/// bind mount: a detached one (Linux 5.12), else one made in a child's private mount namespace
+/// and passed back as an fd (the caller's own mount namespace is left alone: a daemon's later
+/// mounts stay visible to the host); without privileges, from a sealed memfd copy. Returns
+/// only if no re-exec was needed, or with an error.
 ///
-/// Call it first thing in a program that execs into containers or creates containers whose
-/// init needs it ([`init_needs_protection`]), while the process is single-threaded.
+/// Call it first thing in `main` of a program that execs into containers or creates
+/// containers whose init needs it ([`init_needs_protection`]), while the process is
+/// single-threaded: in a daemon, **before the async runtime (tokio) starts**, since it may
+/// re-execute the program from the start, and forks on kernels before 5.12. After it, the
+/// process (and the spawn helpers it starts, see [`crate::spawn`]) run from the protected
+/// binary.
+///
+/// ```no_run
+/// fn main() {
+///     berth_runtime::exe::protect().expect("protect the runtime binary");
+///     // Only now: tokio::runtime::Builder::new_multi_thread()...
+/// }
+/// ```
 pub fn protect() -> Result<(), ExeError> {
     if is_protected() {
         return Ok(());
@@ -218,21 +231,73 @@ pub fn protect() -> Result<(), ExeError> {
     })?;
     let (args, env) = args_and_env();
     // Linux 5.12+: a detached read-only bind mount of the binary; no mount namespace to copy.
-    match crate::sys::detached_read_only_bind(&program) {
-        Ok(fd) => {
-            let e = nix::unistd::execveat(
-                fd.as_fd(),
-                c"",
-                &args,
-                &env,
-                nix::fcntl::AtFlags::AT_EMPTY_PATH,
-            )
-            .unwrap_err();
-            return Err(err("re-execute")(e));
+    let fd = match crate::sys::detached_read_only_bind(&program) {
+        Ok(fd) if std::env::var_os("BERTH_TEST_PROTECT_FALLBACK").is_none() => fd,
+        other => {
+            if let Err(e) = other {
+                tracing::debug!("no detached mount: {e}");
+            }
+            read_only_bind_from_helper(&path, &program)?
         }
-        Err(e) => tracing::debug!("no detached mount ({e}): bind mount in a mount namespace"),
+    };
+    let e = nix::unistd::execveat(
+        fd.as_fd(),
+        c"",
+        &args,
+        &env,
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )
+    .unwrap_err();
+    Err(err("re-execute")(e))
+}
+
+/// Before Linux 5.12: a read-only bind mount of the binary made in a *child's* private mount
+/// namespace, handed back as an `O_PATH` fd (which keeps the mount alive after the child and
+/// its namespace are gone). The caller stays in its own mount namespace, so a daemon's later
+/// mounts (image layers, volumes) are the host's as before.
+fn read_only_bind_from_helper(
+    path: &std::path::Path,
+    program: &CStr,
+) -> Result<OwnedFd, ExeError> {
+    use crate::process::channel::Channel;
+    tracing::debug!("protect: read-only bind mount made in a helper's mount namespace");
+    let err = |op: &'static str| {
+        let path = path.to_owned();
+        move |source| ExeError { path, op, source }
+    };
+    let (parent, child) = Channel::pair().map_err(err("socketpair"))?;
+    // SAFETY: protect() is documented to be called while the program is single-threaded
+    // (first thing in main); the child runs only the code below and exits with _exit.
+    let forked = unsafe { crate::sys::clone_fork(CloneFlags::empty()) }.map_err(err("fork"))?;
+    let pid = match forked {
+        crate::sys::Forked::Child => {
+            drop(parent);
+            let code = match bind_read_only_here(program) {
+                Ok(fd) => i32::from(child.send_with_fd(&0u8, fd.as_raw_fd()).is_err()),
+                Err((_, e)) => {
+                    let _ = child.send(&(e as i32));
+                    1
+                }
+            };
+            crate::sys::exit_now(code)
+        }
+        crate::sys::Forked::Parent(pid) => pid,
+    };
+    drop(child);
+    let got = parent.recv_with_fd::<i32>();
+    let _ = nix::sys::wait::waitpid(pid, None);
+    match got {
+        Ok(Some((0, Some(fd)))) => Ok(fd),
+        Ok(Some((errno, _))) if errno != 0 => Err(err("bind mount read-only")(Errno::from_raw(errno))),
+        Ok(_) => Err(err("bind mount read-only")(Errno::EPROTO)),
+        Err(e) => Err(err("receive the read-only binary")(e)),
     }
-    unshare(CloneFlags::CLONE_NEWNS).map_err(err("unshare the mount namespace"))?;
+}
+
+/// In the helper child: a private mount namespace (whose mounts do not reach the host), the
+/// binary bound onto itself read-only, opened `O_PATH`.
+fn bind_read_only_here(program: &CStr) -> Result<OwnedFd, (&'static str, Errno)> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| ("unshare the mount namespace", e))?;
     mount(
         None::<&str>,
         "/",
@@ -240,25 +305,25 @@ pub fn protect() -> Result<(), ExeError> {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(err("make / rslave"))?;
+    .map_err(|e| ("make / rslave", e))?;
     mount(
-        Some(&path),
-        &path,
+        Some(program),
+        program,
         None::<&str>,
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(err("bind mount"))?;
+    .map_err(|e| ("bind mount", e))?;
     mount(
         None::<&str>,
-        &path,
+        program,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
         None::<&str>,
     )
-    .map_err(err("remount read-only"))?;
-    let e = nix::unistd::execve(&program, &args, &env).unwrap_err();
-    Err(err("re-execute")(e))
+    .map_err(|e| ("remount read-only", e))?;
+    nix::fcntl::open(program, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| ("open the read-only binary", e))
 }
 
 fn args_and_env() -> (Vec<CString>, Vec<CString>) {
