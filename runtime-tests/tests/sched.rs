@@ -147,6 +147,24 @@ fn real_time_policy_and_io_class_with_real_time_cgroup_time() {
 }
 
 #[test]
+fn deadline_policy_with_its_runtime_deadline_and_period() {
+    leak_checked(|rt, b| {
+        // 2 ms of every 10 ms; reset on fork, as a deadline task may not fork otherwise.
+        b.spec_mut()["process"]["scheduler"] = json!({"policy": "SCHED_DEADLINE",
+            "runtime": 2_000_000, "deadline": 10_000_000, "period": 10_000_000,
+            "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+        let s = run_sched(rt, b, "sched-dl");
+        let a = &s["sched"];
+        assert_eq!(a["policy"], 6, "SCHED_DEADLINE: {s}");
+        assert_eq!(
+            (&a["runtime"], &a["deadline"], &a["period"]),
+            (&json!(2_000_000), &json!(10_000_000), &json!(10_000_000)),
+            "{s}"
+        );
+    });
+}
+
+#[test]
 fn exec_gets_the_process_files_scheduling_and_cpu_affinity() {
     leak_checked(|rt, b| {
         b.linux_mut()["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
@@ -292,5 +310,50 @@ fn what_the_kernel_refuses_fails_create_naming_the_field() {
             let _ = rt.delete_force(&id);
             b.spec_mut()["process"] = saved;
         }
+    });
+}
+
+#[test]
+fn in_a_user_namespace_what_needs_host_privilege_is_eperm_naming_the_field() {
+    // CAP_SYS_NICE and CAP_SYS_ADMIN of a user namespace do not reach the host's scheduler:
+    // a lower nice value or the RT I/O class is refused by the kernel (EPERM), and create says
+    // which field; a higher nice value and the BE class need no privilege and apply.
+    leak_checked(|rt, b| {
+        b.set_namespace("user", None);
+        b.linux_mut()["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.linux_mut()["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        b.set_args(&["/probe", "sched"]);
+        for (field, process) in [
+            (
+                "process.scheduler",
+                json!({"scheduler": {"policy": "SCHED_OTHER", "nice": -5}}),
+            ),
+            (
+                "process.ioPriority",
+                json!({"ioPriority": {"class": "IOPRIO_CLASS_RT", "priority": 0}}),
+            ),
+        ] {
+            for (k, v) in process.as_object().unwrap() {
+                b.spec_mut()["process"][k] = v.clone();
+            }
+            let id = rt.new_id("sched-userns-eperm");
+            let out = rt.create(&id, b);
+            refused_naming(&out, field);
+            assert!(
+                out.stderr.contains("operation not permitted"),
+                "{}",
+                out.describe()
+            );
+            let _ = rt.delete_force(&id);
+            let p = b.spec_mut()["process"].as_object_mut().unwrap();
+            p.remove("scheduler");
+            p.remove("ioPriority");
+        }
+        let p = &mut b.spec_mut()["process"];
+        p["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 10});
+        p["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 5});
+        let s = run_sched(rt, b, "sched-userns");
+        assert_eq!(s["sched"]["nice"], 10, "{s}");
+        assert_eq!(s["ioprio"], json!({"class": 2, "level": 5}), "{s}");
     });
 }

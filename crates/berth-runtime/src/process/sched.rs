@@ -8,7 +8,8 @@
 //! - the memory policy, the I/O priority and the scheduler are set by [`apply`], from
 //!   [`super::init::prepare_process`], for init and for every `exec`, while the process still
 //!   has its capabilities (a real-time policy needs `CAP_SYS_NICE`, the RT I/O class
-//!   `CAP_SYS_ADMIN`) and before seccomp is loaded;
+//!   `CAP_SYS_NICE` or `CAP_SYS_ADMIN`, both of the host's user namespace) and before seccomp
+//!   is loaded;
 //! - `execCPUAffinity` applies to `exec` only ("not applicable to the container's init
 //!   process", as in runc 1.2): `initial` as the process starts to join the container
 //!   ([`initial_affinity`], before it is moved into the container's cgroup), `final` once it
@@ -229,7 +230,7 @@ fn io_priority(io: &LinuxIOPriority) -> Result<(), SetupError> {
         .ok_or_else(|| SetupError::msg(FIELD, format!("priority {level} is outside 0..=7")))?;
     sys::ioprio_set_self(class, level).map_err(|e| {
         let hint = if e == Errno::EPERM {
-            " (the real-time class needs CAP_SYS_ADMIN)"
+            " (the real-time class needs CAP_SYS_NICE or CAP_SYS_ADMIN in the host's user namespace)"
         } else {
             ""
         };
@@ -261,7 +262,7 @@ fn scheduler(s: &Scheduler) -> Result<(), SetupError> {
                 " (SCHED_DEADLINE needs CAP_SYS_NICE and a CPU affinity covering its root domain)"
             }
             (Errno::EPERM, _) => {
-                " (a real-time policy or a lower nice value needs CAP_SYS_NICE, or cgroup v1's cpu.rt_runtime_us is 0)"
+                " (a real-time policy or a lower nice value needs CAP_SYS_NICE in the host's user namespace, and with real-time group scheduling the cgroup's cpu.rt_runtime_us must not be 0: linux.resources.cpu.realtimeRuntime)"
             }
             (Errno::EINVAL, LinuxSchedulerPolicy::SchedIso) => " (Linux does not implement SCHED_ISO)",
             (Errno::EBUSY, _) => " (not enough deadline bandwidth is left)",
