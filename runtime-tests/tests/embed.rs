@@ -118,3 +118,26 @@ fn a_setup_that_hangs_times_out_naming_the_step() {
 fn a_setup_that_hangs_times_out_naming_the_step_through_the_helper() {
     setup_that_hangs_times_out(true);
 }
+
+/// `update` is the library's (issue 12): the new limits reach the cgroup and are saved with
+/// the container's configuration, field by field (what the update does not set stays).
+#[test]
+fn update_saves_the_new_limits_in_the_state() {
+    common::leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        b.linux_mut()["resources"]["memory"] = json!({"limit": 64 << 20});
+        b.linux_mut()["resources"]["pids"] = json!({"limit": 50});
+        let id = rt.new_id("update");
+        assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
+        let out = rt.cmd(&["update", "--memory", "96m", &id]);
+        assert!(out.success(), "{}", out.describe());
+        let saved: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(rt.root.join(&id).join("config.json")).expect("saved config"),
+        )
+        .unwrap();
+        let res = &saved["linux"]["resources"];
+        assert_eq!(res["memory"]["limit"], json!(96 << 20), "{res}");
+        assert_eq!(res["pids"]["limit"], json!(50), "{res}");
+        assert!(rt.delete_force(&id).success());
+    });
+}

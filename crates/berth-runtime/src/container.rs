@@ -1,5 +1,9 @@
 //! The container lifecycle: create, start, kill, pause, resume, delete and state.
 
+mod ops;
+
+pub use ops::OomEvents;
+
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

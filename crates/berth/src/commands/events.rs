@@ -44,7 +44,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn stats_event(id: &str, c: &Container) -> Result<serde_json::Value> {
-    let stats = c.cgroup()?.stats()?;
+    let stats = c.stats()?;
     Ok(json!({"type": "stats", "id": id, "data": stats}))
 }
 

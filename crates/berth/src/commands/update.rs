@@ -214,7 +214,8 @@ pub fn run(g: &GlobalOpts, a: UpdateArgs) -> Result<u8> {
     if c.status() == berth_runtime::Status::Stopped {
         bail!("cannot update container {}: container is stopped", a.id);
     }
-    c.cgroup()?.apply(&resources)?;
+    // Applied to the cgroup and saved in the container's state.
+    c.update(&resources)?;
     Ok(0)
 }
 
