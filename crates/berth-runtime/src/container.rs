@@ -146,8 +146,10 @@ impl ContainerBuilder {
     /// Create the container: namespaces, cgroup, rootfs, process setup. The init process is
     /// left waiting for [`Container::start`]. On failure nothing is left behind.
     ///
-    /// The calling process must be single-threaded (the init process is cloned from it). When
-    /// the init would run runtime code where another process of the container can see it
+    /// It may be called from any thread: from a multithreaded caller the init process is
+    /// started through the spawn helper ([`crate::spawn`]), from a single-threaded one it is
+    /// cloned directly. Each step of init's setup is bounded by
+    /// [`setup_timeout`](Self::setup_timeout). When the init would run runtime code where another process of the container can see it
     /// ([`crate::exe::init_needs_protection`]), the running binary must be protected
     /// ([`crate::exe::protect`]), else this fails with [`ContainerError::ExeNotProtected`].
     pub fn create(self) -> Result<Container, ContainerError> {
@@ -1050,9 +1052,9 @@ impl Container {
     /// rlimits, no_new_privs, seccomp). Returns its host pid once it is about to exec; the
     /// caller (a child of which it is) waits for it.
     ///
-    /// The calling process must be single-threaded and its binary protected from the container
-    /// ([`crate::exe::protect`]): the new process runs runtime code inside the container
-    /// before it execs.
+    /// It may be called from any thread (see [`crate::spawn`]); the binary must be protected
+    /// from the container ([`crate::exe::protect`]): the new process runs runtime code inside
+    /// the container before it execs.
     pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
         self.exec_process(process, opts).map(|p| p.pid())
     }

@@ -63,11 +63,13 @@ pub enum ContainerError {
     /// The state directory could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
-    /// A cgroup operation failed.
-    #[error("cgroup")]
+    /// A cgroup operation failed: what, and why (`cgroup: write "max" to .../pids.max:
+    /// permission denied`).
+    #[error("cgroup: {}", with_causes(.0))]
     Cgroup(#[from] berth_cgroups::CgroupError),
-    /// Setting up the container failed inside its init process.
-    #[error("container init")]
+    /// Setting up the container failed inside its init process (`container init: mounts:
+    /// mount proc on /proc: permission denied`).
+    #[error("container init: {0}")]
     Setup(#[from] SetupError),
     /// The seccomp notify fd could not be passed to the listener.
     #[error(transparent)]
@@ -75,8 +77,9 @@ pub enum ContainerError {
     /// A hook failed.
     #[error(transparent)]
     Hook(#[from] HookError),
-    /// A system call made by the runtime (not the container's init) failed.
-    #[error("{op}")]
+    /// A system call made by the runtime (not the container's init) failed (`pidfd_open
+    /// 1234: ESRCH: No such process`).
+    #[error("{op}: {source}")]
     Sys {
         /// What was being done, e.g. `clone` or `kill`.
         op: String,
@@ -85,7 +88,7 @@ pub enum ContainerError {
         source: Errno,
     },
     /// A file operation made by the runtime failed.
-    #[error("{op} {path}")]
+    #[error("{op} {path}: {source}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -137,6 +140,22 @@ pub enum ContainerError {
     /// protected: call [`crate::exe::protect`] first (at the start of `main`).
     #[error("{0}: the runtime binary must be protected first (berth_runtime::exe::protect)")]
     ExeNotProtected(&'static str),
+}
+
+/// `err`'s message followed by those of its causes that it does not already include, joined
+/// by `: `: a sentence that says what failed and why, for `to_string()`.
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl ContainerError {
@@ -200,5 +219,56 @@ impl fmt::Display for SetupError {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a daemon shows its users is `to_string()`: each says what failed and why.
+    #[test]
+    fn errors_read_as_sentences_with_their_cause() {
+        let cg = ContainerError::from(berth_cgroups::CgroupError::Write {
+            path: "/sys/fs/cgroup/pids/c1/pids.max".into(),
+            value: "10".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        });
+        let text = cg.to_string();
+        assert!(text.starts_with("cgroup: write \"10\" to /sys/fs/cgroup/pids/c1/pids.max"), "{text}");
+        assert!(text.contains("Permission denied"), "{text}");
+        let setup = ContainerError::from(SetupError::sys(
+            "mounts",
+            "mount proc on /proc",
+            Errno::EPERM,
+        ));
+        assert_eq!(
+            setup.to_string(),
+            "container init: mounts: mount proc on /proc: operation not permitted"
+        );
+        let sys = ContainerError::sys("pidfd_open 42", Errno::ESRCH);
+        assert_eq!(sys.to_string(), "pidfd_open 42: ESRCH: No such process");
+        let io = ContainerError::Io {
+            op: "connect to console socket",
+            path: "/run/c.sock".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(
+            io.to_string()
+                .starts_with("connect to console socket /run/c.sock: No such file"),
+            "{io}"
+        );
+    }
+
+    #[test]
+    fn with_causes_says_each_cause_once() {
+        let inner = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = ContainerError::Io {
+            op: "read",
+            path: "/x".into(),
+            source: inner,
+        };
+        let t = with_causes(&e);
+        assert_eq!(t.matches("No such file").count(), 1, "{t}");
     }
 }

@@ -27,7 +27,7 @@ pub const CONFIG_FILE: &str = "config.json";
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A file of the state directory could not be read or written.
-    #[error("{op} {path}")]
+    #[error("{op} {path}: {source}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -48,8 +48,9 @@ pub enum StateError {
         /// How long we waited.
         waited: Duration,
     },
-    /// `state.json` is corrupt.
-    #[error("{path}")]
+    /// `state.json` is corrupt (`the container state /run/berth/c1/state.json is corrupt:
+    /// EOF while parsing a value at line 1 column 0`).
+    #[error("the container state {path} is corrupt: {source}")]
     Corrupt {
         /// The file.
         path: PathBuf,

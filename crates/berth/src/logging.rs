@@ -25,11 +25,28 @@ impl Log {
     /// Report the error that ends the command: to stderr, and to the log file if any. A
     /// stderr that cannot be written (closed, full) is ignored: the exit status still says it.
     pub fn fatal(&self, e: &anyhow::Error) {
+        let text = sentence(e);
         if self.to_file {
-            tracing::error!("{e:#}");
+            tracing::error!("{text}");
         }
-        crate::output::err_line(format_args!("berth: {e:#}"));
+        crate::output::err_line(format_args!("berth: {text}"));
     }
+}
+
+/// The error and its causes joined by `: `, each cause once: the library's errors already
+/// include their cause in their own message, which `{:#}` would repeat.
+pub fn sentence(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Install the subscriber the flags ask for. Without `--log` and `--debug` only warnings reach
