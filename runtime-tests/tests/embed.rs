@@ -141,3 +141,41 @@ fn update_saves_the_new_limits_in_the_state() {
         assert!(rt.delete_force(&id).success());
     });
 }
+
+/// Hooks may call back into the runtime: while createRuntime and poststart hooks run, the
+/// container is not locked exclusively, so `berth state` from a hook answers (with the old
+/// code it waited for the lock until it gave up, here after 3 s).
+#[test]
+fn hooks_can_call_back_into_the_runtime() {
+    common::leak_checked(|rt, b| {
+        let out = tempfile::tempdir().unwrap();
+        let id = rt.new_id("callback");
+        let state_cmd = |file: &str| {
+            format!(
+                "BERTH_LOCK_TIMEOUT=3 {} --root {} state {id} > {} 2>&1",
+                rt.bin.display(),
+                rt.root.display(),
+                out.path().join(file).display()
+            )
+        };
+        b.set_args(&["sleep", "100"]);
+        b.add_hook(
+            "createRuntime",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", state_cmd("create")]}),
+        );
+        b.add_hook(
+            "poststart",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", state_cmd("poststart")]}),
+        );
+        assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
+        assert!(rt.start(&id).success(), "{}", rt.dump_log());
+        let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap_or_default();
+        let created: serde_json::Value = serde_json::from_str(&read("create"))
+            .unwrap_or_else(|e| panic!("createRuntime hook's state: {e}: {}", read("create")));
+        assert_eq!(created["status"], "creating", "{created}");
+        let started: serde_json::Value = serde_json::from_str(&read("poststart"))
+            .unwrap_or_else(|e| panic!("poststart hook's state: {e}: {}", read("poststart")));
+        assert_eq!(started["status"], "running", "{started}");
+        assert!(rt.delete_force(&id).success());
+    });
+}

@@ -92,7 +92,7 @@ fn err(op: &str, e: caps::errors::CapsError) -> SetupError {
 
 /// Drop from the bounding set every capability not in `keep` (needs CAP_SETPCAP, so it runs
 /// before the user switch and before the other sets shrink).
-pub fn drop_bounding(keep: &CapsHashSet) -> Result<(), SetupError> {
+pub(crate) fn drop_bounding(keep: &CapsHashSet) -> Result<(), SetupError> {
     let last = last_cap();
     for cap in caps::all() {
         if cap.index() > last || keep.contains(&cap) {
@@ -107,7 +107,7 @@ pub fn drop_bounding(keep: &CapsHashSet) -> Result<(), SetupError> {
 /// Set the inheritable, effective, permitted and ambient sets, in the order the kernel allows:
 /// inheritable while CAP_SETPCAP is still effective, then effective before permitted shrinks,
 /// then ambient (which needs each capability permitted and inheritable).
-pub fn apply(sets: &CapSets) -> Result<(), SetupError> {
+pub(crate) fn apply(sets: &CapSets) -> Result<(), SetupError> {
     caps::set(None, CapSet::Inheritable, &sets.inheritable)
         .map_err(|e| err("set inheritable", e))?;
     let effective: CapsHashSet = sets.effective.clone();

@@ -1,7 +1,9 @@
 //! The container lifecycle: create, start, kill, pause, resume, delete and state.
 
+mod by_id;
 mod ops;
 
+pub use by_id::ContainerRef;
 pub use ops::OomEvents;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -321,7 +323,7 @@ impl ContainerBuilder {
 
         // Cloned from here when this caller is single-threaded, else through the spawn helper.
         let mut pid = crate::spawn::spawn(
-            crate::spawn::Child::Init(cfg, clone_flags),
+            crate::spawn::Child::Init(Box::new(cfg), clone_flags),
             &self.stdio,
             &parent_chan,
             child_chan,
@@ -406,8 +408,12 @@ impl ContainerBuilder {
                 Some(ToParent::RunCreateRuntimeHooks) => {
                     let st =
                         hook_state(&self.id, Status::Creating, pid.as_raw(), bundle.dir(), spec);
+                    // Hooks may call back into the runtime (`berth state`): readers may
+                    // come in while they run.
+                    cleanup.dir().relock(LockMode::Shared)?;
                     hooks::run_hooks("prestart", &prestart, &st)?;
                     hooks::run_hooks("createRuntime", &create_runtime, &st)?;
+                    cleanup.dir().relock(LockMode::Exclusive)?;
                     state::crash_point("create:hooks");
                     parent_chan
                         .send(&ToChild::HooksDone)
@@ -963,7 +969,10 @@ impl Container {
         }
         state::crash_point("start:read");
         if self.state.has_poststart_hooks {
+            // Hooks may call back into the runtime: readers may come in while they run.
+            self.dir.relock(LockMode::Shared)?;
             self.run_saved_hooks("poststart", Status::Running);
+            self.dir.relock(LockMode::Exclusive)?;
         }
         Ok(())
     }
@@ -1119,7 +1128,7 @@ impl Container {
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
         let first = crate::spawn::spawn(
-            crate::spawn::Child::Exec(cfg),
+            crate::spawn::Child::Exec(Box::new(cfg)),
             &opts.stdio,
             &parent_chan,
             child_chan,

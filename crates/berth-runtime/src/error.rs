@@ -16,6 +16,7 @@ use crate::state::{StateError, Status};
 
 /// An error of a container lifecycle operation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContainerError {
     /// No container with this id exists under the runtime root.
     #[error("container {id} does not exist")]

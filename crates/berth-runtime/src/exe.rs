@@ -201,10 +201,9 @@ impl ExecStub {
 /// binary.
 ///
 /// ```no_run
-/// fn main() {
-///     berth_runtime::exe::protect().expect("protect the runtime binary");
-///     // Only now: tokio::runtime::Builder::new_multi_thread()...
-/// }
+/// // First thing in main, while single-threaded:
+/// berth_runtime::exe::protect().expect("protect the runtime binary");
+/// // Only now: tokio::runtime::Builder::new_multi_thread()...
 /// ```
 pub fn protect() -> Result<(), ExeError> {
     if is_protected() {

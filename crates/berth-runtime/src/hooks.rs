@@ -20,6 +20,7 @@ use crate::state::OciState;
 
 /// A hook that could not be run or that failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HookError {
     /// The hook program could not be started.
     #[error("{kind} hook {path}: start")]

@@ -156,7 +156,7 @@ impl NsPlan {
 }
 
 /// Write `/proc/PID/{uid,gid}_map` for a child in a new user namespace.
-pub fn write_id_mappings(pid: i32, plan: &NsPlan) -> std::io::Result<()> {
+pub(crate) fn write_id_mappings(pid: i32, plan: &NsPlan) -> std::io::Result<()> {
     let fmt = |maps: &[LinuxIdMapping]| {
         maps.iter()
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
@@ -227,7 +227,7 @@ fn parse_ack(reply: &[u8], seq: u32) -> Result<(), nix::errno::Errno> {
 ///
 /// Errors: the errno of the socket calls or of the kernel's answer (`EPROTO` for an answer
 /// that is not an acknowledgement).
-pub fn loopback_up() -> Result<(), nix::errno::Errno> {
+pub(crate) fn loopback_up() -> Result<(), nix::errno::Errno> {
     use nix::sys::socket::{
         recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
         SockType,

@@ -143,6 +143,7 @@ const ARCHS: &[(Arch, ScmpArch, &str)] = &[
 
 /// A failure to hand the notification fd to the seccomp agent (in the runtime, not in init).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SeccompError {
     /// The configuration uses `SCMP_ACT_NOTIFY` without `listenerPath`.
     #[error("linux.seccomp.listenerPath is not set")]

@@ -168,8 +168,8 @@ pub(crate) fn wait_readable(
 /// What the helper is asked to clone.
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
-    Init(InitWire),
-    Exec(ExecWire),
+    Init(Box<InitWire>),
+    Exec(Box<ExecWire>),
 }
 
 /// [`InitConfig`] without its fds (which follow the request, one message each, in the order
@@ -214,9 +214,9 @@ struct PassedFd;
 /// The container process to start.
 pub(crate) enum Child {
     /// A container's init, cloned with these flags.
-    Init(InitConfig, CloneFlags),
+    Init(Box<InitConfig>, CloneFlags),
     /// The first child of an `exec` (it forks the process into the container itself).
-    Exec(ExecConfig),
+    Exec(Box<ExecConfig>),
 }
 
 impl Child {
@@ -247,7 +247,7 @@ impl Child {
                     unprivileged_runtime,
                     exec_stub,
                     seccomp,
-                } = cfg;
+                } = *cfg;
                 let NsPlan {
                     new,
                     join,
@@ -276,7 +276,7 @@ impl Child {
                     seccomp,
                 };
                 let passed = [fifo, console_socket, stub].into_iter().flatten().collect();
-                (Request::Init(wire), passed)
+                (Request::Init(Box::new(wire)), passed)
             }
             Child::Exec(cfg) => {
                 let ExecConfig {
@@ -288,7 +288,7 @@ impl Child {
                     preserve_fds,
                     exec_stub,
                     seccomp,
-                } = cfg;
+                } = *cfg;
                 let stub = exec_stub.map(ExecStub::into_fd);
                 let fds = [console_socket.is_some(), stub.is_some()];
                 let wire = ExecWire {
@@ -301,7 +301,7 @@ impl Child {
                     seccomp,
                 };
                 let passed = [console_socket, stub].into_iter().flatten().collect();
-                (Request::Exec(wire), passed)
+                (Request::Exec(Box::new(wire)), passed)
             }
         }
     }
@@ -312,8 +312,8 @@ impl Child {
             crate::process::report_and_exit(&chan, "stdio", e);
         }
         match self {
-            Child::Init(cfg, _) => crate::process::init::child_main(cfg, chan),
-            Child::Exec(cfg) => crate::process::exec::child_main(cfg, chan),
+            Child::Init(cfg, _) => crate::process::init::child_main(*cfg, chan),
+            Child::Exec(cfg) => crate::process::exec::child_main(*cfg, chan),
         }
     }
 }
@@ -503,12 +503,12 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                 exec_stub,
                 seccomp: w.seccomp,
             };
-            Child::Init(cfg, CloneFlags::from_bits_retain(w.clone_flags))
+            Child::Init(Box::new(cfg), CloneFlags::from_bits_retain(w.clone_flags))
         }
         Request::Exec(w) => {
             let console_socket = next_fd(w.fds[0])?;
             let exec_stub = next_fd(w.fds[1])?.map(ExecStub::from_fd);
-            Child::Exec(ExecConfig {
+            Child::Exec(Box::new(ExecConfig {
                 process: w.process,
                 linux: w.linux,
                 namespaces: w
@@ -521,7 +521,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                 preserve_fds: w.preserve_fds,
                 exec_stub,
                 seccomp: w.seccomp,
-            })
+            }))
         }
     })
 }

@@ -13,6 +13,7 @@ pub const OCI_VERSION: &str = "1.3.0";
 
 /// An invalid bundle or configuration.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The bundle directory cannot be used.
     #[error("bundle {path}")]

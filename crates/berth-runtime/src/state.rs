@@ -25,6 +25,7 @@ pub const CONFIG_FILE: &str = "config.json";
 
 /// An error of the state directory.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// A file of the state directory could not be read or written.
     #[error("{op} {path}: {source}")]
@@ -71,6 +72,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> St
 /// The status of a container, as the runtime spec names it (plus runc's `paused`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     /// Being created.
     Creating,
@@ -204,6 +206,7 @@ pub fn lock_timeout() -> Duration {
 /// How a state directory is locked: commands that change a container take it exclusively,
 /// readers (`state`, `list`, `ps`, `events`) shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LockMode {
     /// Several readers at once, no writer.
     Shared,
@@ -315,6 +318,37 @@ impl StateDir {
     /// Path of the exec fifo (for messages; open it with [`open_fifo`](Self::open_fifo)).
     pub fn fifo(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
+    }
+
+    /// Change how this directory is locked, waiting at most [`lock_timeout`]: a command
+    /// holding it exclusively goes down to [`LockMode::Shared`] while it runs hooks, which may
+    /// call back into the runtime (`berth state`), and back up afterwards. Linux converts a
+    /// `flock` by releasing and re-taking it: another command may get the lock in between.
+    pub fn relock(&self, mode: LockMode) -> Result<(), StateError> {
+        let arg = match mode {
+            LockMode::Shared => FlockArg::LockSharedNonblock,
+            LockMode::Exclusive => FlockArg::LockExclusiveNonblock,
+        };
+        let timeout = lock_timeout();
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(1);
+        loop {
+            match self.lock.relock(arg) {
+                Ok(()) => return Ok(()),
+                Err(Errno::EWOULDBLOCK) | Err(Errno::EINTR) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(StateError::Busy {
+                            path: self.path.clone(),
+                            waited: timeout,
+                        });
+                    }
+                    std::thread::sleep(delay.min(deadline - now));
+                    delay = (delay * 2).min(Duration::from_millis(20));
+                }
+                Err(e) => return Err(errno("lock state directory", &self.path, e)),
+            }
+        }
     }
 
     /// The locked directory's fd (for `fstat`-style checks).

@@ -39,6 +39,7 @@ use tables::{Field, Ty};
 
 /// How bad a [`Problem`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Severity {
     /// A SHOULD rule, a deprecation or a value that a runtime will ignore.
     Warning,
@@ -79,6 +80,7 @@ impl fmt::Display for Problem {
 
 /// A bundle whose `config.json` cannot be read at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValidateError {
     /// config.json could not be read.
     #[error("read {path}")]

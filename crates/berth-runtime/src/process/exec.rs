@@ -45,7 +45,7 @@ pub struct ExecConfig {
 }
 
 /// Entry point of the exec child after `clone`. Never returns.
-pub fn child_main(cfg: ExecConfig, chan: Channel) -> ! {
+pub(crate) fn child_main(cfg: ExecConfig, chan: Channel) -> ! {
     let err = match setup_and_exec(&cfg, &chan) {
         Ok(never) => match never {},
         Err(e) => e,

@@ -63,7 +63,7 @@ pub struct InitConfig {
 }
 
 /// Entry point of the child after `clone`. Never returns.
-pub fn child_main(cfg: InitConfig, chan: Channel) -> ! {
+pub(crate) fn child_main(cfg: InitConfig, chan: Channel) -> ! {
     let err = match setup_and_exec(&cfg, &chan) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -291,7 +291,7 @@ impl ExecPlan {
 /// personality, rlimits, oom score, the program lookup, fds, capabilities and user, umask,
 /// cwd, no_new_privs and seccomp. Runs inside the container (after `pivot_root` or `setns`).
 /// `seccomp` is `linux.seccomp` as the runtime compiled it before the clone.
-pub fn prepare_process(
+pub(crate) fn prepare_process(
     process: &oci_spec::runtime::Process,
     linux: Option<&oci_spec::runtime::Linux>,
     seccomp: Option<&crate::seccomp::Program>,

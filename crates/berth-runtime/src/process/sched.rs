@@ -56,6 +56,7 @@ pub const MEMORY_POLICY_FLAGS: &[&str] = &[
 
 /// A malformed CPU or node list (`0-3,7`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListError {
     /// An element between two commas (or before the first, after the last) is empty.
     #[error("element {index} is empty")]

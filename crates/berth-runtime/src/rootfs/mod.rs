@@ -67,7 +67,7 @@ fn root_propagation(spec: &Spec) -> Result<MsFlags, SetupError> {
 
 /// Prepare the rootfs before `pivot_root`: propagation, bind of the rootfs onto itself, the
 /// spec's mounts in order, devices and `/dev` symlinks.
-pub fn prepare(ctx: &RootfsContext<'_>) -> Result<(), SetupError> {
+pub(crate) fn prepare(ctx: &RootfsContext<'_>) -> Result<(), SetupError> {
     let step = "rootfs";
     let prop = root_propagation(ctx.spec)?;
     nix_mount(None, "/", None, prop, None)
@@ -500,7 +500,7 @@ fn mount_hierarchy(
 
 /// Make the rootfs the root: `pivot_root` (the old root is detached), or with `no_pivot` a
 /// move of the rootfs mount onto `/` and a `chroot`.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), SetupError> {
+pub(crate) fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), SetupError> {
     let step = "pivot_root";
     let err = |op: &str, e| SetupError::sys(step, op.to_owned(), e);
     nix::unistd::chdir(rootfs).map_err(|e| err(&format!("chdir {}", rootfs.display()), e))?;
@@ -529,7 +529,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), SetupError> {
 
 /// After `pivot_root`: masked paths, read-only paths, a read-only root and the final
 /// propagation of `/`.
-pub fn finalize(spec: &Spec) -> Result<(), SetupError> {
+pub(crate) fn finalize(spec: &Spec) -> Result<(), SetupError> {
     let linux = spec.linux().as_ref();
     let mut null = None;
     for p in linux

@@ -346,6 +346,7 @@ pub fn propagation_flags(name: &str) -> Option<MsFlags> {
 
 /// What to create at a mount destination that does not exist yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TargetKind {
     /// A directory.
     Dir,
