@@ -183,11 +183,26 @@ pub fn names_id(text: &str, id: &str) -> bool {
         })
 }
 
+/// The state letter (field 3) and start time (field 22) of `/proc/PID/stat`, the suite's one
+/// parser of it; `None` if the process does not exist. The command name (field 2) may hold
+/// spaces and parentheses: the fields are counted after the last `)`.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After field 3, field 22 is the 19th.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether `pid` is a zombie (or dead): exited, waiting for its parent.
+pub fn is_zombie(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| matches!(state, 'Z' | 'X'))
+}
+
 /// The start time (field 22 of /proc/PID/stat) of a live process, to tell pid reuse apart.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
+    proc_stat(pid).map(|(_, start)| start)
 }
 
 fn processes(bundle: &Path, ids: &[String], seen: &[(i32, u64)]) -> Vec<Leak> {
@@ -204,11 +219,7 @@ fn processes(bundle: &Path, ids: &[String], seen: &[(i32, u64)]) -> Vec<Leak> {
             continue;
         }
         // Zombies are not resources a runtime holds; their parent will reap them.
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rfind(')')
-            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
-        {
+        if is_zombie(pid) {
             continue;
         }
         let mut why = None;

@@ -35,8 +35,8 @@ mod spec;
 pub use bundle::{Bundle, PROBE_PATH};
 pub use error::SupportError;
 pub use leaks::{
-    assert_no_leaks, cgroup_dirs, names_id, start_time, Leak, LeakSnapshot, CGROUP_ROOT,
-    SECCOMP_CACHE,
+    assert_no_leaks, cgroup_dirs, is_zombie, names_id, proc_stat, start_time, Leak, LeakSnapshot,
+    CGROUP_ROOT, SECCOMP_CACHE,
 };
 pub use locate::{
     berth_bin, is_root, probe_bin, require_path, require_root, rootfs_dir, workspace_dir,

@@ -19,7 +19,14 @@ fn embed_tokio() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(runtime_tests::workspace_dir())
-        .args(["build", "-q", "-p", "berth-runtime", "--example", "embed_tokio"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "berth-runtime",
+            "--example",
+            "embed_tokio",
+        ])
         .status()
         .expect("run cargo build --example embed_tokio");
     assert!(status.success(), "cargo build --example embed_tokio failed");

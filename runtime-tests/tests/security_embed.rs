@@ -166,7 +166,7 @@ fn protect_fallback_keeps_the_caller_in_its_mount_namespace() {
         b.add_hook("startContainer", json!({"path": "/bin/true"}));
         b.save().unwrap();
         let id = rt.new_id("fallback");
-        let mut child = std::process::Command::new(&rt.bin)
+        let child = std::process::Command::new(&rt.bin)
             .env("BERTH_TEST_PROTECT_FALLBACK", "1")
             .args(["--root", &rt.root.display().to_string(), "--debug", "run"])
             .args(["--bundle", &b.dir().display().to_string(), &id])
@@ -197,9 +197,6 @@ fn protect_fallback_keeps_the_caller_in_its_mount_namespace() {
         );
         assert!(same_ns, "berth moved into a mount namespace of its own");
         let err = exe_write.expect_err("the runtime binary opened for writing");
-        assert!(
-            err.raw_os_error() == Some(libc::EROFS),
-            "{err}"
-        );
+        assert!(err.raw_os_error() == Some(libc::EROFS), "{err}");
     });
 }

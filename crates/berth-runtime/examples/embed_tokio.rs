@@ -120,7 +120,11 @@ fn main() -> ExitCode {
          ({} allocations by the other threads meanwhile)",
         outcome.ok,
         args.containers,
-        if args.exec { " (each with an exec)" } else { "" },
+        if args.exec {
+            " (each with an exec)"
+        } else {
+            ""
+        },
         args.concurrency,
         elapsed.as_secs_f64(),
         outcome.allocations,

@@ -282,9 +282,8 @@ impl ContainerBuilder {
         let fifo = cleanup.dir().make_fifo()?;
         // Exactly the configuration that was validated and is used (not config.json read
         // again, which may have changed, or never existed for a spec built in memory).
-        let config = serde_json::to_vec_pretty(bundle.raw()).map_err(|e| {
-            SpecError::invalid("config", format!("cannot be written as JSON: {e}"))
-        })?;
+        let config = serde_json::to_vec_pretty(bundle.raw())
+            .map_err(|e| SpecError::invalid("config", format!("cannot be written as JSON: {e}")))?;
         cleanup.dir().write_file(state::CONFIG_FILE, &config)?;
         let console_socket = connect_console(self.console_socket.as_deref(), terminal)?;
         let prestart = hooks.and_then(|h| h.prestart().clone()).unwrap_or_default();

@@ -236,7 +236,10 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::EACCES),
         });
         let text = cg.to_string();
-        assert!(text.starts_with("cgroup: write \"10\" to /sys/fs/cgroup/pids/c1/pids.max"), "{text}");
+        assert!(
+            text.starts_with("cgroup: write \"10\" to /sys/fs/cgroup/pids/c1/pids.max"),
+            "{text}"
+        );
         assert!(text.contains("Permission denied"), "{text}");
         let setup = ContainerError::from(SetupError::sys(
             "mounts",

@@ -254,10 +254,7 @@ pub fn protect() -> Result<(), ExeError> {
 /// namespace, handed back as an `O_PATH` fd (which keeps the mount alive after the child and
 /// its namespace are gone). The caller stays in its own mount namespace, so a daemon's later
 /// mounts (image layers, volumes) are the host's as before.
-fn read_only_bind_from_helper(
-    path: &std::path::Path,
-    program: &CStr,
-) -> Result<OwnedFd, ExeError> {
+fn read_only_bind_from_helper(path: &std::path::Path, program: &CStr) -> Result<OwnedFd, ExeError> {
     use crate::process::channel::Channel;
     tracing::debug!("protect: read-only bind mount made in a helper's mount namespace");
     let err = |op: &'static str| {
@@ -287,7 +284,9 @@ fn read_only_bind_from_helper(
     let _ = nix::sys::wait::waitpid(pid, None);
     match got {
         Ok(Some((0, Some(fd)))) => Ok(fd),
-        Ok(Some((errno, _))) if errno != 0 => Err(err("bind mount read-only")(Errno::from_raw(errno))),
+        Ok(Some((errno, _))) if errno != 0 => {
+            Err(err("bind mount read-only")(Errno::from_raw(errno)))
+        }
         Ok(_) => Err(err("bind mount read-only")(Errno::EPROTO)),
         Err(e) => Err(err("receive the read-only binary")(e)),
     }
@@ -321,8 +320,12 @@ fn bind_read_only_here(program: &CStr) -> Result<OwnedFd, (&'static str, Errno)>
         None::<&str>,
     )
     .map_err(|e| ("remount read-only", e))?;
-    nix::fcntl::open(program, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| ("open the read-only binary", e))
+    nix::fcntl::open(
+        program,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| ("open the read-only binary", e))
 }
 
 fn args_and_env() -> (Vec<CString>, Vec<CString>) {

@@ -123,9 +123,17 @@ impl ProcessHandle {
             }
             let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
             let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(ContainerError::sys(format!("poll pidfd of {}", self.pid), e)),
+                Err(e) => {
+                    return Err(ContainerError::sys(
+                        format!("poll pidfd of {}", self.pid),
+                        e,
+                    ))
+                }
             }
         }
     }

@@ -460,17 +460,7 @@ mod tests {
             .unwrap();
         // Killed with its group; a zombie until init reaps it, then gone.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .map(|s| {
-                    !s.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('Z')
-                })
-                .unwrap_or(false)
-        };
+        let alive = || crate::procfs::ProcStat::of(child).is_some_and(|st| !st.is_exited());
         while alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -85,6 +85,9 @@ mod tests {
     fn this_process_is_itself() {
         let st = ProcStat::of_self().unwrap();
         assert!(st.num_threads >= 1);
-        assert_eq!(ProcStat::of(std::process::id() as i32).unwrap().start_time, st.start_time);
+        assert_eq!(
+            ProcStat::of(std::process::id() as i32).unwrap().start_time,
+            st.start_time
+        );
     }
 }

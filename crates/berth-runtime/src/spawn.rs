@@ -111,11 +111,8 @@ impl Stdio {
         let mut moved = Vec::new();
         for (target, fd) in self.slots() {
             if let Some(fd) = fd {
-                let copy = nix::fcntl::fcntl(
-                    fd.as_fd(),
-                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
-                )
-                .map_err(|e| SetupError::sys("stdio", format!("dup fd for {target}"), e))?;
+                let copy = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                    .map_err(|e| SetupError::sys("stdio", format!("dup fd for {target}"), e))?;
                 // SAFETY: F_DUPFD_CLOEXEC just made this fd and nothing else refers to it.
                 moved.push((target, unsafe { sys::own_fd(copy) }));
             }
@@ -157,7 +154,10 @@ pub(crate) fn wait_readable(
         }
         let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => return Ok(()),
             Err(e) => return Err(ContainerError::sys(format!("poll channel of {step}"), e)),
@@ -329,7 +329,9 @@ pub(crate) fn spawn(
     limit: Duration,
 ) -> Result<Pid, ContainerError> {
     if use_helper() {
-        tracing::debug!("spawn: through the spawn helper (multithreaded caller or BERTH_SPAWN_HELPER=1)");
+        tracing::debug!(
+            "spawn: through the spawn helper (multithreaded caller or BERTH_SPAWN_HELPER=1)"
+        );
         return spawn_by_helper(child, stdio, parent_chan, child_chan, limit);
     }
     let flags = match &child {
@@ -358,16 +360,15 @@ fn spawn_by_helper(
     let chan_fd = 3 + preserve as RawFd;
     debug_assert!(sys::spawn_helper_hook_linked());
     let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg0("berth-spawn-helper").env(HELPER_ENV, chan_fd.to_string());
+    cmd.arg0("berth-spawn-helper")
+        .env(HELPER_ENV, chan_fd.to_string());
     for (target, fd) in stdio.slots() {
         let Some(fd) = fd else { continue };
-        let copy = fd
-            .try_clone()
-            .map_err(|source| ContainerError::Io {
-                op: "duplicate the stdio fd of",
-                path: format!("fd {target}").into(),
-                source,
-            })?;
+        let copy = fd.try_clone().map_err(|source| ContainerError::Io {
+            op: "duplicate the stdio fd of",
+            path: format!("fd {target}").into(),
+            source,
+        })?;
         match target {
             0 => cmd.stdin(copy),
             1 => cmd.stdout(copy),
@@ -390,16 +391,13 @@ fn spawn_by_helper(
     result
 }
 
-fn talk_to_helper(
-    child: Child,
-    chan: &Channel,
-    limit: Duration,
-) -> Result<Pid, ContainerError> {
+fn talk_to_helper(child: Child, chan: &Channel, limit: Duration) -> Result<Pid, ContainerError> {
     let (request, fds) = child.into_request();
     let send_err = |e| ContainerError::sys("send to the spawn helper", e);
     chan.send(&request).map_err(send_err)?;
     for fd in &fds {
-        chan.send_with_fd(&PassedFd, fd.as_raw_fd()).map_err(send_err)?;
+        chan.send_with_fd(&PassedFd, fd.as_raw_fd())
+            .map_err(send_err)?;
     }
     drop(fds);
     match recv_within(chan, limit, "the spawn helper")? {
@@ -441,7 +439,11 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
     // SAFETY: this process was exec'd a moment ago and runs before `main`: it has one thread.
     // The child only runs `Child::run`, which never uses glibc's cached tid.
     match unsafe { sys::clone_fork(flags | CloneFlags::CLONE_PARENT) } {
-        Err(e) => fail(SetupError::sys("spawn helper", format!("clone({flags:?})"), e)),
+        Err(e) => fail(SetupError::sys(
+            "spawn helper",
+            format!("clone({flags:?})"),
+            e,
+        )),
         Ok(Forked::Child) => {
             drop(hold_w);
             let mut b = [0u8; 1];
@@ -563,6 +565,8 @@ mod tests {
     fn a_closed_peer_is_the_end_not_a_timeout() {
         let (a, b) = Channel::pair().unwrap();
         drop(b);
-        assert!(recv_within(&a, Duration::from_secs(5), "x").unwrap().is_none());
+        assert!(recv_within(&a, Duration::from_secs(5), "x")
+            .unwrap()
+            .is_none());
     }
 }

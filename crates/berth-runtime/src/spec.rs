@@ -128,9 +128,8 @@ impl Bundle {
             path: dir.to_owned(),
             source,
         })?;
-        let raw = serde_json::to_value(&spec).map_err(|e| {
-            SpecError::invalid("config", format!("cannot be written as JSON: {e}"))
-        })?;
+        let raw = serde_json::to_value(&spec)
+            .map_err(|e| SpecError::invalid("config", format!("cannot be written as JSON: {e}")))?;
         check_version(spec.version())?;
         Self::with(dir, spec, raw)
     }

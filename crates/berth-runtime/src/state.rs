@@ -714,16 +714,9 @@ pub fn crash_point(step: &str) {
 /// Start time of process `pid` in clock ticks since boot, or `None` if it does not exist or is a
 /// zombie (a zombie container process is stopped).
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // `rest` starts at field 3 (state); starttime is field 22.
-    fields.nth(22 - 4)?.parse().ok()
+    crate::procfs::ProcStat::of(pid)
+        .filter(|st| !st.is_exited())
+        .map(|st| st.start_time)
 }
 
 /// Whether process `pid` has the file `(dev, ino)` open (any fd, `O_PATH` included); `None`

@@ -259,8 +259,7 @@ pub(super) fn cases() -> Vec<Case> {
                 ctx.must(ctx.rt.delete_force(&id), "delete --force")?;
                 ctx.must_fail(&ctx.rt.state(&id), "state after delete --force")?;
                 std::thread::sleep(Duration::from_millis(100));
-                let alive = crate::start_time(pid).is_some()
-                    && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z");
+                let alive = crate::start_time(pid).is_some() && !crate::is_zombie(pid);
                 ensure(!alive, || format!("container process {pid} still alive"))
             }),
         Case::new("lifecycle.run.exit-code", "runc CLI run", Level::RuncCli,
