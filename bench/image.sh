@@ -1,6 +1,6 @@
 #!/bin/sh
 # Unpack benchmark: one ~500 MB gzip layer of real files from /usr, unpacked by
-#   berth (image-cli example: the `berth image` command file), `umoci unpack`, and `tar -xzf`.
+#   berth (the `berth-image` binary that `berth image` runs), `umoci unpack`, and `tar -xzf`.
 # Prints hyperfine medians and CPU times, berth/tar and umoci/berth ratios, and peak RSS of each.
 #
 #   bench/image.sh [SIZE_MB]      (needs root, hyperfine, umoci, GNU time)
@@ -11,9 +11,9 @@ target=${CARGO_TARGET_DIR:-$here/target-bench}
 work=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT INT TERM
 
-echo "building image-cli (release)..." >&2
-(cd "$here" && CARGO_TARGET_DIR=$target cargo build -q --release -p berth-image --example image-cli)
-cli=$(ls "$target"/*/release/examples/image-cli "$target"/release/examples/image-cli 2>/dev/null | head -1)
+echo "building berth-image (release)..." >&2
+(cd "$here" && CARGO_TARGET_DIR=$target cargo build -q --release -p berth-image-cli --bin berth-image)
+cli=$(ls "$target"/*/release/berth-image "$target"/release/berth-image 2>/dev/null | head -1)
 
 echo "building a ${size_mb} MB layer from /usr..." >&2
 find /usr/lib /usr/share /usr/bin -xdev -type f -printf '%s %p\n' 2>/dev/null \

@@ -1,14 +1,14 @@
 //! `berth image`: pull, load, list, inspect, remove, unpack and prune images.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Instant;
 
 use anyhow::Context;
 use berth_image::archive::{self, LoadOptions};
 use berth_image::bundle::{self, BundleOptions};
-use berth_image::{Platform, ProgressEvent, Reference, Store};
+use berth_image::{Platform, Reference, Store};
+
+use crate::progress::{PullView, UnpackBar};
 
 /// A write to stdout failed: `BrokenPipe` when the reader went away (`berth image ls | head
 /// -1`), `StorageFull` for a full disk. `main` ends quietly on the first and reports the rest.
@@ -62,7 +62,8 @@ pub enum ImageCommand {
         /// Only store the blobs; skip unpacking the layers while they download.
         #[arg(long)]
         no_unpack: bool,
-        /// No progress output.
+        /// No progress output; print only the pulled reference pinned to its digest
+        /// (`NAME:TAG@sha256:...`).
         #[arg(short, long)]
         quiet: bool,
     },
@@ -115,53 +116,6 @@ pub enum ImageCommand {
     Prune,
 }
 
-struct Bar {
-    start: Instant,
-    state: Mutex<(usize, usize, u64, u64)>,
-    on: bool,
-}
-
-impl Bar {
-    fn new(quiet: bool) -> Self {
-        Self {
-            start: Instant::now(),
-            state: Mutex::new((0, 0, 0, 0)),
-            on: !quiet && std::io::stderr().is_terminal(),
-        }
-    }
-    fn event(&self, e: ProgressEvent) {
-        if !self.on {
-            return;
-        }
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match e {
-            ProgressEvent::Start { layers, bytes } => {
-                s.1 += layers;
-                s.3 += bytes;
-            }
-            ProgressEvent::Bytes(n) => s.2 += n,
-            ProgressEvent::LayerDone => s.0 += 1,
-        }
-        let secs = self.start.elapsed().as_secs_f64().max(0.001);
-        let mb = |b: u64| b as f64 / 1_048_576.0;
-        let _ = write!(
-            std::io::stderr().lock(),
-            "\r{}/{} layers  {:.1}/{:.1} MiB  {:.1} MiB/s   ",
-            s.0,
-            s.1,
-            mb(s.2),
-            mb(s.3),
-            mb(s.2) / secs
-        );
-        let _ = std::io::stderr().flush();
-    }
-    fn done(&self) {
-        if self.on {
-            let _ = writeln!(std::io::stderr().lock());
-        }
-    }
-}
-
 fn platform(p: Option<String>) -> anyhow::Result<Platform> {
     Ok(match p {
         Some(p) => p.parse()?,
@@ -187,12 +141,32 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
                 auth: None,
                 no_unpack,
             };
-            let bar = Bar::new(quiet);
-            let img = berth_image::registry::pull(&store, &r, &opts, &|e| bar.event(e))
-                .with_context(|| format!("pulling {r}"))?;
-            bar.done();
-            if !quiet {
-                out!("{r} {}", img.manifest_digest)?;
+            let view = PullView::new(quiet);
+            view.line(&format!(
+                "{}: Pulling from {}",
+                r.tag.as_deref().unwrap_or("latest"),
+                r.repository
+            ));
+            // The CLI has no runtime of its own: the blocking wrapper runs one for the pull.
+            let pulled =
+                berth_image::registry::pull_blocking(&store, &r, &opts, &|e| view.event(e));
+            view.finish();
+            let img = pulled.with_context(|| format!("pulling {r}"))?;
+            let pinned = Reference {
+                digest: Some(img.manifest_digest.clone()),
+                ..r.clone()
+            };
+            if quiet {
+                out!("{pinned}")?;
+            } else {
+                // As docker prints it, the reference last.
+                out!("Digest: {}", img.manifest_digest)?;
+                if view.changed() {
+                    out!("Status: Downloaded newer image for {}", r.familiar())?;
+                } else {
+                    out!("Status: Image is up to date for {}", r.familiar())?;
+                }
+                out!("{r}")?;
             }
         }
         ImageCommand::Ls => {
@@ -265,14 +239,14 @@ pub fn run(args: ImageArgs) -> anyhow::Result<i32> {
         } => {
             let (_, d) = store.resolve(&reference)?;
             let img = store.image(&d)?;
-            let bar = Bar::new(quiet);
+            let bar = UnpackBar::new(quiet);
             let opts = BundleOptions {
                 overlay,
                 ..Default::default()
             };
-            bundle::create_bundle(&store, &img, &bundle, &opts, &|e| bar.event(e))
-                .with_context(|| format!("unpacking {reference} into {}", bundle.display()))?;
-            bar.done();
+            let res = bundle::create_bundle(&store, &img, &bundle, &opts, &|e| bar.event(e));
+            bar.finish();
+            res.with_context(|| format!("unpacking {reference} into {}", bundle.display()))?;
         }
         ImageCommand::Unmount { bundle } => bundle::remove_bundle_mount(&bundle)?,
         ImageCommand::Prune => {

@@ -2,6 +2,7 @@
 //! so that the registry client (tokio, rustls) never weighs on the runtime commands' start-up.
 
 mod image;
+mod progress;
 
 use std::io::Write;
 

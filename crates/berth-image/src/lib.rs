@@ -27,5 +27,7 @@ pub mod unpack;
 pub use digest::Digest;
 pub use image::{Image, Platform};
 pub use reference::Reference;
+#[cfg(feature = "registry")]
+pub use registry::{LayerProgress, LayerState, PullEvent};
 pub use store::{Store, StoreError};
 pub use unpack::{Progress, ProgressEvent, UnpackError};

@@ -147,8 +147,9 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError
     move |source| StoreError::Io { op, path, source }
 }
 
-/// An image store rooted at a directory.
-#[derive(Debug)]
+/// An image store rooted at a directory. Cloning copies the root path only (a clone is the
+/// same store), so a clone can move into a blocking task.
+#[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
 }

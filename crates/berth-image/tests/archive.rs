@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use berth_image::archive::{load_tar, LoadOptions};
@@ -205,49 +205,13 @@ fn archive_missing_a_layer_is_refused_without_refs() {
     assert!(store.refs().unwrap().is_empty());
 }
 
-/// Build the `image-cli` example (the `berth image` command file) and return its path.
-fn image_cli() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    // Variables cargo sets for the test process would change the build's fingerprints and
-    // force a rebuild of the dependency graph; keep only what selects the target dir.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        let keep = matches!(&*k, "CARGO_HOME" | "CARGO_TARGET_DIR" | "RUSTUP_HOME");
-        if !keep && (k.starts_with("CARGO") || k.starts_with("RUST") || k.starts_with("NEXTEST")) {
-            cargo.env_remove(&*k);
-        }
-    }
-    let out = cargo
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "berth-image",
-            "--example",
-            "image-cli",
-            "--message-format=json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building image-cli failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"]["name"] == "image-cli")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no image-cli executable")
-}
-
 #[test]
 fn cli_load_from_stdin() {
     let t = tempfile::tempdir().unwrap();
     let archive = t.path().join("multi.tar");
     multi_image_archive(&archive);
     let root = t.path().join("store");
-    let out = Command::new(image_cli())
+    let out = Command::new(berth_image_bin())
         .args(["load", "-"])
         .env("BERTH_IMAGE_ROOT", &root)
         .stdin(fs::File::open(&archive).unwrap())
@@ -267,7 +231,7 @@ fn cli_load_from_stdin() {
             "Loaded image localhost:5000/berth/two:latest"
         ]
     );
-    let ls = Command::new(image_cli())
+    let ls = Command::new(berth_image_bin())
         .args(["--image-root"])
         .arg(&root)
         .arg("ls")
@@ -276,7 +240,7 @@ fn cli_load_from_stdin() {
     let ls = String::from_utf8(ls.stdout).unwrap();
     assert!(ls.contains("berth/one:latest") && ls.contains("localhost:5000/berth/two:latest"));
     // Garbage on stdin is an error, not a crash, and loads nothing.
-    let bad = Command::new(image_cli())
+    let bad = Command::new(berth_image_bin())
         .args(["load", "-"])
         .env("BERTH_IMAGE_ROOT", t.path().join("store2"))
         .stdin(Stdio::piped())

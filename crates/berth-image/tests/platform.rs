@@ -9,7 +9,7 @@ mod regutil;
 use std::fs;
 
 use berth_image::platform::amd64_level;
-use berth_image::registry::{pull, PullOptions, RegistryError};
+use berth_image::registry::{pull_blocking, PullOptions, RegistryError};
 use berth_image::{Platform, Store, StoreError};
 use regutil::*;
 
@@ -62,7 +62,7 @@ fn chosen(ix: &Indexed, tag: &str, platform: Option<&str>) -> Result<String, Box
         platform: platform.map(|p| p.parse::<Platform>().unwrap()),
         ..Default::default()
     };
-    let img = pull(&store, &r.parse().unwrap(), &opts, &|_| {}).map_err(Box::new)?;
+    let img = pull_blocking(&store, &r.parse().unwrap(), &opts, &|_| {}).map_err(Box::new)?;
     let rootfs = dir.path().join("rootfs");
     store.flatten(&img, &rootfs, &|_| {}).unwrap();
     Ok(fs::read_to_string(rootfs.join("which")).unwrap())
@@ -155,7 +155,7 @@ fn cli_pull_and_load_use_the_same_matching() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("store");
     let name = format!("127.0.0.1:{}/berth/multi:arm", ix.reg.port);
-    let cli = image_cli();
+    let cli = common::berth_image_bin();
     let out = std::process::Command::new(&cli)
         .args(["pull", "--quiet", "--platform", "linux/arm/v6", &name])
         .env("BERTH_IMAGE_ROOT", &root)
@@ -338,7 +338,7 @@ fn containerd_chooses_the_same_entries() {
             platform: want.map(|w| w.parse().unwrap()),
             ..Default::default()
         };
-        let img = pull(&store, &r.parse().unwrap(), &opts, &|_| {}).unwrap();
+        let img = pull_blocking(&store, &r.parse().unwrap(), &opts, &|_| {}).unwrap();
         assert_eq!(
             &img.manifest_digest,
             theirs[0],

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use berth_image::registry::{pull, PullOptions};
+use berth_image::registry::{pull_blocking, PullOptions};
 use berth_image::Store;
 use common::*;
 use regutil::*;
@@ -31,7 +31,7 @@ fn anonymous_pull() {
     push(&layout, &name, None);
     let store = Store::open(t.path().join("store")).unwrap();
     let events = std::sync::atomic::AtomicUsize::new(0);
-    let img = pull(
+    let img = pull_blocking(
         &store,
         &name.parse().unwrap(),
         &PullOptions::default(),
@@ -45,7 +45,7 @@ fn anonymous_pull() {
     check_pulled(&store, &name, &t.path().join("rootfs"));
     // By digest too, and a second pull reuses the blobs.
     let by_digest = format!("127.0.0.1:{}/berth/test@{}", reg.port, img.manifest_digest);
-    let again = pull(
+    let again = pull_blocking(
         &store,
         &by_digest.parse().unwrap(),
         &PullOptions::default(),
@@ -55,7 +55,7 @@ fn anonymous_pull() {
     assert_eq!(again.manifest_digest, img.manifest_digest);
     // A missing tag is a clear error and leaves no reference.
     let missing = format!("127.0.0.1:{}/berth/test:nope", reg.port);
-    assert!(pull(
+    assert!(pull_blocking(
         &store,
         &missing.parse().unwrap(),
         &PullOptions::default(),
@@ -83,14 +83,14 @@ fn basic_auth_pull() {
     let store = Store::open(t.path().join("store")).unwrap();
     let r = name.parse().unwrap();
     assert!(
-        pull(&store, &r, &PullOptions::default(), &|_| {}).is_err(),
+        pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).is_err(),
         "anonymous pull must be refused"
     );
     let opts = PullOptions {
         auth: Some(("berth".into(), "s3cret".into())),
         ..Default::default()
     };
-    pull(&store, &r, &opts, &|_| {}).unwrap();
+    pull_blocking(&store, &r, &opts, &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
 }
 
@@ -119,7 +119,7 @@ fn docker_config_credentials() {
     std::env::set_var("DOCKER_CONFIG", &cfg);
     docker_config(&cfg, &[(&host, "berth:wrong")], serde_json::json!({}));
     let store = Store::open(t.path().join("store")).unwrap();
-    assert!(pull(&store, &r, &PullOptions::default(), &|_| {}).is_err());
+    assert!(pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).is_err());
     assert!(store.refs().unwrap().is_empty());
     docker_config(
         &cfg,
@@ -129,7 +129,7 @@ fn docker_config_credentials() {
         ],
         serde_json::json!({}),
     );
-    pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
+    pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
 
     // ~/.docker/config.json when DOCKER_CONFIG is unset.
@@ -146,7 +146,7 @@ fn docker_config_credentials() {
         Some(("berth".to_owned(), "s3cret".to_owned()))
     );
     let store2 = Store::open(t.path().join("store2")).unwrap();
-    pull(&store2, &r, &PullOptions::default(), &|_| {}).unwrap();
+    pull_blocking(&store2, &r, &PullOptions::default(), &|_| {}).unwrap();
     check_pulled(&store2, &name, &t.path().join("rootfs2"));
 }
 
@@ -171,7 +171,7 @@ fn bearer_token_pull() {
 
     let store = Store::open(t.path().join("store")).unwrap();
     let r = name.parse().unwrap();
-    let err = pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
     assert!(
         tokens.refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "anonymous pull did not reach the token server: {err:#?}"
@@ -180,13 +180,13 @@ fn bearer_token_pull() {
         auth: Some(("berth".into(), "nope".into())),
         ..Default::default()
     };
-    assert!(pull(&store, &r, &bad, &|_| {}).is_err());
+    assert!(pull_blocking(&store, &r, &bad, &|_| {}).is_err());
     assert!(store.refs().unwrap().is_empty());
     let opts = PullOptions {
         auth: Some(("berth".into(), "t0ken-pass".into())),
         ..Default::default()
     };
-    let img = pull(&store, &r, &opts, &|_| {}).unwrap();
+    let img = pull_blocking(&store, &r, &opts, &|_| {}).unwrap();
     assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > pushed);
     for l in img.layers().unwrap() {
         assert!(store.layer_path(&l.diff_id).is_dir());
@@ -319,7 +319,7 @@ fn pulled_layers_match_loaded_layers() {
 
     let pulled = Store::open(t.path().join("pulled")).unwrap();
     let events = std::sync::Mutex::new(Vec::new());
-    let img = pull(
+    let img = pull_blocking(
         &pulled,
         &name.parse().unwrap(),
         &PullOptions::default(),
@@ -393,7 +393,7 @@ fn pulled_layers_match_loaded_layers() {
     assert_eq!(fs::read(rootfs.join("opt/app/new")).unwrap(), b"new");
     assert_eq!(fs::read(rootfs.join("big/many/f199")).unwrap(), b"file 199");
     // A second pull finds everything in place.
-    pull(
+    pull_blocking(
         &pulled,
         &name.parse().unwrap(),
         &PullOptions::default(),
@@ -426,7 +426,7 @@ fn corrupted_registry_blob_leaves_nothing() {
     bytes[mid] ^= 0x55;
     fs::write(&data, &bytes).unwrap();
 
-    assert!(pull(
+    assert!(pull_blocking(
         &store,
         &name.parse().unwrap(),
         &PullOptions::default(),

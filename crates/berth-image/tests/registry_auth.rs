@@ -11,7 +11,7 @@ mod regutil;
 
 use std::path::Path;
 
-use berth_image::registry::{pull, PullOptions, RegistryError};
+use berth_image::registry::{pull_blocking, PullOptions, RegistryError};
 use berth_image::Store;
 use regutil::*;
 
@@ -80,7 +80,7 @@ fn per_repository_bearer_challenge() {
     std::env::set_var("DOCKER_CONFIG", t.path().join("no-docker-config"));
 
     // Anonymous: the token server refuses, and the error says why.
-    let err = pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
     assert!(matches!(err, RegistryError::Token { .. }), "{err:?}");
     assert!(
         chain(&err).contains("no credentials are configured for 127.0.0.1"),
@@ -94,7 +94,7 @@ fn per_repository_bearer_challenge() {
         ..Default::default()
     };
     let before = s.tokens.issued();
-    pull(&store, &r, &opts, &|_| {}).unwrap();
+    pull_blocking(&store, &r, &opts, &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
     assert!(s.tokens.issued() > before);
     // The scope came from the repository's challenge, not from /v2/.
@@ -136,17 +136,17 @@ fn per_repository_basic_challenge_with_docker_config() {
     let store = Store::open(t.path().join("store")).unwrap();
 
     docker_config(&cfg, &[], serde_json::json!({}));
-    let err = pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
     assert!(chain(&err).contains("basic credentials and none are configured"));
 
     docker_config(&cfg, &[(&host, "berth:wrong")], serde_json::json!({}));
-    let err = pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
     assert!(store.refs().unwrap().is_empty());
 
     docker_config(&cfg, &[(&host, "berth:s3cret")], serde_json::json!({}));
-    pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
+    pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
 }
 
@@ -176,7 +176,7 @@ fn credential_helpers_from_docker_config() {
         Some(("berth".into(), "t0ken-pass".into()))
     );
     let store = Store::open(t.path().join("store")).unwrap();
-    pull(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
+    pull_blocking(&store, &r, &PullOptions::default(), &|_| {}).unwrap();
     check_pulled(&store, &name, &t.path().join("rootfs"));
     let calls = std::fs::read_to_string(bin.join("berthstore.log")).unwrap();
     assert!(calls.lines().any(|l| l == format!("get|{host}")), "{calls}");
@@ -189,7 +189,7 @@ fn credential_helpers_from_docker_config() {
         serde_json::json!({"credsStore": "berthnone", "credHelpers": {host.clone(): "berthone"}}),
     );
     let store2 = Store::open(t.path().join("store2")).unwrap();
-    pull(&store2, &r, &PullOptions::default(), &|_| {}).unwrap();
+    pull_blocking(&store2, &r, &PullOptions::default(), &|_| {}).unwrap();
     check_pulled(&store2, &name, &t.path().join("rootfs2"));
     let log = s.tokens.requests.lock().unwrap().clone();
     assert!(
@@ -202,7 +202,7 @@ fn credential_helpers_from_docker_config() {
     // A helper without credentials for the registry means anonymous, which is refused.
     docker_config(&cfg, &[], serde_json::json!({"credsStore": "berthnone"}));
     let store3 = Store::open(t.path().join("store3")).unwrap();
-    let err = pull(&store3, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_blocking(&store3, &r, &PullOptions::default(), &|_| {}).unwrap_err();
     assert!(
         chain(&err).contains("no credentials are configured"),
         "{}",
@@ -218,7 +218,7 @@ fn credential_helpers_from_docker_config() {
         &[],
         serde_json::json!({"credsStore": "missing-helper"}),
     );
-    let err = pull(&store3, &r, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_blocking(&store3, &r, &PullOptions::default(), &|_| {}).unwrap_err();
     assert!(matches!(err, RegistryError::Helper { .. }), "{err:?}");
     assert!(err.to_string().contains("docker-credential-missing-helper"));
     assert!(store3.refs().unwrap().is_empty());
@@ -239,7 +239,7 @@ fn public_pulls_run_no_credential_helper() {
         serde_json::json!({"credsStore": "not-installed"}),
     );
     let store = Store::open(t.path().join("store")).unwrap();
-    pull(
+    pull_blocking(
         &store,
         &name.parse().unwrap(),
         &PullOptions::default(),

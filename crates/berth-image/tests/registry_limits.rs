@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use berth_image::registry::{
-    pull, PullOptions, RegistryError, MAX_CONFIG, MAX_MANIFEST, MAX_TOKEN_RESPONSE,
+    pull_blocking, PullOptions, RegistryError, MAX_CONFIG, MAX_MANIFEST, MAX_TOKEN_RESPONSE,
 };
 use berth_image::{Digest, Store};
 
@@ -118,7 +118,7 @@ fn try_pull(port: u16, tag: &str) -> Pulled {
     let t = tempfile::tempdir().unwrap();
     let store = Store::open(t.path().join("store")).unwrap();
     let r = format!("127.0.0.1:{port}/berth/caps:{tag}");
-    let res = pull(
+    let res = pull_blocking(
         &store,
         &r.parse().unwrap(),
         &PullOptions::default(),

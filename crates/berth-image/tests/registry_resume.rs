@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use berth_image::registry::{pull, PullOptions, RegistryError};
+use berth_image::registry::{pull_blocking, PullOptions, RegistryError};
 use berth_image::{Digest, Store};
 use common::{file, tar_of};
 use regutil::*;
@@ -103,14 +103,17 @@ fn cut_blob_resumes_with_range_while_unpacking() {
     let proxy = cut_once(&s, 1 << 20);
     let name = format!("127.0.0.1:{}/berth/resume:v1", proxy.port);
     let store = Store::open(s.dir.join("store")).unwrap();
-    let bytes = std::sync::atomic::AtomicU64::new(0);
-    let img = pull(
+    // The last count each layer's download reported.
+    let downloaded = std::sync::Mutex::new(HashMap::new());
+    let img = pull_blocking(
         &store,
         &name.parse().unwrap(),
         &PullOptions::default(),
         &|e| {
-            if let berth_image::ProgressEvent::Bytes(n) = e {
-                bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            if let berth_image::PullEvent::Layer(l) = e {
+                if l.state == berth_image::LayerState::Downloading {
+                    downloaded.lock().unwrap().insert(l.digest, l.current);
+                }
             }
         },
     )
@@ -122,8 +125,10 @@ fn cut_blob_resumes_with_range_while_unpacking() {
     let from = resumed_from(&log, &s.big);
     assert!(from > 0 && from <= 1 << 20, "{from} {log:?}");
     // Bytes already received were not counted twice.
-    let total: u64 = img.layers().unwrap().iter().map(|l| l.size).sum();
-    assert_eq!(bytes.into_inner(), total);
+    let downloaded = downloaded.into_inner().unwrap();
+    for l in img.layers().unwrap() {
+        assert_eq!(downloaded.get(&l.digest), Some(&l.size), "{downloaded:?}");
+    }
     for l in img.layers().unwrap() {
         assert!(store.layer_path(&l.diff_id).is_dir());
     }
@@ -140,7 +145,7 @@ fn cut_blob_resumes_with_range_without_unpacking() {
         no_unpack: true,
         ..Default::default()
     };
-    pull(&store, &name.parse().unwrap(), &opts, &|_| {}).unwrap();
+    pull_blocking(&store, &name.parse().unwrap(), &opts, &|_| {}).unwrap();
     let from = resumed_from(&proxy.log(), &s.big);
     assert!(from > 1 << 20, "{from}");
     check_rootfs(&store, &s.manifest, &s.dir.join("rootfs"));
@@ -159,7 +164,7 @@ fn registry_ignoring_range_is_read_again_from_the_start() {
     );
     let name = format!("127.0.0.1:{}/berth/resume:v1", proxy.port);
     let store = Store::open(s.dir.join("store")).unwrap();
-    pull(
+    pull_blocking(
         &store,
         &name.parse().unwrap(),
         &PullOptions::default(),
@@ -188,7 +193,7 @@ fn resumed_bytes_are_verified_with_the_whole_blob() {
             no_unpack,
             ..Default::default()
         };
-        let err = pull(&store, &name.parse().unwrap(), &opts, &|_| {}).unwrap_err();
+        let err = pull_blocking(&store, &name.parse().unwrap(), &opts, &|_| {}).unwrap_err();
         let msg = format!("{err:?}");
         assert!(msg.contains("Mismatch") || msg.contains("digest"), "{msg}");
         assert_nothing_kept(&store, &s.big);
@@ -210,7 +215,7 @@ fn a_connection_that_keeps_dropping_fails_after_retries_and_leaves_nothing() {
     );
     let name = format!("127.0.0.1:{}/berth/resume:v1", proxy.port);
     let store = Store::open(s.dir.join("store")).unwrap();
-    let err = pull(
+    let err = pull_blocking(
         &store,
         &name.parse().unwrap(),
         &PullOptions::default(),
@@ -267,7 +272,7 @@ fn foreign_layer_comes_from_its_url() {
             no_unpack,
             ..Default::default()
         };
-        let img = pull(&store, &name.parse().unwrap(), &opts, &|_| {}).unwrap();
+        let img = pull_blocking(&store, &name.parse().unwrap(), &opts, &|_| {}).unwrap();
         assert_eq!(img.manifest_digest, manifest);
         assert!(store.has_blob(&d));
         let rootfs = t.path().join(format!("rootfs-{no_unpack}"));
@@ -283,7 +288,7 @@ fn foreign_layer_comes_from_its_url() {
     push_image(reg.port, "berth/foreign", "gone", &[gone]);
     let store = Store::open(t.path().join("store-gone")).unwrap();
     let r = format!("127.0.0.1:{}/berth/foreign:gone", reg.port);
-    let err = pull(
+    let err = pull_blocking(
         &store,
         &r.parse().unwrap(),
         &PullOptions::default(),
@@ -341,7 +346,7 @@ fn cli_pull_with_credential_helper_resumes_after_a_cut() {
     docker_config(&cfg, &[], serde_json::json!({"credsStore": "berthe2e"}));
     let root = dir.join("store");
     let name = format!("{host}/berth/e2e:v1");
-    let out = Command::new(image_cli())
+    let out = Command::new(common::berth_image_bin())
         .args(["pull", "--quiet", &name])
         .env("BERTH_IMAGE_ROOT", &root)
         .env("DOCKER_CONFIG", &cfg)

@@ -2,13 +2,17 @@
 //!
 //! The HTTP side lives in the private modules `transfer` (auth challenges answered wherever
 //! they come, retries, resumed blobs, size caps), `auth` (challenges and tokens) and
-//! `credentials` (docker's config and credential helpers, [`docker_credentials`]). tokio lives only inside [`pull`], on a current-thread
-//! runtime built per call, so nothing else pays for it. The runtime thread only moves bytes:
-//! each layer streams through a bounded channel to scoped threads that verify, decompress and
-//! write it (see [`Store::unpack_layer_stream`]).
+//! `credentials` (docker's config and credential helpers, [`docker_credentials`]).
+//!
+//! [`pull`] is an async function for the caller's tokio runtime (a daemon's);
+//! [`pull_blocking`] runs it for callers without one (the CLI). The runtime's workers only
+//! move bytes: each layer streams through a bounded channel to a blocking-pool thread that
+//! verifies, decompresses and writes it (see [`Store::unpack_layer_stream`]). Progress comes
+//! as [`PullEvent`]s, per layer ([`progress`]).
 
 mod auth;
 mod credentials;
+pub mod progress;
 mod transfer;
 
 use std::io::Read;
@@ -17,6 +21,7 @@ use std::path::PathBuf;
 use futures_util::StreamExt as _;
 
 pub use credentials::{docker_credentials, Credentials, IDENTITY_TOKEN_USER};
+pub use progress::{LayerProgress, LayerState, PullEvent, PullProgress};
 pub use transfer::{MAX_CONFIG, MAX_MANIFEST, MAX_TOKEN_RESPONSE};
 
 use crate::digest::Digest;
@@ -25,7 +30,8 @@ use crate::image::{
 };
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
-use crate::unpack::{Progress, ProgressEvent, UnpackError};
+use crate::unpack::{ProgressEvent, UnpackError};
+use progress::LayerReporter;
 use transfer::Session;
 
 const ACCEPT: &[&str] = &[
@@ -191,12 +197,19 @@ pub enum RegistryError {
     /// Unpacking a layer failed (nothing of it was kept).
     #[error(transparent)]
     Unpack(#[from] UnpackError),
-    /// A layer unpacker thread could not be started.
-    #[error("spawning a layer unpacker thread")]
+    /// [`pull_blocking`], called inside a runtime, could not start its thread.
+    #[error("spawning a thread to run the pull on")]
     Spawn(#[source] std::io::Error),
-    /// A layer's unpacker thread died without a result.
-    #[error("the unpacker of layer {0} stopped without a result")]
-    UnpackThread(Digest),
+    /// A task of the pull on the blocking pool (unpacking a layer, storing a blob) panicked
+    /// or was cancelled by the runtime's shutdown.
+    #[error("{what} on the blocking pool stopped without a result")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// Tokio's reason.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// Too many nested indexes.
     #[error("too many nested image indexes")]
     Nested,
@@ -225,65 +238,130 @@ fn is_loopback(registry: &str) -> bool {
 
 /// Pull `reference` into `store` and point the reference at it; returns the image.
 ///
-/// Layers download concurrently; unless [`PullOptions::no_unpack`] is set, each is unpacked into
-/// the layer store on its own thread while it streams (download, decompression and file
-/// writes overlap), with its digest and diff id verified as the bytes flow. A layer that fails
-/// verification leaves neither blob nor directory behind, and the reference is set only once
-/// every blob is in the store.
+/// An async function for any tokio runtime, multi-thread or current-thread, that has its IO
+/// and time drivers enabled (`enable_all`); the future is `Send`, so it can be
+/// `tokio::spawn`ed with owned arguments moved in. Without a runtime, use [`pull_blocking`].
+/// The runtime's workers only move bytes: verifying, decompressing and writing each layer, and
+/// every other file system write, run on tokio's blocking pool (`spawn_blocking`).
+///
+/// Layers download three at a time; unless [`PullOptions::no_unpack`] is set,
+/// each is unpacked into the layer store while it streams (download, decompression and file
+/// writes overlap), with its digest and diff id verified as the bytes flow. A layer that
+/// fails verification leaves neither blob nor directory behind, and the reference is set only
+/// once every blob is in the store. Dropping the future stops the downloads; a layer being
+/// unpacked then sees its stream end early, fails verification and removes what it wrote.
+///
+/// `progress` receives a [`PullEvent::Resolved`] once the manifest and config are in, then
+/// each layer's [`PullEvent::Layer`] events: [`LayerState::Waiting`] first, then forward
+/// only, ending with [`LayerState::Done`] or [`LayerState::AlreadyExists`] (see
+/// [`LayerState`] and [`LayerProgress`] for what each carries). It is called from the pull's
+/// task and from blocking threads, so it must be cheap and must not block: to hand events to
+/// another task, send them into an unbounded channel from the closure.
 ///
 /// The registry is reached over https, or plain http for loopback hosts and
 /// [`PullOptions::insecure`]. A 401 on any request is answered once with its challenge
 /// (Basic: the credentials; Bearer: a token for the challenge's scope and this repository)
 /// and the request retried. Connection failures, 429 and 5xx are retried with backoff; a blob
-/// whose connection drops resumes with a `Range` request from the first missing byte (or, where the registry ignores
-/// ranges, from the start, skipping what it has), and a
-/// foreign layer missing from the registry is fetched from its descriptor's `urls`. An index
-/// entry is chosen with [`crate::platform::select_platform`]. Manifests and indexes are read
-/// up to [`MAX_MANIFEST`] bytes, configs up to [`MAX_CONFIG`], token responses up to
+/// whose connection drops resumes with a `Range` request from the first missing byte (or,
+/// where the registry ignores ranges, from the start, skipping what it has), and a foreign
+/// layer missing from the registry is fetched from its descriptor's `urls`. An index entry is
+/// chosen with [`crate::platform::select_platform`]. Manifests and indexes are read up to
+/// [`MAX_MANIFEST`] bytes, configs up to [`MAX_CONFIG`], token responses up to
 /// [`MAX_TOKEN_RESPONSE`] ([`RegistryError::TooLarge`], [`RegistryError::DeclaredTooLarge`]).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use berth_image::registry::{pull, PullEvent};
+/// let store = berth_image::Store::open("/var/lib/berth")?;
+/// let r = "127.0.0.1:5000/busybox:latest".parse()?;
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let show = tokio::spawn(async move {
+///     while let Some(PullEvent::Layer(l)) = rx.recv().await {
+///         println!("{}: {} {}/{}", l.short_id(), l.state.docker_status(), l.current, l.total);
+///     }
+/// });
+/// let img = pull(&store, &r, &Default::default(), &move |e| {
+///     let _ = tx.send(e);
+/// })
+/// .await?;
+/// println!("{}", img.manifest_digest);
+/// # drop(show);
+/// # Ok(()) }
+/// ```
+pub async fn pull(
+    store: &Store,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: PullProgress<'_>,
+) -> Result<Image, RegistryError> {
+    pull_inner(store, reference, opts, progress).await
+}
+
+/// [`pull`] for callers without an async runtime: blocks the calling thread until the pull
+/// ends.
+///
+/// Outside a tokio runtime it runs the pull on a current-thread runtime built for the call.
+/// Inside one (a runtime cannot be entered twice on a thread, and `block_on` there panics) it
+/// runs that runtime on a thread of its own and waits for it: it works and does not panic,
+/// but it holds the calling worker thread for the whole pull, so async code should
+/// `pull(..).await` instead. Errors are [`pull`]'s, plus [`RegistryError::Runtime`] and
+/// [`RegistryError::Spawn`] when the runtime or its thread cannot be started.
 ///
 /// ```no_run
 /// let store = berth_image::Store::open("/var/lib/berth")?;
 /// let r = "127.0.0.1:5000/busybox:latest".parse()?;
-/// let img = berth_image::registry::pull(&store, &r, &Default::default(), &|_| {})?;
+/// let img = berth_image::registry::pull_blocking(&store, &r, &Default::default(), &|_| {})?;
 /// println!("{}", img.manifest_digest);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn pull(
+pub fn pull_blocking(
     store: &Store,
     reference: &Reference,
     opts: &PullOptions,
-    progress: Progress<'_>,
+    progress: PullProgress<'_>,
 ) -> Result<Image, RegistryError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RegistryError::Runtime)?;
-    std::thread::scope(|s| rt.block_on(pull_async(s, store, reference, opts, progress)))
+    let run = || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(RegistryError::Runtime)?;
+        rt.block_on(pull_inner(store, reference, opts, progress))
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    std::thread::scope(|s| {
+        let t = std::thread::Builder::new()
+            .name("berth-pull".into())
+            .spawn_scoped(s, run)
+            .map_err(RegistryError::Spawn)?;
+        t.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
-/// Feeds the chunks of a download to a blocking reader (the layer unpacker's thread).
-struct ChunkReader<B> {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<B>>,
-    cur: Option<B>,
+/// Feeds the batches of a download to a blocking reader (a layer unpacker or blob writer on
+/// the blocking pool). The end of the channel is the end of the stream: a download stopped
+/// early (the pull's future dropped) ends it short, which verification then refuses.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
     pos: usize,
 }
 
-impl<B: AsRef<[u8]>> Read for ChunkReader<B> {
+impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
-            if let Some(c) = &self.cur {
-                let avail = &c.as_ref()[self.pos..];
-                if !avail.is_empty() {
-                    let n = avail.len().min(buf.len());
-                    buf[..n].copy_from_slice(&avail[..n]);
-                    self.pos += n;
-                    return Ok(n);
-                }
+            let avail = &self.cur[self.pos..];
+            if !avail.is_empty() {
+                let n = avail.len().min(buf.len());
+                buf[..n].copy_from_slice(&avail[..n]);
+                self.pos += n;
+                return Ok(n);
             }
             match self.rx.blocking_recv() {
                 Some(Ok(c)) => {
-                    self.cur = Some(c);
+                    self.cur = c;
                     self.pos = 0;
                 }
                 Some(Err(e)) => return Err(e),
@@ -293,139 +371,191 @@ impl<B: AsRef<[u8]>> Read for ChunkReader<B> {
     }
 }
 
+/// Start `f` with a clone of `store` on the blocking pool now (not at the first poll: a
+/// consumer must run while its feeder fills the channel); the future gives its result.
+fn blocking<T: Send + 'static>(
+    store: &Store,
+    what: &'static str,
+    f: impl FnOnce(Store) -> Result<T, RegistryError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, RegistryError>> + Send {
+    let store = store.clone();
+    let task = tokio::task::spawn_blocking(move || f(store));
+    async move {
+        task.await
+            .map_err(|source| RegistryError::Task { what, source })?
+    }
+}
+
 struct Ctx<'a> {
     session: Session,
     store: &'a Store,
-    progress: Progress<'a>,
 }
 
-impl<'env> Ctx<'env> {
-    /// Download a blob into the store (no unpacking).
-    async fn fetch_blob(
+impl Ctx<'_> {
+    /// Download a blob, handing its bytes in batches to `consume` on the blocking pool, and
+    /// report them to `rep`. A download error wins over what `consume` makes of the cut stream.
+    async fn stream_blob<T: Send + 'static>(
         &self,
         d: &Digest,
         size: u64,
         urls: Vec<String>,
-        is_layer: bool,
-    ) -> Result<(), RegistryError> {
-        let mut dl = self.session.blob(d, size, urls);
-        let mut w = self.store.blob_writer()?;
-        while let Some(chunk) = dl.next().await? {
-            w.write(&chunk)?;
-            if is_layer {
-                (self.progress)(ProgressEvent::Bytes(chunk.len() as u64));
-            }
+        rep: Option<&LayerReporter<'_>>,
+        what: &'static str,
+        consume: impl FnOnce(Store, ChunkReader) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        if let Some(r) = rep {
+            r.set(LayerState::Downloading, 0);
         }
-        w.commit(d, size)?;
-        Ok(())
-    }
-
-    /// Download a layer while a scoped thread unpacks it into the layer store.
-    async fn fetch_and_unpack<'scope>(
-        &self,
-        s: &'scope std::thread::Scope<'scope, 'env>,
-        l: Layer,
-        urls: Vec<String>,
-    ) -> Result<(), RegistryError> {
-        let mut dl = self.session.blob(&l.digest, l.size, urls);
-        // Open the download before the unpacker starts, so that a missing blob costs nothing.
+        let mut dl = self.session.blob(d, size, urls);
+        // Open the download before the consumer starts, so that a missing blob costs nothing.
         let first = dl.next().await?;
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let store = self.store;
-        let digest = l.digest.clone();
-        std::thread::Builder::new()
-            .name("layer-unpack".into())
-            .spawn_scoped(s, move || {
-                let reader = ChunkReader {
+        let consumer = blocking(self.store, what, move |store| {
+            consume(
+                store,
+                ChunkReader {
                     rx,
-                    cur: None,
+                    cur: Vec::new(),
                     pos: 0,
+                },
+            )
+        });
+        let feed = async {
+            let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+            let mut next = first;
+            while let Some(c) = next {
+                if let Some(r) = rep {
+                    r.advance(LayerState::Downloading, c.len() as u64);
+                }
+                batch.extend_from_slice(&c);
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(Ok(full)).await.is_err() {
+                        // The consumer stopped on an error; it reports it.
+                        return Ok(());
+                    }
+                }
+                next = match dl.next().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let cut = std::io::Error::other(format!("download failed: {e}"));
+                        let _ = tx.send(Err(cut)).await;
+                        return Err(e);
+                    }
                 };
-                let _ = done_tx.send(store.unpack_layer_stream(&l, reader));
-            })
-            .map_err(RegistryError::Spawn)?;
-        let mut download_err = None;
-        let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
-        let mut next = first;
-        loop {
-            let Some(c) = next else { break };
-            (self.progress)(ProgressEvent::Bytes(c.len() as u64));
-            batch.extend_from_slice(&c);
-            if batch.len() >= BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if tx.send(Ok(full)).await.is_err() {
-                    // The unpacker stopped on an error; it reports it below.
-                    break;
-                }
             }
-            next = match dl.next().await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(std::io::Error::other(format!("download failed: {e}"))))
-                        .await;
-                    download_err = Some(e);
-                    break;
-                }
-            };
-        }
-        if download_err.is_none() && !batch.is_empty() {
-            let _ = tx.send(Ok(batch)).await;
-        }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch)).await;
+            }
+            if let Some(r) = rep {
+                r.set(LayerState::Verifying, size);
+            }
+            Ok(())
+        };
+        // The consumer runs on its own thread; this task feeds it, then waits for its verdict.
+        let fed: Result<(), RegistryError> = feed.await;
         drop(tx);
-        let unpacked = done_rx
-            .await
-            .map_err(|_| RegistryError::UnpackThread(digest))?;
-        if let Some(e) = download_err {
-            return Err(e);
-        }
-        unpacked?;
-        Ok(())
+        let consumed = consumer.await;
+        fed?;
+        consumed
     }
 
-    async fn fetch_layer<'scope>(
+    async fn fetch_layer(
         &self,
-        s: &'scope std::thread::Scope<'scope, 'env>,
         l: Layer,
         urls: Vec<String>,
         unpack: bool,
+        rep: &LayerReporter<'_>,
     ) -> Result<(), RegistryError> {
         let have_blob = self.store.has_blob(&l.digest);
         let have_dir = !unpack || self.store.layer_path(&l.diff_id).is_dir();
         match (have_blob, have_dir) {
-            (true, true) => (self.progress)(ProgressEvent::Bytes(l.size)),
-            (false, true) => self.fetch_blob(&l.digest, l.size, urls, true).await?,
-            (true, false) => {
-                // Stored but not unpacked: unpack from the store, off the runtime thread.
-                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                let (store, progress) = (self.store, self.progress);
-                let digest = l.digest.clone();
-                std::thread::Builder::new()
-                    .name("layer-unpack".into())
-                    .spawn_scoped(s, move || {
-                        let _ = done_tx.send(store.unpack_layer(&l, progress));
-                    })
-                    .map_err(RegistryError::Spawn)?;
-                done_rx
-                    .await
-                    .map_err(|_| RegistryError::UnpackThread(digest))??;
-                // `unpack_layer` reported the layer done itself.
+            (true, true) => {
+                rep.finish(LayerState::AlreadyExists);
                 return Ok(());
             }
-            (false, false) => self.fetch_and_unpack(s, l, urls).await?,
+            (false, true) => {
+                let (d, size) = (l.digest.clone(), l.size);
+                self.stream_blob(
+                    &l.digest,
+                    size,
+                    urls,
+                    Some(rep),
+                    "storing a blob",
+                    move |s, r| write_blob(&s, r, &d, size),
+                )
+                .await?
+            }
+            (true, false) => {
+                // Stored but not unpacked: extract from the store on the blocking pool; its
+                // byte counts come back over a channel.
+                rep.set(LayerState::Extracting, 0);
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let job = blocking(self.store, "unpacking a stored layer", move |s| {
+                    let report = move |e| {
+                        if let ProgressEvent::Bytes(n) = e {
+                            let _ = tx.send(n);
+                        }
+                    };
+                    s.unpack_layer(&l, &report)?;
+                    Ok(())
+                });
+                let drain = async {
+                    while let Some(n) = rx.recv().await {
+                        rep.advance(LayerState::Extracting, n);
+                    }
+                };
+                let (res, ()) = futures_util::future::join(job, drain).await;
+                res?
+            }
+            (false, false) => {
+                let (d, size) = (l.digest.clone(), l.size);
+                self.stream_blob(
+                    &d,
+                    size,
+                    urls,
+                    Some(rep),
+                    "unpacking a layer",
+                    move |s, r| {
+                        s.unpack_layer_stream(&l, r)?;
+                        Ok(())
+                    },
+                )
+                .await?
+            }
         }
-        (self.progress)(ProgressEvent::LayerDone);
+        rep.finish(LayerState::Done);
         Ok(())
     }
 }
 
-async fn pull_async<'scope, 'env>(
-    s: &'scope std::thread::Scope<'scope, 'env>,
-    store: &'env Store,
-    r: &'env Reference,
-    opts: &'env PullOptions,
-    progress: Progress<'env>,
+/// Write a blob from `r` into the store, verified against `d` and `size` (blocking).
+fn write_blob(
+    store: &Store,
+    mut r: ChunkReader,
+    d: &Digest,
+    size: u64,
+) -> Result<(), RegistryError> {
+    let mut w = store.blob_writer()?;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => w.write(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The download failed; the downloading task returns its error.
+            Err(_) => return Ok(()),
+        }
+    }
+    w.commit(d, size)?;
+    Ok(())
+}
+
+async fn pull_inner(
+    store: &Store,
+    r: &Reference,
+    opts: &PullOptions,
+    progress: PullProgress<'_>,
 ) -> Result<Image, RegistryError> {
     let plain_http = opts.insecure || is_loopback(&r.registry);
     let given = opts.auth.clone().map(|(u, p)| Credentials::from_pair(u, p));
@@ -477,11 +607,7 @@ async fn pull_async<'scope, 'env>(
         }
     }
     let (mdigest, mdata, manifest) = fetched.ok_or(RegistryError::Nested)?;
-    let ctx = Ctx {
-        session,
-        store,
-        progress,
-    };
+    let ctx = Ctx { session, store };
 
     // The config first (it names the layers' diff ids), then the layers concurrently.
     let cd = descriptor_digest(manifest.config(), "manifest").map_err(StoreError::from)?;
@@ -495,9 +621,24 @@ async fn pull_async<'scope, 'env>(
         });
     }
     if !store.has_blob(&cd) {
-        ctx.fetch_blob(&cd, csize, Vec::new(), false).await?;
+        let d = cd.clone();
+        ctx.stream_blob(
+            &cd,
+            csize,
+            Vec::new(),
+            None,
+            "storing the config",
+            move |s, r| write_blob(&s, r, &d, csize),
+        )
+        .await?;
     }
-    let cdata = store.read_blob(&cd)?;
+    let read = cd.clone();
+    let cdata = blocking(
+        store,
+        "reading the config",
+        move |s| Ok(s.read_blob(&read)?),
+    )
+    .await?;
     let config = serde_json::from_slice(&cdata).map_err(|source| {
         StoreError::from(ImageError::Parse {
             what: "image config",
@@ -512,27 +653,32 @@ async fn pull_async<'scope, 'env>(
         .collect();
     let img = Image::new(mdigest.clone(), *manifest, config).map_err(StoreError::from)?;
     let layers = img.layers().map_err(StoreError::from)?;
-    progress(ProgressEvent::Start {
-        layers: layers.len(),
-        bytes: layers.iter().map(|l| l.size).sum(),
+    progress(PullEvent::Resolved {
+        manifest: mdigest.clone(),
+        layers: layers.iter().map(|l| (l.digest.clone(), l.size)).collect(),
     });
+    let reporters: Vec<LayerReporter<'_>> = layers
+        .iter()
+        .map(|l| LayerReporter::new(progress, l.digest.clone(), l.size))
+        .collect();
+    for rep in &reporters {
+        rep.waiting();
+    }
     let unpack = !opts.no_unpack;
     let ctx = &ctx;
-    let results: Vec<Result<(), RegistryError>> = futures_util::stream::iter(
-        layers
-            .into_iter()
-            .zip(urls)
-            .map(|(l, u)| ctx.fetch_layer(s, l, u, unpack)),
-    )
-    .buffer_unordered(CONCURRENT)
-    .collect()
-    .await;
+    // Collected first: a stream holding the closure would make the future !Send (rustc's
+    // higher-ranked lifetime limitation with closures returning futures).
+    let mut jobs = Vec::with_capacity(layers.len());
+    for ((l, u), rep) in layers.into_iter().zip(urls).zip(&reporters) {
+        jobs.push(ctx.fetch_layer(l, u, unpack, rep));
+    }
+    let results: Vec<Result<(), RegistryError>> = futures_util::stream::iter(jobs)
+        .buffer_unordered(CONCURRENT)
+        .collect()
+        .await;
     for res in results {
         res?;
     }
-    let stored = store.write_blob_bytes(&mdata)?;
-    debug_assert_eq!(stored, mdigest);
-    store.check_complete(&img)?;
     let key = if r.tag.is_some() {
         Reference {
             digest: None,
@@ -542,6 +688,14 @@ async fn pull_async<'scope, 'env>(
     } else {
         r.to_string()
     };
-    store.set_ref(&key, &mdigest)?;
+    let done = img.clone();
+    blocking(store, "recording the image", move |s| {
+        let stored = s.write_blob_bytes(&mdata)?;
+        debug_assert_eq!(stored, mdigest);
+        s.check_complete(&done)?;
+        s.set_ref(&key, &mdigest)?;
+        Ok(())
+    })
+    .await?;
     Ok(img)
 }

@@ -189,3 +189,53 @@ pub fn pax_path_file(b: &mut tar::Builder<Vec<u8>>, path: &[u8], data: &[u8]) {
     b.append_pax_extensions([("path", path)]).unwrap();
     file(b, "innocent", data);
 }
+
+/// The real `berth-image` binary (`crates/berth-image-cli`): `$BERTH_IMAGE_BIN` when set,
+/// else built by cargo for the running tests' target dir and profile. `CARGO_BIN_EXE_*` names
+/// only a package's own binaries, so this asks cargo to build berth-image-cli's binary (a
+/// no-op when it is fresh) and takes the path cargo reports; once per test process.
+pub fn berth_image_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BERTH_IMAGE_BIN") {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "BERTH_IMAGE_BIN={} is not a file", p.display());
+            return p;
+        }
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        // Variables cargo sets for the test process would change the build's fingerprints and
+        // force a rebuild of the dependency graph; keep only what selects the target dir.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let keep = matches!(&*k, "CARGO_HOME" | "CARGO_TARGET_DIR" | "RUSTUP_HOME");
+            if !keep
+                && (k.starts_with("CARGO") || k.starts_with("RUST") || k.starts_with("NEXTEST"))
+            {
+                cargo.env_remove(&*k);
+            }
+        }
+        let out = cargo
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "berth-image-cli",
+                "--bin",
+                "berth-image",
+            ])
+            .arg("--message-format=json")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "building berth-image failed");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"]["name"] == "berth-image")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no berth-image executable")
+    })
+    .clone()
+}
