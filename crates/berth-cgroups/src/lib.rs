@@ -33,6 +33,7 @@ mod sys;
 mod testutil;
 mod v1;
 mod v2;
+mod wants;
 
 use oci_spec::runtime::LinuxResources;
 
@@ -46,6 +47,7 @@ pub use stats::{
 pub use v2::cpu::shares_to_weight;
 pub use v2::devices::{attach_device_filter, DeviceFilter, Insn, ACC_MKNOD, ACC_READ, ACC_WRITE};
 pub use v2::io::blkio_weight_to_io_weight;
+pub use wants::Wants;
 
 /// Operations on one container's cgroup, whatever the host layout.
 ///

@@ -352,7 +352,7 @@ impl ContainerBuilder {
             Some(_)
                 if linux
                     .and_then(|l| l.resources().as_ref())
-                    .is_some_and(has_limits) =>
+                    .is_some_and(|r| berth_cgroups::Wants::of(r).any_limit()) =>
             {
                 return Err(SpecError::invalid(
                     "linux.resources",
@@ -607,18 +607,6 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     let ms = limit.as_millis().min(i32::MAX as u128) as i32;
     matches!(poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)), Ok(n) if n > 0)
-}
-
-/// Whether `linux.resources` asks for any limit (device rules alone are not limits).
-fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
-    r.memory().is_some()
-        || r.cpu().is_some()
-        || r.pids().is_some()
-        || r.block_io().is_some()
-        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
-        || r.network().is_some()
-        || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
-        || r.unified().as_ref().is_some_and(|m| !m.is_empty())
 }
 
 /// `linux.seccomp` compiled for the container's process to load, through the cache in the

@@ -30,43 +30,20 @@ fn need<'a>(dirs: &Dirs<'a>, controller: &str) -> Result<&'a Path, CgroupError> 
 /// controller the resources need is checked before anything is written.
 pub(crate) fn apply(dirs: &Dirs<'_>, res: &LinuxResources) -> Result<(), CgroupError> {
     let cpu = res.cpu().as_ref();
-    let wants_cpuset = cpu.is_some_and(|c| {
-        c.cpus().as_deref().is_some_and(|s| !s.is_empty())
-            || c.mems().as_deref().is_some_and(|s| !s.is_empty())
-    });
-    let wants_cpu = cpu.is_some_and(|c| {
-        c.shares().is_some_and(|v| v != 0)
-            || c.quota().is_some_and(|v| v != 0)
-            || c.period().is_some_and(|v| v != 0)
-            || c.burst().is_some()
-            || c.realtime_period().is_some_and(|v| v != 0)
-            || c.realtime_runtime().is_some_and(|v| v != 0)
-            || c.idle().is_some()
-    });
+    let w = crate::Wants::of(res);
+    let (wants_cpuset, wants_cpu) = (w.cpuset, w.cpu || w.cpu_realtime);
     let net = res.network().as_ref();
     let wants: [(bool, &str); 10] = [
-        (wants_cpuset, "cpuset"),
-        (
-            res.devices().as_ref().is_some_and(|d| !d.is_empty()),
-            "devices",
-        ),
-        (res.memory().is_some(), "memory"),
+        (w.cpuset, "cpuset"),
+        (w.devices, "devices"),
+        (w.memory, "memory"),
         (wants_cpu, "cpu"),
-        (res.pids().is_some_and(|p| p.limit() != 0), "pids"),
-        (res.block_io().is_some(), "blkio"),
-        (
-            res.hugepage_limits()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            "hugetlb",
-        ),
-        (net.is_some_and(|n| n.class_id().is_some()), "net_cls"),
-        (
-            net.and_then(|n| n.priorities().as_ref())
-                .is_some_and(|p| !p.is_empty()),
-            "net_prio",
-        ),
-        (res.rdma().as_ref().is_some_and(|r| !r.is_empty()), "rdma"),
+        (w.pids, "pids"),
+        (w.block_io, "blkio"),
+        (w.hugetlb, "hugetlb"),
+        (w.net_cls, "net_cls"),
+        (w.net_prio, "net_prio"),
+        (w.rdma, "rdma"),
     ];
     for (wanted, controller) in wants {
         if wanted {

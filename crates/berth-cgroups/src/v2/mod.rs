@@ -29,35 +29,15 @@ fn controllers(dir: &Path) -> Result<Vec<String>, CgroupError> {
 pub(crate) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), CgroupError> {
     let have = controllers(dir)?;
     let cpu = res.cpu().as_ref();
-    let wants_cpuset = cpu.is_some_and(|c| {
-        c.cpus().as_deref().is_some_and(|s| !s.is_empty())
-            || c.mems().as_deref().is_some_and(|s| !s.is_empty())
-    });
-    let wants_cpu = cpu.is_some_and(|c| {
-        c.shares().is_some_and(|v| v != 0)
-            || c.quota().is_some_and(|v| v != 0)
-            || c.period().is_some_and(|v| v != 0)
-            || c.burst().is_some()
-            || c.idle().is_some()
-    });
-    let mem = res.memory().as_ref().is_some_and(|m| {
-        m.limit().is_some_and(|v| v != 0)
-            || m.swap().is_some_and(|v| v != 0)
-            || m.reservation().is_some_and(|v| v != 0)
-    });
+    let w = crate::Wants::of(res);
     let wants: [(bool, &str); 7] = [
-        (wants_cpuset, "cpuset"),
-        (wants_cpu, "cpu"),
-        (mem, "memory"),
-        (res.pids().is_some_and(|p| p.limit() != 0), "pids"),
-        (res.block_io().is_some(), "io"),
-        (
-            res.hugepage_limits()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            "hugetlb",
-        ),
-        (res.rdma().as_ref().is_some_and(|r| !r.is_empty()), "rdma"),
+        (w.cpuset, "cpuset"),
+        (w.cpu, "cpu"),
+        (w.memory_limits, "memory"),
+        (w.pids, "pids"),
+        (w.block_io, "io"),
+        (w.hugetlb, "hugetlb"),
+        (w.rdma, "rdma"),
     ];
     for (wanted, c) in wants {
         if wanted && !have.iter().any(|h| h == c) {
