@@ -324,21 +324,19 @@ fn pulled_layers_match_loaded_layers() {
         &name.parse().unwrap(),
         &PullOptions::default(),
         &|e| {
-            events.lock().unwrap().push(format!("{e:?}"));
+            if let berth_image::PullEvent::Layer(l) = e {
+                events.lock().unwrap().push(l);
+            }
         },
     )
     .unwrap();
     let events = events.into_inner().unwrap();
-    assert_eq!(events.iter().filter(|e| *e == "LayerDone").count(), 3);
-    let got: u64 = events
+    let done: Vec<_> = events
         .iter()
-        .filter_map(|e| {
-            e.strip_prefix("Bytes(")?
-                .strip_suffix(')')?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+        .filter(|l| l.state == berth_image::LayerState::Done)
+        .collect();
+    assert_eq!(done.len(), 3);
+    let got: u64 = done.iter().map(|l| l.current).sum();
     assert_eq!(
         got,
         img.layers().unwrap().iter().map(|l| l.size).sum::<u64>()
