@@ -2,6 +2,8 @@
 
 mod by_id;
 mod ops;
+#[cfg(test)]
+mod tests;
 
 pub use by_id::ContainerRef;
 pub use ops::OomEvents;

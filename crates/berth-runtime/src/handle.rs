@@ -174,3 +174,51 @@ impl std::os::fd::AsRawFd for ProcessHandle {
         std::os::fd::AsRawFd::as_raw_fd(&self.pidfd)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The handle reaps it (what is tested); clippy cannot see that.
+    #[allow(clippy::zombie_processes)]
+    fn child(script: &str) -> ProcessHandle {
+        let c = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        ProcessHandle::of_child(Pid::from_raw(c.id() as i32)).unwrap()
+    }
+
+    #[test]
+    fn wait_gives_the_exit_status_once_and_keeps_it() {
+        let mut h = child("exit 7");
+        assert_eq!(h.wait().unwrap(), ExitStatus::Exited(7));
+        // Reaped: asking again gives the same status, and never waits for another process.
+        assert_eq!(h.try_wait().unwrap(), Some(ExitStatus::Exited(7)));
+        assert_eq!(h.wait().unwrap().code(), 7);
+    }
+
+    #[test]
+    fn a_running_process_is_none_until_signalled() {
+        let mut h = child("exec sleep 100");
+        assert_eq!(h.try_wait().unwrap(), None);
+        assert_eq!(
+            h.wait_timeout(Duration::from_millis(30)).unwrap(),
+            None,
+            "sleep 100 exited"
+        );
+        h.signal(Signal::SIGKILL).unwrap();
+        let st = h.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(st, Some(ExitStatus::Signaled(Signal::SIGKILL)));
+        assert_eq!(st.unwrap().code(), 137);
+        assert_eq!(st.unwrap().to_string(), "killed by SIGKILL");
+    }
+
+    #[test]
+    fn the_fd_is_readable_once_the_process_exits() {
+        let mut h = child("exit 0");
+        let mut fds = [PollFd::new(h.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)).unwrap(), 1);
+        assert!(h.try_wait().unwrap().unwrap().success());
+    }
+}

@@ -1,0 +1,158 @@
+//! Unit tests of the lifecycle's parts that need no root: refusals before anything is made,
+//! the console socket, pid files, how a setup death is explained, the hook state.
+
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use super::*;
+
+fn spec(json: serde_json::Value) -> Spec {
+    serde_json::from_value(json).unwrap()
+}
+
+fn bundle_with(dir: &Path, process: serde_json::Value) -> Bundle {
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    let s = spec(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": process,
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+    }));
+    Bundle::from_spec(dir, s).unwrap()
+}
+
+#[test]
+fn refusals_come_before_anything_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let no_args = bundle_with(
+        &tmp.path().join("b1"),
+        serde_json::json!({"cwd": "/", "args": [], "user": {"uid": 0, "gid": 0}}),
+    );
+    let e = ContainerBuilder::new("c1", "/unused")
+        .root(&root)
+        .create_from(no_args)
+        .unwrap_err();
+    assert!(e.to_string().contains("process.args"), "{e}");
+    let relative_cwd = bundle_with(
+        &tmp.path().join("b2"),
+        serde_json::json!({"cwd": "tmp", "args": ["true"], "user": {"uid": 0, "gid": 0}}),
+    );
+    let e = ContainerBuilder::new("c1", "/unused")
+        .root(&root)
+        .create_from(relative_cwd)
+        .unwrap_err();
+    assert!(e.to_string().contains("process.cwd"), "{e}");
+    let ok = bundle_with(
+        &tmp.path().join("b3"),
+        serde_json::json!({"cwd": "/", "args": ["true"], "user": {"uid": 0, "gid": 0}}),
+    );
+    let e = ContainerBuilder::new("../evil", "/unused")
+        .root(&root)
+        .create_from(ok)
+        .unwrap_err();
+    assert!(matches!(e, ContainerError::InvalidId { .. }), "{e}");
+    assert!(!root.exists(), "a refused create made the runtime root");
+}
+
+#[test]
+fn a_terminal_needs_a_console_socket() {
+    let e = connect_console(None, true).unwrap_err();
+    assert!(e.to_string().contains("process.terminal"), "{e}");
+    assert!(connect_console(None, false).unwrap().is_none());
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no.sock");
+    let e = connect_console(Some(&missing), true).unwrap_err();
+    assert!(
+        e.to_string().starts_with("connect to console socket"),
+        "{e}"
+    );
+    let listener = std::os::unix::net::UnixListener::bind(tmp.path().join("c.sock")).unwrap();
+    assert!(connect_console(Some(&tmp.path().join("c.sock")), true)
+        .unwrap()
+        .is_some());
+    drop(listener);
+}
+
+#[test]
+fn pid_files_are_never_written_through_a_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("pid");
+    write_pid_file(&file, 42).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "42");
+    write_pid_file(&file, 43).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "43");
+    let target = tmp.path().join("target");
+    let link = tmp.path().join("link");
+    symlink(&target, &link).unwrap();
+    assert!(write_pid_file(&link, 44).is_err());
+    assert!(!target.exists(), "written through the symlink");
+}
+
+// process_death reaps the children (what is tested); clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+#[test]
+fn a_setup_death_says_how_it_ended_and_the_likely_cause() {
+    let s = spec(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "linux": {"resources": {"memory": {"limit": 4194304}}}
+    }));
+    let child = Command::new("/bin/sh")
+        .args(["-c", "exit 3"])
+        .spawn()
+        .unwrap();
+    let e = process_death(Pid::from_raw(child.id() as i32), &s, "init");
+    assert_eq!(e.to_string(), "init exited with status 3 during setup");
+    let child = Command::new("/bin/sh")
+        .args(["-c", "kill -KILL $$"])
+        .spawn()
+        .unwrap();
+    let e = process_death(Pid::from_raw(child.id() as i32), &s, "init");
+    assert_eq!(
+        e.to_string(),
+        "init was killed by SIGKILL during setup (memory limit 4 MiB reached?)"
+    );
+    assert_eq!(human_bytes(512 << 10), "512 KiB");
+    assert_eq!(human_bytes(1 << 30), "1 GiB");
+    assert_eq!(human_bytes(1000), "1000 B");
+}
+
+#[test]
+fn hooks_get_the_state_with_the_spec_annotations() {
+    let s = spec(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "annotations": {"org.example": "yes"}
+    }));
+    let st = hook_state("c1", Status::Creating, 7, Path::new("/b"), &s);
+    let v = serde_json::to_value(&st).unwrap();
+    assert_eq!(v["id"], "c1");
+    assert_eq!(v["pid"], 7);
+    assert_eq!(v["status"], "creating");
+    assert_eq!(v["bundle"], "/b");
+    assert_eq!(v["annotations"]["org.example"], "yes");
+}
+
+#[test]
+fn only_a_leaf_berth_made_is_its_cgroup() {
+    let saved = |created: Vec<&str>| berth_cgroups::CgroupSaved {
+        layout: berth_cgroups::Layout::V1,
+        hierarchies: vec![serde_json::from_value(serde_json::json!({
+            "fs_type": "v1",
+            "mount_point": "/sys/fs/cgroup/pids",
+            "controllers": ["pids"],
+            "super_options": "rw,pids",
+            "path": "/a/c1",
+            "dir": "/sys/fs/cgroup/pids/a/c1",
+            "created": created,
+        }))
+        .unwrap()],
+    };
+    assert!(created_cgroup(&saved(vec![
+        "/sys/fs/cgroup/pids/a",
+        "/sys/fs/cgroup/pids/a/c1"
+    ])));
+    assert!(!created_cgroup(&saved(vec![])));
+}
