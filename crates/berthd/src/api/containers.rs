@@ -1,0 +1,413 @@
+//! `/containers/...`: create, list, inspect, start, stop, restart, kill, wait, logs, attach,
+//! resize, remove.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bollard_stubs::models::ContainerCreateBody;
+use serde_json::json;
+
+use super::{json, json_body, ApiVersion, AppState, Q};
+use crate::error::Error;
+use crate::monitor::Request as MonReq;
+use crate::store::Record;
+use crate::util;
+
+/// `POST /containers/create?name=`.
+pub async fn create(State(d): State<AppState>, q: Q, body: Bytes) -> Result<Response, Error> {
+    let body: ContainerCreateBody = json_body(&body)?;
+    let id = d.create(q.get("name").map(str::to_owned), body).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({"Id": id, "Warnings": []}),
+    ))
+}
+
+/// "Up 3 seconds", "2 minutes", as docker's `units.HumanDuration`.
+fn human(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+fn secs_since(t: &str) -> i64 {
+    util::parse_rfc3339(t)
+        .map(|t| ((util::now_nanos() - t) / 1_000_000_000) as i64)
+        .unwrap_or(0)
+}
+
+fn status_text(r: &Record) -> String {
+    let s = &r.state;
+    if s.running {
+        format!("Up {}", human(secs_since(&s.started_at)))
+    } else if s.status == "created" {
+        "Created".into()
+    } else {
+        format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            human(secs_since(&s.finished_at))
+        )
+    }
+}
+
+fn command_line(r: &Record) -> String {
+    let mut v = vec![r.path.clone()];
+    v.extend(r.args.iter().cloned());
+    v.join(" ")
+}
+
+fn matches(r: &Record, filters: &std::collections::HashMap<String, Vec<String>>) -> bool {
+    for (k, vals) in filters {
+        let ok = match k.as_str() {
+            "status" => vals.iter().any(|v| v == &r.state.status),
+            "id" => vals.iter().any(|v| r.id.starts_with(v.as_str())),
+            "name" => vals
+                .iter()
+                .any(|v| r.name.contains(v.trim_start_matches('/'))),
+            "label" => vals.iter().all(|v| {
+                let labels = r.config.labels.clone().unwrap_or_default();
+                match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+                    None => labels.contains_key(v.as_str()),
+                }
+            }),
+            "ancestor" => vals.iter().any(|v| {
+                r.config.image.as_deref() == Some(v.as_str())
+                    || r.image
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
+            }),
+            "exited" => vals.iter().any(|v| {
+                !r.state.running && r.state.status == "exited" && v.parse() == Ok(r.state.exit_code)
+            }),
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `GET /containers/json?all=&filters=&limit=`.
+pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
+    let all = q.flag("all");
+    let filters = q.filters()?;
+    let limit = q.int("limit")?.filter(|l| *l > 0);
+    let mut out = Vec::new();
+    for e in d.all() {
+        let r = e.record();
+        if !all && !r.state.running && !filters.contains_key("status") {
+            continue;
+        }
+        if !matches(&r, &filters) {
+            continue;
+        }
+        let created = util::parse_rfc3339(&r.created)
+            .map(|t| (t / 1_000_000_000) as i64)
+            .unwrap_or(0);
+        out.push(json!({
+            "Id": r.id,
+            "Names": [format!("/{}", r.name)],
+            "Image": r.config.image,
+            "ImageID": r.image,
+            "Command": command_line(&r),
+            "Created": created,
+            "Ports": [],
+            "Labels": r.config.labels.clone().unwrap_or_default(),
+            "State": r.state.status,
+            "Status": status_text(&r),
+            "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "default".into())},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": mounts(&r),
+        }));
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+fn mounts(r: &Record) -> Vec<serde_json::Value> {
+    let mut v = Vec::new();
+    for b in r.host_config.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        if parts.len() >= 2 {
+            let ro = parts
+                .get(2)
+                .is_some_and(|o| o.split(',').any(|x| x == "ro"));
+            v.push(json!({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": parts.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}));
+        }
+    }
+    for dst in r.host_config.tmpfs.iter().flatten().map(|(k, _)| k) {
+        v.push(json!({"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "", "RW": true, "Propagation": ""}));
+    }
+    v
+}
+
+/// `GET /containers/{id}/json`.
+pub async fn inspect(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let r = e.record();
+    let dir = d.paths.container_dir(&r.id);
+    let s = &r.state;
+    let v = json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.path,
+        "Args": r.args,
+        "State": {
+            "Status": s.status,
+            "Running": s.running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": s.oom_killed,
+            "Dead": false,
+            "Pid": s.pid,
+            "ExitCode": s.exit_code,
+            "Error": s.error,
+            "StartedAt": s.started_at,
+            "FinishedAt": s.finished_at,
+        },
+        "Image": r.image,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": d.paths.log(&r.id),
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": r.host_config,
+        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.paths.bundle(&r.id).join("rootfs"), "UpperDir": d.paths.overlay(&r.id).join("upper"), "WorkDir": d.paths.overlay(&r.id).join("work")}},
+        "Mounts": mounts(&r),
+        "Config": r.config,
+        "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""},
+    });
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response, Error> {
+    d.start(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/stop?t=&signal=`.
+pub async fn stop(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    d.stop(&name, q.int("t")?, q.get("signal")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/restart?t=`.
+pub async fn restart(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    d.restart(&name, q.int("t")?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/kill?signal=`.
+pub async fn kill(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    d.kill(&name, q.get("signal")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /containers/{id}?force=&v=`.
+pub async fn remove(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    d.remove(&name, q.flag("force")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`: the headers go out
+/// at once, the body when the condition is met.
+pub async fn wait(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let condition = q.get("condition").unwrap_or("not-running").to_owned();
+    if !matches!(condition.as_str(), "not-running" | "next-exit" | "removed") {
+        return Err(Error::BadParameter(format!(
+            "invalid condition: {condition:?}"
+        )));
+    }
+    let mut rx = e.watch.subscribe();
+    let start = rx.borrow().clone();
+    drop(e);
+    let fut = async move {
+        let res = match condition.as_str() {
+            "next-exit" => rx
+                .wait_for(|s| s.exits > start.exits || s.removed)
+                .await
+                .map(|s| s.clone()),
+            "removed" => rx.wait_for(|s| s.removed).await.map(|s| s.clone()),
+            _ => rx.wait_for(|s| !s.running).await.map(|s| s.clone()),
+        };
+        // A removed container's sender is gone: its last state is the answer.
+        let s = res.unwrap_or_else(|_| rx.borrow().clone());
+        let body = json!({"StatusCode": s.exit_code, "Error": null}).to_string() + "\n";
+        Ok::<_, std::convert::Infallible>(Bytes::from(body))
+    };
+    let body = Body::from_stream(futures_util::stream::once(fut));
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", "application/json".parse().expect("header"));
+    Ok(r)
+}
+
+/// `GET /containers/{id}/logs`.
+pub async fn logs(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let r = e.record();
+    let opts = crate::logs::Options {
+        follow: q.flag("follow"),
+        stdout: q.flag("stdout"),
+        stderr: q.flag("stderr"),
+        timestamps: q.flag("timestamps"),
+        tail: match q.get("tail") {
+            None | Some("all") => None,
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|_| Error::BadParameter(format!("invalid tail: {t:?}")))?,
+            ),
+        },
+        since: q
+            .get("since")
+            .filter(|s| *s != "0")
+            .map(|s| {
+                util::parse_time_filter(s)
+                    .ok_or_else(|| Error::BadParameter(format!("invalid since: {s:?}")))
+            })
+            .transpose()?,
+        until: q
+            .get("until")
+            .filter(|s| *s != "0")
+            .map(|s| {
+                util::parse_time_filter(s)
+                    .ok_or_else(|| Error::BadParameter(format!("invalid until: {s:?}")))
+            })
+            .transpose()?,
+    };
+    if !opts.stdout && !opts.stderr {
+        return Err(Error::BadParameter(
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
+    }
+    let tty = r.config.tty.unwrap_or(false);
+    let rx = crate::logs::stream(
+        d.paths.log(&r.id),
+        r.log_rotation,
+        tty,
+        opts,
+        e.watch.subscribe(),
+    );
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let ct = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    resp.headers_mut()
+        .insert("Content-Type", ct.parse().expect("header"));
+    Ok(resp)
+}
+
+/// `POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=`: hijacked.
+pub async fn attach(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+    mut req: Request,
+) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let r = e.record();
+    let tty = r.config.tty.unwrap_or(false);
+    let version = req
+        .extensions()
+        .get::<ApiVersion>()
+        .copied()
+        .unwrap_or(ApiVersion(1, 50));
+    let mreq = MonReq::Attach {
+        stdin: q.flag("stdin"),
+        stdout: q.flag("stdout"),
+        stderr: q.flag("stderr"),
+    };
+    let conn = d.attach(&e, mreq).await?;
+    let (resp, on) = super::hijack(&mut req, !tty && version >= ApiVersion(1, 42));
+    let watch = e.watch.subscribe();
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let client = hyper_util::rt::TokioIo::new(up);
+        match conn.await {
+            Ok(m) => super::relay(client, m, async {}).await,
+            Err(_) => {
+                // Never started, or removed: nothing to relay.
+                let mut client = client;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut client).await;
+            }
+        }
+        drop(watch);
+    });
+    Ok(resp)
+}
+
+/// `POST /containers/{id}/resize?h=&w=`.
+pub async fn resize(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    if !e.record().state.running {
+        return Err(Error::Conflict(format!(
+            "Container {} is not running",
+            e.id
+        )));
+    }
+    d.resize(&e.id, h, w).await?;
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,147 @@
+//! `/_ping`, `/version`, `/info`, and the answers for what is not there.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bollard_stubs::models::{
+    SystemInfo, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
+};
+
+use super::{json, AppState, API_VERSION, MIN_API_VERSION};
+
+fn kernel() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `GET|HEAD /_ping`: `OK` with the version headers clients negotiate with.
+pub async fn ping(method: Method) -> Response {
+    let mut r = if method == Method::HEAD {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from("OK"))
+    };
+    let h = r.headers_mut();
+    h.insert(
+        "Content-Type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert(
+        "Cache-Control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert("Pragma", HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// `GET /version`.
+pub async fn version() -> Response {
+    let v = SystemVersion {
+        platform: Some(SystemVersionPlatform {
+            name: "Berth Engine".into(),
+        }),
+        components: Some(vec![SystemVersionComponents {
+            name: "Engine".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            details: Some(
+                [
+                    ("ApiVersion", API_VERSION.to_owned()),
+                    ("MinAPIVersion", MIN_API_VERSION.to_owned()),
+                    ("GitCommit", "berthd".to_owned()),
+                    ("GoVersion", "none (Rust)".to_owned()),
+                    ("Os", "linux".to_owned()),
+                    ("Arch", "amd64".to_owned()),
+                    ("KernelVersion", kernel()),
+                    ("Experimental", "false".to_owned()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ),
+        }]),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        api_version: Some(API_VERSION.into()),
+        min_api_version: Some(MIN_API_VERSION.into()),
+        git_commit: Some("berthd".into()),
+        go_version: Some("none (Rust)".into()),
+        os: Some("linux".into()),
+        arch: Some("amd64".into()),
+        kernel_version: Some(kernel()),
+        experimental: Some(false),
+        build_time: None,
+    };
+    json(StatusCode::OK, &v)
+}
+
+/// `GET /info`.
+pub async fn info(State(d): State<AppState>) -> Response {
+    let all = d.all();
+    let running = all.iter().filter(|e| e.record().state.running).count() as i64;
+    let images = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || d.images.all().map(|v| v.len()).unwrap_or(0)
+    })
+    .await
+    .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let info = SystemInfo {
+        id: Some("berthd".into()),
+        containers: Some(all.len() as i64),
+        containers_running: Some(running),
+        containers_paused: Some(0),
+        containers_stopped: Some(all.len() as i64 - running),
+        images: Some(images as i64),
+        driver: Some("overlay2".into()),
+        docker_root_dir: Some(d.paths.data_root.display().to_string()),
+        logging_driver: Some("json-file".into()),
+        cgroup_driver: Some(bollard_stubs::models::SystemInfoCgroupDriverEnum::CGROUPFS),
+        kernel_version: Some(kernel()),
+        operating_system: Some("Berth".into()),
+        os_type: Some("linux".into()),
+        architecture: Some("x86_64".into()),
+        ncpu: Some(
+            std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1),
+        ),
+        mem_total: Some(mem),
+        name: nix::unistd::gethostname()
+            .ok()
+            .map(|h| h.to_string_lossy().into_owned()),
+        server_version: Some(env!("CARGO_PKG_VERSION").into()),
+        live_restore_enabled: Some(true),
+        ..Default::default()
+    };
+    json(StatusCode::OK, &info)
+}
+
+/// Unknown endpoints: docker's 404 shape.
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    let msg = format!("page not found: {method} {}", uri.path());
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"message": msg})),
+    )
+        .into_response()
+}
+
+/// Endpoints berthd has not implemented yet.
+pub async fn not_implemented(uri: Uri) -> Response {
+    let msg = format!("{} is not implemented by berthd", uri.path());
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        axum::Json(serde_json::json!({"message": msg})),
+    )
+        .into_response()
+}

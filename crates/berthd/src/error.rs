@@ -1,0 +1,53 @@
+//! The daemon's errors, each with the Docker API status it answers with.
+
+/// Why a daemon operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 404: no container by that name or id.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// 404: no image by that reference or id.
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    /// 404: no exec instance by that id.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
+    /// 409: the request conflicts with the object's state (name in use, running, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// 400: a parameter is invalid (the message names it).
+    #[error("{0}")]
+    BadParameter(String),
+    /// 304: already in the requested state (start of a running container, stop of a stopped one).
+    #[error("container already {0}")]
+    NotModified(&'static str),
+    /// 500: something failed underneath.
+    #[error("{what}: {cause}")]
+    Internal {
+        /// What was being done.
+        what: String,
+        /// The cause and its sources, on one line.
+        cause: String,
+    },
+}
+
+impl Error {
+    /// A 500 for `what`, keeping the whole chain of `e` in the message.
+    pub fn internal(what: impl Into<String>, e: impl std::error::Error) -> Self {
+        Error::Internal {
+            what: what.into(),
+            cause: crate::images::chain(&e),
+        }
+    }
+
+    /// The HTTP status docker answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::NoSuchContainer(_) | Error::NoSuchImage(_) | Error::NoSuchExec(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::BadParameter(_) => 400,
+            Error::NotModified(_) => 304,
+            Error::Internal { .. } => 500,
+        }
+    }
+}

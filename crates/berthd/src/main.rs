@@ -1,0 +1,209 @@
+//! `berthd`: a daemon that speaks the Docker Engine API, so that the docker CLI and the docker
+//! SDKs drive Berth unmodified.
+//!
+//! Every container runs under a monitor process of its own ([`monitor`]), so berthd can be
+//! killed and restarted at any moment: the containers keep running and logging, and the new
+//! daemon finds them (live restore).
+
+mod api;
+mod daemon;
+mod error;
+mod images;
+mod logs;
+mod monitor;
+mod spec;
+mod store;
+mod supervisor;
+mod sys;
+mod util;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tower::ServiceExt;
+
+/// berthd's command line (dockerd's flags where they exist).
+#[derive(Debug, Parser)]
+#[command(
+    name = "berthd",
+    version,
+    about = "A Docker Engine API daemon over the Berth libraries"
+)]
+struct Args {
+    /// Where to listen: unix:///PATH or tcp://127.0.0.1:PORT (loopback only: no TLS).
+    #[arg(
+        short = 'H',
+        long = "host",
+        default_value = "unix:///run/berth/berthd.sock"
+    )]
+    hosts: Vec<String>,
+    /// Images (berth-image's store layout) and container records.
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
+    /// Monitor sockets and the runtime's state.
+    #[arg(long, default_value = "/run/berth")]
+    exec_root: PathBuf,
+    /// error, warn, info, debug, trace.
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// Write the daemon's pid here.
+    #[arg(short = 'p', long)]
+    pidfile: Option<PathBuf>,
+    /// Group owning the unix socket (mode 0660); empty for root only.
+    #[arg(short = 'G', long, default_value = "")]
+    group: String,
+}
+
+fn main() -> Result<()> {
+    // The monitor entry: before any thread or runtime exists.
+    let mut argv = std::env::args_os();
+    if argv.nth(1).as_deref() == Some(std::ffi::OsStr::new(monitor::MONITOR_ARG)) {
+        let dir = argv.next().map(PathBuf::from).unwrap_or_default();
+        monitor::main(&dir);
+    }
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(run(args))
+}
+
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+fn group_id(name: &str) -> Result<Option<u32>> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(n) = name.parse() {
+        return Ok(Some(n));
+    }
+    match nix::unistd::Group::from_name(name).context("look up the group")? {
+        Some(g) => Ok(Some(g.gid.as_raw())),
+        None => bail!("no group {name:?}"),
+    }
+}
+
+fn listen(host: &str, group: Option<u32>) -> Result<Listener> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        let path = Path::new(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
+        }
+        let _ = std::fs::remove_file(path);
+        let l = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("listen on {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(g) = group {
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(g)))
+                .context("chown the socket")?;
+        }
+        return Ok(Listener::Unix(l));
+    }
+    if let Some(addr) = host.strip_prefix("tcp://") {
+        let sa: std::net::SocketAddr = addr
+            .parse()
+            .with_context(|| format!("invalid address {addr:?}"))?;
+        if !sa.ip().is_loopback() {
+            bail!("refusing to listen on {sa} without TLS: only loopback addresses are allowed");
+        }
+        let l = std::net::TcpListener::bind(sa).with_context(|| format!("listen on {sa}"))?;
+        l.set_nonblocking(true)?;
+        return Ok(Listener::Tcp(tokio::net::TcpListener::from_std(l)?));
+    }
+    bail!("unsupported host {host:?} (unix:///PATH or tcp://127.0.0.1:PORT)")
+}
+
+async fn run(args: Args) -> Result<()> {
+    let group = group_id(&args.group)?;
+    let listeners: Vec<Listener> = args
+        .hosts
+        .iter()
+        .map(|h| listen(h, group))
+        .collect::<Result<_>>()?;
+    std::fs::create_dir_all(&args.data_root)?;
+    std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o710))?;
+    let paths = store::Paths {
+        data_root: args.data_root.clone(),
+        exec_root: args.exec_root.clone(),
+    };
+    let d = daemon::Daemon::new(paths).await?;
+    if let Some(p) = &args.pidfile {
+        util::atomic_write(p, format!("{}", std::process::id()).as_bytes())
+            .with_context(|| format!("write {}", p.display()))?;
+    }
+    let router = api::router(d.clone());
+    tracing::info!(hosts = ?args.hosts, "berthd is listening");
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let router = router.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match &l {
+                    Listener::Unix(u) => match u.accept().await {
+                        Ok((s, _)) => serve(TokioIo::new(s), router.clone()),
+                        Err(e) => tracing::warn!("accept: {e}"),
+                    },
+                    Listener::Tcp(t) => match t.accept().await {
+                        Ok((s, _)) => serve(TokioIo::new(s), router.clone()),
+                        Err(e) => tracing::warn!("accept: {e}"),
+                    },
+                }
+            }
+        }));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    // Containers keep running under their monitors (live restore).
+    tracing::info!("berthd stopping; containers keep running");
+    if let Some(p) = &args.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    drop(d);
+    Ok(())
+}
+
+fn serve<I>(io: I, router: axum::Router)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let router = router.clone();
+            async move {
+                if let Err(resp) = api::rewrite(&mut req) {
+                    let mut resp = *resp;
+                    api::common_headers(&mut resp);
+                    return Ok::<_, std::convert::Infallible>(resp);
+                }
+                let req = req.map(axum::body::Body::new);
+                let mut resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
+                api::common_headers(&mut resp);
+                Ok(resp)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            tracing::debug!("connection: {e}");
+        }
+    });
+}

@@ -1,0 +1,380 @@
+//! The OCI runtime spec of a container: berth-image's spec for the image (runc's defaults)
+//! with the container's Config and HostConfig applied as dockerd applies them.
+
+use std::path::Path;
+
+use berth_image::bundle::{resolve_user, runtime_spec, BundleOptions};
+use berth_image::Image;
+use serde_json::{json, Value};
+
+use crate::error::Error;
+use crate::store::Record;
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this build knows (for `Privileged` and `CapAdd: ALL`).
+const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// `NET_ADMIN` or `cap_net_admin` -> `CAP_NET_ADMIN`.
+fn cap_name(c: &str) -> String {
+    let up = c.to_ascii_uppercase();
+    if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    }
+}
+
+/// The capability set for CapAdd/CapDrop/Privileged, as docker computes it.
+pub fn capabilities(
+    add: &[String],
+    drop: &[String],
+    privileged: bool,
+) -> Result<Vec<String>, Error> {
+    if privileged {
+        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+    }
+    for c in add.iter().chain(drop) {
+        let n = cap_name(c);
+        if n != "CAP_ALL" && !ALL_CAPS.contains(&n.as_str()) {
+            return Err(Error::BadParameter(format!("unknown capability: {c:?}")));
+        }
+    }
+    let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect();
+    let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect();
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "CAP_ALL") {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    };
+    if add.iter().any(|c| c == "CAP_ALL") {
+        caps = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+    }
+    for c in add {
+        if c != "CAP_ALL" && !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    Ok(caps)
+}
+
+/// One `-v SRC:DST[:OPTS]` bind, parsed.
+fn parse_bind(b: &str) -> Result<(String, String, bool), Error> {
+    let parts: Vec<&str> = b.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => {
+            return Err(Error::BadParameter(format!(
+                "invalid volume specification: '{b}'"
+            )))
+        }
+    };
+    if !src.starts_with('/') {
+        return Err(Error::BadParameter(format!(
+            "invalid volume specification: '{b}': named volumes are not supported yet"
+        )));
+    }
+    if !dst.starts_with('/') {
+        return Err(Error::BadParameter(format!(
+            "invalid volume specification: '{b}': mount path must be absolute"
+        )));
+    }
+    let ro = opts.split(',').any(|o| o == "ro");
+    Ok((src.to_owned(), dst.to_owned(), ro))
+}
+
+/// Check the HostConfig fields berthd applies, before anything is created (400 on error).
+pub fn validate(rec: &Record) -> Result<(), Error> {
+    let hc = &rec.host_config;
+    for b in hc.binds.iter().flatten() {
+        let (src, _, _) = parse_bind(b)?;
+        if !Path::new(&src).exists() {
+            return Err(Error::BadParameter(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+            )));
+        }
+    }
+    match hc.network_mode.as_deref().unwrap_or("default") {
+        "default" | "bridge" | "none" | "host" => {}
+        m => {
+            return Err(Error::BadParameter(format!(
+                "network mode {m:?} is not supported by berthd yet (none, host)"
+            )))
+        }
+    }
+    capabilities(
+        hc.cap_add.as_deref().unwrap_or_default(),
+        hc.cap_drop.as_deref().unwrap_or_default(),
+        hc.privileged.unwrap_or(false),
+    )?;
+    Ok(())
+}
+
+/// Files berthd makes for each container and binds in.
+pub struct EtcFiles<'a> {
+    /// `/etc/hosts`.
+    pub hosts: &'a Path,
+    /// `/etc/hostname`.
+    pub hostname: &'a Path,
+    /// `/etc/resolv.conf`.
+    pub resolv: &'a Path,
+}
+
+/// The container's hostname (its Config.Hostname or the id's first 12 digits).
+pub fn hostname(rec: &Record) -> String {
+    rec.config
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| rec.id[..12].to_owned())
+}
+
+fn host_network(rec: &Record) -> bool {
+    rec.host_config.network_mode.as_deref() == Some("host")
+}
+
+/// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf.
+pub fn write_etc_files(rec: &Record, files: &EtcFiles<'_>) -> std::io::Result<()> {
+    let host = host_network(rec);
+    let name = if host {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| hostname(rec))
+    } else {
+        hostname(rec)
+    };
+    let hosts = if host {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n127.0.1.1\t{name}\n"
+        )
+    };
+    std::fs::write(files.hosts, hosts)?;
+    std::fs::write(files.hostname, format!("{name}\n"))?;
+    let resolv = if host {
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    } else {
+        String::new()
+    };
+    std::fs::write(files.resolv, resolv)
+}
+
+/// The container's spec (config.json) for `img` with the rootfs at `rootfs`.
+pub fn build(
+    rec: &Record,
+    img: &Image,
+    rootfs: &Path,
+    files: &EtcFiles<'_>,
+) -> Result<Value, Error> {
+    let mut argv = vec![rec.path.clone()];
+    argv.extend(rec.args.iter().cloned());
+    let opts = BundleOptions {
+        entrypoint: Some(argv),
+        args: None,
+        overlay: true,
+    };
+    let spec = runtime_spec(&img.config, rootfs, &opts)
+        .map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
+    let mut s =
+        serde_json::to_value(&spec).map_err(|e| Error::internal("serialise the spec", e))?;
+    let c = &rec.config;
+    let hc = &rec.host_config;
+    let user = resolve_user(rootfs, c.user.as_deref().unwrap_or(""))
+        .map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
+    let mut user_json = json!({"uid": user.uid, "gid": user.gid});
+    if !user.additional_gids.is_empty() {
+        user_json["additionalGids"] = json!(user.additional_gids);
+    }
+    let privileged = hc.privileged.unwrap_or(false);
+    let caps = capabilities(
+        hc.cap_add.as_deref().unwrap_or_default(),
+        hc.cap_drop.as_deref().unwrap_or_default(),
+        privileged,
+    )?;
+    let p = &mut s["process"];
+    p["terminal"] = json!(c.tty.unwrap_or(false));
+    p["user"] = user_json;
+    p["env"] = json!(c.env.clone().unwrap_or_default());
+    p["cwd"] = json!(c
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into()));
+    p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    p["noNewPrivileges"] = json!(hc
+        .security_opt
+        .iter()
+        .flatten()
+        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true"));
+    s["hostname"] = json!(hostname(rec));
+    s["root"]["readonly"] = json!(hc.readonly_rootfs.unwrap_or(false));
+    let mounts = s["mounts"].as_array_mut().expect("runtime_spec has mounts");
+    for (dst, src) in [
+        ("/etc/hosts", files.hosts),
+        ("/etc/hostname", files.hostname),
+        ("/etc/resolv.conf", files.resolv),
+    ] {
+        mounts.push(json!({"destination": dst, "type": "bind", "source": src,
+                           "options": ["rbind", "rprivate"]}));
+    }
+    for b in hc.binds.iter().flatten() {
+        let (src, dst, ro) = parse_bind(b)?;
+        mounts.push(json!({"destination": dst, "type": "bind", "source": src,
+                           "options": ["rbind", "rprivate", if ro { "ro" } else { "rw" }]}));
+    }
+    for (dst, o) in hc.tmpfs.iter().flatten() {
+        let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+        options.extend(o.split(',').filter(|x| !x.is_empty()).map(str::to_owned));
+        mounts.push(
+            json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}),
+        );
+    }
+    let linux = &mut s["linux"];
+    let mut res = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
+    if let Some(m) = hc.memory.filter(|m| *m > 0) {
+        res["memory"] = json!({"limit": m});
+        if let Some(sw) = hc.memory_swap.filter(|s| *s != 0) {
+            res["memory"]["swap"] = json!(sw);
+        }
+    }
+    let mut cpu = json!({});
+    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
+        cpu["period"] = json!(100_000u64);
+        cpu["quota"] = json!(n * 100_000 / 1_000_000_000);
+    }
+    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
+        cpu["quota"] = json!(q);
+    }
+    if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
+        cpu["period"] = json!(p);
+    }
+    if let Some(sh) = hc.cpu_shares.filter(|s| *s > 0) {
+        cpu["shares"] = json!(sh);
+    }
+    if let Some(cs) = hc.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        cpu["cpus"] = json!(cs);
+    }
+    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
+        res["cpu"] = cpu;
+    }
+    if let Some(pl) = hc.pids_limit.filter(|p| *p > 0) {
+        res["pids"] = json!({"limit": pl});
+    }
+    linux["resources"] = res;
+    if host_network(rec) {
+        if let Some(ns) = linux["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "network");
+        }
+    }
+    if privileged {
+        linux["maskedPaths"] = json!([]);
+        linux["readonlyPaths"] = json!([]);
+        for m in s["mounts"].as_array_mut().expect("mounts") {
+            if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|x| x != "ro");
+                }
+            }
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_as_docker() {
+        let d = capabilities(&[], &[], false).unwrap();
+        assert_eq!(d.len(), DEFAULT_CAPS.len());
+        let c = capabilities(&["NET_ADMIN".into()], &["chown".into()], false).unwrap();
+        assert!(c.contains(&"CAP_NET_ADMIN".to_owned()));
+        assert!(!c.contains(&"CAP_CHOWN".to_owned()));
+        assert_eq!(capabilities(&[], &["ALL".into()], false).unwrap().len(), 0);
+        assert!(capabilities(&["BOGUS".into()], &[], false).is_err());
+        assert!(capabilities(&[], &[], true)
+            .unwrap()
+            .contains(&"CAP_SYS_ADMIN".to_owned()));
+    }
+
+    #[test]
+    fn binds_parse() {
+        assert_eq!(
+            parse_bind("/a:/b:ro").unwrap(),
+            ("/a".into(), "/b".into(), true)
+        );
+        assert_eq!(
+            parse_bind("/a:/b").unwrap(),
+            ("/a".into(), "/b".into(), false)
+        );
+        assert!(parse_bind("vol:/b").is_err());
+        assert!(parse_bind("/a:b").is_err());
+    }
+}

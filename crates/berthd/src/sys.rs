@@ -1,0 +1,52 @@
+//! The few raw calls berthd makes that neither std nor nix wraps safely.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+
+/// Set the window size of terminal `fd` (a pty master) to `rows` x `cols` (`TIOCSWINSZ`).
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), Errno> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` from the pointer, which points at `ws`,
+    // alive for the call; `fd` is a valid open descriptor for the borrow's lifetime.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCSWINSZ,
+            &ws as *const libc::winsize,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Restore the default action of SIGPIPE (Rust's start-up code ignores it, and an ignored
+/// signal stays ignored across exec: the container's processes must get the default).
+pub fn default_sigpipe() -> Result<(), Errno> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_DFL runs no handler code, so no async-signal-safety concern;
+    // the monitor is single-threaded when it calls this.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Fork; the parent exits at once (status 0) and the child goes on, no longer a child of
+/// whoever started us (the daemon does not own its monitors: they outlive it).
+///
+/// Must be called while the process is single-threaded (the monitor, before it creates
+/// anything).
+pub fn detach() -> Result<(), Errno> {
+    // SAFETY: the monitor is single-threaded here (it is a freshly exec'd process that has
+    // started no thread), so the child may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            // SAFETY: `_exit` ends the process without running atexit handlers or
+            // destructors, which the child (that carries on) still owns the state of.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Child => Ok(()),
+    }
+}
