@@ -138,8 +138,9 @@ pub(super) struct Session {
     /// Credentials given by the caller; when `None`, looked up in docker's config at the first
     /// challenge (so a public pull never runs a credential helper).
     given: Option<Credentials>,
-    /// The credentials in use, once looked up.
-    creds: Mutex<Option<Option<Credentials>>>,
+    /// The credentials in use, once looked up (an async lock: held while a credential helper
+    /// runs, so that concurrent challenges run it once).
+    creds: tokio::sync::Mutex<Option<Option<Credentials>>>,
     /// The `Authorization` value in use (none until a challenge asks for one).
     authorization: Mutex<Option<String>>,
 }
@@ -170,7 +171,7 @@ impl Session {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
             given,
-            creds: Mutex::new(None),
+            creds: tokio::sync::Mutex::new(None),
             authorization: Mutex::new(None),
         })
     }
@@ -187,16 +188,25 @@ impl Session {
             .clone()
     }
 
-    /// The credentials for this registry: given, else from docker's config (looked up once).
-    fn credentials(&self) -> Result<Option<Credentials>, RegistryError> {
-        let mut c = self.creds.lock().unwrap_or_else(|p| p.into_inner());
+    /// The credentials for this registry: given, else from docker's config (looked up once,
+    /// on the blocking pool: it reads files and may run a credential helper).
+    async fn credentials(&self) -> Result<Option<Credentials>, RegistryError> {
+        let mut c = self.creds.lock().await;
         if let Some(found) = &*c {
             return Ok(found.clone());
         }
         let found = match &self.given {
             Some(g) => Some(g.clone()),
-            None => super::docker_credentials(&self.registry)?
-                .map(|(u, p)| Credentials::from_pair(u, p)),
+            None => {
+                let registry = self.registry.clone();
+                tokio::task::spawn_blocking(move || super::docker_credentials(&registry))
+                    .await
+                    .map_err(|source| RegistryError::Task {
+                        what: "looking up docker credentials",
+                        source,
+                    })??
+                    .map(|(u, p)| Credentials::from_pair(u, p))
+            }
         };
         *c = Some(found.clone());
         Ok(found)
@@ -233,7 +243,7 @@ impl Session {
             &self.http,
             &self.registry,
             &self.repository,
-            self.credentials()?.as_ref(),
+            self.credentials().await?.as_ref(),
             &challenges,
             url,
         )
