@@ -19,7 +19,7 @@ use crate::store::Store;
 use crate::unpack::{unmount_overlay, Progress, UnpackError};
 
 /// Default `PATH` when the image sets none.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::default_spec::DEFAULT_PATH;
 
 const OVERLAY_STATE: &str = ".berth-overlay";
 
@@ -232,51 +232,25 @@ pub fn runtime_spec(
             sig.clone(),
         );
     }
-    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     let mut user_json = json!({"uid": user.uid, "gid": user.gid});
     if !user.additional_gids.is_empty() {
         user_json["additionalGids"] = json!(user.additional_gids);
     }
-    let spec = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": user_json,
-            "args": args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "berth",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-        ],
-        "annotations": annotations,
-        "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
-                           {"type": "mount"}, {"type": "cgroup"}],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
-    });
+    // The default configuration (shared with `berth spec`) with the image's process, a
+    // writable rootfs (as Docker's), no terminal, no ambient capabilities (a non-root user
+    // gets none, as with Docker), and ociVersion 1.0.2, which every runtime reads.
+    let mut spec = crate::default_spec::default_spec("1.0.2");
+    let process = &mut spec["process"];
+    process["terminal"] = json!(false);
+    process["user"] = user_json;
+    process["args"] = json!(args);
+    process["env"] = json!(env);
+    process["cwd"] = json!(cwd);
+    if let Some(caps) = process["capabilities"].as_object_mut() {
+        caps.remove("ambient");
+    }
+    spec["root"]["readonly"] = json!(false);
+    spec["annotations"] = json!(annotations);
     serde_json::from_value(spec).map_err(BundleError::Spec)
 }
 

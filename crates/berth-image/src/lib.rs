@@ -14,6 +14,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod default_spec;
 pub mod digest;
 pub mod image;
 pub mod layer;
