@@ -1,6 +1,6 @@
 //! Applying tar entries to a directory, one entry at a time, confined to the root.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -72,8 +72,7 @@ pub(crate) struct Applier<'a> {
     opts: &'a ApplyOptions,
     cache: Option<(Vec<u8>, OwnedFd)>,
     dirs: Vec<(Vec<u8>, Timespec)>,
-    written: HashSet<Vec<u8>>,
-    opaque: Vec<Vec<u8>>,
+    written: BTreeSet<Vec<u8>>,
     buf: Vec<u8>,
     entry: String,
 }
@@ -91,8 +90,7 @@ impl<'a> Applier<'a> {
             opts,
             cache: None,
             dirs: Vec::new(),
-            written: HashSet::new(),
-            opaque: Vec::new(),
+            written: BTreeSet::new(),
             buf: vec![0; 256 << 10],
             entry: String::new(),
         }
@@ -276,12 +274,19 @@ impl<'a> Applier<'a> {
             EntryType::Directory => {
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
+                // In a layer directory of its own (overlay), a non-directory already at this
+                // name was written by this same layer (a whiteout, or a file or link the
+                // layer then replaced): it hid whatever lower layers hold here, so the new
+                // directory must keep hiding it, i.e. be opaque, as the flattened unpack
+                // (which removed the lower tree) shows it.
+                let mut hides_lower = false;
                 match rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700)) {
                     Ok(()) => {}
                     Err(Errno::EXIST) => {
                         let ft = safe::file_type_at(dir, name_os)
                             .map_err(|e| self.fs_err("statat", e))?;
                         if ft != Some(FileType::Directory) {
+                            hides_lower = self.opts.whiteouts == Whiteouts::Overlay;
                             replace(dir, name_os)
                                 .and_then(|()| {
                                     rustix::fs::mkdirat(dir, name_os, Mode::from_raw_mode(0o700))
@@ -301,6 +306,11 @@ impl<'a> Applier<'a> {
                 )
                 .map_err(|e| self.fs_err("opening directory", e))?;
                 self.set_meta_fd(fd.as_fd(), &meta)?;
+                if hides_lower {
+                    rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                        .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
+                    drop_whiteouts(fd.as_fd()).map_err(|e| self.fs_err("dropping whiteouts", e))?;
+                }
                 self.dirs.push((join(&comps), meta.mtime));
             }
             EntryType::Symlink => {
@@ -400,18 +410,22 @@ impl<'a> Applier<'a> {
                     .map_err(|e| self.fs_err("opening opaque directory", e))?;
                     rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                         .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
+                    drop_whiteouts(fd.as_fd()).map_err(|e| self.fs_err("dropping whiteouts", e))?;
                 }
                 Whiteouts::Apply => {
-                    // Check now that the directory resolves inside the root, so that an
-                    // error names this entry; it is cleared once the layer is complete.
+                    // Clear the lower content now, where the marker's directory is now
+                    // (a later entry may replace a parent with a symlink), keeping what this
+                    // layer wrote before the marker; what it writes after is added later.
                     self.cache = None;
-                    match safe::open_dir(self.root.as_fd(), &join(parent)) {
-                        Ok(_) => {}
+                    let path = join(parent);
+                    match safe::open_dir(self.root.as_fd(), &path) {
+                        Ok(fd) => self
+                            .clear_opaque(fd.as_fd(), &path)
+                            .map_err(|e| self.fs_err("clearing opaque directory", e))?,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(self.fs_err("opening opaque directory", e)),
                     }
                     self.record(parent);
-                    self.opaque.push(join(parent));
                 }
             }
             return Ok(());
@@ -420,21 +434,56 @@ impl<'a> Applier<'a> {
         if target.starts_with(WHITEOUT) {
             return Err(self.unsafe_err("whiteout of a whiteout name"));
         }
+        // A whiteout applies to the lower layers only: "files that are present in the same
+        // layer as a whiteout file can only be hidden by whiteout files in subsequent
+        // layers" (image-spec layer.md, as umoci does). What this layer wrote at or below
+        // the name stays; below a directory of this layer, the lower content goes (the
+        // directory becomes opaque).
         let target_os = OsStr::from_bytes(target);
+        let mut path = join(parent);
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(target);
         match self.opts.whiteouts {
             Whiteouts::Overlay => {
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
-                retry_replace(dir, target_os, || {
-                    rustix::fs::mknodat(
+                // The layer's own directory holds only what this layer wrote.
+                let ft =
+                    safe::file_type_at(dir, target_os).map_err(|e| self.fs_err("statat", e))?;
+                match ft {
+                    // Below an opaque directory of this layer nothing lower shows, and a
+                    // whiteout device there would only be listed as a broken entry.
+                    None if self.under_opaque(parent)? => {}
+                    None => rustix::fs::mknodat(
                         dir,
                         target_os,
                         FileType::CharacterDevice,
                         Mode::empty(),
                         rustix::fs::makedev(0, 0),
                     )
-                })
-                .map_err(|e| self.fs_err("creating whiteout device", e))?;
+                    .map_err(|e| self.fs_err("creating whiteout device", e))?,
+                    Some(FileType::Directory) => {
+                        let fd = rustix::fs::openat(
+                            dir,
+                            target_os,
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| self.fs_err("opening whited-out directory", e))?;
+                        rustix::fs::fsetxattr(
+                            &fd,
+                            "trusted.overlay.opaque",
+                            b"y",
+                            XattrFlags::empty(),
+                        )
+                        .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
+                        drop_whiteouts(fd.as_fd())
+                            .map_err(|e| self.fs_err("dropping whiteouts", e))?;
+                    }
+                    Some(_) => {}
+                }
             }
             Whiteouts::Apply => {
                 self.cache = None;
@@ -443,11 +492,52 @@ impl<'a> Applier<'a> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(self.fs_err("opening whiteout directory", e)),
                 };
-                safe::remove_all_at(dir.as_fd(), target_os)
-                    .map_err(|e| self.fs_err("removing whited-out path", e))?;
+                let mut below = path.clone();
+                below.push(b'/');
+                let wrote_below = self
+                    .written
+                    .range(below.clone()..)
+                    .next()
+                    .is_some_and(|k| k.starts_with(&below));
+                if wrote_below || self.written.contains(&path) {
+                    let ft = safe::file_type_at(dir.as_fd(), target_os)
+                        .map_err(|e| self.fs_err("statat", e))?;
+                    if ft == Some(FileType::Directory) {
+                        let sub = safe::open_child_dir(dir.as_fd(), target)
+                            .map_err(|e| self.fs_err("opening whited-out directory", e))?;
+                        self.clear_opaque(sub.as_fd(), &path)
+                            .map_err(|e| self.fs_err("removing whited-out path", e))?;
+                    }
+                } else {
+                    safe::remove_all_at(dir.as_fd(), target_os)
+                        .map_err(|e| self.fs_err("removing whited-out path", e))?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether the directory `parent` or one above it (up to the layer's root) is opaque in
+    /// this layer's own directory (overlay mode).
+    fn under_opaque(&self, parent: &[&[u8]]) -> Result<bool, LayerError> {
+        for i in (0..=parent.len()).rev() {
+            let fd = safe::open_dir(self.root.as_fd(), &join(&parent[..i]))
+                .map_err(|e| self.fs_err("opening whiteout directory", e))?;
+            let fd = rustix::fs::openat(
+                &fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.fs_err("opening whiteout directory", e))?;
+            let mut v = [0u8; 2];
+            if let Ok(1) = rustix::fs::fgetxattr(&fd, "trusted.overlay.opaque", &mut v) {
+                if v[0] == b'y' {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     fn set_meta_fd(&self, fd: BorrowedFd<'_>, m: &Meta) -> Result<(), LayerError> {
@@ -499,15 +589,6 @@ impl<'a> Applier<'a> {
 
     fn finish(&mut self) -> Result<(), LayerError> {
         self.cache = None;
-        for dir in std::mem::take(&mut self.opaque) {
-            let fd = match safe::open_dir(self.root.as_fd(), &dir) {
-                Ok(fd) => fd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.fs_err("opening opaque directory", e)),
-            };
-            self.clear_opaque(fd.as_fd(), &dir)
-                .map_err(|e| self.fs_err("clearing opaque directory", e))?;
-        }
         for (path, mtime) in std::mem::take(&mut self.dirs).into_iter().rev() {
             let p = if path.is_empty() { b".".to_vec() } else { path };
             let fd = rustix::fs::openat2(
@@ -546,6 +627,33 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// Remove the whiteout devices (char 0:0) in the tree of the open directory `dir`, an opaque
+/// directory of a layer unpacked for overlayfs. Below an opaque directory nothing of the lower
+/// layers is visible, so they hide nothing; and overlayfs lists the entries of a directory
+/// that exists in one layer only as they are, so each would show as a broken entry
+/// (`c?????????`) in the container.
+fn drop_whiteouts(dir: BorrowedFd<'_>) -> io::Result<()> {
+    for name in safe::list_dir(dir)? {
+        let name_os = OsStr::from_bytes(&name);
+        let st = match rustix::fs::statat(dir, name_os, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::CharacterDevice if st.st_rdev == 0 => {
+                rustix::fs::unlinkat(dir, name_os, AtFlags::empty())?;
+            }
+            FileType::Directory => {
+                let sub = safe::open_child_dir(dir, &name)?;
+                drop_whiteouts(sub.as_fd())?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn times(mtime: Timespec) -> Timestamps {
