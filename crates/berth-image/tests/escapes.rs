@@ -745,3 +745,95 @@ fn bundle_config_is_not_written_through_a_planted_symlink() {
         "no temporary file left"
     );
 }
+
+/// The same through the real command line: `berth image load` of a layout with a symlinked
+/// blob and of a FIFO fails (quickly) naming the file; `berth image unpack --bundle` refuses
+/// a planted config.json symlink and leaves its target alone; the store it made is private.
+#[test]
+fn cli_refuses_links_fifos_and_planted_config() {
+    let bin = berth_image_bin();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("store");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let bin = bin.clone();
+        let root = root.clone();
+        let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.to_os_string()).collect();
+        within_deadline("berth-image", move || {
+            Command::new(bin)
+                .arg("--image-root")
+                .arg(root)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let (layout, layer) = layout_with_layer(t.path());
+    let secret = t.path().join("secret");
+    fs::rename(&layer, &secret).unwrap();
+    std::os::unix::fs::symlink(&secret, &layer).unwrap();
+    let out = run(&["load".as_ref(), layout.as_os_str()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(layer.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    let mode = fs::metadata(&root).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o700, "store root mode {mode:o}");
+
+    let fifo = t.path().join("image.tar");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let out = run(&["load".as_ref(), fifo.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+
+    fs::remove_file(&layer).unwrap();
+    fs::rename(&secret, &layer).unwrap();
+    let out = run(&[
+        "load".as_ref(),
+        layout.as_os_str(),
+        "--name".as_ref(),
+        "localhost/x".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = t.path().join("bundle");
+    fs::create_dir(&bundle).unwrap();
+    let victim = t.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, bundle.join("config.json")).unwrap();
+    let out = run(&[
+        "unpack".as_ref(),
+        "localhost/x:t".as_ref(),
+        "--bundle".as_ref(),
+        bundle.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    // Into a fresh bundle it works, and the bundle is private.
+    let fresh = t.path().join("fresh");
+    let out = run(&[
+        "unpack".as_ref(),
+        "localhost/x:t".as_ref(),
+        "--bundle".as_ref(),
+        fresh.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(fs::read(fresh.join("rootfs/f")).unwrap(), b"content");
+}
