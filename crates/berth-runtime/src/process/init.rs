@@ -86,17 +86,55 @@ fn send(chan: &Channel, msg: &ToParent, step: &str) -> Result<(), SetupError> {
 
 enum Never {}
 
+/// Init's setup, as the list of steps it is (README, "How berth create makes a container",
+/// step 6); the messages to the runtime come in the order `container::create`'s `Phase`
+/// checks: [Pid] (second fork), [RunCreateRuntimeHooks], [SeccompFd], Ready.
 fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError> {
+    let late_non_dumpable = isolate_self(cfg, chan)?;
+    // The parent puts us in the cgroup and writes the id mappings, then says go.
+    wait_for(chan, "init")?;
+    become_namespace_root(cfg, late_non_dumpable)?;
+    enter_namespaces(cfg, chan)?;
+    set_identity(cfg)?;
+    let new_mnt = cfg.ns.new.contains(CloneFlags::CLONE_NEWNS);
+    if new_mnt {
+        rootfs::prepare(&RootfsContext {
+            spec: &cfg.spec,
+            rootfs: &cfg.rootfs,
+            bundle: &cfg.bundle,
+            cgroup_mounts: &cfg.cgroup_mounts,
+            userns: cfg.ns.has_user(),
+            cgroupns: cfg.ns.has(CloneFlags::CLONE_NEWCGROUP),
+        })?;
+    }
+    run_create_hooks(cfg, chan)?;
+    enter_root(cfg, new_mnt)?;
+    let process = cfg
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| SetupError::msg("process", "config.json has no process"))?;
+    let plan = prepare_process(
+        process,
+        cfg.spec.linux().as_ref(),
+        cfg.seccomp.as_ref(),
+        cfg.console_socket.as_ref().map(|s| s.as_fd()),
+        cfg.preserve_fds,
+        chan,
+    )?;
+    send(chan, &ToParent::Ready, "init")?;
+    wait_for_start_and_exec(cfg, &plan)
+}
+
+/// Before anything else: no blocked signals, not dumpable (unless an unprivileged runtime
+/// must write our id maps first: then later, which it returns), no inherited fds, umask 0.
+fn isolate_self(cfg: &InitConfig, chan: &Channel) -> Result<bool, SetupError> {
     // The parent may have blocked signals to forward them; the container starts with none.
     sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("init", "sigprocmask", e))?;
     // Until exec, nobody (not even a process in the container) may ptrace us or open our
     // /proc files, which would reach the runtime binary and our fds. An unprivileged runtime
     // must still be able to write our id maps: then only once it has (nothing else runs in
     // our fresh namespaces meanwhile).
-    let set_non_dumpable = || {
-        nix::sys::prctl::set_dumpable(false)
-            .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))
-    };
     // Decided by the runtime before clone: once the runtime has written our uid map, our own
     // euid would read as 0.
     let late = cfg.ns.new_user() && cfg.unprivileged_runtime;
@@ -105,10 +143,18 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     }
     close_inherited_fds(cfg, chan)?;
     sys::set_umask(0);
+    Ok(late)
+}
 
-    // The parent puts us in the cgroup and writes the id mappings, then says go.
-    wait_for(chan, "init")?;
-    if late {
+fn set_non_dumpable() -> Result<(), SetupError> {
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| SetupError::sys("init", "prctl(PR_SET_DUMPABLE)", e))
+}
+
+/// Once the runtime has said go: not dumpable if that was left for now, and the mapped root
+/// of a new user namespace.
+fn become_namespace_root(cfg: &InitConfig, late_non_dumpable: bool) -> Result<(), SetupError> {
+    if late_non_dumpable {
         set_non_dumpable()?;
     }
     if cfg.ns.new_user() {
@@ -118,7 +164,13 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(|e| SetupError::sys("user namespace", "setresuid(0)", e))?;
     }
+    Ok(())
+}
 
+/// The namespaces to join, the pid (and time) namespace through a second fork where one is
+/// joined or made late (its pid goes to the runtime), the cgroup namespace once inside the
+/// cgroup.
+fn enter_namespaces(cfg: &InitConfig, chan: &Channel) -> Result<(), SetupError> {
     join_namespaces(cfg)?;
     if cfg.ns.needs_second_fork() && cfg.ns.new.contains(CloneFlags::CLONE_NEWPID) {
         // Kept out of the first clone so that the real init below becomes its pid 1.
@@ -128,8 +180,8 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     if cfg.ns.needs_second_fork() {
         // setns(pid) and unshare(time) only apply to children: fork the real init, as a
         // child of the runtime (CLONE_PARENT) so that `run` can wait for it.
-        // SAFETY: the init process is single-threaded (a clone of the single-threaded runtime)
-        // and the child does not use glibc's cached tid.
+        // SAFETY: the init process is single-threaded (a clone of a single-threaded process:
+        // the runtime or its spawn helper) and the child does not use glibc's cached tid.
         match unsafe { sys::clone_fork(CloneFlags::CLONE_PARENT) } {
             Err(e) => return Err(SetupError::sys("namespaces", "fork into pid namespace", e)),
             Ok(Forked::Parent(pid)) => {
@@ -144,6 +196,12 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| SetupError::sys("namespaces", "unshare(CLONE_NEWCGROUP)", e))?;
     }
+    Ok(())
+}
+
+/// Hostname and domainname, the loopback of a new network namespace, a session keyring of
+/// the container's own.
+fn set_identity(cfg: &InitConfig) -> Result<(), SetupError> {
     set_names(cfg)?;
     if cfg.ns.new.contains(CloneFlags::CLONE_NEWNET) {
         // As runc: a network namespace made for the container has its loopback up.
@@ -158,18 +216,12 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
             Err(e) => return Err(SetupError::sys("init", "join session keyring", e)),
         }
     }
+    Ok(())
+}
 
-    let new_mnt = cfg.ns.new.contains(CloneFlags::CLONE_NEWNS);
-    if new_mnt {
-        rootfs::prepare(&RootfsContext {
-            spec: &cfg.spec,
-            rootfs: &cfg.rootfs,
-            bundle: &cfg.bundle,
-            cgroup_mounts: &cfg.cgroup_mounts,
-            userns: cfg.ns.has_user(),
-            cgroupns: cfg.ns.has(CloneFlags::CLONE_NEWCGROUP),
-        })?;
-    }
+/// The runtime's prestart/createRuntime hooks (a round trip), then the createContainer
+/// hooks, which run here.
+fn run_create_hooks(cfg: &InitConfig, chan: &Channel) -> Result<(), SetupError> {
     if cfg.has_create_runtime_hooks {
         send(chan, &ToParent::RunCreateRuntimeHooks, "hooks")?;
         wait_for(chan, "hooks")?;
@@ -190,9 +242,12 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
         crate::hooks::run_hooks("createContainer", hooks, &state)
             .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
     }
-    // The fifo is on the host, in a state directory only root may enter: the runtime opened it
-    // `O_PATH` for us (a user namespace's root could not by path); reopened for writing later.
-    let fifo = cfg.fifo.as_ref();
+    Ok(())
+}
+
+/// Into the root filesystem (`pivot_root`, or a chroot without a mount namespace), the cwd
+/// made, sysctls, masked and read-only paths, and the exec fifo checked reachable.
+fn enter_root(cfg: &InitConfig, new_mnt: bool) -> Result<(), SetupError> {
     if new_mnt {
         rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
     } else {
@@ -208,27 +263,20 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
     if new_mnt {
         rootfs::finalize(&cfg.spec)?;
     }
-    if let Some(fifo) = &fifo {
+    // The fifo is on the host, in a state directory only root may enter: the runtime opened it
+    // `O_PATH` for us (a user namespace's root could not by path); reopened for writing later.
+    if let Some(fifo) = &cfg.fifo {
         // Waiting for start reopens the fifo through /proc: make sure that works before the
         // runtime is told we are ready, so that create fails instead of init dying after it.
         check_fifo_reachable(fifo)?;
     }
+    Ok(())
+}
 
-    let process = cfg
-        .spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| SetupError::msg("process", "config.json has no process"))?;
-    let plan = prepare_process(
-        process,
-        cfg.spec.linux().as_ref(),
-        cfg.seccomp.as_ref(),
-        cfg.console_socket.as_ref().map(|s| s.as_fd()),
-        cfg.preserve_fds,
-        chan,
-    )?;
-
-    send(chan, &ToParent::Ready, "init")?;
+/// Ready: wait for `start` (in the exec stub where possible), run the startContainer hooks,
+/// exec the program. Returns only the reason it could not.
+fn wait_for_start_and_exec(cfg: &InitConfig, plan: &ExecPlan) -> Result<Never, SetupError> {
+    let fifo = cfg.fifo.as_ref();
     let start_hooks = cfg
         .spec
         .hooks()
