@@ -3,7 +3,13 @@
 //! The entry point is [`container::ContainerBuilder`]: it loads a bundle, creates the
 //! namespaces, the cgroup and the root filesystem, and leaves the container's init process
 //! waiting for [`container::Container::start`]. Every other operation (`kill`, `pause`,
-//! `delete`, ...) goes through [`container::Container::load`].
+//! `delete`, ...) goes through [`container::Container::load`], or, in a long-lived program,
+//! [`container::ContainerRef`], which locks the container per operation.
+//!
+//! Any thread of a multithreaded (async) program may call it: container processes are then
+//! started through a spawn helper ([`spawn`]), waited for by pidfd ([`handle`]), and every
+//! wait on them during setup is bounded. Call [`exe::protect`] first thing in `main`, before
+//! an async runtime starts.
 //!
 //! ```no_run
 //! use berth_runtime::container::{Container, ContainerBuilder};
@@ -32,6 +38,6 @@ pub mod state;
 mod sys;
 pub mod validate;
 
-pub use container::{Container, ContainerBuilder};
+pub use container::{Container, ContainerBuilder, ContainerRef};
 pub use error::{ContainerError, SetupError};
 pub use state::{OciState, Status};
