@@ -25,6 +25,7 @@
 
 mod bundle;
 pub mod conformance;
+pub mod daemon;
 mod error;
 mod leaks;
 mod locate;

@@ -326,6 +326,14 @@ impl Daemon {
             return Err(Error::BadParameter("no command specified".into()));
         }
         let log_rotation = log_rotation(&host_config)?;
+        let mut host_config = host_config;
+        let lc = host_config.log_config.get_or_insert_with(Default::default);
+        if lc.typ.as_deref().unwrap_or("").is_empty() {
+            lc.typ = Some("json-file".into());
+        }
+        if host_config.network_mode.as_deref().unwrap_or("").is_empty() {
+            host_config.network_mode = Some("default".into());
+        }
         let id = util::random_id();
         let rec = Record {
             id: id.clone(),
@@ -478,13 +486,12 @@ impl Daemon {
             console_size: console_size(rec.host_config.console_size.as_deref()),
         };
         if let Err(e) = self.spawner.spawn(&mdir, &cfg).await {
-            let msg = e.to_string();
-            let _ = self.save(entry, |r| {
-                r.state.error = msg.clone();
-                r.state.exit_code = 128;
-            });
             let _ = std::fs::remove_dir_all(&mdir);
-            return Err(e);
+            let msg = e.to_string();
+            self.start_failed(entry, &msg);
+            return Err(Error::BadParameter(format!(
+                "failed to create task for container: {msg}"
+            )));
         }
         // Attaches registered before the start get their streams first.
         let pending: Vec<PendingAttach> =
@@ -506,10 +513,7 @@ impl Daemon {
         };
         if !reply.ok {
             let msg = reply.error.unwrap_or_default();
-            let _ = self.save(entry, |r| {
-                r.state.error = msg.clone();
-                r.state.exit_code = 128;
-            });
+            self.start_failed(entry, &msg);
             return Err(Error::BadParameter(format!(
                 "failed to start container {id}: {msg}"
             )));
@@ -526,6 +530,35 @@ impl Daemon {
         entry.watch.send_modify(|s| s.running = true);
         self.watch_exit(entry.clone(), wait_conn);
         Ok(())
+    }
+
+    /// A start that failed: docker's exit code for the cause (127 not found, 126 not
+    /// executable, 128 otherwise), waiters told, and an AutoRemove container removed.
+    fn start_failed(self: &Arc<Self>, entry: &Arc<Entry>, msg: &str) {
+        let code = if msg.contains("no such file or directory") || msg.contains("not found") {
+            127
+        } else if msg.contains("permission denied") || msg.contains("Permission denied") {
+            126
+        } else {
+            128
+        };
+        let rec = self.save(entry, |r| {
+            r.state.error = msg.to_owned();
+            r.state.exit_code = code;
+        });
+        entry.watch.send_modify(|s| {
+            s.exits += 1;
+            s.exit_code = code as i64;
+        });
+        if rec.is_ok_and(|r| r.host_config.auto_remove.unwrap_or(false)) {
+            let me = self.clone();
+            let id = entry.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.remove(&id, true).await {
+                    tracing::warn!(%id, "auto-remove after a failed start: {e}");
+                }
+            });
+        }
     }
 
     fn watch_exit(

@@ -73,6 +73,25 @@ const ALL_CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// The capabilities of our own bounding set (in bit order, as [`ALL_CAPS`]): what
+/// `Privileged` and `CapAdd: ALL` give, as dockerd gives the caps it has.
+fn own_caps() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 /// `NET_ADMIN` or `cap_net_admin` -> `CAP_NET_ADMIN`.
 fn cap_name(c: &str) -> String {
     let up = c.to_ascii_uppercase();
@@ -90,7 +109,7 @@ pub fn capabilities(
     privileged: bool,
 ) -> Result<Vec<String>, Error> {
     if privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(own_caps());
     }
     for c in add.iter().chain(drop) {
         let n = cap_name(c);
@@ -110,7 +129,7 @@ pub fn capabilities(
             .collect()
     };
     if add.iter().any(|c| c == "CAP_ALL") {
-        caps = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        caps = own_caps();
     }
     for c in add {
         if c != "CAP_ALL" && !caps.contains(&c) {

@@ -1,0 +1,418 @@
+//! A berthd of a test's own: its socket, data root and exec root in a tempdir, driven by the
+//! real docker CLI (`/usr/local/bin/docker`, or `$DOCKER_CLI`) and docker-py, and torn down
+//! (daemon, monitors, containers, mounts) when dropped.
+//!
+//! ```no_run
+//! let d = runtime_tests::daemon::TestDaemon::start().unwrap();
+//! d.load_busybox();
+//! let out = d.docker(&["run", "--rm", "busybox", "echo", "hi"]);
+//! assert_eq!(out.stdout_str(), "hi\n");
+//! d.assert_clean(&[]);
+//! ```
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::SupportError;
+
+/// The docker CLI the tests drive.
+pub fn docker_cli() -> PathBuf {
+    std::env::var_os("DOCKER_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/docker"))
+}
+
+/// The berthd binary: `$BERTHD_BIN`, else the workspace's build output.
+pub fn berthd_bin() -> Result<PathBuf, SupportError> {
+    if let Some(p) = std::env::var_os("BERTHD_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let root = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_dir().join("target"));
+    let tried: Vec<PathBuf> = ["debug", "release"]
+        .iter()
+        .map(|p| root.join("x86_64-unknown-linux-gnu").join(p).join("berthd"))
+        .collect();
+    tried
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(SupportError::NotFound {
+            what: "berthd binary (cargo build -p berthd)",
+            env: "BERTHD_BIN",
+            tried,
+        })
+}
+
+/// The busybox docker-archive (`busybox:latest`), built once with
+/// `rootfs-fixtures/build-image-tar.sh` from the test rootfs; nothing is downloaded.
+pub fn busybox_archive() -> PathBuf {
+    let root = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_dir().join("target"));
+    let out = root.join("berthd-test-busybox.tar");
+    if out.is_file() {
+        return out;
+    }
+    let rootfs = crate::rootfs_dir().expect("the busybox rootfs");
+    let script = crate::workspace_dir().join("rootfs-fixtures/build-image-tar.sh");
+    let st = Command::new("sh")
+        .arg(&script)
+        .arg(&out)
+        .arg(&rootfs)
+        .env("IMAGE_NAME", "busybox:latest")
+        .stderr(Stdio::null())
+        .status()
+        .expect("run build-image-tar.sh");
+    assert!(st.success(), "build-image-tar.sh failed");
+    out
+}
+
+/// A command's output with helpers.
+pub trait OutputExt {
+    /// stdout as a string.
+    fn stdout_str(&self) -> String;
+    /// stderr as a string.
+    fn stderr_str(&self) -> String;
+    /// The exit code (-1 for a signal).
+    fn code(&self) -> i32;
+}
+
+impl OutputExt for Output {
+    fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// A running berthd.
+pub struct TestDaemon {
+    /// The tempdir holding everything.
+    pub dir: tempfile::TempDir,
+    /// The socket.
+    pub sock: PathBuf,
+    /// `--data-root`.
+    pub data: PathBuf,
+    /// `--exec-root`.
+    pub exec: PathBuf,
+    child: Option<Child>,
+    /// Container ids seen (for the cgroup leak check).
+    pub ids: std::cell::RefCell<BTreeSet<String>>,
+}
+
+impl TestDaemon {
+    /// Start berthd and wait until `/_ping` answers.
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("bd").tempdir_in("/tmp")?;
+        let d = TestDaemon {
+            sock: dir.path().join("d.sock"),
+            data: dir.path().join("data"),
+            exec: dir.path().join("exec"),
+            dir,
+            child: None,
+            ids: Default::default(),
+        };
+        let mut d = d;
+        d.spawn()?;
+        Ok(d)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))?;
+        let child = Command::new(berthd_bin()?)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--data-root")
+            .arg(&self.data)
+            .arg("--exec-root")
+            .arg(&self.exec)
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((status, _, _)) = self.http("GET", "/_ping", None) {
+                if status == 200 {
+                    return Ok(());
+                }
+            }
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("berthd exited at start ({st}): {}", self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not answer: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// kill -9 the daemon (its monitors and containers go on).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start a new daemon on the same roots.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn().expect("restart berthd");
+    }
+
+    /// One HTTP/1.1 request over the socket: (status, headers, body).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<(u16, String, Vec<u8>)> {
+        let mut s = UnixStream::connect(&self.sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let body = body.unwrap_or_default();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        // A server that refuses a body early may close before reading it all: read the answer.
+        let _ = s.write_all(body);
+        let mut resp = Vec::new();
+        if let Err(e) = s.read_to_end(&mut resp) {
+            if resp.is_empty() {
+                return Err(e);
+            }
+        }
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no header end"))?;
+        let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut raw = resp[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            raw = dechunk(&raw);
+        }
+        Ok((status, head, raw))
+    }
+
+    /// A docker CLI command against this daemon.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_cli());
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run the docker CLI and return its output (10 minutes at most).
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args).output().expect("run the docker CLI")
+    }
+
+    /// Run the docker CLI and require success; returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({}): {}\n--- daemon log ---\n{}",
+            o.status,
+            o.stderr_str(),
+            self.log()
+        );
+        o.stdout_str().trim_end().to_owned()
+    }
+
+    /// `docker load` the busybox fixture.
+    pub fn load_busybox(&self) {
+        let archive = busybox_archive();
+        let out = self.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);
+        assert!(out.contains("Loaded image: busybox:latest"), "{out}");
+    }
+
+    /// Remember a container id (for the leak check); returns it.
+    pub fn track(&self, id: &str) -> String {
+        let id = id.trim().to_owned();
+        self.ids.borrow_mut().insert(id.clone());
+        id
+    }
+
+    /// Nothing of the daemon's containers left: no monitors, runtime states, mounts under the
+    /// tempdir, cgroups named by a seen id, container directories.
+    pub fn assert_clean(&self, extra_ids: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leaks = self.leaks(extra_ids);
+            if leaks.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "berthd left resources behind:\n  {}\n--- daemon log ---\n{}",
+                    leaks.join("\n  "),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn leaks(&self, extra_ids: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let prefix = self.dir.path().display().to_string();
+        for l in fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+        {
+            if l.contains(&prefix) {
+                out.push(format!("mount: {l}"));
+            }
+        }
+        for (what, d) in [
+            ("monitor dir", self.exec.join("m")),
+            ("runtime state", self.exec.join("runtime")),
+            ("container dir", self.data.join("containers")),
+        ] {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                out.push(format!("{what}: {}", e.path().display()));
+            }
+        }
+        let mut ids: Vec<String> = self.ids.borrow().iter().cloned().collect();
+        ids.extend(extra_ids.iter().cloned());
+        if !ids.is_empty() {
+            for c in crate::cgroup_dirs(&ids) {
+                out.push(format!("cgroup: {}", c.display()));
+            }
+        }
+        out
+    }
+
+    /// Pids of live monitors (from their pid files).
+    pub fn monitor_pids(&self) -> Vec<i32> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(self.exec.join("m"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(p) = fs::read_to_string(e.path().join("pid")) {
+                if let Ok(pid) = p.trim().parse::<i32>() {
+                    if Path::new(&format!("/proc/{pid}")).exists() {
+                        v.push(pid);
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Wait for `cond` with a deadline, panicking with `what` and the daemon log.
+    pub fn wait_until(&self, what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- daemon log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        let start = eol + 2;
+        if b.len() < start + n {
+            out.extend_from_slice(&b[start..]);
+            break;
+        }
+        out.extend_from_slice(&b[start..start + n]);
+        b = &b[(start + n + 2).min(b.len())..];
+    }
+    out
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+        // Monitors (they own the containers): kill, then delete what the runtime left.
+        for pid in self.monitor_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Ok(berth) = crate::berth_bin() {
+            for e in fs::read_dir(self.exec.join("runtime"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = Command::new(&berth)
+                    .arg("--root")
+                    .arg(self.exec.join("runtime"))
+                    .args(["delete", "--force"])
+                    .arg(e.file_name())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let prefix = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        mounts.sort();
+        for m in mounts.iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}

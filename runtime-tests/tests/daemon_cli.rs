@@ -1,0 +1,550 @@
+//! berthd driven by the real docker CLI (28.2.2 at /usr/local/bin/docker): the API basics,
+//! images, `run`, `-d`/`logs -f`/`ps`/`inspect`/`stop`/`rm`, `exec`, tty sessions and the
+//! HostConfig fields berthd applies. Each test starts its own berthd on a temp socket with its
+//! own data and exec roots, and checks that nothing is left behind.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use runtime_tests::daemon::{OutputExt, TestDaemon};
+
+fn daemon() -> TestDaemon {
+    runtime_tests::require_root();
+    TestDaemon::start().expect("start berthd")
+}
+
+#[test]
+fn daemon_api_ping_version_and_errors() {
+    let d = daemon();
+    let (st, head, body) = d.http("HEAD", "/_ping", None).unwrap();
+    assert_eq!(st, 200);
+    let h = head.to_ascii_lowercase();
+    assert!(h.contains("api-version: 1.50"), "{head}");
+    assert!(h.contains("ostype: linux"), "{head}");
+    assert!(h.contains("builder-version:"), "{head}");
+    assert!(body.is_empty());
+    let (st, _, body) = d.http("GET", "/_ping", None).unwrap();
+    assert_eq!((st, body.as_slice()), (200, &b"OK"[..]));
+    let (st, _, body) = d.http("GET", "/v1.41/version", None).unwrap();
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["ApiVersion"], "1.50");
+    assert_eq!(v["MinAPIVersion"], "1.41");
+    // Errors: docker's shape and codes.
+    let (st, _, body) = d.http("GET", "/v1.50/containers/nope/json", None).unwrap();
+    assert_eq!(st, 404);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["message"], "No such container: nope");
+    let (st, _, body) = d.http("GET", "/images/nope:1/json", None).unwrap();
+    assert_eq!(st, 404, "{}", String::from_utf8_lossy(&body));
+    let (st, _, body) = d
+        .http("POST", "/containers/create", Some(b"{not json"))
+        .unwrap();
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("invalid JSON body"));
+    let (st, _, _) = d
+        .http("POST", "/containers/create", Some(br#"{"Image": 5}"#))
+        .unwrap();
+    assert_eq!(st, 400);
+    let (st, _, _) = d
+        .http("POST", "/containers/create", Some(br#"{"Cmd":["true"]}"#))
+        .unwrap();
+    assert_eq!(st, 400);
+    let (st, _, _) = d.http("GET", "/no/such/endpoint", None).unwrap();
+    assert_eq!(st, 404);
+    let big = vec![b'['; 4 << 20];
+    let (st, _, _) = d.http("POST", "/containers/create", Some(&big)).unwrap();
+    assert!((400..500).contains(&st), "{st}");
+    let (st, _, _) = d.http("GET", "/v1.10/info", None).unwrap();
+    assert_eq!(st, 400);
+    // Still alive and answering the CLI.
+    let out = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(out, "1.50 linux");
+    let info = d.ok(&["info", "--format", "{{.Containers}} {{.LoggingDriver}}"]);
+    assert_eq!(info, "0 json-file");
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_images_load_list_tag_inspect_history_save_rmi() {
+    let d = daemon();
+    d.load_busybox();
+    let ls = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert!(ls.starts_with("busybox:latest "), "{ls}");
+    let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}} {{json .Config.Cmd}}",
+            "busybox"
+        ]),
+        r#"linux/amd64 ["sh"]"#
+    );
+    d.ok(&["tag", "busybox", "localhost/mine:v1"]);
+    let ls = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        ls.contains("localhost/mine:v1") && ls.contains("busybox:latest"),
+        "{ls}"
+    );
+    // By short id, the same image.
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Id}}", &id[7..19]]), id);
+    let hist = d.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "busybox",
+    ]);
+    assert!(hist.contains("build-image-tar.sh"), "{hist}");
+    // save | rmi | load round trip, then run from the reloaded image.
+    let tar = d.dir.path().join("saved.tar");
+    d.ok(&["save", "-o", tar.to_str().unwrap(), "localhost/mine:v1"]);
+    let rmi = d.ok(&["rmi", "localhost/mine:v1"]);
+    assert!(rmi.contains("Untagged: localhost/mine:v1"), "{rmi}");
+    assert!(
+        !rmi.contains("Deleted"),
+        "busybox:latest still refers to it: {rmi}"
+    );
+    let rmi = d.ok(&["rmi", "busybox"]);
+    assert!(rmi.contains("Deleted: sha256:"), "{rmi}");
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    let o = d.docker(&["image", "inspect", "busybox"]);
+    assert_ne!(o.code(), 0);
+    assert!(
+        o.stderr_str().contains("No such image"),
+        "{}",
+        o.stderr_str()
+    );
+    let out = d.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(out.contains("Loaded image: localhost/mine:v1"), "{out}");
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Id}}", "localhost/mine:v1"]),
+        id
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "localhost/mine:v1", "echo", "reloaded"]),
+        "reloaded"
+    );
+    // An image in use by a container is not deleted without force.
+    let c = d.track(&d.ok(&["create", "localhost/mine:v1", "true"]));
+    let o = d.docker(&["rmi", "localhost/mine:v1"]);
+    assert_ne!(o.code(), 0);
+    assert!(
+        o.stderr_str().contains("being used by"),
+        "{}",
+        o.stderr_str()
+    );
+    d.ok(&["rm", &c]);
+    d.ok(&["rmi", "localhost/mine:v1"]);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_run_rm_streams_and_exit_codes() {
+    let d = daemon();
+    d.load_busybox();
+    let cid = d.dir.path().join("cid");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(
+        (o.code(), o.stdout_str().as_str()),
+        (0, "hi\n"),
+        "{}",
+        o.stderr_str()
+    );
+    d.track(&std::fs::read_to_string(&cid).unwrap());
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.code(), 3);
+    assert_eq!(o.stdout_str(), "out\n");
+    assert_eq!(o.stderr_str(), "err\n");
+    // A missing program: docker's 127.
+    let o = d.docker(&["run", "--rm", "busybox", "/no/such/program"]);
+    assert_eq!(o.code(), 127, "{}", o.stderr_str());
+    // stdin through attach (-i), closed at its end.
+    let mut child = d
+        .docker_cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "wc -c; echo done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[b'x'; 100_000])
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.stdout_str().split_whitespace().collect::<Vec<_>>(),
+        ["100000", "done"]
+    );
+    // Env, workdir, user, entrypoint, hostname, labels.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "--hostname",
+        "boat",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "echo $FOO $(pwd) $(id -u):$(id -g) $(hostname)",
+    ]);
+    assert_eq!(out, "bar /tmp 1000:1000 boat");
+    assert_eq!(d.ok(&["ps", "-aq"]), "", "--rm containers are removed");
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_detached_logs_ps_inspect_stop_rm() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run", "-d", "--name", "web", "--label", "tier=front", "--log-opt", "max-size=2k",
+        "--log-opt", "max-file=3", "busybox", "sh", "-c",
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do echo line $i; echo e$i >&2; i=$((i+1)); sleep 0.05; done",
+    ]));
+    assert_eq!(id.len(), 64);
+    // logs -f streams until we have 40 lines (the log rotates on the way: 2k x 3 files).
+    let mut child = d
+        .docker_cmd(&["logs", "-f", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut got = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while got.lines().count() < 40 {
+        assert!(Instant::now() < deadline, "logs -f gave only {got:?}");
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "logs -f ended early: {got:?}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let nums: Vec<u32> = got
+        .lines()
+        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+        .collect();
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines out of order or lost: {nums:?}"
+    );
+    // --tail counts the records of both streams, as docker's.
+    let logs = d.docker(&["logs", "--tail", "4", "-t", "web"]);
+    let (out, err) = (logs.stdout_str(), logs.stderr_str());
+    assert_eq!(out.lines().count() + err.lines().count(), 4, "{out}{err}");
+    assert!(
+        out.lines()
+            .chain(err.lines())
+            .all(|l| l.starts_with("20") && l.contains("Z ")),
+        "timestamps: {out}{err}"
+    );
+    assert!(err.lines().all(|l| l.contains(" e")), "stderr apart: {err}");
+    let files: Vec<_> = std::fs::read_dir(d.data.join("containers").join(&id))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+        .collect();
+    assert!(files.len() <= 3, "max-file=3: {files:?}");
+    // ps: running, filters, format.
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Names}} {{.Status}}"])
+            .split(' ')
+            .next(),
+        Some("web")
+    );
+    assert_eq!(
+        d.ok(&["ps", "-q", "--no-trunc", "--filter", "label=tier=front"]),
+        id
+    );
+    assert_eq!(d.ok(&["ps", "-q", "--filter", "label=tier=back"]), "");
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "name=we",
+            "--filter",
+            "status=running"
+        ]),
+        id
+    );
+    assert_eq!(d.ok(&["ps", "-q", "--filter", "status=exited"]), "");
+    // inspect fields.
+    let st = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.Name}} {{.Config.Labels.tier}} {{.HostConfig.LogConfig.Type}}", "web"]);
+    assert_eq!(st, "running true /web front json-file");
+    let pid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "web"])
+        .parse()
+        .unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // A second container by the same name: 409.
+    let o = d.docker(&["create", "--name", "web", "busybox"]);
+    assert!(
+        o.stderr_str().contains("is already in use"),
+        "{}",
+        o.stderr_str()
+    );
+    let o = d.docker(&["rm", "web"]);
+    assert!(
+        o.stderr_str().contains("container is running"),
+        "{}",
+        o.stderr_str()
+    );
+    // stop: TERM runs the trap.
+    d.ok(&["stop", "web"]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}",
+            "web"
+        ]),
+        "exited 0 false"
+    );
+    assert!(d.ok(&["logs", "--tail", "1", "web"]).ends_with("bye"));
+    assert_eq!(
+        d.ok(&["ps", "-aq", "--no-trunc", "--filter", "status=exited"]),
+        id
+    );
+    let finished = d.ok(&["inspect", "-f", "{{.State.FinishedAt}}", "web"]);
+    assert!(
+        finished.starts_with("20") && finished.ends_with('Z'),
+        "{finished}"
+    );
+    // start again, kill with a signal, restart, rm -f.
+    d.ok(&["start", "web"]);
+    d.ok(&["kill", "-s", "KILL", "web"]);
+    assert_eq!(d.ok(&["wait", "web"]), "137");
+    d.ok(&["restart", "-t", "1", "web"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web"]),
+        "true"
+    );
+    d.ok(&["rm", "-f", "web"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    d.assert_clean(&[]);
+}
+
+/// `script` gives the docker CLI a terminal; its input comes from a pipe we hold open.
+fn in_pty(d: &TestDaemon, cmdline: &str, input: &[u8]) -> (i32, String) {
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", cmdline, "/dev/null"])
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn daemon_tty_run_and_exec() {
+    let d = daemon();
+    d.load_busybox();
+    let (code, out) = in_pty(
+        &d,
+        "stty rows 31 cols 91; docker run --rm -it busybox sh -c 'tty; stty size; exit 4'",
+        b"",
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(
+        out.contains("31 91"),
+        "the console size is set before the start: {out:?}"
+    );
+    let id = d.track(&d.ok(&["run", "-d", "--name", "t", "busybox", "sleep", "1000"]));
+    let (code, out) = in_pty(
+        &d,
+        "stty rows 22 cols 77; docker exec -it t sh",
+        b"stty size; echo $((6*7)); exit 7\n",
+    );
+    assert_eq!(code, 7, "{out}");
+    assert!(out.contains("22 77") && out.contains("42"), "{out:?}");
+    // exec without a tty: streams, exit code, -u/-w/-e, stdin.
+    let o = d.docker(&["exec", "t", "sh", "-c", "echo o; echo e >&2; exit 5"]);
+    assert_eq!(
+        (o.code(), o.stdout_str().as_str(), o.stderr_str().as_str()),
+        (5, "o\n", "e\n")
+    );
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "-u",
+            "1000",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=y",
+            "t",
+            "sh",
+            "-c",
+            "echo $(id -u) $(pwd) $X"
+        ]),
+        "1000 /tmp y"
+    );
+    let mut child = d
+        .docker_cmd(&["exec", "-i", "t", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin")
+        .unwrap();
+    assert_eq!(
+        child.wait_with_output().unwrap().stdout_str(),
+        "through stdin"
+    );
+    // exec -d, then its process is in the container.
+    d.ok(&["exec", "-d", "t", "sh", "-c", "echo detached > /tmp/d"]);
+    d.wait_until("the detached exec", 10, || {
+        d.docker(&["exec", "t", "cat", "/tmp/d"]).stdout_str() == "detached\n"
+    });
+    let o = d.docker(&["exec", "nope", "true"]);
+    assert!(
+        o.stderr_str().contains("No such container"),
+        "{}",
+        o.stderr_str()
+    );
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_host_config_applied() {
+    let d = daemon();
+    d.load_busybox();
+    let host_dir = d.dir.path().join("share");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("in"), "from host").unwrap();
+    let bind = format!("{}:/share", host_dir.display());
+    let bind_ro = format!("{}:/ro:ro", host_dir.display());
+    let out = d.ok(&[
+        "run", "--rm", "-v", &bind, "-v", &bind_ro, "--tmpfs", "/scratch:size=1m", "--read-only",
+        "busybox", "sh", "-c",
+        "cat /share/in; echo; echo w > /share/out; touch /ro/x 2>/dev/null || echo ro-refused; \
+         touch /etc/x 2>/dev/null || echo rootfs-ro; grep ' /scratch ' /proc/mounts | cut -d' ' -f3",
+    ]);
+    assert_eq!(out, "from host\nro-refused\nrootfs-ro\ntmpfs");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("out")).unwrap(),
+        "w\n"
+    );
+    // Memory and pids limits in the container's cgroup, capabilities, network modes.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cap-drop",
+        "CHOWN",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+         chown 1 /tmp 2>/dev/null || echo no-chown; ls /sys/class/net",
+    ]);
+    assert_eq!(out, "67108864\n50\nno-chown\nlo");
+    let host_if = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net | wc -l",
+    ]);
+    assert_eq!(out.trim().parse::<usize>().unwrap(), host_if);
+    // --privileged: every capability berthd itself has.
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status",
+    ]);
+    assert_eq!(out.split_whitespace().nth(1), Some(bnd.as_str()), "{out}");
+    // Bad parameters are 400s naming the problem.
+    let o = d.docker(&["run", "--rm", "-v", "/does/not/exist:/x", "busybox", "true"]);
+    assert!(
+        o.stderr_str().contains("bind source path does not exist"),
+        "{}",
+        o.stderr_str()
+    );
+    let o = d.docker(&["run", "--rm", "--cap-add", "BOGUS", "busybox", "true"]);
+    assert!(
+        o.stderr_str().contains("unknown capability"),
+        "{}",
+        o.stderr_str()
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    d.assert_clean(&[]);
+}
