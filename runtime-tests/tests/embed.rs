@@ -186,3 +186,25 @@ fn hooks_can_call_back_into_the_runtime() {
         assert!(rt.delete_force(&id).success());
     });
 }
+
+/// The spawn helper gets the whole configuration, however large (here a 100 KB argument,
+/// more than a packet of the setup channel holds), and the process gets it intact.
+#[test]
+fn a_large_configuration_goes_through_the_spawn_helper() {
+    common::leak_checked(|rt, b| {
+        let long = "x".repeat(100_000);
+        b.set_args(&["sh", "-c", "echo ${#1}", "sh", &long]);
+        b.save().expect("write config.json");
+        let id = rt.new_id("large");
+        let out = Command::new(&rt.bin)
+            .env("BERTH_SPAWN_HELPER", "1")
+            .args(["--root", &rt.root.display().to_string(), "--debug", "run"])
+            .args(["--bundle", &b.dir().display().to_string(), &id])
+            .output()
+            .expect("run berth run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("through the spawn helper"), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "100000\n");
+    });
+}

@@ -207,9 +207,31 @@ struct ExecWire {
     seccomp: Option<crate::seccomp::Program>,
 }
 
-/// Marks one fd passed after a request.
+/// Marks one fd passed to the helper: first the memfd holding the request (JSON), then the
+/// request's own fds.
 #[derive(Debug, Serialize, Deserialize)]
 struct PassedFd;
+
+/// `request` as JSON in a new memfd.
+fn request_memfd(request: &Request) -> Result<OwnedFd, ContainerError> {
+    use std::io::Write;
+    let data = serde_json::to_vec(request).map_err(|e| ContainerError::Protocol {
+        step: "the spawn helper",
+        got: format!("a request that cannot be written as JSON: {e}"),
+    })?;
+    let fd = nix::sys::memfd::memfd_create(
+        c"berth-spawn-request",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+    )
+    .map_err(|e| ContainerError::sys("memfd_create for the spawn helper", e))?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&data).map_err(|source| ContainerError::Io {
+        op: "write the spawn request to",
+        path: "memfd:berth-spawn-request".into(),
+        source,
+    })?;
+    Ok(OwnedFd::from(file))
+}
 
 /// The container process to start.
 pub(crate) enum Child {
@@ -394,7 +416,12 @@ fn spawn_by_helper(
 fn talk_to_helper(child: Child, chan: &Channel, limit: Duration) -> Result<Pid, ContainerError> {
     let (request, fds) = child.into_request();
     let send_err = |e| ContainerError::sys("send to the spawn helper", e);
-    chan.send(&request).map_err(send_err)?;
+    // The request holds the whole configuration, which may be larger than a packet (a long
+    // argument list): it goes in a memfd, whose fd goes over the channel.
+    let memfd = request_memfd(&request)?;
+    chan.send_with_fd(&PassedFd, memfd.as_raw_fd())
+        .map_err(send_err)?;
+    drop(memfd);
     for fd in &fds {
         chan.send_with_fd(&PassedFd, fd.as_raw_fd())
             .map_err(send_err)?;
@@ -461,10 +488,31 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
 
 fn read_request(chan: &Channel) -> Result<Child, SetupError> {
     let recv_err = |e| SetupError::sys("spawn helper", "receive from runtime", e);
-    let request = chan
-        .recv::<Request>()
-        .map_err(recv_err)?
-        .ok_or_else(|| SetupError::msg("spawn helper", "runtime went away"))?;
+    let memfd = match chan.recv_with_fd::<PassedFd>().map_err(recv_err)? {
+        Some((PassedFd, Some(fd))) => fd,
+        Some(_) => {
+            return Err(SetupError::msg(
+                "spawn helper",
+                "the request came without its fd",
+            ))
+        }
+        None => return Err(SetupError::msg("spawn helper", "runtime went away")),
+    };
+    let mut data = Vec::new();
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(memfd);
+        // From the start: the runtime's writes moved the shared offset to the end.
+        let len = file
+            .metadata()
+            .map_err(|e| SetupError::msg("spawn helper", format!("stat the request: {e}")))?
+            .len();
+        data.resize(len as usize, 0);
+        file.read_exact_at(&mut data, 0)
+            .map_err(|e| SetupError::msg("spawn helper", format!("read the request: {e}")))?;
+    }
+    let request: Request = serde_json::from_slice(&data)
+        .map_err(|e| SetupError::msg("spawn helper", format!("parse the request: {e}")))?;
     let next_fd = |present: bool| -> Result<Option<OwnedFd>, SetupError> {
         if !present {
             return Ok(None);
