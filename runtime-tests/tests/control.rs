@@ -362,6 +362,79 @@ fn a_lock_guards_the_directory_at_the_id_when_it_is_finally_taken() {
     });
 }
 
+/// How many flock locks are held on `path` (from /proc/locks, by inode).
+fn flocks_on(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let ino = fs::metadata(path).unwrap().ino();
+    fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("FLOCK") && l.contains(&format!(":{ino} ")))
+        .count()
+}
+
+#[test]
+fn a_create_whose_lock_was_lost_while_its_hooks_ran_fails() {
+    // createRuntime hooks run with the lock shared (a hook may call `berth state`). Taking it
+    // back exclusively is a flock conversion: while another reader still holds it shared, the
+    // non-blocking upgrade fails and leaves create with no lock at all, so another command can
+    // take it and delete the container. Here the directory moves away in that window: create
+    // must fail, not report a container that is no longer at its id (the old code said ok).
+    leak_checked(|rt, b| {
+        b.set_args(&["sleep", "100"]);
+        let entered = b.dir().join("hook-entered");
+        let gate = b.dir().join("hook-gate");
+        b.add_hook(
+            "createRuntime",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", format!(
+                "touch {}; while [ ! -e {} ]; do sleep 0.01; done",
+                entered.display(),
+                gate.display()
+            )]}),
+        );
+        b.save().unwrap();
+        let id = rt.new_id("hooklock");
+        let dir = rt.root.join(&id);
+        let err_file = b.dir().join("create.err");
+        let mut create = Command::new(&rt.bin)
+            .args(["--root", rt.root.to_str().unwrap(), "create", "--bundle"])
+            .arg(b.dir())
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err_file).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for(|| entered.exists(), "the createRuntime hook to run");
+        // Another reader (as `berth state` or `list` would be) while the hook ends.
+        let reader = lock(&dir, nix::fcntl::FlockArg::LockShared);
+        fs::write(&gate, "").unwrap();
+        wait_for(
+            || flocks_on(&dir) == 1,
+            "create's failed upgrade to drop its shared lock",
+        );
+        let moved = rt.root.join(format!("{id}.moved"));
+        fs::rename(&dir, &moved).unwrap();
+        drop(reader);
+        let (ok, _) = wait_child(&mut create, Duration::from_secs(20));
+        let err = fs::read_to_string(&err_file).unwrap_or_default();
+        // Whatever happened, nothing of it stays: put a container left in the moved
+        // directory back at its id for delete --force, else remove the emptied directory.
+        if moved.join("state.json").exists() {
+            fs::rename(&moved, &dir).unwrap();
+            assert!(rt.delete_force(&id).success());
+        } else if moved.exists() {
+            fs::remove_dir(&moved).unwrap();
+        }
+        assert!(
+            !ok,
+            "create reported success for a container whose directory left the id while its \
+             hooks ran"
+        );
+        assert!(err.contains("deleted by another command"), "{err}");
+    });
+}
+
 /// Whether process `pid` has `path` open.
 fn has_open(pid: u32, path: &Path) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {

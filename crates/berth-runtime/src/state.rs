@@ -49,6 +49,16 @@ pub enum StateError {
         /// How long we waited.
         waited: Duration,
     },
+    /// The lock was let go for hooks ([`StateDir::relock`]) and, when it was taken again,
+    /// another command had removed the directory (or put another container's at the id).
+    #[error(
+        "the container {path} was deleted by another command while the lock was shared for \
+         its hooks"
+    )]
+    Lost {
+        /// The state directory.
+        path: PathBuf,
+    },
     /// `state.json` is corrupt (`the container state /run/berth/c1/state.json is corrupt:
     /// EOF while parsing a value at line 1 column 0`).
     #[error("the container state {path} is corrupt: {source}")]
@@ -323,8 +333,22 @@ impl StateDir {
     /// Change how this directory is locked, waiting at most [`lock_timeout`]: a command
     /// holding it exclusively goes down to [`LockMode::Shared`] while it runs hooks, which may
     /// call back into the runtime (`berth state`), and back up afterwards. Linux converts a
-    /// `flock` by releasing and re-taking it: another command may get the lock in between.
+    /// `flock` by releasing and re-taking it: another command may get the lock in between, so
+    /// once it is taken the directory is checked to still be the one at the id (device and
+    /// inode), else [`StateError::Lost`] (a `delete --force` that came in while the hooks ran).
     pub fn relock(&self, mode: LockMode) -> Result<(), StateError> {
+        self.relock_only(mode)?;
+        let locked = nix::sys::stat::fstat(self.fd()).map_err(|e| errno("fstat", &self.path, e))?;
+        match nix::sys::stat::fstatat(&self.root, self.id.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(now) if now.st_dev == locked.st_dev && now.st_ino == locked.st_ino => Ok(()),
+            Ok(_) | Err(Errno::ENOENT) => Err(StateError::Lost {
+                path: self.path.clone(),
+            }),
+            Err(e) => Err(errno("stat state directory", &self.path, e)),
+        }
+    }
+
+    fn relock_only(&self, mode: LockMode) -> Result<(), StateError> {
         let arg = match mode {
             LockMode::Shared => FlockArg::LockSharedNonblock,
             LockMode::Exclusive => FlockArg::LockExclusiveNonblock,
