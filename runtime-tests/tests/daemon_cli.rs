@@ -548,3 +548,111 @@ fn daemon_host_config_applied() {
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_pause_top_rename_events() {
+    use std::io::BufRead;
+    let d = daemon();
+    d.load_busybox();
+    let mut ev = d
+        .docker_cmd(&[
+            "events",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+            "--filter",
+            "type=container",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = ev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // The subscription is live once a probe container's events come through.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'probe: for n in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "docker events showed nothing: {seen:?}"
+        );
+        let name = format!("probe{n}");
+        let id = d.ok(&["create", "--name", &name, "busybox", "true"]);
+        d.ok(&["rm", &id]);
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            let hit = l == format!("destroy {name}") || l == "destroy <no value>";
+            seen.push(l);
+            if hit {
+                break 'probe;
+            }
+        }
+    }
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pz",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do sleep 0.05; done",
+    ]));
+    d.ok(&["pause", "pz"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "pz"]),
+        "paused true"
+    );
+    assert!(d
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .ends_with("(Paused)"));
+    // A second pause is refused.
+    let o = d.docker(&["pause", "pz"]);
+    assert!(
+        o.stderr_str().contains("already paused"),
+        "{}",
+        o.stderr_str()
+    );
+    d.ok(&["unpause", "pz"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "pz"]),
+        "running"
+    );
+    let top = d.ok(&["top", "pz"]);
+    assert!(top.lines().next().unwrap().contains("PID"), "{top}");
+    assert!(top.contains("sh -c while true"), "{top}");
+    d.ok(&["rename", "pz", "renamed"]);
+    assert_eq!(d.ok(&["ps", "--format", "{{.Names}}"]), "renamed");
+    let o = d.docker(&["rename", "renamed", "-bad"]);
+    assert_ne!(o.code(), 0);
+    d.ok(&["rm", "-f", "renamed"]);
+    let mut actions = Vec::new();
+    while !actions.iter().any(|a: &String| a.starts_with("destroy")) {
+        actions.push(
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("more events"),
+        );
+    }
+    let _ = ev.kill();
+    let _ = ev.wait();
+    let kinds: Vec<&str> = actions
+        .iter()
+        .map(|a| a.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["create", "start", "pause", "unpause", "rename", "die", "destroy"],
+        "{actions:?}"
+    );
+    assert!(
+        actions[0].ends_with(" pz") && actions[4].ends_with(" renamed"),
+        "{actions:?}"
+    );
+    let _ = id;
+    d.assert_clean(&[]);
+}

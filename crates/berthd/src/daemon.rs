@@ -79,6 +79,8 @@ pub struct Daemon {
     containers: RwLock<HashMap<String, Arc<Entry>>>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     spawner: Spawner,
+    /// Docker events (`/events`), as JSON messages.
+    pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -140,6 +142,7 @@ impl Daemon {
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             spawner: Spawner::new(exe)?,
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         d.restore().await?;
         Ok(d)
@@ -238,6 +241,166 @@ impl Daemon {
             .values()
             .find(|e| e.record().image == image)
             .map(|e| e.id.clone())
+    }
+
+    /// Publish a container event (`create`, `start`, `die`, `destroy`, ...).
+    pub fn event(&self, id: &str, action: &str, extra: &[(&str, String)]) {
+        let rec = self
+            .containers
+            .read()
+            .expect("containers lock")
+            .get(id)
+            .map(|e| e.record());
+        let mut attrs = serde_json::Map::new();
+        if let Some(r) = &rec {
+            attrs.insert("name".into(), r.name.clone().into());
+            attrs.insert(
+                "image".into(),
+                r.config.image.clone().unwrap_or_default().into(),
+            );
+            for (k, v) in r.config.labels.clone().unwrap_or_default() {
+                attrs.insert(k, v.into());
+            }
+        }
+        for (k, v) in extra {
+            attrs.insert((*k).to_owned(), v.clone().into());
+        }
+        let nanos = util::now_nanos();
+        let ev = serde_json::json!({
+            "status": action,
+            "id": id,
+            "from": rec.as_ref().and_then(|r| r.config.image.clone()).unwrap_or_default(),
+            "Type": "container",
+            "Action": action,
+            "Actor": {"ID": id, "Attributes": attrs},
+            "scope": "local",
+            "time": (nanos / 1_000_000_000) as i64,
+            "timeNano": nanos as i64,
+        });
+        let _ = self.events.send(ev);
+    }
+
+    /// Pause (freeze) a running container.
+    pub async fn pause(&self, name: &str, pause: bool) -> Result<(), Error> {
+        let entry = self.get(name)?;
+        let _op = entry.op.lock().await;
+        let rec = entry.record();
+        if !rec.state.running {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        let paused = rec.state.status == "paused";
+        if pause && paused {
+            return Err(Error::Conflict(format!(
+                "Container {} is already paused",
+                rec.id
+            )));
+        }
+        if !pause && !paused {
+            return Err(Error::Conflict(format!(
+                "Container {} is not paused",
+                rec.id
+            )));
+        }
+        let root = self.paths.runtime_root();
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = berth_runtime::Container::load(&root, &id)?;
+            if pause {
+                c.pause()
+            } else {
+                c.resume()
+            }
+        })
+        .await
+        .map_err(|e| Error::internal("pause", e))?
+        .map_err(|e| Error::internal(if pause { "pause" } else { "unpause" }, e))?;
+        self.save(&entry, |r| {
+            r.state.status = if pause {
+                "paused".into()
+            } else {
+                "running".into()
+            }
+        })?;
+        self.event(&entry.id, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
+    }
+
+    /// Rename a container.
+    pub async fn rename(&self, name: &str, new: &str) -> Result<(), Error> {
+        let new = new.strip_prefix('/').unwrap_or(new);
+        if !valid_name(new) {
+            return Err(Error::BadParameter(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let entry = self.get(name)?;
+        {
+            let map = self.containers.read().expect("containers lock");
+            if let Some(other) = map
+                .values()
+                .find(|e| e.record().name == new && e.id != entry.id)
+            {
+                return Err(Error::Conflict(format!(
+                    "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+        }
+        let old = entry.record().name;
+        self.save(&entry, |r| r.name = new.to_owned())?;
+        self.event(&entry.id, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
+    }
+
+    /// The container's processes as (pid, ppid, uid, command line).
+    pub async fn top(&self, name: &str) -> Result<Vec<(i32, i32, u32, String)>, Error> {
+        let entry = self.get(name)?;
+        if !entry.record().state.running {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                entry.id
+            )));
+        }
+        let root = self.paths.runtime_root();
+        let id = entry.id.clone();
+        let pids = tokio::task::spawn_blocking(move || {
+            let c = berth_runtime::Container::load_shared(&root, &id)?;
+            let cg = c.cgroup()?;
+            Ok::<_, berth_runtime::ContainerError>(c.own_processes(cg.as_ref()))
+        })
+        .await
+        .map_err(|e| Error::internal("top", e))?
+        .map_err(|e| Error::internal("list the container's processes", e))?;
+        let mut out = Vec::new();
+        for pid in pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0);
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                })
+                .unwrap_or(0);
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .split('\0')
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            out.push((pid, ppid, uid, cmd));
+        }
+        Ok(out)
     }
 
     fn save(&self, entry: &Entry, f: impl FnOnce(&mut Record)) -> Result<Record, Error> {
@@ -376,6 +539,7 @@ impl Daemon {
             return Err(Error::internal("save the container record", e));
         }
         self.insert(rec);
+        self.event(&id, "create", &[]);
         Ok(id)
     }
 
@@ -528,6 +692,7 @@ impl Daemon {
             r.state.stopped_by_user = false;
         })?;
         entry.watch.send_modify(|s| s.running = true);
+        self.event(&entry.id, "start", &[]);
         self.watch_exit(entry.clone(), wait_conn);
         Ok(())
     }
@@ -597,6 +762,10 @@ impl Daemon {
             }
         };
         let _ = std::fs::remove_dir_all(self.paths.monitor_dir(&id));
+        if exit.oom_killed {
+            self.event(&id, "oom", &[]);
+        }
+        self.event(&id, "die", &[("exitCode", exit.exit_code.to_string())]);
         entry.watch.send_modify(|s| {
             s.running = false;
             s.exits += 1;
@@ -759,6 +928,7 @@ impl Daemon {
         })
         .await
         .map_err(|e| Error::internal("remove", e))?;
+        self.event(&entry.id, "destroy", &[]);
         entry.watch.send_modify(|s| s.removed = true);
         Ok(())
     }

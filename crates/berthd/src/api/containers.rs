@@ -47,7 +47,9 @@ fn secs_since(t: &str) -> i64 {
 
 fn status_text(r: &Record) -> String {
     let s = &r.state;
-    if s.running {
+    if s.running && s.status == "paused" {
+        format!("Up {} (Paused)", human(secs_since(&s.started_at)))
+    } else if s.running {
         format!("Up {}", human(secs_since(&s.started_at)))
     } else if s.status == "created" {
         "Created".into()
@@ -172,7 +174,7 @@ pub async fn inspect(
         "State": {
             "Status": s.status,
             "Running": s.running,
-            "Paused": false,
+            "Paused": s.status == "paused",
             "Restarting": false,
             "OOMKilled": s.oom_killed,
             "Dead": false,
@@ -410,4 +412,46 @@ pub async fn resize(
     }
     d.resize(&e.id, h, w).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /containers/{id}/pause`.
+pub async fn pause(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response, Error> {
+    d.pause(&name, true).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/unpause`.
+pub async fn unpause(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, Error> {
+    d.pause(&name, false).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/rename?name=`.
+pub async fn rename(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let new = q
+        .get("name")
+        .ok_or_else(|| Error::BadParameter("name is required".into()))?
+        .to_owned();
+    d.rename(&name, &new).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /containers/{id}/top`.
+pub async fn top(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response, Error> {
+    let procs = d.top(&name).await?;
+    let rows: Vec<Vec<String>> = procs
+        .into_iter()
+        .map(|(pid, ppid, uid, cmd)| vec![uid.to_string(), pid.to_string(), ppid.to_string(), cmd])
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": rows}),
+    ))
 }

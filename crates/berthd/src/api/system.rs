@@ -145,3 +145,75 @@ pub async fn not_implemented(uri: Uri) -> Response {
     )
         .into_response()
 }
+
+/// `GET /events?filters=&since=&until=`: a stream of JSON events until `until` or the
+/// client goes away (events before the request are not kept).
+pub async fn events(
+    State(d): State<AppState>,
+    q: super::Q,
+) -> Result<Response, crate::error::Error> {
+    let filters = q.filters()?;
+    let until = q
+        .get("until")
+        .map(|u| {
+            crate::util::parse_time_filter(u)
+                .ok_or_else(|| crate::error::Error::BadParameter(format!("invalid until: {u:?}")))
+        })
+        .transpose()?;
+    let rx = d.events.subscribe();
+    let keep = move |ev: &serde_json::Value| {
+        filters.iter().all(|(k, vals)| {
+            let field = match k.as_str() {
+                "type" => ev["Type"].as_str().map(str::to_owned),
+                "event" => ev["Action"].as_str().map(str::to_owned),
+                "container" => {
+                    let id = ev["id"].as_str().unwrap_or("");
+                    let name = ev["Actor"]["Attributes"]["name"].as_str().unwrap_or("");
+                    return vals.iter().any(|v| id.starts_with(v.as_str()) || name == v);
+                }
+                "label" => {
+                    let attrs = &ev["Actor"]["Attributes"];
+                    return vals.iter().all(|v| match v.split_once('=') {
+                        Some((k, val)) => attrs[k].as_str() == Some(val),
+                        None => !attrs[v.as_str()].is_null(),
+                    });
+                }
+                _ => return true,
+            };
+            field.is_some_and(|f| vals.contains(&f))
+        })
+    };
+    let deadline = until.map(|u| {
+        let now = crate::util::now_nanos();
+        tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
+    });
+    let stream = futures_util::stream::unfold(
+        (rx, keep, deadline),
+        |(mut rx, keep, deadline)| async move {
+            loop {
+                let next = match deadline {
+                    Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
+                        Ok(r) => r,
+                        Err(_) => return None,
+                    },
+                    None => rx.recv().await,
+                };
+                match next {
+                    Ok(ev) if keep(&ev) => {
+                        let line = axum::body::Bytes::from(ev.to_string() + "\n");
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(line),
+                            (rx, keep, deadline),
+                        ));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        },
+    );
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(r)
+}
