@@ -111,7 +111,8 @@ fn main() -> ExitCode {
     let elapsed = t0.elapsed();
     let mut failed = outcome.failures;
     let _ = std::fs::remove_dir(&args.root);
-    failed.extend(before.leaks(&args.root, &outcome.id_prefix));
+    let bundle = std::fs::canonicalize(&args.bundle).unwrap_or_else(|_| args.bundle.clone());
+    failed.extend(before.leaks(&args.root, &bundle, &outcome.id_prefix));
     for f in &failed {
         eprintln!("embed_tokio: {f}");
     }
@@ -394,26 +395,33 @@ fn read_all(fd: OwnedFd) -> tokio::task::JoinHandle<Result<String, String>> {
 /// What the host looked like before, to find what was left.
 struct Snapshot {
     fds: usize,
-    mounts: usize,
+    mounts: Vec<String>,
 }
 
 impl Snapshot {
     fn take() -> Snapshot {
         Snapshot {
             fds: count_dir("/proc/self/fd"),
-            mounts: mount_count(),
+            mounts: mount_points(),
         }
     }
 
-    fn leaks(&self, root: &Path, prefix: &str) -> Vec<String> {
+    /// What is left of this run: the host is shared (other programs mount and unmount
+    /// meanwhile), so a new mount counts when it is under the bundle or the runtime root, or
+    /// names one of our containers.
+    fn leaks(&self, root: &Path, bundle: &Path, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();
         let fds = count_dir("/proc/self/fd");
         if fds != self.fds {
             out.push(format!("open fds: {fds} now, {} before", self.fds));
         }
-        let mounts = mount_count();
-        if mounts != self.mounts {
-            out.push(format!("mounts: {mounts} now, {} before", self.mounts));
+        for m in mount_points() {
+            let ours = m.starts_with(&*bundle.to_string_lossy())
+                || m.starts_with(&*root.to_string_lossy())
+                || m.contains(prefix);
+            if ours && !self.mounts.contains(&m) {
+                out.push(format!("mount left: {m}"));
+            }
         }
         if root.exists() {
             out.push(format!("state left in {}", root.display()));
@@ -438,10 +446,15 @@ fn count_dir(path: &str) -> usize {
     std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
 }
 
-fn mount_count() -> usize {
+/// The mount points of this mount namespace (field 5 of /proc/self/mountinfo).
+fn mount_points() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Cgroup directories (up to `depth` levels down) whose name starts with `prefix`.
