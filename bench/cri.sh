@@ -8,8 +8,10 @@
 # Prints the median and mean of each (ms) and berth's ratio to runc (target: at or below 0.8x).
 # containerd runs inside a network namespace made here (CNI bridge, iptables rules and all);
 # root, state, sockets, logs and cgroups (/berth-bench-cri-PID) are this run's and removed
-# afterwards. Uses runtime-tests/cri/ (configs) and rootfs-fixtures/ (images, nothing
-# downloaded).
+# afterwards. As on a node with containerd's defaults, its state (bundles, shim sockets) and
+# the runtimes' roots are on a tmpfs (/run/containerd, /run/containerd/runc there), its root
+# (images, snapshots) on disk. Uses runtime-tests/cri/ (configs) and rootfs-fixtures/
+# (images, nothing downloaded).
 #
 #   bench/cri.sh [PODS]     (root; containerd, containernetworking-plugins, runc, gcc, crictl)
 #
@@ -81,8 +83,11 @@ done
 innet="nsenter --net=/proc/$holder/ns/net"
 $innet ip link set lo up
 
-mkdir -p "$work/net.d" "$work/logs"
-sed -e "s|@DIR@|$work|g" -e "s|@BERTH@|$berth|g" -e "s|@RUNC@|$runc|g" \
+mkdir -p "$work/net.d" "$work/logs" "$work/run"
+mount -t tmpfs -o mode=0700 berth-bench-cri "$work/run"
+sed -e "s|@DIR@/state|$work/run/state|" -e "s|@DIR@/berth-root|$work/run/berth-root|" \
+    -e "s|@DIR@/runc-root|$work/run/runc-root|" \
+    -e "s|@DIR@|$work|g" -e "s|@BERTH@|$berth|g" -e "s|@RUNC@|$runc|g" \
     "$cri/containerd.toml" > "$work/containerd.toml"
 sed -e "s|@DIR@|$work|g" -e "s|@NET@|$tag|g" \
     "$cri/10-berth-cri.conflist" > "$work/net.d/10-berth-cri.conflist"

@@ -1,7 +1,14 @@
 //! seccomp: the spec's `linux.seccomp` filter, compiled with libseccomp.
 //!
-//! [`apply`] runs in the container's init process: it turns `linux.seccomp` into a libseccomp
-//! filter and loads it. When a rule uses `SCMP_ACT_NOTIFY`, loading yields a notification fd,
+//! The runtime compiles `linux.seccomp` before it clones the container's process: libseccomp
+//! turns the profile into a BPF program ([`Program::compile`]), which the runtime takes from
+//! its cache when it compiled the same profile before ([`cache::program`]). The container's
+//! process loads the program with `seccomp(2)` ([`Program::load`]), with the flags libseccomp's
+//! `seccomp_load` would use; [`apply`] does both in one process. Compiling a large profile
+//! (containerd's `RuntimeDefault`) takes libseccomp about as long as the rest of `create`;
+//! loading takes microseconds.
+//!
+//! When a rule uses `SCMP_ACT_NOTIFY`, loading yields a notification fd,
 //! which init hands to the runtime; the runtime then passes it to the seccomp agent listening
 //! on `listenerPath` with [`send_notify_fd`] (the listener is a host path that init, after
 //! `pivot_root`, can no longer reach). This is what runc does.
