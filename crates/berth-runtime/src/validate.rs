@@ -453,7 +453,8 @@ impl Checker {
         }
     }
 
-    /// An integer field that must lie in `lo..=hi`.
+    /// An integer field that must lie in `lo..=hi` (any JSON integer, uint64 ones past
+    /// int64's range included).
     fn range(
         &mut self,
         obj: &Map<String, Value>,
@@ -463,8 +464,8 @@ impl Checker {
         hi: i64,
         rule: &str,
     ) {
-        if let Some(n) = obj.get(name).and_then(Value::as_i64) {
-            if n < lo || n > hi {
+        if let Some(n) = obj.get(name).and_then(int_of) {
+            if n < i128::from(lo) || n > i128::from(hi) {
                 self.error(
                     &join(path, name),
                     format!("{n} is outside {lo}..={hi}"),

@@ -921,6 +921,39 @@ mod tests {
         assert!(!l.iter().any(|x| x.contains("devices[4]")), "{l:?}");
     }
 
+    /// uint64 fields past int64's range are range-checked too (they were skipped).
+    #[test]
+    fn ranges_hold_past_int64() {
+        let big = u64::MAX;
+        let l = lines(|v| {
+            v["linux"]["resources"] = json!({
+                "memory": {"swappiness": big},
+                "blockIO": {"weight": big, "leafWeight": big},
+            });
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                              "args": [{"index": big, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+            });
+        });
+        has(
+            &l,
+            "error: linux.resources.memory.swappiness: 18446744073709551615 is outside 0..=100",
+        );
+        has(
+            &l,
+            "error: linux.resources.blockIO.weight: 18446744073709551615 is outside 10..=1000",
+        );
+        has(
+            &l,
+            "error: linux.resources.blockIO.leafWeight: 18446744073709551615 is outside",
+        );
+        has(
+            &l,
+            "error: linux.seccomp.syscalls[0].args[0].index: 18446744073709551615 is outside 0..=5",
+        );
+    }
+
     #[test]
     fn resources() {
         let l = lines(|v| {
