@@ -21,13 +21,14 @@ NEXTEST_PROFILE ?= default
 
 APT_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun skopeo umoci \
 	docker-registry apache2-utils hyperfine openssl procps time util-linux bsdutils \
-	containerd docker.io podman containernetworking-plugins gcc libc6-dev
+	containerd docker.io podman containernetworking-plugins gcc libc6-dev \
+	python3-docker
 
 export BERTH_BIN
 export BERTH_PROBE := $(DBG)/berth-probe
 export BERTH_TEST_ROOTFS := $(ROOTFS)
 
-.PHONY: all deps build build-release rootfs demo test bench lint clean
+.PHONY: all deps build build-release rootfs demo daemon test bench lint clean
 
 all: build
 
@@ -49,6 +50,7 @@ build: deps
 build-release: deps
 	$(CARGO) build --release -p berth
 	$(CARGO) build --release -p berth-image-cli
+	$(CARGO) build --release -p berthd
 
 $(ROOTFS)/bin/busybox: rootfs-fixtures/build-rootfs.sh
 	@$(MAKE) --no-print-directory deps
@@ -64,6 +66,14 @@ demo: build-release rootfs
 		sed -i -e 's/"terminal": true/"terminal": false/' \
 		       -e 's|^\(\s*\)"sh"$$|\1"sh", "-c", "echo hostname: $$(hostname); echo pid: $$$$; id"|' config.json
 	$(BERTH_RELEASE) --root $(OUT)/demo-state run --bundle $(DEMO_BUNDLE) berth-demo-$$$$
+
+# berthd in the foreground on /run/berth/berthd.sock (data in /var/lib/berth), with a busybox
+# image archive to load: DOCKER_HOST=unix:///run/berth/berthd.sock docker load -i $(OUT)/busybox.tar
+BERTHD_FLAGS ?= -H unix:///run/berth/berthd.sock
+daemon: build-release rootfs
+	@[ -f $(OUT)/busybox.tar ] || sh rootfs-fixtures/build-image-tar.sh $(OUT)/busybox.tar $(ROOTFS)
+	@echo "export DOCKER_HOST=unix:///run/berth/berthd.sock; docker load -i $(OUT)/busybox.tar"
+	$(REL)/berthd $(BERTHD_FLAGS)
 
 # Every test: the lint (fmt, clippy with the unsafe-comment lint), unit and integration tests
 # of all crates (runtime-tests create real containers as root), the conformance suite against

@@ -1001,15 +1001,17 @@ impl Daemon {
         id: &str,
         attach: Option<Request>,
         size: Option<&[usize]>,
+        gate: Option<oneshot::Receiver<()>>,
     ) -> Result<Option<tokio::io::BufReader<tokio::net::UnixStream>>, Error> {
         let ex = self.exec_get(id)?;
         {
-            let st = ex.state.lock().expect("exec lock");
+            let mut st = ex.state.lock().expect("exec lock");
             if st.0 || st.2.is_some() {
                 return Err(Error::Conflict(format!(
                     "exec {id} has already been started"
                 )));
             }
+            st.0 = true;
         }
         let mdir = self.paths.monitor_dir(&ex.id);
         let cfg = monitor::Config {
@@ -1026,7 +1028,10 @@ impl Daemon {
             console_socket: mdir.join("c"),
             console_size: console_size(size.or(ex.config.console_size.as_deref())),
         };
-        self.spawner.spawn(&mdir, &cfg).await?;
+        if let Err(e) = self.spawner.spawn(&mdir, &cfg).await {
+            *ex.state.lock().expect("exec lock") = (false, 0, None);
+            return Err(e);
+        }
         let conn = match attach {
             Some(req) => Some(
                 supervisor::call(&cfg.socket, &req)
@@ -1036,24 +1041,69 @@ impl Daemon {
             ),
             None => None,
         };
-        let wait_conn = supervisor::call(&cfg.socket, &Request::Wait)
-            .await
-            .map_err(|e| Error::internal("wait on the exec", e))?
-            .1;
-        let (reply, _) = supervisor::call(&cfg.socket, &Request::Start)
-            .await
-            .map_err(|e| Error::internal("start the exec", e))?;
-        if !reply.ok {
-            let _ = std::fs::remove_dir_all(&mdir);
-            *ex.state.lock().expect("exec lock") = (false, 0, Some(126));
-            ex.done.send_replace(true);
-            return Err(Error::internal(
-                "start the exec",
-                std::io::Error::other(reply.error.unwrap_or_default()),
-            ));
+        match gate {
+            // Attached: the process starts once the client has the 101 (docker-py before 6
+            // reads the output from the raw socket after parsing the response, and loses what
+            // arrived with it).
+            Some(gate) => {
+                let ex = ex.clone();
+                tokio::spawn(async move {
+                    if gate.await.is_ok() {
+                        let _ = Self::exec_begin(&ex, &cfg, &mdir).await;
+                    } else {
+                        Self::exec_abandon(&ex, &mdir);
+                    }
+                });
+            }
+            None => Self::exec_begin(&ex, &cfg, &mdir).await?,
         }
+        Ok(conn)
+    }
+
+    fn exec_abandon(ex: &ExecEntry, mdir: &std::path::Path) {
+        // The monitor waits for a start that will not come: its socket closes with it.
+        if let Ok(pid) = std::fs::read_to_string(mdir.join("pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(mdir);
+        *ex.state.lock().expect("exec lock") = (false, 0, Some(126));
+        ex.done.send_replace(true);
+    }
+
+    async fn exec_begin(
+        ex: &Arc<ExecEntry>,
+        cfg: &monitor::Config,
+        mdir: &std::path::Path,
+    ) -> Result<(), Error> {
+        let wait_conn = match supervisor::call(&cfg.socket, &Request::Wait).await {
+            Ok((_, c)) => c,
+            Err(e) => {
+                Self::exec_abandon(ex, mdir);
+                return Err(Error::internal("wait on the exec", e));
+            }
+        };
+        let reply = match supervisor::call(&cfg.socket, &Request::Start).await {
+            Ok((r, _)) if r.ok => r,
+            Ok((r, _)) => {
+                Self::exec_abandon(ex, mdir);
+                return Err(Error::internal(
+                    "start the exec",
+                    std::io::Error::other(r.error.unwrap_or_default()),
+                ));
+            }
+            Err(e) => {
+                Self::exec_abandon(ex, mdir);
+                return Err(Error::internal("start the exec", e));
+            }
+        };
         *ex.state.lock().expect("exec lock") = (true, reply.pid.unwrap_or(0), None);
         let ex2 = ex.clone();
+        let mdir = mdir.to_owned();
         tokio::spawn(async move {
             let exit = supervisor::wait_exit(wait_conn).await;
             let exit = exit.or_else(|| supervisor::read_exit(&mdir.join("exit.json")));
@@ -1062,7 +1112,7 @@ impl Daemon {
             ex2.done.send_replace(true);
             let _ = std::fs::remove_dir_all(&mdir);
         });
-        Ok(conn)
+        Ok(())
     }
 
     /// Resize the terminal of a container or exec (by its monitor directory key).

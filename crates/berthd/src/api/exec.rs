@@ -39,7 +39,7 @@ pub async fn start(
     let sc: ExecStartConfig = json_body(&body)?;
     let ex = d.exec_get(&id)?;
     if sc.detach.unwrap_or(false) {
-        d.exec_start(&id, None, None).await?;
+        d.exec_start(&id, None, None, None).await?;
         return Ok(StatusCode::OK.into_response());
     }
     let tty = ex.config.tty.unwrap_or(false);
@@ -48,13 +48,15 @@ pub async fn start(
         stdout: ex.config.attach_stdout.unwrap_or(true),
         stderr: ex.config.attach_stderr.unwrap_or(true),
     };
+    let (gate_tx, gate) = tokio::sync::oneshot::channel();
     let conn = d
-        .exec_start(&id, Some(mreq), sc.console_size.as_deref())
+        .exec_start(&id, Some(mreq), sc.console_size.as_deref(), Some(gate))
         .await?
         .expect("attached");
     let (resp, on) = super::hijack(&mut req, !tty && version >= ApiVersion(1, 42));
     tokio::spawn(async move {
         let Ok(up) = on.await else { return };
+        let _ = gate_tx.send(());
         let client = hyper_util::rt::TokioIo::new(up);
         let mut done = ex.done.subscribe();
         super::relay(client, conn, async move {
