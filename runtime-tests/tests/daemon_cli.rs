@@ -656,3 +656,138 @@ fn daemon_pause_top_rename_events() {
     let _ = id;
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_cpu_limits_logs_since_until_and_wait_conditions() {
+    let d = daemon();
+    d.load_busybox();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us \
+         /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus \
+         /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+    ]);
+    assert_eq!(out, "50000\n100000\n512\n0\n134217728");
+    // logs --since/--until split a container's output by the records' times.
+    let share = d.dir.path().join("gate");
+    std::fs::create_dir(&share).unwrap();
+    let bind = format!("{}:/gate", share.display());
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; while [ ! -f /gate/go ]; do sleep 0.02; done; echo after; exec sleep 1000",
+    ]));
+    d.wait_until("the first line", 20, || {
+        d.docker(&["logs", &id]).stdout_str() == "before\n"
+    });
+    let mid = {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+    };
+    std::fs::write(share.join("go"), "").unwrap();
+    d.wait_until("the second line", 20, || {
+        d.docker(&["logs", &id]).stdout_str() == "before\nafter\n"
+    });
+    assert_eq!(d.ok(&["logs", "--since", &mid, &id]), "after");
+    assert_eq!(d.ok(&["logs", "--until", &mid, &id]), "before");
+    // wait conditions over the API: headers at once, the body at the exit.
+    let (st, _, _) = d
+        .http(
+            "POST",
+            &format!("/containers/{id}/wait?condition=bogus"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(st, 400);
+    // The headers come at once (the CLI waits for them before it starts the container), the
+    // body at the condition.
+    let next = wait_request(
+        &d,
+        &format!("/v1.50/containers/{id}/wait?condition=next-exit"),
+    );
+    let removed = wait_request(
+        &d,
+        &format!("/v1.50/containers/{id}/wait?condition=removed"),
+    );
+    d.ok(&["kill", &id]);
+    assert_eq!(wait_body(next)["StatusCode"], 137);
+    d.ok(&["rm", &id]);
+    assert_eq!(wait_body(removed)["StatusCode"], 137);
+    // not-running on a stopped container answers at once with its last code.
+    let c = d.track(&d.ok(&["run", "-d", "busybox", "sh", "-c", "exit 9"]));
+    assert_eq!(d.ok(&["wait", &c]), "9");
+    let (st, _, body) = d
+        .http("POST", &format!("/containers/{c}/wait"), None)
+        .unwrap();
+    assert_eq!(st, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["StatusCode"],
+        9
+    );
+    d.ok(&["rm", &c]);
+    d.assert_clean(&[]);
+}
+
+/// Send a wait request and read its response headers (which must come before the exit).
+fn wait_request(d: &TestDaemon, path: &str) -> std::os::unix::net::UnixStream {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "headers cut short: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// The JSON body of a wait response (chunked).
+fn wait_body(mut s: std::os::unix::net::UnixStream) -> serde_json::Value {
+    use std::io::Read;
+    let mut body = String::new();
+    let mut buf = [0u8; 256];
+    while !body.contains('}') {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "wait body cut short: {body:?}");
+        body.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    serde_json::from_str(json).unwrap()
+}
