@@ -815,3 +815,84 @@ fn exec_checks_its_process_like_create() {
         assert!(rt.delete(&id).success(), "{}", rt.dump_log());
     });
 }
+
+/// A configuration file that a user hands in (config.json for `validate` and `create`,
+/// `update --resources`) is read only if it is a regular file of a sane size: a FIFO, a link
+/// to /dev/zero and a 17 MB file are refused at once, naming what they are (the old code
+/// blocked on the FIFO and read /dev/zero until memory ran out); a link to a regular file is
+/// read, as runc reads it.
+#[test]
+fn config_files_are_regular_files_of_a_sane_size() {
+    let Some((mut rt, mut bundle)) = common::setup() else {
+        return;
+    };
+    rt.timeout = std::time::Duration::from_secs(10);
+    bundle.set_args(&["sleep", "100"]);
+    bundle.save().unwrap();
+    let good = bundle.dir().join("good.json");
+    std::fs::rename(bundle.config_path(), &good).unwrap();
+    let before = LeakSnapshot::take(&rt, &bundle);
+    let config = bundle.config_path();
+    let big = bundle.dir().join("big.json");
+    std::fs::write(&big, vec![b' '; 17_000_000]).unwrap();
+    type Make<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Make, &str); 3] = [
+        (
+            "a fifo",
+            &|p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+            "not a regular file but a fifo",
+        ),
+        (
+            "a link to /dev/zero",
+            &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+            "not a regular file but a character device",
+        ),
+        (
+            "a 17 MB file",
+            &|p| std::os::unix::fs::symlink(&big, p).unwrap(),
+            "more than the 16777216 read",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, make, says) in cases {
+        let _ = std::fs::remove_file(&config);
+        make(&config);
+        let id = rt.new_id("cfgfile");
+        let (v, c) = validate_and_create(&rt, bundle.dir(), &id);
+        for (out, verb) in [(&v, "validate"), (&c, "create")] {
+            let r = std::panic::catch_unwind(|| {
+                refused_naming(out, says, &format!("config.json as {what} ({verb})"))
+            });
+            if let Err(e) = r {
+                failures.push(e.downcast_ref::<String>().cloned().unwrap_or_default());
+            }
+        }
+        if c.success() {
+            rt.delete_force(&id);
+        }
+    }
+    // A link to a regular file is fine; then update --resources gets the same care.
+    let _ = std::fs::remove_file(&config);
+    std::os::unix::fs::symlink(&good, &config).unwrap();
+    let id = rt.new_id("cfgfile");
+    let (v, c) = validate_and_create(&rt, bundle.dir(), &id);
+    assert!(v.success(), "{}", v.describe());
+    assert!(c.success(), "{}", c.describe());
+    let res = bundle.dir().join("res.json");
+    nix::unistd::mkfifo(&res, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let u = rt.cmd(&["update", "--resources", res.to_str().unwrap(), &id]);
+    let r = std::panic::catch_unwind(|| {
+        refused_naming(
+            &u,
+            "not a regular file but a fifo",
+            "update --resources FIFO",
+        )
+    });
+    if let Err(e) = r {
+        failures.push(e.downcast_ref::<String>().cloned().unwrap_or_default());
+    }
+    assert!(rt.delete_force(&id).success());
+    rt.cleanup();
+    assert_no_leaks(&before, &rt);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -184,9 +184,68 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
     Ok(load_spec_and_value(path)?.0)
 }
 
+/// The largest configuration file read: 16 MiB, what the state directory keeps of one.
+pub const MAX_CONFIG_FILE: u64 = 16 << 20;
+
+/// Read a configuration file that a user hands in (`config.json`, `exec --process`,
+/// `update --resources`): only a regular file of at most [`MAX_CONFIG_FILE`] bytes. A FIFO, a
+/// device (`/dev/zero`), a socket or a directory is refused without blocking or reading it
+/// (`InvalidInput`, naming what it is); a larger file is refused (`FileTooLarge`). A symlink
+/// to a regular file is followed, as runc follows it.
+///
+/// ```
+/// let err = berth_runtime::spec::read_config_file("/dev/zero".as_ref()).unwrap_err();
+/// assert_eq!(err.to_string(), "not a regular file but a character device");
+/// ```
+pub fn read_config_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    let meta = f.metadata()?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        let kind = if t.is_fifo() {
+            "a fifo"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_dir() {
+            "a directory"
+        } else {
+            "something else"
+        };
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("not a regular file but {kind}"),
+        ));
+    }
+    let too_big = |len: u64| {
+        Error::new(
+            ErrorKind::FileTooLarge,
+            format!("{len} bytes, more than the {MAX_CONFIG_FILE} read"),
+        )
+    };
+    if meta.len() > MAX_CONFIG_FILE {
+        return Err(too_big(meta.len()));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_CONFIG_FILE + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_CONFIG_FILE {
+        return Err(too_big(data.len() as u64));
+    }
+    Ok(data)
+}
+
 /// Parse a `config.json` file into the typed spec and the raw JSON (for validation).
 pub fn load_spec_and_value(path: &Path) -> Result<(Spec, serde_json::Value), SpecError> {
-    let text = std::fs::read(path).map_err(|source| SpecError::Open {
+    let text = read_config_file(path).map_err(|source| SpecError::Open {
         path: path.to_owned(),
         source,
     })?;

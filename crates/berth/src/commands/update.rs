@@ -138,8 +138,10 @@ impl UpdateArgs {
             if path.as_os_str() == "-" {
                 std::io::stdin().read_to_string(&mut text)?;
             } else {
-                text = std::fs::read_to_string(path)
+                let bytes = berth_runtime::spec::read_config_file(path)
                     .with_context(|| format!("read {}", path.display()))?;
+                text = String::from_utf8(bytes)
+                    .with_context(|| format!("read {}: not UTF-8", path.display()))?;
             }
             let r: LinuxResources = serde_json::from_slice(text.as_bytes())
                 .with_context(|| format!("parse resources from {}", path.display()))?;

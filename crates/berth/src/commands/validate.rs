@@ -47,7 +47,8 @@ pub fn run(a: ValidateArgs) -> Result<u8> {
 }
 
 fn read_json(file: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let text = berth_runtime::spec::read_config_file(file)
+        .with_context(|| format!("read {}", file.display()))?;
     serde_json::from_slice(&text).with_context(|| {
         let mut what = format!("{}: not valid JSON", file.display());
         if let Some(e) = serde_json::from_slice::<serde_json::Value>(&text).err() {
