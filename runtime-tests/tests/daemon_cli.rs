@@ -791,3 +791,215 @@ fn wait_body(mut s: std::os::unix::net::UnixStream) -> serde_json::Value {
     let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
     serde_json::from_str(json).unwrap()
 }
+
+#[test]
+fn daemon_init_ulimits_sysctls_namespaces_and_oom() {
+    let d = daemon();
+    d.load_busybox();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
+    assert!(out.starts_with("/sbin/docker-init -- sh"), "{out}");
+    let out = d.ok(&[
+        "run", "--rm", "--ulimit", "nofile=512:1024", "--sysctl", "net.ipv4.ip_forward=1",
+        "--shm-size", "8m", "--oom-score-adj", "500", "--group-add", "123", "busybox", "sh", "-c",
+        "ulimit -n; ulimit -Hn; cat /proc/sys/net/ipv4/ip_forward; grep ' /dev/shm ' /proc/mounts | \
+         grep -o 'size=[0-9a-z]*'; cat /proc/self/oom_score_adj; id -G",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..5],
+        ["512", "1024", "1", "size=8192k", "500"],
+        "{out}"
+    );
+    assert!(lines[5].split(' ').any(|g| g == "123"), "{out}");
+    // Host namespaces.
+    let host_uts = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(
+        d.ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]),
+        host_uts
+    );
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--ipc",
+            "host",
+            "busybox",
+            "readlink",
+            "/proc/self/ns/ipc"
+        ]),
+        host_ipc.to_str().unwrap()
+    );
+    let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "busybox",
+            "readlink",
+            "/proc/self/ns/pid"
+        ]),
+        host_pid.to_str().unwrap()
+    );
+    // --pids-limit and --memory are enforced; the OOM kill shows in the state.
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 30 & done 2>&1; echo spawned",
+    ]);
+    assert!(
+        o.stdout_str().contains("can't fork") || o.stderr_str().contains("can't fork"),
+        "{} {}",
+        o.stdout_str(),
+        o.stderr_str()
+    );
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 64000000 /dev/zero | tr '\\000' a); echo survived",
+    ]));
+    assert_eq!(d.ok(&["wait", &id]), "137");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            &id
+        ]),
+        "true 137"
+    );
+    assert_eq!(d.ok(&["logs", &id]), "");
+    d.ok(&["rm", &id]);
+    let o = d.docker(&["run", "--rm", "--ulimit", "bogus=1", "busybox", "true"]);
+    assert_ne!(o.code(), 0);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_named_volumes() {
+    let d = daemon();
+    d.load_busybox();
+    assert_eq!(
+        d.ok(&["volume", "create", "--label", "app=x", "data"]),
+        "data"
+    );
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "data");
+    assert_eq!(
+        d.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Driver}} {{.Labels.app}}",
+            "data"
+        ]),
+        "local x"
+    );
+    // Written by one container, read by the next (and a volume created on first use).
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "-v",
+        "auto:/auto",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f; echo a > /auto/g",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/d:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /d/f; touch /d/x 2>/dev/null || echo ro"
+        ]),
+        "kept\nro"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,source=auto,target=/m",
+            "busybox",
+            "cat",
+            "/m/g"
+        ]),
+        "a"
+    );
+    let mut vols: Vec<String> = d
+        .ok(&["volume", "ls", "-q"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    vols.sort();
+    assert_eq!(vols, ["auto", "data"]);
+    // In use: refused; Mounts in inspect.
+    let c = d.track(&d.ok(&["create", "-v", "data:/data", "busybox", "true"]));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}",
+            &c
+        ]),
+        "volume data /data"
+    );
+    let o = d.docker(&["volume", "rm", "data"]);
+    assert!(
+        o.stderr_str().contains("volume is in use"),
+        "{}",
+        o.stderr_str()
+    );
+    d.ok(&["rm", &c]);
+    d.ok(&["volume", "rm", "data"]);
+    let o = d.docker(&["volume", "inspect", "data"]);
+    assert!(
+        o.stderr_str().contains("no such volume"),
+        "{}",
+        o.stderr_str()
+    );
+    let pruned = d.ok(&["volume", "prune", "-af"]);
+    assert!(pruned.contains("auto"), "{pruned}");
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+    // --mount tmpfs with a size.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=1048576",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ' /t ' /proc/mounts",
+    ]);
+    assert!(out.contains("tmpfs") && out.contains("size=1024k"), "{out}");
+    d.assert_clean(&[]);
+}

@@ -79,6 +79,8 @@ pub struct Daemon {
     containers: RwLock<HashMap<String, Arc<Entry>>>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     spawner: Spawner,
+    /// Named volumes.
+    pub volumes: crate::volumes::Volumes,
     /// Docker events (`/events`), as JSON messages.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
 }
@@ -135,6 +137,7 @@ impl Daemon {
         std::fs::create_dir_all(&paths.data_root)?;
         std::fs::create_dir_all(paths.exec_root.join("m"))?;
         let images = Images::open(&paths.data_root)?;
+        let paths_data_root = paths.data_root.clone();
         let exe = std::fs::read_link("/proc/self/exe")?;
         let d = Arc::new(Daemon {
             paths,
@@ -143,6 +146,7 @@ impl Daemon {
             execs: Mutex::new(HashMap::new()),
             spawner: Spawner::new(exe)?,
             events: tokio::sync::broadcast::channel(1024).0,
+            volumes: crate::volumes::Volumes::new(&paths_data_root),
         });
         d.restore().await?;
         Ok(d)
@@ -278,6 +282,44 @@ impl Daemon {
             "timeNano": nanos as i64,
         });
         let _ = self.events.send(ev);
+    }
+
+    /// Publish a volume event.
+    pub fn volume_event(&self, name: &str, action: &str) {
+        let nanos = util::now_nanos();
+        let _ = self.events.send(serde_json::json!({
+            "Type": "volume", "Action": action,
+            "Actor": {"ID": name, "Attributes": {"driver": "local"}},
+            "scope": "local", "time": (nanos / 1_000_000_000) as i64, "timeNano": nanos as i64,
+        }));
+    }
+
+    /// The containers using volume `name`.
+    pub fn volume_users(&self, name: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|e| {
+                crate::spec::mounts_of(&e.record().host_config).is_ok_and(|ms| {
+                    ms.iter().any(|m| matches!(m, crate::spec::MountSpec::Volume { name: n, .. } if n == name))
+                })
+            })
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    /// Remove a volume unless a container uses it (409).
+    pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), Error> {
+        self.volumes.get(name)?;
+        let users = self.volume_users(name);
+        if !users.is_empty() && !force {
+            return Err(Error::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        self.volumes.remove(name)?;
+        self.volume_event(name, "destroy");
+        Ok(())
     }
 
     /// Pause (freeze) a running container.
@@ -518,6 +560,15 @@ impl Daemon {
             log_rotation,
         };
         crate::spec::validate(&rec)?;
+        for m in crate::spec::mounts_of(&rec.host_config)? {
+            if let crate::spec::MountSpec::Volume { name, .. } = m {
+                if self.volumes.get(&name).is_err() {
+                    self.volumes
+                        .create(Some(&name), HashMap::new(), HashMap::new())?;
+                    self.volume_event(&name, "create");
+                }
+            }
+        }
         {
             // Reserve the name under the lock; the entry is visible from here on.
             let map = self.containers.read().expect("containers lock");
@@ -563,7 +614,7 @@ impl Daemon {
             };
             crate::spec::write_etc_files(rec, &files)
                 .map_err(|e| Error::internal("write /etc files", e))?;
-            let spec = crate::spec::build(rec, img, &rootfs, &files)?;
+            let spec = crate::spec::build(rec, img, &rootfs, &files, &self.volumes)?;
             util::atomic_write(
                 &bundle.join("config.json"),
                 &serde_json::to_vec_pretty(&spec).expect("json"),

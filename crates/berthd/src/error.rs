@@ -9,6 +9,9 @@ pub enum Error {
     /// 404: no image by that reference or id.
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// 404: no volume by that name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
     /// 404: no exec instance by that id.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
@@ -43,7 +46,10 @@ impl Error {
     /// The HTTP status docker answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Error::NoSuchContainer(_) | Error::NoSuchImage(_) | Error::NoSuchExec(_) => 404,
+            Error::NoSuchContainer(_)
+            | Error::NoSuchImage(_)
+            | Error::NoSuchExec(_)
+            | Error::NoSuchVolume(_) => 404,
             Error::Conflict(_) => 409,
             Error::BadParameter(_) => 400,
             Error::NotModified(_) => 304,

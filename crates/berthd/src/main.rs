@@ -16,6 +16,7 @@ mod store;
 mod supervisor;
 mod sys;
 mod util;
+mod volumes;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -92,6 +92,39 @@ fn own_caps() -> Vec<String> {
         .collect()
 }
 
+/// The rlimit names docker accepts (`--ulimit nofile=...`), as OCI types.
+const RLIMITS: &[&str] = &[
+    "RLIMIT_AS",
+    "RLIMIT_CORE",
+    "RLIMIT_CPU",
+    "RLIMIT_DATA",
+    "RLIMIT_FSIZE",
+    "RLIMIT_LOCKS",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_NOFILE",
+    "RLIMIT_NPROC",
+    "RLIMIT_RSS",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_STACK",
+];
+
+/// The init binary for `--init`: docker's `docker-init` (tini), `tini-static` or `tini`.
+pub fn init_binary() -> Option<std::path::PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/bin/tini",
+        "/usr/local/bin/docker-init",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .find(|p| p.is_file())
+}
+
 /// `NET_ADMIN` or `cap_net_admin` -> `CAP_NET_ADMIN`.
 fn cap_name(c: &str) -> String {
     let up = c.to_ascii_uppercase();
@@ -139,8 +172,49 @@ pub fn capabilities(
     Ok(caps)
 }
 
-/// One `-v SRC:DST[:OPTS]` bind, parsed.
-fn parse_bind(b: &str) -> Result<(String, String, bool), Error> {
+/// A mount of the container, from Binds, Mounts or Tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// A host path.
+    Bind {
+        /// Host path.
+        src: String,
+        /// Container path.
+        dst: String,
+        /// Read-only.
+        ro: bool,
+    },
+    /// A named volume (created when missing).
+    Volume {
+        /// Volume name.
+        name: String,
+        /// Container path.
+        dst: String,
+        /// Read-only.
+        ro: bool,
+    },
+    /// A tmpfs.
+    Tmpfs {
+        /// Container path.
+        dst: String,
+        /// Mount options (`size=`, `mode=`).
+        options: Vec<String>,
+    },
+}
+
+impl MountSpec {
+    /// The container path.
+    pub fn destination(&self) -> &str {
+        match self {
+            MountSpec::Bind { dst, .. }
+            | MountSpec::Volume { dst, .. }
+            | MountSpec::Tmpfs { dst, .. } => dst,
+        }
+    }
+}
+
+/// One `-v SRC:DST[:OPTS]` (SRC a host path or a volume name), parsed.
+fn parse_bind(b: &str) -> Result<MountSpec, Error> {
     let parts: Vec<&str> = b.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [s, d] => (*s, *d, ""),
@@ -151,29 +225,119 @@ fn parse_bind(b: &str) -> Result<(String, String, bool), Error> {
             )))
         }
     };
-    if !src.starts_with('/') {
-        return Err(Error::BadParameter(format!(
-            "invalid volume specification: '{b}': named volumes are not supported yet"
-        )));
-    }
     if !dst.starts_with('/') {
         return Err(Error::BadParameter(format!(
             "invalid volume specification: '{b}': mount path must be absolute"
         )));
     }
     let ro = opts.split(',').any(|o| o == "ro");
-    Ok((src.to_owned(), dst.to_owned(), ro))
+    if src.starts_with('/') {
+        return Ok(MountSpec::Bind {
+            src: src.to_owned(),
+            dst: dst.to_owned(),
+            ro,
+        });
+    }
+    if !crate::volumes::valid_name(src) {
+        return Err(Error::BadParameter(format!(
+            "invalid volume specification: '{b}': \"{src}\" includes invalid characters for a local volume name"
+        )));
+    }
+    Ok(MountSpec::Volume {
+        name: src.to_owned(),
+        dst: dst.to_owned(),
+        ro,
+    })
+}
+
+/// Every mount a HostConfig asks for: Binds, Mounts (bind, volume, tmpfs) and Tmpfs.
+pub fn mounts_of(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<MountSpec>, Error> {
+    use bollard_stubs::models::MountType;
+    let mut out = Vec::new();
+    for b in hc.binds.iter().flatten() {
+        out.push(parse_bind(b)?);
+    }
+    for m in hc.mounts.iter().flatten() {
+        let dst = m.target.clone().unwrap_or_default();
+        if !dst.starts_with('/') {
+            return Err(Error::BadParameter(format!(
+                "invalid mount config: mount path must be absolute: {dst:?}"
+            )));
+        }
+        let ro = m.read_only.unwrap_or(false);
+        let src = m.source.clone().unwrap_or_default();
+        out.push(match m.typ {
+            Some(MountType::BIND) => {
+                if !src.starts_with('/') {
+                    return Err(Error::BadParameter(format!(
+                        "invalid mount config for type \"bind\": invalid mount path: {src:?}"
+                    )));
+                }
+                MountSpec::Bind { src, dst, ro }
+            }
+            Some(MountType::VOLUME) => {
+                let name = if src.is_empty() {
+                    crate::util::random_id()
+                } else {
+                    src
+                };
+                if !crate::volumes::valid_name(&name) {
+                    return Err(Error::BadParameter(format!("invalid volume name {name:?}")));
+                }
+                MountSpec::Volume { name, dst, ro }
+            }
+            Some(MountType::TMPFS) => {
+                let mut options = Vec::new();
+                if let Some(t) = &m.tmpfs_options {
+                    if let Some(sz) = t.size_bytes.filter(|s| *s > 0) {
+                        options.push(format!("size={sz}"));
+                    }
+                    if let Some(mode) = t.mode.filter(|m| *m > 0) {
+                        options.push(format!("mode={mode:o}"));
+                    }
+                }
+                MountSpec::Tmpfs { dst, options }
+            }
+            t => {
+                return Err(Error::BadParameter(format!(
+                    "mount type {} is not supported by berthd yet (bind, volume, tmpfs)",
+                    t.map(|t| t.to_string()).unwrap_or_default()
+                )))
+            }
+        });
+    }
+    for (dst, o) in hc.tmpfs.iter().flatten() {
+        out.push(MountSpec::Tmpfs {
+            dst: dst.clone(),
+            options: o
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for m in &out {
+        if !seen.insert(m.destination().to_owned()) {
+            return Err(Error::BadParameter(format!(
+                "Duplicate mount point: {}",
+                m.destination()
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// Check the HostConfig fields berthd applies, before anything is created (400 on error).
 pub fn validate(rec: &Record) -> Result<(), Error> {
     let hc = &rec.host_config;
-    for b in hc.binds.iter().flatten() {
-        let (src, _, _) = parse_bind(b)?;
-        if !Path::new(&src).exists() {
-            return Err(Error::BadParameter(format!(
-                "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-            )));
+    for m in mounts_of(hc)? {
+        if let MountSpec::Bind { src, .. } = m {
+            if !Path::new(&src).exists() {
+                return Err(Error::BadParameter(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                )));
+            }
         }
     }
     match hc.network_mode.as_deref().unwrap_or("default") {
@@ -250,6 +414,7 @@ pub fn build(
     img: &Image,
     rootfs: &Path,
     files: &EtcFiles<'_>,
+    volumes: &crate::volumes::Volumes,
 ) -> Result<Value, Error> {
     let mut argv = vec![rec.path.clone()];
     argv.extend(rec.args.iter().cloned());
@@ -302,17 +467,120 @@ pub fn build(
         mounts.push(json!({"destination": dst, "type": "bind", "source": src,
                            "options": ["rbind", "rprivate"]}));
     }
-    for b in hc.binds.iter().flatten() {
-        let (src, dst, ro) = parse_bind(b)?;
-        mounts.push(json!({"destination": dst, "type": "bind", "source": src,
-                           "options": ["rbind", "rprivate", if ro { "ro" } else { "rw" }]}));
+    for m in mounts_of(hc)? {
+        let rw = |ro: bool| if ro { "ro" } else { "rw" };
+        match m {
+            MountSpec::Bind { src, dst, ro } => mounts.push(json!({
+                "destination": dst, "type": "bind", "source": src,
+                "options": ["rbind", "rprivate", rw(ro)]})),
+            MountSpec::Volume { name, dst, ro } => mounts.push(json!({
+                "destination": dst, "type": "bind", "source": volumes.data_path(&name),
+                "options": ["rbind", "rprivate", rw(ro)]})),
+            MountSpec::Tmpfs { dst, options: o } => {
+                let mut options =
+                    vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+                options.extend(o);
+                mounts.push(
+                    json!({"destination": dst, "type": "tmpfs", "source": "tmpfs",
+                                   "options": options}),
+                );
+            }
+        }
     }
-    for (dst, o) in hc.tmpfs.iter().flatten() {
-        let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
-        options.extend(o.split(',').filter(|x| !x.is_empty()).map(str::to_owned));
-        mounts.push(
-            json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}),
-        );
+    if hc.init.unwrap_or(false) {
+        let init = init_binary().ok_or_else(|| {
+            Error::BadParameter("--init: no docker-init (tini) binary on this host".into())
+        })?;
+        s["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/sbin/docker-init", "type": "bind", "source": init,
+            "options": ["rbind", "ro"]}));
+        let args = s["process"]["args"].as_array().cloned().unwrap_or_default();
+        let mut with_init = vec![json!("/sbin/docker-init"), json!("--")];
+        with_init.extend(args);
+        s["process"]["args"] = json!(with_init);
+    }
+    for u in hc.ulimits.iter().flatten() {
+        let name = u.name.clone().unwrap_or_default();
+        let typ = format!("RLIMIT_{}", name.to_ascii_uppercase());
+        if !RLIMITS.contains(&typ.as_str()) {
+            return Err(Error::BadParameter(format!("invalid ulimit type: {name}")));
+        }
+        let (soft, hard) = (u.soft.unwrap_or(0), u.hard.unwrap_or(0));
+        if soft > hard && hard >= 0 {
+            return Err(Error::BadParameter(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        let rl = s["process"]["rlimits"].as_array_mut().expect("rlimits");
+        rl.retain(|r| r["type"] != typ.as_str());
+        rl.push(json!({"type": typ, "soft": soft as u64, "hard": hard as u64}));
+    }
+    if let Some(adj) = hc.oom_score_adj.filter(|a| *a != 0) {
+        s["process"]["oomScoreAdj"] = json!(adj);
+    }
+    if let Some(groups) = hc.group_add.as_ref().filter(|g| !g.is_empty()) {
+        let group_file = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+        let mut gids: Vec<u32> =
+            serde_json::from_value(s["process"]["user"]["additionalGids"].clone())
+                .unwrap_or_default();
+        for g in groups {
+            let gid = g.parse::<u32>().ok().or_else(|| {
+                group_file
+                    .lines()
+                    .map(|l| l.split(':').collect::<Vec<_>>())
+                    .find(|f| f.len() >= 3 && f[0] == g)
+                    .and_then(|f| f[2].parse().ok())
+            });
+            match gid {
+                Some(n) if !gids.contains(&n) => gids.push(n),
+                Some(_) => {}
+                None => return Err(Error::BadParameter(format!("unable to find group {g}"))),
+            }
+        }
+        s["process"]["user"]["additionalGids"] = json!(gids);
+    }
+    if let Some(shm) = hc.shm_size.filter(|s| *s > 0) {
+        for m in s["mounts"].as_array_mut().expect("mounts") {
+            if m["destination"] == "/dev/shm" {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|x| !x.as_str().is_some_and(|x| x.starts_with("size=")));
+                    o.push(json!(format!("size={shm}")));
+                }
+            }
+        }
+    }
+    let linux = &mut s["linux"];
+    if let Some(sysctls) = hc.sysctls.as_ref().filter(|m| !m.is_empty()) {
+        linux["sysctl"] = json!(sysctls);
+    }
+    let mut uts_host = false;
+    for (mode, ns) in [
+        (&hc.pid_mode, "pid"),
+        (&hc.ipc_mode, "ipc"),
+        (&hc.uts_mode, "uts"),
+    ] {
+        match mode.as_deref().unwrap_or("") {
+            "" | "private" | "shareable" => {}
+            "host" => {
+                if let Some(list) = linux["namespaces"].as_array_mut() {
+                    list.retain(|n| n["type"] != ns);
+                }
+                if ns == "uts" {
+                    uts_host = true;
+                }
+            }
+            m => {
+                return Err(Error::BadParameter(format!(
+                    "{ns} mode {m:?} is not supported by berthd yet (host, private)"
+                )))
+            }
+        }
+    }
+    if uts_host {
+        // The host's hostname: none may be set without a UTS namespace of its own.
+        if let Some(o) = s.as_object_mut() {
+            o.remove("hostname");
+        }
     }
     let linux = &mut s["linux"];
     let mut res = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
@@ -385,15 +653,27 @@ mod tests {
 
     #[test]
     fn binds_parse() {
+        let bind = |s: &str, d: &str, ro| MountSpec::Bind {
+            src: s.into(),
+            dst: d.into(),
+            ro,
+        };
+        assert_eq!(parse_bind("/a:/b:ro").unwrap(), bind("/a", "/b", true));
+        assert_eq!(parse_bind("/a:/b").unwrap(), bind("/a", "/b", false));
         assert_eq!(
-            parse_bind("/a:/b:ro").unwrap(),
-            ("/a".into(), "/b".into(), true)
+            parse_bind("vol:/b").unwrap(),
+            MountSpec::Volume {
+                name: "vol".into(),
+                dst: "/b".into(),
+                ro: false
+            }
         );
-        assert_eq!(
-            parse_bind("/a:/b").unwrap(),
-            ("/a".into(), "/b".into(), false)
-        );
-        assert!(parse_bind("vol:/b").is_err());
         assert!(parse_bind("/a:b").is_err());
+        assert!(parse_bind("../x:/b").is_err());
+        let hc = bollard_stubs::models::HostConfig {
+            binds: Some(vec!["/a:/x".into(), "v:/x".into()]),
+            ..Default::default()
+        };
+        assert!(mounts_of(&hc).is_err(), "duplicate mount point");
     }
 }

@@ -131,7 +131,7 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
             "Status": status_text(&r),
             "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "default".into())},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": mounts(&r),
+            "Mounts": mounts(&d, &r),
         }));
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
@@ -140,19 +140,23 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
     Ok(json(StatusCode::OK, &out))
 }
 
-fn mounts(r: &Record) -> Vec<serde_json::Value> {
+fn mounts(d: &crate::daemon::Daemon, r: &Record) -> Vec<serde_json::Value> {
+    use crate::spec::MountSpec;
     let mut v = Vec::new();
-    for b in r.host_config.binds.iter().flatten() {
-        let parts: Vec<&str> = b.split(':').collect();
-        if parts.len() >= 2 {
-            let ro = parts
-                .get(2)
-                .is_some_and(|o| o.split(',').any(|x| x == "ro"));
-            v.push(json!({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": parts.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}));
-        }
-    }
-    for dst in r.host_config.tmpfs.iter().flatten().map(|(k, _)| k) {
-        v.push(json!({"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": "", "RW": true, "Propagation": ""}));
+    for m in crate::spec::mounts_of(&r.host_config).unwrap_or_default() {
+        v.push(match m {
+            MountSpec::Bind { src, dst, ro } => {
+                json!({"Type": "bind", "Source": src, "Destination": dst,
+                "Mode": if ro { "ro" } else { "" }, "RW": !ro, "Propagation": "rprivate"})
+            }
+            MountSpec::Volume { name, dst, ro } => json!({"Type": "volume", "Name": name,
+                "Source": d.volumes.data_path(&name), "Destination": dst, "Driver": "local",
+                "Mode": if ro { "ro" } else { "z" }, "RW": !ro, "Propagation": ""}),
+            MountSpec::Tmpfs { dst, .. } => {
+                json!({"Type": "tmpfs", "Source": "", "Destination": dst,
+                "Mode": "", "RW": true, "Propagation": ""})
+            }
+        });
     }
     v
 }
@@ -199,7 +203,7 @@ pub async fn inspect(
         "ExecIDs": null,
         "HostConfig": r.host_config,
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.paths.bundle(&r.id).join("rootfs"), "UpperDir": d.paths.overlay(&r.id).join("upper"), "WorkDir": d.paths.overlay(&r.id).join("work")}},
-        "Mounts": mounts(&r),
+        "Mounts": mounts(&d, &r),
         "Config": r.config,
         "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""},
     });

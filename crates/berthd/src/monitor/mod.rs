@@ -250,7 +250,12 @@ fn run(dir: &Path, ready: &mut Option<File>) -> Result<()> {
     .with_context(|| format!("parse {}", cfg_path.display()))?;
     // An exec (and an init sharing a pid namespace) runs runtime code inside the container:
     // the binary must be protected first (this re-executes us from a read-only mount).
-    if cfg.exec.is_some() {
+    let needs = cfg.exec.is_some()
+        || std::fs::read(cfg.bundle.join("config.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<oci_spec::runtime::Spec>(&d).ok())
+            .is_none_or(|spec| berth_runtime::exe::init_needs_protection(&spec));
+    if needs {
         berth_runtime::exe::protect().context("protect the berthd binary")?;
     }
     crate::sys::detach().context("fork")?;
