@@ -1,11 +1,13 @@
 //! The container lifecycle: create, start, kill, pause, resume, delete and state.
 
+mod api;
 mod by_id;
 mod create;
 mod ops;
 #[cfg(test)]
 mod tests;
 
+pub use api::Container;
 pub use by_id::ContainerRef;
 pub use ops::OomEvents;
 
@@ -23,7 +25,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Hook, Process, Spec};
 
-use crate::error::ContainerError;
+use crate::error::{ContainerError, SysOp};
 use crate::handle::ProcessHandle;
 use crate::hooks;
 use crate::ns::NsPlan;
@@ -214,7 +216,8 @@ impl ContainerBuilder {
                 // Init is our unreaped child (also after a second fork or the spawn helper,
                 // both CLONE_PARENT): its pid cannot have been reused.
                 let init = ProcessHandle::of_child(Pid::from_raw(state.pid)).ok();
-                Ok(Container { dir, state, init })
+                // The lock goes with `dir`: the container is left unlocked.
+                Ok(Container::new(&self.root, &dir, state, init))
             }
             Err(e) => {
                 cleanup.run();
@@ -404,8 +407,14 @@ fn pass_seccomp_fd(
         .ok_or_else(|| ContainerError::InitDied("seccomp fd without a seccomp section".into()))?;
     crate::seccomp::send_notify_fd(filter, pid.as_raw(), state, fd.as_fd())?;
     drop(fd);
-    chan.send(&ToChild::SeccompDone)
-        .map_err(|e| ContainerError::sys("send to container process", e))
+    chan.send(&ToChild::SeccompDone).map_err(|e| {
+        ContainerError::sys(
+            SysOp::Send {
+                peer: "the container process",
+            },
+            e,
+        )
+    })
 }
 
 /// Write a pid file: a new file (`O_EXCL | O_NOFOLLOW`, random name) in its directory, renamed
@@ -476,31 +485,19 @@ impl ExecOptions {
     }
 }
 
-/// A container that exists under the runtime root, locked while this value lives.
+/// A container's state directory locked for one operation, and its state as read under the
+/// lock: what each operation of [`Container`] and [`ContainerRef`] works on, from
+/// [`Locked::open`] until it returns (the lock goes with this value).
 #[derive(Debug)]
-pub struct Container {
+struct Locked {
     dir: StateDir,
     state: ContainerState,
-    /// The init process by pidfd, when this value was made by `create` in this process (whose
-    /// child init is).
-    init: Option<ProcessHandle>,
 }
 
-impl Container {
-    /// Open container `id` under `root`, taking its lock exclusively (for commands that change
-    /// it). Waits for another command's lock at most [`state::lock_timeout`], then fails with
-    /// [`state::StateError::Busy`].
-    pub fn load(root: &Path, id: &str) -> Result<Self, ContainerError> {
-        Self::load_locked(root, id, LockMode::Exclusive)
-    }
-
-    /// [`load`](Self::load) with a shared lock, for commands that only read (`state`, `list`,
-    /// `ps`, `events`): they wait for a command that changes the container, not for each other.
-    pub fn load_shared(root: &Path, id: &str) -> Result<Self, ContainerError> {
-        Self::load_locked(root, id, LockMode::Shared)
-    }
-
-    fn load_locked(root: &Path, id: &str, mode: LockMode) -> Result<Self, ContainerError> {
+impl Locked {
+    /// Lock container `id` under `root` in `mode`, waiting for another holder at most
+    /// [`state::lock_timeout`] ([`state::StateError::Busy`]), and read its state.
+    fn open(root: &Path, id: &str, mode: LockMode) -> Result<Self, ContainerError> {
         state::check_id(id).map_err(|why| ContainerError::InvalidId {
             id: id.to_owned(),
             why,
@@ -512,16 +509,12 @@ impl Container {
         let state = dir
             .load()?
             .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
-        Ok(Container {
-            dir,
-            state,
-            init: None,
-        })
+        Ok(Locked { dir, state })
     }
 
-    /// `delete` by id: [`delete`](Self::delete) the container, or remove what a `create` that
-    /// died left (a state directory without `state.json`). Errors as [`load`](Self::load).
-    pub fn delete_id(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
+    /// `delete` by id, under the exclusive lock: [`delete`](Self::delete) the container, or
+    /// remove what a `create` that died left (a state directory without `state.json`).
+    fn delete_id(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
         state::check_id(id).map_err(|why| ContainerError::InvalidId {
             id: id.to_owned(),
             why,
@@ -529,64 +522,20 @@ impl Container {
         let dir = StateDir::open(root, id, LockMode::Exclusive)?
             .ok_or_else(|| ContainerError::NotFound { id: id.to_owned() })?;
         match dir.load()? {
-            Some(state) => Container {
-                dir,
-                state,
-                init: None,
-            }
-            .delete(force),
+            Some(state) => Locked { dir, state }.delete(force),
             None => Ok(dir.remove()?),
         }
     }
 
-    /// The container id.
-    pub fn id(&self) -> &str {
-        &self.state.id
-    }
-
-    /// Host pid of the init process.
-    pub fn pid(&self) -> i32 {
-        self.state.pid
-    }
-
-    /// The init process by pidfd, for a container this process created (init is its
-    /// child); `None` for one opened with [`load`](Self::load). Poll its fd to learn of the
-    /// exit without a thread; [`wait`](Self::wait) for the status.
-    pub fn init_process(&mut self) -> Option<&mut ProcessHandle> {
-        self.init.as_mut()
-    }
-
-    /// Take the init process's handle out (e.g. to wait for it after this value, and its
-    /// lock, are gone).
-    pub fn take_init_process(&mut self) -> Option<ProcessHandle> {
-        self.init.take()
-    }
-
-    /// Block until the init process exits: its exit status, for a container this process
-    /// created (else [`ContainerError::NotOurChild`]: only init's parent learns its status).
-    pub fn wait(&mut self) -> Result<crate::handle::ExitStatus, ContainerError> {
-        match &mut self.init {
-            Some(h) => h.wait(),
-            None => Err(ContainerError::NotOurChild {
-                id: self.state.id.clone(),
-            }),
-        }
-    }
-
-    /// The saved state.
-    pub fn saved_state(&self) -> &ContainerState {
-        &self.state
-    }
-
     /// The container's cgroup.
-    pub fn cgroup(&self) -> Result<Box<dyn CgroupManager>, ContainerError> {
+    fn cgroup(&self) -> Result<Box<dyn CgroupManager>, ContainerError> {
         Ok(berth_cgroups::open_saved(&self.state.cgroup)?)
     }
 
     /// The current status, derived from the init process, the exec fifo and the freezer. A
     /// container whose `create` died half way (seen by the lock's next holder) is `creating`
     /// while its init lives.
-    pub fn status(&self) -> Status {
+    fn status(&self) -> Status {
         if self.state.stopped || !state::is_alive(self.state.pid, self.state.pid_start_time) {
             return Status::Stopped;
         }
@@ -607,7 +556,7 @@ impl Container {
     }
 
     /// The state as `runc state` prints it.
-    pub fn oci_state(&self) -> OciState {
+    fn oci_state(&self) -> OciState {
         let status = self.status();
         OciState {
             oci_version: OCI_VERSION.into(),
@@ -627,7 +576,7 @@ impl Container {
     }
 
     /// The configuration the container was created with.
-    pub fn config(&self) -> Result<Spec, SpecError> {
+    fn config(&self) -> Result<Spec, SpecError> {
         // Through the locked directory's fd, not a path that could name another directory.
         crate::spec::load_spec(Path::new(&format!(
             "/proc/self/fd/{}/{}",
@@ -676,7 +625,7 @@ impl Container {
     }
 
     /// Let the init process exec the user's program, then run the poststart hooks.
-    pub fn start(&mut self) -> Result<(), ContainerError> {
+    fn start(&mut self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Created {
             return Err(self.refuse("start", status));
@@ -715,10 +664,10 @@ impl Container {
                                 "it closed the exec fifo without starting".into(),
                             ))
                         }
-                        Err(e) => return Err(ContainerError::sys("read exec fifo", e)),
+                        Err(e) => return Err(ContainerError::sys(SysOp::ReadExecFifo, e)),
                     }
                 }
-                Err(e) => return Err(ContainerError::sys("poll exec fifo", e)),
+                Err(e) => return Err(ContainerError::sys(SysOp::PollExecFifo, e)),
             }
         }
         state::crash_point("start:read");
@@ -742,12 +691,9 @@ impl Container {
     /// - SIGKILL to a paused container's init thaws the cgroup so that it can die.
     ///
     /// `signal` must be 0 or a valid signal number (1..=SIGRTMAX).
-    pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerError> {
+    fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerError> {
         if !(0..=libc::SIGRTMAX()).contains(&signal) {
-            return Err(ContainerError::sys(
-                format!("kill with signal {signal}"),
-                Errno::EINVAL,
-            ));
+            return Err(ContainerError::InvalidSignal { signal });
         }
         let status = self.status();
         if all {
@@ -790,7 +736,9 @@ impl Container {
             Err(Errno::ESRCH) => return Err(self.not_running("kill")),
             Err(e) => {
                 return Err(ContainerError::sys(
-                    format!("pidfd_open {}", self.state.pid),
+                    SysOp::PidfdOpen {
+                        pid: self.state.pid,
+                    },
                     e,
                 ))
             }
@@ -804,29 +752,17 @@ impl Container {
             // Exited (a zombie waiting for its reaper) since we looked.
             Err(Errno::ESRCH) => Err(self.not_running("kill")),
             Err(e) => Err(ContainerError::sys(
-                format!("kill {} with signal {signal}", self.state.pid),
+                SysOp::PidfdSendSignal {
+                    pid: self.state.pid,
+                    signal,
+                },
                 e,
             )),
         }
     }
 
-    /// Start `process` inside the running container: it joins every namespace and the cgroup
-    /// of the container and is set up like the container's own process (user, capabilities,
-    /// rlimits, no_new_privs, seccomp). Returns its host pid once it is about to exec; the
-    /// caller (a child of which it is) waits for it.
-    ///
-    /// It may be called from any thread (see [`crate::spawn`]); the binary must be protected
-    /// from the container ([`crate::exe::protect`]): the new process runs runtime code inside
-    /// the container before it execs.
-    pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
-        self.exec_process(process, opts).map(|p| p.pid())
-    }
-
-    /// [`exec`](Self::exec), returning the process by pidfd: wait for its exit status with
-    /// [`ProcessHandle::wait`] (blocking) or poll its fd (async, e.g. tokio's `AsyncFd`). The
-    /// process is the caller's child; with the handle, nothing but this process is ever
-    /// waited for.
-    pub fn exec_process(
+    /// Start `process` inside the running container (see [`Container::exec_process`]).
+    fn exec_process(
         &self,
         process: Process,
         opts: &ExecOptions,
@@ -880,7 +816,7 @@ impl Container {
         };
         let cgroup = self.cgroup()?;
         let (parent_chan, child_chan) =
-            Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
+            Channel::pair().map_err(|e| ContainerError::sys(SysOp::Socketpair, e))?;
         let first = crate::spawn::spawn(
             crate::spawn::Child::Exec(Box::new(cfg)),
             &opts.stdio,
@@ -923,7 +859,12 @@ impl Container {
         }
         state::crash_point("exec:joined");
         if let Err(e) = parent_chan.send(&ToChild::Go) {
-            let e = ContainerError::sys("send to exec child", e);
+            let e = ContainerError::sys(
+                SysOp::Send {
+                    peer: "the exec child",
+                },
+                e,
+            );
             return Err(end_process(&mut process, e));
         }
         state::crash_point("exec:go");
@@ -962,7 +903,7 @@ impl Container {
 
     /// Freeze every process of the container: it must be running or created, else
     /// [`ContainerError::NotRunning`] (runc's "container not running").
-    pub fn pause(&self) -> Result<(), ContainerError> {
+    fn pause(&self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Running && status != Status::Created {
             // runc's ErrNotRunning, for a paused container too.
@@ -973,7 +914,7 @@ impl Container {
     }
 
     /// Thaw a paused container.
-    pub fn resume(&self) -> Result<(), ContainerError> {
+    fn resume(&self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Paused {
             return Err(self.refuse("resume", status));
@@ -987,7 +928,7 @@ impl Container {
     /// Kills only the container's own processes ([`own_processes`](Self::own_processes)),
     /// removes the cgroup directories its create made, removes the state directory, then runs
     /// the poststop hooks. Each step can be repeated: a delete cut short is finished by the next.
-    pub fn delete(self, force: bool) -> Result<(), ContainerError> {
+    fn delete(self, force: bool) -> Result<(), ContainerError> {
         let _span = tracing::info_span!("delete", id = %self.state.id).entered();
         let status = self.status();
         match status {
@@ -1023,29 +964,8 @@ impl Container {
         Ok(())
     }
 
-    /// The processes of the container's cgroup that are the container's: init, and those in
-    /// a namespace that was made for the container. Another process that shares a cgroup
-    /// named by `linux.cgroupsPath` is not (runc leaves it alone too); with no namespace of
-    /// its own to tell them apart, every process of a cgroup berth made is the container's.
-    pub fn own_processes(&self, cg: &dyn CgroupManager) -> Vec<i32> {
-        let init = self.state.pid;
-        let init_alive = state::is_alive(init, self.state.pid_start_time);
-        let made_cgroup = created_cgroup(&self.state.cgroup);
-        let ns = &self.state.namespaces;
-        cg.procs()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&pid| {
-                if pid == init {
-                    return init_alive;
-                }
-                if ns.is_empty() {
-                    return made_cgroup;
-                }
-                ns.iter()
-                    .any(|n| state::NsIdentity::of(pid, &n.kind).as_ref() == Some(n))
-            })
-            .collect()
+    fn own_processes(&self, cg: &dyn CgroupManager) -> Vec<i32> {
+        own_processes(&self.state, cg)
     }
 
     /// SIGKILL the container's own processes ([`own_processes`](Self::own_processes)) until
@@ -1083,11 +1003,12 @@ impl Container {
             // to kill, and only ours.
             self.kill_own_processes(cg.as_ref());
         }
-        if !wait_gone(self.state.pid, Duration::from_secs(10)) {
-            return Err(ContainerError::sys(
-                format!("wait for init {} to exit", self.state.pid),
-                Errno::ETIMEDOUT,
-            ));
+        let limit = Duration::from_secs(10);
+        if !wait_gone(self.state.pid, limit) {
+            return Err(ContainerError::Timeout {
+                step: "init to exit after SIGKILL",
+                limit,
+            });
         }
         // Then for the rest of the container's processes, a bounded while.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -1103,9 +1024,35 @@ impl Container {
 pub fn list(root: &Path) -> Result<Vec<OciState>, ContainerError> {
     let mut out = Vec::new();
     for id in state::list_ids(root)? {
-        if let Ok(c) = Container::load_shared(root, &id) {
+        if let Ok(c) = Locked::open(root, &id, LockMode::Shared) {
             out.push(c.oci_state());
         }
     }
     Ok(out)
+}
+
+/// The processes of the container's cgroup that are the container's (`st`: its saved state):
+/// init, and those in a namespace that was made for the container. Another process that
+/// shares a cgroup named by `linux.cgroupsPath` is not (runc leaves it alone too); with no
+/// namespace of its own to tell them apart, every process of a cgroup berth made is the
+/// container's.
+fn own_processes(st: &ContainerState, cg: &dyn CgroupManager) -> Vec<i32> {
+    let init = st.pid;
+    let init_alive = state::is_alive(init, st.pid_start_time);
+    let made_cgroup = created_cgroup(&st.cgroup);
+    let ns = &st.namespaces;
+    cg.procs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&pid| {
+            if pid == init {
+                return init_alive;
+            }
+            if ns.is_empty() {
+                return made_cgroup;
+            }
+            ns.iter()
+                .any(|n| state::NsIdentity::of(pid, &n.kind).as_ref() == Some(n))
+        })
+        .collect()
 }

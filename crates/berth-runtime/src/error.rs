@@ -78,15 +78,25 @@ pub enum ContainerError {
     /// A hook failed.
     #[error(transparent)]
     Hook(#[from] HookError),
-    /// A system call made by the runtime (not the container's init) failed (`pidfd_open
-    /// 1234: ESRCH: No such process`).
+    /// A system call made by the runtime (not the container's init) failed (`pidfd_open of
+    /// process 1234: ESRCH: No such process`): which call, on what ([`SysOp`]), and the errno.
     #[error("{op}: {source}")]
     Sys {
-        /// What was being done, e.g. `clone` or `kill`.
-        op: String,
+        /// The call and what it was made on.
+        op: SysOp,
         /// The errno.
         #[source]
         source: Errno,
+    },
+    /// `kill` was given a number that is not a signal.
+    #[error(
+        "invalid signal {signal}: a signal is 0 (only a check) or a number from 1 to SIGRTMAX \
+         ({})",
+        libc::SIGRTMAX()
+    )]
+    InvalidSignal {
+        /// The number given.
+        signal: i32,
     },
     /// A file operation made by the runtime failed.
     #[error("{op} {path}: {source}")]
@@ -160,10 +170,87 @@ pub fn with_causes(err: &dyn std::error::Error) -> String {
 }
 
 impl ContainerError {
-    pub(crate) fn sys(op: impl Into<String>, source: Errno) -> Self {
-        ContainerError::Sys {
-            op: op.into(),
-            source,
+    pub(crate) fn sys(op: SysOp, source: Errno) -> Self {
+        ContainerError::Sys { op, source }
+    }
+}
+
+/// A system call the runtime makes itself, and what it was made on: the operation of
+/// [`ContainerError::Sys`], for callers to match (`SysOp::PidfdOpen { .. }`) and to read
+/// (`pidfd_open of process 1234`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SysOp {
+    /// `socketpair(2)` for the channel to a container process.
+    Socketpair,
+    /// `clone(2)` of a container process (or of the spawn helper), with these flags.
+    Clone(nix::sched::CloneFlags),
+    /// `memfd_create(2)` for the request to the spawn helper.
+    MemfdCreate,
+    /// `sendmsg(2)` on the channel to `peer` (`init`, `the exec child`, `the spawn helper`,
+    /// `the container process`).
+    Send {
+        /// Who the message was for.
+        peer: &'static str,
+    },
+    /// `recvmsg(2)` on the channel, waiting for `step`.
+    Receive {
+        /// The step that was waited for, e.g. `init's ready`.
+        step: &'static str,
+    },
+    /// `poll(2)` of the channel, waiting for `step`.
+    PollChannel {
+        /// The step that was waited for.
+        step: &'static str,
+    },
+    /// `poll(2)` of the exec fifo, waiting for init to start the user's program (`start`).
+    PollExecFifo,
+    /// `read(2)` of the exec fifo (`start`).
+    ReadExecFifo,
+    /// `pidfd_open(2)` of process `pid`.
+    PidfdOpen {
+        /// The host pid.
+        pid: i32,
+    },
+    /// `pidfd_send_signal(2)` of `signal` to process `pid`.
+    PidfdSendSignal {
+        /// The host pid.
+        pid: i32,
+        /// The signal number.
+        signal: i32,
+    },
+    /// `poll(2)` of process `pid`'s pidfd, waiting for its exit.
+    PollPidfd {
+        /// The host pid.
+        pid: i32,
+    },
+    /// `waitid(P_PIDFD)` for process `pid`'s exit status.
+    Waitid {
+        /// The host pid.
+        pid: i32,
+    },
+}
+
+impl fmt::Display for SysOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SysOp::Socketpair => f.write_str("socketpair for a container process's channel"),
+            SysOp::Clone(flags) => write!(f, "clone a container process with {flags:?}"),
+            SysOp::MemfdCreate => f.write_str("memfd_create for the spawn helper's request"),
+            SysOp::Send { peer } => write!(f, "send to {peer}"),
+            SysOp::Receive { step } => write!(f, "receive on the channel waiting for {step}"),
+            SysOp::PollChannel { step } => write!(f, "poll the channel waiting for {step}"),
+            SysOp::PollExecFifo => f.write_str("poll the exec fifo"),
+            SysOp::ReadExecFifo => f.write_str("read the exec fifo"),
+            SysOp::PidfdOpen { pid } => write!(f, "pidfd_open of process {pid}"),
+            SysOp::PidfdSendSignal { pid, signal } => {
+                match nix::sys::signal::Signal::try_from(signal) {
+                    Ok(sig) => write!(f, "send {} to process {pid}", sig.as_str()),
+                    Err(_) => write!(f, "send signal {signal} to process {pid}"),
+                }
+            }
+            SysOp::PollPidfd { pid } => write!(f, "poll the pidfd of process {pid}"),
+            SysOp::Waitid { pid } => write!(f, "waitid(P_PIDFD) for process {pid}"),
         }
     }
 }
@@ -250,8 +337,35 @@ mod tests {
             setup.to_string(),
             "container init: mounts: mount proc on /proc: operation not permitted"
         );
-        let sys = ContainerError::sys("pidfd_open 42", Errno::ESRCH);
-        assert_eq!(sys.to_string(), "pidfd_open 42: ESRCH: No such process");
+        let sys = ContainerError::sys(SysOp::PidfdOpen { pid: 42 }, Errno::ESRCH);
+        assert_eq!(
+            sys.to_string(),
+            "pidfd_open of process 42: ESRCH: No such process"
+        );
+        assert!(matches!(
+            sys,
+            ContainerError::Sys {
+                op: SysOp::PidfdOpen { pid: 42 },
+                source: Errno::ESRCH
+            }
+        ));
+        let kill = ContainerError::sys(
+            SysOp::PidfdSendSignal {
+                pid: 7,
+                signal: libc::SIGTERM,
+            },
+            Errno::EPERM,
+        );
+        assert_eq!(
+            kill.to_string(),
+            "send SIGTERM to process 7: EPERM: Operation not permitted"
+        );
+        let bad = ContainerError::InvalidSignal { signal: 99 };
+        assert!(
+            bad.to_string()
+                .starts_with("invalid signal 99: a signal is 0"),
+            "{bad}"
+        );
         let io = ContainerError::Io {
             op: "connect to console socket",
             path: "/run/c.sock".into(),

@@ -22,7 +22,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::error::ContainerError;
+use crate::error::{ContainerError, SysOp};
 
 /// How a container process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl ProcessHandle {
     /// cannot have been reused yet).
     pub(crate) fn of_child(pid: Pid) -> Result<Self, ContainerError> {
         let pidfd = crate::sys::pidfd_open(pid)
-            .map_err(|e| ContainerError::sys(format!("pidfd_open {pid}"), e))?;
+            .map_err(|e| ContainerError::sys(SysOp::PidfdOpen { pid: pid.as_raw() }, e))?;
         Ok(ProcessHandle {
             pid,
             pidfd,
@@ -91,8 +91,15 @@ impl ProcessHandle {
     /// Send `signal` to the process through its pidfd (`pidfd_send_signal`): never to another
     /// process that reused the pid. `ESRCH` once it has exited.
     pub fn signal(&self, signal: Signal) -> Result<(), ContainerError> {
-        crate::sys::pidfd_send_signal(self.pidfd.as_fd(), signal as i32)
-            .map_err(|e| ContainerError::sys(format!("signal {} with {signal}", self.pid), e))
+        crate::sys::pidfd_send_signal(self.pidfd.as_fd(), signal as i32).map_err(|e| {
+            ContainerError::sys(
+                SysOp::PidfdSendSignal {
+                    pid: self.pid.as_raw(),
+                    signal: signal as i32,
+                },
+                e,
+            )
+        })
     }
 
     /// The exit status if the process has exited (and reap it), `None` while it runs. Once
@@ -130,7 +137,9 @@ impl ProcessHandle {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => {
                     return Err(ContainerError::sys(
-                        format!("poll pidfd of {}", self.pid),
+                        SysOp::PollPidfd {
+                            pid: self.pid.as_raw(),
+                        },
                         e,
                     ))
                 }
@@ -150,7 +159,9 @@ impl ProcessHandle {
                 Ok(_) => return Ok(None),
                 Err(e) => {
                     return Err(ContainerError::sys(
-                        format!("waitid(P_PIDFD) for {}", self.pid),
+                        SysOp::Waitid {
+                            pid: self.pid.as_raw(),
+                        },
                         e,
                     ))
                 }

@@ -3,8 +3,9 @@
 //! The entry point is [`container::ContainerBuilder`]: it loads a bundle, creates the
 //! namespaces, the cgroup and the root filesystem, and leaves the container's init process
 //! waiting for [`container::Container::start`]. Every other operation (`kill`, `pause`,
-//! `delete`, ...) goes through [`container::Container::load`], or, in a long-lived program,
-//! [`container::ContainerRef`], which locks the container per operation.
+//! `delete`, ...) is a method of the [`container::Container`] that `create` returns or
+//! [`container::Container::load`] finds, or of a [`container::ContainerRef`] (by name only);
+//! neither holds the container's lock between operations: each takes it for itself.
 //!
 //! Any thread of a multithreaded (async) program may call it: container processes are then
 //! started through a spawn helper ([`spawn`]), waited for by pidfd ([`handle`]), and every
@@ -16,7 +17,7 @@
 //!
 //! let mut c = ContainerBuilder::new("web", "/srv/bundles/web").create()?;
 //! c.start()?;
-//! let state = c.oci_state();
+//! let state = c.state()?;
 //! println!("{} is {} with pid {}", state.id, state.status, state.pid);
 //! # Ok::<(), berth_runtime::error::ContainerError>(())
 //! ```
@@ -39,5 +40,5 @@ mod sys;
 pub mod validate;
 
 pub use container::{Container, ContainerBuilder, ContainerRef};
-pub use error::{ContainerError, SetupError};
+pub use error::{ContainerError, SetupError, SysOp};
 pub use state::{OciState, Status};

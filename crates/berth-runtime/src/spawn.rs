@@ -43,7 +43,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ContainerError, SetupError};
+use crate::error::{ContainerError, SetupError, SysOp};
 use crate::exe::ExecStub;
 use crate::ns::NsPlan;
 use crate::process::channel::{Channel, ToParent};
@@ -136,7 +136,7 @@ pub(crate) fn recv_within(
     match chan.recv_with_fd::<ToParent>() {
         Ok(m) => Ok(m),
         Err(Errno::ECONNRESET) => Ok(None),
-        Err(e) => Err(ContainerError::sys(format!("receive from {step}"), e)),
+        Err(e) => Err(ContainerError::sys(SysOp::Receive { step }, e)),
     }
 }
 
@@ -160,7 +160,7 @@ pub(crate) fn wait_readable(
         ) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => return Ok(()),
-            Err(e) => return Err(ContainerError::sys(format!("poll channel of {step}"), e)),
+            Err(e) => return Err(ContainerError::sys(SysOp::PollChannel { step }, e)),
         }
     }
 }
@@ -223,7 +223,7 @@ fn request_memfd(request: &Request) -> Result<OwnedFd, ContainerError> {
         c"berth-spawn-request",
         nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
     )
-    .map_err(|e| ContainerError::sys("memfd_create for the spawn helper", e))?;
+    .map_err(|e| ContainerError::sys(SysOp::MemfdCreate, e))?;
     let mut file = std::fs::File::from(fd);
     file.write_all(&data).map_err(|source| ContainerError::Io {
         op: "write the spawn request to",
@@ -364,7 +364,7 @@ pub(crate) fn spawn(
     // cannot start a thread while it is in here), and the child only runs `Child::run`, which
     // never uses glibc's cached tid.
     let forked = unsafe { sys::clone_fork(flags) }
-        .map_err(|e| ContainerError::sys(format!("clone({flags:?})"), e))?;
+        .map_err(|e| ContainerError::sys(SysOp::Clone(flags), e))?;
     match forked {
         Forked::Child => child.run(stdio, child_chan),
         Forked::Parent(pid) => Ok(pid),
@@ -415,7 +415,14 @@ fn spawn_by_helper(
 
 fn talk_to_helper(child: Child, chan: &Channel, limit: Duration) -> Result<Pid, ContainerError> {
     let (request, fds) = child.into_request();
-    let send_err = |e| ContainerError::sys("send to the spawn helper", e);
+    let send_err = |e| {
+        ContainerError::sys(
+            SysOp::Send {
+                peer: "the spawn helper",
+            },
+            e,
+        )
+    };
     // The request holds the whole configuration, which may be larger than a packet (a long
     // argument list): it goes in a memfd, whose fd goes over the channel.
     let memfd = request_memfd(&request)?;

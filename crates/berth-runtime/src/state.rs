@@ -235,6 +235,8 @@ pub struct StateDir {
     id: String,
     root: OwnedFd,
     lock: Flock<File>,
+    /// The directory's (device, inode) when it was locked.
+    identity: (u64, u64),
 }
 
 /// Files of the state directory larger than this are refused as corrupt.
@@ -312,6 +314,7 @@ impl StateDir {
                     id: id.to_owned(),
                     root,
                     lock,
+                    identity: (locked.st_dev, locked.st_ino),
                 }))
             }
             Ok(_) => Ok(Locked::Replaced),
@@ -323,6 +326,12 @@ impl StateDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory's (device, inode), as it was when locked: which container this is, as
+    /// opposed to a later one made at the same id.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
     }
 
     /// Path of the exec fifo (for messages; open it with [`open_fifo`](Self::open_fifo)).

@@ -1,5 +1,6 @@
-//! A container by name, locked per operation: what a long-lived program (a daemon) keeps
-//! instead of a [`Container`], which holds the container's lock while it lives.
+//! A container by name, locked per operation, whichever container has the name: what a
+//! long-lived program (a daemon) can keep when it needs no more than the id (a [`Container`]
+//! stays with the container it was made for).
 
 use std::path::{Path, PathBuf};
 
@@ -7,23 +8,25 @@ use berth_cgroups::Stats;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Process};
 
-use super::{Container, ExecOptions, OomEvents};
+use super::{Container, ExecOptions, Locked, OomEvents};
 use crate::error::ContainerError;
 use crate::handle::ProcessHandle;
-use crate::state::{OciState, Status};
+use crate::state::{LockMode, OciState, Status};
 
-/// Container `id` under the runtime root `root`. It holds no lock: each operation locks the
-/// container for itself, exclusively for those that change it (`start`, `kill`, `exec`,
-/// `update`, `pause`, `resume`, `delete`), shared for those that read (`state`, `stats`,
-/// `oom_events`), waiting for another holder at most [`crate::state::lock_timeout`]
-/// ([`crate::state::StateError::Busy`] then), and releases it before returning. Cheap to
+/// Container `id` under the runtime root `root`. Like a [`Container`] it holds no lock: each
+/// operation locks the container for itself, exclusively for those that change it (`start`,
+/// `kill`, `exec`, `update`, `pause`, `resume`, `delete`), shared for those that read
+/// (`state`, `stats`, `oom_events`), waiting for another holder at most
+/// [`crate::state::lock_timeout`] ([`crate::state::StateError::Busy`] then), and releases it
+/// before returning. Unlike a [`Container`], it acts on whichever container has the id at the
+/// time (the one-shot commands of the CLI go through it: one lock per command). Cheap to
 /// clone and to share between tasks.
 ///
 /// ```no_run
 /// use berth_runtime::container::{ContainerBuilder, ContainerRef};
 /// let mut c = ContainerBuilder::new("web", "/srv/bundles/web").create()?;
 /// let init = c.take_init_process();
-/// let web: ContainerRef = c.into_ref(); // the lock is released here
+/// let web: ContainerRef = c.into_ref(); // by name from now on
 /// web.start()?;
 /// println!("{}", web.state()?.status);
 /// web.signal(nix::sys::signal::Signal::SIGTERM, false)?;
@@ -54,32 +57,38 @@ impl ContainerRef {
         &self.root
     }
 
-    fn exclusive(&self) -> Result<Container, ContainerError> {
-        Container::load(&self.root, &self.id)
-    }
-
-    fn shared(&self) -> Result<Container, ContainerError> {
-        Container::load_shared(&self.root, &self.id)
+    fn locked(&self, mode: LockMode) -> Result<Locked, ContainerError> {
+        Locked::open(&self.root, &self.id, mode)
     }
 
     /// The state as `runc state` prints it (shared lock).
     pub fn state(&self) -> Result<OciState, ContainerError> {
-        Ok(self.shared()?.oci_state())
+        Ok(self.locked(LockMode::Shared)?.oci_state())
     }
 
     /// The current status (shared lock).
     pub fn status(&self) -> Result<Status, ContainerError> {
-        Ok(self.shared()?.status())
+        Ok(self.locked(LockMode::Shared)?.status())
+    }
+
+    /// A [`Container`] of what has this id now (its state read under the shared lock).
+    pub fn load(&self) -> Result<Container, ContainerError> {
+        Container::load(&self.root, &self.id)
     }
 
     /// [`Container::start`].
     pub fn start(&self) -> Result<(), ContainerError> {
-        self.exclusive()?.start()
+        self.locked(LockMode::Exclusive)?.start()
+    }
+
+    /// [`Container::kill`].
+    pub fn kill(&self, signal: i32, all: bool) -> Result<(), ContainerError> {
+        self.locked(LockMode::Exclusive)?.kill(signal, all)
     }
 
     /// [`Container::signal`].
     pub fn signal(&self, signal: Signal, all: bool) -> Result<(), ContainerError> {
-        self.exclusive()?.signal(signal, all)
+        self.kill(signal as i32, all)
     }
 
     /// [`Container::exec_process`].
@@ -88,54 +97,37 @@ impl ContainerRef {
         process: Process,
         opts: &ExecOptions,
     ) -> Result<ProcessHandle, ContainerError> {
-        self.exclusive()?.exec_process(process, opts)
+        self.locked(LockMode::Exclusive)?
+            .exec_process(process, opts)
     }
 
     /// [`Container::update`].
     pub fn update(&self, resources: &LinuxResources) -> Result<(), ContainerError> {
-        self.exclusive()?.update(resources)
+        self.locked(LockMode::Exclusive)?.update(resources)
     }
 
     /// [`Container::stats`] (shared lock).
     pub fn stats(&self) -> Result<Stats, ContainerError> {
-        self.shared()?.stats()
+        self.locked(LockMode::Shared)?.stats()
     }
 
     /// [`Container::oom_events`] (shared lock while it is set up; the stream holds none).
     pub fn oom_events(&self) -> Result<OomEvents, ContainerError> {
-        self.shared()?.oom_events()
+        self.locked(LockMode::Shared)?.oom_events()
     }
 
     /// [`Container::pause`].
     pub fn pause(&self) -> Result<(), ContainerError> {
-        self.exclusive()?.pause()
+        self.locked(LockMode::Exclusive)?.pause()
     }
 
     /// [`Container::resume`].
     pub fn resume(&self) -> Result<(), ContainerError> {
-        self.exclusive()?.resume()
+        self.locked(LockMode::Exclusive)?.resume()
     }
 
     /// [`Container::delete_id`].
     pub fn delete(&self, force: bool) -> Result<(), ContainerError> {
         Container::delete_id(&self.root, &self.id, force)
-    }
-}
-
-impl Container {
-    /// Release the container's lock and keep it by name ([`ContainerRef`]). Take the init
-    /// process's handle first ([`take_init_process`](Self::take_init_process)) to wait for
-    /// its exit status.
-    pub fn into_ref(self) -> ContainerRef {
-        ContainerRef {
-            // The state directory is `<root>/<id>`.
-            root: self
-                .dir
-                .path()
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-            id: self.state.id.clone(),
-        }
     }
 }

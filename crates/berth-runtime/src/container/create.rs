@@ -11,7 +11,7 @@ use super::{
     connect_console, hook_state, pass_seccomp_fd, process_death, record_init, seccomp_program,
     write_pid_file, Cleanup, ContainerBuilder,
 };
-use crate::error::ContainerError;
+use crate::error::{ContainerError, SysOp};
 use crate::exe::ExecStub;
 use crate::hooks;
 use crate::ns::NsPlan;
@@ -92,7 +92,7 @@ impl ContainerBuilder {
         let (cfg, clone_flags) = c.init_config(ns.clone(), terminal, exec_stub, cleanup)?;
         let execs_stub_when_ready = cfg.exec_stub.is_some() && !has_start_hooks(c.spec);
         let (parent_chan, child_chan) =
-            Channel::pair().map_err(|e| ContainerError::sys("socketpair", e))?;
+            Channel::pair().map_err(|e| ContainerError::sys(SysOp::Socketpair, e))?;
         c.spawn_init(cfg, clone_flags, &parent_chan, child_chan, cleanup)?;
         c.join_cgroup_and_map_ids(&ns, cleanup)?;
         c.let_init_go(&parent_chan, cleanup)?;
@@ -355,7 +355,7 @@ impl<'a> Creation<'a> {
                 ToParent::RunCreateRuntimeHooks => {
                     self.run_create_hooks(cleanup)?;
                     chan.send(&ToChild::HooksDone)
-                        .map_err(|e| ContainerError::sys("send to init", e))?;
+                        .map_err(|e| ContainerError::sys(SysOp::Send { peer: "init" }, e))?;
                 }
                 ToParent::SeccompFd => {
                     let st = self.hook_state();

@@ -5,21 +5,20 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use berth_cgroups::{OomEvent, OomWatcher, Stats};
-use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Spec};
 
-use super::Container;
+use super::Locked;
 use crate::error::ContainerError;
 use crate::spec::SpecError;
 use crate::state::{self, Status};
 
-impl Container {
+impl Locked {
     /// Change the resource limits of a running, created or paused container (runc's
     /// `update`): `resources` is applied to the cgroup, and merged field by field into the
     /// configuration saved at create (what is not set in `resources` stays), so that the
     /// state says what the container runs with. A stopped container is
     /// [`ContainerError::BadStatus`].
-    pub fn update(&self, resources: &LinuxResources) -> Result<(), ContainerError> {
+    pub(super) fn update(&self, resources: &LinuxResources) -> Result<(), ContainerError> {
         let status = self.status();
         if status == Status::Stopped {
             return Err(self.refuse("update", status));
@@ -36,7 +35,7 @@ impl Container {
 
     /// The container's cgroup statistics (CPU, memory, pids, block I/O, hugetlb), as
     /// `runc events --stats` reports them.
-    pub fn stats(&self) -> Result<Stats, ContainerError> {
+    pub(super) fn stats(&self) -> Result<Stats, ContainerError> {
         Ok(self.cgroup()?.stats()?)
     }
 
@@ -44,22 +43,11 @@ impl Container {
     /// and ends when the cgroup is removed, and a pollable fd ([`AsFd`]) for an async caller,
     /// which then reads with [`OomEvents::next_within`]. The stream does not hold the
     /// container's lock.
-    pub fn oom_events(&self) -> Result<OomEvents, ContainerError> {
+    pub(super) fn oom_events(&self) -> Result<OomEvents, ContainerError> {
         Ok(OomEvents {
             watcher: self.cgroup()?.oom_events()?,
             done: false,
         })
-    }
-
-    /// Send `signal` to init (or, with `all`, to every process of the container): the typed
-    /// form of [`kill`](Self::kill), with the same outcomes.
-    pub fn signal(&self, signal: Signal, all: bool) -> Result<(), ContainerError> {
-        self.kill(signal as i32, all)
-    }
-
-    /// The init process's pid, `None` once the container has stopped.
-    pub fn init_pid(&self) -> Option<nix::unistd::Pid> {
-        (self.status() != Status::Stopped).then(|| nix::unistd::Pid::from_raw(self.state.pid))
     }
 }
 
@@ -100,7 +88,7 @@ fn merge_json(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-/// OOM events of a container ([`Container::oom_events`]).
+/// OOM events of a container ([`super::Container::oom_events`]).
 #[derive(Debug)]
 pub struct OomEvents {
     watcher: OomWatcher,

@@ -156,3 +156,118 @@ fn only_a_leaf_berth_made_is_its_cgroup() {
     ])));
     assert!(!created_cgroup(&saved(vec![])));
 }
+
+/// The state directory of a stopped container `id` under `root`, as create leaves it (the
+/// lock released); its `created` says which container of the id it is.
+fn stopped_container(root: &Path, id: &str, created: &str) {
+    let dir = StateDir::create(root, id).unwrap();
+    let st = ContainerState {
+        id: id.into(),
+        pid: 1,
+        pid_start_time: 0,
+        bundle: "/unused".into(),
+        rootfs: "/unused/rootfs".into(),
+        created: created.into(),
+        annotations: Default::default(),
+        cgroup: berth_cgroups::CgroupSaved {
+            layout: berth_cgroups::Layout::V1,
+            hierarchies: Vec::new(),
+        },
+        own_pid_ns: true,
+        has_poststart_hooks: false,
+        has_poststop_hooks: false,
+        stopped: true,
+        creating: false,
+        namespaces: Vec::new(),
+    };
+    dir.save(&st).unwrap();
+}
+
+/// Whether another command could take `<root>/<id>`'s lock exclusively right now.
+fn lock_is_free(root: &Path, id: &str) -> bool {
+    let f = std::fs::File::open(root.join(id)).unwrap();
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+}
+
+/// Issue 12: a `Container` does not hold the container's lock while it lives; each operation
+/// takes it (the old `Container::load` held it exclusively until dropped), and a container
+/// deleted and made again at the same id is not the one the value was made for.
+#[test]
+fn a_container_holds_no_lock_between_operations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    stopped_container(root, "c1", "first");
+    let c = Container::load(root, "c1").unwrap();
+    assert!(
+        lock_is_free(root, "c1"),
+        "a loaded Container holds the lock"
+    );
+    assert_eq!(c.status().unwrap(), Status::Stopped);
+    let st = c.state().unwrap();
+    assert_eq!((st.pid, st.status), (0, Status::Stopped));
+    assert!(lock_is_free(root, "c1"), "an operation kept the lock");
+    assert_eq!(c.saved_state().created, "first");
+
+    // Another command deletes it and makes a new container at the id.
+    Container::delete_id(root, "c1", false).unwrap();
+    assert!(matches!(
+        c.status(),
+        Err(ContainerError::NotFound { ref id }) if id == "c1"
+    ));
+    stopped_container(root, "c1", "second");
+    assert!(
+        matches!(c.state(), Err(ContainerError::NotFound { .. })),
+        "a Container acted on a later container of its id"
+    );
+    let by_name = c.into_ref();
+    assert_eq!(by_name.status().unwrap(), Status::Stopped);
+    let again = by_name.load().unwrap();
+    assert_eq!(again.saved_state().created, "second");
+    again.delete(false).unwrap();
+    assert!(!root.join("c1").exists());
+    assert!(matches!(
+        by_name.state(),
+        Err(ContainerError::NotFound { .. })
+    ));
+}
+
+/// An operation waits for another command's lock (bounded), and a reader's shared lock lets
+/// other readers in while it is held.
+#[test]
+fn operations_take_the_lock_in_their_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    stopped_container(root, "c1", "first");
+    let c = Container::load(root, "c1").unwrap();
+    let reader = StateDir::open(root, "c1", LockMode::Shared)
+        .unwrap()
+        .unwrap();
+    // Shared with another reader.
+    assert_eq!(c.status().unwrap(), Status::Stopped);
+    drop(reader);
+    let f = std::fs::File::open(root.join("c1")).unwrap();
+    let writer = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(writer);
+    });
+    let t0 = Instant::now();
+    assert_eq!(c.status().unwrap(), Status::Stopped);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(150),
+        "status did not wait for the writer's lock"
+    );
+    t.join().unwrap();
+}
+
+#[test]
+fn a_signal_that_is_not_one_is_refused_by_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    stopped_container(tmp.path(), "c1", "first");
+    let c = Container::load(tmp.path(), "c1").unwrap();
+    let e = c.kill(-3, false).unwrap_err();
+    assert!(
+        matches!(e, ContainerError::InvalidSignal { signal: -3 }),
+        "{e}"
+    );
+}

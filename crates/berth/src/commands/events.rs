@@ -51,8 +51,8 @@ fn stats_event(id: &str, c: &Container) -> Result<serde_json::Value> {
 /// `berth events`.
 pub fn run(g: &GlobalOpts, a: EventsArgs) -> Result<u8> {
     let root = g.root();
-    let c = Container::load_shared(&root, &a.id)?;
-    if c.status() == Status::Stopped {
+    let c = Container::load(&root, &a.id)?;
+    if c.status()? == Status::Stopped {
         anyhow::bail!("container {} is not running", a.id);
     }
     if a.stats {
@@ -76,8 +76,8 @@ pub fn run(g: &GlobalOpts, a: EventsArgs) -> Result<u8> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
         }
-        let c = match Container::load_shared(&root, &a.id) {
-            Ok(c) if c.status() != Status::Stopped => c,
+        let c = match Container::load(&root, &a.id) {
+            Ok(c) if c.status().is_ok_and(|s| s != Status::Stopped) => c,
             _ => {
                 // An OOM kill often ends the container: report what the watcher saw last,
                 // until it ends with the cgroup (or briefly, if it does not notice).

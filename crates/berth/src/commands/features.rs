@@ -129,7 +129,13 @@ mod tests {
         let typed: oci_spec::runtime::Features = serde_json::from_str(&text).unwrap();
         assert_eq!(typed.oci_version_max(), "1.3.0");
         // features-linux.md#memorypolicy: every mode and flag of config-linux.md is applied.
-        let mp = typed.linux().as_ref().unwrap().memory_policy().as_ref().unwrap();
+        let mp = typed
+            .linux()
+            .as_ref()
+            .unwrap()
+            .memory_policy()
+            .as_ref()
+            .unwrap();
         assert_eq!(mp.modes().as_ref().unwrap().len(), 7);
         assert_eq!(mp.flags().as_ref().unwrap().len(), 3);
     }

@@ -1,7 +1,7 @@
 //! `berth kill`.
 
 use anyhow::{bail, Result};
-use berth_runtime::Container;
+use berth_runtime::ContainerRef;
 use clap::Args;
 use nix::sys::signal::Signal;
 
@@ -48,7 +48,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 /// `berth kill`.
 pub fn run(g: &GlobalOpts, a: KillArgs) -> Result<u8> {
     let sig = parse_signal(&a.signal)?;
-    Container::load(&g.root(), &a.id)?.kill(sig, a.all)?;
+    ContainerRef::new(g.root(), &a.id).kill(sig, a.all)?;
     Ok(0)
 }
 

@@ -15,7 +15,7 @@ pub mod update;
 pub mod validate;
 
 use anyhow::Result;
-use berth_runtime::Container;
+use berth_runtime::ContainerRef;
 use clap::Args;
 
 use crate::cli::{Command, GlobalOpts};
@@ -41,13 +41,13 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
     match cmd {
         Command::Create(a) => create::run(g, a),
         Command::Start(a) => {
-            Container::load(&g.root(), &a.id)?.start()?;
+            ContainerRef::new(g.root(), &a.id).start()?;
             Ok(0)
         }
         Command::Run(a) => run::run(g, a),
         Command::State(a) => {
-            let c = Container::load_shared(&g.root(), &a.id)?;
-            crate::output::line(serde_json::to_string_pretty(&c.oci_state())?)?;
+            let state = ContainerRef::new(g.root(), &a.id).state()?;
+            crate::output::line(serde_json::to_string_pretty(&state)?)?;
             Ok(0)
         }
         Command::Kill(a) => kill::run(g, a),
@@ -55,11 +55,11 @@ pub fn dispatch(g: &GlobalOpts, cmd: Command) -> Result<u8> {
         Command::List(a) => list::run(g, a),
         Command::Spec(a) => spec::run(a),
         Command::Pause(a) => {
-            Container::load(&g.root(), &a.id)?.pause()?;
+            ContainerRef::new(g.root(), &a.id).pause()?;
             Ok(0)
         }
         Command::Resume(a) => {
-            Container::load(&g.root(), &a.id)?.resume()?;
+            ContainerRef::new(g.root(), &a.id).resume()?;
             Ok(0)
         }
         Command::Ps(a) => ps::run(g, a),

@@ -23,7 +23,7 @@ pub struct PsArgs {
 
 /// `berth ps`.
 pub fn run(g: &GlobalOpts, a: PsArgs) -> Result<u8> {
-    let c = Container::load_shared(&g.root(), &a.id)?;
+    let c = Container::load(&g.root(), &a.id)?;
     let pids = c.cgroup()?.procs()?;
     if a.format == Format::Json {
         if !a.ps_args.is_empty() {

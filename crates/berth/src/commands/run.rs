@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
 use berth_runtime::spec::Bundle;
-use berth_runtime::{Container, ContainerError};
+use berth_runtime::ContainerError;
 use clap::Args;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -110,15 +110,14 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> Result<u8> {
         let _ = c.delete(true);
         return Err(e.into());
     }
-    // Release the container's lock while it runs, so that `state`, `kill` etc. work.
-    drop(c);
+    // `c` holds no lock while the container runs: `state`, `kill` etc. work meanwhile.
     let code = match master {
         Some(m) => relay_until_exit(init, &signals, m),
         None => forward_until_exit(init, &signals),
     };
-    match Container::load(&root, &id) {
-        Ok(c) => c.delete(true)?,
-        Err(berth_runtime::ContainerError::NotFound { .. }) => {}
+    // This container, not another made at the same id if it was deleted meanwhile.
+    match c.delete(true) {
+        Ok(()) | Err(ContainerError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     code

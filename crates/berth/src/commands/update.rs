@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use berth_runtime::Container;
+use berth_runtime::ContainerRef;
 use clap::Args;
 use oci_spec::runtime::{
     LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources,
@@ -212,12 +212,9 @@ impl UpdateArgs {
 /// `berth update`.
 pub fn run(g: &GlobalOpts, a: UpdateArgs) -> Result<u8> {
     let resources = a.to_resources()?;
-    let c = Container::load(&g.root(), &a.id)?;
-    if c.status() == berth_runtime::Status::Stopped {
-        bail!("cannot update container {}: container is stopped", a.id);
-    }
-    // Applied to the cgroup and saved in the container's state.
-    c.update(&resources)?;
+    // Applied to the cgroup and saved in the container's state, in one lock; a stopped
+    // container is refused ("cannot update container ID: container is stopped").
+    ContainerRef::new(g.root(), &a.id).update(&resources)?;
     Ok(0)
 }
 
