@@ -13,29 +13,36 @@ use std::time::{Duration, Instant};
 use runtime_tests::{assert_no_leaks, LeakSnapshot};
 use serde_json::json;
 
-/// Build the example (as `make test` builds everything else: debug, this workspace's
-/// target) and return its path.
+/// The example's binary, as `make build` (`cargo build --workspace --all-targets`) leaves it:
+/// `$BERTH_EMBED_TOKIO` if set, else `examples/embed_tokio` in the profile directory this test
+/// binary runs from (`target/<triple>/debug/deps/..`), else in the workspace's target. The
+/// test never runs cargo itself: a missing example is a failure that says how to build it.
 fn embed_tokio() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(runtime_tests::workspace_dir())
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "berth-runtime",
-            "--example",
-            "embed_tokio",
-        ])
-        .status()
-        .expect("run cargo build --example embed_tokio");
-    assert!(status.success(), "cargo build --example embed_tokio failed");
+    const ENV: &str = "BERTH_EMBED_TOKIO";
+    if let Some(p) = std::env::var_os(ENV) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{ENV}={} is not a file", p.display());
+        return p;
+    }
+    let mut tried = Vec::new();
+    if let Some(profile) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(PathBuf::from))
+    {
+        tried.push(profile.join("examples/embed_tokio"));
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| runtime_tests::workspace_dir().join("target"));
-    let path = target.join("x86_64-unknown-linux-gnu/debug/examples/embed_tokio");
-    assert!(path.exists(), "{} was not built", path.display());
-    path
+    tried.push(target.join("x86_64-unknown-linux-gnu/debug/examples/embed_tokio"));
+    tried.push(target.join("debug/examples/embed_tokio"));
+    match tried.iter().find(|p| p.is_file()) {
+        Some(p) => p.clone(),
+        None => panic!(
+            "the embed_tokio example is not built (looked for {tried:?}): run `make build` \
+             (or `cargo build -p berth-runtime --example embed_tokio`), or name it in {ENV}"
+        ),
+    }
 }
 
 fn run_example(extra: &[&str]) {

@@ -151,18 +151,25 @@ pub fn validate_value(config: &Value, bundle: Option<&Path>) -> Vec<Problem> {
 }
 
 /// The properties of a configuration that berth cannot apply on this host (see
-/// [`Host::detect`]): AppArmor and SELinux labels without the module, and fields berth does not
-/// implement (`process.ioPriority`, `process.scheduler`, `process.execCPUAffinity`,
-/// `linux.intelRdt`, `linux.memoryPolicy`, `linux.netDevices`). Each is an error for `create`
-/// (runtime.md#create); personality flags are a warning (runc ignores them).
+/// [`Host::detect`]): AppArmor and SELinux labels (`process.apparmorProfile`,
+/// `process.selinuxLabel`, `linux.mountLabel`; without the module, or berth does not apply
+/// them), the `SCHED_ISO` scheduler policy (Linux never merged it), and fields berth does not
+/// implement (`linux.intelRdt`, `linux.netDevices`). Each is an error for `create`
+/// (runtime.md#create); personality flags are a warning (runc ignores them). Scheduling
+/// fields that Linux can apply (`process.ioPriority`, `process.scheduler`,
+/// `process.execCPUAffinity`, `linux.memoryPolicy`) are not in the list.
 ///
 /// ```
+/// use berth_runtime::validate::Severity;
 /// let config = serde_json::json!({
 ///     "ociVersion": "1.2.0", "root": {"path": "rootfs"},
 ///     "process": {"cwd": "/", "args": ["sh"], "ioPriority": {"class": "IOPRIO_CLASS_BE"}},
+///     "linux": {"intelRdt": {"closID": "guaranteed_group"}},
 /// });
 /// let p = berth_runtime::validate::unsupported(&config);
-/// assert_eq!(p[0].path, "process.ioPriority");
+/// assert_eq!(p.len(), 1, "{p:?}");
+/// assert_eq!(p[0].path, "linux.intelRdt");
+/// assert_eq!(p[0].severity, Severity::Error);
 /// ```
 pub fn unsupported(config: &Value) -> Vec<Problem> {
     unsupported_on(config, Host::detect())
