@@ -1003,3 +1003,61 @@ fn daemon_named_volumes() {
     assert!(out.contains("tmpfs") && out.contains("size=1024k"), "{out}");
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_pull_from_a_local_registry() {
+    let d = daemon();
+    // Debian's docker-registry on 127.0.0.1, filled with skopeo from the busybox archive.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reg = d.dir.path().join("registry");
+    std::fs::create_dir(&reg).unwrap();
+    std::fs::write(
+        reg.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            reg.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut registry = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(reg.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry (apt-get install docker-registry)");
+    d.wait_until("the registry", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let archive = runtime_tests::daemon::busybox_archive();
+    let dest = format!("docker://127.0.0.1:{port}/library/bb:1");
+    let st = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(&dest)
+        .status()
+        .expect("skopeo");
+    assert!(st.success());
+    let image = format!("127.0.0.1:{port}/library/bb:1");
+    let out = d.ok(&["pull", &image]);
+    assert!(out.contains("Pulling from library/bb"), "{out}");
+    assert!(
+        out.contains("Pull complete") && out.contains("Digest: sha256:"),
+        "{out}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", &image, "echo", "pulled"]), "pulled");
+    assert_eq!(
+        d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+        format!("127.0.0.1:{port}/library/bb:1")
+    );
+    // A missing image: the error comes in the stream, the CLI fails.
+    let o = d.docker(&["pull", &format!("127.0.0.1:{port}/library/nope:1")]);
+    assert_ne!(o.code(), 0, "{}", o.stdout_str());
+    let _ = registry.kill();
+    let _ = registry.wait();
+    d.assert_clean(&[]);
+}

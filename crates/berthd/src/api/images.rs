@@ -307,7 +307,7 @@ pub async fn create(State(d): State<AppState>, q: Q) -> Result<Response, Error> 
         .parse()
         .map_err(|e: berth_image::reference::ReferenceError| Error::BadParameter(e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    let _ = tx.send(json!({"status": format!("Pulling from {}", familiar(&r.name())), "id": r.tag.clone().unwrap_or_else(|| "latest".into())}));
+    let _ = tx.send(json!({"status": format!("Pulling from {}", r.repository), "id": r.tag.clone().unwrap_or_else(|| "latest".into())}));
     let store_root = d.paths.data_root.clone();
     tokio::spawn(async move {
         let res = pull(&store_root, &r, tx.clone()).await;
@@ -360,7 +360,15 @@ async fn pull(
                     LayerState::AlreadyExists => "Already exists",
                     _ => "Working",
                 };
-                json!({"status": status, "id": id, "progressDetail": {"current": l.current, "total": l.total}})
+                // Only moving states carry numbers: the CLI draws those as bars, and skips
+                // them without a terminal.
+                let detail = match l.state {
+                    LayerState::Downloading | LayerState::Extracting => {
+                        json!({"current": l.current, "total": l.total})
+                    }
+                    _ => json!({}),
+                };
+                json!({"status": status, "id": id, "progressDetail": detail})
             }
             _ => return,
         };
