@@ -12,6 +12,11 @@
 //! Arguments: `argv[0]` is `berth-exec`, or `berth-exec:FD` with the exec fifo's fd (an `O_PATH`
 //! fd, reopened through `/proc/self/fd` to wait for `start`); `argv[1]` is the program's path and
 //! `argv[2..]` the program's own argv. The environment is the program's.
+//!
+//! Exit status: a failure to wait for `start` (the fifo cannot be opened or written) exits
+//! with the errno itself as the status (1..=133; `EINVAL` for a bad fifo fd), so that the
+//! runtime, which is still watching in `create`, can name the cause (the program never ran);
+//! a failure to exec the program exits 127 for a missing one, else 126, as shells do.
 
 #![no_std]
 #![no_main]
@@ -30,6 +35,7 @@ const AT_FDCWD: isize = -100;
 const O_WRONLY: usize = 0o1;
 const O_CLOEXEC: usize = 0o2000000;
 const EINTR: isize = 4;
+const EINVAL: isize = 22;
 const PR_SET_DUMPABLE: usize = 4;
 
 // The kernel starts us with the stack pointer at argc; hand it to `stub_main` with the stack
@@ -121,12 +127,12 @@ fn wait_for_start(fifo: usize) {
         }
     };
     if fd < 0 {
-        fail(b"open exec fifo", b"", -fd);
+        fail_waiting(b"open exec fifo", -fd);
     }
     // SAFETY: writing one byte from a static.
     let w = unsafe { syscall3(SYS_WRITE, fd as usize, b"0".as_ptr() as usize, 1) };
     if w < 0 {
-        fail(b"write exec fifo", b"", -w);
+        fail_waiting(b"write exec fifo", -w);
     }
     // SAFETY: closing fds we own; the program must not inherit the fifo.
     unsafe {
@@ -145,42 +151,90 @@ fn parse_fd(s: &[u8]) -> Option<usize> {
     }
     let digits = digits?;
     if digits.is_empty() || digits.len() > 9 {
-        fail(b"bad fifo fd", b"", 0);
+        fail_waiting(b"bad fifo fd", EINVAL);
     }
     let mut v = 0usize;
     for &c in digits {
         if !c.is_ascii_digit() {
-            fail(b"bad fifo fd", b"", 0);
+            fail_waiting(b"bad fifo fd", EINVAL);
         }
         v = v * 10 + (c - b'0') as usize;
     }
     Some(v)
 }
 
+/// Say on stderr why we could not wait for `start`, and exit with the errno as the status
+/// (see the module docs): the runtime's `create` reads it.
+fn fail_waiting(what: &[u8], errno: isize) -> ! {
+    say(what, b"", errno);
+    let code = if (1..=133).contains(&errno) {
+        errno as usize
+    } else {
+        EINVAL as usize
+    };
+    exit(code)
+}
+
 /// Say what failed on stderr (the container's, where the runtime's own messages would go once
 /// nobody listens) and exit 127 for a missing program, else 126, as shells do.
 fn fail(what: &[u8], arg: &[u8], errno: isize) -> ! {
-    let msg = match errno {
-        0 => &b""[..],
-        1 => b": operation not permitted",
-        2 => b": no such file or directory",
-        7 => b": argument list too long",
-        8 => b": exec format error",
-        12 => b": cannot allocate memory",
-        13 => b": permission denied",
-        20 => b": not a directory",
-        22 => b": invalid argument",
-        26 => b": text file busy",
-        36 => b": file name too long",
-        40 => b": too many levels of symbolic links",
-        80 => b": accessing a corrupted shared library",
-        _ => b": exec failed",
+    say(what, arg, errno);
+    exit(if errno == 2 { 127 } else { 126 })
+}
+
+/// `berth: WHAT ARG: ERRNO MESSAGE` on stderr (the container's, where the runtime's own
+/// messages would go once nobody listens).
+fn say(what: &[u8], arg: &[u8], errno: isize) {
+    let (msg, unnamed): (&[u8], bool) = match errno {
+        0 => (&b""[..], false),
+        1 => (b": operation not permitted (EPERM)", false),
+        2 => (b": no such file or directory (ENOENT)", false),
+        4 => (b": interrupted system call (EINTR)", false),
+        5 => (b": input/output error (EIO)", false),
+        6 => (b": no such device or address (ENXIO)", false),
+        7 => (b": argument list too long (E2BIG)", false),
+        8 => (b": exec format error (ENOEXEC)", false),
+        9 => (b": bad file descriptor (EBADF)", false),
+        11 => (b": resource temporarily unavailable (EAGAIN)", false),
+        12 => (b": cannot allocate memory (ENOMEM)", false),
+        13 => (b": permission denied (EACCES)", false),
+        14 => (b": bad address (EFAULT)", false),
+        19 => (b": no such device (ENODEV)", false),
+        20 => (b": not a directory (ENOTDIR)", false),
+        21 => (b": is a directory (EISDIR)", false),
+        22 => (b": invalid argument (EINVAL)", false),
+        23 => (b": too many open files in system (ENFILE)", false),
+        24 => (b": too many open files (EMFILE)", false),
+        26 => (b": text file busy (ETXTBSY)", false),
+        27 => (b": file too large (EFBIG)", false),
+        32 => (b": broken pipe (EPIPE)", false),
+        36 => (b": file name too long (ENAMETOOLONG)", false),
+        38 => (b": function not implemented (ENOSYS)", false),
+        40 => (b": too many levels of symbolic links (ELOOP)", false),
+        80 => (b": accessing a corrupted shared library (ELIBBAD)", false),
+        _ => (b": errno ", true),
     };
-    for part in [&b"berth: "[..], what, arg, msg, b"\n"] {
+    // The number, for an errno the table does not name.
+    let mut num = [0u8; 20];
+    let mut n = num.len();
+    if unnamed {
+        let mut v = errno.unsigned_abs();
+        loop {
+            n -= 1;
+            num[n] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 || n == 0 {
+                break;
+            }
+        }
+    }
+    for part in [&b"berth: "[..], what, arg, msg, &num[n..], b"\n"] {
         // SAFETY: writing a valid slice to fd 2; failures are ignored (nothing else to do).
         unsafe { syscall3(SYS_WRITE, 2, part.as_ptr() as usize, part.len()) };
     }
-    let code = if errno == 2 { 127 } else { 126 };
+}
+
+fn exit(code: usize) -> ! {
     // SAFETY: exit_group does not return.
     unsafe { syscall3(SYS_EXIT_GROUP, code, 0, 0) };
     loop {}

@@ -100,6 +100,7 @@ impl ContainerBuilder {
         if execs_stub_when_ready {
             c.wait_for_stub_exec(&parent_chan)?;
         }
+        c.until_waiting_for_start(&parent_chan, execs_stub_when_ready, cleanup)?;
         c.finish(cleanup)
     }
 }
@@ -402,6 +403,47 @@ impl<'a> Creation<'a> {
                 got: format!("{other:?} after Ready"),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Step 7: init (the exec stub, or init itself when startContainer hooks must run first)
+    /// asleep in the exec fifo's open, which only `start` completes: not merely alive, so
+    /// that whatever stops it between its last message and that open (rlimits, seccomp, ...)
+    /// fails this create with the cause instead of leaving a stopped container behind.
+    fn until_waiting_for_start(
+        &self,
+        chan: &Channel,
+        via_stub: bool,
+        cleanup: &mut Cleanup,
+    ) -> Result<(), ContainerError> {
+        use crate::process::waiting::{self, NotWaiting};
+        let step = "the container's init to wait for start";
+        let limit = self.builder.setup_timeout;
+        match waiting::until_waiting(self.pid.as_raw(), self.st.pid_start_time, limit) {
+            // Not ours to see (some rootless setups): `finish` still checks that init lives.
+            Ok(()) | Err(NotWaiting::CannotTell) => Ok(()),
+            Err(NotWaiting::Timeout) => Err(ContainerError::Timeout { step, limit }),
+            Err(NotWaiting::Gone) if via_stub => {
+                // Dead: reap it here, its status is the stub's report.
+                let status = waitpid(self.pid, None);
+                cleanup.init = None;
+                Err(ContainerError::DiedDuringSetup(match status {
+                    Ok(status) => waiting::stub_death(status, self.spec),
+                    Err(e) => format!("the container's init died before it was waiting for start ({e})"),
+                }))
+            }
+            Err(NotWaiting::Gone) => {
+                // Init itself says why, if it could.
+                match crate::spawn::recv_within(chan, std::time::Duration::from_millis(200), step)
+                {
+                    Ok(Some((ToParent::Failed(e), _))) => {
+                        let _ = waitpid(self.pid, None);
+                        cleanup.init = None;
+                        Err(e.into())
+                    }
+                    _ => Err(self.died(cleanup)),
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@ pub mod console;
 pub mod exec;
 pub mod init;
 pub mod sched;
+pub(crate) mod waiting;
 
 /// Close every fd from `first` up except those in `keep`: whatever the runtime had open (the
 /// state directory's lock, log files, ...) must not live on in a container process.

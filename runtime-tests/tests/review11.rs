@@ -1,0 +1,123 @@
+//! Issue 11, after review: create reports success only once init really waits for start; kill
+//! of a created container ends it as runc's; `kill --all` touches only the container's own
+//! processes in a cgroup berth did not make; `list` and `state` never block behind a create;
+//! a program that cannot be executed fails create; user-named files are regular files.
+//! runc 1.1.5 (Debian's) runs in the same test where its behaviour is the rule. Every test
+//! checks that nothing leaked, also when it fails.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runtime_tests::{assert_no_leaks, berth_bin, is_root, Bundle, LeakSnapshot, Runtime};
+use serde_json::json;
+
+const RUNC: &str = "/usr/sbin/runc";
+
+/// A berth runtime (and with `with_runc`, a runc one) and a bundle; root, berth and runc are
+/// prerequisites, so their absence fails the test. `f` runs, then every container is removed
+/// and the host must show no leak, also when `f` panicked.
+fn checked(with_runc: bool, f: impl FnOnce(&[&Runtime], &mut Bundle)) {
+    assert!(is_root(), "these tests start containers: run them as root");
+    let berth = Runtime::new(berth_bin().expect("berth binary (BERTH_BIN)")).expect("runtime");
+    let runc = with_runc.then(|| {
+        assert!(Path::new(RUNC).exists(), "{RUNC} (Debian's runc) is needed");
+        Runtime::new(RUNC).expect("runtime")
+    });
+    let mut bundle = Bundle::with_probe().expect("bundle");
+    let before = LeakSnapshot::take(&berth, &bundle);
+    let rts: Vec<&Runtime> = std::iter::once(&berth).chain(runc.as_ref()).collect();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| f(&rts, &mut bundle)));
+    for rt in &rts {
+        rt.cleanup();
+    }
+    if let Err(p) = result {
+        for rt in &rts {
+            eprintln!("{}", rt.dump_log());
+        }
+        panic::resume_unwind(p);
+    }
+    for rt in &rts {
+        assert_no_leaks(&before, rt);
+    }
+}
+
+fn name(rt: &Runtime) -> &'static str {
+    if rt.bin == Path::new(RUNC) {
+        "runc"
+    } else {
+        "berth"
+    }
+}
+
+/// `create` must fail (with `want` in berth's message) and leave nothing: no id in `list`.
+fn create_fails(rt: &Runtime, b: &Bundle, tag: &str, want: &[&str]) {
+    let id = rt.new_id(tag);
+    let out = rt.create(&id, b);
+    let status = rt.status(&id);
+    assert!(
+        !out.success(),
+        "{}: create of {tag} succeeded, status now {status:?}: {}",
+        name(rt),
+        out.describe()
+    );
+    if name(rt) == "berth" {
+        for w in want {
+            assert!(out.stderr.contains(w), "{tag}: want {w:?}: {}", out.describe());
+        }
+    }
+    assert_eq!(status, None, "{}: {tag} left behind", name(rt));
+}
+
+/// Issue 11 §3: "create must not report success until init is really waiting". Anything that
+/// stops the exec stub from blocking on the exec fifo fails create with the real cause: an
+/// RLIMIT_NOFILE that leaves no fd (runc fails too), an RLIMIT_AS too small for the stub, a
+/// seccomp profile that denies the stub's openat. The old code exited 0 with the container
+/// already stopped ("open exec fifo: exec failed" on the container's stderr).
+#[test]
+fn create_fails_unless_init_is_really_waiting_for_start() {
+    checked(true, |rts, b| {
+        b.set_args(&["sleep", "100"]);
+        b.set_rlimits(&[("RLIMIT_NOFILE", 3, 3)]);
+        for rt in rts {
+            create_fails(
+                rt,
+                b,
+                "nofile",
+                &["too many open files (EMFILE)", "RLIMIT_NOFILE soft limit 3"],
+            );
+        }
+        // A limit that still leaves a free fd works, in both.
+        b.set_rlimits(&[("RLIMIT_NOFILE", 16, 16)]);
+        for rt in rts {
+            let id = rt.new_id("nofile16");
+            let out = rt.create(&id, b);
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+            assert_eq!(rt.status(&id).as_deref(), Some("created"), "{}", name(rt));
+            let out = rt.delete_force(&id);
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+        }
+    });
+    checked(false, |rts, b| {
+        let berth = rts[0];
+        b.set_args(&["sleep", "100"]);
+        // Too small for any program: the stub's exec or its first page faults.
+        b.set_rlimits(&[("RLIMIT_AS", 16384, 16384)]);
+        create_fails(berth, b, "as", &["RLIMIT_AS"]);
+        // A seccomp profile that denies openat with EPERM, loaded (no_new_privs) just before
+        // init execs the stub: the stub cannot open the fifo.
+        b.set_rlimits(&[]);
+        b.set_no_new_privileges(true);
+        b.linux_mut()["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["openat"], "action": "SCMP_ACT_ERRNO"}]
+        });
+        create_fails(
+            berth,
+            b,
+            "seccomp",
+            &["operation not permitted (EPERM)", "seccomp profile"],
+        );
+    });
+}
