@@ -319,6 +319,22 @@ impl TestDaemon {
         }
         let mut ids: Vec<String> = self.ids.borrow().iter().cloned().collect();
         ids.extend(extra_ids.iter().cloned());
+        // Every container the daemon created (it logs their ids).
+        for l in self
+            .log()
+            .lines()
+            .filter(|l| l.contains("container created"))
+        {
+            if let Some(i) = l.find("id=") {
+                let id: String = l[i + 3..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit())
+                    .collect();
+                if id.len() == 64 && !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
         if !ids.is_empty() {
             for c in crate::cgroup_dirs(&ids) {
                 out.push(format!("cgroup: {}", c.display()));

@@ -590,6 +590,7 @@ impl Daemon {
             return Err(Error::internal("save the container record", e));
         }
         self.insert(rec);
+        tracing::info!(%id, %name, "container created");
         self.event(&id, "create", &[]);
         Ok(id)
     }
