@@ -647,16 +647,28 @@ fn a_container_process_dying_during_setup_is_explained() {
         );
         assert!(!rt.root.join(&id).exists());
 
-        // Killed by the OOM killer during setup: a memory limit the kernel accepts but that
-        // init outgrows at once.
+        // Killed by the OOM killer during setup. The limit is written once init has joined the
+        // cgroup (create's join_cgroup_and_map_ids), while init may still be finishing what it
+        // does before it waits for "go" (closing inherited fds): the pages and kernel objects
+        // it touches then are charged first (tens of KiB: an 8 KiB limit was sometimes below
+        // them, and the kernel refused it with EBUSY, a cgroup error instead of an OOM). 4 MiB
+        // is far above that whatever the scheduling, and far below what init allocates later,
+        // at a fixed step: prepare_process copies process.env (12 MiB here; a configuration may
+        // have 16) before it reports ready. Swap is limited too, so no page escapes there.
+        let filler: Vec<String> = (0..12)
+            .map(|i| format!("FILL{i}={}", "x".repeat(1 << 20)))
+            .collect();
+        let filler: Vec<&str> = filler.iter().map(String::as_str).collect();
+        let env = b.spec()["process"]["env"].clone();
         b.set_args(&["true"]);
-        b.linux_mut()["resources"]["memory"] = json!({"limit": 8192});
+        b.set_env(&filler);
+        b.linux_mut()["resources"]["memory"] = json!({"limit": 4 << 20, "swap": 4 << 20});
         let id = rt.new_id("oom");
         let out = rt.create(&id, b);
         assert!(!out.success(), "{}", out.describe());
         assert!(
             out.stderr
-                .contains("init was killed by SIGKILL during setup (memory limit 8 KiB reached?)"),
+                .contains("init was killed by SIGKILL during setup (memory limit 4 MiB reached?)"),
             "{}",
             out.describe()
         );
@@ -665,6 +677,13 @@ fn a_container_process_dying_during_setup_is_explained() {
             .as_object_mut()
             .unwrap()
             .remove("memory");
+        let env: Vec<&str> = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        b.set_env(&env);
 
         // A seccomp profile whose default action kills: init dies at its next system call.
         b.linux_mut()["seccomp"] = json!({
