@@ -121,3 +121,118 @@ fn create_fails_unless_init_is_really_waiting_for_start() {
         );
     });
 }
+
+/// How the created container's init ended after `kill ID SIG`: the test is the child
+/// subreaper, so the orphaned init is its child to reap (within 10 s).
+fn reap(pid: i32) -> nix::sys::wait::WaitStatus {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Ok(s) => return s,
+            Err(e) => panic!("waitpid {pid}: {e}"),
+        }
+    }
+}
+
+/// Issue 11 review: "kill of a created container". runc's waiting init (Go) dies of any
+/// signal whose default action terminates; berth's exec stub, the init of the container's pid
+/// namespace, ignored them (the kernel skips default actions for a namespace's init), so
+/// `kill ID TERM` left the container created and a CRI stop took the whole grace period.
+/// Now both end; the status is `stopped` in both. The exit status differs, deliberately: runc's
+/// Go runtime exits 2, berth's stub exits 128 + the signal (a shell's report of a signal
+/// death), and without a pid namespace of its own it dies of the signal itself.
+#[test]
+fn kill_of_a_created_container_ends_it_as_runc() {
+    checked(true, |rts, b| {
+        b.set_args(&["sleep", "100"]);
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+        // (signal, number, whether runc's Go init dies of it: Go kills on HUP, INT and TERM
+        // only, and merely notes USR1, USR2, ALRM, PIPE...).
+        let signals = [
+            ("TERM", 15, true),
+            ("INT", 2, true),
+            ("HUP", 1, true),
+            ("USR1", 10, false),
+            ("ALRM", 14, false),
+            ("34", 34, false),
+        ];
+        for (sig, num, runc_ends) in signals {
+            for rt in rts {
+                let id = rt.new_id("killcreated");
+                let out = rt.create(&id, b);
+                assert!(out.success(), "{}: {}", name(rt), out.describe());
+                let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap() as i32;
+                let out = rt.kill(&id, sig);
+                assert!(out.success(), "{} {sig}: {}", name(rt), out.describe());
+                if name(rt) == "runc" && !runc_ends {
+                    // Deliberately different: berth follows the signal's default action.
+                    assert_eq!(rt.status(&id).as_deref(), Some("created"), "runc {sig}");
+                    assert!(rt.delete_force(&id).success());
+                    assert!(matches!(reap(pid), nix::sys::wait::WaitStatus::Signaled(..)));
+                    continue;
+                }
+                let status = reap(pid);
+                let st = rt.wait_status(&id, "stopped", Duration::from_secs(10));
+                assert_eq!(
+                    st.as_ref().and_then(|v| v["status"].as_str()),
+                    Some("stopped"),
+                    "{} {sig}: {st:?}",
+                    name(rt)
+                );
+                let want = if name(rt) == "runc" { 2 } else { 128 + num };
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), want),
+                    "{} {sig}",
+                    name(rt)
+                );
+                let out = rt.delete(&id);
+                assert!(out.success(), "{}: {}", name(rt), out.describe());
+            }
+        }
+        // Without a pid namespace of its own, berth's init dies of the signal itself.
+        b.remove_namespace("pid");
+        let berth = rts[0];
+        let id = berth.new_id("killcreated-nopidns");
+        let out = berth.create(&id, b);
+        assert!(out.success(), "{}", out.describe());
+        let pid = berth.state_json(&id).unwrap()["pid"].as_i64().unwrap() as i32;
+        assert!(berth.kill(&id, "TERM").success());
+        assert_eq!(
+            reap(pid),
+            nix::sys::wait::WaitStatus::Signaled(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+                false
+            )
+        );
+        assert!(berth.delete(&id).success());
+        b.set_namespace("pid", None);
+        // With a startContainer hook, init itself (not the exec stub) waits: the same.
+        b.add_hook("startContainer", json!({"path": "/bin/true"}));
+        let id = berth.new_id("killcreated-hook");
+        let out = berth.create(&id, b);
+        assert!(out.success(), "{}", out.describe());
+        let pid = berth.state_json(&id).unwrap()["pid"].as_i64().unwrap() as i32;
+        assert!(berth.kill(&id, "TERM").success());
+        assert_eq!(
+            reap(pid),
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 128 + 15)
+        );
+        assert!(berth.delete(&id).success());
+        b.spec_mut()["hooks"] = json!({});
+        // Signals whose default is to ignore or stop leave it created, as in runc.
+        for rt in rts {
+            let id = rt.new_id("killcreated-winch");
+            assert!(rt.create(&id, b).success());
+            assert!(rt.kill(&id, "WINCH").success());
+            assert!(rt.kill(&id, "0").success());
+            assert_eq!(rt.status(&id).as_deref(), Some("created"), "{}", name(rt));
+            assert!(rt.delete_force(&id).success());
+        }
+    });
+}

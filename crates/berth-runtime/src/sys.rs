@@ -310,6 +310,51 @@ pub fn set_sigmask(set: &nix::sys::signal::SigSet) -> Result<(), Errno> {
     nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(set), None)
 }
 
+/// Until the next `execve`, make every signal whose default action ends a process end this
+/// one, also when it is the init of a pid namespace (whose default actions the kernel skips):
+/// die of the signal where the kernel allows it, else exit with 128 + its number. For init
+/// waiting for `start` (as the exec stub does): `kill ID TERM` of a created container ends it,
+/// as runc's Go init dies of it. `execve` resets caught signals to their default.
+pub fn end_on_terminating_signals() {
+    use nix::sys::signal::Signal;
+    extern "C" fn on_signal(sig: libc::c_int) {
+        // SAFETY: getpid, kill and _exit are async-signal-safe; the disposition was reset to
+        // the default on entry (SA_RESETHAND) and the signal is not blocked (SA_NODEFER).
+        unsafe {
+            libc::kill(libc::getpid(), sig);
+            libc::_exit(128 + sig);
+        }
+    }
+    let terminating = Signal::iterator()
+        .filter(|s| {
+            !matches!(
+                s,
+                Signal::SIGKILL
+                    | Signal::SIGSTOP
+                    | Signal::SIGCHLD
+                    | Signal::SIGCONT
+                    | Signal::SIGURG
+                    | Signal::SIGWINCH
+                    | Signal::SIGTSTP
+                    | Signal::SIGTTIN
+                    | Signal::SIGTTOU
+            )
+        })
+        .map(|s| s as libc::c_int)
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    for sig in terminating {
+        // SAFETY: the handler only makes async-signal-safe calls and never returns; replacing
+        // the disposition of a signal nothing else in this single-threaded child handles.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            act.sa_flags = libc::SA_RESETHAND | libc::SA_NODEFER;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
 nix::ioctl_write_ptr_bad!(ioctl_set_winsize, libc::TIOCSWINSZ, nix::pty::Winsize);
 nix::ioctl_read_bad!(ioctl_get_winsize, libc::TIOCGWINSZ, nix::pty::Winsize);
 

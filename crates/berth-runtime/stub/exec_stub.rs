@@ -30,6 +30,32 @@ const SYS_GETEUID: usize = 107;
 const SYS_PRCTL: usize = 157;
 const SYS_EXIT_GROUP: usize = 231;
 const SYS_OPENAT: usize = 257;
+const SYS_RT_SIGACTION: usize = 13;
+const SYS_GETPID: usize = 39;
+const SYS_KILL: usize = 62;
+
+const SA_RESTORER: u64 = 0x0400_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
+const SA_RESETHAND: u64 = 0x8000_0000;
+
+/// The signals whose default action ends a process (`signal(7)`): all but KILL and STOP (which
+/// cannot be caught), CHLD, CONT, URG and WINCH (ignored) and TSTP, TTIN and TTOU (stop); and
+/// the real-time signals 34..=64.
+const TERMINATING: [u8; 21] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 24, 25, 26, 27, 29, 30,
+];
+const SIGSYS: usize = 31;
+const SIGRTMIN: usize = 34;
+const SIGRTMAX: usize = 64;
+
+/// The kernel's `struct sigaction` on x86_64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
 
 const AT_FDCWD: isize = -100;
 const O_WRONLY: usize = 0o1;
@@ -78,6 +104,7 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
 
 /// Block until the runtime's `start` opens the fifo for reading, then tell it we go.
 fn wait_for_start(fifo: usize) {
+    end_on_terminating_signals();
     // While we wait, a process exec'd into the container could open our /proc files (the
     // fifo fd is a host file). Root can still reopen the fifo through /proc/self/fd when we
     // are not dumpable; another user cannot (the directory becomes root's), so only root
@@ -139,6 +166,56 @@ fn wait_for_start(fifo: usize) {
         syscall3(SYS_CLOSE, fd as usize, 0, 0);
         syscall3(SYS_CLOSE, fifo, 0, 0);
     }
+}
+
+/// While we wait, a signal whose default action ends a process ends us, as it would end any
+/// process, also when we are the init of a pid namespace (whose default actions the kernel
+/// skips): `kill ID TERM` of a created container ends it, as runc's Go init dies of it. The
+/// program's exec resets these handlers to the default.
+fn end_on_terminating_signals() {
+    let act = KernelSigaction {
+        handler: on_terminating_signal as *const () as usize,
+        // Reset to the default on entry, and not blocked in the handler: its kill() of
+        // ourselves then ends us at once wherever the kernel allows it.
+        flags: SA_RESTORER | SA_NODEFER | SA_RESETHAND,
+        restorer: never_returns as *const () as usize,
+        mask: 0,
+    };
+    let all = TERMINATING
+        .iter()
+        .map(|&s| s as usize)
+        .chain(core::iter::once(SIGSYS))
+        .chain(SIGRTMIN..=SIGRTMAX);
+    for sig in all {
+        // SAFETY: act is a valid kernel sigaction that lives across the call; the handler and
+        // restorer are functions of this program that never return.
+        unsafe {
+            syscall4(
+                SYS_RT_SIGACTION,
+                sig,
+                &act as *const KernelSigaction as usize,
+                0,
+                8,
+            )
+        };
+    }
+}
+
+/// A terminating signal while we wait for start: die of it (the disposition is the default
+/// again); as the init of a pid namespace, which the kernel does not let die of its own
+/// signal, exit with 128 + the signal's number as shells report a signal death.
+extern "C" fn on_terminating_signal(sig: i32) {
+    // SAFETY: plain system calls without pointers.
+    unsafe {
+        let pid = syscall3(SYS_GETPID, 0, 0, 0);
+        syscall3(SYS_KILL, pid as usize, sig as usize, 0);
+    }
+    exit(128 + sig as usize)
+}
+
+/// The signal frame's return address: never used, the handler never returns.
+extern "C" fn never_returns() {
+    exit(128)
 }
 
 /// The fifo fd from `argv[0]`: `berth-exec:FD`, or `None` for a bare `berth-exec`.
@@ -270,6 +347,29 @@ unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> isize {
             in("rdi") a,
             in("rsi") b,
             in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// A raw system call with four arguments (the fourth in r10), as [`syscall3`].
+///
+/// # Safety
+/// The arguments must be valid for the call.
+unsafe fn syscall4(nr: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller's; the syscall instruction clobbers rcx and r11 only.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            in("r10") d,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),

@@ -734,6 +734,7 @@ fn check_fifo_reachable(fifo: &OwnedFd) -> Result<(), SetupError> {
 /// (or, with a joined pid namespace, nothing that could use it: the runtime binary is not
 /// writable for the container user and our fds are close-on-exec).
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), SetupError> {
+    sys::end_on_terminating_signals();
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(false);
     nix::sys::prctl::set_dumpable(true)
