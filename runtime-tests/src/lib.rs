@@ -24,6 +24,7 @@
 //! ```
 
 mod bundle;
+mod bystander;
 pub mod conformance;
 pub mod daemon;
 mod error;
@@ -32,8 +33,10 @@ mod locate;
 pub mod probe;
 mod runtime;
 mod spec;
+mod wait;
 
 pub use bundle::{Bundle, PROBE_PATH};
+pub use bystander::Bystander;
 pub use error::SupportError;
 pub use leaks::{
     assert_no_leaks, cgroup_dirs, is_zombie, names_id, proc_stat, start_time, Leak, LeakSnapshot,
@@ -44,6 +47,7 @@ pub use locate::{
     ENV_BERTH_BIN, ENV_PROBE, ENV_ROOTFS,
 };
 pub use runtime::{RunOutput, Runtime, DEFAULT_TIMEOUT};
+pub use wait::wait_for;
 pub use spec::{
     default_mounts, default_spec, DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
 };

@@ -236,3 +236,52 @@ fn kill_of_a_created_container_ends_it_as_runc() {
         }
     });
 }
+
+/// Polls `cond` until it holds, at most 10 s.
+fn until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        runtime_tests::wait_for(Duration::from_secs(10), cond),
+        "timed out waiting for {what}"
+    );
+}
+
+/// Issue 11 review: "`kill --all` touches only the container's processes". In a cgroup named
+/// by `linux.cgroupsPath` that existed before (shared with a process that is not the
+/// container's), `kill --all` signalled the whole cgroup; containerd runs it at teardown.
+/// Now berth signals only the container's own processes. runc 1.1 kills the bystander too:
+/// a deliberate difference (issue 11: "a container's teardown touches only what is the
+/// container's").
+#[test]
+fn kill_all_spares_a_process_sharing_the_named_cgroup() {
+    checked(true, |rts, b| {
+        b.set_args(&["sh", "-c", "sleep 100 & exec sleep 100"]);
+        for rt in rts {
+            let mut by = runtime_tests::Bystander::new();
+            b.linux_mut()["cgroupsPath"] = json!(format!("/{}", by.name));
+            let id = rt.new_id("killall-shared");
+            let out = rt.create(&id, b);
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+            assert!(rt.start(&id).success());
+            let procs = by.dirs[0].join("cgroup.procs");
+            let count = || {
+                std::fs::read_to_string(&procs)
+                    .map(|p| p.lines().count())
+                    .unwrap_or(0)
+            };
+            until("the container's two processes", || count() >= 3);
+            let out = rt.kill_all(&id, "KILL");
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+            until("the container to stop", || {
+                rt.status(&id).as_deref() == Some("stopped")
+            });
+            if name(rt) == "berth" {
+                until("the container's processes to be gone", || count() == 1);
+                by.assert_untouched("berth kill --all");
+            } else {
+                until("runc to kill the bystander", || !by.alive());
+            }
+            let out = rt.delete(&id);
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+        }
+    });
+}

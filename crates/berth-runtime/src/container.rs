@@ -685,7 +685,9 @@ impl Locked {
     ///
     /// - signal 0 only checks that the target exists (a liveness probe);
     /// - with `all`, whatever is left in the container's cgroup is signalled, whatever the
-    ///   status: a stopped container whose cgroup is empty or gone is `Ok`;
+    ///   status: a stopped container whose cgroup is empty or gone is `Ok`; in a cgroup that
+    ///   berth did not make (an existing `linux.cgroupsPath`), only the container's own
+    ///   processes ([`own_processes`]), where runc signals every process of the cgroup;
     /// - without `all`, a stopped container is [`ContainerError::NotRunning`] ("container not
     ///   running", runc's `ErrNotRunning`, which containerd's shim maps to not found);
     /// - SIGKILL to a paused container's init thaws the cgroup so that it can die.
@@ -708,7 +710,27 @@ impl Locked {
             if signal == 0 {
                 return Ok(());
             }
-            cg.kill_all(signal)?;
+            if created_cgroup(&self.state.cgroup) {
+                cg.kill_all(signal)?;
+            } else {
+                // A cgroup named by linux.cgroupsPath that berth did not make may hold other
+                // processes (issue 11: a teardown touches only what is the container's;
+                // runc 1.1 signals the whole cgroup).
+                for pid in self.own_processes(cg.as_ref()) {
+                    // Through a pidfd: a pid that exited meanwhile is never someone else's.
+                    if let Ok(fd) = sys::pidfd_open(Pid::from_raw(pid)) {
+                        match sys::pidfd_send_signal(fd.as_fd(), signal) {
+                            Ok(()) | Err(Errno::ESRCH) => {}
+                            Err(e) => {
+                                return Err(ContainerError::sys(
+                                    SysOp::PidfdSendSignal { pid, signal },
+                                    e,
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
             return Ok(());
         }
         if status == Status::Stopped {
