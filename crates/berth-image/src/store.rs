@@ -473,6 +473,14 @@ impl Store {
         Ok(())
     }
 
+    /// Where a layer that cannot stand alone is kept, unpacked over the layers below it (see
+    /// [`Store::unpack_layers`]): `layers/chain-<hex>` for its chain id.
+    pub fn chain_layer_path(&self, chain_id: &Digest) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(format!("chain-{}", chain_id.hex()))
+    }
+
     /// Where the unpacked layer with this diff id lives.
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("layers").join(diff_id.hex())
@@ -486,9 +494,13 @@ impl Store {
             keep_blobs.insert(d.hex().to_owned());
             if let Ok(img) = self.image(d) {
                 keep_blobs.insert(img.config_digest.hex().to_owned());
+                let mut chain: Option<Digest> = None;
                 for l in img.layers()? {
                     keep_blobs.insert(l.digest.hex().to_owned());
                     keep_layers.insert(l.diff_id.hex().to_owned());
+                    let c = chain_id(chain.as_ref(), &l.diff_id);
+                    keep_layers.insert(format!("chain-{}", c.hex()));
+                    chain = Some(c);
                 }
             }
         }
@@ -575,6 +587,21 @@ impl BlobWriter<'_> {
 impl Drop for BlobWriter<'_> {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// The OCI chain id of a layer over the chain `below` (image-spec config.md): its diff id for
+/// the first layer, else the digest of `"<chain below> <diff id>"`.
+///
+/// ```
+/// use berth_image::{store::chain_id, Digest};
+/// let a = Digest::of(b"a");
+/// assert_eq!(chain_id(None, &a), a);
+/// ```
+pub fn chain_id(below: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match below {
+        None => diff_id.clone(),
+        Some(b) => Digest::of(format!("{b} {diff_id}").as_bytes()),
     }
 }
 

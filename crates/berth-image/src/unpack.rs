@@ -10,7 +10,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::image::{Image, Layer};
-use crate::layer::{self, ApplyOptions, LayerError, Whiteouts};
+use crate::layer::{self, ApplyOptions, LayerError, LayerStats, Whiteouts};
 use crate::store::{Store, StoreError};
 
 /// Progress reports from long operations.
@@ -72,7 +72,7 @@ fn apply_blob(
     dest: &Path,
     whiteouts: Whiteouts,
     progress: Progress<'_>,
-) -> Result<(), UnpackError> {
+) -> Result<LayerStats, UnpackError> {
     let fd = rustix::fs::open(
         dest,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -93,7 +93,7 @@ fn apply_blob_at(
     shown: &Path,
     whiteouts: Whiteouts,
     progress: Progress<'_>,
-) -> Result<(), UnpackError> {
+) -> Result<LayerStats, UnpackError> {
     let blob = store.open_blob(&l.digest, l.size)?;
     let mut opts = ApplyOptions::new(whiteouts);
     opts.expect_blob_size = Some(l.size);
@@ -112,12 +112,97 @@ fn apply_blob_at(
         let prev = last.swap(n, Ordering::Relaxed);
         progress(ProgressEvent::Bytes(n.saturating_sub(prev)));
     };
-    layer::apply_at(blob, dest, shown, &opts, &cb).map_err(|source| UnpackError::Layer {
-        digest: l.digest.clone(),
-        source,
-    })?;
+    let stats =
+        layer::apply_at(blob, dest, shown, &opts, &cb).map_err(|source| UnpackError::Layer {
+            digest: l.digest.clone(),
+            source,
+        })?;
     progress(ProgressEvent::LayerDone);
-    Ok(())
+    Ok(stats)
+}
+
+/// The xattr on a layer directory that lists (one per line) the directories the layer
+/// needed without entries (`LayerStats::implicit_dirs`); `*` when the list is too long for an
+/// xattr. `trusted.` (root only), and never visible through an overlay mount, whose root is
+/// the upper directory's.
+const IMPLICIT_XATTR: &str = "trusted.berth.implicit";
+
+/// Note the `implicit` directories on the layer directory `dir` (before it is renamed into
+/// place, so a directory is never seen without its note).
+fn write_implicit_note(dir: &Path, implicit: &[String]) -> Result<(), UnpackError> {
+    if implicit.is_empty() {
+        return Ok(());
+    }
+    let mut text = implicit.join("\n");
+    if text.len() > 3000 {
+        text = "*".into();
+    }
+    rustix::fs::setxattr(
+        dir,
+        IMPLICIT_XATTR,
+        text.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(|e| UnpackError::Io {
+        op: "noting implicit directories on",
+        path: dir.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Whether a layer whose standalone directory made `implicit` directories (0755, root) shows
+/// something else over `lowers` (bottom to top) than the flattened unpack: true when the
+/// topmost lower layer that has one of them has a symlink, a file, or a directory of another
+/// mode or owner there.
+fn needs_lower_layers(dir: &Path, lowers: &[PathBuf]) -> Result<bool, UnpackError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut buf = vec![0u8; 4096];
+    let n = match rustix::fs::getxattr(dir, IMPLICIT_XATTR, &mut buf[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NODATA) => return Ok(false),
+        Err(e) => {
+            return Err(UnpackError::Io {
+                op: "reading implicit directories of",
+                path: dir.to_owned(),
+                source: e.into(),
+            })
+        }
+    };
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    if text == "*" {
+        return Ok(true);
+    }
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        // `?dir`: made only for whiteouts, so it must be there below (else the layer would
+        // add an empty directory that the flattened unpack does not have).
+        // `!dir`: holds whiteouts, so must be a directory below, whatever its attributes
+        // (overlayfs lists whiteouts in a directory no lower layer has).
+        let (p, must_exist, any_attrs) = match (line.strip_prefix('?'), line.strip_prefix('!')) {
+            (Some(p), _) => (p, true, false),
+            (_, Some(p)) => (p, true, true),
+            _ => (line, false, false),
+        };
+        let mut found = false;
+        for lower in lowers.iter().rev() {
+            let Ok(m) = fs::symlink_metadata(lower.join(p)) else {
+                continue;
+            };
+            let ft = m.file_type();
+            if ft.is_char_device() && m.rdev() == 0 {
+                break;
+            }
+            let plain = m.mode() & 0o7777 == 0o755 && m.uid() == 0 && m.gid() == 0;
+            if ft.is_dir() && (any_attrs || plain) {
+                found = true;
+                break;
+            }
+            return Ok(true);
+        }
+        if must_exist && !found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Copies what is read through it into `w` (the blob file of a streamed layer).
@@ -149,12 +234,13 @@ impl Store {
     /// Unpack one stored layer into `layers/<diffid>` (overlayfs whiteouts) unless already
     /// there, verifying its diff id. The directory appears complete or not at all.
     ///
-    /// Hard links to a file of an earlier layer (docker accepts them; the image spec leaves
-    /// them debated) make a layer that cannot stand alone in a directory of its own: for such
-    /// a layer this returns `Ok` with the path, which does not exist, so that a pull succeeds
-    /// with the blob stored. [`Store::flatten`] builds such images (the earlier layers are
-    /// present there); [`Store::unpack_layers`] and so [`Store::mount_overlay`] refuse them
-    /// with [`LayerError::ExternalHardlink`].
+    /// A layer with a hard link to a file of an earlier layer (docker accepts them; the image
+    /// spec leaves them debated) cannot stand alone in a directory of its own: for such a
+    /// layer this returns `Ok` with the path, which does not exist, so that a pull succeeds
+    /// with the blob stored; [`Store::flatten`] and [`Store::unpack_layers`] (so
+    /// [`Store::mount_overlay`]) build it over the layers below it. Directories a layer
+    /// writes into without entries of their own are noted on the directory (xattr
+    /// `trusted.berth.implicit`) for [`Store::unpack_layers`] to check.
     pub fn unpack_layer(&self, l: &Layer, progress: Progress<'_>) -> Result<PathBuf, UnpackError> {
         match self.unpack_layer_dir(l, progress) {
             Err(UnpackError::Layer {
@@ -181,7 +267,8 @@ impl Store {
             path: tmp.clone(),
             source,
         })?;
-        let res = apply_blob(self, l, &tmp, Whiteouts::Overlay, progress).and_then(|()| {
+        let res = apply_blob(self, l, &tmp, Whiteouts::Overlay, progress).and_then(|stats| {
+            write_implicit_note(&tmp, &stats.implicit_dirs)?;
             match fs::rename(&tmp, &dest) {
                 Ok(()) => Ok(()),
                 // Another process unpacked the same layer meanwhile.
@@ -245,8 +332,9 @@ impl Store {
             opts.expect_diff_id = Some(l.diff_id.clone());
             opts.media_type = Some(l.media_type.clone());
             let mut standalone = true;
+            let mut implicit = Vec::new();
             match layer::apply(&mut tee, &tmp, &opts, &|_| {}) {
-                Ok(_) => {}
+                Ok(stats) => implicit = stats.implicit_dirs,
                 Err(LayerError::ExternalHardlink { .. }) => standalone = false,
                 Err(source) => {
                     return Err(UnpackError::Layer {
@@ -301,6 +389,7 @@ impl Store {
             if !standalone {
                 return Ok(());
             }
+            write_implicit_note(&tmp, &implicit)?;
             match fs::rename(&tmp, &dest) {
                 Ok(()) => Ok(()),
                 Err(_) if dest.is_dir() => {
@@ -322,17 +411,101 @@ impl Store {
     }
 
     /// Unpack every layer of `img` into the layer store; returns the dirs bottom to top.
-    /// A layer that hard-links into an earlier layer is refused
-    /// ([`LayerError::ExternalHardlink`]; see [`Store::unpack_layer`]).
+    ///
+    /// A layer that stands alone goes to `layers/<diffid>`, shared by every image that has
+    /// it. One that does not in this image (a hard link into an earlier layer; a directory
+    /// it writes into without an entry, where a lower layer has a symlink such as
+    /// `var/run -> /run` or a directory of another mode than 0755) is applied as the
+    /// flattened unpack applies it, onto an overlayfs mount of the layers below it, as
+    /// containerd applies every layer: the kernel turns what it removes into whiteouts,
+    /// follows lower symlinks and copies up hard-link targets, and the upper directory
+    /// becomes `layers/chain-<chainid>` ([`Store::chain_layer_path`]), specific to what lies
+    /// below.
     pub fn unpack_layers(
         &self,
         img: &Image,
         progress: Progress<'_>,
     ) -> Result<Vec<PathBuf>, UnpackError> {
-        start(img, progress)?
-            .iter()
-            .map(|l| self.unpack_layer_dir(l, progress))
-            .collect()
+        let layers = start(img, progress)?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut chain: Option<crate::Digest> = None;
+        for l in &layers {
+            let c = crate::store::chain_id(chain.as_ref(), &l.diff_id);
+            chain = Some(c.clone());
+            let chained = self.chain_layer_path(&c);
+            if chained.is_dir() {
+                progress(ProgressEvent::Bytes(l.size));
+                progress(ProgressEvent::LayerDone);
+                dirs.push(chained);
+                continue;
+            }
+            match self.unpack_layer_dir(l, progress) {
+                Ok(d) if !needs_lower_layers(&d, &dirs)? => dirs.push(d),
+                Ok(_)
+                | Err(UnpackError::Layer {
+                    source: LayerError::ExternalHardlink { .. },
+                    ..
+                }) => dirs.push(self.unpack_layer_over(l, &dirs, &c, progress)?),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(dirs)
+    }
+
+    /// Apply layer `l` onto an overlayfs mount of `lowers` (bottom to top) and keep the upper
+    /// directory as `layers/chain-<chain>`; appears complete or not at all.
+    fn unpack_layer_over(
+        &self,
+        l: &Layer,
+        lowers: &[PathBuf],
+        chain: &crate::Digest,
+        progress: Progress<'_>,
+    ) -> Result<PathBuf, UnpackError> {
+        let dest = self.chain_layer_path(chain);
+        let tmp = self.tmp_path("chain");
+        let (upper, work, merged) = (tmp.join("upper"), tmp.join("work"), tmp.join("merged"));
+        let io = |op, path: &Path| {
+            let path = path.to_owned();
+            move |source| UnpackError::Io { op, path, source }
+        };
+        let res = (|| {
+            for d in [&tmp, &upper, &work, &merged] {
+                fs::create_dir(d).map_err(io("creating", d))?;
+            }
+            // No index, metacopy or redirects: the upper directory must hold whole files and
+            // plain whiteouts, to serve as a lower layer of other mounts.
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off",
+                lower_option(lowers)?,
+                overlay_path(&upper)?,
+                overlay_path(&work)?
+            );
+            if lowers.is_empty() {
+                // A first layer: nothing below, so applied as the flattened unpack does (its
+                // whiteouts hide nothing and are dropped).
+                apply_blob(self, l, &upper, Whiteouts::Apply, progress)?;
+            } else {
+                mount_overlayfs(&merged, opts)?;
+                let applied = apply_blob(self, l, &merged, Whiteouts::Apply, progress);
+                let unmounted =
+                    rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::empty())
+                        .map_err(|e| io("unmounting", &merged)(e.into()));
+                applied?;
+                unmounted?;
+            }
+            match fs::rename(&upper, &dest) {
+                Ok(()) => Ok(()),
+                Err(_) if dest.is_dir() => Ok(()),
+                Err(source) => Err(UnpackError::Io {
+                    op: "renaming layer to",
+                    path: dest.clone(),
+                    source,
+                }),
+            }
+        })();
+        let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH);
+        let _ = layer::remove_tree(&tmp);
+        res.map(|()| dest)
     }
 
     /// Build a flattened rootfs of `img` at `dest` (which must not exist), applying layers in
@@ -410,7 +583,7 @@ impl Store {
         .map_err(|e| io("opening", e))
         .and_then(|fd| {
             layers.iter().try_for_each(|l| {
-                apply_blob_at(self, l, fd.as_fd(), &tmp, Whiteouts::Apply, progress)
+                apply_blob_at(self, l, fd.as_fd(), &tmp, Whiteouts::Apply, progress).map(|_| ())
             })
         })
         .and_then(|()| {
@@ -434,13 +607,9 @@ impl Store {
     /// and work dirs under `state` (created). Undo with [`unmount_overlay`].
     ///
     /// The tree is the flattened one ([`Store::flatten`]; a random differential test in
-    /// `tests/layers_chroot.rs` compares both with umoci) for layers written as docker writes
-    /// them, with two documented exceptions that come from unpacking each layer on its own
-    /// (shared by diff id): a hard link to a file of an earlier layer is refused
-    /// ([`LayerError::ExternalHardlink`]), and an entry whose parent directory has no entry
-    /// in its own layer while a lower layer has a symlink there (`var/run -> /run` below
-    /// `var/run/app.pid`) lands in a directory of that name, as with docker's overlay2,
-    /// where the flattened unpack and containerd follow the link (`run/app.pid`).
+    /// `tests/layers_chroot.rs` compares both with umoci): layers that cannot stand alone
+    /// (hard links into earlier layers, entries below a lower layer's symlink such as
+    /// `var/run -> /run`) are applied over their lower layers ([`Store::unpack_layers`]).
     pub fn mount_overlay(
         &self,
         img: &Image,
@@ -458,58 +627,70 @@ impl Store {
                 source,
             })?;
         }
-        let check = |p: &Path| -> Result<String, UnpackError> {
-            let s = p
-                .to_str()
-                .ok_or_else(|| UnpackError::OverlayPath(p.to_owned()))?;
-            if s.contains([',', ':', '\\']) {
-                return Err(UnpackError::OverlayPath(p.to_owned()));
-            }
-            Ok(s.to_owned())
-        };
-        // Top layer first. overlayfs refuses a directory that appears twice ("conflicting
-        // lowerdir path"), which an image that repeats a layer (same diff id) asks for; the
-        // topmost occurrence subsumes the lower ones (the same entries, whiteouts and opaque
-        // markers, above them), so only it is kept.
-        let mut lower: Vec<String> = Vec::new();
-        for d in dirs.iter().rev() {
-            let s = check(d)?;
-            if !lower.contains(&s) {
-                lower.push(s);
-            }
-        }
-        if lower.is_empty() {
+        let mut dirs = dirs;
+        if dirs.is_empty() {
             let empty = state.join("empty");
             fs::create_dir_all(&empty).map_err(|source| UnpackError::Io {
                 op: "creating",
                 path: empty.clone(),
                 source,
             })?;
-            lower.push(check(&empty)?);
+            dirs.push(empty);
         }
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            check(&upper)?,
-            check(&work)?
+            lower_option(&dirs)?,
+            overlay_path(&upper)?,
+            overlay_path(&work)?
         );
-        rustix::mount::mount(
-            "overlay",
-            target,
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            Some(
-                std::ffi::CString::new(opts)
-                    .expect("no NUL in checked paths")
-                    .as_c_str(),
-            ),
-        )
-        .map_err(|e| UnpackError::Io {
-            op: "mounting overlay on",
-            path: target.to_owned(),
-            source: e.into(),
-        })
+        mount_overlayfs(target, opts)
     }
+}
+
+/// `p` as overlayfs options can carry it.
+fn overlay_path(p: &Path) -> Result<String, UnpackError> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| UnpackError::OverlayPath(p.to_owned()))?;
+    if s.contains([',', ':', '\\']) {
+        return Err(UnpackError::OverlayPath(p.to_owned()));
+    }
+    Ok(s.to_owned())
+}
+
+/// The `lowerdir=` value for layer directories given bottom to top: top layer first.
+/// overlayfs refuses a directory that appears twice ("conflicting lowerdir path"), which an
+/// image that repeats a layer (same diff id) asks for; the topmost occurrence subsumes the
+/// lower ones (the same entries, whiteouts and opaque markers, above them), so only it is
+/// kept.
+fn lower_option(dirs: &[PathBuf]) -> Result<String, UnpackError> {
+    let mut lower: Vec<String> = Vec::new();
+    for d in dirs.iter().rev() {
+        let s = overlay_path(d)?;
+        if !lower.contains(&s) {
+            lower.push(s);
+        }
+    }
+    Ok(lower.join(":"))
+}
+
+fn mount_overlayfs(target: &Path, opts: String) -> Result<(), UnpackError> {
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        Some(
+            std::ffi::CString::new(opts)
+                .expect("no NUL in checked paths")
+                .as_c_str(),
+        ),
+    )
+    .map_err(|e| UnpackError::Io {
+        op: "mounting overlay on",
+        path: target.to_owned(),
+        source: e.into(),
+    })
 }
 
 /// Unmount an overlay made by [`Store::mount_overlay`] and remove its `state` dir.

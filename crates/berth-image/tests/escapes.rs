@@ -12,6 +12,11 @@
 
 mod common;
 
+/// Options for applying one layer on its own.
+fn single_layer(mode: berth_image::layer::Whiteouts) -> berth_image::layer::ApplyOptions {
+    berth_image::layer::ApplyOptions::new(mode)
+}
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use berth_image::archive::{self, LoadOptions};
 use berth_image::bundle::{create_bundle, remove_bundle_mount, BundleOptions};
-use berth_image::layer::{apply, ApplyOptions, LayerError, Whiteouts};
+use berth_image::layer::{apply, LayerError, Whiteouts};
 use berth_image::{Digest, Store, UnpackError};
 use common::*;
 
@@ -201,7 +206,7 @@ fn symlink_parents_pointing_out_stay_inside() {
         for mode in [Whiteouts::Apply, Whiteouts::Overlay] {
             let s = sandbox();
             let before = snapshot(&s.base, &s.target);
-            let res = apply(&layer[..], &s.target, &ApplyOptions::new(mode), &|_| {});
+            let res = apply(&layer[..], &s.target, &single_layer(mode), &|_| {});
             assert_eq!(
                 snapshot(&s.base, &s.target),
                 before,
@@ -236,7 +241,7 @@ fn every_spelling_is_refused_in_both_unpack_modes() {
             fs::write(s.target.join("inside"), b"inside").unwrap();
             let before = snapshot(&s.base, &s.target);
             let what = format!("{entry:?} in {mode:?} mode");
-            let res = apply(&layer[..], &s.target, &ApplyOptions::new(mode), &|_| {});
+            let res = apply(&layer[..], &s.target, &single_layer(mode), &|_| {});
             let err = res.expect_err(&what);
             check_refused(&err, entry, &what);
             assert_eq!(

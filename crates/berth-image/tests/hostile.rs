@@ -2,6 +2,11 @@
 
 mod common;
 
+/// Options for applying one layer on its own.
+fn single_layer(mode: berth_image::layer::Whiteouts) -> berth_image::layer::ApplyOptions {
+    berth_image::layer::ApplyOptions::new(mode)
+}
+
 use std::fs;
 use std::path::Path;
 
@@ -41,7 +46,7 @@ fn expect_unsafe(layer: Vec<u8>, entry: &str) {
         fs::create_dir_all(&outside).unwrap();
         fs::write(outside.join("victim"), b"original").unwrap();
         let before = list(sandbox.path());
-        let err = apply(&layer[..], &root, &ApplyOptions::new(mode), &|_| {}).unwrap_err();
+        let err = apply(&layer[..], &root, &single_layer(mode), &|_| {}).unwrap_err();
         match &err {
             LayerError::Unsafe { entry: e, .. } => assert_eq!(e, entry, "{err}"),
             other => panic!("expected unsafe entry {entry}, got {other:?}"),
@@ -92,7 +97,7 @@ fn expect_confined(layer: Vec<u8>) -> Vec<(tempfile::TempDir, Result<(), String>
             use std::os::unix::fs::MetadataExt;
             m.nlink()
         });
-        let res = apply(&layer[..], &root, &ApplyOptions::new(mode), &|_| {})
+        let res = apply(&layer[..], &root, &single_layer(mode), &|_| {})
             .map(|_| ())
             .map_err(|e| e.to_string());
         assert_eq!(fs::read(outside.join("victim")).unwrap(), b"original");

@@ -189,6 +189,16 @@ fn upper_entries_under_a_lower_symlink_resolve_inside_the_rootfs() {
     assert!(!Path::new("/run/app.pid").exists());
     let theirs = umoci(&layout, &t.path().join("umoci"));
     assert_eq!(tree(&rootfs), tree(&theirs), "berth and umoci differ");
+    // The overlay unpack follows the lower link too (the upper layer is applied over it).
+    let ov = t.path().join("ov");
+    let o = BundleOptions {
+        overlay: true,
+        ..Default::default()
+    };
+    create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
+    let merged = tree(&ov.join("rootfs"));
+    remove_bundle_mount(&ov).unwrap();
+    assert_eq!(merged, tree(&rootfs), "overlay and flattened differ");
 }
 
 /// A zstd skippable frame (RFC 8878 3.1.2) with `payload`.
@@ -453,12 +463,27 @@ fn hard_link_to_an_earlier_layer_one_behaviour() {
     assert!(!fresh.has_blob(&layers[1].digest));
     // Re-pulling with the blob present (unpack_layer from the store) succeeds the same way.
     store.unpack_layer(&layers[1], &|_| {}).unwrap();
-    // The overlay unpack cannot stand the layer alone: refused, naming the entry.
-    let err = store.unpack_layers(&img, &|_| {}).unwrap_err();
-    assert!(
-        matches!(&err, UnpackError::Layer { source: LayerError::ExternalHardlink { entry, .. }, .. } if entry == "b/link"),
-        "{err:?}"
-    );
+    // The overlay unpack builds the layer over the one below it (a chain directory), and
+    // shows the flattened tree, the link sharing the file's inode.
+    let dirs = store.unpack_layers(&img, &|_| {}).unwrap();
+    assert!(dirs[1].ends_with(format!(
+        "chain-{}",
+        berth_image::store::chain_id(Some(&layers[0].diff_id), &layers[1].diff_id).hex()
+    )));
+    let ov = t.path().join("ov");
+    let o = BundleOptions {
+        overlay: true,
+        ..Default::default()
+    };
+    if is_root() {
+        create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
+        let merged = tree(&ov.join("rootfs"));
+        let same = fs::metadata(ov.join("rootfs/b/link")).unwrap().ino()
+            == fs::metadata(ov.join("rootfs/a/file")).unwrap().ino();
+        remove_bundle_mount(&ov).unwrap();
+        assert_eq!(merged, tree(&rootfs));
+        assert!(same, "the hard link is one inode in the overlay too");
+    }
     // A hard link to a file of its own layer is fine everywhere.
     let own = tar_of(|b| {
         file(b, "x", b"x");
@@ -558,6 +583,8 @@ struct Model {
     whiteouts: std::collections::BTreeSet<String>,
     opaque: std::collections::BTreeSet<String>,
     files: std::collections::BTreeSet<String>,
+    /// Regular files of the flattened tree (targets of hard links into lower layers).
+    regular: std::collections::BTreeSet<String>,
 }
 
 impl Model {
@@ -579,6 +606,7 @@ impl Model {
         self.layer_nondir.retain(|k| keep(k));
         self.whiteouts.retain(|k| keep(k));
         self.files.retain(|k| keep(k));
+        self.regular.retain(|k| keep(k));
     }
 
     /// Whether a whiteout of `p` is one overlayfs can carry. Where it becomes a whiteout
@@ -619,6 +647,7 @@ impl Model {
                 self.tree.insert(p.clone(), false);
                 self.layer_nondir.insert(p.clone());
                 self.files.insert(p.clone());
+                self.regular.insert(p.clone());
             }
             Op::Symlink(p, _) | Op::Fifo(p) => {
                 self.remove_under(p, false);
@@ -641,6 +670,8 @@ impl Model {
                         .collect();
                     self.tree
                         .retain(|k, _| !k.starts_with(&below) || written.contains(k));
+                    self.regular
+                        .retain(|k| !k.starts_with(&below) || written.contains(k));
                 } else {
                     self.remove_under(p, false);
                     self.whiteouts.insert(p.clone());
@@ -700,6 +731,11 @@ struct LayerGen<'r> {
     rng: &'r mut Rng,
     model: &'r mut Model,
     ops: Vec<Op>,
+    /// Written as tar tools (not docker) write layers: a parent directory that already
+    /// exists gets no entry of its own, so the layer cannot stand alone.
+    tar_style: bool,
+    /// Whether it hard-links to a file of a lower layer.
+    cross_link: bool,
 }
 
 impl LayerGen<'_> {
@@ -712,7 +748,8 @@ impl LayerGen<'_> {
     /// writes them).
     fn parents(&mut self, p: &str) {
         for d in ancestors(p) {
-            if !self.model.layer_dirs.contains(&d) {
+            let exists = self.model.tree.get(&d) == Some(&true);
+            if !(self.model.layer_dirs.contains(&d) || self.tar_style && exists) {
                 self.push(Op::Dir(d, 0o755));
             }
         }
@@ -769,9 +806,13 @@ impl LayerGen<'_> {
     }
 
     fn hardlink(&mut self, p: &str) {
-        let targets: Vec<String> = self
-            .model
-            .files
+        // A file of this layer, or (a quarter of the time) of a lower one.
+        let pool = if self.rng.chance(25) {
+            &self.model.regular
+        } else {
+            &self.model.files
+        };
+        let targets: Vec<String> = pool
             .iter()
             .filter(|f| !is_under(f, p) && !ancestors(p).contains(f))
             .cloned()
@@ -781,9 +822,10 @@ impl LayerGen<'_> {
         }
         let t = self.rng.pick(&targets).clone();
         self.parents(p);
-        if !self.model.files.contains(&t) {
+        if !self.model.regular.contains(&t) {
             return;
         }
+        self.cross_link |= !self.model.files.contains(&t);
         let target = if self.rng.chance(50) {
             format!("/{t}")
         } else {
@@ -818,11 +860,15 @@ fn random_stack(seed: u64) -> (Vec<Vec<u8>>, Vec<String>) {
     let mut layers: Vec<Vec<Op>> = Vec::new();
     let mut descs: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
+    let mut repeatable: Vec<bool> = Vec::new();
     let count = 2 + rng.below(4);
     while layers.len() < count {
         if !layers.is_empty() && rng.chance(15) {
             // Repeat an earlier layer, if its whiteouts still sit in merged directories.
             let i = rng.below(layers.len());
+            if !repeatable[i] {
+                continue;
+            }
             let mut m = model.clone();
             m.start_layer();
             let ok = layers[i].iter().all(|op| {
@@ -832,16 +878,20 @@ fn random_stack(seed: u64) -> (Vec<Vec<u8>>, Vec<String>) {
             });
             if ok {
                 model = m;
+                repeatable.push(true);
                 layers.push(layers[i].clone());
                 descs.push(format!("repeat of layer {i}"));
             }
             continue;
         }
         model.start_layer();
+        let tar_style = rng.chance(30);
         let mut g = LayerGen {
             rng: &mut rng,
             model: &mut model,
             ops: Vec::new(),
+            tar_style,
+            cross_link: false,
         };
         let n = 2 + g.rng.below(12);
         for _ in 0..n {
@@ -876,7 +926,12 @@ fn random_stack(seed: u64) -> (Vec<Vec<u8>>, Vec<String>) {
             seen.push(p);
         }
         let ops = std::mem::take(&mut g.ops);
-        descs.push(format!("{ops:?}"));
+        // Layers that depend on what lies below are not repeated (their lower state changes).
+        repeatable.push(!tar_style && !g.cross_link);
+        descs.push(format!(
+            "{}{ops:?}",
+            if tar_style { "(tar-style) " } else { "" }
+        ));
         layers.push(ops);
     }
     let tars = layers
@@ -1019,10 +1074,18 @@ fn compare_unpacks(layers: &[Vec<u8>], descs: &[String]) -> Result<(), String> {
         overlay: true,
         ..Default::default()
     };
+    /// Unmounts the overlay bundle however the comparison ends.
+    struct Mounted(PathBuf);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = remove_bundle_mount(&self.0);
+        }
+    }
+    let mounted = Mounted(ov.clone());
     create_bundle(&store, &img, &ov, &o, &|_| {})
         .map_err(|e| format!("overlay: {e:?}\n{}", describe()))?;
     let merged = full_tree(&ov.join("rootfs"));
-    remove_bundle_mount(&ov).unwrap();
+    drop(mounted);
     let d = diff_trees(&ours, &merged);
     if !d.is_empty() {
         return Err(format!(
@@ -1136,6 +1199,21 @@ fn differential_findings_stay_fixed() {
                     dir(b, "d/sub");
                     file(b, "d/sub/.wh.gone", b"");
                     file(b, "d/.wh.lower", b"");
+                }),
+            ],
+        ),
+        (
+            // A layer without entries for the directories it writes into (as tar tools make
+            // them): the overlay showed them 0755 root-owned instead of the lower mode.
+            "implicit parent directories keep the lower ones' attributes",
+            vec![
+                tar_of(|b| {
+                    entry(b, "tmp", tar::EntryType::Directory, None, b"", 0o1777);
+                    entry(b, "home", tar::EntryType::Directory, None, b"", 0o700);
+                }),
+                tar_of(|b| {
+                    file(b, "tmp/x", b"x");
+                    file(b, "home/.wh.gone", b"");
                 }),
             ],
         ),

@@ -73,6 +73,15 @@ pub(crate) struct Applier<'a> {
     cache: Option<(Vec<u8>, OwnedFd)>,
     dirs: Vec<(Vec<u8>, Timespec)>,
     written: BTreeSet<Vec<u8>>,
+    /// Overlay mode: directories this layer needed but has no entry for (path -> the entry
+    /// that needed it). Their attributes, and whether a lower symlink stands there, come from
+    /// the lower layers (see `LayerStats::implicit_dirs`).
+    /// The flag: made only for whiteouts (no real entry of the layer below it), so it must
+    /// exist in a lower layer for the layer to stand alone.
+    implicit: std::collections::BTreeMap<Vec<u8>, (String, bool)>,
+    /// Overlay mode: directories holding whiteout devices of this layer. overlayfs hides a
+    /// whiteout only in a directory merged with a lower one, so each must exist below.
+    whiteout_dirs: BTreeSet<Vec<u8>>,
     buf: Vec<u8>,
     entry: String,
 }
@@ -91,6 +100,8 @@ impl<'a> Applier<'a> {
             cache: None,
             dirs: Vec::new(),
             written: BTreeSet::new(),
+            implicit: Default::default(),
+            whiteout_dirs: BTreeSet::new(),
             buf: vec![0; 256 << 10],
             entry: String::new(),
         }
@@ -119,7 +130,9 @@ impl<'a> Applier<'a> {
     }
 
     /// Apply every entry of the tar stream `r`, then read it to its end.
-    pub(crate) fn run<R: Read>(&mut self, mut r: R) -> Result<u64, LayerError> {
+    /// Returns the number of entries and, in overlay mode, the directories the layer needed
+    /// without having entries for them.
+    pub(crate) fn run<R: Read>(&mut self, mut r: R) -> Result<(u64, Vec<String>), LayerError> {
         let mut count = 0;
         {
             let mut ar = tar::Archive::new(&mut r);
@@ -132,7 +145,24 @@ impl<'a> Applier<'a> {
         io::copy(&mut r, &mut io::sink()).map_err(LayerError::Tar)?;
         self.entry.clear();
         self.finish()?;
-        Ok(count)
+        let implicit = self
+            .implicit
+            .iter()
+            .map(|(d, (_, wo))| {
+                let d = String::from_utf8_lossy(d);
+                if *wo {
+                    format!("?{d}")
+                } else {
+                    d.into_owned()
+                }
+            })
+            .chain(
+                self.whiteout_dirs
+                    .iter()
+                    .map(|d| format!("!{}", String::from_utf8_lossy(d))),
+            )
+            .collect();
+        Ok((count, implicit))
     }
 
     fn record(&mut self, comps: &[&[u8]]) {
@@ -153,14 +183,37 @@ impl<'a> Applier<'a> {
     }
 
     fn ensure_parent(&mut self, comps: &[&[u8]]) -> Result<(), LayerError> {
+        self.ensure_parent_for(comps, false)
+    }
+
+    /// [`Self::ensure_parent`]; `for_whiteout` marks directories it makes as made only for
+    /// whiteouts, and a real entry clears that mark on its parents.
+    fn ensure_parent_for(&mut self, comps: &[&[u8]], for_whiteout: bool) -> Result<(), LayerError> {
+        if !for_whiteout && !self.implicit.is_empty() {
+            for i in 1..=comps.len() {
+                if let Some(v) = self.implicit.get_mut(&join(&comps[..i])) {
+                    v.1 = false;
+                }
+            }
+        }
         let key = join(comps);
         let hit = matches!(&self.cache, Some((k, _)) if *k == key);
         if !hit {
             let fd = match safe::open_dir(self.root.as_fd(), &key) {
                 Ok(fd) => fd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    safe::open_or_create_dirs(self.root.as_fd(), comps)
-                        .map_err(|e| self.fs_err("creating parent directories", e))?
+                    let mut made = Vec::new();
+                    let fd = safe::open_or_create_dirs(self.root.as_fd(), comps, &mut |n| {
+                        made.push(join(&comps[..n]))
+                    })
+                    .map_err(|e| self.fs_err("creating parent directories", e))?;
+                    if self.opts.whiteouts == Whiteouts::Overlay {
+                        for m in made {
+                            let e = self.entry.clone();
+                            self.implicit.entry(m).or_insert((e, for_whiteout));
+                        }
+                    }
+                    fd
                 }
                 Err(e) => return Err(self.fs_err("opening parent directory", e)),
             };
@@ -272,6 +325,7 @@ impl<'a> Applier<'a> {
                     .map_err(|e| self.fs_err("futimens", e))?;
             }
             EntryType::Directory => {
+                self.implicit.remove(&join(&comps));
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
                 // In a layer directory of its own (overlay), a non-directory already at this
@@ -309,7 +363,8 @@ impl<'a> Applier<'a> {
                 if hides_lower {
                     rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                         .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
-                    drop_whiteouts(fd.as_fd()).map_err(|e| self.fs_err("dropping whiteouts", e))?;
+                    let p = join(&comps);
+                    self.clean_opaque(fd.as_fd(), &p)?;
                 }
                 self.dirs.push((join(&comps), meta.mtime));
             }
@@ -382,10 +437,20 @@ impl<'a> Applier<'a> {
                 };
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
-                retry_replace(dir, name_os, || {
+                let made = retry_replace(dir, name_os, || {
                     rustix::fs::mknodat(dir, name_os, ft, Mode::from_raw_mode(0o600), dev)
-                })
-                .map_err(|e| self.fs_err("mknodat", e))?;
+                });
+                match made {
+                    // A 0:0 character device is what overlayfs takes for a whiteout, and it
+                    // refuses to make one (EPERM) when a layer is applied over its lower
+                    // layers through a mount (Store::unpack_layers): there the entry means,
+                    // as in every overlay, that the name is gone.
+                    Err(Errno::PERM) if ft == FileType::CharacterDevice && dev == 0 => {
+                        replace(dir, name_os).map_err(|e| self.fs_err("removing", e))?;
+                        return Ok(());
+                    }
+                    r => r.map_err(|e| self.fs_err("mknodat", e))?,
+                }
                 self.set_meta_at(parent, name_os, &meta, true)?;
             }
             other => {
@@ -399,8 +464,15 @@ impl<'a> Applier<'a> {
         if name == OPAQUE {
             match self.opts.whiteouts {
                 Whiteouts::Overlay => {
-                    let dir = safe::open_or_create_dirs(self.root.as_fd(), parent)
-                        .map_err(|e| self.fs_err("creating opaque directory", e))?;
+                    let mut made = Vec::new();
+                    let dir = safe::open_or_create_dirs(self.root.as_fd(), parent, &mut |n| {
+                        made.push(join(&parent[..n]))
+                    })
+                    .map_err(|e| self.fs_err("creating opaque directory", e))?;
+                    for m in made {
+                        let e = self.entry.clone();
+                        self.implicit.entry(m).or_insert((e, false));
+                    }
                     let fd = rustix::fs::openat(
                         &dir,
                         ".",
@@ -410,7 +482,8 @@ impl<'a> Applier<'a> {
                     .map_err(|e| self.fs_err("opening opaque directory", e))?;
                     rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                         .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
-                    drop_whiteouts(fd.as_fd()).map_err(|e| self.fs_err("dropping whiteouts", e))?;
+                    let p = join(parent);
+                    self.clean_opaque(fd.as_fd(), &p)?;
                 }
                 Whiteouts::Apply => {
                     // Clear the lower content now, where the marker's directory is now
@@ -447,23 +520,42 @@ impl<'a> Applier<'a> {
         path.extend_from_slice(target);
         match self.opts.whiteouts {
             Whiteouts::Overlay => {
-                self.ensure_parent(parent)?;
+                // Below an opaque directory of this layer nothing lower shows, and a whiteout
+                // device there would only be listed as a broken entry: nothing to do.
+                if self.under_opaque(parent)? {
+                    return Ok(());
+                }
+                self.ensure_parent_for(parent, true)?;
                 let dir = self.dir();
-                // The layer's own directory holds only what this layer wrote.
-                let ft =
+                // The layer's own directory holds only what this layer wrote, and the
+                // directories it made for entries without their own.
+                let mut ft =
                     safe::file_type_at(dir, target_os).map_err(|e| self.fs_err("statat", e))?;
+                if ft == Some(FileType::Directory) && self.made_for_whiteouts(&path) {
+                    // Nothing of the layer there: the whiteout replaces it.
+                    safe::remove_all_at(dir, target_os)
+                        .map_err(|e| self.fs_err("removing whited-out path", e))?;
+                    let mut below = path.clone();
+                    below.push(b'/');
+                    self.implicit
+                        .retain(|k, _| *k != path && !k.starts_with(&below));
+                    ft = None;
+                }
+                let dir = self.dir();
                 match ft {
-                    // Below an opaque directory of this layer nothing lower shows, and a
-                    // whiteout device there would only be listed as a broken entry.
-                    None if self.under_opaque(parent)? => {}
-                    None => rustix::fs::mknodat(
-                        dir,
-                        target_os,
-                        FileType::CharacterDevice,
-                        Mode::empty(),
-                        rustix::fs::makedev(0, 0),
-                    )
-                    .map_err(|e| self.fs_err("creating whiteout device", e))?,
+                    None => {
+                        rustix::fs::mknodat(
+                            dir,
+                            target_os,
+                            FileType::CharacterDevice,
+                            Mode::empty(),
+                            rustix::fs::makedev(0, 0),
+                        )
+                        .map_err(|e| self.fs_err("creating whiteout device", e))?;
+                        if !parent.is_empty() {
+                            self.whiteout_dirs.insert(join(parent));
+                        }
+                    }
                     Some(FileType::Directory) => {
                         let fd = rustix::fs::openat(
                             dir,
@@ -479,8 +571,7 @@ impl<'a> Applier<'a> {
                             XattrFlags::empty(),
                         )
                         .map_err(|e| self.fs_err("setting trusted.overlay.opaque", e))?;
-                        drop_whiteouts(fd.as_fd())
-                            .map_err(|e| self.fs_err("dropping whiteouts", e))?;
+                        self.clean_opaque(fd.as_fd(), &path)?;
                     }
                     Some(_) => {}
                 }
@@ -520,9 +611,12 @@ impl<'a> Applier<'a> {
     /// Whether the directory `parent` or one above it (up to the layer's root) is opaque in
     /// this layer's own directory (overlay mode).
     fn under_opaque(&self, parent: &[&[u8]]) -> Result<bool, LayerError> {
-        for i in (0..=parent.len()).rev() {
-            let fd = safe::open_dir(self.root.as_fd(), &join(&parent[..i]))
-                .map_err(|e| self.fs_err("opening whiteout directory", e))?;
+        for i in 0..=parent.len() {
+            let fd = match safe::open_dir(self.root.as_fd(), &join(&parent[..i])) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(self.fs_err("opening whiteout directory", e)),
+            };
             let fd = rustix::fs::openat(
                 &fd,
                 ".",
@@ -538,6 +632,47 @@ impl<'a> Applier<'a> {
             }
         }
         Ok(false)
+    }
+
+    /// Whether `path` and everything the layer made below it were made only for whiteouts.
+    fn made_for_whiteouts(&self, path: &[u8]) -> bool {
+        let mut below = path.to_vec();
+        below.push(b'/');
+        self.implicit.get(path).is_some_and(|v| v.1)
+            && self
+                .implicit
+                .range(below.clone()..)
+                .take_while(|(k, _)| k.starts_with(&below))
+                .all(|(_, v)| v.1)
+    }
+
+    /// Overlay mode: the directory `fd` (path `path`) has just become opaque. Whiteouts
+    /// below it hide nothing any more, and directories made only for them would show as
+    /// empty directories: remove both.
+    fn clean_opaque(&mut self, fd: BorrowedFd<'_>, path: &[u8]) -> Result<(), LayerError> {
+        drop_whiteouts(fd).map_err(|e| self.fs_err("dropping whiteouts", e))?;
+        let mut below = path.to_vec();
+        below.push(b'/');
+        let gone: Vec<Vec<u8>> = self
+            .implicit
+            .range(below.clone()..)
+            .take_while(|(k, _)| k.starts_with(&below))
+            .filter(|(_, v)| v.1)
+            .map(|(k, _)| k.clone())
+            .collect();
+        // Deepest first, each only if it is empty by now.
+        for k in gone.iter().rev() {
+            let rel = &k[below.len()..];
+            match rustix::fs::unlinkat(fd, OsStr::from_bytes(rel), AtFlags::REMOVEDIR) {
+                Ok(()) => {
+                    self.implicit.remove(k);
+                }
+                Err(Errno::NOENT | Errno::NOTEMPTY | Errno::NOTDIR) => {}
+                Err(e) => return Err(self.fs_err("removing an empty directory", e)),
+            }
+        }
+        self.cache = None;
+        Ok(())
     }
 
     fn set_meta_fd(&self, fd: BorrowedFd<'_>, m: &Meta) -> Result<(), LayerError> {

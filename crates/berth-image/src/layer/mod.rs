@@ -225,6 +225,14 @@ pub struct LayerStats {
     pub tar_size: u64,
     /// Number of tar entries applied.
     pub entries: u64,
+    /// Overlay mode: what the layer's own directory assumes of the layers below it, one
+    /// path per item: `dir` for a directory it writes into without an entry of its own (as
+    /// tar tools, unlike docker, make layers; made 0755 and root-owned, where a lower layer
+    /// may have another mode or a symlink such as `var/run -> /run`), `?dir` for one made
+    /// only for whiteouts, `!dir` for a directory holding whiteouts (overlayfs hides them
+    /// only in directories merged with a lower one). [`crate::Store::unpack_layers`] checks
+    /// them against the lower layers.
+    pub implicit_dirs: Vec<String>,
 }
 
 /// Apply the layer blob read from `blob` onto the directory `root`.
@@ -291,7 +299,7 @@ pub fn apply_at<R: Read + Send>(
         let res = applier.run(&mut pipeline.reader);
         (res, pipeline.finish())
     });
-    let entries = entries?;
+    let (entries, implicit_dirs) = entries?;
     let h = hashes.map_err(LayerError::Decompress)?;
     if let (Some(want), Some(actual)) = (&opts.expect_blob, &h.blob_digest) {
         if want != actual {
@@ -325,5 +333,6 @@ pub fn apply_at<R: Read + Send>(
         diff_id: h.diff_id,
         tar_size: h.tar_size,
         entries,
+        implicit_dirs,
     })
 }

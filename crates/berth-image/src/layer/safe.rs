@@ -101,7 +101,12 @@ pub(crate) fn open_child_dir(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Own
 /// `root`, each existing prefix resolved as [`open_dir`] does (inside the root); a missing
 /// component is made with `mkdirat` in its resolved parent and opened without following, so
 /// a dangling symlink in the way is an error (`ENOTDIR`/`ELOOP`), as for docker.
-pub(crate) fn open_or_create_dirs(root: BorrowedFd<'_>, comps: &[&[u8]]) -> io::Result<OwnedFd> {
+/// `created(n)` is called for each directory it makes (the first `n` components name it).
+pub(crate) fn open_or_create_dirs(
+    root: BorrowedFd<'_>,
+    comps: &[&[u8]],
+    created: &mut dyn FnMut(usize),
+) -> io::Result<OwnedFd> {
     let mut cur: Option<OwnedFd> = None;
     for i in 0..comps.len() {
         let next = match open_dir(root, &comps[..=i].join(&b'/')) {
@@ -110,7 +115,8 @@ pub(crate) fn open_or_create_dirs(root: BorrowedFd<'_>, comps: &[&[u8]]) -> io::
                 let dir = cur.as_ref().map_or(root, |f| f.as_fd());
                 let name = OsStr::from_bytes(comps[i]);
                 match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Ok(()) => created(i + 1),
+                    Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
                 open_child_dir(dir, comps[i])?
