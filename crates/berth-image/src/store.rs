@@ -3,9 +3,14 @@
 //! ```text
 //! ROOT/blobs/sha256/<hex>     blobs (manifests, configs, layers), verified before rename
 //! ROOT/layers/<diffid hex>/   layers unpacked once, whiteouts in overlayfs format
+//! ROOT/layers/chain-<hex>/    layers that depend on the ones below (by chain id), applied
+//!                             over them (see Store::unpack_layers)
 //! ROOT/refs.json              reference -> manifest digest
 //! ROOT/tmp/                   staging for atomic writes (same filesystem)
 //! ```
+//!
+//! Every directory above is 0700 (see [`STORE_DIR_MODE`]): unpacked layers hold device
+//! nodes and setuid files that no other user may reach.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
