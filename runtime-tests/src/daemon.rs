@@ -245,9 +245,44 @@ impl TestDaemon {
         c
     }
 
-    /// Run the docker CLI and return its output (10 minutes at most).
+    /// Run the docker CLI and return its output; a command still running after 120 s is
+    /// killed and the test fails with the daemon's log (a hang is a bug, not a wait).
     pub fn docker(&self, args: &[&str]) -> Output {
-        self.docker_cmd(args).output().expect("run the docker CLI")
+        let mut child = self
+            .docker_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the docker CLI");
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let t_out = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait for the docker CLI") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("docker {args:?} hung\n--- daemon log ---\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Output {
+            status,
+            stdout: t_out.join().unwrap_or_default(),
+            stderr: t_err.join().unwrap_or_default(),
+        }
     }
 
     /// Run the docker CLI and require success; returns trimmed stdout.

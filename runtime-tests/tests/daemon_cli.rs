@@ -1023,13 +1023,22 @@ fn daemon_pull_from_a_local_registry() {
         ),
     )
     .unwrap();
-    let mut registry = std::process::Command::new("docker-registry")
-        .arg("serve")
-        .arg(reg.join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry (apt-get install docker-registry)");
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _registry = KillOnDrop(
+        std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(reg.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)"),
+    );
     d.wait_until("the registry", 20, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -1057,7 +1066,51 @@ fn daemon_pull_from_a_local_registry() {
     // A missing image: the error comes in the stream, the CLI fails.
     let o = d.docker(&["pull", &format!("127.0.0.1:{port}/library/nope:1")]);
     assert_ne!(o.code(), 0, "{}", o.stdout_str());
-    let _ = registry.kill();
-    let _ = registry.wait();
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_container_namespace_modes() {
+    let d = daemon();
+    d.load_busybox();
+    let a = d.track(&d.ok(&["run", "-d", "--name", "a", "busybox", "sleep", "1000"]));
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "a"]);
+    let want: Vec<String> = ["net", "pid", "ipc"]
+        .iter()
+        .map(|n| {
+            std::fs::read_link(format!("/proc/{pid}/ns/{n}"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:a",
+        "--pid",
+        "container:a",
+        "--ipc",
+        "container:a",
+        "busybox",
+        "sh",
+        "-c",
+        "for n in net pid ipc; do readlink /proc/self/ns/$n; done; pidof sleep",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..3],
+        want.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        "{out}"
+    );
+    assert_eq!(
+        lines[3], "1",
+        "a's sleep is pid 1 in the shared pid namespace: {out}"
+    );
+    d.ok(&["stop", "-t", "0", "a"]);
+    let o = d.docker(&["run", "--rm", "--network", "container:a", "busybox", "true"]);
+    assert!(o.stderr_str().contains("not running"), "{}", o.stderr_str());
+    d.ok(&["rm", &a]);
     d.assert_clean(&[]);
 }

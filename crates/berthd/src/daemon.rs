@@ -679,11 +679,47 @@ impl Daemon {
     }
 
     async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<(), Error> {
+        match self.start_inner(entry).await {
+            Err(Error::NotModified(m)) => Err(Error::NotModified(m)),
+            Err(e) => {
+                self.start_failed(entry, &e.to_string());
+                Err(e)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn start_inner(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<(), Error> {
         let rec = entry.record();
         if rec.state.running {
             return Err(Error::NotModified("started"));
         }
         let id = rec.id.clone();
+        // Namespaces of other containers (container:NAME modes), as they are now.
+        let joins = crate::spec::joins(&rec.host_config);
+        if !joins.is_empty() {
+            let mut pids = Vec::new();
+            for (ns, name) in &joins {
+                let other = self.get(name)?.record();
+                if !other.state.running {
+                    return Err(Error::Conflict(format!(
+                        "cannot join the {ns} namespace of container {name}: it is not running"
+                    )));
+                }
+                pids.push((*ns, other.state.pid));
+            }
+            let cfg_path = self.paths.bundle(&id).join("config.json");
+            let mut spec: serde_json::Value = std::fs::read(&cfg_path)
+                .ok()
+                .and_then(|d| serde_json::from_slice(&d).ok())
+                .ok_or_else(|| Error::Internal {
+                    what: "read config.json".into(),
+                    cause: cfg_path.display().to_string(),
+                })?;
+            crate::spec::set_joins(&mut spec, &pids);
+            util::atomic_write(&cfg_path, &serde_json::to_vec_pretty(&spec).expect("json"))
+                .map_err(|e| Error::internal("write config.json", e))?;
+        }
         let _ = std::fs::remove_file(self.paths.exit_file(&id));
         let mdir = self.paths.monitor_dir(&id);
         let _ = std::fs::remove_dir_all(&mdir);
@@ -704,7 +740,6 @@ impl Daemon {
         if let Err(e) = self.spawner.spawn(&mdir, &cfg).await {
             let _ = std::fs::remove_dir_all(&mdir);
             let msg = e.to_string();
-            self.start_failed(entry, &msg);
             return Err(Error::BadParameter(format!(
                 "failed to create task for container: {msg}"
             )));
@@ -729,7 +764,6 @@ impl Daemon {
         };
         if !reply.ok {
             let msg = reply.error.unwrap_or_default();
-            self.start_failed(entry, &msg);
             return Err(Error::BadParameter(format!(
                 "failed to start container {id}: {msg}"
             )));

@@ -342,6 +342,7 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
     }
     match hc.network_mode.as_deref().unwrap_or("default") {
         "default" | "bridge" | "none" | "host" => {}
+        m if m.starts_with("container:") => {}
         m => {
             return Err(Error::BadParameter(format!(
                 "network mode {m:?} is not supported by berthd yet (none, host)"
@@ -354,6 +355,43 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
         hc.privileged.unwrap_or(false),
     )?;
     Ok(())
+}
+
+/// The namespaces to join from other containers: (OCI namespace type, container name),
+/// from `NetworkMode`, `PidMode` and `IpcMode` of the form `container:NAME`.
+pub fn joins(hc: &bollard_stubs::models::HostConfig) -> Vec<(&'static str, String)> {
+    [
+        (&hc.network_mode, "network"),
+        (&hc.pid_mode, "pid"),
+        (&hc.ipc_mode, "ipc"),
+    ]
+    .into_iter()
+    .filter_map(|(m, ns)| {
+        m.as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+            .map(|c| (ns, c.to_owned()))
+    })
+    .collect()
+}
+
+/// Point the namespaces of `spec` (config.json) at those of the processes given, as
+/// (OCI type, pid): `/proc/PID/ns/...`.
+pub fn set_joins(spec: &mut Value, joins: &[(&str, i32)]) {
+    let proc_name = |t: &str| {
+        match t {
+            "network" => "net",
+            "mount" => "mnt",
+            t => t,
+        }
+        .to_owned()
+    };
+    for (typ, pid) in joins {
+        let path = format!("/proc/{pid}/ns/{}", proc_name(typ));
+        if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+            list.retain(|n| n["type"] != *typ);
+            list.push(json!({"type": typ, "path": path}));
+        }
+    }
 }
 
 /// Files berthd makes for each container and binds in.
@@ -561,6 +599,8 @@ pub fn build(
     ] {
         match mode.as_deref().unwrap_or("") {
             "" | "private" | "shareable" => {}
+            // Joined at start, when the other container's pid is known (see `joins`).
+            m if m.starts_with("container:") => {}
             "host" => {
                 if let Some(list) = linux["namespaces"].as_array_mut() {
                     list.retain(|n| n["type"] != ns);
