@@ -285,3 +285,92 @@ fn kill_all_spares_a_process_sharing_the_named_cgroup() {
         }
     });
 }
+
+/// Issue 11 review: "readers never block". `berth list` waited for as long as another
+/// container's create held its lock (a createContainer hook of 4 s blocked it 3.5 s; after 60 s
+/// it silently left the container out), and so did `berth state`. runc's never wait. Now both
+/// answer at once while a createContainer hook holds the create (until the test releases it),
+/// and show the container as `creating`.
+#[test]
+fn list_and_state_do_not_wait_for_a_create_running_its_hooks() {
+    checked(true, |rts, b| {
+        b.set_args(&["sleep", "100"]);
+        // The hook blocks until the test writes a line into this fifo (a host path: berth's
+        // createContainer hooks run before the pivot, runc's too).
+        let release = b.dir().join("release");
+        nix::unistd::mkfifo(&release, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let hooked = b.dir().join("hooked");
+        let script = format!(
+            ": > {}; read x < {}",
+            hooked.display(),
+            release.display()
+        );
+        b.add_hook(
+            "createContainer",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", script]}),
+        );
+        for rt in rts {
+            let id = rt.new_id("busylock");
+            let _ = std::fs::remove_file(&hooked);
+            std::thread::scope(|s| {
+                let creating = s.spawn(|| rt.create(&id, b));
+                // Whatever happens, the hook is let go in the end (a reader in the fifo takes
+                // a non-blocking write; none there refuses it).
+                let _release = Release(&release);
+                until("the createContainer hook to run", || hooked.exists());
+                let t = Instant::now();
+                let list = rt.cmd(&["list", "--format", "json"]);
+                let list_took = t.elapsed();
+                let t = Instant::now();
+                let state = rt.state(&id);
+                let state_took = t.elapsed();
+                drop(_release);
+                let created = creating.join().unwrap();
+                assert!(created.success(), "{}: {}", name(rt), created.describe());
+                assert!(list.success(), "{}: {}", name(rt), list.describe());
+                assert!(
+                    list_took < Duration::from_secs(1),
+                    "{}: list took {list_took:?}",
+                    name(rt)
+                );
+                assert!(
+                    state_took < Duration::from_secs(1),
+                    "{}: state took {state_took:?}",
+                    name(rt)
+                );
+                if name(rt) == "berth" {
+                    let listed: serde_json::Value = list.json().unwrap();
+                    let row = listed
+                        .as_array()
+                        .and_then(|a| a.iter().find(|c| c["id"] == id.as_str()))
+                        .unwrap_or_else(|| panic!("{id} not listed: {}", list.describe()));
+                    assert_eq!(row["status"], "creating", "{}", list.describe());
+                    let st = state.json().unwrap();
+                    assert_eq!(st["status"], "creating", "{}", state.describe());
+                    assert!(st["pid"].as_i64().unwrap() > 0, "{}", state.describe());
+                }
+                assert_eq!(rt.status(&id).as_deref(), Some("created"), "{}", name(rt));
+                assert!(rt.delete_force(&id).success());
+            });
+        }
+    });
+}
+
+/// Writes a line into the fifo at `.0` when dropped, if a reader waits in it.
+struct Release<'a>(&'a Path);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // The hook's shell opens the fifo before reading: give it a bounded while.
+        runtime_tests::wait_for(Duration::from_secs(10), || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(self.0)
+                .and_then(|mut f| f.write_all(b"go\n"))
+                .is_ok()
+        });
+    }
+}

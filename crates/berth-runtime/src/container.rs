@@ -536,43 +536,12 @@ impl Locked {
     /// container whose `create` died half way (seen by the lock's next holder) is `creating`
     /// while its init lives.
     fn status(&self) -> Status {
-        if self.state.stopped || !state::is_alive(self.state.pid, self.state.pid_start_time) {
-            return Status::Stopped;
-        }
-        if self.state.creating {
-            return Status::Creating;
-        }
-        // Created while init waits on the fifo; a fifo that init no longer holds is what a
-        // `start` that died between letting init go and removing the fifo leaves.
-        if let Some(fifo) = self.dir.fifo_id() {
-            if state::holds_file(self.state.pid, fifo) != Some(false) {
-                return Status::Created;
-            }
-        }
-        match self.cgroup().and_then(|c| Ok(c.is_frozen()?)) {
-            Ok(true) => Status::Paused,
-            _ => Status::Running,
-        }
+        status_of(&self.state, self.dir.fifo_id())
     }
 
     /// The state as `runc state` prints it.
     fn oci_state(&self) -> OciState {
-        let status = self.status();
-        OciState {
-            oci_version: OCI_VERSION.into(),
-            id: self.state.id.clone(),
-            pid: if status == Status::Stopped {
-                0
-            } else {
-                self.state.pid
-            },
-            status,
-            bundle: self.state.bundle.clone(),
-            rootfs: self.state.rootfs.clone(),
-            created: self.state.created.clone(),
-            owner: String::new(),
-            annotations: self.state.annotations.clone(),
-        }
+        oci_state_of(&self.state, self.status())
     }
 
     /// The configuration the container was created with.
@@ -1041,13 +1010,95 @@ impl Locked {
     }
 }
 
-/// Every container under `root`, each locked (shared) in turn and released; ids whose state
-/// cannot be read are skipped.
+/// The status of a container whose saved state is `st` and whose exec fifo (if any) is
+/// `fifo`, derived from the init process, the exec fifo and the freezer. A container whose
+/// `create` has not finished (or died half way) is `creating` while its init lives.
+fn status_of(st: &ContainerState, fifo: Option<(u64, u64)>) -> Status {
+    if st.stopped || !state::is_alive(st.pid, st.pid_start_time) {
+        return Status::Stopped;
+    }
+    if st.creating {
+        return Status::Creating;
+    }
+    // Created while init waits on the fifo; a fifo that init no longer holds is what a
+    // `start` that died between letting init go and removing the fifo leaves.
+    if let Some(fifo) = fifo {
+        if state::holds_file(st.pid, fifo) != Some(false) {
+            return Status::Created;
+        }
+    }
+    match berth_cgroups::open_saved(&st.cgroup).and_then(|c| c.is_frozen()) {
+        Ok(true) => Status::Paused,
+        _ => Status::Running,
+    }
+}
+
+/// The state as `runc state` prints it, for saved state `st` in `status`.
+fn oci_state_of(st: &ContainerState, status: Status) -> OciState {
+    OciState {
+        oci_version: OCI_VERSION.into(),
+        id: st.id.clone(),
+        pid: if status == Status::Stopped { 0 } else { st.pid },
+        status,
+        bundle: st.bundle.clone(),
+        rootfs: st.rootfs.clone(),
+        created: st.created.clone(),
+        owner: String::new(),
+        annotations: st.annotations.clone(),
+    }
+}
+
+/// The state of container `id` under `root` for a reader that never blocks (runc's `list`
+/// and `state` never do): under the shared lock when it is free, else (another command, e.g.
+/// a create running its hooks, holds it) from what [`state::peek`] reads without it;
+/// `state.json` is only ever replaced whole. A create that has not written its state yet is
+/// `creating`, with pid 0 and an empty bundle. Errors: [`ContainerError::NotFound`] for an id
+/// with no state directory (or one that a create left without a state while nobody holds
+/// it), state errors.
+pub fn read_state(root: &Path, id: &str) -> Result<OciState, ContainerError> {
+    state::check_id(id).map_err(|why| ContainerError::InvalidId {
+        id: id.to_owned(),
+        why,
+    })?;
+    let not_found = || ContainerError::NotFound { id: id.to_owned() };
+    match StateDir::open_within(root, id, LockMode::Shared, Duration::ZERO) {
+        Ok(Some(dir)) => {
+            let state = dir.load()?.ok_or_else(not_found)?;
+            return Ok(Locked { dir, state }.oci_state());
+        }
+        Ok(None) => return Err(not_found()),
+        Err(state::StateError::Busy { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let peek = state::peek(root, id)?.ok_or_else(not_found)?;
+    Ok(match &peek.state {
+        Some(st) => oci_state_of(st, status_of(st, peek.fifo)),
+        None => OciState {
+            oci_version: OCI_VERSION.into(),
+            id: id.to_owned(),
+            pid: 0,
+            status: Status::Creating,
+            bundle: PathBuf::new(),
+            rootfs: PathBuf::new(),
+            created: String::new(),
+            owner: String::new(),
+            annotations: Default::default(),
+        },
+    })
+}
+
+/// Every container under `root`, each read with [`read_state`] (never waiting for a lock);
+/// ids that vanish meanwhile are skipped, as are directories without a state that nobody
+/// holds (what a create killed before it wrote one leaves; `delete` removes them); one whose
+/// state cannot be read is logged (warning) and skipped.
 pub fn list(root: &Path) -> Result<Vec<OciState>, ContainerError> {
     let mut out = Vec::new();
     for id in state::list_ids(root)? {
-        if let Ok(c) = Locked::open(root, &id, LockMode::Shared) {
-            out.push(c.oci_state());
+        match read_state(root, &id) {
+            Ok(s) => out.push(s),
+            Err(ContainerError::NotFound { .. } | ContainerError::InvalidId { .. }) => {}
+            // One unreadable container does not hide the others (runc warns too).
+            Err(e) => tracing::warn!("container {id}: {e}"),
         }
     }
     Ok(out)

@@ -259,7 +259,7 @@ impl StateDir {
         let path = root.join(id);
         nix::sys::stat::mkdirat(&root_fd, id, Mode::from_bits_truncate(0o700))
             .map_err(|e| errno("create state directory", &path, e))?;
-        match Self::lock_at(root_fd, root, id, LockMode::Exclusive)? {
+        match Self::lock_at(root_fd, root, id, LockMode::Exclusive, lock_timeout())? {
             Locked::Dir(d) => Ok(d),
             // Removed or replaced between our mkdir and our lock: someone else's now.
             Locked::Gone | Locked::Replaced => {
@@ -274,11 +274,23 @@ impl StateDir {
     /// `<root>/<id>` (device and inode): one removed meanwhile is `None`, one replaced by a new
     /// container of the same id is locked afresh. Waits for the lock at most [`lock_timeout`].
     pub fn open(root: &Path, id: &str, mode: LockMode) -> Result<Option<Self>, StateError> {
+        Self::open_within(root, id, mode, lock_timeout())
+    }
+
+    /// [`open`](Self::open), waiting for a busy lock at most `wait` (zero: not at all) before
+    /// [`StateError::Busy`]. Readers that must never block take it with zero and fall back to
+    /// [`peek`] (`list`, `state`: a create holds its lock while its hooks run).
+    pub fn open_within(
+        root: &Path,
+        id: &str,
+        mode: LockMode,
+        wait: Duration,
+    ) -> Result<Option<Self>, StateError> {
         for _ in 0..8 {
             let Some(root_fd) = open_root(root)? else {
                 return Ok(None);
             };
-            match Self::lock_at(root_fd, root, id, mode)? {
+            match Self::lock_at(root_fd, root, id, mode, wait)? {
                 Locked::Dir(d) => return Ok(Some(d)),
                 Locked::Gone => return Ok(None),
                 Locked::Replaced => continue,
@@ -292,6 +304,7 @@ impl StateDir {
         root_path: &Path,
         id: &str,
         mode: LockMode,
+        wait: Duration,
     ) -> Result<Locked, StateError> {
         let path = root_path.join(id);
         let fd = match nix::fcntl::openat(
@@ -304,7 +317,7 @@ impl StateDir {
             Err(Errno::ENOENT) => return Ok(Locked::Gone),
             Err(e) => return Err(errno("open state directory", &path, e)),
         };
-        let lock = lock_with_timeout(File::from(fd), mode, lock_timeout(), &path)?;
+        let lock = lock_with_timeout(File::from(fd), mode, wait, &path)?;
         let locked = nix::sys::stat::fstat(lock.as_fd())
             .map_err(|e| errno("fstat state directory", &path, e))?;
         match nix::sys::stat::fstatat(&root, id, AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -452,26 +465,7 @@ impl StateDir {
 
     /// Read file `name` of the directory (not following a symlink), `None` if it is missing.
     pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let path = self.path.join(name);
-        let fd = match nix::fcntl::openat(
-            self.fd(),
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(errno("open", &path, e)),
-        };
-        let mut data = Vec::new();
-        File::from(fd)
-            .take(MAX_STATE_FILE + 1)
-            .read_to_end(&mut data)
-            .map_err(io("read", &path))?;
-        if data.len() as u64 > MAX_STATE_FILE {
-            return Err(errno("read", &path, Errno::EFBIG));
-        }
-        Ok(Some(data))
+        read_at(self.fd(), &self.path, name)
     }
 
     /// Write file `name` of the directory atomically: a new file (`O_EXCL | O_NOFOLLOW`,
@@ -550,6 +544,79 @@ fn open_root(root: &Path) -> Result<Option<OwnedFd>, StateError> {
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(errno("open runtime root", root, e)),
     }
+}
+
+/// `name` in the directory `dir` (`dir_path` names it in errors), at most [`MAX_STATE_FILE`]
+/// bytes, never through a symlink; `None` if it does not exist.
+fn read_at(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &str,
+) -> Result<Option<Vec<u8>>, StateError> {
+    let path = dir_path.join(name);
+    let fd = match nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(errno("open", &path, e)),
+    };
+    let mut data = Vec::new();
+    File::from(fd)
+        .take(MAX_STATE_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(io("read", &path))?;
+    if data.len() as u64 > MAX_STATE_FILE {
+        return Err(errno("read", &path, Errno::EFBIG));
+    }
+    Ok(Some(data))
+}
+
+/// What a reader sees of `<root>/<id>` without its lock: `state.json` (written only by
+/// rename, so always whole; `None` while the create that holds the lock has not written it
+/// yet) and the exec fifo's identity. `Ok(None)` if the directory does not exist.
+#[derive(Debug)]
+pub struct Peek {
+    /// The saved state, if written yet.
+    pub state: Option<ContainerState>,
+    /// The exec fifo's (device, inode), while there is one.
+    pub fifo: Option<(u64, u64)>,
+}
+
+/// Read `<root>/<id>` without taking its lock, for readers that must not wait for a
+/// command that holds it (see [`StateDir::open_within`]).
+pub fn peek(root: &Path, id: &str) -> Result<Option<Peek>, StateError> {
+    let Some(root_fd) = open_root(root)? else {
+        return Ok(None);
+    };
+    let path = root.join(id);
+    let dir = match nix::fcntl::openat(
+        &root_fd,
+        id,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(errno("open state directory", &path, e)),
+    };
+    let state = match read_at(dir.as_fd(), &path, STATE_FILE)? {
+        Some(data) => Some(serde_json::from_slice(&data).map_err(|source| {
+            StateError::Corrupt {
+                path: path.join(STATE_FILE),
+                source,
+            }
+        })?),
+        None => None,
+    };
+    let fifo = nix::sys::stat::fstatat(&dir, EXEC_FIFO, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+        .map(|st| (st.st_dev, st.st_ino));
+    Ok(Some(Peek { state, fifo }))
 }
 
 /// `flock` in `mode`, retrying a busy lock until `timeout` has passed.

@@ -61,9 +61,10 @@ impl ContainerRef {
         Locked::open(&self.root, &self.id, mode)
     }
 
-    /// The state as `runc state` prints it (shared lock).
+    /// The state as `runc state` prints it: under the shared lock when it is free, else read
+    /// without it, never waiting (see [`super::read_state`]).
     pub fn state(&self) -> Result<OciState, ContainerError> {
-        Ok(self.locked(LockMode::Shared)?.oci_state())
+        super::read_state(&self.root, &self.id)
     }
 
     /// The current status (shared lock).
