@@ -243,10 +243,7 @@ impl Store {
     /// `trusted.berth.implicit`) for [`Store::unpack_layers`] to check.
     pub fn unpack_layer(&self, l: &Layer, progress: Progress<'_>) -> Result<PathBuf, UnpackError> {
         match self.unpack_layer_dir(l, progress) {
-            Err(UnpackError::Layer {
-                source: LayerError::ExternalHardlink { .. },
-                ..
-            }) => {
+            Err(UnpackError::Layer { source, .. }) if source.needs_lower_layers() => {
                 progress(ProgressEvent::LayerDone);
                 Ok(self.layer_path(&l.diff_id))
             }
@@ -335,7 +332,7 @@ impl Store {
             let mut implicit = Vec::new();
             match layer::apply(&mut tee, &tmp, &opts, &|_| {}) {
                 Ok(stats) => implicit = stats.implicit_dirs,
-                Err(LayerError::ExternalHardlink { .. }) => standalone = false,
+                Err(e) if e.needs_lower_layers() => standalone = false,
                 Err(source) => {
                     return Err(UnpackError::Layer {
                         digest: l.digest.clone(),
@@ -413,8 +410,10 @@ impl Store {
     /// Unpack every layer of `img` into the layer store; returns the dirs bottom to top.
     ///
     /// A layer that stands alone goes to `layers/<diffid>`, shared by every image that has
-    /// it. One that does not in this image (a hard link into an earlier layer; a directory
-    /// it writes into without an entry, where a lower layer has a symlink such as
+    /// it. One that does not in this image (a hard link into an earlier layer; an entry under
+    /// its own symlink to a directory of a lower layer; an opaque marker at its root, which
+    /// overlayfs ignores there; a directory it writes into without an entry, where a lower
+    /// layer has a symlink such as
     /// `var/run -> /run` or a directory of another mode than 0755) is applied as the
     /// flattened unpack applies it, onto an overlayfs mount of the layers below it, as
     /// containerd applies every layer: the kernel turns what it removes into whiteouts,
@@ -441,11 +440,10 @@ impl Store {
             }
             match self.unpack_layer_dir(l, progress) {
                 Ok(d) if !needs_lower_layers(&d, &dirs)? => dirs.push(d),
-                Ok(_)
-                | Err(UnpackError::Layer {
-                    source: LayerError::ExternalHardlink { .. },
-                    ..
-                }) => dirs.push(self.unpack_layer_over(l, &dirs, &c, progress)?),
+                Ok(_) => dirs.push(self.unpack_layer_over(l, &dirs, &c, progress)?),
+                Err(UnpackError::Layer { source, .. }) if source.needs_lower_layers() => {
+                    dirs.push(self.unpack_layer_over(l, &dirs, &c, progress)?)
+                }
                 Err(e) => return Err(e),
             }
         }

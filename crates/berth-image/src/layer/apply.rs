@@ -54,6 +54,26 @@ pub(crate) fn check_name(name: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// Whether the entry is AUFS metadata: `.wh..wh.aufs`, `.wh..wh.orph/...`,
+/// `.wh..wh.plnk/...` at the layer's root, which layers exported by docker's aufs driver
+/// carry. docker skips them (containerd removes the nothing they name); so does berth. Every
+/// name derived by stripping `.wh.` prefixes is checked first, so a `.wh..wh..wh...` is
+/// still refused.
+fn aufs_metadata(comps: &[&[u8]]) -> Result<bool, &'static str> {
+    let Some(first) = comps.first() else {
+        return Ok(false);
+    };
+    if !first.starts_with(b".wh..wh.") || comps == [OPAQUE] {
+        return Ok(false);
+    }
+    let mut name: &[u8] = first;
+    while let Some(rest) = name.strip_prefix(WHITEOUT) {
+        check_name(rest).map_err(|_| "AUFS metadata name: a derived name is not a name")?;
+        name = rest;
+    }
+    Ok(true)
+}
+
 fn join(comps: &[&[u8]]) -> Vec<u8> {
     comps.join(&b'/')
 }
@@ -120,6 +140,23 @@ impl<'a> Applier<'a> {
             root: self.root_path.to_owned(),
             source,
         }
+    }
+
+    /// An error resolving an entry's parent directory. In overlay mode, a parent that leads
+    /// through one of the layer's own symlinks to what only lower layers have (`ENOENT`,
+    /// `ENOTDIR`) means that the layer cannot stand alone, not that it is broken: the store
+    /// then applies it over its lower layers, where the flattened unpack's outcome decides.
+    fn parent_err(&self, op: &'static str, source: io::Error) -> LayerError {
+        let lower_only = [Errno::NOENT, Errno::NOTDIR]
+            .iter()
+            .any(|e| source.raw_os_error() == Some(e.raw_os_error()));
+        if self.opts.whiteouts == Whiteouts::Overlay && lower_only {
+            return LayerError::NeedsLowerLayers {
+                entry: self.entry.clone(),
+                reason: format!("{op}: {source}"),
+            };
+        }
+        self.fs_err(op, source)
     }
 
     fn unsafe_err(&self, reason: impl Into<String>) -> LayerError {
@@ -206,7 +243,7 @@ impl<'a> Applier<'a> {
                     let fd = safe::open_or_create_dirs(self.root.as_fd(), comps, &mut |n| {
                         made.push(join(&comps[..n]))
                     })
-                    .map_err(|e| self.fs_err("creating parent directories", e))?;
+                    .map_err(|e| self.parent_err("creating parent directories", e))?;
                     if self.opts.whiteouts == Whiteouts::Overlay {
                         for m in made {
                             let e = self.entry.clone();
@@ -215,7 +252,7 @@ impl<'a> Applier<'a> {
                     }
                     fd
                 }
-                Err(e) => return Err(self.fs_err("opening parent directory", e)),
+                Err(e) => return Err(self.parent_err("opening parent directory", e)),
             };
             self.cache = Some((key, fd));
         }
@@ -275,6 +312,10 @@ impl<'a> Applier<'a> {
         let comps = components(&raw).map_err(|r| self.unsafe_err(r))?;
         for c in &comps {
             check_name(c).map_err(|r| self.unsafe_err(r))?;
+        }
+        if aufs_metadata(&comps).map_err(|r| self.unsafe_err(r))? {
+            tracing::debug!(entry = %self.entry, "skipping AUFS metadata");
+            return Ok(());
         }
         let Some((name, parent)) = comps.split_last() else {
             if kind == EntryType::Directory {
@@ -400,7 +441,8 @@ impl<'a> Applier<'a> {
                 };
                 let tdir = match safe::open_dir(self.root.as_fd(), &join(tparent)) {
                     Err(e)
-                        if e.kind() == io::ErrorKind::NotFound
+                        if (e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()))
                             && self.opts.whiteouts == Whiteouts::Overlay =>
                     {
                         return Err(external(self));
@@ -408,6 +450,18 @@ impl<'a> Applier<'a> {
                     r => r.map_err(|e| self.fs_err("opening hardlink target directory", e))?,
                 };
                 let tname = OsStr::from_bytes(tname);
+                // In a layer's own directory a whited-out name is a 0/0 character device: a
+                // link to it names a file that this layer removed, which the flattened unpack
+                // cannot find either (ENOENT), not a second whiteout.
+                if self.opts.whiteouts == Whiteouts::Overlay {
+                    if let Ok(st) = rustix::fs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW) {
+                        if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+                            && st.st_rdev == 0
+                        {
+                            return Err(self.fs_err("linkat", Errno::NOENT));
+                        }
+                    }
+                }
                 self.ensure_parent(parent)?;
                 let dir = self.dir();
                 let res = retry_replace(dir, name_os, || {
@@ -464,11 +518,18 @@ impl<'a> Applier<'a> {
         if name == OPAQUE {
             match self.opts.whiteouts {
                 Whiteouts::Overlay => {
+                    if parent.is_empty() {
+                        // overlayfs ignores trusted.overlay.opaque on a layer's root.
+                        return Err(LayerError::NeedsLowerLayers {
+                            entry: self.entry.clone(),
+                            reason: "the layer's root is opaque".into(),
+                        });
+                    }
                     let mut made = Vec::new();
                     let dir = safe::open_or_create_dirs(self.root.as_fd(), parent, &mut |n| {
                         made.push(join(&parent[..n]))
                     })
-                    .map_err(|e| self.fs_err("creating opaque directory", e))?;
+                    .map_err(|e| self.parent_err("creating opaque directory", e))?;
                     for m in made {
                         let e = self.entry.clone();
                         self.implicit.entry(m).or_insert((e, false));

@@ -39,6 +39,18 @@ pub enum LayerError {
         /// The link target.
         target: String,
     },
+    /// In a layer unpacked on its own (for overlayfs), an entry's parent cannot be resolved
+    /// without the earlier layers: it leads through a symlink of the layer to a directory
+    /// that only they have (`d -> /usr` then `d/x`), or the layer makes its root opaque
+    /// (which overlayfs ignores on a layer's root). Such a layer is applied over its lower
+    /// layers instead (see [`crate::Store::unpack_layers`]).
+    #[error("layer entry {entry:?} cannot be unpacked without the earlier layers: {reason}")]
+    NeedsLowerLayers {
+        /// The entry's path in the tar stream.
+        entry: String,
+        /// What needs them.
+        reason: String,
+    },
     /// A filesystem operation for an entry failed.
     #[error("{op} for layer entry {entry:?} in {root}")]
     Fs {
@@ -86,6 +98,18 @@ pub enum LayerError {
     /// The blob's digest or the uncompressed diff id did not match.
     #[error("layer verification failed")]
     Verify(#[from] DigestError),
+}
+
+impl LayerError {
+    /// Whether the layer was refused only because a directory of its own cannot hold it
+    /// ([`LayerError::ExternalHardlink`], [`LayerError::NeedsLowerLayers`]): it is then
+    /// applied over its lower layers, as the flattened unpack applies it.
+    pub fn needs_lower_layers(&self) -> bool {
+        matches!(
+            self,
+            Self::ExternalHardlink { .. } | Self::NeedsLowerLayers { .. }
+        )
+    }
 }
 
 /// Compression of a layer blob.
