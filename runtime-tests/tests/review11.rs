@@ -374,3 +374,51 @@ impl Drop for Release<'_> {
         });
     }
 }
+
+/// Issue 11 review: "a program that cannot be executed is an error at create", as runc
+/// refuses it there (Go's exec.LookPath, with the container's PATH, inside the rootfs): a file
+/// without an execute bit (by path, and by name in PATH, where it does not count), a
+/// directory, a dangling symlink, a missing file. The old code accepted the non-executable
+/// file at create and the container died at start.
+#[test]
+fn a_program_that_cannot_be_executed_fails_create_as_runc() {
+    checked(true, |rts, b| {
+        use std::os::unix::fs::PermissionsExt;
+        let root = b.rootfs();
+        std::fs::create_dir_all(root.join("opt/bin")).unwrap();
+        std::fs::write(root.join("opt/bin/plain"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(
+            root.join("opt/bin/plain"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/no/such/target", root.join("opt/bin/dangling")).unwrap();
+        b.add_env("PATH=/opt/bin:/bin:/usr/bin");
+        let cases: [(&str, &[&str]); 5] = [
+            ("/opt/bin/plain", &["not executable", "permission denied"]),
+            ("plain", &["executable file not found in $PATH"]),
+            ("/opt/bin", &["not a regular file"]),
+            ("/opt/bin/dangling", &["no such file or directory"]),
+            ("/opt/bin/missing", &["no such file or directory"]),
+        ];
+        for (arg0, want) in cases {
+            b.set_args(&[arg0]);
+            for rt in rts {
+                create_fails(rt, b, "noexec", want);
+            }
+        }
+        // Once executable, both run it.
+        std::fs::set_permissions(
+            root.join("opt/bin/plain"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        b.set_args(&["plain"]);
+        for rt in rts {
+            let id = rt.new_id("exec-ok");
+            let out = rt.run(&id, b);
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+            assert_eq!(out.stdout, "hi\n", "{}", name(rt));
+        }
+    });
+}

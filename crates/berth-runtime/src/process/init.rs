@@ -638,8 +638,13 @@ fn home_dir(uid: u32) -> Option<String> {
     })
 }
 
-/// Find `arg0` as `execvp` would, with the container's `PATH` (after `pivot_root`).
+/// Find `arg0` as `execvp` would, with the container's `PATH` (after `pivot_root`), and
+/// check it can be executed, as runc does before it reports ready: a path that is missing
+/// (or a dangling symlink: `ENOENT`), not a regular file (`EACCES`) or without any execute
+/// bit (`EACCES`) is an error at create; a name is looked up in `PATH`, where only executable
+/// regular files count.
 fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, SetupError> {
+    use std::os::unix::fs::PermissionsExt;
     if arg0.contains('/') {
         let p = if Path::new(arg0).is_absolute() {
             PathBuf::from(arg0)
@@ -647,7 +652,15 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
             cwd.join(arg0)
         };
         return match std::fs::metadata(&p) {
-            Ok(m) if m.is_file() => Ok(CString::new(arg0).expect("checked for NUL")),
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                Ok(CString::new(arg0).expect("checked for NUL"))
+            }
+            // As runc's (Go's exec.LookPath): some execute bit is needed.
+            Ok(m) if m.is_file() => Err(SetupError::sys(
+                "exec",
+                format!("{arg0:?}: not executable (mode {:o})", m.permissions().mode() & 0o7777),
+                Errno::EACCES,
+            )),
             Ok(_) => Err(SetupError::sys(
                 "exec",
                 format!("{arg0:?}: not a regular file"),
@@ -668,7 +681,6 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(arg0);
         if let Ok(m) = std::fs::metadata(&candidate) {
-            use std::os::unix::fs::PermissionsExt;
             if m.is_file() && m.permissions().mode() & 0o111 != 0 {
                 return Ok(CString::new(candidate.as_os_str().as_bytes()).expect("no NUL"));
             }
@@ -772,5 +784,31 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.errno(), None);
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_executed_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("/no/such/target", &dangling).unwrap();
+        let cwd = Path::new("/");
+        for (p, errno) in [
+            (&plain, Errno::EACCES),
+            (&dir.path().to_path_buf(), Errno::EACCES),
+            (&dangling, Errno::ENOENT),
+        ] {
+            let err = find_program(p.to_str().unwrap(), &[], cwd).unwrap_err();
+            assert_eq!(err.errno(), Some(errno), "{p:?}: {err}");
+        }
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o744)).unwrap();
+        assert!(find_program(plain.to_str().unwrap(), &[], cwd).is_ok());
+        // In PATH, a file without an execute bit does not count.
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let env = vec![format!("PATH={}", dir.path().display())];
+        assert!(find_program("plain", &env, cwd).is_err());
     }
 }
