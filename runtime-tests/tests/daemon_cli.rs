@@ -1114,3 +1114,100 @@ fn daemon_container_namespace_modes() {
     d.ok(&["rm", &a]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_stats_update_prune() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]));
+    let out = d.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}|{{.PIDs}}|{{.CPUPerc}}",
+        "busy",
+    ]);
+    let f: Vec<&str> = out.split('|').collect();
+    assert!(f[0].ends_with("/ 64MiB"), "{out}");
+    assert_eq!(f[1], "1", "{out}");
+    let cpu: f64 = f[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 1.0, "a busy loop uses the CPU: {out}");
+    // One sample over the API, in docker's shape.
+    let (st, _, body) = d
+        .http(
+            "GET",
+            &format!("/containers/{id}/stats?stream=false&one-shot=true"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["memory_stats"]["limit"], 64 << 20);
+    assert!(v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap() > 0);
+    // update: the running container's cgroup and the record.
+    d.ok(&[
+        "update",
+        "--memory",
+        "128m",
+        "--memory-swap",
+        "256m",
+        "--pids-limit",
+        "33",
+        "--cpus",
+        "0.25",
+        "--restart",
+        "on-failure:3",
+        "busy",
+    ]);
+    assert_eq!(
+        d.ok(&["exec", "busy", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us"]),
+        "134217728\n33\n25000"
+    );
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}",
+            "busy"
+        ]),
+        "134217728 33 on-failure"
+    );
+    // Kept across a restart of the container.
+    d.ok(&["restart", "-t", "0", "busy"]);
+    assert_eq!(
+        d.ok(&["exec", "busy", "cat", "/sys/fs/cgroup/pids/pids.max"]),
+        "33"
+    );
+    d.ok(&["rm", "-f", "busy"]);
+    // prune: stopped containers, then unused images.
+    let keep = d.track(&d.ok(&["run", "-d", "busybox", "sleep", "1000"]));
+    let gone = d.track(&d.ok(&["run", "-d", "busybox", "true"]));
+    assert_eq!(d.ok(&["wait", &gone]), "0");
+    let out = d.ok(&["container", "prune", "-f"]);
+    assert!(out.contains(&gone) && !out.contains(&keep), "{out}");
+    assert_eq!(d.ok(&["ps", "-aq", "--no-trunc"]), keep);
+    let out = d.ok(&["image", "prune", "-af"]);
+    assert!(
+        !out.contains("deleted: sha256"),
+        "the image is in use: {out}"
+    );
+    d.ok(&["rm", "-f", &keep]);
+    let out = d.ok(&["image", "prune", "-af"]);
+    assert!(
+        out.contains("untagged: busybox:latest") && out.contains("deleted: sha256:"),
+        "{out}"
+    );
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    d.assert_clean(&[]);
+}

@@ -397,6 +397,97 @@ impl Daemon {
         Ok(())
     }
 
+    /// Change resources (and the restart policy) of a container: saved in its record and
+    /// config.json, and applied to the cgroup of a running one (`docker update`).
+    pub async fn update(&self, name: &str, body: serde_json::Value) -> Result<Vec<String>, Error> {
+        let entry = self.get(name)?;
+        let _op = entry.op.lock().await;
+        let hc_patch: bollard_stubs::models::HostConfig = serde_json::from_value(body.clone())
+            .map_err(|e| Error::BadParameter(format!("invalid update: {e}")))?;
+        let mut rec = entry.record();
+        let hc = &mut rec.host_config;
+        macro_rules! take {
+            ($($f:ident),*) => {$(
+                if hc_patch.$f.is_some() {
+                    hc.$f = hc_patch.$f.clone();
+                }
+            )*};
+        }
+        take!(
+            memory,
+            memory_swap,
+            nano_cpus,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            cpuset_cpus,
+            pids_limit,
+            restart_policy
+        );
+        if hc.nano_cpus.is_some_and(|n| n > 0) && hc.cpu_quota.is_some_and(|q| q > 0) {
+            return Err(Error::Conflict(
+                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
+                    .into(),
+            ));
+        }
+        let cfg_path = self.paths.bundle(&rec.id).join("config.json");
+        let mut spec: serde_json::Value = std::fs::read(&cfg_path)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .ok_or_else(|| Error::Internal {
+                what: "read config.json".into(),
+                cause: cfg_path.display().to_string(),
+            })?;
+        let res = crate::spec::resources(
+            &rec.host_config,
+            rec.host_config.privileged.unwrap_or(false),
+        );
+        spec["linux"]["resources"] = res.clone();
+        if rec.state.running {
+            let root = self.paths.runtime_root();
+            let id = rec.id.clone();
+            let lr: oci_spec::runtime::LinuxResources = serde_json::from_value(res)
+                .map_err(|e| Error::BadParameter(format!("invalid resources: {e}")))?;
+            tokio::task::spawn_blocking(move || {
+                let c = berth_runtime::Container::load_shared(&root, &id)?;
+                c.cgroup()?.apply(&lr)?;
+                Ok::<_, berth_runtime::ContainerError>(())
+            })
+            .await
+            .map_err(|e| Error::internal("update", e))?
+            .map_err(|e| {
+                Error::BadParameter(format!(
+                    "Cannot update container {}: {}",
+                    rec.id,
+                    crate::images::chain(&e)
+                ))
+            })?;
+        }
+        util::atomic_write(&cfg_path, &serde_json::to_vec_pretty(&spec).expect("json"))
+            .map_err(|e| Error::internal("write config.json", e))?;
+        let hc_new = rec.host_config.clone();
+        self.save(&entry, |r| r.host_config = hc_new)?;
+        self.event(&entry.id, "update", &[]);
+        Ok(Vec::new())
+    }
+
+    /// The container's cgroup statistics (berth-cgroups' view), `None` when it is not running.
+    pub async fn cgroup_stats(&self, id: &str) -> Result<Option<berth_cgroups::Stats>, Error> {
+        let entry = self.get(id)?;
+        if !entry.record().state.running {
+            return Ok(None);
+        }
+        let root = self.paths.runtime_root();
+        let id = entry.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = berth_runtime::Container::load_shared(&root, &id).ok()?;
+            let cg = c.cgroup().ok()?;
+            cg.stats().ok()
+        })
+        .await
+        .map_err(|e| Error::internal("stats", e))
+    }
+
     /// The container's processes as (pid, ppid, uid, command line).
     pub async fn top(&self, name: &str) -> Result<Vec<(i32, i32, u32, String)>, Error> {
         let entry = self.get(name)?;

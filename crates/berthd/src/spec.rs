@@ -394,6 +394,42 @@ pub fn set_joins(spec: &mut Value, joins: &[(&str, i32)]) {
     }
 }
 
+/// `linux.resources` for a HostConfig (Memory, MemorySwap, NanoCpus, CpuShares/Quota/Period,
+/// CpusetCpus, PidsLimit), as dockerd converts them.
+pub fn resources(hc: &bollard_stubs::models::HostConfig, privileged: bool) -> Value {
+    let mut res = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
+    if let Some(m) = hc.memory.filter(|m| *m > 0) {
+        res["memory"] = json!({"limit": m});
+        if let Some(sw) = hc.memory_swap.filter(|s| *s != 0) {
+            res["memory"]["swap"] = json!(sw);
+        }
+    }
+    let mut cpu = json!({});
+    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
+        cpu["period"] = json!(100_000u64);
+        cpu["quota"] = json!(n * 100_000 / 1_000_000_000);
+    }
+    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
+        cpu["quota"] = json!(q);
+    }
+    if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
+        cpu["period"] = json!(p);
+    }
+    if let Some(sh) = hc.cpu_shares.filter(|s| *s > 0) {
+        cpu["shares"] = json!(sh);
+    }
+    if let Some(cs) = hc.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        cpu["cpus"] = json!(cs);
+    }
+    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
+        res["cpu"] = cpu;
+    }
+    if let Some(pl) = hc.pids_limit.filter(|p| *p > 0) {
+        res["pids"] = json!({"limit": pl});
+    }
+    res
+}
+
 /// Files berthd makes for each container and binds in.
 pub struct EtcFiles<'a> {
     /// `/etc/hosts`.
@@ -623,37 +659,7 @@ pub fn build(
         }
     }
     let linux = &mut s["linux"];
-    let mut res = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
-    if let Some(m) = hc.memory.filter(|m| *m > 0) {
-        res["memory"] = json!({"limit": m});
-        if let Some(sw) = hc.memory_swap.filter(|s| *s != 0) {
-            res["memory"]["swap"] = json!(sw);
-        }
-    }
-    let mut cpu = json!({});
-    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
-        cpu["period"] = json!(100_000u64);
-        cpu["quota"] = json!(n * 100_000 / 1_000_000_000);
-    }
-    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
-        cpu["quota"] = json!(q);
-    }
-    if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
-        cpu["period"] = json!(p);
-    }
-    if let Some(sh) = hc.cpu_shares.filter(|s| *s > 0) {
-        cpu["shares"] = json!(sh);
-    }
-    if let Some(cs) = hc.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
-        cpu["cpus"] = json!(cs);
-    }
-    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
-        res["cpu"] = cpu;
-    }
-    if let Some(pl) = hc.pids_limit.filter(|p| *p > 0) {
-        res["pids"] = json!({"limit": pl});
-    }
-    linux["resources"] = res;
+    linux["resources"] = resources(hc, privileged);
     if host_network(rec) {
         if let Some(ns) = linux["namespaces"].as_array_mut() {
             ns.retain(|n| n["type"] != "network");

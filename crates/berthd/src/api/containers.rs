@@ -459,3 +459,178 @@ pub async fn top(State(d): State<AppState>, Path(name): Path<String>) -> Result<
         &json!({"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": rows}),
     ))
 }
+
+/// Host CPU time in nanoseconds (the first line of /proc/stat, in USER_HZ ticks), docker's
+/// `system_cpu_usage`.
+fn system_cpu_nanos() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().next()?.to_owned();
+            Some(
+                l.split_whitespace()
+                    .skip(1)
+                    .take(7)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum::<u64>()
+                    * 10_000_000,
+            )
+        })
+        .unwrap_or(0)
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn cpu_json(s: Option<&berth_cgroups::Stats>, system: u64) -> serde_json::Value {
+    let online = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    match s {
+        None => json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}}),
+        Some(s) => json!({
+            "cpu_usage": {
+                "total_usage": s.cpu.usage.total,
+                "percpu_usage": s.cpu.usage.percpu,
+                "usage_in_kernelmode": s.cpu.usage.kernel,
+                "usage_in_usermode": s.cpu.usage.user,
+            },
+            "system_cpu_usage": system,
+            "online_cpus": online,
+            "throttling_data": {
+                "periods": s.cpu.throttling.periods,
+                "throttled_periods": s.cpu.throttling.throttled_periods,
+                "throttled_time": s.cpu.throttling.throttled_time,
+            },
+        }),
+    }
+}
+
+fn stats_json(
+    r: &Record,
+    pre: Option<(&berth_cgroups::Stats, u64, String)>,
+    now: Option<&berth_cgroups::Stats>,
+    system: u64,
+) -> serde_json::Value {
+    let mem = now.map(|s| {
+        let limit = s.memory.usage.limit.min(host_memory());
+        json!({"usage": s.memory.usage.usage, "max_usage": s.memory.usage.max,
+               "failcnt": s.memory.usage.failcnt, "limit": limit, "stats": s.memory.raw})
+    });
+    json!({
+        "read": util::now(),
+        "preread": pre.as_ref().map(|p| p.2.clone()).unwrap_or_else(|| util::ZERO_TIME.to_owned()),
+        "id": r.id,
+        "name": format!("/{}", r.name),
+        "num_procs": 0,
+        "pids_stats": now.map(|s| json!({"current": s.pids.current, "limit": s.pids.limit})).unwrap_or(json!({})),
+        "cpu_stats": cpu_json(now, system),
+        "precpu_stats": match &pre { Some((s, sys, _)) => cpu_json(Some(s), *sys), None => cpu_json(None, 0) },
+        "memory_stats": mem.unwrap_or(json!({})),
+        "blkio_stats": {},
+        "storage_stats": {},
+        "networks": {},
+    })
+}
+
+/// `GET /containers/{id}/stats?stream=&one-shot=`: berth-cgroups' statistics in docker's
+/// shape, once (with a 200 ms earlier sample as `precpu_stats`, unless one-shot) or every
+/// second.
+pub async fn stats(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let stream = q
+        .get("stream")
+        .is_none_or(|v| v == "1" || v == "true" || v == "True");
+    let one_shot = q.flag("one-shot");
+    if !stream {
+        let r = e.record();
+        let first = d.cgroup_stats(&e.id).await?;
+        let (pre, now) = if one_shot || first.is_none() {
+            (None, first)
+        } else {
+            let sys = system_cpu_nanos();
+            let t = util::now();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            (first.map(|f| (f, sys, t)), d.cgroup_stats(&e.id).await?)
+        };
+        let v = stats_json(
+            &r,
+            pre.as_ref().map(|(s, sys, t)| (s, *sys, t.clone())),
+            now.as_ref(),
+            system_cpu_nanos(),
+        );
+        return Ok(json(StatusCode::OK, &v));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let mut pre: Option<(berth_cgroups::Stats, u64, String)> = None;
+        loop {
+            let r = e.record();
+            let now = d.cgroup_stats(&e.id).await.ok().flatten();
+            let sys = system_cpu_nanos();
+            let v = stats_json(
+                &r,
+                pre.as_ref().map(|(s, sys, t)| (s, *sys, t.clone())),
+                now.as_ref(),
+                sys,
+            );
+            if tx.send(Bytes::from(v.to_string() + "\n")).await.is_err() {
+                return;
+            }
+            pre = now.map(|s| (s, sys, util::now()));
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Ok(Response::new(Body::from_stream(body)))
+}
+
+/// `POST /containers/prune`: remove every container that is not running.
+pub async fn prune(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
+    let filters = q.filters()?;
+    let mut deleted = Vec::new();
+    for e in d.all() {
+        let r = e.record();
+        if r.state.running || !matches(&r, &filters) {
+            continue;
+        }
+        if d.remove(&r.id, false).await.is_ok() {
+            deleted.push(r.id);
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// `POST /containers/{id}/update`.
+pub async fn update(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let v: serde_json::Value = json_body(&body)?;
+    let warnings = d.update(&name, v).await?;
+    Ok(json(StatusCode::OK, &json!({"Warnings": warnings})))
+}

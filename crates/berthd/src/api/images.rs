@@ -379,3 +379,39 @@ async fn pull(
         .map_err(|e| crate::images::chain(&e))?;
     Ok(img.manifest_digest.to_string())
 }
+
+/// `POST /images/prune?filters=`: with `dangling=false` (`docker image prune -a`) every image
+/// no container uses; always the blobs and layers no image refers to.
+pub async fn prune(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
+    let filters = q.filters()?;
+    let all = filters
+        .get("dangling")
+        .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
+    let out = blocking(move || {
+        let mut out = Vec::new();
+        if all {
+            for f in d.images.all()? {
+                let id = f.id();
+                if d.image_user(&id).is_some() {
+                    continue;
+                }
+                let d2 = d.clone();
+                if let Ok(r) = d.images.remove(&id, true, &move |i| d2.image_user(i)) {
+                    out.extend(r);
+                }
+            }
+        }
+        let stats = d
+            .images
+            .store()
+            .prune()
+            .map_err(|e| Error::internal("prune the image store", e))?;
+        Ok((out, stats.bytes))
+    })
+    .await?;
+    let v: Vec<serde_json::Value> = out.0.into_iter().map(|(k, v)| json!({k: v})).collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"ImagesDeleted": v, "SpaceReclaimed": out.1}),
+    ))
+}
