@@ -1146,4 +1146,129 @@ mod tests {
         let pid = child.0.take().unwrap();
         assert_exit0(wait(pid));
     }
+
+    /// `PTRACE_SECCOMP_GET_FILTER` (linux/ptrace.h), which the libc crate does not define.
+    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+
+    /// `ptrace(req, pid, 0, buf)`: the requests used here take the filter index 0 (or nothing)
+    /// as `addr`, and `buf` is null or has room for the filter the kernel reports.
+    fn ptrace(req: libc::c_uint, pid: Pid, buf: *mut libc::sock_filter) -> libc::c_long {
+        // SAFETY: ATTACH and CONT ignore `addr` and `data`; SECCOMP_GET_FILTER writes at most
+        // the filter's length of instructions to `buf`, which the callers size from the same
+        // call with a null buffer (which writes nothing), on a stopped tracee.
+        unsafe { libc::ptrace(req, pid.as_raw(), 0usize, buf) }
+    }
+
+    /// The filter the kernel holds after libseccomp's own `seccomp_load` in a child, read back
+    /// with `PTRACE_SECCOMP_GET_FILTER`.
+    fn loaded_by_libseccomp(s: &LinuxSeccomp) -> Vec<libc::sock_filter> {
+        let child = Reap(Some(in_child(|| {
+            let filter = build(s).unwrap();
+            filter.ctx.load().unwrap();
+            loop {
+                nix::unistd::pause();
+            }
+        })));
+        let pid = child.0.unwrap();
+        // Attaching stops the child; it may be stopped before or after its load, so wait
+        // until the kernel holds a filter for it.
+        ptrace(libc::PTRACE_ATTACH, pid, std::ptr::null_mut());
+        let mut code = Vec::new();
+        for _ in 0..1000 {
+            let _ = waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL));
+            // With a null buffer: the length of the child's newest filter (index 0).
+            let n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, std::ptr::null_mut());
+            if n > 0 {
+                let mut buf = vec![
+                    libc::sock_filter {
+                        code: 0,
+                        jt: 0,
+                        jf: 0,
+                        k: 0
+                    };
+                    n as usize
+                ];
+                // `buf` has room for the `n` instructions just reported for this filter (the
+                // child is stopped: it cannot add another meanwhile).
+                let got = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, buf.as_mut_ptr());
+                assert_eq!(got, n);
+                code = buf;
+                break;
+            }
+            // Not loaded yet: let it run to its pause, then stop it again.
+            ptrace(libc::PTRACE_CONT, pid, std::ptr::null_mut());
+            kill(pid, Signal::SIGSTOP).unwrap();
+        }
+        drop(child);
+        assert!(!code.is_empty(), "no filter appeared in the child");
+        code
+    }
+
+    fn same_code(a: &[libc::sock_filter], b: &[libc::sock_filter]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k))
+    }
+
+    #[test]
+    fn the_exported_program_is_the_one_seccomp_load_installs() {
+        // The shape of containerd's RuntimeDefault: an allow list on three architectures,
+        // argument conditions, an errno rule; and profiles with log and notify.
+        let allow = [
+            "read",
+            "write",
+            "exit",
+            "exit_group",
+            "pause",
+            "rt_sigreturn",
+            "rt_sigprocmask",
+            "socket",
+            "socketcall",
+            "connect",
+            "ipc",
+            "shmget",
+            "futex",
+            "mmap",
+            "munmap",
+            "brk",
+            "getpid",
+            "kill",
+            "clock_nanosleep",
+            "nanosleep",
+            "restart_syscall",
+        ];
+        let profiles = [
+            json!({"defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [{"names": allow, "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                    {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]},
+                    {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 2114060288, "op": "SCMP_CMP_MASKED_EQ"}]},
+                    {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}),
+            json!({"defaultAction": "SCMP_ACT_LOG", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_KILL_PROCESS"},
+                    {"names": ["mkdirat"], "action": "SCMP_ACT_TRAP"}]}),
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}),
+        ];
+        let mut loaded = Vec::new();
+        for p in profiles {
+            let s = spec(p.clone());
+            let program = Program::compile(&s).unwrap();
+            let installed = loaded_by_libseccomp(&s);
+            assert!(
+                same_code(&program.code, &installed),
+                "{p}: the exported program differs from the loaded one"
+            );
+            assert_eq!(program.notifies(), p.get("listenerPath").is_some());
+            loaded.push(installed);
+        }
+        // Not vacuous: three architectures make a long program, and the programs differ.
+        assert!(loaded[0].len() > 50, "{} instructions", loaded[0].len());
+        assert!(!same_code(&loaded[0], &loaded[1]) && !same_code(&loaded[1], &loaded[2]));
+    }
 }
