@@ -422,3 +422,40 @@ fn a_program_that_cannot_be_executed_fails_create_as_runc() {
         }
     });
 }
+
+/// Issue 11 review: `exec --process FILE` read the file with a plain read: a FIFO hung it, and
+/// /dev/zero filled memory. Like config.json, a process file is a regular file of a sane size;
+/// a valid one still works.
+#[test]
+fn exec_process_file_is_a_regular_file_of_a_sane_size() {
+    checked(false, |rts, b| {
+        let rt = rts[0];
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("execproc");
+        assert!(rt.create(&id, b).success());
+        assert!(rt.start(&id).success());
+        let fifo = b.dir().join("process.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for (file, want) in [
+            (fifo.to_str().unwrap(), "not a regular file but a fifo"),
+            ("/dev/zero", "not a regular file but a character device"),
+        ] {
+            let t = Instant::now();
+            let out = rt.cmd(&["exec", "--process", file, &id]);
+            assert!(!out.success(), "{file}: {}", out.describe());
+            assert!(out.stderr.contains(want), "{file}: {}", out.describe());
+            assert!(t.elapsed() < Duration::from_secs(5), "{file}: {:?}", t.elapsed());
+        }
+        let good = b.dir().join("process.json");
+        std::fs::write(
+            &good,
+            json!({"cwd": "/", "args": ["echo", "from-file"], "user": {"uid": 0, "gid": 0}})
+                .to_string(),
+        )
+        .unwrap();
+        let out = rt.cmd(&["exec", "--process", good.to_str().unwrap(), &id]);
+        assert!(out.success(), "{}", out.describe());
+        assert_eq!(out.stdout, "from-file\n");
+        assert!(rt.delete_force(&id).success());
+    });
+}

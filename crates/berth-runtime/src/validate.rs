@@ -103,7 +103,9 @@ pub enum ValidateError {
 }
 
 /// Validate `DIR/config.json`, including the checks that need the bundle on disk
-/// (`root.path` is a directory relative to `DIR`).
+/// (`root.path` is a directory relative to `DIR`). `config.json` is read with
+/// [`crate::spec::read_config_file`]: a FIFO, a device or a file past its cap is
+/// [`ValidateError::Read`].
 ///
 /// ```no_run
 /// let problems = berth_runtime::validate::validate_bundle("/srv/bundles/web".as_ref())?;
@@ -114,7 +116,8 @@ pub enum ValidateError {
 /// ```
 pub fn validate_bundle(dir: &Path) -> Result<Vec<Problem>, ValidateError> {
     let path = dir.join("config.json");
-    let text = std::fs::read(&path).map_err(|source| ValidateError::Read {
+    // A regular file of a sane size only (a FIFO must not hang us, /dev/zero fill memory).
+    let text = crate::spec::read_config_file(&path).map_err(|source| ValidateError::Read {
         path: path.clone(),
         source,
     })?;
@@ -862,6 +865,16 @@ pub(crate) mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+
+    #[test]
+    fn a_bundle_config_that_is_a_fifo_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        nix::unistd::mkfifo(&config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = validate_bundle(dir.path()).unwrap_err();
+        let why = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(why.as_deref(), Some("not a regular file but a fifo"), "{err}");
+    }
 
     /// A valid base configuration to break in each test.
     pub(crate) fn base() -> Value {

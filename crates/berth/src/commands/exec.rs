@@ -94,12 +94,14 @@ impl ExecArgs {
             refuse("--process-label: ", flag("selinuxLabel", label))?;
         }
         if let Some(path) = &self.process {
-            let text = std::fs::read_to_string(path)
+            // A regular file of a sane size only: a FIFO must not hang exec, nor /dev/zero
+            // fill memory (as config.json).
+            let text = berth_runtime::spec::read_config_file(path)
                 .with_context(|| format!("read process file {}", path.display()))?;
             // Unknown capability names are dropped with a warning, as in config.json.
-            let p = berth_runtime::spec::parse_process(path, text.as_bytes())
+            let p = berth_runtime::spec::parse_process(path, &text)
                 .context("parse process file")?;
-            if let Ok(v) = serde_json::from_str(&text) {
+            if let Ok(v) = serde_json::from_slice(&text) {
                 refuse(&format!("process file {}: ", path.display()), v)?;
             }
             return Ok(p);
