@@ -1211,3 +1211,140 @@ fn daemon_stats_update_prune() {
     assert_eq!(d.ok(&["images", "-q"]), "");
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_tty_typing_ctrl_c_and_resize() {
+    let d = daemon();
+    d.load_busybox();
+    // Typed input reaches the shell; ^C interrupts the foreground command, not the session.
+    // Keys are sent as a person types them: after the shell has shown what came before.
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qefc",
+            "stty rows 24 cols 80; docker run --rm -it --name ti busybox sh",
+            "/dev/null",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let mut screen = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut screen, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut pos = 0;
+    // Wait for `what` after what was already matched.
+    let mut expect = |what: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(i) = seen[pos..].find(what) {
+                pos += i + what.len();
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {seen:?}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    expect("/ # ", &mut seen);
+    keys.write_all(b"echo typed-$((1+1))\n").unwrap();
+    expect("typed-2", &mut seen);
+    expect("/ # ", &mut seen);
+    keys.write_all(b"sleep 100\n").unwrap();
+    expect("sleep 100", &mut seen);
+    d.wait_until("sleep to run", 20, || {
+        d.docker(&["exec", "ti", "pidof", "sleep"]).status.success()
+    });
+    keys.write_all(b"\x03").unwrap();
+    expect("/ # ", &mut seen);
+    keys.write_all(b"echo after-interrupt\n").unwrap();
+    expect("after-interrupt\r\n", &mut seen);
+    keys.write_all(b"exit 3\n").unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(3), "{seen}");
+    // Resize over the API reaches the container's terminal.
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "tt",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1000",
+    ]));
+    let (st, _, _) = d
+        .http("POST", &format!("/containers/{id}/resize?h=40&w=120"), None)
+        .unwrap();
+    assert_eq!(st, 200);
+    assert_eq!(
+        d.ok(&["exec", "tt", "sh", "-c", "stty size < /proc/1/fd/0"]),
+        "40 120"
+    );
+    let (st, _, _) = d
+        .http("POST", "/containers/nope/resize?h=1&w=1", None)
+        .unwrap();
+    assert_eq!(st, 404);
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_debian_docker_20_10_cli() {
+    // Debian's docker.io CLI speaks API 1.41: the oldest berthd supports.
+    let cli = std::path::Path::new("/usr/bin/docker");
+    assert!(
+        cli.exists(),
+        "Debian's docker.io CLI (apt-get install docker.io)"
+    );
+    let d = daemon();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(cli)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "docker 20.10 {args:?}: {}",
+            o.stderr_str()
+        );
+        o.stdout_str().trim_end().to_owned()
+    };
+    let archive = runtime_tests::daemon::busybox_archive();
+    assert!(run(&["load", "-i", archive.to_str().unwrap()]).contains("busybox:latest"));
+    assert_eq!(
+        run(&["version", "--format", "{{.Client.APIVersion}}"]),
+        "1.41"
+    );
+    assert_eq!(run(&["run", "--rm", "busybox", "echo", "hi"]), "hi");
+    let id = d.track(&run(&[
+        "run",
+        "-d",
+        "--name",
+        "old",
+        "busybox",
+        "sh",
+        "-c",
+        "echo logged; sleep 1000",
+    ]));
+    assert_eq!(run(&["exec", "old", "echo", "exec"]), "exec");
+    d.wait_until("the log line", 20, || run(&["logs", "old"]) == "logged");
+    assert_eq!(run(&["ps", "-q", "--no-trunc"]), id);
+    run(&["rm", "-f", "old"]);
+    d.assert_clean(&[]);
+}
