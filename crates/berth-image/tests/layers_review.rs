@@ -157,3 +157,117 @@ fn parents_only_lower_layers_resolve_are_left_to_them() {
         );
     }
 }
+
+/// A file stored by GNU tar in its PAX sparse formats (`--sparse --format=posix`, versions
+/// 0.0, 0.1 and 1.0), which Go's archive/tar (docker, containerd, umoci) expands, and in the
+/// old GNU format: each unpacks to the file itself, under its own name. berth wrote the PAX
+/// ones as `GNUSparseFile.PID/NAME` holding the raw map and fragments.
+#[test]
+fn gnu_sparse_files_unpack_to_the_file_itself() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let mut content = vec![0u8; 3 << 20];
+    content[1_000_000..1_000_005].copy_from_slice(b"hello");
+    content.extend_from_slice(b"tail");
+    // Written with holes (only the data blocks allocated), so that tar finds them.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(src.join("holes")).unwrap();
+        f.set_len(content.len() as u64).unwrap();
+        f.write_all_at(b"hello", 1_000_000).unwrap();
+        f.write_all_at(b"tail", (3 << 20) as u64).unwrap();
+    }
+    for (format, version) in [
+        ("gnu", None),
+        ("posix", Some("0.0")),
+        ("posix", Some("0.1")),
+        ("posix", Some("1.0")),
+    ] {
+        let what = format!("{format} {version:?}");
+        let tar = t.path().join("layer.tar");
+        let mut c = std::process::Command::new("tar");
+        c.args(["--sparse", &format!("--format={format}")]);
+        if let Some(v) = version {
+            c.arg(format!("--sparse-version={v}"));
+        }
+        let out = c
+            .arg("-C")
+            .arg(&src)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("holes")
+            .output()
+            .expect("GNU tar (Debian's tar package) is needed");
+        assert!(out.status.success(), "{what}: {out:?}");
+        let layer = fs::read(&tar).unwrap();
+        assert!(
+            layer.len() < content.len() / 2,
+            "{what}: tar did not store it sparse"
+        );
+        for mode in [Whiteouts::Apply, Whiteouts::Overlay] {
+            let dest = tempfile::tempdir().unwrap();
+            apply(&layer[..], dest.path(), &ApplyOptions::new(mode), &|_| {})
+                .unwrap_or_else(|e| panic!("{what} {mode:?}: {e}"));
+            let names: Vec<_> = fs::read_dir(dest.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["holes"], "{what} {mode:?}");
+            assert!(
+                fs::read(dest.path().join("holes")).unwrap() == content,
+                "{what} {mode:?}: content differs"
+            );
+        }
+    }
+}
+
+/// The real name of a PAX sparse file (`GNU.sparse.name`) is checked as every entry name,
+/// and a map that passes the real size is refused.
+#[test]
+fn gnu_sparse_names_and_maps_are_checked() {
+    let sparse = |name: &[u8], map: &[u8], size: &[u8]| {
+        tar_of(|b| {
+            b.append_pax_extensions([
+                ("GNU.sparse.major", &b"0"[..]),
+                ("GNU.sparse.minor", b"1"),
+                ("GNU.sparse.name", name),
+                ("GNU.sparse.map", map),
+                ("GNU.sparse.size", size),
+            ])
+            .unwrap();
+            file(b, "GNUSparseFile.1/x", b"abc");
+        })
+    };
+    for mode in [Whiteouts::Apply, Whiteouts::Overlay] {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        fs::create_dir(&target).unwrap();
+        let r = apply(
+            &sparse(b"../victim", b"0,3", b"10")[..],
+            &target,
+            &ApplyOptions::new(mode),
+            &|_| {},
+        );
+        match r {
+            Err(LayerError::Unsafe { entry, .. }) => assert_eq!(entry, "../victim"),
+            other => panic!("{mode:?}: {other:?}"),
+        }
+        assert!(!t.path().join("victim").exists());
+        let r = apply(
+            &sparse(b"x", b"8,3", b"10")[..],
+            &target,
+            &ApplyOptions::new(mode),
+            &|_| {},
+        );
+        assert!(matches!(r, Err(LayerError::Tar(_))), "{mode:?}: {r:?}");
+        let r = apply(
+            &sparse(b"ok", b"7,3", b"10")[..],
+            &target,
+            &ApplyOptions::new(mode),
+            &|_| {},
+        );
+        r.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(fs::read(target.join("ok")).unwrap(), b"\0\0\0\0\0\0\0abc");
+    }
+}

@@ -13,6 +13,7 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use super::safe::{self, IN_ROOT};
+use super::sparse;
 use super::{ApplyOptions, LayerError, Whiteouts};
 
 const WHITEOUT: &[u8] = b".wh.";
@@ -297,9 +298,16 @@ impl<'a> Applier<'a> {
     }
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
-        let raw = e.path_bytes().into_owned();
-        self.entry = String::from_utf8_lossy(&raw).into_owned();
         let kind = e.header().entry_type();
+        let sparse = match kind {
+            EntryType::Regular => sparse::pax_sparse(e).map_err(LayerError::Tar)?,
+            _ => None,
+        };
+        let raw = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => e.path_bytes().into_owned(),
+        };
+        self.entry = String::from_utf8_lossy(&raw).into_owned();
         if matches!(
             kind,
             EntryType::XGlobalHeader
@@ -352,7 +360,11 @@ impl<'a> Applier<'a> {
                 });
                 let fd = fd.map_err(|err| self.fs_err("creating file", err))?;
                 let mut f = File::from(fd);
-                copy(e, &mut f, &mut self.buf).map_err(|err| {
+                match &sparse {
+                    Some(s) => sparse::write(s, e, &f, &mut self.buf),
+                    None => copy(e, &mut f, &mut self.buf),
+                }
+                .map_err(|err| {
                     if err.kind() == io::ErrorKind::UnexpectedEof
                         || err.kind() == io::ErrorKind::InvalidData
                     {

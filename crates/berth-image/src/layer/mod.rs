@@ -8,6 +8,7 @@
 mod apply;
 mod pipe;
 pub(crate) mod safe;
+mod sparse;
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
