@@ -4,7 +4,7 @@
 //! turns the profile into a BPF program ([`Program::compile`]), which the runtime takes from
 //! its cache when it compiled the same profile before ([`cache::program`]). The container's
 //! process loads the program with `seccomp(2)` ([`Program::load`]), with the flags libseccomp's
-//! `seccomp_load` would use; [`apply`] does both in one process. Compiling a large profile
+//! `seccomp_load` would use. Compiling a large profile
 //! (containerd's `RuntimeDefault`) takes libseccomp about as long as the rest of `create`;
 //! loading takes microseconds.
 //!
@@ -178,29 +178,6 @@ pub enum SeccompError {
     Encode(#[source] serde_json::Error),
 }
 
-/// Load the filter described by `seccomp` into the calling process.
-///
-/// Returns the seccomp notification fd (close-on-exec) when a rule uses `SCMP_ACT_NOTIFY`; the
-/// caller must pass it on to [`send_notify_fd`] (in the runtime process) and close its own copy.
-/// The calling process must be single-threaded, and must either have set `no_new_privs` or
-/// hold `CAP_SYS_ADMIN`.
-///
-/// ```no_run
-/// use oci_spec::runtime::LinuxSeccomp;
-///
-/// let profile: LinuxSeccomp = serde_json::from_str(
-///     r#"{"defaultAction": "SCMP_ACT_ALLOW",
-///         "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
-/// )?;
-/// nix::sys::prctl::set_no_new_privs()?;
-/// let notify_fd = berth_runtime::seccomp::apply(&profile)?;
-/// assert!(notify_fd.is_none());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn apply(seccomp: &LinuxSeccomp) -> Result<Option<OwnedFd>, SetupError> {
-    Program::compile(seccomp)?.load()
-}
-
 /// A filter compiled to the classic BPF program the kernel runs, with the
 /// `SECCOMP_FILTER_FLAG_*` bits to load it with: made by the runtime before it clones the
 /// container's process (from [`cache::program`] or [`Program::compile`]), loaded by that
@@ -264,8 +241,9 @@ impl Program {
 
     /// Load the program into the calling process (`seccomp(SECCOMP_SET_MODE_FILTER)`).
     ///
-    /// Returns the notification fd (close-on-exec) when a rule uses `SCMP_ACT_NOTIFY`, as
-    /// [`apply`] does. The calling process must be single-threaded, and must either have set
+    /// Returns the notification fd (close-on-exec) when a rule uses `SCMP_ACT_NOTIFY`; the
+    /// caller must pass it on to [`send_notify_fd`] (in the runtime process) and close its own
+    /// copy. The calling process must be single-threaded, and must either have set
     /// `no_new_privs` or hold `CAP_SYS_ADMIN` (else `EACCES`).
     pub fn load(&self) -> Result<Option<OwnedFd>, SetupError> {
         crate::sys::seccomp_set_mode_filter(self.flags, &self.code)
@@ -659,17 +637,17 @@ fn scmp_err(op: impl Into<String>, e: &ScmpError) -> SetupError {
     SetupError::sys(STEP, op, errno)
 }
 
-/// The actions [`apply`] accepts, as spelled in `config.json`.
+/// The actions [`Program::compile`] accepts, as spelled in `config.json`.
 pub fn supported_actions() -> Vec<&'static str> {
     ACTIONS.to_vec()
 }
 
-/// The argument comparison operators [`apply`] accepts.
+/// The argument comparison operators [`Program::compile`] accepts.
 pub fn supported_operators() -> Vec<&'static str> {
     OPERATORS.to_vec()
 }
 
-/// The architectures the linked libseccomp knows, which [`apply`] accepts.
+/// The architectures the linked libseccomp knows, which [`Program::compile`] accepts.
 ///
 /// Those of the other byte order than the host's are accepted and skipped: libseccomp cannot
 /// mix byte orders in one filter, and this kernel cannot run their programs.
@@ -735,6 +713,12 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+
+    /// Compile `seccomp` and load it into the calling process (what the runtime and the
+    /// container process do between them); the notify fd when a rule uses `SCMP_ACT_NOTIFY`.
+    fn apply(seccomp: &LinuxSeccomp) -> Result<Option<OwnedFd>, SetupError> {
+        Program::compile(seccomp)?.load()
+    }
 
     fn spec(v: Value) -> LinuxSeccomp {
         serde_json::from_value(v).expect("valid linux.seccomp")
