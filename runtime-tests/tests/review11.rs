@@ -459,3 +459,42 @@ fn exec_process_file_is_a_regular_file_of_a_sane_size() {
         assert!(rt.delete_force(&id).success());
     });
 }
+
+/// Issue 11 review, numbers: memory.swappiness 18446744073709551615 (uint64 -1) is "not set"
+/// as runc reads it (berth refused it); cpu.quota 2^63-1 is refused by `validate`, naming the
+/// kernel's range (it passed and create failed with EINVAL); `--log /dev/full` is said on
+/// stderr as runc does (berth was silent).
+#[test]
+fn numbers_are_read_as_runc_and_the_kernel_read_them() {
+    checked(true, |rts, b| {
+        b.set_args(&["true"]);
+        b.linux_mut()["resources"] = json!({"memory": {"swappiness": u64::MAX}});
+        for rt in rts {
+            let id = rt.new_id("swappiness");
+            let out = rt.run(&id, b);
+            assert!(out.success(), "{}: {}", name(rt), out.describe());
+        }
+        let berth = rts[0];
+        b.linux_mut()["resources"] = json!({"cpu": {"quota": i64::MAX, "period": 100000}});
+        b.save().unwrap();
+        let out = berth.cmd(&["validate", "--bundle", b.dir().to_str().unwrap()]);
+        assert!(!out.success(), "{}", out.describe());
+        assert!(
+            out.stdout.contains("linux.resources.cpu.quota")
+                && out.stdout.contains("(1000..=17592186044415)"),
+            "{}",
+            out.describe()
+        );
+        b.linux_mut()["resources"] = json!({});
+        for rt in rts {
+            let out = rt.cmd(&["--log", "/dev/full", "state", "no-such-container"]);
+            assert!(!out.success(), "{}: {}", name(rt), out.describe());
+            assert!(
+                out.stderr.contains("/dev/full") && out.stderr.contains("no space left on device"),
+                "{}: {}",
+                name(rt),
+                out.describe()
+            );
+        }
+    });
+}

@@ -784,15 +784,13 @@ fn hooks(c: &mut Checker, doc: &Map<String, Value>) {
                 "path",
                 "config.md#posix-platform-hooks: path MUST be absolute",
             );
-            c.int_range(h, &path, "timeout", i64::MIN.into(), HOOK_TIMEOUT_MAX, "a hook timeout in seconds", "config.md#posix-platform-hooks: timeout is a number of seconds (berth takes up to 2147483647, 68 years)");
-            if let Some(t) = h.get("timeout").and_then(Value::as_i64) {
-                if t <= 0 {
-                    c.error(
-                        &join(&path, "timeout"),
-                        format!("{t} is not positive"),
-                        "config.md#posix-platform-hooks: if set, timeout MUST be greater than zero",
-                    );
-                }
+            match h.get("timeout").and_then(int_of) {
+                Some(t) if t <= 0 => c.error(
+                    &join(&path, "timeout"),
+                    format!("{t} is not positive"),
+                    "config.md#posix-platform-hooks: if set, timeout MUST be greater than zero",
+                ),
+                _ => c.int_range(h, &path, "timeout", 1, HOOK_TIMEOUT_MAX, "a hook timeout in seconds", "config.md#posix-platform-hooks: timeout is a number of seconds (berth takes up to 2147483647, 68 years)"),
             }
             env_entries(c, h, &path, SECTION);
         }
@@ -1076,8 +1074,12 @@ pub(crate) mod tests {
     fn hook_timeout_is_bounded() {
         has(
             &lines(|v| v["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": i64::MAX}]})),
-            "error: hooks.poststop[0].timeout: 9223372036854775807 is out of range for a hook timeout",
+            "error: hooks.poststop[0].timeout: 9223372036854775807 is out of range for a hook timeout in seconds (1..=2147483647)",
         );
+        // The lowest numbers are "not positive", never a range starting at i64::MIN.
+        let l = lines(|v| v["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": i64::MIN}]}));
+        has(&l, "error: hooks.poststop[0].timeout: -9223372036854775808 is not positive");
+        assert!(!l.iter().any(|x| x.contains("out of range")), "{l:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
@@ -74,6 +75,8 @@ pub fn init(g: &GlobalOpts) -> anyhow::Result<Log> {
         out: Mutex::new(sink),
         format: g.log_format,
         level,
+        file: g.log.clone(),
+        write_failed: AtomicBool::new(false),
     };
     tracing::subscriber::set_global_default(subscriber)?;
     Ok(Log { to_file })
@@ -85,6 +88,10 @@ struct RuncLog {
     out: Mutex<Box<dyn Write + Send>>,
     format: LogFormat,
     level: LevelFilter,
+    /// The `--log` file, named in the warning when writing it fails.
+    file: Option<std::path::PathBuf>,
+    /// Whether that warning was given (once per command, as runc's logrus does for each).
+    write_failed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -178,7 +185,17 @@ impl Subscriber for RuncLog {
             }
         };
         if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(line.as_bytes());
+            let written = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+            if let (Err(e), Some(file)) = (written, &self.file) {
+                // As runc: a log file that cannot be written (full, gone) is said on stderr.
+                if !self.write_failed.swap(true, Ordering::Relaxed) {
+                    crate::output::err_line(format_args!(
+                        "berth: failed to write to log file {}: {}",
+                        file.display(),
+                        e.to_string().to_lowercase()
+                    ));
+                }
+            }
         }
     }
 }

@@ -60,7 +60,9 @@ pub(crate) fn apply(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     if m.disable_oom_killer() == Some(true) {
         fsutil::write(dir, "memory.oom_control", "1")?;
     }
-    if let Some(s) = m.swappiness() {
+    // 18446744073709551615 (uint64 -1, what engines send for "not set") leaves it alone, as
+    // runc does.
+    if let Some(s) = m.swappiness().filter(|s| *s != u64::MAX) {
         if s > 100 {
             return Err(CgroupError::invalid(
                 "memory.swappiness",
@@ -215,6 +217,19 @@ mod tests {
                 ("memory.use_hierarchy", "1"),
             ])
         );
+    }
+
+    /// 18446744073709551615 (uint64 -1) is "not set", as runc reads it: nothing is written.
+    #[test]
+    fn swappiness_of_uint64_minus_one_is_unset() {
+        let d = fake_dir(FILES);
+        let m = LinuxMemoryBuilder::default()
+            .swappiness(u64::MAX)
+            .build()
+            .unwrap();
+        apply(d.path(), &m).unwrap();
+        assert_eq!(take_writes(d.path()), pairs(&[]));
+        assert!(crate::v2::memory::check_applicable(&m).is_ok());
     }
 
     #[test]

@@ -91,13 +91,14 @@ pub(crate) fn apply(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
 /// refuses all three on v2, runc 1.1 drops them silently). Checked before anything is written.
 ///
 /// - `swappiness`: v2 has no per-cgroup swappiness (only the global `vm.swappiness`); any value
-///   is refused, as crun does;
+///   is refused, as crun does, except 18446744073709551615 (uint64 -1: not set);
 /// - `disableOOMKiller`: `true` is refused (v2 cannot turn the OOM killer off for a cgroup);
 ///   `false` asks for what v2 does anyway;
 /// - `kernelTCP`: a limit (> 0) is refused (TCP buffers are charged to `memory.max` with no
 ///   limit of their own); 0 and -1 (no limit) are what v2 does.
 pub(crate) fn check_applicable(m: &LinuxMemory) -> Result<(), CgroupError> {
-    if let Some(s) = m.swappiness() {
+    // 18446744073709551615 (uint64 -1) means not set, as in v1 and runc.
+    if let Some(s) = m.swappiness().filter(|s| *s != u64::MAX) {
         return Err(CgroupError::invalid(
             "memory.swappiness",
             format!("{s} cannot be applied: cgroup v2 has no per-cgroup swappiness"),

@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use super::{index, join, key, obj_of, str_of, tables, Checker};
 
+/// The largest `cpu.cfs_quota_us` the kernel takes: `max_cfs_runtime`, (2^44 - 1) us.
+const CFS_QUOTA_MAX_US: i128 = (1 << 44) - 1;
+
 /// The namespaces a configuration asks for: type to "joins an existing one by path".
 #[derive(Debug, Default)]
 pub(super) struct Namespaces(HashMap<String, bool>);
@@ -443,14 +446,18 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
     if let Some(m) = obj_of(r, "memory") {
         let path = join(P, "memory");
         c.fields(m, &path, tables::MEMORY, "config-linux.md#memory");
-        c.range(
-            m,
-            &path,
-            "swappiness",
-            0,
-            100,
-            "config-linux.md#memory: swappiness values are from 0 to 100",
-        );
+        // 18446744073709551615 (uint64 -1, what engines send for "not set") is unset, as in
+        // runc, which skips a swappiness that reads -1 as int64.
+        if m.get("swappiness").and_then(Value::as_u64) != Some(u64::MAX) {
+            c.range(
+                m,
+                &path,
+                "swappiness",
+                0,
+                100,
+                "config-linux.md#memory: swappiness values are from 0 to 100",
+            );
+        }
         for name in ["limit", "reservation", "swap", "kernel", "kernelTCP"] {
             c.int_range(
                 m,
@@ -488,15 +495,20 @@ fn resources(c: &mut Checker, r: &Map<String, Value>) {
                 "config-linux.md#cpu: period is cpu.cfs_period_us, 1ms to 1s",
             );
         }
-        c.int_range(
-            cpu,
-            &path,
-            "quota",
-            -1,
-            i64::MAX.into(),
-            "a CFS quota in microseconds (-1 is unlimited)",
-            "config-linux.md#cpu: quota is cpu.cfs_quota_us, -1 for unlimited",
-        );
+        // -1 is unlimited and 0 not set (as in runc); else what the kernel's
+        // tg_set_cfs_bandwidth takes: 1ms up to its max_cfs_runtime, (2^44 - 1) us.
+        if !matches!(cpu.get("quota").and_then(Value::as_i64), Some(-1 | 0)) {
+            c.int_range(
+                cpu,
+                &path,
+                "quota",
+                1000,
+                CFS_QUOTA_MAX_US,
+                "a CFS quota in microseconds (-1 is unlimited)",
+                "config-linux.md#cpu: quota is cpu.cfs_quota_us, -1 for unlimited; the kernel \
+                 takes 1000 (1ms) to 17592186044415 (2^44 - 1) microseconds",
+            );
+        }
         c.int_range(
             cpu,
             &path,
@@ -921,13 +933,42 @@ mod tests {
         assert!(!l.iter().any(|x| x.contains("devices[4]")), "{l:?}");
     }
 
+    /// cpu.quota is what cpu.cfs_quota_us takes: 2^63-1 passed validate and create failed
+    /// with EINVAL; -1 and 0 (unlimited, not set) stay valid.
+    #[test]
+    fn cpu_quota_is_what_the_kernel_takes() {
+        for (quota, ok) in [
+            (json!(-1), true),
+            (json!(0), true),
+            (json!(1000), true),
+            (json!(17_592_186_044_415u64), true),
+            (json!(999), false),
+            (json!(17_592_186_044_416u64), false),
+            (json!(i64::MAX), false),
+        ] {
+            let l = lines(|v| {
+                v["linux"]["resources"] = json!({"cpu": {"quota": quota, "period": 100000}});
+            });
+            assert_eq!(!l.iter().any(|x| x.contains("cpu.quota")), ok, "{quota}: {l:?}");
+        }
+    }
+
+    /// memory.swappiness 18446744073709551615 (uint64 -1) is "not set", as runc reads it.
+    #[test]
+    fn swappiness_of_uint64_minus_one_is_unset() {
+        let l = lines(|v| {
+            v["linux"]["resources"] = json!({"memory": {"swappiness": u64::MAX}});
+        });
+        assert!(!l.iter().any(|x| x.contains("swappiness")), "{l:?}");
+    }
+
     /// uint64 fields past int64's range are range-checked too (they were skipped).
     #[test]
     fn ranges_hold_past_int64() {
         let big = u64::MAX;
         let l = lines(|v| {
             v["linux"]["resources"] = json!({
-                "memory": {"swappiness": big},
+                "memory": {"swappiness": big - 1},
                 "blockIO": {"weight": big, "leafWeight": big},
             });
             v["linux"]["seccomp"] = json!({
@@ -938,7 +979,7 @@ mod tests {
         });
         has(
             &l,
-            "error: linux.resources.memory.swappiness: 18446744073709551615 is outside 0..=100",
+            "error: linux.resources.memory.swappiness: 18446744073709551614 is outside 0..=100",
         );
         has(
             &l,
