@@ -36,8 +36,8 @@ pub const MAX_CPU: u32 = 1023;
 pub const MAX_NODE: u32 = 1023;
 
 /// The `linux.memoryPolicy` modes berth applies (all of config-linux.md#memory-policy; whether
-/// the kernel has each is up to the host), for the features document (features-linux.md
-/// `memoryPolicy.modes`).
+/// the kernel has each is up to the host): the one list for `validate`, the features document
+/// (features-linux.md `memoryPolicy.modes`) and [`mode_number`].
 pub const MEMORY_POLICY_MODES: &[&str] = &[
     "MPOL_DEFAULT",
     "MPOL_BIND",
@@ -47,7 +47,8 @@ pub const MEMORY_POLICY_MODES: &[&str] = &[
     "MPOL_PREFERRED_MANY",
     "MPOL_LOCAL",
 ];
-/// The `linux.memoryPolicy` flags berth applies (features-linux.md `memoryPolicy.flags`).
+/// The `linux.memoryPolicy` flags berth applies: the one list for `validate` and the features
+/// document (features-linux.md `memoryPolicy.flags`).
 pub const MEMORY_POLICY_FLAGS: &[&str] = &[
     "MPOL_F_NUMA_BALANCING",
     "MPOL_F_RELATIVE_NODES",

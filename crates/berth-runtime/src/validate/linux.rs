@@ -127,14 +127,14 @@ fn memory_policy(c: &mut Checker, p: &Map<String, Value>) {
         p,
         PATH,
         "mode",
-        tables::MPOL_MODES,
+        crate::process::sched::MEMORY_POLICY_MODES,
         "config-linux.md#memory-policy: mode is an MPOL_* mode",
     );
     c.known_names(
         p,
         PATH,
         "flags",
-        tables::MPOL_FLAGS,
+        crate::process::sched::MEMORY_POLICY_FLAGS,
         "config-linux.md#memory-policy: flags are MPOL_F_* flags",
     );
     let nodes = match str_of(p, "nodes") {

@@ -350,22 +350,6 @@ pub(super) const SCHED_FLAGS: &[&str] = &[
     "SCHED_FLAG_UTIL_CLAMP_MIN",
     "SCHED_FLAG_UTIL_CLAMP_MAX",
 ];
-/// config-linux.md#memory-policy `mode`.
-pub(super) const MPOL_MODES: &[&str] = &[
-    "MPOL_DEFAULT",
-    "MPOL_BIND",
-    "MPOL_INTERLEAVE",
-    "MPOL_WEIGHTED_INTERLEAVE",
-    "MPOL_PREFERRED",
-    "MPOL_PREFERRED_MANY",
-    "MPOL_LOCAL",
-];
-/// config-linux.md#memory-policy `flags`.
-pub(super) const MPOL_FLAGS: &[&str] = &[
-    "MPOL_F_NUMA_BALANCING",
-    "MPOL_F_RELATIVE_NODES",
-    "MPOL_F_STATIC_NODES",
-];
 pub(super) const PERSONALITY_DOMAINS: &[&str] = &["LINUX", "LINUX32"];
 
 pub(super) const SECCOMP_ACTIONS: &[&str] = &[
