@@ -16,14 +16,14 @@ use crate::state::{ContainerState, LockMode, OciState, StateDir, Status};
 /// A container that exists under the runtime root: the one [`create`] made or
 /// [`load`](Self::load) found, pinned by its state directory's identity.
 ///
-/// It holds no lock while it lives (runc's commands neither): each operation locks the
-/// container for itself, exclusively for those that change it (`start`, `kill`, `signal`,
-/// `exec`, `update`, `pause`, `resume`, `delete`), shared for those that read (`status`,
-/// `state`, `config`, `stats`, `oom_events`), waiting for another holder at most
-/// [`crate::state::lock_timeout`] ([`crate::state::StateError::Busy`] then), and releases it
-/// before returning. No lock is held while hooks run that may call back into the runtime
-/// (`createRuntime`/`prestart` and `poststart` run under the lock taken down to shared,
-/// `poststop` once the state directory is gone). If the container was deleted meanwhile, or
+/// It holds no lock while it lives: each operation locks the container for itself,
+/// exclusively for those that change it (`start`, `kill`, `signal`, `exec`, `update`,
+/// `pause`, `resume`, `delete`), shared for those that read (`status`, `state`, `config`,
+/// `stats`, `oom_events`), waiting for another holder at most [`crate::state::lock_timeout`]
+/// ([`crate::state::StateError::Busy`] then), and releases it before returning. Hooks that
+/// may call back into the runtime never run under the exclusive lock (`createRuntime`/
+/// `prestart` and `poststart` run with it taken down to shared, `poststop` once the state
+/// directory is gone). If the container was deleted meanwhile, or
 /// deleted and made anew at the same id, an operation is [`ContainerError::NotFound`]: a
 /// `Container` never acts on a later container of the same name ([`ContainerRef`] names
 /// whichever exists).
