@@ -1348,3 +1348,123 @@ fn daemon_debian_docker_20_10_cli() {
     run(&["rm", "-f", "old"]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_cp_both_ways_confined_to_the_container() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "-v",
+        "cpvol:/vol",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let src = d.dir.path().join("in");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/f"), "hello\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
+    let src_s = src.to_str().unwrap();
+    d.ok(&["cp", src_s, "c:/tmp/"]);
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "c",
+            "sh",
+            "-c",
+            "cat /tmp/in/sub/f; readlink /tmp/in/link"
+        ]),
+        "hello\n/etc/passwd"
+    );
+    // Into a volume mounted in the running container.
+    d.ok(&["cp", &format!("{src_s}/sub/f"), "c:/vol/"]);
+    assert_eq!(d.ok(&["exec", "c", "cat", "/vol/f"]), "hello");
+    // Out of the container: a file and a tree.
+    let out = d.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let out_s = out.to_str().unwrap();
+    d.ok(&["cp", "c:/etc/hostname", out_s]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("hostname"))
+            .unwrap()
+            .trim(),
+        &id[..12]
+    );
+    d.ok(&["cp", "c:/tmp/in", &format!("{out_s}/tree")]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("tree/sub/f")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("tree/link")).unwrap(),
+        std::path::Path::new("/etc/passwd")
+    );
+    // A symlink in the container that points "out" resolves inside it.
+    let marker = d.dir.path().join("host-only-marker");
+    std::fs::write(&marker, "host secret").unwrap();
+    d.ok(&["exec", "c", "ln", "-s", "/../../../../../..", "/tmp/esc"]);
+    let o = d.docker(&["cp", &format!("c:/tmp/esc{}", marker.display()), out_s]);
+    assert_ne!(
+        o.code(),
+        0,
+        "copied a host file through a container symlink"
+    );
+    assert!(
+        o.stderr_str().contains("Could not find the file"),
+        "{}",
+        o.stderr_str()
+    );
+    assert!(!out.join("host-only-marker").exists());
+    // A copy into the escaping link looks for the directory inside the container: there is
+    // none, and nothing is written on the host.
+    let o = d.docker(&[
+        "cp",
+        &format!("{src_s}/sub/f"),
+        &format!("c:/tmp/esc{}/", d.dir.path().display()),
+    ]);
+    assert_ne!(o.code(), 0);
+    assert!(
+        !d.dir.path().join("f").exists(),
+        "wrote through a container symlink onto the host"
+    );
+    d.ok(&[
+        "exec",
+        "c",
+        "mkdir",
+        "-p",
+        &format!("{}", d.dir.path().display()),
+    ]);
+    d.ok(&[
+        "cp",
+        &format!("{src_s}/sub/f"),
+        &format!("c:/tmp/esc{}/", d.dir.path().display()),
+    ]);
+    assert!(
+        !d.dir.path().join("f").exists(),
+        "wrote through a container symlink onto the host"
+    );
+    assert_eq!(
+        d.ok(&["exec", "c", "cat", &format!("{}/f", d.dir.path().display())]),
+        "hello"
+    );
+    // A stopped container: its rootfs.
+    d.ok(&["stop", "-t", "0", "c"]);
+    d.ok(&["cp", "c:/tmp/in/sub/f", &format!("{out_s}/from-stopped")]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-stopped")).unwrap(),
+        "hello\n"
+    );
+    let o = d.docker(&["cp", "c:/nope", out_s]);
+    assert!(
+        o.stderr_str().contains("Could not find the file"),
+        "{}",
+        o.stderr_str()
+    );
+    d.ok(&["rm", "c"]);
+    d.ok(&["volume", "rm", "cpvol"]);
+    d.assert_clean(&[]);
+}

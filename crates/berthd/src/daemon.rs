@@ -471,6 +471,17 @@ impl Daemon {
         Ok(Vec::new())
     }
 
+    /// The container's root as its processes see it (with their mounts: volumes, binds,
+    /// tmpfs) when it runs, else its rootfs.
+    pub fn fs_root(&self, name: &str) -> Result<std::path::PathBuf, Error> {
+        let r = self.get(name)?.record();
+        Ok(if r.state.running && r.state.pid > 0 {
+            std::path::PathBuf::from(format!("/proc/{}/root", r.state.pid))
+        } else {
+            self.paths.bundle(&r.id).join("rootfs")
+        })
+    }
+
     /// The container's cgroup statistics (berth-cgroups' view), `None` when it is not running.
     pub async fn cgroup_stats(&self, id: &str) -> Result<Option<berth_cgroups::Stats>, Error> {
         let entry = self.get(id)?;

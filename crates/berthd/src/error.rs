@@ -12,6 +12,9 @@ pub enum Error {
     /// 404: no volume by that name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
+    /// 404: no such path in a container.
+    #[error("Could not find the file {0} in container")]
+    NoSuchPath(String),
     /// 404: no exec instance by that id.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
@@ -49,7 +52,8 @@ impl Error {
             Error::NoSuchContainer(_)
             | Error::NoSuchImage(_)
             | Error::NoSuchExec(_)
-            | Error::NoSuchVolume(_) => 404,
+            | Error::NoSuchVolume(_)
+            | Error::NoSuchPath(_) => 404,
             Error::Conflict(_) => 409,
             Error::BadParameter(_) => 400,
             Error::NotModified(_) => 304,

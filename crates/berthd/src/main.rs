@@ -6,6 +6,7 @@
 //! daemon finds them (live restore).
 
 mod api;
+mod archive;
 mod daemon;
 mod error;
 mod images;

@@ -634,3 +634,82 @@ pub async fn update(
     let warnings = d.update(&name, v).await?;
     Ok(json(StatusCode::OK, &json!({"Warnings": warnings})))
 }
+
+fn path_stat_header(st: &crate::archive::PathStat) -> axum::http::HeaderValue {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(st).expect("json");
+    base64::engine::general_purpose::STANDARD
+        .encode(json)
+        .parse()
+        .expect("base64 is a valid header value")
+}
+
+/// `HEAD /containers/{id}/archive?path=`: the path's stat in `X-Docker-Container-Path-Stat`.
+pub async fn archive_head(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let path = q
+        .get("path")
+        .ok_or_else(|| Error::BadParameter("path is required".into()))?
+        .to_owned();
+    let root = d.fs_root(&name)?;
+    let st = tokio::task::spawn_blocking(move || crate::archive::stat(&root, &path))
+        .await
+        .map_err(|e| Error::internal("stat", e))??;
+    let mut r = StatusCode::OK.into_response();
+    r.headers_mut()
+        .insert("X-Docker-Container-Path-Stat", path_stat_header(&st));
+    Ok(r)
+}
+
+/// `GET /containers/{id}/archive?path=`: a tar of the path.
+pub async fn archive_get(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let path = q
+        .get("path")
+        .ok_or_else(|| Error::BadParameter("path is required".into()))?
+        .to_owned();
+    let root = d.fs_root(&name)?;
+    let (st, data) = tokio::task::spawn_blocking(move || {
+        let st = crate::archive::stat(&root, &path)?;
+        let mut buf = Vec::new();
+        crate::archive::export(&root, &path, &mut buf)?;
+        Ok::<_, Error>((st, buf))
+    })
+    .await
+    .map_err(|e| Error::internal("archive", e))??;
+    let mut r = Response::new(Body::from(data));
+    r.headers_mut()
+        .insert("X-Docker-Container-Path-Stat", path_stat_header(&st));
+    r.headers_mut()
+        .insert("Content-Type", "application/x-tar".parse().expect("header"));
+    Ok(r)
+}
+
+/// `PUT /containers/{id}/archive?path=`: extract the tar body into the directory `path`.
+pub async fn archive_put(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+    body: axum::body::Body,
+) -> Result<Response, Error> {
+    let path = q
+        .get("path")
+        .ok_or_else(|| Error::BadParameter("path is required".into()))?
+        .to_owned();
+    let root = d.fs_root(&name)?;
+    let data = axum::body::to_bytes(body, 1 << 30)
+        .await
+        .map_err(|e| Error::BadParameter(format!("reading the body: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        crate::archive::import(&root, &path, std::io::Cursor::new(data))
+    })
+    .await
+    .map_err(|e| Error::internal("extract", e))??;
+    Ok(StatusCode::OK.into_response())
+}
