@@ -345,7 +345,8 @@ fn every_spelling_is_refused_through_the_store_and_bundles() {
                 "{what}: only the good lower layer is stored"
             );
 
-            if is_root() {
+            {
+                assert!(is_root(), "the overlay unpack needs root");
                 let ov = t.path().join("ov");
                 let o = BundleOptions {
                     overlay: true,
@@ -356,6 +357,7 @@ fn every_spelling_is_refused_through_the_store_and_bundles() {
                     panic!("{what}: {err:?}")
                 };
                 check_refused(unsafe_source(&err).expect(&what), entry, &what);
+                assert_eq!(mounts_under(t.path()), Vec::<String>::new(), "{what}");
                 let _ = remove_bundle_mount(&ov);
                 assert_eq!(fs::read(&canary).unwrap(), b"canary", "{what}");
             }

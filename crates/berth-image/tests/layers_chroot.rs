@@ -146,6 +146,7 @@ fn absolute_names_and_hard_links_mean_inside_the_rootfs() {
     create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
     let merged = tree(&ov.join("rootfs"));
     remove_bundle_mount(&ov).unwrap();
+    assert_eq!(mounts_under(t.path()), Vec::<String>::new());
     assert_eq!(merged, tree(&rootfs));
 }
 
@@ -198,6 +199,7 @@ fn upper_entries_under_a_lower_symlink_resolve_inside_the_rootfs() {
     create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
     let merged = tree(&ov.join("rootfs"));
     remove_bundle_mount(&ov).unwrap();
+    assert_eq!(mounts_under(t.path()), Vec::<String>::new());
     assert_eq!(merged, tree(&rootfs), "overlay and flattened differ");
 }
 
@@ -437,10 +439,9 @@ fn hard_link_to_an_earlier_layer_one_behaviour() {
         fs::metadata(rootfs.join("b/link")).unwrap().ino(),
         fs::metadata(rootfs.join("a/file")).unwrap().ino()
     );
-    if is_root() {
-        let theirs = umoci(&layout, &t.path().join("umoci"));
-        assert_eq!(tree(&rootfs), tree(&theirs), "berth and umoci differ");
-    }
+    assert!(is_root(), "umoci unpack and overlay mounts need root");
+    let theirs = umoci(&layout, &t.path().join("umoci"));
+    assert_eq!(tree(&rootfs), tree(&theirs), "berth and umoci differ");
     let layers = img.layers().unwrap();
     // The streamed per-layer unpack that `pull` runs succeeds and stores the whole blob,
     // verified, without a layer directory of its own.
@@ -475,15 +476,16 @@ fn hard_link_to_an_earlier_layer_one_behaviour() {
         overlay: true,
         ..Default::default()
     };
-    if is_root() {
-        create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
-        let merged = tree(&ov.join("rootfs"));
-        let same = fs::metadata(ov.join("rootfs/b/link")).unwrap().ino()
-            == fs::metadata(ov.join("rootfs/a/file")).unwrap().ino();
-        remove_bundle_mount(&ov).unwrap();
-        assert_eq!(merged, tree(&rootfs));
-        assert!(same, "the hard link is one inode in the overlay too");
-    }
+    create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
+    let guard = OverlayGuard(ov.clone());
+    let merged = tree(&ov.join("rootfs"));
+    let same = fs::metadata(ov.join("rootfs/b/link")).unwrap().ino()
+        == fs::metadata(ov.join("rootfs/a/file")).unwrap().ino();
+    remove_bundle_mount(&ov).unwrap();
+    drop(guard);
+    assert_eq!(mounts_under(t.path()), Vec::<String>::new());
+    assert_eq!(merged, tree(&rootfs));
+    assert!(same, "the hard link is one inode in the overlay too");
     // A hard link to a file of its own layer is fine everywhere.
     let own = tar_of(|b| {
         file(b, "x", b"x");
@@ -1086,6 +1088,10 @@ fn compare_unpacks(layers: &[Vec<u8>], descs: &[String]) -> Result<(), String> {
         .map_err(|e| format!("overlay: {e:?}\n{}", describe()))?;
     let merged = full_tree(&ov.join("rootfs"));
     drop(mounted);
+    let left = mounts_under(t.path());
+    if !left.is_empty() {
+        return Err(format!("mounts left: {left:?}\n{}", describe()));
+    }
     let d = diff_trees(&ours, &merged);
     if !d.is_empty() {
         return Err(format!(

@@ -271,3 +271,49 @@ fn gnu_sparse_names_and_maps_are_checked() {
         assert_eq!(fs::read(target.join("ok")).unwrap(), b"\0\0\0\0\0\0\0abc");
     }
 }
+
+/// A layer that must be applied over its lower layers (through an overlay mount in the
+/// store's tmp/) and turns out hostile there fails naming the entry, and leaves no mount, no
+/// chain directory and nothing in tmp/.
+#[test]
+fn a_hostile_layer_applied_over_its_lower_layers_leaves_no_mount() {
+    assert!(is_root(), "overlay mounts need root");
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let upper = tar_of(|b| {
+        symlink(b, "x", "/a");
+        file(b, "x/new", b"n");
+        file(b, "x/../../victim", b"pwned");
+    });
+    oci_layout(&layout, "t", &[lower(), upper], &[], serde_json::json!({}));
+    let store = berth_image::Store::open(t.path().join("store")).unwrap();
+    let d = berth_image::archive::load_path(&store, &layout, &Default::default()).unwrap()[0]
+        .manifest
+        .clone();
+    let img = store.image(&d).unwrap();
+    let ov = t.path().join("ov");
+    let o = berth_image::bundle::BundleOptions {
+        overlay: true,
+        ..Default::default()
+    };
+    let err = berth_image::bundle::create_bundle(&store, &img, &ov, &o, &|_| {})
+        .expect_err("the hostile entry is refused");
+    let _guard = OverlayGuard(ov.clone());
+    let msg = format!("{err:?}");
+    assert!(
+        msg.contains("x/../../victim") && msg.contains("Unsafe"),
+        "{msg}"
+    );
+    assert_eq!(mounts_under(t.path()), Vec::<String>::new());
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    let layers: Vec<_> = fs::read_dir(store.root().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        layers.len(),
+        1,
+        "only the lower layer is stored: {layers:?}"
+    );
+    assert!(!t.path().join("victim").exists());
+}

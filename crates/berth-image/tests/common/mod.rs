@@ -239,3 +239,27 @@ pub fn berth_image_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// Mount points at or below `dir` (from `/proc/self/mountinfo`): what a test that makes
+/// overlay mounts checks is empty at its end, after failures too.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let dir = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| *p == dir || p.starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// Undoes an `unpack --overlay` bundle when dropped, so that a failing assertion leaves no
+/// mount behind; tests still check [`mounts_under`] on their normal path.
+pub struct OverlayGuard(pub PathBuf);
+
+impl Drop for OverlayGuard {
+    fn drop(&mut self) {
+        let _ = berth_image::bundle::remove_bundle_mount(&self.0);
+    }
+}
