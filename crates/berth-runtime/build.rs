@@ -1,10 +1,12 @@
 //! Builds the exec stub (`stub/exec_stub.rs`) as a freestanding static executable that the
 //! library embeds (see `src/exe.rs`). x86_64 only: elsewhere the library does without it.
 
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    seccomp_source_id();
     println!("cargo::rerun-if-changed=stub/exec_stub.rs");
     println!("cargo::rustc-check-cfg=cfg(berth_exec_stub)");
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("x86_64")
@@ -44,4 +46,29 @@ fn main() {
         .expect("run rustc for the exec stub");
     assert!(status.success(), "building the exec stub failed");
     println!("cargo::rustc-cfg=berth_exec_stub");
+}
+
+/// A fingerprint of the code that turns a seccomp profile into a program
+/// (`src/seccomp.rs`, `src/seccomp/`), part of the compiled-program cache key: a development
+/// build that changes the translation never gets a program an earlier build cached, without
+/// anyone having to remember to bump `cache::FORMAT`.
+fn seccomp_source_id() {
+    let mut files = vec![PathBuf::from("src/seccomp.rs")];
+    if let Ok(dir) = std::fs::read_dir("src/seccomp") {
+        files.extend(dir.flatten().map(|e| e.path()));
+    }
+    files.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in &files {
+        println!("cargo::rerun-if-changed={}", f.display());
+        f.hash(&mut h);
+        std::fs::read(f)
+            .unwrap_or_else(|e| panic!("read {}: {e}", f.display()))
+            .hash(&mut h);
+    }
+    println!("cargo::rerun-if-changed=src/seccomp");
+    println!(
+        "cargo::rustc-env=BERTH_SECCOMP_SOURCE_ID={:016x}",
+        h.finish()
+    );
 }

@@ -12,8 +12,9 @@
 //!   `config.json` do not matter);
 //! - libseccomp's version and API level (the API level is what libseccomp found the kernel
 //!   supports), and the kernel's release and version strings;
-//! - the target architecture, berth's version and [`FORMAT`] (bumped whenever the way berth
-//!   turns a profile into libseccomp rules changes).
+//! - the target architecture, berth's version, a fingerprint of the seccomp sources taken at
+//!   build time (so a development build that changes the translation never reuses an older
+//!   build's programs) and [`FORMAT`] (bumped whenever the cache's file format changes).
 //!
 //! The cache is trusted no more than the runtime root it lives in:
 //! - the directory is made `0700` by the runtime's user and is used only while it is a real
@@ -126,6 +127,7 @@ pub fn key(seccomp: &LinuxSeccomp) -> Result<[u8; HASH_LEN], String> {
     field(b"berth seccomp program");
     field(&FORMAT.to_le_bytes());
     field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(env!("BERTH_SECCOMP_SOURCE_ID").as_bytes());
     field(std::env::consts::ARCH.as_bytes());
     field(format!("{}.{}.{}", lib.major, lib.minor, lib.micro).as_bytes());
     field(&libseccomp::get_api().to_le_bytes());
