@@ -65,6 +65,23 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
     out
 }
 
+/// The [`tree`] of `img` unpacked as an overlay bundle in `dir/ov`, unmounted after; checks
+/// that nothing stays mounted under `dir`.
+fn overlay_tree(store: &Store, img: &berth_image::Image, dir: &Path) -> BTreeMap<String, Node> {
+    let ov = dir.join("ov");
+    let o = BundleOptions {
+        overlay: true,
+        ..Default::default()
+    };
+    create_bundle(store, img, &ov, &o, &|_| {}).unwrap();
+    let guard = OverlayGuard(ov.clone());
+    let merged = tree(&ov.join("rootfs"));
+    remove_bundle_mount(&ov).unwrap();
+    drop(guard);
+    assert_eq!(mounts_under(dir), Vec::<String>::new());
+    merged
+}
+
 /// Load `layers` (compressed as `compress` says) as an OCI layout into a fresh store.
 fn load_layout(
     t: &Path,
@@ -138,16 +155,7 @@ fn absolute_names_and_hard_links_mean_inside_the_rootfs() {
     assert_eq!(tree(&rootfs), tree(&theirs), "berth and umoci differ");
 
     // The layer store (overlay) gives the same tree.
-    let ov = t.path().join("ov");
-    let o = BundleOptions {
-        overlay: true,
-        ..Default::default()
-    };
-    create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
-    let merged = tree(&ov.join("rootfs"));
-    remove_bundle_mount(&ov).unwrap();
-    assert_eq!(mounts_under(t.path()), Vec::<String>::new());
-    assert_eq!(merged, tree(&rootfs));
+    assert_eq!(overlay_tree(&store, &img, t.path()), tree(&rootfs));
 }
 
 #[test]
@@ -191,16 +199,11 @@ fn upper_entries_under_a_lower_symlink_resolve_inside_the_rootfs() {
     let theirs = umoci(&layout, &t.path().join("umoci"));
     assert_eq!(tree(&rootfs), tree(&theirs), "berth and umoci differ");
     // The overlay unpack follows the lower link too (the upper layer is applied over it).
-    let ov = t.path().join("ov");
-    let o = BundleOptions {
-        overlay: true,
-        ..Default::default()
-    };
-    create_bundle(&store, &img, &ov, &o, &|_| {}).unwrap();
-    let merged = tree(&ov.join("rootfs"));
-    remove_bundle_mount(&ov).unwrap();
-    assert_eq!(mounts_under(t.path()), Vec::<String>::new());
-    assert_eq!(merged, tree(&rootfs), "overlay and flattened differ");
+    assert_eq!(
+        overlay_tree(&store, &img, t.path()),
+        tree(&rootfs),
+        "overlay and flattened differ"
+    );
 }
 
 /// A zstd skippable frame (RFC 8878 3.1.2) with `payload`.
