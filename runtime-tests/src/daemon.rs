@@ -349,6 +349,10 @@ impl TestDaemon {
             ("container dir", self.data.join("containers")),
         ] {
             for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                // berth's cache of compiled seccomp filters belongs to the runtime root.
+                if e.file_name() == crate::SECCOMP_CACHE {
+                    continue;
+                }
                 out.push(format!("{what}: {}", e.path().display()));
             }
         }
@@ -398,16 +402,12 @@ impl TestDaemon {
     }
 
     /// Wait for `cond` with a deadline, panicking with `what` and the daemon log.
-    pub fn wait_until(&self, what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n--- daemon log ---\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+    pub fn wait_until(&self, what: &str, secs: u64, cond: impl FnMut() -> bool) {
+        assert!(
+            crate::wait_for(Duration::from_secs(secs), cond),
+            "timed out waiting for {what}\n--- daemon log ---\n{}",
+            self.log()
+        );
     }
 }
 

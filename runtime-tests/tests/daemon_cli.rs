@@ -1468,3 +1468,102 @@ fn daemon_cp_both_ways_confined_to_the_container() {
     d.ok(&["volume", "rm", "cpvol"]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_seccomp_default_unconfined_and_profiles() {
+    let d = daemon();
+    d.load_busybox();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; unshare -m true 2>/dev/null; echo unshare=$?",
+    ]);
+    assert_eq!(
+        out, "Seccomp:\t2\nunshare=1",
+        "filtered by default, unshare refused"
+    );
+    // A capability re-allows its syscalls, as in docker's profile.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--cap-add",
+            "SYS_ADMIN",
+            "busybox",
+            "sh",
+            "-c",
+            "unshare -m true; echo $?"
+        ]),
+        "0"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status"
+        ]),
+        "Seccomp:\t0"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status"
+        ]),
+        "Seccomp:\t0"
+    );
+    let prof = d.dir.path().join("profile.json");
+    std::fs::write(&prof, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#).unwrap();
+    let opt = format!("seccomp={}", prof.display());
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir /x 2>/dev/null; echo $?"
+        ]),
+        "1"
+    );
+    let bad = d.dir.path().join("bad.json");
+    std::fs::write(&bad, "{not json").unwrap();
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", bad.display()),
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(o.code(), 0);
+    // no-new-privileges.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+            "grep",
+            "NoNewPrivs:",
+            "/proc/self/status"
+        ]),
+        "NoNewPrivs:\t1"
+    );
+    d.assert_clean(&[]);
+}
