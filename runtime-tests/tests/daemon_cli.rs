@@ -1567,3 +1567,65 @@ fn daemon_seccomp_default_unconfined_and_profiles() {
     );
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_devices_and_stop_signal() {
+    let d = daemon();
+    d.load_busybox();
+    // --device with cgroup permissions: readable, not writable.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/loop-control:/dev/lc:r",
+        "busybox",
+        "sh",
+        "-c",
+        "(exec 3</dev/lc) && echo open-r; (exec 3>/dev/lc) 2>/dev/null || echo write-refused",
+    ]);
+    assert_eq!(out, "open-r\nwrite-refused");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "test -e /dev/lc || echo absent"
+        ]),
+        "absent"
+    );
+    let o = d.docker(&["run", "--rm", "--device", "/nope", "busybox", "true"]);
+    assert!(o.stderr_str().contains("/nope"), "{}", o.stderr_str());
+    // --stop-signal and --stop-timeout from the container's config.
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--stop-signal",
+        "USR1",
+        "--stop-timeout",
+        "30",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.05; done",
+    ]));
+    let t = Instant::now();
+    d.ok(&["stop", &id]);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the stop signal ended it"
+    );
+    assert_eq!(d.ok(&["logs", &id]), "got-usr1");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.ExitCode}} {{.Config.StopSignal}} {{.Config.StopTimeout}}",
+            &id
+        ]),
+        "0 USR1 30"
+    );
+    d.ok(&["rm", &id]);
+    d.assert_clean(&[]);
+}

@@ -509,6 +509,8 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
         hc.cap_drop.as_deref().unwrap_or_default(),
         hc.privileged.unwrap_or(false),
     )?;
+    devices(hc)?;
+    seccomp(hc)?;
     Ok(())
 }
 
@@ -553,6 +555,11 @@ pub fn set_joins(spec: &mut Value, joins: &[(&str, i32)]) {
 /// CpusetCpus, PidsLimit), as dockerd converts them.
 pub fn resources(hc: &bollard_stubs::models::HostConfig, privileged: bool) -> Value {
     let mut res = json!({"devices": [{"allow": privileged, "access": "rwm"}]});
+    for (dev, perms) in devices(hc).unwrap_or_default() {
+        res["devices"].as_array_mut().expect("devices").push(json!({
+            "allow": true, "type": dev["type"], "major": dev["major"], "minor": dev["minor"],
+            "access": perms}));
+    }
     if let Some(m) = hc.memory.filter(|m| *m > 0) {
         res["memory"] = json!({"limit": m});
         if let Some(sw) = hc.memory_swap.filter(|s| *s != 0) {
@@ -583,6 +590,48 @@ pub fn resources(hc: &bollard_stubs::models::HostConfig, privileged: bool) -> Va
         res["pids"] = json!({"limit": pl});
     }
     res
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`: each as (an OCI `linux.devices` entry, cgroup
+/// permissions); the host path must be a character or block device.
+pub fn devices(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<(Value, String)>, Error> {
+    use rustix::fs::FileType;
+    let mut out = Vec::new();
+    for d in hc.devices.iter().flatten() {
+        let host = d.path_on_host.clone().unwrap_or_default();
+        let inside = d
+            .path_in_container
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| host.clone());
+        let perms = d
+            .cgroup_permissions
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "rwm".into());
+        if !perms.chars().all(|c| "rwm".contains(c)) || !inside.starts_with('/') {
+            return Err(Error::BadParameter(format!(
+                "invalid device mapping: {host}:{inside}:{perms}"
+            )));
+        }
+        let st = rustix::fs::stat(host.as_str()).map_err(|e| {
+            Error::BadParameter(format!(
+                "error gathering device information while adding custom device {host:?}: {e}"
+            ))
+        })?;
+        let typ = match FileType::from_raw_mode(st.st_mode) {
+            FileType::CharacterDevice => "c",
+            FileType::BlockDevice => "b",
+            _ => return Err(Error::BadParameter(format!("{host} is not a device"))),
+        };
+        out.push((
+            json!({"path": inside, "type": typ,
+                   "major": rustix::fs::major(st.st_rdev), "minor": rustix::fs::minor(st.st_rdev),
+                   "fileMode": st.st_mode & 0o777, "uid": st.st_uid, "gid": st.st_gid}),
+            perms,
+        ));
+    }
+    Ok(out)
 }
 
 /// Files berthd makes for each container and binds in.
@@ -779,9 +828,13 @@ pub fn build(
         }
     }
     let seccomp = seccomp(hc)?;
+    let devs = devices(hc)?;
     let linux = &mut s["linux"];
     if let Some(sc) = seccomp {
         linux["seccomp"] = sc;
+    }
+    if !devs.is_empty() {
+        linux["devices"] = json!(devs.into_iter().map(|(d, _)| d).collect::<Vec<_>>());
     }
     if let Some(sysctls) = hc.sysctls.as_ref().filter(|m| !m.is_empty()) {
         linux["sysctl"] = json!(sysctls);
