@@ -199,22 +199,33 @@ fn helper_get(name: &str, registry: &str) -> Result<Option<(String, String)>, Re
         // A helper that exits without reading its input is judged by its exit status below.
         let _ = stdin.write_all(url.as_bytes());
     }
+    // stderr is read on a thread of its own and drained to its end, so that a helper that
+    // writes more than a pipe holds there before it closes stdout cannot block both sides.
+    let stderr = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut err = Vec::new();
+        if let Some(mut e) = stderr {
+            let _ = (&mut e).take(64 << 10).read_to_end(&mut err);
+            let _ = std::io::copy(&mut e, &mut std::io::sink());
+        }
+        err
+    });
     let mut out = Vec::new();
-    let mut err = Vec::new();
     let read = child
         .stdout
         .take()
         .map(|o| o.take(MAX_HELPER_OUTPUT + 1).read_to_end(&mut out));
-    if let Some(e) = child.stderr.take() {
-        let _ = e.take(64 << 10).read_to_end(&mut err);
-    }
+    // Past the cap, the pipe's read end is closed (dropped above): the helper's further
+    // writes fail, it does not block.
+    let too_much = out.len() as u64 > MAX_HELPER_OUTPUT;
     let status = child
         .wait()
         .map_err(|e| herr(format!("waiting for it: {e}")))?;
+    let err = err_reader.join().unwrap_or_default();
     if let Some(Err(e)) = read {
         return Err(herr(format!("reading its output: {e}")));
     }
-    if out.len() as u64 > MAX_HELPER_OUTPUT {
+    if too_much {
         return Err(herr(format!(
             "it printed more than {MAX_HELPER_OUTPUT} bytes"
         )));
