@@ -3,7 +3,7 @@
 //! runtime state where the sandbox wants it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{call, strs, Daemon, Out, Sandbox, CALL_TIMEOUT};
 
@@ -12,19 +12,8 @@ pub const IMAGE: &str = "docker.io/library/busybox:latest";
 /// The containerd namespace `ctr` uses.
 pub const CTR_NS: &str = "berth-eng";
 
-/// Polls `f` every 100 ms until it is true or `timeout` passes.
-pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// Polling a condition with a deadline: the one helper of the runtime-tests library.
+pub use runtime_tests::wait_for;
 
 /// Starts containerd with the sandbox's config; returns its socket and daemon index.
 pub fn start_containerd(sb: &mut Sandbox) -> String {

@@ -103,8 +103,9 @@ pub fn which(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// Why an engine test cannot run here (not root, binaries missing), or the runtime to use.
-pub fn prerequisites(engine: &str, bins: &[&str], under: Under) -> Option<PathBuf> {
+/// Fails the test (a missing prerequisite is a failure, not a skip) unless it runs as root
+/// with every one of `bins` installed; `who` names the suite and `hint` the packages.
+pub fn require_bins(who: &str, bins: &[&str], hint: &str) {
     runtime_tests::require_root();
     let missing: Vec<&str> = bins
         .iter()
@@ -113,8 +114,17 @@ pub fn prerequisites(engine: &str, bins: &[&str], under: Under) -> Option<PathBu
         .collect();
     assert!(
         missing.is_empty(),
-        "{engine}/{under}: {} not installed (Debian packages containerd, docker.io, podman; script is in bsdutils)",
+        "{who}: {} not installed ({hint})",
         missing.join(", ")
+    );
+}
+
+/// Why an engine test cannot run here (not root, binaries missing), or the runtime to use.
+pub fn prerequisites(engine: &str, bins: &[&str], under: Under) -> Option<PathBuf> {
+    require_bins(
+        &format!("{engine}/{under}"),
+        bins,
+        "Debian packages containerd, docker.io, podman; script is in bsdutils",
     );
     match under.bin() {
         Ok(p) => Some(p),

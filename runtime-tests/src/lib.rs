@@ -47,7 +47,7 @@ pub use locate::{
     ENV_BERTH_BIN, ENV_PROBE, ENV_ROOTFS,
 };
 pub use runtime::{RunOutput, Runtime, DEFAULT_TIMEOUT};
-pub use wait::wait_for;
 pub use spec::{
     default_mounts, default_spec, DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
 };
+pub use wait::{wait_for, wait_for_exe, wait_until};

@@ -426,6 +426,18 @@ impl Runtime {
         }
     }
 
+    /// Waits (at most 10 s) for status `stopped`; panics with the call log if it never comes.
+    pub fn wait_stopped(&self, id: &str) {
+        let st = self.wait_status(id, "stopped", Duration::from_secs(10));
+        assert_eq!(
+            st.as_ref().and_then(|v| v["status"].as_str()),
+            Some("stopped"),
+            "{} {id}: {st:?}\n{}",
+            self.bin.display(),
+            self.dump_log()
+        );
+    }
+
     /// `kill ID SIGNAL` (signal as the runtime takes it: `KILL`, `SIGTERM`, `9`).
     pub fn kill(&self, id: &str, signal: &str) -> RunOutput {
         self.cmd(&["kill", id, signal])

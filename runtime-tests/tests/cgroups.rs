@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cgroup_dirs_named, leak_checked, wait_for, wait_stopped};
+use common::{cgroup_dirs_named, leak_checked, wait_for};
 use serde_json::json;
 
 fn v1(controller: &str, id: &str) -> Option<std::path::PathBuf> {
@@ -62,7 +62,7 @@ fn memory_limit_oom_kills_and_events_reports_it() {
         let first = lines.next().unwrap().unwrap();
         assert!(first.contains("\"stats\""), "{first}");
         std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
-        wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         let mut saw_oom = false;
         let reader = std::thread::spawn(move || {
             let mut oom = false;
@@ -146,7 +146,7 @@ fn events_reports_an_oom_even_when_the_container_is_deleted_first() {
             nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
         }
         std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
-        wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         assert!(rt.delete(&id).success());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
         let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
@@ -202,7 +202,7 @@ fn pids_limit_stops_a_fork_bomb() {
         assert!((10..=16).contains(&n), "pids.max 16 but {n} processes");
 
         assert!(rt.kill_all(&id, "KILL").success());
-        wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         assert!(rt.delete(&id).success());
     });
 }
@@ -391,7 +391,7 @@ fn update_changes_live_limits_and_ps_lists_processes() {
         );
 
         assert!(rt.kill_all(&id, "KILL").success());
-        wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         assert!(rt.delete(&id).success());
     });
 }
@@ -418,7 +418,7 @@ fn kill_all_without_pid_namespace_reaches_every_process() {
             rt.cmd(&["ps", &id]).stdout
         );
         assert!(rt.kill_all(&id, "KILL").success());
-        wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         assert!(rt.delete(&id).success());
         // No sleep survived (SIGKILLed processes may linger a moment as they exit).
         let survivors = || {

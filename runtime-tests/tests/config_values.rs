@@ -811,7 +811,7 @@ fn exec_checks_its_process_like_create() {
         );
 
         rt.kill(&id, "KILL");
-        common::wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         assert!(rt.delete(&id).success(), "{}", rt.dump_log());
     });
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::{leak_checked, setup};
 use runtime_tests::{
-    assert_no_leaks, berth_bin, require_path, require_root, Bundle, Bystander, LeakSnapshot,
-    Runtime,
+    assert_no_leaks, berth_bin, require_path, require_root, wait_until, Bundle, Bystander,
+    LeakSnapshot, Runtime,
 };
 use serde_json::json;
 
@@ -93,10 +93,9 @@ fn exec_fifo_and_state_are_out_of_reach_of_other_users() {
     let out = rt.start(&id);
     assert!(out.success(), "{}", out.describe());
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
-    wait_for(
-        || rt.container_stdout(&id).contains("started"),
-        "the container's program",
-    );
+    wait_until("the container's program", Duration::from_secs(10), || {
+        rt.container_stdout(&id).contains("started")
+    });
     let out = rt.delete_force(&id);
     assert!(out.success(), "{}", out.describe());
     rt.cleanup();
@@ -123,10 +122,9 @@ fn a_user_namespace_init_starts_with_a_private_state_dir() {
         assert_eq!(mode, 0o700);
         let out = rt.start(&id);
         assert!(out.success(), "{}", out.describe());
-        wait_for(
-            || rt.container_stdout(&id).contains("in-userns"),
-            "the container's program",
-        );
+        wait_until("the container's program", Duration::from_secs(10), || {
+            rt.container_stdout(&id).contains("in-userns")
+        });
         assert!(rt.delete_force(&id).success());
     });
 }
@@ -252,15 +250,6 @@ fn a_terminal_run_makes_a_missing_runtime_root_private() {
     });
 }
 
-/// Polls `cond` until it holds, for at most 10 s.
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn lock(path: &Path, arg: nix::fcntl::FlockArg) -> nix::fcntl::Flock<fs::File> {
     nix::fcntl::Flock::lock(fs::File::open(path).unwrap(), arg)
         .map_err(|(_, e)| e)
@@ -314,7 +303,11 @@ fn readers_share_the_lock_and_never_wait_and_a_writer_times_out_clearly() {
             "{}",
             out.describe()
         );
-        assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
         drop(exclusive);
         std::env::remove_var("BERTH_LOCK_TIMEOUT");
         assert_eq!(rt.status(&id).as_deref(), Some("created"));
@@ -345,9 +338,10 @@ fn a_lock_guards_the_directory_at_the_id_when_it_is_finally_taken() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        wait_for(
-            || has_open(delete.id(), &dir),
+        wait_until(
             "delete to open the state directory",
+            Duration::from_secs(10),
+            || has_open(delete.id(), &dir),
         );
         // Meanwhile A's directory moves away and a new container B gets the id, busy (its
         // lock held) when A's lock is released.
@@ -415,13 +409,18 @@ fn a_create_whose_lock_was_lost_while_its_hooks_ran_fails() {
             .stderr(fs::File::create(&err_file).unwrap())
             .spawn()
             .unwrap();
-        wait_for(|| entered.exists(), "the createRuntime hook to run");
+        wait_until(
+            "the createRuntime hook to run",
+            Duration::from_secs(10),
+            || entered.exists(),
+        );
         // Another reader (as `berth state` or `list` would be) while the hook ends.
         let reader = lock(&dir, nix::fcntl::FlockArg::LockShared);
         fs::write(&gate, "").unwrap();
-        wait_for(
-            || flocks_on(&dir) == 1,
+        wait_until(
             "create's failed upgrade to drop its shared lock",
+            Duration::from_secs(10),
+            || flocks_on(&dir) == 1,
         );
         let moved = rt.root.join(format!("{id}.moved"));
         fs::rename(&dir, &moved).unwrap();
@@ -490,7 +489,9 @@ fn run_in_shared_cgroup(rt: &Runtime, b: &mut Bundle, by: &mut Bystander, tag: &
     assert!(out.success(), "{tag}: {}", out.describe());
     by.assert_untouched(tag);
     // Dead (a zombie until its reaper gets to it counts).
-    wait_for(
+    wait_until(
+        &format!("{tag}: init to die"),
+        Duration::from_secs(10),
         || {
             runtime_tests::start_time(pid) != init_start
                 || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -499,7 +500,6 @@ fn run_in_shared_cgroup(rt: &Runtime, b: &mut Bundle, by: &mut Bystander, tag: &
                         .is_some_and(|r| r.trim_start().starts_with('Z'))
                 })
         },
-        &format!("{tag}: init to die"),
     );
     assert!(!rt.root.join(&id).exists(), "{tag}: state left");
 }
@@ -533,22 +533,24 @@ fn teardown_without_a_pid_namespace_kills_only_the_containers_processes() {
     let id = rt.new_id("nopidns");
     assert!(rt.create(&id, &b).success());
     assert!(rt.start(&id).success());
-    wait_for(
+    wait_until(
+        "the container's two processes",
+        Duration::from_secs(10),
         || {
             fs::read_to_string(by.dirs[0].join("cgroup.procs"))
                 .is_ok_and(|p| p.lines().count() >= 3)
         },
-        "the container's two processes",
     );
     let out = rt.delete_force(&id);
     assert!(out.success(), "{}", out.describe());
     by.assert_untouched("berth");
-    wait_for(
+    wait_until(
+        "the container's processes to be gone",
+        Duration::from_secs(10),
         || {
             fs::read_to_string(by.dirs[0].join("cgroup.procs"))
                 .is_ok_and(|p| p.lines().count() == 1)
         },
-        "the container's processes to be gone",
     );
     rt.cleanup();
     assert_no_leaks(&before, &rt);

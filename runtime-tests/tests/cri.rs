@@ -31,9 +31,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use harness::{call, call_in_pty, shell_line, strs, which, Checks, Daemon, Out, Sandbox, Under};
+use harness::{call, call_in_pty, shell_line, strs, Checks, Daemon, Out, Sandbox, Under};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use runtime_tests::wait_for;
 use serde_json::{json, Value};
 
 /// The busybox image as containerd names it after the import.
@@ -63,27 +64,20 @@ fn crictl_path() -> PathBuf {
 
 /// Fails the test, with what to install, when something the CRI suite needs is missing.
 fn require_prerequisites() {
-    assert!(runtime_tests::is_root(), "the CRI tests need root");
-    let bins = [
-        "containerd",
-        "ctr",
-        "containerd-shim-runc-v2",
-        "runc",
-        "nsenter",
-        "unshare",
-        "script",
-        "ip",
-        "cc",
-    ];
-    let missing: Vec<&str> = bins
-        .iter()
-        .copied()
-        .filter(|b| which(b).is_none())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "missing {} (Debian: containerd, runc, util-linux, bsdutils, iproute2, gcc; `make deps`)",
-        missing.join(", ")
+    harness::require_bins(
+        "cri",
+        &[
+            "containerd",
+            "ctr",
+            "containerd-shim-runc-v2",
+            "runc",
+            "nsenter",
+            "unshare",
+            "script",
+            "ip",
+            "cc",
+        ],
+        "Debian: containerd, runc, util-linux, bsdutils, iproute2, gcc; `make deps`",
     );
     for plugin in ["bridge", "host-local", "loopback"] {
         let p = Path::new("/usr/lib/cni").join(plugin);
@@ -144,7 +138,7 @@ impl Cri {
         );
         let netns = format!("/proc/{}/ns/net", holder.pid());
         let own = fs::read_link("/proc/self/ns/net").expect("own netns");
-        let ready = harness_wait(Duration::from_secs(10), || {
+        let ready = wait_for(Duration::from_secs(10), || {
             fs::read_link(&netns).is_ok_and(|l| l != own)
         });
         assert!(ready, "unshare --net did not make a network namespace");
@@ -294,7 +288,7 @@ impl Cri {
     /// Polls until the container is in `want`; returns the time it took.
     fn wait_state(&self, id: &str, want: &str, timeout: Duration) -> Option<Duration> {
         let start = Instant::now();
-        harness_wait(timeout, || self.state(id).0 == want).then(|| start.elapsed())
+        wait_for(timeout, || self.state(id).0 == want).then(|| start.elapsed())
     }
 
     /// A pod from `template` (pod.json or pod-secure.json) named `name`: writes its config
@@ -396,20 +390,6 @@ impl Drop for Cri {
             let _ = fs::remove_file(dir.join(format!("cni-loopback-{sandbox}-lo")));
             let _ = fs::remove_file(e.path());
         }
-    }
-}
-
-/// Polls `f` every 20 ms until it is true or `timeout` passes.
-fn harness_wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -746,7 +726,7 @@ fn lifecycle(cri: &Cri, sb: &mut Sandbox, c: &mut Checks, h: &str) -> Measured {
         || format!("{}\n{}", out.describe(), out2.describe()),
     );
     let mut got = None;
-    let served = harness_wait(Duration::from_secs(10), || {
+    let served = wait_for(Duration::from_secs(10), || {
         let o = cri.run(&[
             "exec",
             "-s",
@@ -995,7 +975,7 @@ fn lifecycle(cri: &Cri, sb: &mut Sandbox, c: &mut Checks, h: &str) -> Measured {
     let info = cri.inspect("inspect", &runner);
     let run_pod = info["info"]["sandboxID"].as_str().unwrap_or("").to_string();
     sb.register(&run_pod);
-    let has_output = harness_wait(Duration::from_secs(10), || {
+    let has_output = wait_for(Duration::from_secs(10), || {
         cri.run(&["logs", &runner])
             .stdout
             .contains("from-crictl-run")
@@ -1114,7 +1094,7 @@ fn secure_pod(cri: &Cri, sb: &mut Sandbox, c: &mut Checks, h: &str) -> String {
     let orphan = spawn.stdout.trim().to_string();
     let mut last = String::new();
     let reaped = !orphan.is_empty()
-        && harness_wait(Duration::from_secs(10), || {
+        && wait_for(Duration::from_secs(10), || {
             last = cri
                 .run(&["exec", "-s", &id, "ps", "-o", "pid,stat,args"])
                 .stdout;

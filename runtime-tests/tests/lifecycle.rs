@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cgroup_dirs_named, leak_checked, wait_for, wait_stopped};
+use common::{cgroup_dirs_named, leak_checked, wait_for};
 use serde_json::json;
 
 #[test]
@@ -83,7 +83,7 @@ fn create_start_state_kill_delete() {
         assert!(del.stderr.contains("running"), "{}", del.stderr);
 
         assert!(rt.kill(&id, "KILL").success());
-        wait_stopped(rt, &id);
+        rt.wait_stopped(&id);
         let st = rt.state_json(&id).unwrap();
         assert_eq!(st["pid"], 0);
         assert!(rt.delete(&id).success());
@@ -124,7 +124,7 @@ fn kill_takes_names_and_numbers() {
             );
             let out = rt.kill(&id, sig);
             assert!(out.success(), "kill {sig}: {}", out.describe());
-            wait_stopped(rt, &id);
+            rt.wait_stopped(&id);
             assert_eq!(
                 std::fs::read_to_string(&trap).unwrap_or_default().trim(),
                 ran,

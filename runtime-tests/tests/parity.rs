@@ -59,13 +59,7 @@ fn started(rt: &Runtime, b: &Bundle, tag: &str, stop: bool) -> String {
     let out = rt.start(&id);
     assert!(out.success(), "{}: {}", name(rt), out.describe());
     if stop {
-        let st = rt.wait_status(&id, "stopped", Duration::from_secs(10));
-        assert_eq!(
-            st.as_ref().and_then(|v| v["status"].as_str()),
-            Some("stopped"),
-            "{}: {st:?}",
-            name(rt)
-        );
+        rt.wait_stopped(&id);
     }
     id
 }
@@ -156,13 +150,7 @@ fn kill_signal_0_and_sigkill_of_a_paused_container_as_runc() {
             assert!(out.success(), "{}: {}", name(rt), out.describe());
             let out = rt.kill(&id, "KILL");
             assert!(out.success(), "{}: {}", name(rt), out.describe());
-            let st = rt.wait_status(&id, "stopped", Duration::from_secs(10));
-            assert_eq!(
-                st.as_ref().and_then(|v| v["status"].as_str()),
-                Some("stopped"),
-                "{}: {st:?}",
-                name(rt)
-            );
+            rt.wait_stopped(&id);
             assert!(rt.delete(&id).success(), "{}", name(rt));
         }
     });
@@ -272,7 +260,7 @@ fn poststart_hook_gets_the_pid_that_was_started() {
             assert_eq!(st["status"], "running", "{st}");
             assert_eq!(st["pid"].as_i64(), Some(pid), "{st}");
             assert_eq!(st["id"], id.as_str(), "{st}");
-            rt.wait_status(&id, "stopped", Duration::from_secs(10));
+            rt.wait_stopped(&id);
             assert!(rt.delete(&id).success());
         }
     });

@@ -9,7 +9,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{assert_no_leaks, berth_bin, is_root, Bundle, LeakSnapshot, Runtime};
+use runtime_tests::{
+    assert_no_leaks, berth_bin, is_root, wait_until, Bundle, LeakSnapshot, Runtime,
+};
 use serde_json::json;
 
 const RUNC: &str = "/usr/sbin/runc";
@@ -63,7 +65,11 @@ fn create_fails(rt: &Runtime, b: &Bundle, tag: &str, want: &[&str]) {
     );
     if name(rt) == "berth" {
         for w in want {
-            assert!(out.stderr.contains(w), "{tag}: want {w:?}: {}", out.describe());
+            assert!(
+                out.stderr.contains(w),
+                "{tag}: want {w:?}: {}",
+                out.describe()
+            );
         }
     }
     assert_eq!(status, None, "{}: {tag} left behind", name(rt));
@@ -172,17 +178,14 @@ fn kill_of_a_created_container_ends_it_as_runc() {
                     // Deliberately different: berth follows the signal's default action.
                     assert_eq!(rt.status(&id).as_deref(), Some("created"), "runc {sig}");
                     assert!(rt.delete_force(&id).success());
-                    assert!(matches!(reap(pid), nix::sys::wait::WaitStatus::Signaled(..)));
+                    assert!(matches!(
+                        reap(pid),
+                        nix::sys::wait::WaitStatus::Signaled(..)
+                    ));
                     continue;
                 }
                 let status = reap(pid);
-                let st = rt.wait_status(&id, "stopped", Duration::from_secs(10));
-                assert_eq!(
-                    st.as_ref().and_then(|v| v["status"].as_str()),
-                    Some("stopped"),
-                    "{} {sig}: {st:?}",
-                    name(rt)
-                );
+                rt.wait_stopped(&id);
                 let want = if name(rt) == "runc" { 2 } else { 128 + num };
                 assert_eq!(
                     status,
@@ -237,14 +240,6 @@ fn kill_of_a_created_container_ends_it_as_runc() {
     });
 }
 
-/// Polls `cond` until it holds, at most 10 s.
-fn until(what: &str, cond: impl FnMut() -> bool) {
-    assert!(
-        runtime_tests::wait_for(Duration::from_secs(10), cond),
-        "timed out waiting for {what}"
-    );
-}
-
 /// Issue 11 review: "`kill --all` touches only the container's processes". In a cgroup named
 /// by `linux.cgroupsPath` that existed before (shared with a process that is not the
 /// container's), `kill --all` signalled the whole cgroup; containerd runs it at teardown.
@@ -268,17 +263,27 @@ fn kill_all_spares_a_process_sharing_the_named_cgroup() {
                     .map(|p| p.lines().count())
                     .unwrap_or(0)
             };
-            until("the container's two processes", || count() >= 3);
+            wait_until(
+                "the container's two processes",
+                Duration::from_secs(10),
+                || count() >= 3,
+            );
             let out = rt.kill_all(&id, "KILL");
             assert!(out.success(), "{}: {}", name(rt), out.describe());
-            until("the container to stop", || {
-                rt.status(&id).as_deref() == Some("stopped")
-            });
+            rt.wait_stopped(&id);
             if name(rt) == "berth" {
-                until("the container's processes to be gone", || count() == 1);
+                wait_until(
+                    "the container's processes to be gone",
+                    Duration::from_secs(10),
+                    || count() == 1,
+                );
                 by.assert_untouched("berth kill --all");
             } else {
-                until("runc to kill the bystander", || !by.alive());
+                wait_until(
+                    "runc to kill the bystander",
+                    Duration::from_secs(10),
+                    || !by.alive(),
+                );
             }
             let out = rt.delete(&id);
             assert!(out.success(), "{}: {}", name(rt), out.describe());
@@ -300,11 +305,7 @@ fn list_and_state_do_not_wait_for_a_create_running_its_hooks() {
         let release = b.dir().join("release");
         nix::unistd::mkfifo(&release, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let hooked = b.dir().join("hooked");
-        let script = format!(
-            ": > {}; read x < {}",
-            hooked.display(),
-            release.display()
-        );
+        let script = format!(": > {}; read x < {}", hooked.display(), release.display());
         b.add_hook(
             "createContainer",
             json!({"path": "/bin/sh", "args": ["sh", "-c", script]}),
@@ -317,7 +318,11 @@ fn list_and_state_do_not_wait_for_a_create_running_its_hooks() {
                 // Whatever happens, the hook is let go in the end (a reader in the fifo takes
                 // a non-blocking write; none there refuses it).
                 let _release = Release(&release);
-                until("the createContainer hook to run", || hooked.exists());
+                wait_until(
+                    "the createContainer hook to run",
+                    Duration::from_secs(10),
+                    || hooked.exists(),
+                );
                 let t = Instant::now();
                 let list = rt.cmd(&["list", "--format", "json"]);
                 let list_took = t.elapsed();
@@ -444,7 +449,11 @@ fn exec_process_file_is_a_regular_file_of_a_sane_size() {
             let out = rt.cmd(&["exec", "--process", file, &id]);
             assert!(!out.success(), "{file}: {}", out.describe());
             assert!(out.stderr.contains(want), "{file}: {}", out.describe());
-            assert!(t.elapsed() < Duration::from_secs(5), "{file}: {:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{file}: {:?}",
+                t.elapsed()
+            );
         }
         let good = b.dir().join("process.json");
         std::fs::write(

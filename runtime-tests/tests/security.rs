@@ -53,7 +53,7 @@ fn created_init_exposes_only_the_sealed_exec_stub() {
         assert!(rt.create(&id, b).success(), "{}", rt.dump_log());
         let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
         // create returns once init is ready, just before it execs the stub.
-        let exe = wait_for_exe(pid, |e| e.starts_with("/memfd:berth-exec"));
+        let exe = runtime_tests::wait_for_exe(pid, |e| e.starts_with("/memfd:berth-exec"));
         assert!(
             exe.starts_with("/memfd:berth-exec"),
             "init's exe before start: {exe}"
@@ -78,7 +78,7 @@ fn created_init_exposes_only_the_sealed_exec_stub() {
         assert!(rt.start(&id).success(), "{}", rt.dump_log());
         // Started: the stub becomes the container's program (start returns once the stub has
         // said go, just before its exec).
-        let exe = wait_for_exe(pid, |e| e.ends_with("busybox"));
+        let exe = runtime_tests::wait_for_exe(pid, |e| e.ends_with("busybox"));
         assert!(exe.ends_with("busybox"), "init's exe after start: {exe}");
         assert!(rt.delete_force(&id).success());
     });
@@ -126,20 +126,6 @@ fn with_private_berth(f: impl FnOnce(&runtime_tests::Runtime, &mut runtime_tests
     );
     rt.cleanup();
     runtime_tests::assert_no_leaks(&before, &rt);
-}
-
-/// `/proc/PID/exe` once `done` holds for it, or after 5 s.
-fn wait_for_exe(pid: i64, done: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if done(&exe) || std::time::Instant::now() > deadline {
-            return exe;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 trait OpenPath {

@@ -52,7 +52,7 @@ fn helper_path_created_init_exposes_only_the_sealed_exec_stub() {
         assert!(out.success(), "{}", rt.dump_log());
         assert_helper_used(&out);
         let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
-        let exe = wait_for_exe(pid, |e| e.starts_with("/memfd:berth-exec"));
+        let exe = runtime_tests::wait_for_exe(pid, |e| e.starts_with("/memfd:berth-exec"));
         assert!(
             exe.starts_with("/memfd:berth-exec"),
             "init's exe before start: {exe}"
@@ -63,7 +63,7 @@ fn helper_path_created_init_exposes_only_the_sealed_exec_stub() {
             assert!(!out.success(), "{path}: {}", out.describe());
         }
         assert!(rt.start(&id).success(), "{}", rt.dump_log());
-        let exe = wait_for_exe(pid, |e| e.ends_with("busybox"));
+        let exe = runtime_tests::wait_for_exe(pid, |e| e.ends_with("busybox"));
         assert!(exe.ends_with("busybox"), "init's exe after start: {exe}");
         // An exec'd process through the helper runs its own program, not the runtime.
         let out = rt.exec(&id, &["readlink", "/proc/self/exe"]);
@@ -139,20 +139,6 @@ fn with_private_berth_through_helper(
     );
     rt.cleanup();
     runtime_tests::assert_no_leaks(&before, &rt);
-}
-
-/// `/proc/PID/exe` once `done` holds for it, or after 5 s.
-fn wait_for_exe(pid: i64, done: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if done(&exe) || std::time::Instant::now() > deadline {
-            return exe;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 /// `exe::protect` on a kernel without `mount_setattr` (before 5.12; forced here with

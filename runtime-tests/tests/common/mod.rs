@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
-
 use runtime_tests::{assert_no_leaks, berth_bin, require_root, Bundle, LeakSnapshot, Runtime};
 
 /// A berth runtime with a private root and a bundle with the probe (panics when not root: a
@@ -27,31 +25,9 @@ pub fn leak_checked(f: impl FnOnce(&Runtime, &mut Bundle)) {
     assert_no_leaks(&before, &rt);
 }
 
-/// Polls `cond` until it holds or `timeout` passes; returns whether it held. For conditions
-/// that no event announces (a file appearing, a counter growing); never a fixed sleep.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits for a container to stop.
-pub fn wait_stopped(rt: &Runtime, id: &str) {
-    let st = rt.wait_status(id, "stopped", Duration::from_secs(10));
-    assert_eq!(
-        st.as_ref().and_then(|v| v["status"].as_str()),
-        Some("stopped"),
-        "{}",
-        rt.dump_log()
-    );
-}
+/// Polling a condition with a deadline: the one helper of the runtime-tests library.
+#[allow(unused_imports)] // not every test binary polls
+pub use runtime_tests::wait_for;
 
 /// Host cgroup directories (in any hierarchy) whose name is `id`.
 pub fn cgroup_dirs_named(id: &str) -> Vec<std::path::PathBuf> {
