@@ -2,7 +2,7 @@
 #
 #   make demo    install what is needed, build, make a busybox bundle and run a container
 #   make test    install, build and run every test (unit, runtime-tests, conformance, v2 VM)
-#   make bench   berth against runc and crun (not part of test)
+#   make bench   berth against runc and crun, berthd against dockerd (not part of test)
 #
 # Everything installs from Debian's packages; run as root.
 
@@ -88,6 +88,7 @@ bench: build-release rootfs
 	BERTH_BIN=$(BERTH_RELEASE) sh bench/engines.sh
 	sh bench/image.sh
 	BERTH_BIN=$(BERTH_RELEASE) sh bench/cri.sh
+	bash bench/daemon.sh $(REL)/berthd $(ROOTFS)
 
 lint:
 	$(CARGO) fmt --all -- --check
