@@ -20,7 +20,7 @@ pub struct Bystander {
 impl Bystander {
     /// Make the cgroups and start the `sleep` in them (panics when it cannot: a missing
     /// prerequisite is a failure).
-    pub fn new() -> Bystander {
+    pub fn start() -> Bystander {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = format!(
             "bystander-{}-{}",

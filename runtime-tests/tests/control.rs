@@ -508,7 +508,7 @@ fn run_in_shared_cgroup(rt: &Runtime, b: &mut Bundle, by: &mut Bystander, tag: &
 fn teardown_spares_a_process_sharing_the_named_cgroup_as_runc_does() {
     let Some((rt, mut b)) = setup() else { return };
     let before = LeakSnapshot::take(&rt, &b);
-    let mut by = Bystander::new();
+    let mut by = Bystander::start();
     run_in_shared_cgroup(&rt, &mut b, &mut by, "berth");
     rt.cleanup();
     assert_no_leaks(&before, &rt);
@@ -525,7 +525,7 @@ fn teardown_spares_a_process_sharing_the_named_cgroup_as_runc_does() {
 fn teardown_without_a_pid_namespace_kills_only_the_containers_processes() {
     let Some((rt, mut b)) = setup() else { return };
     let before = LeakSnapshot::take(&rt, &b);
-    let mut by = Bystander::new();
+    let mut by = Bystander::start();
     // Init's death does not end the others here: each must be found, and only those.
     b.remove_namespace("pid");
     b.linux_mut()["cgroupsPath"] = json!(format!("/{}", by.name));

@@ -251,7 +251,7 @@ fn kill_all_spares_a_process_sharing_the_named_cgroup() {
     checked(true, |rts, b| {
         b.set_args(&["sh", "-c", "sleep 100 & exec sleep 100"]);
         for rt in rts {
-            let mut by = runtime_tests::Bystander::new();
+            let mut by = runtime_tests::Bystander::start();
             b.linux_mut()["cgroupsPath"] = json!(format!("/{}", by.name));
             let id = rt.new_id("killall-shared");
             let out = rt.create(&id, b);

@@ -604,12 +604,14 @@ pub fn peek(root: &Path, id: &str) -> Result<Option<Peek>, StateError> {
         Err(e) => return Err(errno("open state directory", &path, e)),
     };
     let state = match read_at(dir.as_fd(), &path, STATE_FILE)? {
-        Some(data) => Some(serde_json::from_slice(&data).map_err(|source| {
-            StateError::Corrupt {
-                path: path.join(STATE_FILE),
-                source,
-            }
-        })?),
+        Some(data) => {
+            Some(
+                serde_json::from_slice(&data).map_err(|source| StateError::Corrupt {
+                    path: path.join(STATE_FILE),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     let fifo = nix::sys::stat::fstatat(&dir, EXEC_FIFO, AtFlags::AT_SYMLINK_NOFOLLOW)

@@ -871,7 +871,11 @@ pub(crate) mod tests {
         nix::unistd::mkfifo(&config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let err = validate_bundle(dir.path()).unwrap_err();
         let why = std::error::Error::source(&err).map(ToString::to_string);
-        assert_eq!(why.as_deref(), Some("not a regular file but a fifo"), "{err}");
+        assert_eq!(
+            why.as_deref(),
+            Some("not a regular file but a fifo"),
+            "{err}"
+        );
     }
 
     /// A valid base configuration to break in each test.
@@ -1077,8 +1081,13 @@ pub(crate) mod tests {
             "error: hooks.poststop[0].timeout: 9223372036854775807 is out of range for a hook timeout in seconds (1..=2147483647)",
         );
         // The lowest numbers are "not positive", never a range starting at i64::MIN.
-        let l = lines(|v| v["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": i64::MIN}]}));
-        has(&l, "error: hooks.poststop[0].timeout: -9223372036854775808 is not positive");
+        let l = lines(|v| {
+            v["hooks"] = json!({"poststop": [{"path": "/bin/true", "timeout": i64::MIN}]})
+        });
+        has(
+            &l,
+            "error: hooks.poststop[0].timeout: -9223372036854775808 is not positive",
+        );
         assert!(!l.iter().any(|x| x.contains("out of range")), "{l:?}");
     }
 

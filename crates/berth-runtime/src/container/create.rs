@@ -429,13 +429,14 @@ impl<'a> Creation<'a> {
                 cleanup.init = None;
                 Err(ContainerError::DiedDuringSetup(match status {
                     Ok(status) => waiting::stub_death(status, self.spec),
-                    Err(e) => format!("the container's init died before it was waiting for start ({e})"),
+                    Err(e) => {
+                        format!("the container's init died before it was waiting for start ({e})")
+                    }
                 }))
             }
             Err(NotWaiting::Gone) => {
                 // Init itself says why, if it could.
-                match crate::spawn::recv_within(chan, std::time::Duration::from_millis(200), step)
-                {
+                match crate::spawn::recv_within(chan, std::time::Duration::from_millis(200), step) {
                     Ok(Some((ToParent::Failed(e), _))) => {
                         let _ = waitpid(self.pid, None);
                         cleanup.init = None;

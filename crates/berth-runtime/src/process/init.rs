@@ -658,7 +658,10 @@ fn find_program(arg0: &str, env: &[String], cwd: &Path) -> Result<CString, Setup
             // As runc's (Go's exec.LookPath): some execute bit is needed.
             Ok(m) if m.is_file() => Err(SetupError::sys(
                 "exec",
-                format!("{arg0:?}: not executable (mode {:o})", m.permissions().mode() & 0o7777),
+                format!(
+                    "{arg0:?}: not executable (mode {:o})",
+                    m.permissions().mode() & 0o7777
+                ),
                 Errno::EACCES,
             )),
             Ok(_) => Err(SetupError::sys(

@@ -90,7 +90,10 @@ fn is_zombie(pid: i32) -> bool {
 /// Why the exec stub ended before it was waiting for `start`, from how it ended: with an errno
 /// as its status (the stub's convention for a failure to open the exec fifo) or by a signal;
 /// with the likely cause in `spec` (its rlimits or seccomp profile).
-pub(crate) fn stub_death(status: nix::sys::wait::WaitStatus, spec: &oci_spec::runtime::Spec) -> String {
+pub(crate) fn stub_death(
+    status: nix::sys::wait::WaitStatus,
+    spec: &oci_spec::runtime::Spec,
+) -> String {
     use nix::errno::Errno;
     use nix::sys::wait::WaitStatus;
     let process = spec.process().as_ref();
@@ -127,9 +130,7 @@ pub(crate) fn stub_death(status: nix::sys::wait::WaitStatus, spec: &oci_spec::ru
                         ));
                     }
                 }
-                Errno::EPERM | Errno::EACCES | Errno::ENOSYS if seccomp => {
-                    m.push_str(seccomp_hint)
-                }
+                Errno::EPERM | Errno::EACCES | Errno::ENOSYS if seccomp => m.push_str(seccomp_hint),
                 _ => {}
             }
             m
@@ -171,7 +172,9 @@ mod tests {
         ));
         assert!(!sleeps_in_openat("running\n"));
         assert!(!sleeps_in_openat("-1 0x7ffd 0x40107a\n"));
-        assert!(!sleeps_in_openat("0 0x3 0x7ffd 0x1 0x0 0x0 0x0 0x7ffd 0x40107a\n"));
+        assert!(!sleeps_in_openat(
+            "0 0x3 0x7ffd 0x1 0x0 0x0 0x0 0x7ffd 0x40107a\n"
+        ));
     }
 
     #[test]

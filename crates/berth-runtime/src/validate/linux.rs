@@ -949,7 +949,11 @@ mod tests {
             let l = lines(|v| {
                 v["linux"]["resources"] = json!({"cpu": {"quota": quota, "period": 100000}});
             });
-            assert_eq!(!l.iter().any(|x| x.contains("cpu.quota")), ok, "{quota}: {l:?}");
+            assert_eq!(
+                !l.iter().any(|x| x.contains("cpu.quota")),
+                ok,
+                "{quota}: {l:?}"
+            );
         }
     }
 

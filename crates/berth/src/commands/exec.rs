@@ -99,8 +99,8 @@ impl ExecArgs {
             let text = berth_runtime::spec::read_config_file(path)
                 .with_context(|| format!("read process file {}", path.display()))?;
             // Unknown capability names are dropped with a warning, as in config.json.
-            let p = berth_runtime::spec::parse_process(path, &text)
-                .context("parse process file")?;
+            let p =
+                berth_runtime::spec::parse_process(path, &text).context("parse process file")?;
             if let Ok(v) = serde_json::from_slice(&text) {
                 refuse(&format!("process file {}: ", path.display()), v)?;
             }
