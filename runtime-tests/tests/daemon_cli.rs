@@ -1629,3 +1629,56 @@ fn daemon_devices_and_stop_signal() {
     d.ok(&["rm", &id]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_healthcheck() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let status = || {
+        d.docker(&["inspect", "-f", "{{.State.Health.Status}}", "h"])
+            .stdout_str()
+            .trim()
+            .to_owned()
+    };
+    d.wait_until("unhealthy after two failures", 20, || {
+        status() == "unhealthy"
+    });
+    let streak: i64 = d
+        .ok(&["inspect", "-f", "{{.State.Health.FailingStreak}}", "h"])
+        .parse()
+        .unwrap();
+    assert!(streak >= 2, "{streak}");
+    assert!(d
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .ends_with("(unhealthy)"));
+    d.ok(&["exec", "h", "touch", "/tmp/ok"]);
+    d.wait_until("healthy once the test passes", 20, || status() == "healthy");
+    let last = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range .State.Health.Log}}{{.ExitCode}}:{{.Output}}|{{end}}",
+        "h",
+    ]);
+    assert!(last.ends_with("0:fine\n|"), "{last}");
+    assert_eq!(
+        d.ok(&["ps", "-q", "--no-trunc", "--filter", "health=healthy"]),
+        id
+    );
+    d.ok(&["rm", "-f", "h"]);
+    d.assert_clean(&[]);
+}

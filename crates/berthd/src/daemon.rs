@@ -881,6 +881,7 @@ impl Daemon {
         })?;
         entry.watch.send_modify(|s| s.running = true);
         self.event(&entry.id, "start", &[]);
+        crate::health::spawn(self.clone(), entry.clone());
         self.watch_exit(entry.clone(), wait_conn);
         Ok(())
     }
@@ -1301,6 +1302,17 @@ impl Daemon {
             let _ = std::fs::remove_dir_all(&mdir);
         });
         Ok(())
+    }
+
+    /// Forget a finished exec instance (the healthcheck's, which nobody inspects).
+    pub fn exec_forget(&self, id: &str) {
+        self.execs.lock().expect("execs lock").remove(id);
+    }
+
+    /// Record the container's health (`State.Health`).
+    pub fn set_health(&self, entry: &Entry, health: serde_json::Value) -> Result<(), Error> {
+        self.save(entry, |r| r.state.health = Some(health))
+            .map(drop)
     }
 
     /// Resize the terminal of a container or exec (by its monitor directory key).

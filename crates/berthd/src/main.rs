@@ -9,6 +9,7 @@ mod api;
 mod archive;
 mod daemon;
 mod error;
+mod health;
 mod images;
 mod logs;
 mod monitor;

@@ -47,10 +47,22 @@ fn secs_since(t: &str) -> i64 {
 
 fn status_text(r: &Record) -> String {
     let s = &r.state;
+    let health = s
+        .health
+        .as_ref()
+        .and_then(|h| h["Status"].as_str())
+        .map(|h| {
+            if h == "starting" {
+                " (health: starting)".to_owned()
+            } else {
+                format!(" ({h})")
+            }
+        })
+        .unwrap_or_default();
     if s.running && s.status == "paused" {
         format!("Up {} (Paused)", human(secs_since(&s.started_at)))
     } else if s.running {
-        format!("Up {}", human(secs_since(&s.started_at)))
+        format!("Up {}{health}", human(secs_since(&s.started_at)))
     } else if s.status == "created" {
         "Created".into()
     } else {
@@ -89,6 +101,15 @@ fn matches(r: &Record, filters: &std::collections::HashMap<String, Vec<String>>)
                         .trim_start_matches("sha256:")
                         .starts_with(v.trim_start_matches("sha256:"))
             }),
+            "health" => {
+                let h = r
+                    .state
+                    .health
+                    .as_ref()
+                    .and_then(|h| h["Status"].as_str())
+                    .unwrap_or("none");
+                vals.iter().any(|v| v == h)
+            }
             "exited" => vals.iter().any(|v| {
                 !r.state.running && r.state.status == "exited" && v.parse() == Ok(r.state.exit_code)
             }),
@@ -187,6 +208,7 @@ pub async fn inspect(
             "Error": s.error,
             "StartedAt": s.started_at,
             "FinishedAt": s.finished_at,
+            "Health": s.health,
         },
         "Image": r.image,
         "ResolvConfPath": dir.join("resolv.conf"),
