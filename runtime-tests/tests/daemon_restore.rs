@@ -239,7 +239,7 @@ fn daemon_store_survives_kill9_during_creates() {
 
 #[test]
 fn daemon_restart_policy_and_auto_remove() {
-    let d = daemon();
+    let mut d = daemon();
     d.load_busybox();
     // on-failure:2 restarts a failing container twice, then leaves it exited.
     let id = d.track(&d.ok(&[
@@ -290,6 +290,40 @@ fn daemon_restart_policy_and_auto_remove() {
     });
     d.ok(&["stop", "-t", "1", &a]);
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", &a]), "false");
+    // A restart that was due while the daemon was dead happens when it comes back.
+    let u = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let upid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &u])
+        .parse()
+        .unwrap();
+    d.kill9();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(upid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let exit_file = d.data.join("containers").join(&u).join("exit.json");
+    d.wait_until("the monitor to record the kill", 20, || exit_file.exists());
+    d.restart();
+    d.wait_until("the restart after the daemon's", 30, || {
+        let o = d
+            .docker(&["inspect", "-f", "{{.State.Running}} {{.RestartCount}}", &u])
+            .stdout_str();
+        o.trim() == "true 1"
+    });
+    // A created container is not started by the daemon's restart, whatever its policy.
+    let c = d.track(&d.ok(&["create", "--restart", "always", "busybox", "true"]));
+    d.restart();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", &c]), "created");
+    d.ok(&["rm", "-f", &u, &c]);
     // -d --rm: removed at its exit.
     let r = d.track(&d.ok(&["run", "-d", "--rm", "busybox", "true"]));
     d.wait_until("auto-remove", 20, || {

@@ -1335,11 +1335,11 @@ fn console_size(s: Option<&[usize]>) -> Option<(u16, u16)> {
     }
 }
 
+/// Whether the daemon restarts this stopped container when it starts: one that ran and
+/// ended on its own (not stopped by the user, not never started) under a restart policy that
+/// asks for it, e.g. one whose backoff was running when the daemon died.
 fn rec_auto_restart(rec: &Record) -> bool {
-    matches!(
-        rec.host_config.restart_policy.as_ref().and_then(|p| p.name),
-        Some(RestartPolicyNameEnum::ALWAYS)
-    ) && !rec.state.stopped_by_user
+    rec.state.status == "exited" && should_restart(rec)
 }
 
 fn should_restart(rec: &Record) -> bool {
