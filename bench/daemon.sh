@@ -18,7 +18,8 @@
 # Teardown (trap): containers removed, daemons stopped, leftover processes of the temp dir killed,
 # its mounts unmounted, the containers' cgroups removed, the temp dir deleted.
 #
-# RSS: VmRSS/VmHWM from /proc/PID/status. dockerd's containerd and its per-container
+# RSS: VmRSS/VmHWM from /proc/PID/status (and Pss from smaps_rollup with 100 running, since
+# summed RSS counts a binary's shared pages once per process). dockerd's containerd and its per-container
 # containerd-shim-runc-v2 processes, and berthd's per-container monitor processes, are reported
 # separately from the daemons themselves; "total" adds them up.
 set -euo pipefail
@@ -139,6 +140,15 @@ def status(pid):
             return d
     except OSError:
         return {}
+def pss(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for l in f:
+                if l.startswith("Pss:"):
+                    return int(l.split()[1])
+    except OSError:
+        pass
+    return 0
 def sample():
     out = {}
     cmds = {}
@@ -157,10 +167,14 @@ def sample():
             s = status(arg)
             out[name + ".rss"] = s.get("VmRSS", 0)
             out[name + ".hwm"] = s.get("VmHWM", 0)
+            if mode == "snap":
+                out[name + ".pss"] = pss(arg)
         else:
             pids = [p for p, c in cmds.items() if arg in c and p != str(os.getpid())]
             out[name + ".n"] = len(pids)
             out[name + ".rss"] = sum(status(p).get("VmRSS", 0) for p in pids)
+            if mode == "snap":
+                out[name + ".pss"] = sum(pss(p) for p in pids)
     return out
 if mode == "snap":
     s = sample()
@@ -291,12 +305,12 @@ load b "${bspecs[@]}"
 hwm_d=$(snap "${dspecs[@]}")
 hwm_b=$(snap "${bspecs[@]}")
 
-# docker ps with $many containers running.
+# docker ps with $many containers running (named: a generated name may collide).
 echo "starting $many containers per daemon..." >&2
 start_many() {
     local w=$1 i
     for ((i = 0; i < many; i++)); do
-        must "$w" run -d --network none busybox sleep 1000 >/dev/null || return 1
+        must "$w" run -d --network none --name "bench-$i" busybox sleep 1000 >/dev/null || return 1
     done
 }
 start_many d
@@ -367,4 +381,13 @@ print(f"{'  shims vs monitors, count':<44} {many_d['shims.n']:>10} {many_b['moni
 td = many_d["dockerd.rss"] + many_d["containerd.rss"] + many_d["shims.rss"]
 tb = many_b["berthd.rss"] + many_b["monitors.rss"]
 row(f"  total (all of the above)", mb(td), mb(tb), "MiB")
+print("# PSS (MiB; shared pages split between the processes sharing them), {} running".format(many))
+row(f"  daemon", mb(many_d["dockerd.pss"]), mb(many_b["berthd.pss"]), "MiB")
+print(f"{'  containerd':<44} {mb(many_d['containerd.pss']):>10.1f}")
+row(f"  shims vs monitors, summed", mb(many_d["shims.pss"]), mb(many_b["monitors.pss"]), "MiB")
+row(f"  per container (shim vs monitor)", many_d["shims.pss"] / int(many) / 1024,
+    many_b["monitors.pss"] / int(many) / 1024, "MiB")
+td = many_d["dockerd.pss"] + many_d["containerd.pss"] + many_d["shims.pss"]
+tb = many_b["berthd.pss"] + many_b["monitors.pss"]
+row(f"  total", mb(td), mb(tb), "MiB")
 PY
