@@ -17,9 +17,25 @@ pub struct Bystander {
     child: Child,
 }
 
+/// The cgroup hierarchies under /sys/fs/cgroup: each v1 controller mount (and the hybrid
+/// unified one), or the v2 root itself.
+pub(crate) fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new(crate::CGROUP_ROOT);
+    if root.join("cgroup.procs").exists() {
+        return vec![root.to_path_buf()]; // pure v2: one hierarchy, mounted right there
+    }
+    let Ok(rd) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|h| h.path())
+        .filter(|p| !p.is_symlink() && p.join("cgroup.procs").exists())
+        .collect()
+}
+
 impl Bystander {
-    /// Make the cgroups and start the `sleep` in them (panics when it cannot: a missing
-    /// prerequisite is a failure).
+    /// Make the cgroups (named `bystander-PID-N`) and start the `sleep` in them (panics when
+    /// it cannot: a missing prerequisite is a failure).
     pub fn start() -> Bystander {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = format!(
@@ -27,49 +43,45 @@ impl Bystander {
             std::process::id(),
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
+        Bystander::try_start(&name).unwrap_or_else(|e| panic!("bystander: {e}"))
+    }
+
+    /// Make the cgroup `name` in every hierarchy and start the `sleep` in it; errors name the
+    /// step that failed (there is no hierarchy, a mkdir, the move into the cgroup).
+    pub fn try_start(name: &str) -> Result<Bystander, String> {
+        let hierarchies = cgroup_hierarchies();
+        if hierarchies.is_empty() {
+            return Err(format!("no cgroup hierarchy under {}", crate::CGROUP_ROOT));
+        }
         let child = Command::new("sleep")
             .arg("1000")
             .stdin(Stdio::null())
             .spawn()
-            .unwrap();
+            .map_err(|e| format!("spawn sleep: {e}"))?;
         let mut b = Bystander {
-            name,
+            name: name.to_owned(),
             dirs: Vec::new(),
             child,
         };
-        let root = Path::new(crate::CGROUP_ROOT);
-        let hierarchies: Vec<PathBuf> = if root.join("cgroup.procs").exists() {
-            vec![root.to_path_buf()] // pure v2: one hierarchy, mounted right there
-        } else {
-            fs::read_dir(root)
-                .unwrap()
-                .flatten()
-                .map(|h| h.path())
-                .filter(|p| !p.is_symlink() && p.join("cgroup.procs").exists())
-                .collect()
-        };
         for p in hierarchies {
-            let d = p.join(&b.name);
-            fs::create_dir(&d).unwrap();
+            let d = p.join(name);
+            fs::create_dir(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
             b.dirs.push(d.clone());
             // A new cpuset cgroup (v1) takes tasks only once it has cpus and mems.
             for f in ["cpuset.cpus", "cpuset.mems"] {
                 if let Ok(v) = fs::read_to_string(p.join(f)) {
-                    fs::write(d.join(f), v.trim()).unwrap();
+                    let _ = fs::write(d.join(f), v.trim());
                 }
             }
-            fs::write(d.join("cgroup.procs"), b.child.id().to_string()).unwrap();
+            fs::write(d.join("cgroup.procs"), b.child.id().to_string())
+                .map_err(|e| format!("move the sleep into {}: {e}", d.display()))?;
         }
-        assert!(
-            !b.dirs.is_empty(),
-            "no cgroup hierarchy under /sys/fs/cgroup"
-        );
-        b
+        Ok(b)
     }
 
     /// Whether the `sleep` still runs.
     pub fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Panics unless the `sleep` lives, in every one of its cgroups, which all exist.

@@ -415,15 +415,12 @@ impl Runtime {
 
     /// Polls `state` until the status is `want` or `timeout` passes; returns the last state.
     pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let st = self.state_json(id);
-            let done = st.as_ref().and_then(|v| v["status"].as_str()) == Some(want);
-            if done || Instant::now() >= deadline {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut st = None;
+        crate::wait_for(timeout, || {
+            st = self.state_json(id);
+            st.as_ref().and_then(|v| v["status"].as_str()) == Some(want)
+        });
+        st
     }
 
     /// Waits (at most 10 s) for status `stopped`; panics with the call log if it never comes.

@@ -194,10 +194,9 @@ fn additional_gids_are_a_set_as_runc() {
             .set_args(&["sh", "-c", "grep Groups: /proc/self/status; exec sleep 100"]);
         for rt in rts {
             let id = started(rt, b, "groups", false);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !rt.container_stdout(&id).contains('\n') && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            runtime_tests::wait_for(Duration::from_secs(10), || {
+                rt.container_stdout(&id).contains('\n')
+            });
             let groups = rt.container_stdout(&id);
             assert_eq!(
                 groups.split_whitespace().collect::<Vec<_>>(),

@@ -132,16 +132,13 @@ fn create_fails_unless_init_is_really_waiting_for_start() {
 /// subreaper, so the orphaned init is its child to reap (within 10 s).
 fn reap(pid: i32) -> nix::sys::wait::WaitStatus {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Ok(s) => return s,
-            Err(e) => panic!("waitpid {pid}: {e}"),
-        }
-    }
+    let mut status = WaitStatus::StillAlive;
+    runtime_tests::wait_for(Duration::from_secs(10), || {
+        status = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            .unwrap_or_else(|e| panic!("waitpid {pid}: {e}"));
+        status != WaitStatus::StillAlive
+    });
+    status
 }
 
 /// Issue 11 review: "kill of a created container". runc's waiting init (Go) dies of any

@@ -1,7 +1,7 @@
 //! runtime.md: the state document and every operation in every state.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -16,14 +16,7 @@ const QUERY: &str = "runtime.md#query-state";
 
 /// Waits up to `t` for `p` to exist.
 fn wait_file(p: &Path, t: Duration) -> bool {
-    let end = Instant::now() + t;
-    while Instant::now() < end {
-        if p.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    p.exists()
+    crate::wait_for(t, || p.exists())
 }
 
 /// A created container running `sleep 100` after touching /ran.

@@ -23,6 +23,7 @@ mod linux;
 mod mounts;
 mod parity;
 mod process;
+mod ready;
 mod report;
 mod sched;
 mod teardown;
@@ -124,6 +125,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(config::cases());
     v.extend(sched::cases());
     v.extend(teardown::cases());
+    v.extend(ready::cases());
     v
 }
 

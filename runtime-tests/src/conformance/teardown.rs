@@ -2,81 +2,14 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::{ensure, not_ok, Case, Ctx, Finding, Level, Verdict};
+use crate::bystander::cgroup_hierarchies as hierarchies;
 
 const DELETE: &str = "runtime.md#delete";
-
-/// The cgroup hierarchies under /sys/fs/cgroup (each v1 controller mount, or the v2 root).
-fn hierarchies() -> Vec<PathBuf> {
-    let root = PathBuf::from(crate::CGROUP_ROOT);
-    if root.join("cgroup.procs").exists() {
-        return vec![root];
-    }
-    let Ok(rd) = fs::read_dir(&root) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .map(|e| e.path())
-        .filter(|p| !p.is_symlink() && p.join("cgroup.procs").exists())
-        .collect()
-}
-
-/// A cgroup `name` made in every hierarchy before the container, holding a process that is
-/// not the container's; both removed on drop.
-struct Preexisting {
-    dirs: Vec<PathBuf>,
-    child: Child,
-}
-
-impl Preexisting {
-    fn new(name: &str) -> Result<Preexisting, Finding> {
-        let harness = |what: &str, e: std::io::Error| not_ok(format!("harness: {what}: {e}"));
-        let child = Command::new("sleep")
-            .arg("1000")
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| harness("spawn sleep", e))?;
-        let mut p = Preexisting {
-            dirs: Vec::new(),
-            child,
-        };
-        for h in hierarchies() {
-            let d = h.join(name);
-            fs::create_dir(&d).map_err(|e| harness("mkdir cgroup", e))?;
-            p.dirs.push(d.clone());
-            // A new v1 cpuset cgroup takes tasks only once it has cpus and mems.
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if let Ok(v) = fs::read_to_string(h.join(f)) {
-                    let _ = fs::write(d.join(f), v.trim());
-                }
-            }
-            fs::write(d.join("cgroup.procs"), p.child.id().to_string())
-                .map_err(|e| harness("move the process into the cgroup", e))?;
-        }
-        if p.dirs.is_empty() {
-            return Err(super::skip("no cgroup hierarchy under /sys/fs/cgroup"));
-        }
-        Ok(p)
-    }
-}
-
-impl Drop for Preexisting {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for d in &self.dirs {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while d.exists() && fs::remove_dir(d).is_err() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
 
 /// Create and start a sleeper with `cgroupsPath` `/NAME`, kill it, wait for stopped, delete.
 fn run_and_delete(ctx: &Ctx, name: &str) -> Result<String, Finding> {
@@ -111,9 +44,13 @@ pub(super) fn cases() -> Vec<Case> {
             "delete must not delete resources associated with the container that it did not create: a cgroup named by cgroupsPath that existed before, and a process in it, stay",
             |ctx| -> Verdict {
                 let name = unique("shared");
-                let mut pre = Preexisting::new(&name)?;
+                if hierarchies().is_empty() {
+                    return Err(super::skip("no cgroup hierarchy under /sys/fs/cgroup"));
+                }
+                let mut pre = crate::Bystander::try_start(&name)
+                    .map_err(|e| not_ok(format!("harness: {e}")))?;
                 run_and_delete(ctx, &name)?;
-                ensure(pre.child.try_wait().ok().flatten().is_none(), || {
+                ensure(pre.alive(), || {
                     "delete killed a process of the pre-existing cgroup that was not the container's".into()
                 })?;
                 let gone: Vec<String> = pre.dirs.iter().filter(|d| !d.is_dir())
