@@ -1682,3 +1682,76 @@ fn daemon_healthcheck() {
     d.ok(&["rm", "-f", "h"]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_anonymous_volumes_and_copy_up() {
+    let d = daemon();
+    d.load_busybox();
+    // `-v /path`: an anonymous volume, removed with a --rm container.
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f",
+    ]);
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+    let id = d.track(&d.ok(&[
+        "run", "-d", "--name", "k", "-v", "/anon", "busybox", "sleep", "1000",
+    ]));
+    let vol = d.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vol.len(), 64, "{vol}");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}",
+            &id
+        ]),
+        format!("volume {vol} /anon")
+    );
+    d.ok(&["rm", "-fv", "k"]);
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+    // A new named volume starts with what the image has at its path.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "etcvol:/etc",
+            "busybox",
+            "head",
+            "-1",
+            "/etc/passwd"
+        ]),
+        "root:x:0:0:root:/root:/bin/sh"
+    );
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "etcvol");
+    // ... but a volume that has content keeps it.
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "etcvol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /data/passwd",
+    ]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "test",
+        "-e",
+        "/etc/passwd",
+    ]);
+    assert_eq!(o.code(), 1);
+    d.ok(&["volume", "rm", "etcvol"]);
+    d.assert_clean(&[]);
+}

@@ -127,16 +127,21 @@ fn header_for(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
 /// Write `path` of the container (a file, or a directory and everything below it) as a tar
 /// stream to `out`, its entries named from the path's last component.
 pub fn export(root: &Path, path: &str, out: &mut dyn Write) -> Result<(), Error> {
-    let rfd = open_root(root)?;
-    let target = resolve(rfd.as_fd(), path)?;
     let name = Path::new(path)
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_else(|| ".".into());
+    export_as(root, path, &name, out)
+}
+
+/// [`export`] with the top entry named `name` (`.` for a directory's contents).
+pub fn export_as(root: &Path, path: &str, name: &OsStr, out: &mut dyn Write) -> Result<(), Error> {
+    let rfd = open_root(root)?;
+    let target = resolve(rfd.as_fd(), path)?;
     let mut ar = tar::Builder::new(out);
     ar.follow_symlinks(false);
     let st = rustix::fs::fstat(&target).map_err(io_err("stat", path))?;
-    add(&mut ar, target.as_fd(), None, &PathBuf::from(&name), &st)?;
+    add(&mut ar, target.as_fd(), None, &PathBuf::from(name), &st)?;
     ar.into_inner()
         .and_then(|w| w.flush())
         .map_err(|e| Error::internal("write the archive", e))

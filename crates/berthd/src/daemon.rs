@@ -299,7 +299,7 @@ impl Daemon {
         self.all()
             .into_iter()
             .filter(|e| {
-                crate::spec::mounts_of(&e.record().host_config).is_ok_and(|ms| {
+                crate::spec::all_mounts(&e.record()).is_ok_and(|ms| {
                     ms.iter().any(|m| matches!(m, crate::spec::MountSpec::Volume { name: n, .. } if n == name))
                 })
             })
@@ -660,9 +660,28 @@ impl Daemon {
             },
             restart_count: 0,
             log_rotation,
+            anonymous: Vec::new(),
         };
         crate::spec::validate(&rec)?;
-        for m in crate::spec::mounts_of(&rec.host_config)? {
+        // The image's VOLUMEs and `-v /path` (Config.Volumes) not covered by a mount get an
+        // anonymous volume each.
+        let mut rec = rec;
+        let covered: Vec<String> = crate::spec::mounts_of(&rec.host_config)?
+            .iter()
+            .map(|m| m.destination().trim_end_matches('/').to_owned())
+            .collect();
+        let mut wanted: Vec<String> = img_cfg.volumes().clone().unwrap_or_default();
+        wanted.extend(body.volumes.clone().unwrap_or_default());
+        for path in wanted {
+            let p = path.trim_end_matches('/').to_owned();
+            if p.starts_with('/')
+                && !covered.contains(&p)
+                && !rec.anonymous.iter().any(|b| b.ends_with(&format!(":{p}")))
+            {
+                rec.anonymous.push(format!("{}:{p}", util::random_id()));
+            }
+        }
+        for m in crate::spec::all_mounts(&rec)? {
             if let crate::spec::MountSpec::Volume { name, .. } = m {
                 if self.volumes.get(&name).is_err() {
                     self.volumes
@@ -709,6 +728,26 @@ impl Daemon {
                 .store()
                 .mount_overlay(img, &rootfs, &self.paths.overlay(id), &|_| {})
                 .map_err(|e| Error::internal("mount the rootfs", e))?;
+            // A new (empty) volume starts with what the image has at its path (docker's
+            // copy-up), read inside the rootfs and written with the layer applier.
+            for m in crate::spec::all_mounts(rec)? {
+                if let crate::spec::MountSpec::Volume { name, dst, .. } = m {
+                    let data = self.volumes.data_path(&name);
+                    let empty = std::fs::read_dir(&data)
+                        .map(|mut d| d.next().is_none())
+                        .unwrap_or(false);
+                    if !empty
+                        || crate::archive::stat(&rootfs, &dst)
+                            .map(|s| s.mode & (1 << 31) == 0)
+                            .unwrap_or(true)
+                    {
+                        continue;
+                    }
+                    let mut tar = Vec::new();
+                    crate::archive::export_as(&rootfs, &dst, std::ffi::OsStr::new("."), &mut tar)?;
+                    crate::archive::import(&data, "/", std::io::Cursor::new(tar))?;
+                }
+            }
             let dir = self.paths.container_dir(id);
             let files = crate::spec::EtcFiles {
                 hosts: &dir.join("hosts"),
@@ -908,7 +947,7 @@ impl Daemon {
             let me = self.clone();
             let id = entry.id.clone();
             tokio::spawn(async move {
-                if let Err(e) = me.remove(&id, true).await {
+                if let Err(e) = me.remove_with(&id, true, true).await {
                     tracing::warn!(%id, "auto-remove after a failed start: {e}");
                 }
             });
@@ -961,7 +1000,7 @@ impl Daemon {
             s.exit_code = exit.exit_code as i64;
         });
         if rec.host_config.auto_remove.unwrap_or(false) {
-            if let Err(e) = self.remove(&id, true).await {
+            if let Err(e) = self.remove_with(&id, true, true).await {
                 tracing::warn!(%id, "auto-remove: {e}");
             }
             return;
@@ -1077,6 +1116,11 @@ impl Daemon {
 
     /// Remove a container (`DELETE /containers/{id}`); `force` kills a running one.
     pub async fn remove(&self, name: &str, force: bool) -> Result<(), Error> {
+        self.remove_with(name, force, false).await
+    }
+
+    /// [`remove`](Self::remove); with `volumes` (`rm -v`) its anonymous volumes go too.
+    pub async fn remove_with(&self, name: &str, force: bool, volumes: bool) -> Result<(), Error> {
         let entry = self.get(name)?;
         let _op = entry.op.lock().await;
         if entry.record().state.running {
@@ -1117,6 +1161,15 @@ impl Daemon {
         })
         .await
         .map_err(|e| Error::internal("remove", e))?;
+        if volumes {
+            for b in &entry.record().anonymous {
+                if let Some((vol, _)) = b.split_once(':') {
+                    if let Err(e) = self.volume_remove(vol, false) {
+                        tracing::warn!(id = %entry.id, "remove anonymous volume {vol}: {e}");
+                    }
+                }
+            }
+        }
         self.event(&entry.id, "destroy", &[]);
         entry.watch.send_modify(|s| s.removed = true);
         Ok(())

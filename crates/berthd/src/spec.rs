@@ -405,6 +405,15 @@ fn parse_bind(b: &str) -> Result<MountSpec, Error> {
     })
 }
 
+/// Every mount of a container: its HostConfig's ([`mounts_of`]) and its anonymous volumes.
+pub fn all_mounts(rec: &Record) -> Result<Vec<MountSpec>, Error> {
+    let mut v = mounts_of(&rec.host_config)?;
+    for b in &rec.anonymous {
+        v.push(parse_bind(b)?);
+    }
+    Ok(v)
+}
+
 /// Every mount a HostConfig asks for: Binds, Mounts (bind, volume, tmpfs) and Tmpfs.
 pub fn mounts_of(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<MountSpec>, Error> {
     use bollard_stubs::models::MountType;
@@ -745,7 +754,7 @@ pub fn build(
         mounts.push(json!({"destination": dst, "type": "bind", "source": src,
                            "options": ["rbind", "rprivate"]}));
     }
-    for m in mounts_of(hc)? {
+    for m in all_mounts(rec)? {
         let rw = |ro: bool| if ro { "ro" } else { "rw" };
         match m {
             MountSpec::Bind { src, dst, ro } => mounts.push(json!({

@@ -113,6 +113,10 @@ pub struct Record {
     pub restart_count: i64,
     /// json-file rotation.
     pub log_rotation: Rotation,
+    /// Anonymous volumes made for the image's `VOLUME`s and `-v /path`, as `NAME:/path`
+    /// binds (removed with the container by `rm -v`).
+    #[serde(default)]
+    pub anonymous: Vec<String>,
 }
 
 /// Errors of the record store.
@@ -190,6 +194,7 @@ mod tests {
             state: State::default(),
             restart_count: 0,
             log_rotation: Rotation::default(),
+            anonymous: Vec::new(),
         };
         save(&paths, &rec).unwrap();
         fs::create_dir_all(paths.container_dir(&"b".repeat(64))).unwrap();

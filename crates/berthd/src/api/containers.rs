@@ -164,7 +164,7 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
 fn mounts(d: &crate::daemon::Daemon, r: &Record) -> Vec<serde_json::Value> {
     use crate::spec::MountSpec;
     let mut v = Vec::new();
-    for m in crate::spec::mounts_of(&r.host_config).unwrap_or_default() {
+    for m in crate::spec::all_mounts(r).unwrap_or_default() {
         v.push(match m {
             MountSpec::Bind { src, dst, ro } => {
                 json!({"Type": "bind", "Source": src, "Destination": dst,
@@ -274,7 +274,7 @@ pub async fn remove(
     Path(name): Path<String>,
     q: Q,
 ) -> Result<Response, Error> {
-    d.remove(&name, q.flag("force")).await?;
+    d.remove_with(&name, q.flag("force"), q.flag("v")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
