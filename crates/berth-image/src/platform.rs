@@ -249,6 +249,25 @@ fn describe(d: &Descriptor) -> String {
     }
 }
 
+/// Whether an image whose config says `os`/`architecture`/`variant` runs on `platform`, by
+/// the compatibility [`select_platform`] uses (an `arm/v5` image runs on `linux/arm/v7`, a
+/// baseline `amd64` one on every level), with this CPU's amd64 level.
+///
+/// ```
+/// use berth_image::{platform::runs_on, Platform};
+/// let arm7: Platform = "linux/arm/v7".parse().unwrap();
+/// assert!(runs_on(&arm7, "linux", "arm", Some("v5")));
+/// assert!(!runs_on(&arm7, "linux", "arm64", None));
+/// ```
+pub fn runs_on(platform: &Platform, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+    let want = norm(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+    );
+    vector(&want, amd64_level()).contains(&norm(os, architecture, variant))
+}
+
 /// Pick the manifest for `platform` from an index, with this CPU's amd64 level.
 ///
 /// See the module documentation for the rules. Errors with [`ImageError::NoPlatform`], which

@@ -213,6 +213,17 @@ pub enum RegistryError {
     /// Too many nested indexes.
     #[error("too many nested image indexes")]
     Nested,
+    /// The reference names a single image manifest (no index) whose config is for a platform
+    /// that the platform asked for does not run (docker and containerd refuse it so).
+    #[error("{reference} is an image for {actual}, not for {wanted}")]
+    PlatformMismatch {
+        /// The reference pulled.
+        reference: String,
+        /// The platform asked for.
+        wanted: Platform,
+        /// The config's os/architecture\[/variant\].
+        actual: String,
+    },
 }
 
 /// Options for [`pull`].
@@ -551,6 +562,36 @@ fn write_blob(
     Ok(())
 }
 
+/// A single image manifest (no index to choose from) is checked against the platform asked
+/// for, with [`crate::platform::runs_on`]'s compatibility: refused when `--platform` was
+/// given (docker and containerd refuse), only a warning for the host's default (docker pulls
+/// it with one).
+fn check_platform(
+    reference: &str,
+    wanted: Option<&Platform>,
+    config: &oci_spec::image::ImageConfiguration,
+) -> Result<(), RegistryError> {
+    let (os, arch) = (config.os().to_string(), config.architecture().to_string());
+    let variant = config.variant().clone();
+    let target = wanted.cloned().unwrap_or_else(Platform::host);
+    if crate::platform::runs_on(&target, &os, &arch, variant.as_deref()) {
+        return Ok(());
+    }
+    let actual = match &variant {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    if wanted.is_none() {
+        tracing::warn!(reference, image = %actual, host = %target, "the image is for another platform than this host");
+        return Ok(());
+    }
+    Err(RegistryError::PlatformMismatch {
+        reference: reference.to_owned(),
+        wanted: target,
+        actual,
+    })
+}
+
 async fn pull_inner(
     store: &Store,
     r: &Reference,
@@ -566,6 +607,7 @@ async fn pull_inner(
 
     let mut want = r.digest.clone();
     let mut fetched = None;
+    let mut from_index = false;
     for _ in 0..4 {
         let target = match (&want, &r.tag) {
             (Some(d), _) => d.to_string(),
@@ -599,6 +641,7 @@ async fn pull_inner(
                     });
                 }
                 want = Some(digest);
+                from_index = true;
             }
             Manifest::Image(m) => {
                 fetched = Some((actual, data, m));
@@ -646,6 +689,9 @@ async fn pull_inner(
             source,
         })
     })?;
+    if !from_index {
+        check_platform(&name, opts.platform.as_ref(), &config)?;
+    }
     let urls: Vec<Vec<String>> = manifest
         .layers()
         .iter()
