@@ -105,6 +105,15 @@ impl LayerError {
     /// Whether the layer was refused only because a directory of its own cannot hold it
     /// ([`LayerError::ExternalHardlink`], [`LayerError::NeedsLowerLayers`]): it is then
     /// applied over its lower layers, as the flattened unpack applies it.
+    ///
+    /// ```
+    /// use berth_image::layer::LayerError;
+    /// let e = LayerError::NeedsLowerLayers {
+    ///     entry: "x/y".into(),
+    ///     reason: "x is a symlink to a lower directory".into(),
+    /// };
+    /// assert!(e.needs_lower_layers());
+    /// ```
     pub fn needs_lower_layers(&self) -> bool {
         matches!(
             self,
