@@ -12,6 +12,15 @@
 //! wait on them during setup is bounded. Call [`exe::protect`] first thing in `main`, before
 //! an async runtime starts.
 //!
+//! Every call blocks the calling thread (an async caller runs it with `spawn_blocking`):
+//! `create` for up to its setup timeout per step plus each hook's own `timeout`, lock waits up
+//! to [`state::lock_timeout`], [`Container::wait`] and [`handle::ProcessHandle::wait`] until
+//! the process exits. Wait for every process you start (init, each `exec`): an exec'd process
+//! left unreaped inside the container's pid namespace keeps its init from finishing its exit,
+//! so `wait` never returns and `delete` times out. The spawn helper is a re-exec of the
+//! program's own executable (`/proc/self/exe`): link this library into the executable, not
+//! into a shared object loaded with `dlopen`.
+//!
 //! ```no_run
 //! use berth_runtime::container::{Container, ContainerBuilder};
 //!

@@ -47,7 +47,7 @@ pub struct MountOptionError {
 
 /// A mount's `options` list split into flags, propagation, `mount_setattr(2)` attributes and
 /// filesystem data: the options of runc 1.1 (`libcontainer/specconv`) and crun
-/// (`mount_flags.perf`), see [`SUPPORTED_OPTIONS`] and [`MountOptions::for_mount`].
+/// (`mount_flags.perf`), see [`MountOptions::for_mount`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOptions {
     /// Flags to set.
