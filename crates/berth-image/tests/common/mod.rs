@@ -190,8 +190,47 @@ pub fn pax_path_file(b: &mut tar::Builder<Vec<u8>>, path: &[u8], data: &[u8]) {
     file(b, "innocent", data);
 }
 
+/// The `berth-image` that the workspace build (`make build`) left beside this test's own
+/// profile directory, when it is newer than every source it is built from (both crates'
+/// sources and manifests, the workspace manifest and lock file): then no `cargo build` is
+/// needed, which otherwise waits for cargo's lock behind every other build and test process.
+fn fresh_built_binary() -> Option<PathBuf> {
+    fn newest(p: &Path) -> std::time::SystemTime {
+        let Ok(m) = fs::symlink_metadata(p) else {
+            return std::time::SystemTime::UNIX_EPOCH;
+        };
+        let own = m.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        if !m.is_dir() {
+            return own;
+        }
+        fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| newest(&e.path()))
+            .fold(own, std::cmp::max)
+    }
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("berth-image");
+    let built = fs::metadata(&bin).ok()?.modified().ok()?;
+    let ws = workspace_root();
+    let sources = [
+        "crates/berth-image/src",
+        "crates/berth-image/Cargo.toml",
+        "crates/berth-image-cli/src",
+        "crates/berth-image-cli/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ];
+    sources
+        .iter()
+        .all(|s| newest(&ws.join(s)) < built)
+        .then_some(bin)
+}
+
 /// The real `berth-image` binary (`crates/berth-image-cli`): `$BERTH_IMAGE_BIN` when set,
-/// else built by cargo for the running tests' target dir and profile. `CARGO_BIN_EXE_*` names
+/// else the one in the tests' profile directory when it is newer than its sources
+/// ([`fresh_built_binary`]), else built by cargo for the running tests' target dir and profile. `CARGO_BIN_EXE_*` names
 /// only a package's own binaries, so this asks cargo to build berth-image-cli's binary (a
 /// no-op when it is fresh) and takes the path cargo reports; once per test process.
 pub fn berth_image_bin() -> PathBuf {
@@ -200,6 +239,9 @@ pub fn berth_image_bin() -> PathBuf {
         if let Some(p) = std::env::var_os("BERTH_IMAGE_BIN") {
             let p = PathBuf::from(p);
             assert!(p.is_file(), "BERTH_IMAGE_BIN={} is not a file", p.display());
+            return p;
+        }
+        if let Some(p) = fresh_built_binary() {
             return p;
         }
         let mut cargo = std::process::Command::new(env!("CARGO"));
