@@ -539,6 +539,12 @@ fn daemon_host_config_applied() {
         "{}",
         o.stderr_str()
     );
+    let o = d.docker(&["run", "--rm", "-p", "8080:80", "busybox", "true"]);
+    assert!(
+        o.stderr_str().contains("publishing ports"),
+        "{}",
+        o.stderr_str()
+    );
     let o = d.docker(&["run", "--rm", "--cap-add", "BOGUS", "busybox", "true"]);
     assert!(
         o.stderr_str().contains("unknown capability"),

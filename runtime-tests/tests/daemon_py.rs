@@ -3,7 +3,8 @@
 use runtime_tests::daemon::{OutputExt, TestDaemon};
 
 const SCRIPT: &str = r#"
-import sys, docker
+import sys, time, docker
+t0 = int(time.time())
 c = docker.DockerClient(base_url=sys.argv[1], version="auto")
 assert c.ping() is True
 assert c.version()["ApiVersion"] == "1.50", c.version()
@@ -50,6 +51,12 @@ try:
     raise SystemExit("missing image found")
 except docker.errors.ImageNotFound:
     pass
+# The event history since the start of this script, up to now.
+evs = list(c.events(since=t0, until=int(time.time()) + 1, decode=True,
+                    filters={"type": "container", "event": "destroy"}))
+names = [e["Actor"]["Attributes"].get("name") for e in evs]
+assert "py" in names, evs
+assert all(e["Action"] == "destroy" for e in evs), evs
 print("docker-py ok")
 "#;
 

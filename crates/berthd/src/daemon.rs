@@ -15,6 +15,9 @@ use crate::store::{self, Paths, Record, State};
 use crate::supervisor::{self, Spawner};
 use crate::util;
 
+/// How many past events `/events?since=` can replay.
+pub const EVENT_HISTORY: usize = 1024;
+
 /// What waiters see of a container.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -83,6 +86,8 @@ pub struct Daemon {
     pub volumes: crate::volumes::Volumes,
     /// Docker events (`/events`), as JSON messages.
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// The last [`EVENT_HISTORY`] events, for `/events?since=`.
+    pub event_log: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -146,6 +151,7 @@ impl Daemon {
             execs: Mutex::new(HashMap::new()),
             spawner: Spawner::new(exe)?,
             events: tokio::sync::broadcast::channel(1024).0,
+            event_log: Mutex::new(std::collections::VecDeque::new()),
             volumes: crate::volumes::Volumes::new(&paths_data_root),
         });
         d.restore().await?;
@@ -255,6 +261,11 @@ impl Daemon {
             .expect("containers lock")
             .get(id)
             .map(|e| e.record());
+        self.event_of(id, rec.as_ref(), action, extra)
+    }
+
+    /// [`event`](Self::event) with the record given (for a container no longer listed).
+    fn event_of(&self, id: &str, rec: Option<&Record>, action: &str, extra: &[(&str, String)]) {
         let mut attrs = serde_json::Map::new();
         if let Some(r) = &rec {
             attrs.insert("name".into(), r.name.clone().into());
@@ -273,7 +284,7 @@ impl Daemon {
         let ev = serde_json::json!({
             "status": action,
             "id": id,
-            "from": rec.as_ref().and_then(|r| r.config.image.clone()).unwrap_or_default(),
+            "from": rec.and_then(|r| r.config.image.clone()).unwrap_or_default(),
             "Type": "container",
             "Action": action,
             "Actor": {"ID": id, "Attributes": attrs},
@@ -281,13 +292,25 @@ impl Daemon {
             "time": (nanos / 1_000_000_000) as i64,
             "timeNano": nanos as i64,
         });
+        self.publish(ev);
+    }
+
+    /// Send an event to the subscribers and keep it in the history.
+    pub fn publish(&self, ev: serde_json::Value) {
+        {
+            let mut log = self.event_log.lock().expect("event log lock");
+            if log.len() >= EVENT_HISTORY {
+                log.pop_front();
+            }
+            log.push_back(ev.clone());
+        }
         let _ = self.events.send(ev);
     }
 
     /// Publish a volume event.
     pub fn volume_event(&self, name: &str, action: &str) {
         let nanos = util::now_nanos();
-        let _ = self.events.send(serde_json::json!({
+        self.publish(serde_json::json!({
             "Type": "volume", "Action": action,
             "Actor": {"ID": name, "Attributes": {"driver": "local"}},
             "scope": "local", "time": (nanos / 1_000_000_000) as i64, "timeNano": nanos as i64,
@@ -1144,6 +1167,10 @@ impl Daemon {
             .expect("containers lock")
             .remove(&entry.id);
         entry.pending.lock().expect("pending lock").clear();
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .retain(|_, x| x.container != entry.id);
         let id = entry.id.clone();
         let paths = self.paths.clone();
         let root = self.paths.runtime_root();
@@ -1170,7 +1197,7 @@ impl Daemon {
                 }
             }
         }
-        self.event(&entry.id, "destroy", &[]);
+        self.event_of(&entry.id, Some(&entry.record()), "destroy", &[]);
         entry.watch.send_modify(|s| s.removed = true);
         Ok(())
     }

@@ -504,6 +504,15 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
             }
         }
     }
+    if hc.port_bindings.as_ref().is_some_and(|p| {
+        p.values()
+            .any(|b| b.as_ref().is_some_and(|b| !b.is_empty()))
+    }) || hc.publish_all_ports.unwrap_or(false)
+    {
+        return Err(Error::BadParameter(
+            "publishing ports (-p, -P) is not supported by berthd yet: containers have no bridge network".into(),
+        ));
+    }
     match hc.network_mode.as_deref().unwrap_or("default") {
         "default" | "bridge" | "none" | "host" => {}
         m if m.starts_with("container:") => {}

@@ -160,7 +160,34 @@ pub async fn events(
                 .ok_or_else(|| crate::error::Error::BadParameter(format!("invalid until: {u:?}")))
         })
         .transpose()?;
+    let since = q
+        .get("since")
+        .map(|u| {
+            crate::util::parse_time_filter(u)
+                .ok_or_else(|| crate::error::Error::BadParameter(format!("invalid since: {u:?}")))
+        })
+        .transpose()?;
+    // Subscribe before reading the history, so that nothing falls between them (an event
+    // in both is skipped by its time).
     let rx = d.events.subscribe();
+    let mut past: std::collections::VecDeque<serde_json::Value> = match since {
+        Some(s) => d
+            .event_log
+            .lock()
+            .expect("event log lock")
+            .iter()
+            .filter(|e| e["timeNano"].as_i64().is_some_and(|t| t as i128 >= s))
+            .filter(|e| {
+                until.is_none_or(|u| e["timeNano"].as_i64().is_some_and(|t| (t as i128) < u))
+            })
+            .cloned()
+            .collect(),
+        None => Default::default(),
+    };
+    let last_past = past
+        .back()
+        .and_then(|e| e["timeNano"].as_i64())
+        .unwrap_or(i64::MIN);
     let keep = move |ev: &serde_json::Value| {
         filters.iter().all(|(k, vals)| {
             let field = match k.as_str() {
@@ -187,9 +214,17 @@ pub async fn events(
         let now = crate::util::now_nanos();
         tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
     });
+    past.retain(|e| keep(e));
     let stream = futures_util::stream::unfold(
-        (rx, keep, deadline),
-        |(mut rx, keep, deadline)| async move {
+        (rx, keep, deadline, past),
+        move |(mut rx, keep, deadline, mut past)| async move {
+            if let Some(ev) = past.pop_front() {
+                let line = axum::body::Bytes::from(ev.to_string() + "\n");
+                return Some((
+                    Ok::<_, std::convert::Infallible>(line),
+                    (rx, keep, deadline, past),
+                ));
+            }
             loop {
                 let next = match deadline {
                     Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
@@ -199,11 +234,13 @@ pub async fn events(
                     None => rx.recv().await,
                 };
                 match next {
-                    Ok(ev) if keep(&ev) => {
+                    Ok(ev)
+                        if keep(&ev) && ev["timeNano"].as_i64().is_some_and(|t| t > last_past) =>
+                    {
                         let line = axum::body::Bytes::from(ev.to_string() + "\n");
                         return Some((
                             Ok::<_, std::convert::Infallible>(line),
-                            (rx, keep, deadline),
+                            (rx, keep, deadline, past),
                         ));
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
