@@ -23,6 +23,8 @@ struct Fixture {
     _reg: Registry,
     dir: std::path::PathBuf,
     name: String,
+    /// The registry's port (`name` is `127.0.0.1:PORT/...`).
+    port: u16,
     manifest: Digest,
     /// (blob digest, blob size), bottom first.
     layers: Vec<(Digest, u64)>,
@@ -48,6 +50,7 @@ fn fixture() -> Fixture {
         .collect();
     Fixture {
         name: format!("127.0.0.1:{}/berth/async:v1", reg.port),
+        port: reg.port,
         _reg: reg,
         dir,
         _t: t,
@@ -263,15 +266,25 @@ async fn dropping_the_pull_stops_it_and_leaves_nothing_half_done() {
     let f = fixture();
     let root = f.dir.join("store");
     let store = Store::open(&root).unwrap();
-    let r: Reference = f.name.parse().unwrap();
     let big = f.layers[1].0.clone();
-    // Stop once 5 of the big layer's 6 MiB are in: more batches than its channel holds went
-    // to its unpacker, which has begun writing into tmp/.
+    // The big layer's blob stalls after 5 of its 6 MiB, so the pull cannot finish whatever
+    // the machine's load: it is dropped while its unpacker has begun writing into tmp/.
+    let proxy = start_proxy(
+        f.port,
+        ProxyOptions {
+            stall: Some((big.to_string(), 5 << 20)),
+            ..ProxyOptions::default()
+        },
+    );
+    let proxied = f
+        .name
+        .replacen(&f.port.to_string(), &proxy.port.to_string(), 1);
+    let r: Reference = proxied.parse().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let tx = Mutex::new(Some(tx));
     let sink = |e: PullEvent| {
         if let PullEvent::Layer(l) = e {
-            if l.digest == big && l.state == LayerState::Downloading && l.current >= 5 << 20 {
+            if l.digest == big && l.state == LayerState::Downloading && l.current >= 4 << 20 {
                 if let Some(tx) = tx.lock().unwrap().take() {
                     let _ = tx.send(());
                 }
@@ -300,8 +313,10 @@ async fn dropping_the_pull_stops_it_and_leaves_nothing_half_done() {
     }
     assert!(!store.has_blob(&big));
     assert!(store.refs().unwrap().is_empty());
+    drop(proxy);
 
-    // A later pull completes.
+    // A later pull (straight from the registry) completes.
+    let r: Reference = f.name.parse().unwrap();
     let rec = Recorder::default();
     within(pull(&store, &r, &PullOptions::default(), &rec.sink()))
         .await

@@ -732,6 +732,10 @@ pub struct ProxyOptions {
     pub strip_range: bool,
     /// Flip one byte of the first response body that resumes a cut download (a 206).
     pub corrupt_resumed: bool,
+    /// Stall responses to requests whose path contains `.0` after `.1` bytes of body: the
+    /// connection stays open and silent until the client closes it (a download that cannot
+    /// finish, to drop a pull at a known point).
+    pub stall: Option<(String, usize)>,
 }
 
 pub struct Proxy {
@@ -888,6 +892,10 @@ fn proxy_one(
         _ if status == "206" => opts.cut_resumed,
         _ => None,
     };
+    let stall_after = match &opts.stall {
+        Some((pat, after)) if path.contains(pat.as_str()) && status == "200" => Some(*after),
+        _ => None,
+    };
     let counted = status == "200";
     let corrupt = status == "206" && corrupt_left.swap(false, Ordering::SeqCst);
     if client.write_all(&rhead).is_err() {
@@ -906,6 +914,16 @@ fn proxy_one(
         };
         if corrupt && sent == 0 && !chunk.is_empty() {
             chunk[0] ^= 0x55;
+        }
+        if let Some(after) = stall_after.filter(|a| sent + chunk.len() > *a) {
+            let _ = client.write_all(&chunk[..after - sent]);
+            log.lock()
+                .unwrap()
+                .push(format!("stall {path} after {after}"));
+            // Silent until the client goes away.
+            let mut sink = [0u8; 1024];
+            while matches!(client.read(&mut sink), Ok(n) if n > 0) {}
+            return;
         }
         if let Some(after) = cut_after {
             if sent + chunk.len() > after
