@@ -1761,3 +1761,63 @@ fn daemon_anonymous_volumes_and_copy_up() {
     d.ok(&["volume", "rm", "etcvol"]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_tty_detach_keys() {
+    let d = daemon();
+    d.load_busybox();
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", "docker run -it --name dt busybox sh", "/dev/null"])
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let mut screen = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut screen, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.contains(what) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {seen:?}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    wait_for("/ # ");
+    keys.write_all(b"echo marker-$((20+1))\n").unwrap();
+    wait_for("marker-21");
+    // ctrl-p ctrl-q: the CLI leaves, the container (and its shell's stdin) stays.
+    keys.write_all(b"\x10\x11").unwrap();
+    let mut st = None;
+    d.wait_until("the CLI to detach", 20, || {
+        st = child.try_wait().unwrap();
+        st.is_some()
+    });
+    assert_eq!(st.unwrap().code(), Some(0));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "dt"]), "true");
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "dt",
+            "sh",
+            "-c",
+            "pidof sh >/dev/null && echo shell-alive"
+        ]),
+        "shell-alive"
+    );
+    d.ok(&["rm", "-f", "dt"]);
+    d.assert_clean(&[]);
+}

@@ -402,6 +402,15 @@ pub async fn attach(
         stdout: q.flag("stdout"),
         stderr: q.flag("stderr"),
     };
+    let detach = if tty && q.flag("stdin") {
+        let spec = q.get("detachKeys").unwrap_or("ctrl-p,ctrl-q");
+        Some(
+            super::detach_keys(spec)
+                .ok_or_else(|| Error::BadParameter(format!("invalid detach keys: {spec:?}")))?,
+        )
+    } else {
+        None
+    };
     let conn = d.attach(&e, mreq).await?;
     let (resp, on) = super::hijack(&mut req, !tty && version >= ApiVersion(1, 42));
     let watch = e.watch.subscribe();
@@ -409,7 +418,7 @@ pub async fn attach(
         let Ok(up) = on.await else { return };
         let client = hyper_util::rt::TokioIo::new(up);
         match conn.await {
-            Ok(m) => super::relay(client, m, async {}).await,
+            Ok(m) => super::relay(client, m, detach, async {}).await,
             Err(_) => {
                 // Never started, or removed: nothing to relay.
                 let mut client = client;

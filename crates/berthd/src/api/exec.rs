@@ -43,6 +43,20 @@ pub async fn start(
         return Ok(StatusCode::OK.into_response());
     }
     let tty = ex.config.tty.unwrap_or(false);
+    let detach = if tty && ex.config.attach_stdin.unwrap_or(false) {
+        let spec = ex
+            .config
+            .detach_keys
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| "ctrl-p,ctrl-q".into());
+        Some(
+            super::detach_keys(&spec)
+                .ok_or_else(|| Error::BadParameter(format!("invalid detach keys: {spec:?}")))?,
+        )
+    } else {
+        None
+    };
     let mreq = MonReq::Attach {
         stdin: ex.config.attach_stdin.unwrap_or(false),
         stdout: ex.config.attach_stdout.unwrap_or(true),
@@ -59,7 +73,7 @@ pub async fn start(
         let _ = gate_tx.send(());
         let client = hyper_util::rt::TokioIo::new(up);
         let mut done = ex.done.subscribe();
-        super::relay(client, conn, async move {
+        super::relay(client, conn, detach, async move {
             // The exit code is recorded before the client sees the end (it inspects next).
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done.wait_for(|d| *d))
                 .await;

@@ -292,10 +292,38 @@ pub fn hijack(
     (resp, on)
 }
 
+/// Docker's `detachKeys` (`ctrl-p,ctrl-q`, `a,ctrl-x`) as bytes; `None` when malformed.
+pub fn detach_keys(spec: &str) -> Option<Vec<u8>> {
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => {
+                    let c = c.as_bytes()[0].to_ascii_lowercase();
+                    match c {
+                        b'a'..=b'z' => Some(c - b'a' + 1),
+                        b'@' => Some(0),
+                        b'[' => Some(27),
+                        b'\\' => Some(28),
+                        b']' => Some(29),
+                        b'^' => Some(30),
+                        b'_' => Some(31),
+                        _ => None,
+                    }
+                }
+                None if k.len() == 1 => Some(k.as_bytes()[0]),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// Relay between a hijacked client connection and a monitor connection: input until the
 /// client closes its side (then the monitor's input is closed), output until the monitor
-/// ends it; `before_close` runs before the client's connection is closed.
-pub async fn relay<C, M, F>(client: C, monitor: M, before_close: F)
+/// ends it; `before_close` runs before the client's connection is closed. With `detach`
+/// (the detach key sequence), that sequence in the input ends the session without closing
+/// the process's stdin (the keys themselves are not forwarded).
+pub async fn relay<C, M, F>(client: C, monitor: M, detach: Option<Vec<u8>>, before_close: F)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     M: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -303,40 +331,87 @@ where
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut mr, mut mw) = tokio::io::split(monitor);
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<tokio::io::WriteHalf<M>>();
     let input = tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
+        let keys = detach.unwrap_or_default();
+        // Bytes matching a prefix of the detach keys, held back until the match fails.
+        let mut held: Vec<u8> = Vec::new();
         loop {
-            match cr.read(&mut buf).await {
+            let n = match cr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if mw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
+                Ok(n) => n,
+            };
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if keys.is_empty() {
+                    out.push(b);
+                    continue;
                 }
+                held.push(b);
+                if held.len() == keys.len() && held == keys {
+                    if !out.is_empty() {
+                        let _ = mw.write_all(&out).await;
+                    }
+                    // Hand the monitor's write half over, unshut: the process keeps stdin.
+                    let _ = detached_tx.send(mw);
+                    return;
+                }
+                if !keys.starts_with(&held) {
+                    out.append(&mut held);
+                }
+            }
+            if !out.is_empty() && mw.write_all(&out).await.is_err() {
+                break;
             }
         }
         let _ = mw.shutdown().await;
     });
     let mut buf = vec![0u8; 32 * 1024];
+    let mut detached_mw = None;
+    // Until the input side ends one way or the other (a completed receiver is not polled).
+    let mut input_live = true;
     loop {
-        match mr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if cw.write_all(&buf[..n]).await.is_err() {
+        tokio::select! {
+            r = mr.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let _ = cw.flush().await;
+                }
+            },
+            w = &mut detached, if input_live => {
+                input_live = false;
+                if let Ok(w) = w {
+                    detached_mw = Some(w);
                     break;
                 }
-                let _ = cw.flush().await;
             }
         }
     }
-    before_close.await;
+    if detached_mw.is_none() {
+        before_close.await;
+    }
     let _ = cw.shutdown().await;
     input.abort();
+    // Both halves of the monitor connection dropped: closed both ways.
+    drop(detached_mw);
+    drop(mr);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_key_specs() {
+        assert_eq!(detach_keys("ctrl-p,ctrl-q"), Some(vec![16, 17]));
+        assert_eq!(detach_keys("a,ctrl-x"), Some(vec![b'a', 24]));
+        assert_eq!(detach_keys("ctrl-[,ctrl-@"), Some(vec![27, 0]));
+        assert_eq!(detach_keys("ctrl-pp"), None);
+    }
 
     #[test]
     fn version_prefix() {

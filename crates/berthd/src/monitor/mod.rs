@@ -699,12 +699,18 @@ impl Monitor {
                 ..
             } => {
                 if n == 0 {
+                    // Closed both ways (the daemon's relay detached, or died): the client is
+                    // gone and the process's stdin stays open. Only a half-close (the client's
+                    // input ended) closes a StdinOnce process's stdin.
+                    if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                        return false;
+                    }
                     *input_closed = true;
                     if *stdin && self.cfg.stdin_once {
                         self.close_stdin();
                     }
                     // A client that only reads keeps its connection for the output.
-                    return !rev.contains(PollFlags::POLLERR);
+                    return true;
                 }
                 if *stdin {
                     let data = buf[..n].to_vec();
