@@ -26,6 +26,7 @@ APT_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun skopeo umoci 
 
 export BERTH_BIN
 export BERTH_PROBE := $(DBG)/berth-probe
+export BERTH_IMAGE_BIN := $(DBG)/berth-image
 export BERTH_TEST_ROOTFS := $(ROOTFS)
 
 .PHONY: all deps build build-release rootfs demo daemon test bench lint clean

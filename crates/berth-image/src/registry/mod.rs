@@ -4,6 +4,14 @@
 //! they come, retries, resumed blobs, size caps), `auth` (challenges and tokens) and
 //! `credentials` (docker's config and credential helpers, [`docker_credentials`]).
 //!
+//! Why our own HTTP client over `reqwest` and not the `oci-client` crate: oci-client takes its
+//! auth challenge from `GET /v2/` only and attaches cached tokens, with no way to answer a
+//! `401` that a repository endpoint sends (per-repository auth, which real registries use);
+//! it does not read docker's credential helpers and does not fetch foreign layers from their
+//! `urls`. Those are what `berth image pull` must do as docker and containerd do, so the
+//! distribution protocol (a handful of GETs) is ours, with its retries, redirects and size
+//! caps, and everything below HTTP (TLS, connection pooling) is reqwest's and rustls's.
+//!
 //! [`pull`] is an async function for the caller's tokio runtime (a daemon's);
 //! [`pull_blocking`] runs it for callers without one (the CLI). The runtime's workers only
 //! move bytes: each layer streams through a bounded channel to a blocking-pool thread that
