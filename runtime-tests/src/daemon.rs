@@ -109,11 +109,17 @@ pub struct TestDaemon {
     child: Option<Child>,
     /// Container ids seen (for the cgroup leak check).
     pub ids: std::cell::RefCell<BTreeSet<String>>,
+    extra: Vec<String>,
 }
 
 impl TestDaemon {
     /// Start berthd and wait until `/_ping` answers.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more berthd flags (`-H tcp://...`, `--group`, `--pidfile`).
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bd").tempdir_in("/tmp")?;
         let d = TestDaemon {
             sock: dir.path().join("d.sock"),
@@ -122,6 +128,7 @@ impl TestDaemon {
             dir,
             child: None,
             ids: Default::default(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         let mut d = d;
         d.spawn()?;
@@ -142,6 +149,7 @@ impl TestDaemon {
             .arg(&self.exec)
             .arg("--log-level")
             .arg("debug")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -1821,3 +1821,61 @@ fn daemon_tty_detach_keys() {
     d.ok(&["rm", "-f", "dt"]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_listeners_socket_group_and_roots() {
+    runtime_tests::require_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let pidfile = std::env::temp_dir().join(format!("berthd-test-{port}.pid"));
+    let d = TestDaemon::start_with(&[
+        "-H",
+        &tcp,
+        "--group",
+        "5",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ])
+    .unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o660, "socket mode");
+    assert_eq!(m.gid(), 5, "socket group");
+    assert_eq!(
+        std::fs::metadata(&d.data).unwrap().permissions().mode() & 0o777,
+        0o710,
+        "data root mode"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        d.pid().to_string()
+    );
+    // The same daemon over loopback TCP.
+    let o = std::process::Command::new(runtime_tests::daemon::docker_cli())
+        .args(["-H", &tcp, "version", "--format", "{{.Server.APIVersion}}"])
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert_eq!(o.stdout_str().trim(), "1.50", "{}", o.stderr_str());
+    drop(d);
+    let _ = std::fs::remove_file(&pidfile);
+    // TCP beyond loopback without TLS is refused at start.
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(runtime_tests::daemon::berthd_bin().unwrap())
+        .args(["-H", "tcp://0.0.0.0:0", "--data-root"])
+        .arg(dir.path().join("data"))
+        .arg("--exec-root")
+        .arg(dir.path().join("exec"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        o.stderr_str().contains("only loopback"),
+        "{}",
+        o.stderr_str()
+    );
+}

@@ -139,12 +139,13 @@ async fn run(args: Args) -> Result<()> {
         .map(|h| listen(h, group))
         .collect::<Result<_>>()?;
     std::fs::create_dir_all(&args.data_root)?;
-    std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o710))?;
     let paths = store::Paths {
         data_root: args.data_root.clone(),
         exec_root: args.exec_root.clone(),
     };
     let d = daemon::Daemon::new(paths).await?;
+    // As dockerd: 0710 (the image store makes its root 0700 when it opens it).
+    std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o710))?;
     if let Some(p) = &args.pidfile {
         util::atomic_write(p, format!("{}", std::process::id()).as_bytes())
             .with_context(|| format!("write {}", p.display()))?;
