@@ -57,6 +57,9 @@ fn daemon_live_restore_after_kill9() {
     d.wait_until("20 log lines", 20, || log_lines(&d, &logger) >= 20);
     let monitors = d.monitor_pids();
     assert_eq!(monitors.len(), 3, "one monitor per running container");
+    // An exec session that outlives the daemon: its monitor dir goes at a later start.
+    d.ok(&["exec", "-d", "sleeper", "sleep", "999"]);
+    d.wait_until("the detached exec", 20, || d.monitor_pids().len() == 4);
 
     d.kill9();
     // Without a daemon: the container keeps logging, and `short` exits when told to.
@@ -136,6 +139,11 @@ fn daemon_live_restore_after_kill9() {
         "137"
     );
     d.ok(&["rm", "-f", "logger", "sleeper", "short", "idle"]);
+    // The exec's monitor ended with its container; the next daemon start removes its dir.
+    d.wait_until("the exec's monitor to end", 20, || {
+        d.monitor_pids().is_empty()
+    });
+    d.restart();
     for pid in monitors {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists()

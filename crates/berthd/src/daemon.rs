@@ -187,7 +187,44 @@ impl Daemon {
                 let _ = self.start(&entry.id).await;
             }
         }
+        self.remove_stale_monitor_dirs();
         Ok(())
+    }
+
+    /// Monitor directories that no container owns (exec sessions of a previous daemon) are
+    /// removed once their monitor has exited.
+    fn remove_stale_monitor_dirs(&self) {
+        let owned: std::collections::HashSet<std::path::PathBuf> = self
+            .containers
+            .read()
+            .expect("containers lock")
+            .keys()
+            .map(|id| self.paths.monitor_dir(id))
+            .collect();
+        for e in std::fs::read_dir(self.paths.exec_root.join("m"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = e.path();
+            if owned.contains(&dir) {
+                continue;
+            }
+            let alive = std::fs::read_to_string(dir.join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                        && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+                            std::fs::read_link("/proc/self/exe")
+                                .is_ok_and(|me| exe.file_name() == me.file_name())
+                        })
+                });
+            if !alive {
+                tracing::debug!("removing the stale monitor dir {}", dir.display());
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
     }
 
     fn insert(&self, rec: Record) -> Arc<Entry> {
