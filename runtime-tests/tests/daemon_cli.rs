@@ -1879,3 +1879,56 @@ fn daemon_listeners_socket_group_and_roots() {
         o.stderr_str()
     );
 }
+
+#[test]
+fn daemon_attach_to_a_running_container() {
+    use std::io::BufRead;
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "at",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo got-$l; done; echo stdin-closed",
+    ]));
+    let mut att = d
+        .docker_cmd(&["attach", "at"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = att.stdin.take().unwrap();
+    let mut lines = std::io::BufReader::new(att.stdout.take().unwrap()).lines();
+    // Attach races the first write: repeat the line until it comes back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Some(Ok(l)) = lines.next() {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while !got.iter().any(|l: &String| l == "got-ping") {
+        assert!(Instant::now() < deadline, "no echo through attach: {got:?}");
+        input.write_all(b"ping\n").unwrap();
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            got.push(l);
+        }
+    }
+    // The attached client's end of input closes the container's stdin (StdinOnce is off for
+    // `run -d -i`: it stays open), and the container goes on.
+    drop(input);
+    let _ = att.kill();
+    let _ = att.wait();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "at"]), "true");
+    assert!(d.ok(&["logs", "at"]).lines().all(|l| l == "got-ping"));
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
