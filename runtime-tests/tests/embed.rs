@@ -87,6 +87,15 @@ fn containers_with_an_exec_each_run_from_a_multithreaded_tokio_host() {
     run_example(&["--exec"]);
 }
 
+/// Each container runs a short exec'd process whose handle the host drops without waiting:
+/// the library reaps it (in the background), so init can finish exiting and be deleted.
+/// Unreaped, it stayed a zombie in the container's pid namespace and init's exit hung for
+/// good (the example gives init 30 seconds).
+#[test]
+fn an_exec_whose_handle_is_dropped_does_not_keep_init_from_exiting() {
+    run_example(&["--exec-dropped"]);
+}
+
 /// A createContainer hook runs inside init during its setup: one that never ends keeps init
 /// from answering. With `BERTH_SETUP_TIMEOUT=1`, create gives up after a second, names the
 /// step it waited for, and kills and removes everything (the hook's process dies with init's

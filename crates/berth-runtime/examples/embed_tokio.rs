@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p berth-runtime --example embed_tokio -- \
-//!     --bundle DIR --containers N --concurrency C [--exec] [--root DIR]
+//!     --bundle DIR --containers N --concurrency C [--exec | --exec-dropped] [--root DIR]
 //! ```
 //!
 //! A multi-thread tokio runtime whose other worker threads (and two plain threads) allocate
@@ -12,7 +12,9 @@
 //! stdout are pipes: the program waits on stdin until the example lets it go, and its stdout
 //! is read and checked. With `--exec`, each container also runs an exec'd process while it
 //! lives (`echo exec-I; exit 3`, stdout checked too). Init and exec'd processes are awaited
-//! through their pidfds (`AsyncFd`), without a thread each.
+//! through their pidfds (`AsyncFd`), without a thread each. With `--exec-dropped`, each
+//! container runs `true` by exec and the handle is dropped unwaited: the library reaps it,
+//! and init must still exit within 30 seconds.
 //!
 //! It exits 0 only if all N containers ran and exited with their own status and output, and
 //! nothing is left: no container state, no cgroup, no mount, no child process, no extra open
@@ -38,6 +40,7 @@ struct Args {
     containers: usize,
     concurrency: usize,
     exec: bool,
+    exec_dropped: bool,
     root: PathBuf,
 }
 
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
     let mut containers = 10;
     let mut concurrency = 4;
     let mut exec = false;
+    let mut exec_dropped = false;
     let mut root = PathBuf::from(format!("/run/berth-embed-{}", std::process::id()));
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--root" => root = PathBuf::from(value("--root")?),
             "--exec" => exec = true,
+            "--exec-dropped" => exec_dropped = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -72,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
         containers,
         concurrency: concurrency.max(1),
         exec,
+        exec_dropped,
         root,
     })
 }
@@ -123,6 +129,8 @@ fn main() -> ExitCode {
         args.containers,
         if args.exec {
             " (each with an exec)"
+        } else if args.exec_dropped {
+            " (each with an exec whose handle was dropped)"
         } else {
             ""
         },
@@ -195,6 +203,7 @@ async fn run(args: &Args) -> Outcome {
             dir: base.dir().to_owned(),
             spec: base.spec().clone(),
             exec: args.exec,
+            exec_dropped: args.exec_dropped,
         };
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
@@ -244,6 +253,7 @@ struct Job {
     dir: PathBuf,
     spec: Spec,
     exec: bool,
+    exec_dropped: bool,
 }
 
 impl Job {
@@ -310,11 +320,16 @@ impl Job {
     ) -> Result<(), String> {
         let exec = if self.exec {
             self.exec_one(process).await
+        } else if self.exec_dropped {
+            self.exec_and_drop(process).await
         } else {
             Ok(())
         };
         drop(stdin_w); // `read x` returns: the program prints and exits
-        let status = wait_exit(init).await?;
+        // An exec'd process left unreaped would keep init from finishing its exit for good.
+        let status = tokio::time::timeout(Duration::from_secs(30), wait_exit(init))
+            .await
+            .map_err(|_| "init did not exit within 30s".to_owned())??;
         exec?;
         if status != ExitStatus::Exited(code) {
             return Err(format!("init {status}, expected exit status {code}"));
@@ -346,6 +361,22 @@ impl Job {
             return Err(format!("exec {status}, stdout {out:?}"));
         }
         Ok(())
+    }
+
+    /// Exec a short process and drop its handle without waiting: the library must reap it
+    /// (else it stays a zombie in the container's pid namespace and init never finishes
+    /// exiting).
+    async fn exec_and_drop(&self, process: &oci_spec::runtime::Process) -> Result<(), String> {
+        let mut process = process.clone();
+        process.set_args(Some(vec!["true".into()]));
+        let (id, root) = (self.id.clone(), self.root.clone());
+        tokio::task::spawn_blocking(move || {
+            Container::load(&root, &id)?.exec_process(process, &ExecOptions::default())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map(drop)
+        .map_err(|e| format!("exec: {e}"))
     }
 
     async fn delete(&self) -> Result<(), String> {
@@ -411,7 +442,14 @@ impl Snapshot {
     /// names one of our containers.
     fn leaks(&self, root: &Path, bundle: &Path, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let fds = count_dir("/proc/self/fd");
+        // The library's background reaper (of dropped exec handles, `--exec-dropped`) closes
+        // its wake pipe just after its last reap: give it a moment to end.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut fds = count_dir("/proc/self/fd");
+        while fds != self.fds && Instant::now() < deadline {
+            std::thread::yield_now();
+            fds = count_dir("/proc/self/fd");
+        }
         if fds != self.fds {
             out.push(format!("open fds: {fds} now, {} before", self.fds));
         }

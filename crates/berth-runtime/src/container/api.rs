@@ -53,8 +53,13 @@ impl Container {
         root: &Path,
         dir: &StateDir,
         state: ContainerState,
-        init: Option<ProcessHandle>,
+        mut init: Option<ProcessHandle>,
     ) -> Self {
+        // Init outlives this value (a later `load` can wait for it; the CLI waits by pid):
+        // dropping the value must not reap it in the background.
+        if let Some(h) = &mut init {
+            h.set_reap_on_drop(false);
+        }
         Container {
             root: root.to_owned(),
             state,
@@ -144,8 +149,14 @@ impl Container {
     }
 
     /// Take the init process's handle out (e.g. to wait for it after this value is gone).
+    /// Dropped unreaped, the handle reaps init in the background (see [`ProcessHandle`]);
+    /// left in the `Container`, init is not reaped when the value drops (the caller may
+    /// `load` the container again and wait, or reap init by pid).
     pub fn take_init_process(&mut self) -> Option<ProcessHandle> {
-        self.init.take()
+        self.init.take().map(|mut h| {
+            h.set_reap_on_drop(true);
+            h
+        })
     }
 
     /// Block until the init process exits: its exit status, for a container this process
@@ -216,20 +227,26 @@ impl Container {
 
     /// Start `process` inside the running container: it joins every namespace and the cgroup
     /// of the container and is set up like the container's own process (user, capabilities,
-    /// rlimits, no_new_privs, seccomp). Returns its host pid once it is about to exec; the
-    /// caller (a child of which it is) waits for it.
+    /// rlimits, no_new_privs, seccomp). Returns its host pid once it is about to exec.
+    ///
+    /// The caller (whose child it is) must reap it by pid (`waitpid(pid)`) or exit: nothing
+    /// reaps it in the background ([`ProcessHandle::into_pid`]), and an exec'd process left
+    /// a zombie keeps the container's init from finishing its exit, so `wait` and `delete`
+    /// hang. A program that will not wait for it should use
+    /// [`exec_process`](Self::exec_process) and may drop the handle: it is reaped then.
     ///
     /// It may be called from any thread (see [`crate::spawn`]); the binary must be protected
     /// from the container ([`crate::exe::protect`]): the new process runs runtime code inside
     /// the container before it execs. Exclusive lock while the process is set up.
     pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
-        self.exec_process(process, opts).map(|p| p.pid())
+        self.exec_process(process, opts).map(ProcessHandle::into_pid)
     }
 
     /// [`exec`](Self::exec), returning the process by pidfd: wait for its exit status with
     /// [`ProcessHandle::wait`] (blocking) or poll its fd (async, e.g. tokio's `AsyncFd`). The
     /// process is the caller's child; with the handle, nothing but this process is ever
-    /// waited for.
+    /// waited for. Dropping the handle before the process is reaped reaps it (at once, or in
+    /// the background once it exits), so it cannot keep the container from exiting.
     pub fn exec_process(
         &self,
         process: Process,
