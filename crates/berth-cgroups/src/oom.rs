@@ -146,9 +146,11 @@ impl OomWatcher {
         }
     }
 
-    /// Blocks until the next event or until `timeout` passes (`Ok(None)`).
+    /// Blocks until the next event or until `timeout` passes (`Ok(None)`). The fd is polled
+    /// at least once, so `Duration::ZERO` reads a pending event without blocking.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<OomEvent>, CgroupError> {
         let deadline = Instant::now() + timeout;
+        let mut polled = false;
         loop {
             if let Kind::V1 { removed: true, .. } = self.kind {
                 return Ok(Some(OomEvent::CgroupRemoved));
@@ -164,16 +166,22 @@ impl OomWatcher {
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() && polled {
                 return Ok(None);
             }
+            polled = true;
             // v2 wakes up at least every second to notice a removed cgroup.
             let slice = match self.kind {
                 Kind::V1 { .. } => left,
                 Kind::V2 { .. } => left.min(Duration::from_secs(1)),
             };
-            let ms = PollTimeout::try_from(slice.as_millis().max(1).min(i32::MAX as u128) as i32)
-                .unwrap_or(PollTimeout::MAX);
+            // Past the deadline: one poll that does not block.
+            let ms = if slice.is_zero() {
+                PollTimeout::ZERO
+            } else {
+                PollTimeout::try_from(slice.as_millis().clamp(1, i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX)
+            };
             let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, ms) {
                 Ok(0) => continue,
@@ -227,6 +235,13 @@ impl AsFd for OomWatcher {
     }
 }
 
+impl AsRawFd for OomWatcher {
+    /// The same fd as [`AsFd`]'s (what tokio's `AsyncFd` wants).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +271,39 @@ mod tests {
         assert_eq!(w.wait_timeout(Duration::from_millis(50)).unwrap(), None);
         std::fs::remove_file(d.path().join("memory.events")).unwrap();
         assert_eq!(w.wait().unwrap(), OomEvent::CgroupRemoved);
+    }
+
+    /// A v1 watcher over `efd`, in a fake cgroup directory (kept alive by the returned dir).
+    fn v1_over(efd: EventFd) -> (tempfile::TempDir, OomWatcher) {
+        let d = fake_dir(&[("cgroup.event_control", ""), ("memory.oom_control", "")]);
+        let w = OomWatcher {
+            dir: d.path().to_path_buf(),
+            kind: Kind::V1 {
+                efd,
+                _oom_control: File::open(d.path().join("memory.oom_control")).unwrap(),
+                removed: false,
+            },
+        };
+        (d, w)
+    }
+
+    #[test]
+    fn a_zero_timeout_reads_a_pending_v1_event() {
+        let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC).unwrap();
+        efd.write(1).unwrap();
+        let (_d, mut w) = v1_over(efd);
+        assert_eq!(w.wait_timeout(Duration::ZERO).unwrap(), Some(OomEvent::Oom));
+        // Read: nothing is pending now, and a zero timeout does not block.
+        assert_eq!(w.wait_timeout(Duration::ZERO).unwrap(), None);
+    }
+
+    #[test]
+    fn a_zero_timeout_reads_a_pending_v2_event() {
+        let d = fake_dir(&[("memory.events", "oom 0\n")]);
+        let mut w = OomWatcher::v2(d.path()).unwrap();
+        assert_eq!(w.wait_timeout(Duration::ZERO).unwrap(), None);
+        std::fs::write(d.path().join("memory.events"), "oom 1\n").unwrap();
+        assert_eq!(w.wait_timeout(Duration::ZERO).unwrap(), Some(OomEvent::Oom));
     }
 
     #[test]

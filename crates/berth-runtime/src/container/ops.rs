@@ -98,6 +98,8 @@ pub struct OomEvents {
 impl OomEvents {
     /// The next OOM event within `limit`: `Ok(Some(()))` for an OOM, `Ok(None)` if none came
     /// (or the cgroup is gone: then [`is_done`](Self::is_done)).
+    /// `Duration::ZERO` reads a pending event without blocking (after the fd polled
+    /// readable, e.g. under tokio's `AsyncFd`).
     pub fn next_within(&mut self, limit: Duration) -> Result<Option<()>, ContainerError> {
         if self.done {
             return Ok(None);
@@ -147,9 +149,25 @@ impl AsFd for OomEvents {
     }
 }
 
+impl std::os::fd::AsRawFd for OomEvents {
+    /// The fd of [`AsFd`] (what tokio's `AsyncFd` wants): readable when an event is pending;
+    /// then read it with [`OomEvents::next_within`]`(Duration::ZERO)`.
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.as_fd())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_events_can_be_wrapped_by_an_async_fd() {
+        // tokio's `AsyncFd<T>` wants `T: AsRawFd`, as `ProcessHandle` has.
+        fn pollable<T: AsFd + std::os::fd::AsRawFd>() {}
+        pollable::<OomEvents>();
+        pollable::<crate::handle::ProcessHandle>();
+    }
 
     #[test]
     fn update_merges_field_by_field() {
