@@ -1,0 +1,238 @@
+//! Creating a container: the record, its rootfs (overlayfs over the image's layers), its
+//! volumes, /etc files and config.json.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody};
+
+use super::{log_rotation, merge_env, valid_name, Daemon, ADJ, NOUN};
+use crate::error::Error;
+use crate::store::{self, Record, State};
+use crate::util;
+
+impl Daemon {
+    /// Create a container (docker's `POST /containers/create`).
+    pub async fn create(
+        self: &Arc<Self>,
+        name: Option<String>,
+        body: ContainerCreateBody,
+    ) -> Result<String, Error> {
+        let image_name = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Error::BadParameter("config.Image is required".into()))?;
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(&n).to_owned();
+                if !valid_name(&n) {
+                    return Err(Error::BadParameter(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n
+            }
+            None => {
+                let r = util::random_id();
+                let a = usize::from_str_radix(&r[..4], 16).unwrap_or(0);
+                let b = usize::from_str_radix(&r[4..8], 16).unwrap_or(0);
+                format!("{}_{}", ADJ[a % ADJ.len()], NOUN[b % NOUN.len()]) + &format!("{}", a % 100)
+            }
+        };
+        let me = self.clone();
+        let lookup = image_name.clone();
+        let found = tokio::task::spawn_blocking(move || me.images.lookup(&lookup))
+            .await
+            .map_err(|e| Error::internal("look up the image", e))??;
+        let img_cfg = found.image.config.config().clone().unwrap_or_default();
+        let mut config: ContainerConfig = serde_json::from_value(
+            serde_json::to_value(&body).map_err(|e| Error::internal("convert the config", e))?,
+        )
+        .map_err(|e| Error::BadParameter(format!("invalid config: {e}")))?;
+        let host_config = body.host_config.clone().unwrap_or_default();
+        config.env = Some(merge_env(
+            img_cfg.env().as_deref().unwrap_or_default(),
+            body.env.as_deref().unwrap_or_default(),
+        ));
+        let entrypoint = match &body.entrypoint {
+            Some(e) => e.clone(),
+            None => img_cfg.entrypoint().clone().unwrap_or_default(),
+        };
+        let cmd = match (&body.cmd, &body.entrypoint) {
+            (Some(c), _) => c.clone(),
+            (None, None) => img_cfg.cmd().clone().unwrap_or_default(),
+            (None, Some(_)) => Vec::new(),
+        };
+        config.entrypoint = (!entrypoint.is_empty()).then(|| entrypoint.clone());
+        config.cmd = Some(cmd.clone());
+        if config.working_dir.as_deref().unwrap_or("").is_empty() {
+            config.working_dir = img_cfg.working_dir().clone();
+        }
+        if config.user.as_deref().unwrap_or("").is_empty() {
+            config.user = img_cfg.user().clone();
+        }
+        let mut labels: HashMap<String, String> = img_cfg
+            .labels()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        labels.extend(body.labels.clone().unwrap_or_default());
+        config.labels = Some(labels);
+        if config.stop_signal.is_none() {
+            config.stop_signal = img_cfg.stop_signal().clone();
+        }
+        config.image = Some(image_name);
+        let mut argv = entrypoint;
+        argv.extend(cmd);
+        if argv.is_empty() {
+            return Err(Error::BadParameter("no command specified".into()));
+        }
+        let log_rotation = log_rotation(&host_config)?;
+        let mut host_config = host_config;
+        let lc = host_config.log_config.get_or_insert_with(Default::default);
+        if lc.typ.as_deref().unwrap_or("").is_empty() {
+            lc.typ = Some("json-file".into());
+        }
+        if host_config.network_mode.as_deref().unwrap_or("").is_empty() {
+            host_config.network_mode = Some("default".into());
+        }
+        let id = util::random_id();
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: util::now(),
+            image: found.id(),
+            manifest: found.image.manifest_digest.to_string(),
+            config,
+            host_config,
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            state: State {
+                status: "created".into(),
+                started_at: util::ZERO_TIME.into(),
+                finished_at: util::ZERO_TIME.into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            log_rotation,
+            anonymous: Vec::new(),
+        };
+        crate::spec::validate(&rec)?;
+        // The image's VOLUMEs and `-v /path` (Config.Volumes) not covered by a mount get an
+        // anonymous volume each.
+        let mut rec = rec;
+        let covered: Vec<String> = crate::spec::mounts_of(&rec.host_config)?
+            .iter()
+            .map(|m| m.destination().trim_end_matches('/').to_owned())
+            .collect();
+        let mut wanted: Vec<String> = img_cfg.volumes().clone().unwrap_or_default();
+        wanted.extend(body.volumes.clone().unwrap_or_default());
+        for path in wanted {
+            let p = path.trim_end_matches('/').to_owned();
+            if p.starts_with('/')
+                && !covered.contains(&p)
+                && !rec.anonymous.iter().any(|b| b.ends_with(&format!(":{p}")))
+            {
+                rec.anonymous.push(format!("{}:{p}", util::random_id()));
+            }
+        }
+        for m in crate::spec::all_mounts(&rec)? {
+            if let crate::spec::MountSpec::Volume { name, .. } = m {
+                if self.volumes.get(&name).is_err() {
+                    self.volumes
+                        .create(Some(&name), HashMap::new(), HashMap::new())?;
+                    self.volume_event(&name, "create");
+                }
+            }
+        }
+        {
+            // Reserve the name under the lock; the entry is visible from here on.
+            let map = self.containers.read().expect("containers lock");
+            if let Some(other) = map.values().find(|e| e.record().name == name) {
+                return Err(Error::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+        }
+        let me = self.clone();
+        let r2 = rec.clone();
+        let image = found.image.clone();
+        tokio::task::spawn_blocking(move || me.prepare(&r2, &image))
+            .await
+            .map_err(|e| Error::internal("prepare the container", e))??;
+        if let Err(e) = store::save(&self.paths, &rec) {
+            self.teardown(&id);
+            return Err(Error::internal("save the container record", e));
+        }
+        self.insert(rec);
+        tracing::info!(%id, %name, "container created");
+        self.event(&id, "create", &[]);
+        Ok(id)
+    }
+
+    /// The rootfs (overlay over the image's layers), /etc files and config.json.
+    fn prepare(&self, rec: &Record, img: &berth_image::Image) -> Result<(), Error> {
+        let id = &rec.id;
+        let bundle = self.paths.bundle(id);
+        let rootfs = bundle.join("rootfs");
+        let res = (|| {
+            std::fs::create_dir_all(&rootfs)
+                .map_err(|e| Error::internal("create the rootfs dir", e))?;
+            self.images
+                .store()
+                .mount_overlay(img, &rootfs, &self.paths.overlay(id), &|_| {})
+                .map_err(|e| Error::internal("mount the rootfs", e))?;
+            // A new (empty) volume starts with what the image has at its path (docker's
+            // copy-up), read inside the rootfs and written with the layer applier.
+            for m in crate::spec::all_mounts(rec)? {
+                if let crate::spec::MountSpec::Volume { name, dst, .. } = m {
+                    let data = self.volumes.data_path(&name);
+                    let empty = std::fs::read_dir(&data)
+                        .map(|mut d| d.next().is_none())
+                        .unwrap_or(false);
+                    if !empty
+                        || crate::archive::stat(&rootfs, &dst)
+                            .map(|s| s.mode & (1 << 31) == 0)
+                            .unwrap_or(true)
+                    {
+                        continue;
+                    }
+                    let mut tar = Vec::new();
+                    crate::archive::export_as(&rootfs, &dst, std::ffi::OsStr::new("."), &mut tar)?;
+                    crate::archive::import(&data, "/", std::io::Cursor::new(tar))?;
+                }
+            }
+            let dir = self.paths.container_dir(id);
+            let files = crate::spec::EtcFiles {
+                hosts: &dir.join("hosts"),
+                hostname: &dir.join("hostname"),
+                resolv: &dir.join("resolv.conf"),
+            };
+            crate::spec::write_etc_files(rec, &files)
+                .map_err(|e| Error::internal("write /etc files", e))?;
+            let spec = crate::spec::build(rec, img, &rootfs, &files, &self.volumes)?;
+            util::atomic_write(
+                &bundle.join("config.json"),
+                &serde_json::to_vec_pretty(&spec).expect("json"),
+            )
+            .map_err(|e| Error::internal("write config.json", e))
+        })();
+        if res.is_err() {
+            self.teardown(id);
+        }
+        res
+    }
+
+    /// Unmount and remove everything of container `id` on disk.
+    fn teardown(&self, id: &str) {
+        let rootfs = self.paths.bundle(id).join("rootfs");
+        if let Err(e) = berth_image::unpack::unmount_overlay(&rootfs, &self.paths.overlay(id)) {
+            tracing::warn!(%id, "unmount the rootfs: {}", crate::images::chain(&e));
+        }
+        let _ = std::fs::remove_dir_all(self.paths.container_dir(id));
+        let _ = std::fs::remove_dir_all(self.paths.monitor_dir(id));
+    }
+}

@@ -1,0 +1,201 @@
+//! Exec sessions: each runs under a monitor of its own (the container's process model), its
+//! record kept in memory while its container exists.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{oneshot, watch};
+
+use super::{console_size, merge_env, Daemon, ExecEntry};
+use crate::error::Error;
+use crate::monitor::{self, Request};
+use crate::supervisor;
+use crate::util;
+
+impl Daemon {
+    /// Create an exec instance.
+    pub async fn exec_create(
+        &self,
+        name: &str,
+        cfg: bollard_stubs::models::ExecConfig,
+    ) -> Result<String, Error> {
+        let entry = self.get(name)?;
+        let rec = entry.record();
+        if !rec.state.running {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let cmd = cfg.cmd.clone().unwrap_or_default();
+        if cmd.is_empty() {
+            return Err(Error::BadParameter("No exec command specified".into()));
+        }
+        let bundle = self.paths.bundle(&rec.id);
+        let spec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(bundle.join("config.json"))
+                .map_err(|e| Error::internal("read config.json", e))?,
+        )
+        .map_err(|e| Error::internal("parse config.json", e))?;
+        let mut p = spec["process"].clone();
+        p["args"] = serde_json::json!(cmd);
+        p["terminal"] = serde_json::json!(cfg.tty.unwrap_or(false));
+        let env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
+        p["env"] = serde_json::json!(merge_env(&env, cfg.env.as_deref().unwrap_or_default()));
+        if let Some(w) = cfg.working_dir.clone().filter(|w| !w.is_empty()) {
+            p["cwd"] = serde_json::json!(w);
+        }
+        if let Some(u) = cfg.user.clone().filter(|u| !u.is_empty()) {
+            let user = berth_image::bundle::resolve_user(&bundle.join("rootfs"), &u)
+                .map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
+            p["user"] = serde_json::json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
+        }
+        let process: oci_spec::runtime::Process =
+            serde_json::from_value(p).map_err(|e| Error::internal("exec process", e))?;
+        let id = util::random_id();
+        let e = Arc::new(ExecEntry {
+            id: id.clone(),
+            container: rec.id.clone(),
+            config: cfg,
+            process,
+            state: Mutex::new((false, 0, None)),
+            done: watch::channel(false).0,
+        });
+        self.execs.lock().expect("execs lock").insert(id.clone(), e);
+        Ok(id)
+    }
+
+    /// An exec instance.
+    pub fn exec_get(&self, id: &str) -> Result<Arc<ExecEntry>, Error> {
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchExec(id.to_owned()))
+    }
+
+    /// Start an exec; with `attach`, the monitor connection for its stdio is returned.
+    pub async fn exec_start(
+        self: &Arc<Self>,
+        id: &str,
+        attach: Option<Request>,
+        size: Option<&[usize]>,
+        gate: Option<oneshot::Receiver<()>>,
+    ) -> Result<Option<tokio::io::BufReader<tokio::net::UnixStream>>, Error> {
+        let ex = self.exec_get(id)?;
+        {
+            let mut st = ex.state.lock().expect("exec lock");
+            if st.0 || st.2.is_some() {
+                return Err(Error::Conflict(format!(
+                    "exec {id} has already been started"
+                )));
+            }
+            st.0 = true;
+        }
+        let mdir = self.paths.monitor_dir(&ex.id);
+        let cfg = monitor::Config {
+            id: ex.container.clone(),
+            runtime_root: self.paths.runtime_root(),
+            bundle: self.paths.bundle(&ex.container),
+            exec: Some(ex.process.clone()),
+            tty: ex.config.tty.unwrap_or(false),
+            open_stdin: ex.config.attach_stdin.unwrap_or(false),
+            stdin_once: true,
+            log: None,
+            exit_file: mdir.join("exit.json"),
+            socket: mdir.join("s"),
+            console_socket: mdir.join("c"),
+            console_size: console_size(size.or(ex.config.console_size.as_deref())),
+        };
+        if let Err(e) = self.spawner.spawn(&mdir, &cfg).await {
+            *ex.state.lock().expect("exec lock") = (false, 0, None);
+            return Err(e);
+        }
+        let conn = match attach {
+            Some(req) => Some(
+                supervisor::call(&cfg.socket, &req)
+                    .await
+                    .map_err(|e| Error::internal("attach to the exec", e))?
+                    .1,
+            ),
+            None => None,
+        };
+        match gate {
+            // Attached: the process starts once the client has the 101 (docker-py before 6
+            // reads the output from the raw socket after parsing the response, and loses what
+            // arrived with it).
+            Some(gate) => {
+                let ex = ex.clone();
+                tokio::spawn(async move {
+                    if gate.await.is_ok() {
+                        let _ = Self::exec_begin(&ex, &cfg, &mdir).await;
+                    } else {
+                        Self::exec_abandon(&ex, &mdir);
+                    }
+                });
+            }
+            None => Self::exec_begin(&ex, &cfg, &mdir).await?,
+        }
+        Ok(conn)
+    }
+
+    fn exec_abandon(ex: &ExecEntry, mdir: &std::path::Path) {
+        // The monitor waits for a start that will not come: its socket closes with it.
+        if let Ok(pid) = std::fs::read_to_string(mdir.join("pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(mdir);
+        *ex.state.lock().expect("exec lock") = (false, 0, Some(126));
+        ex.done.send_replace(true);
+    }
+
+    async fn exec_begin(
+        ex: &Arc<ExecEntry>,
+        cfg: &monitor::Config,
+        mdir: &std::path::Path,
+    ) -> Result<(), Error> {
+        let wait_conn = match supervisor::call(&cfg.socket, &Request::Wait).await {
+            Ok((_, c)) => c,
+            Err(e) => {
+                Self::exec_abandon(ex, mdir);
+                return Err(Error::internal("wait on the exec", e));
+            }
+        };
+        let reply = match supervisor::call(&cfg.socket, &Request::Start).await {
+            Ok((r, _)) if r.ok => r,
+            Ok((r, _)) => {
+                Self::exec_abandon(ex, mdir);
+                return Err(Error::internal(
+                    "start the exec",
+                    std::io::Error::other(r.error.unwrap_or_default()),
+                ));
+            }
+            Err(e) => {
+                Self::exec_abandon(ex, mdir);
+                return Err(Error::internal("start the exec", e));
+            }
+        };
+        *ex.state.lock().expect("exec lock") = (true, reply.pid.unwrap_or(0), None);
+        let ex2 = ex.clone();
+        let mdir = mdir.to_owned();
+        tokio::spawn(async move {
+            let exit = supervisor::wait_exit(wait_conn).await;
+            let exit = exit.or_else(|| supervisor::read_exit(&mdir.join("exit.json")));
+            *ex2.state.lock().expect("exec lock") =
+                (false, 0, Some(exit.map_or(126, |e| e.exit_code as i64)));
+            ex2.done.send_replace(true);
+            let _ = std::fs::remove_dir_all(&mdir);
+        });
+        Ok(())
+    }
+
+    /// Forget a finished exec instance (the healthcheck's, which nobody inspects).
+    pub fn exec_forget(&self, id: &str) {
+        self.execs.lock().expect("execs lock").remove(id);
+    }
+}

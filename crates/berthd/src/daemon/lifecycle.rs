@@ -1,0 +1,380 @@
+//! A container's lifecycle through its monitor: start (attaches first), exits, restart
+//! policies and AutoRemove, signals, stop, removal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{console_size, should_restart, signal_number, Daemon, Entry, PendingAttach};
+use crate::error::Error;
+use crate::monitor::{self, Request};
+use crate::supervisor;
+use crate::util;
+
+impl Daemon {
+    /// Start a container (`POST /containers/{id}/start`).
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+        let entry = self.get(name)?;
+        let _op = entry.op.lock().await;
+        self.start_locked(&entry).await
+    }
+
+    async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<(), Error> {
+        match self.start_inner(entry).await {
+            Err(Error::NotModified(m)) => Err(Error::NotModified(m)),
+            Err(e) => {
+                self.start_failed(entry, &e.to_string());
+                Err(e)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn start_inner(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<(), Error> {
+        let rec = entry.record();
+        if rec.state.running {
+            return Err(Error::NotModified("started"));
+        }
+        let id = rec.id.clone();
+        // Namespaces of other containers (container:NAME modes), as they are now.
+        let joins = crate::spec::joins(&rec.host_config);
+        if !joins.is_empty() {
+            let mut pids = Vec::new();
+            for (ns, name) in &joins {
+                let other = self.get(name)?.record();
+                if !other.state.running {
+                    return Err(Error::Conflict(format!(
+                        "cannot join the {ns} namespace of container {name}: it is not running"
+                    )));
+                }
+                pids.push((*ns, other.state.pid));
+            }
+            let cfg_path = self.paths.bundle(&id).join("config.json");
+            let mut spec: serde_json::Value = std::fs::read(&cfg_path)
+                .ok()
+                .and_then(|d| serde_json::from_slice(&d).ok())
+                .ok_or_else(|| Error::Internal {
+                    what: "read config.json".into(),
+                    cause: cfg_path.display().to_string(),
+                })?;
+            crate::spec::set_joins(&mut spec, &pids);
+            util::atomic_write(&cfg_path, &serde_json::to_vec_pretty(&spec).expect("json"))
+                .map_err(|e| Error::internal("write config.json", e))?;
+        }
+        let _ = std::fs::remove_file(self.paths.exit_file(&id));
+        let mdir = self.paths.monitor_dir(&id);
+        let _ = std::fs::remove_dir_all(&mdir);
+        let cfg = monitor::Config {
+            id: id.clone(),
+            runtime_root: self.paths.runtime_root(),
+            bundle: self.paths.bundle(&id),
+            exec: None,
+            tty: rec.config.tty.unwrap_or(false),
+            open_stdin: rec.config.open_stdin.unwrap_or(false),
+            stdin_once: rec.config.stdin_once.unwrap_or(false),
+            log: Some((self.paths.log(&id), rec.log_rotation)),
+            exit_file: self.paths.exit_file(&id),
+            socket: self.paths.monitor_socket(&id),
+            console_socket: mdir.join("c"),
+            console_size: console_size(rec.host_config.console_size.as_deref()),
+        };
+        if let Err(e) = self.spawner.spawn(&mdir, &cfg).await {
+            let _ = std::fs::remove_dir_all(&mdir);
+            let msg = e.to_string();
+            return Err(Error::BadParameter(format!(
+                "failed to create task for container: {msg}"
+            )));
+        }
+        // Attaches registered before the start get their streams first.
+        let pending: Vec<PendingAttach> =
+            std::mem::take(&mut *entry.pending.lock().expect("pending lock"));
+        for p in pending {
+            if let Ok((r, conn)) = supervisor::call(&cfg.socket, &p.req).await {
+                if r.ok {
+                    let _ = p.tx.send(conn);
+                }
+            }
+        }
+        let wait_conn = supervisor::call(&cfg.socket, &Request::Wait)
+            .await
+            .map_err(|e| Error::internal("wait on the monitor", e))?
+            .1;
+        let reply = match supervisor::call(&cfg.socket, &Request::Start).await {
+            Ok((r, _)) => r,
+            Err(e) => return Err(Error::internal("start through the monitor", e)),
+        };
+        if !reply.ok {
+            let msg = reply.error.unwrap_or_default();
+            return Err(Error::BadParameter(format!(
+                "failed to start container {id}: {msg}"
+            )));
+        }
+        self.save(entry, |r| {
+            r.state.status = "running".into();
+            r.state.running = true;
+            r.state.pid = reply.pid.unwrap_or(0);
+            r.state.started_at = reply.started_at.clone().unwrap_or_else(util::now);
+            r.state.error.clear();
+            r.state.oom_killed = false;
+            r.state.stopped_by_user = false;
+        })?;
+        entry.watch.send_modify(|s| s.running = true);
+        self.event(&entry.id, "start", &[]);
+        crate::health::spawn(self.clone(), entry.clone());
+        self.watch_exit(entry.clone(), wait_conn);
+        Ok(())
+    }
+
+    /// A start that failed: docker's exit code for the cause (127 not found, 126 not
+    /// executable, 128 otherwise), waiters told, and an AutoRemove container removed.
+    fn start_failed(self: &Arc<Self>, entry: &Arc<Entry>, msg: &str) {
+        let code = if msg.contains("no such file or directory") || msg.contains("not found") {
+            127
+        } else if msg.contains("permission denied") || msg.contains("Permission denied") {
+            126
+        } else {
+            128
+        };
+        let rec = self.save(entry, |r| {
+            r.state.error = msg.to_owned();
+            r.state.exit_code = code;
+        });
+        entry.watch.send_modify(|s| {
+            s.exits += 1;
+            s.exit_code = code as i64;
+        });
+        if rec.is_ok_and(|r| r.host_config.auto_remove.unwrap_or(false)) {
+            let me = self.clone();
+            let id = entry.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.remove_with(&id, true, true).await {
+                    tracing::warn!(%id, "auto-remove after a failed start: {e}");
+                }
+            });
+        }
+    }
+
+    pub(super) fn watch_exit(
+        self: &Arc<Self>,
+        entry: Arc<Entry>,
+        conn: tokio::io::BufReader<tokio::net::UnixStream>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let exit = supervisor::wait_exit(conn).await;
+            me.finalize(entry, exit).await;
+        });
+    }
+
+    /// Record the end of a run, then apply AutoRemove or the restart policy.
+    pub(super) async fn finalize(self: &Arc<Self>, entry: Arc<Entry>, exit: Option<monitor::Exit>) {
+        let id = entry.id.clone();
+        let exit = exit.or_else(|| supervisor::read_exit(&self.paths.exit_file(&id)));
+        let exit = exit.unwrap_or_else(|| monitor::Exit {
+            exit_code: 255,
+            finished_at: util::now(),
+            oom_killed: false,
+        });
+        let rec = match self.save(&entry, |r| {
+            r.state.status = "exited".into();
+            r.state.running = false;
+            r.state.pid = 0;
+            r.state.exit_code = exit.exit_code;
+            r.state.finished_at = exit.finished_at.clone();
+            r.state.oom_killed = exit.oom_killed;
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%id, "{e}");
+                entry.record()
+            }
+        };
+        let _ = std::fs::remove_dir_all(self.paths.monitor_dir(&id));
+        if exit.oom_killed {
+            self.event(&id, "oom", &[]);
+        }
+        self.event(&id, "die", &[("exitCode", exit.exit_code.to_string())]);
+        entry.watch.send_modify(|s| {
+            s.running = false;
+            s.exits += 1;
+            s.exit_code = exit.exit_code as i64;
+        });
+        if rec.host_config.auto_remove.unwrap_or(false) {
+            if let Err(e) = self.remove_with(&id, true, true).await {
+                tracing::warn!(%id, "auto-remove: {e}");
+            }
+            return;
+        }
+        if should_restart(&rec) {
+            let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 8));
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = entry.op.lock().await;
+                let rec = entry.record();
+                if rec.state.running || entry.watch.borrow().removed || !should_restart(&rec) {
+                    return;
+                }
+                let _ = me.save(&entry, |r| r.restart_count += 1);
+                if let Err(e) = me.start_locked(&entry).await {
+                    tracing::warn!(id = %entry.id, "restart: {e}");
+                }
+            });
+        }
+    }
+
+    /// Send `signal` (a name or number) to the container's init.
+    pub async fn kill(&self, name: &str, signal: Option<&str>) -> Result<(), Error> {
+        let entry = self.get(name)?;
+        let sig = signal_number(signal.unwrap_or("SIGKILL"))?;
+        if !entry.record().state.running {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                entry.id
+            )));
+        }
+        let _ = self.save(&entry, |r| r.state.stopped_by_user = true);
+        self.signal(&entry.id, sig, false).await
+    }
+
+    async fn signal(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
+        let root = self.paths.runtime_root();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            match berth_runtime::Container::load_shared(&root, &id).and_then(|c| c.kill(sig, all)) {
+                Ok(()) => Ok(()),
+                Err(berth_runtime::ContainerError::NotFound { .. })
+                | Err(berth_runtime::ContainerError::NotRunning { .. }) => Ok(()),
+                Err(e) => Err(Error::internal(format!("kill {id}"), e)),
+            }
+        })
+        .await
+        .map_err(|e| Error::internal("kill", e))?
+    }
+
+    /// Wait until the container is not running (or `deadline` passes); true if it stopped.
+    async fn wait_stopped(&self, entry: &Entry, deadline: Duration) -> bool {
+        let mut rx = entry.watch.subscribe();
+        let res = tokio::time::timeout(deadline, rx.wait_for(|s| !s.running)).await;
+        res.is_ok()
+    }
+
+    /// Stop: the stop signal, then SIGKILL after `timeout` seconds (docker's `stop -t`).
+    pub async fn stop(
+        &self,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), Error> {
+        let entry = self.get(name)?;
+        let _op = entry.op.lock().await;
+        self.stop_locked(&entry, timeout, signal).await
+    }
+
+    async fn stop_locked(
+        &self,
+        entry: &Entry,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), Error> {
+        let rec = entry.record();
+        if !rec.state.running {
+            return Err(Error::NotModified("stopped"));
+        }
+        let _ = self.save(entry, |r| r.state.stopped_by_user = true);
+        let sig = signal_number(
+            signal
+                .or(rec.config.stop_signal.as_deref())
+                .unwrap_or("SIGTERM"),
+        )?;
+        let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        self.signal(&entry.id, sig, false).await?;
+        if t < 0 {
+            entry.watch.subscribe().wait_for(|s| !s.running).await.ok();
+            return Ok(());
+        }
+        if !self
+            .wait_stopped(entry, Duration::from_secs(t as u64))
+            .await
+        {
+            self.signal(&entry.id, libc::SIGKILL, true).await?;
+            self.wait_stopped(entry, Duration::from_secs(30)).await;
+        }
+        Ok(())
+    }
+
+    /// Restart: stop (if running) then start.
+    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), Error> {
+        let entry = self.get(name)?;
+        let _op = entry.op.lock().await;
+        match self.stop_locked(&entry, timeout, None).await {
+            Ok(()) | Err(Error::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.start_locked(&entry).await
+    }
+
+    /// Remove a container (`DELETE /containers/{id}`); `force` kills a running one.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), Error> {
+        self.remove_with(name, force, false).await
+    }
+
+    /// [`remove`](Self::remove); with `volumes` (`rm -v`) its anonymous volumes go too.
+    pub async fn remove_with(&self, name: &str, force: bool, volumes: bool) -> Result<(), Error> {
+        let entry = self.get(name)?;
+        let _op = entry.op.lock().await;
+        if entry.record().state.running {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    entry.record().name
+                )));
+            }
+            let _ = self.save(&entry, |r| r.state.stopped_by_user = true);
+            self.signal(&entry.id, libc::SIGKILL, true).await?;
+            if !self.wait_stopped(&entry, Duration::from_secs(30)).await {
+                return Err(Error::Conflict(format!(
+                    "container {} did not stop",
+                    entry.id
+                )));
+            }
+        }
+        self.containers
+            .write()
+            .expect("containers lock")
+            .remove(&entry.id);
+        entry.pending.lock().expect("pending lock").clear();
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .retain(|_, x| x.container != entry.id);
+        let id = entry.id.clone();
+        let paths = self.paths.clone();
+        let root = self.paths.runtime_root();
+        tokio::task::spawn_blocking(move || {
+            // A runtime state left by a monitor that died.
+            if let Ok(c) = berth_runtime::Container::load(&root, &id) {
+                let _ = c.delete(true);
+            }
+            let rootfs = paths.bundle(&id).join("rootfs");
+            if let Err(e) = berth_image::unpack::unmount_overlay(&rootfs, &paths.overlay(&id)) {
+                tracing::warn!(%id, "unmount the rootfs: {}", crate::images::chain(&e));
+            }
+            let _ = std::fs::remove_dir_all(paths.container_dir(&id));
+            let _ = std::fs::remove_dir_all(paths.monitor_dir(&id));
+        })
+        .await
+        .map_err(|e| Error::internal("remove", e))?;
+        if volumes {
+            for b in &entry.record().anonymous {
+                if let Some((vol, _)) = b.split_once(':') {
+                    if let Err(e) = self.volume_remove(vol, false) {
+                        tracing::warn!(id = %entry.id, "remove anonymous volume {vol}: {e}");
+                    }
+                }
+            }
+        }
+        self.event_of(&entry.id, Some(&entry.record()), "destroy", &[]);
+        entry.watch.send_modify(|s| s.removed = true);
+        Ok(())
+    }
+}
