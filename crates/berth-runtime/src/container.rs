@@ -173,7 +173,18 @@ impl ContainerBuilder {
 
     /// [`create`](Self::create) from a bundle the caller has already loaded (to look at its
     /// configuration first); the builder's bundle path is not read again.
+    ///
+    /// For a bundle made in memory ([`Bundle::from_spec`]), validation errors are
+    /// [`SpecError::InvalidInMemory`] ("spec: FIELD: ..."), not about a `config.json`.
     pub fn create_from(self, bundle: Bundle) -> Result<Container, ContainerError> {
+        let in_memory = bundle.is_in_memory();
+        self.create_checked(bundle).map_err(|e| match e {
+            ContainerError::Spec(e) if in_memory => ContainerError::Spec(e.in_memory()),
+            e => e,
+        })
+    }
+
+    fn create_checked(self, bundle: Bundle) -> Result<Container, ContainerError> {
         let _span = tracing::info_span!("create", id = %self.id).entered();
         self.check_id()?;
         crate::validate::check(bundle.raw(), bundle.dir())?;

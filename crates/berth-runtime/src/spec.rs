@@ -50,9 +50,18 @@ pub enum SpecError {
         /// The version found.
         version: String,
     },
-    /// A semantic rule of the runtime spec is broken.
+    /// A semantic rule of the runtime spec is broken in a bundle's `config.json`.
     #[error("config.json: {field}: {why}")]
     Invalid {
+        /// JSON path of the offending field.
+        field: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// [`Invalid`](Self::Invalid), in a configuration built in memory
+    /// ([`Bundle::from_spec`]): there is no `config.json` to name.
+    #[error("spec: {field}: {why}")]
+    InvalidInMemory {
         /// JSON path of the offending field.
         field: String,
         /// What is wrong.
@@ -76,6 +85,15 @@ impl SpecError {
             why: why.into(),
         }
     }
+
+    /// The same error about a configuration built in memory: [`Invalid`](Self::Invalid)
+    /// becomes [`InvalidInMemory`](Self::InvalidInMemory); anything else is kept.
+    pub(crate) fn in_memory(self) -> Self {
+        match self {
+            SpecError::Invalid { field, why } => SpecError::InvalidInMemory { field, why },
+            other => other,
+        }
+    }
 }
 
 /// A loaded bundle: its absolute directory, its configuration and its rootfs path.
@@ -90,6 +108,8 @@ pub struct Bundle {
     spec: Spec,
     rootfs: PathBuf,
     raw: serde_json::Value,
+    /// Made by [`from_spec`](Self::from_spec): errors name the "spec", not `config.json`.
+    in_memory: bool,
 }
 
 impl Bundle {
@@ -107,7 +127,7 @@ impl Bundle {
         })?;
         let config = dir.join("config.json");
         let (spec, raw) = load_spec_and_value(&config)?;
-        Self::with(dir, spec, raw)
+        Self::with(dir, spec, raw, false)
     }
 
     /// A bundle from a configuration built in memory (a daemon makes one from an image's
@@ -128,13 +148,26 @@ impl Bundle {
             path: dir.to_owned(),
             source,
         })?;
-        let raw = serde_json::to_value(&spec)
-            .map_err(|e| SpecError::invalid("config", format!("cannot be written as JSON: {e}")))?;
+        let raw = serde_json::to_value(&spec).map_err(|e| {
+            SpecError::invalid("config", format!("cannot be written as JSON: {e}")).in_memory()
+        })?;
         check_version(spec.version())?;
-        Self::with(dir, spec, raw)
+        Self::with(dir, spec, raw, true).map_err(SpecError::in_memory)
     }
 
-    fn with(dir: PathBuf, spec: Spec, raw: serde_json::Value) -> Result<Self, SpecError> {
+    /// Whether the configuration was built in memory ([`from_spec`](Self::from_spec)), not
+    /// read from `config.json`: its validation errors are
+    /// [`SpecError::InvalidInMemory`].
+    pub fn is_in_memory(&self) -> bool {
+        self.in_memory
+    }
+
+    fn with(
+        dir: PathBuf,
+        spec: Spec,
+        raw: serde_json::Value,
+        in_memory: bool,
+    ) -> Result<Self, SpecError> {
         let root = spec
             .root()
             .as_ref()
@@ -155,6 +188,7 @@ impl Bundle {
             spec,
             rootfs,
             raw,
+            in_memory,
         })
     }
 

@@ -80,8 +80,10 @@ impl Container {
         Ok(Self::of(root, &Locked::open(root, id, LockMode::Shared)?))
     }
 
-    /// The same as [`load`](Self::load) (kept for callers from when `load` took the lock
-    /// exclusively and held it): a `Container` holds no lock.
+    /// An alias of [`load`](Self::load), which new code should call: kept for callers from
+    /// when `load` took the lock exclusively and held it (a `Container` now holds no lock, so
+    /// the two are the same). Not `#[deprecated]` because berthd still calls it and its
+    /// build denies warnings.
     pub fn load_shared(root: &Path, id: &str) -> Result<Self, ContainerError> {
         Self::load(root, id)
     }

@@ -271,3 +271,38 @@ fn a_signal_that_is_not_one_is_refused_by_number() {
         "{e}"
     );
 }
+
+#[test]
+fn validation_errors_name_the_spec_for_a_configuration_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let process = serde_json::json!({"cwd": "/", "args": [], "user": {"uid": 0, "gid": 0}});
+    let in_memory = bundle_with(&tmp.path().join("b1"), process.clone());
+    assert!(in_memory.is_in_memory());
+    let e = ContainerBuilder::new("c1", "/unused")
+        .root(&root)
+        .create_from(in_memory)
+        .unwrap_err();
+    assert!(e.to_string().starts_with("spec: process.args: "), "{e}");
+    assert!(!e.to_string().contains("config.json"), "{e}");
+    // The same configuration read from a bundle's config.json (the CLI's case) names it.
+    let dir = tmp.path().join("b2");
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": process,
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let e = ContainerBuilder::new("c1", &dir)
+        .root(&root)
+        .create()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("config.json: process.args: "), "{e}");
+    // Bundle::from_spec's own refusals name the spec too.
+    let mut no_root = spec(serde_json::json!({"ociVersion": "1.0.2"}));
+    no_root.set_root(None);
+    let e = Bundle::from_spec(tmp.path(), no_root).unwrap_err();
+    assert_eq!(e.to_string(), "spec: root: is required on Linux");
+}
