@@ -340,3 +340,38 @@ fn daemon_restart_policy_and_auto_remove() {
     d.ok(&["rm", "-f", &id, &a]);
     d.assert_clean(&[]);
 }
+
+#[test]
+fn daemon_monitor_killed() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&["run", "-d", "busybox", "sleep", "1000"]));
+    let pid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .parse()
+        .unwrap();
+    let monitors = d.monitor_pids();
+    assert_eq!(monitors.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitors[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The daemon sees the monitor go, records an exit and ends the orphaned container.
+    d.wait_until("the exit of a container whose monitor died", 20, || {
+        d.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.ExitCode}}",
+            &id,
+        ])
+        .stdout_str()
+        .trim()
+            == "false 255"
+    });
+    d.wait_until("the container's process to end", 20, || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || runtime_tests::is_zombie(pid)
+    });
+    d.ok(&["rm", &id]);
+    d.assert_clean(&[]);
+}

@@ -169,11 +169,28 @@ impl Daemon {
     pub(super) async fn finalize(self: &Arc<Self>, entry: Arc<Entry>, exit: Option<monitor::Exit>) {
         let id = entry.id.clone();
         let exit = exit.or_else(|| supervisor::read_exit(&self.paths.exit_file(&id)));
-        let exit = exit.unwrap_or_else(|| monitor::Exit {
-            exit_code: 255,
-            finished_at: util::now(),
-            oom_killed: false,
-        });
+        let exit = match exit {
+            Some(e) => e,
+            None => {
+                // The monitor died without recording an exit (killed): nothing holds the
+                // container's stdio or waits for it any more; end it rather than leave it
+                // running unseen.
+                tracing::warn!(%id, "the container's monitor died: killing the container");
+                let root = self.paths.runtime_root();
+                let id2 = id.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Ok(c) = berth_runtime::Container::load(&root, &id2) {
+                        let _ = c.delete(true);
+                    }
+                })
+                .await;
+                monitor::Exit {
+                    exit_code: 255,
+                    finished_at: util::now(),
+                    oom_killed: false,
+                }
+            }
+        };
         let rec = match self.save(&entry, |r| {
             r.state.status = "exited".into();
             r.state.running = false;
