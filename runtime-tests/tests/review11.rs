@@ -504,3 +504,45 @@ fn numbers_are_read_as_runc_and_the_kernel_read_them() {
         }
     });
 }
+
+/// The signal handlers that end a created container's waiting init on `kill` are its own:
+/// a startContainer hook that closes its stdin unread (init then writes the state into a
+/// closed pipe) does not kill init, and the program starts with SIGPIPE at its default, as
+/// runc's, with and without such a hook (berth resets every signal: none is ignored).
+#[test]
+fn the_program_starts_with_runcs_signal_dispositions() {
+    checked(true, |rts, b| {
+        b.set_args(&["grep", "SigIgn", "/proc/self/status"]);
+        for hook in [false, true] {
+            if hook {
+                b.add_hook(
+                    "startContainer",
+                    json!({"path": "/bin/sh", "args": ["sh", "-c", "exec 0<&-; sleep 0.2"]}),
+                );
+            }
+            for rt in rts {
+                let id = rt.new_id("sigign");
+                let out = rt.run(&id, b);
+                assert!(
+                    out.success(),
+                    "{} hook={hook}: {}",
+                    name(rt),
+                    out.describe()
+                );
+                let ignored = out
+                    .stdout
+                    .trim()
+                    .strip_prefix("SigIgn:\t")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .unwrap_or_else(|| panic!("{}: {}", name(rt), out.describe()));
+                // Neither ignores SIGPIPE (the runtime's own). berth resets every signal;
+                // runc's Go init passes on what its caller ignored among the signals Go does
+                // not handle (glibc's 32, which this test harness ignores).
+                assert_eq!(ignored & (1 << 12), 0, "{} hook={hook}: SIGPIPE", name(rt));
+                if name(rt) == "berth" {
+                    assert_eq!(ignored, 0, "berth hook={hook}: {}", out.stdout);
+                }
+            }
+        }
+    });
+}

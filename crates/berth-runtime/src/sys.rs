@@ -314,9 +314,10 @@ pub fn set_sigmask(set: &nix::sys::signal::SigSet) -> Result<(), Errno> {
 /// one, also when it is the init of a pid namespace (whose default actions the kernel skips):
 /// die of the signal where the kernel allows it, else exit with 128 + its number. For init
 /// waiting for `start` (as the exec stub does): `kill ID TERM` of a created container ends it,
-/// as runc's Go init dies of it. `execve` resets caught signals to their default.
-pub fn end_on_terminating_signals() {
-    use nix::sys::signal::Signal;
+/// as runc's Go init dies of it. `execve` resets caught signals to their default. Returns the
+/// dispositions it replaced, for [`restore_signal_dispositions`] once the wait is over (init's
+/// startContainer hooks rely on an ignored SIGPIPE: a hook may close its stdin unread).
+pub fn end_on_terminating_signals() -> SavedDispositions {
     extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: getpid, kill and _exit are async-signal-safe; the disposition was reset to
         // the default on entry (SA_RESETHAND) and the signal is not blocked (SA_NODEFER).
@@ -325,7 +326,31 @@ pub fn end_on_terminating_signals() {
             libc::_exit(128 + sig);
         }
     }
-    let terminating = Signal::iterator()
+    let mut saved = SavedDispositions(Vec::new());
+    for sig in terminating_signals() {
+        // SAFETY: the handler only makes async-signal-safe calls and never returns; replacing
+        // the disposition of a signal nothing else in this single-threaded child handles;
+        // `act` and `old` are valid sigaction structs for the call.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            act.sa_flags = libc::SA_RESETHAND | libc::SA_NODEFER;
+            libc::sigemptyset(&mut act.sa_mask);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, &act, &mut old) == 0 {
+                saved.0.push((sig, old));
+            }
+        }
+    }
+    saved
+}
+
+/// The signals whose default action ends a process (`signal(7)`): all but KILL and STOP (which
+/// cannot be caught), CHLD, CONT, URG and WINCH (ignored by default) and TSTP, TTIN and TTOU
+/// (stop), and the real-time signals.
+fn terminating_signals() -> impl Iterator<Item = libc::c_int> {
+    use nix::sys::signal::Signal;
+    Signal::iterator()
         .filter(|s| {
             !matches!(
                 s,
@@ -341,16 +366,42 @@ pub fn end_on_terminating_signals() {
             )
         })
         .map(|s| s as libc::c_int)
-        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
-    for sig in terminating {
-        // SAFETY: the handler only makes async-signal-safe calls and never returns; replacing
-        // the disposition of a signal nothing else in this single-threaded child handles.
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+}
+
+/// Every signal (but KILL and STOP, which cannot change) back to its default action: nothing
+/// the runtime or its caller ignores (SIGPIPE, glibc's internal 32 and 33, a `nohup`'s SIGHUP)
+/// reaches the container's program; runc's programs start so too (the exec stub does the same).
+pub fn default_signal_dispositions() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL for a catchable signal, with a zeroed, valid sigaction.
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            act.sa_flags = libc::SA_RESETHAND | libc::SA_NODEFER;
+            act.sa_sigaction = libc::SIG_DFL;
             libc::sigemptyset(&mut act.sa_mask);
             libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Signal dispositions replaced by [`end_on_terminating_signals`].
+pub struct SavedDispositions(Vec<(libc::c_int, libc::sigaction)>);
+
+impl std::fmt::Debug for SavedDispositions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SavedDispositions({} signals)", self.0.len())
+    }
+}
+
+/// Put back the dispositions [`end_on_terminating_signals`] replaced.
+pub fn restore_signal_dispositions(saved: SavedDispositions) {
+    for (sig, old) in saved.0 {
+        // SAFETY: `old` is the disposition the kernel returned for `sig` in this process.
+        unsafe {
+            libc::sigaction(sig, &old, std::ptr::null_mut());
         }
     }
 }

@@ -96,6 +96,7 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
     if let Some(fd) = parse_fd(control) {
         wait_for_start(fd);
     }
+    default_signal_dispositions();
     // SAFETY: path, argv + 2 and envp are the NULL-terminated arrays the kernel gave us.
     let ret = unsafe { syscall3(SYS_EXECVE, path as usize, argv.add(2) as usize, envp as usize) };
     // SAFETY: path is a NUL-terminated string.
@@ -189,6 +190,33 @@ fn end_on_terminating_signals() {
     for sig in all {
         // SAFETY: act is a valid kernel sigaction that lives across the call; the handler and
         // restorer are functions of this program that never return.
+        unsafe {
+            syscall4(
+                SYS_RT_SIGACTION,
+                sig,
+                &act as *const KernelSigaction as usize,
+                0,
+                8,
+            )
+        };
+    }
+}
+
+/// Every signal but KILL and STOP back to its default action, so that nothing the runtime or
+/// its caller ignores (SIGPIPE, glibc's internal 32 and 33) reaches the program: runc's programs
+/// start so (its Go init's handlers are reset by the exec).
+fn default_signal_dispositions() {
+    let act = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=SIGRTMAX {
+        if sig == 9 || sig == 19 {
+            continue; // SIGKILL, SIGSTOP
+        }
+        // SAFETY: act is a valid kernel sigaction that lives across the call.
         unsafe {
             syscall4(
                 SYS_RT_SIGACTION,

@@ -304,6 +304,8 @@ fn wait_for_start_and_exec(cfg: &InitConfig, plan: &ExecPlan) -> Result<Never, S
         crate::hooks::run_hooks("startContainer", hooks, &state)
             .map_err(|e| SetupError::msg("hooks", e.to_string()))?;
     }
+    // As through the exec stub: the program starts with every signal at its default.
+    sys::default_signal_dispositions();
     Err(plan.exec(cfg.exec_stub.as_ref(), None))
 }
 
@@ -749,7 +751,16 @@ fn check_fifo_reachable(fifo: &OwnedFd) -> Result<(), SetupError> {
 /// (or, with a joined pid namespace, nothing that could use it: the runtime binary is not
 /// writable for the container user and our fds are close-on-exec).
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), SetupError> {
-    sys::end_on_terminating_signals();
+    // While we wait, `kill ID TERM` (any signal that ends a process) ends us; afterwards the
+    // startContainer hooks run with the dispositions we had (an ignored SIGPIPE, which a hook
+    // that leaves its stdin unread needs).
+    let saved = sys::end_on_terminating_signals();
+    let waited = wait_for_start_inner(fifo);
+    sys::restore_signal_dispositions(saved);
+    waited
+}
+
+fn wait_for_start_inner(fifo: &OwnedFd) -> Result<(), SetupError> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(false);
     nix::sys::prctl::set_dumpable(true)
