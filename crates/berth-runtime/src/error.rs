@@ -151,6 +151,15 @@ pub enum ContainerError {
     /// protected: call [`crate::exe::protect`] first (at the start of `main`).
     #[error("{0}: the runtime binary must be protected first (berth_runtime::exe::protect)")]
     ExeNotProtected(&'static str),
+    /// A container process must be started through the spawn helper (the caller is
+    /// multithreaded), which re-executes `/proc/self/exe` and needs berth-runtime's
+    /// constructor in that executable; it is not there (the constructor did not run, or
+    /// berth-runtime lives in a shared object loaded with `dlopen`, not in the program).
+    #[error(
+        "cannot start the spawn helper: {0}; link berth-runtime into the executable (not a \
+         dlopen'ed shared object), or call from a single-threaded process"
+    )]
+    SpawnHelperMissing(&'static str),
 }
 
 /// `err`'s message followed by those of its causes that it does not already include, joined

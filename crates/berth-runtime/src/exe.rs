@@ -198,7 +198,8 @@ impl ExecStub {
 /// single-threaded: in a daemon, **before the async runtime (tokio) starts**, since it may
 /// re-execute the program from the start, and forks on kernels before 5.12. After it, the
 /// process (and the spawn helpers it starts, see [`crate::spawn`]) run from the protected
-/// binary.
+/// binary. Where it would fork (before 5.12) in a process that already has more than one
+/// thread, it fails (`EBUSY`, saying so) instead.
 ///
 /// ```no_run
 /// // First thing in main, while single-threaded:
@@ -261,9 +262,16 @@ fn read_only_bind_from_helper(path: &std::path::Path, program: &CStr) -> Result<
         let path = path.to_owned();
         move |source| ExeError { path, op, source }
     };
+    if crate::spawn::caller_is_multithreaded() {
+        return Err(err(
+            "this process has more than one thread: call protect() first thing in main, \
+             before any thread (or the async runtime) starts",
+        )(Errno::EBUSY));
+    }
     let (parent, child) = Channel::pair().map_err(err("socketpair"))?;
-    // SAFETY: protect() is documented to be called while the program is single-threaded
-    // (first thing in main); the child runs only the code below and exits with _exit.
+    // SAFETY: checked just above: the program is single-threaded (protect() is documented
+    // to be called first thing in main); the child runs only the code below and exits with
+    // _exit.
     let forked = unsafe { crate::sys::clone_fork(CloneFlags::empty()) }.map_err(err("fork"))?;
     let pid = match forked {
         crate::sys::Forked::Child => {
@@ -432,6 +440,20 @@ mod tests {
             "hooks": {"startContainer": [{"path": "/bin/true"}]}
         }));
         assert!(init_needs_protection(&hooks));
+    }
+
+    #[test]
+    fn the_fork_fallback_refuses_a_multithreaded_caller() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        assert!(crate::spawn::caller_is_multithreaded());
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let program = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let e = read_only_bind_from_helper(&path, &program).unwrap_err();
+        drop(tx);
+        let _ = other.join();
+        assert_eq!(e.source, Errno::EBUSY);
+        assert!(e.to_string().contains("more than one thread"), "{e}");
     }
 
     #[test]

@@ -378,9 +378,12 @@ fn spawn_by_helper(
     child_chan: Channel,
     limit: Duration,
 ) -> Result<Pid, ContainerError> {
+    helper_available(
+        sys::spawn_helper_hook_linked() && sys::spawn_helper_hook_ran(),
+        sys::spawn_helper_hook_in_main_executable(),
+    )?;
     let preserve = child.preserve_fds();
     let chan_fd = 3 + preserve as RawFd;
-    debug_assert!(sys::spawn_helper_hook_linked());
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg0("berth-spawn-helper")
         .env(HELPER_ENV, chan_fd.to_string());
@@ -411,6 +414,45 @@ fn spawn_by_helper(
     }
     let _ = helper.wait();
     result
+}
+
+/// Refuse at once when a helper started from `/proc/self/exe` could not work: the constructor
+/// did not run here (`ran`), or it is not in the main executable (`in_main`: the library was
+/// loaded with `dlopen`, and the program itself lacks the hook), so the helper would run the
+/// program's own `main` instead of cloning, and the caller would wait for nothing.
+fn helper_available(ran: bool, in_main: bool) -> Result<(), ContainerError> {
+    if !ran {
+        return Err(ContainerError::SpawnHelperMissing(
+            "berth-runtime's constructor did not run in this program",
+        ));
+    }
+    if !in_main {
+        return Err(ContainerError::SpawnHelperMissing(
+            "berth-runtime is in a shared object, not in the program /proc/self/exe names",
+        ));
+    }
+    Ok(())
+}
+
+/// The spawn helper clones from itself, which is safe only while it has one thread: something
+/// linked before berth-runtime (an `LD_PRELOAD`ed library, a C++ static initialiser) may have
+/// started one before its constructor ran. `threads`: the process's thread count, if known.
+fn helper_is_single_threaded(threads: Option<u64>) -> Result<(), SetupError> {
+    match threads {
+        Some(1) => Ok(()),
+        Some(n) => Err(SetupError::msg(
+            "spawn helper",
+            format!(
+                "the helper process has {n} threads before main (started by a library loaded \
+                 before berth-runtime, e.g. LD_PRELOAD or a static initialiser): cloning from \
+                 it is unsafe"
+            ),
+        )),
+        None => Err(SetupError::msg(
+            "spawn helper",
+            "cannot read /proc/self/stat to check that the helper is single-threaded",
+        )),
+    }
 }
 
 fn talk_to_helper(child: Child, chan: &Channel, limit: Duration) -> Result<Pid, ContainerError> {
@@ -470,8 +512,14 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
         Ok(p) => p,
         Err(e) => fail(SetupError::sys("spawn helper", "pipe", e)),
     };
-    // SAFETY: this process was exec'd a moment ago and runs before `main`: it has one thread.
-    // The child only runs `Child::run`, which never uses glibc's cached tid.
+    if let Err(e) = helper_is_single_threaded(
+        crate::procfs::ProcStat::of_self().map(|st| st.num_threads),
+    ) {
+        fail(e)
+    }
+    // SAFETY: this process was exec'd a moment ago and runs before `main`, and was just
+    // checked to have one thread. The child only runs `Child::run`, which never uses glibc's
+    // cached tid.
     match unsafe { sys::clone_fork(flags | CloneFlags::CLONE_PARENT) } {
         Err(e) => fail(SetupError::sys(
             "spawn helper",
@@ -586,6 +634,30 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_helper_path_is_refused_without_the_constructor_in_the_program() {
+        // This test binary links the library: its constructor ran, in the main executable.
+        assert!(sys::spawn_helper_hook_ran());
+        assert!(sys::spawn_helper_hook_in_main_executable());
+        assert!(helper_available(true, true).is_ok());
+        let e = helper_available(false, true).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot start the spawn helper: berth-runtime's constructor did not run"),
+            "{e}"
+        );
+        let e = helper_available(true, false).unwrap_err();
+        assert!(e.to_string().contains("shared object"), "{e}");
+    }
+
+    #[test]
+    fn a_helper_with_threads_refuses_to_clone() {
+        assert!(helper_is_single_threaded(Some(1)).is_ok());
+        let e = helper_is_single_threaded(Some(3)).unwrap_err();
+        assert!(e.to_string().contains("has 3 threads before main"), "{e}");
+        assert!(helper_is_single_threaded(None).is_err());
+    }
 
     #[test]
     fn a_test_harness_with_threads_is_multithreaded() {

@@ -504,6 +504,7 @@ pub fn pass_fds_on_exec(
 /// variable is absent; when present, the process is a helper the runtime started and never
 /// returns to `main`.
 extern "C" fn spawn_helper_hook() {
+    SPAWN_HELPER_HOOK_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: getenv before main, with one thread, reads the environment glibc set up; the
     // returned pointer is used at once, before anything can change the environment.
     let value = unsafe { libc::getenv(c"_BERTH_SPAWN_HELPER_FD".as_ptr()) };
@@ -521,8 +522,66 @@ extern "C" fn spawn_helper_hook() {
 #[link_section = ".init_array"]
 static SPAWN_HELPER_HOOK: extern "C" fn() = spawn_helper_hook;
 
+/// Set by the constructor, on every start of a program that links it.
+static SPAWN_HELPER_HOOK_RAN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Keep the constructor referenced from the code that relies on it, so that no linker can
 /// leave it out of a program that spawns through the helper.
 pub fn spawn_helper_hook_linked() -> bool {
     std::hint::black_box(SPAWN_HELPER_HOOK as usize) != 0
+}
+
+/// Whether the constructor ran in this process (it has, in a program that links this
+/// library and was started normally).
+pub fn spawn_helper_hook_ran() -> bool {
+    SPAWN_HELPER_HOOK_RAN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the constructor is part of the main executable (`/proc/self/exe`, what the spawn
+/// helper re-executes), not of a shared object loaded later (`dlopen`), whose constructor
+/// runs in this process but is missing from a fresh start of the program: the mapping of
+/// `/proc/self/maps` that holds the hook's code is of the file `/proc/self/exe` is (same
+/// device and inode). Works for static and dynamic programs alike; `false` if either cannot
+/// be read.
+pub fn spawn_helper_hook_in_main_executable() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(exe) = std::fs::metadata("/proc/self/exe") else {
+        return false;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let addr = SPAWN_HELPER_HOOK as usize as u64;
+    for line in maps.lines() {
+        // START-END PERMS OFFSET MAJOR:MINOR INODE [PATH]
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(_), Some(_), Some(dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        if !(start..end).contains(&addr) {
+            continue;
+        }
+        let Some((major, minor)) = dev.split_once(':') else {
+            return false;
+        };
+        let (Ok(major), Ok(minor), Ok(inode)) = (
+            u64::from_str_radix(major, 16),
+            u64::from_str_radix(minor, 16),
+            inode.parse::<u64>(),
+        ) else {
+            return false;
+        };
+        return nix::sys::stat::makedev(major, minor) == exe.dev() && inode == exe.ino();
+    }
+    false
 }
