@@ -110,6 +110,7 @@ pub struct TestDaemon {
     /// Container ids seen (for the cgroup leak check).
     pub ids: std::cell::RefCell<BTreeSet<String>>,
     extra: Vec<String>,
+    own_netns: bool,
 }
 
 impl TestDaemon {
@@ -118,8 +119,21 @@ impl TestDaemon {
         Self::start_with(&[])
     }
 
+    /// [`start_with`](Self::start_with) in a new network namespace (for `--bridge`).
+    pub fn start_in_netns(extra: &[&str]) -> anyhow::Result<Self> {
+        let mut d = Self::start_with_mode(extra, true)?;
+        d.spawn()?;
+        Ok(d)
+    }
+
     /// [`start`](Self::start) with more berthd flags (`-H tcp://...`, `--group`, `--pidfile`).
     pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
+        let mut d = Self::start_with_mode(extra, false)?;
+        d.spawn()?;
+        Ok(d)
+    }
+
+    fn start_with_mode(extra: &[&str], own_netns: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bd").tempdir_in("/tmp")?;
         let d = TestDaemon {
             sock: dir.path().join("d.sock"),
@@ -129,9 +143,8 @@ impl TestDaemon {
             child: None,
             ids: Default::default(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            own_netns,
         };
-        let mut d = d;
-        d.spawn()?;
         Ok(d)
     }
 
@@ -140,7 +153,16 @@ impl TestDaemon {
             .create(true)
             .append(true)
             .open(self.dir.path().join("daemon.log"))?;
-        let child = Command::new(berthd_bin()?)
+        // In a network namespace of the test's own (`unshare --net`, which execs berthd): a
+        // bridge it makes never touches the host's network.
+        let mut cmd = if self.own_netns {
+            let mut c = Command::new("unshare");
+            c.arg("--net").arg("--").arg(berthd_bin()?);
+            c
+        } else {
+            Command::new(berthd_bin()?)
+        };
+        let child = cmd
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
             .arg("--data-root")

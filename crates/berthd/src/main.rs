@@ -13,6 +13,7 @@ mod health;
 mod images;
 mod logs;
 mod monitor;
+mod network;
 mod spec;
 mod store;
 mod supervisor;
@@ -56,6 +57,14 @@ struct Args {
     /// Write the daemon's pid here.
     #[arg(short = 'p', long)]
     pidfile: Option<PathBuf>,
+    /// The bridge (made if missing) that containers of the default network join, through
+    /// the CNI bridge plugin; `none` (the default for now) gives them a network namespace with
+    /// only loopback.
+    #[arg(short = 'b', long, default_value = "none")]
+    bridge: String,
+    /// The bridge network's subnet.
+    #[arg(long, default_value = "172.31.0.0/16")]
+    bridge_subnet: String,
     /// Group owning the unix socket (mode 0660); empty for root only.
     #[arg(short = 'G', long, default_value = "")]
     group: String,
@@ -143,7 +152,12 @@ async fn run(args: Args) -> Result<()> {
         data_root: args.data_root.clone(),
         exec_root: args.exec_root.clone(),
     };
-    let d = daemon::Daemon::new(paths).await?;
+    let bridge = (args.bridge != "none").then(|| network::Bridge {
+        name: args.bridge.clone(),
+        subnet: args.bridge_subnet.clone(),
+        ipam_dir: args.data_root.join("network/ipam"),
+    });
+    let d = daemon::Daemon::new(paths, bridge).await?;
     // As dockerd: 0710 (the image store makes its root 0700 when it opens it).
     std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o710))?;
     if let Some(p) = &args.pidfile {

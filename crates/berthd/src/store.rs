@@ -81,6 +81,9 @@ pub struct State {
     pub oom_killed: bool,
     /// Stopped by the user (stop/kill): `unless-stopped` and `always` do not restart it.
     pub stopped_by_user: bool,
+    /// The container's address on the bridge network while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Attachment>,
     /// docker's `State.Health` (`Status`, `FailingStreak`, `Log`) when a healthcheck runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<serde_json::Value>,

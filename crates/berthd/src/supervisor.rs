@@ -46,7 +46,7 @@ impl Spawner {
 
     /// Write `cfg` to `dir` and start a monitor on it; returns once it reported readiness
     /// (for an init: the container is created), or its error.
-    pub async fn spawn(&self, dir: &Path, cfg: &Config) -> Result<(), Error> {
+    pub async fn spawn(&self, dir: &Path, cfg: &Config) -> Result<Option<i32>, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::internal(format!("create {}", dir.display()), e))?;
         let data = serde_json::to_vec(cfg).expect("config serialises");
@@ -73,7 +73,7 @@ impl Spawner {
         })?;
         let reply = res.map_err(|e| Error::internal("start the monitor", e))?;
         if reply.ok {
-            Ok(())
+            Ok(reply.pid)
         } else {
             Err(Error::Internal {
                 what: "create the container".into(),

@@ -182,6 +182,25 @@ fn mounts(d: &crate::daemon::Daemon, r: &Record) -> Vec<serde_json::Value> {
     v
 }
 
+fn network_settings(r: &Record) -> serde_json::Value {
+    let mode = r
+        .host_config
+        .network_mode
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    match &r.state.network {
+        Some(a) => {
+            let ep = json!({"IPAddress": a.ip, "IPPrefixLen": a.prefix, "Gateway": a.gateway,
+                            "MacAddress": a.mac, "NetworkID": "berth"});
+            json!({"Networks": {"bridge": ep}, "Ports": {}, "SandboxKey": "",
+                   "IPAddress": a.ip, "IPPrefixLen": a.prefix, "Gateway": a.gateway,
+                   "MacAddress": a.mac})
+        }
+        None => json!({"Networks": {mode: {}}, "Ports": {}, "SandboxKey": "", "IPAddress": "",
+                       "Gateway": "", "MacAddress": ""}),
+    }
+}
+
 /// `GET /containers/{id}/json`.
 pub async fn inspect(
     State(d): State<AppState>,
@@ -227,7 +246,7 @@ pub async fn inspect(
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.paths.bundle(&r.id).join("rootfs"), "UpperDir": d.paths.overlay(&r.id).join("upper"), "WorkDir": d.paths.overlay(&r.id).join("work")}},
         "Mounts": mounts(&d, &r),
         "Config": r.config,
-        "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": network_settings(&r),
     });
     Ok(json(StatusCode::OK, &v))
 }

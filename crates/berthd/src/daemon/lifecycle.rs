@@ -77,12 +77,47 @@ impl Daemon {
             console_socket: mdir.join("c"),
             console_size: console_size(rec.host_config.console_size.as_deref()),
         };
-        if let Err(e) = self.spawner.spawn(&mdir, &cfg).await {
-            let _ = std::fs::remove_dir_all(&mdir);
-            let msg = e.to_string();
-            return Err(Error::BadParameter(format!(
-                "failed to create task for container: {msg}"
-            )));
+        let init_pid = match self.spawner.spawn(&mdir, &cfg).await {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&mdir);
+                let msg = e.to_string();
+                return Err(Error::BadParameter(format!(
+                    "failed to create task for container: {msg}"
+                )));
+            }
+        };
+        // The default network: the bridge, through CNI, before the process starts.
+        let on_bridge = matches!(
+            rec.host_config.network_mode.as_deref().unwrap_or("default"),
+            "default" | "bridge"
+        );
+        if let (Some(bridge), Some(pid), true) = (self.bridge.clone(), init_pid, on_bridge) {
+            let id2 = id.clone();
+            let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let attached = tokio::task::spawn_blocking(move || bridge.attach(&id2, &netns))
+                .await
+                .map_err(|e| Error::internal("network", e))
+                .and_then(|r| r);
+            match attached {
+                Ok(a) => {
+                    let hosts = self.paths.container_dir(&id).join("hosts");
+                    let name = crate::spec::hostname(&rec);
+                    if let Ok(text) = std::fs::read_to_string(&hosts) {
+                        let text = text.replace(
+                            &format!("127.0.1.1\t{name}\n"),
+                            &format!("{}\t{name}\n", a.ip),
+                        );
+                        // In place: the file is bind-mounted into the container.
+                        let _ = std::fs::write(&hosts, text);
+                    }
+                    self.save(entry, |r| r.state.network = Some(a))?;
+                }
+                Err(e) => {
+                    self.abort_created(&id, &mdir).await;
+                    return Err(e);
+                }
+            }
         }
         // Attaches registered before the start get their streams first.
         let pending: Vec<PendingAttach> =
@@ -153,6 +188,36 @@ impl Daemon {
         }
     }
 
+    /// Release the container's bridge address (its namespace died with it).
+    async fn release_network(&self, id: &str) {
+        if let Some(bridge) = self.bridge.clone() {
+            let id = id.to_owned();
+            let _ = tokio::task::spawn_blocking(move || bridge.detach(&id)).await;
+        }
+    }
+
+    /// Undo a create whose start will not come: the monitor killed, the container deleted.
+    async fn abort_created(&self, id: &str, mdir: &std::path::Path) {
+        if let Some(pid) = std::fs::read_to_string(mdir.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let root = self.paths.runtime_root();
+        let id = id.to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(c) = berth_runtime::Container::load(&root, &id) {
+                let _ = c.delete(true);
+            }
+        })
+        .await;
+        let _ = std::fs::remove_dir_all(mdir);
+    }
+
     pub(super) fn watch_exit(
         self: &Arc<Self>,
         entry: Arc<Entry>,
@@ -198,6 +263,7 @@ impl Daemon {
             r.state.exit_code = exit.exit_code;
             r.state.finished_at = exit.finished_at.clone();
             r.state.oom_killed = exit.oom_killed;
+            r.state.network = None;
         }) {
             Ok(r) => r,
             Err(e) => {
@@ -206,6 +272,7 @@ impl Daemon {
             }
         };
         let _ = std::fs::remove_dir_all(self.paths.monitor_dir(&id));
+        self.release_network(&id).await;
         if exit.oom_killed {
             self.event(&id, "oom", &[]);
         }

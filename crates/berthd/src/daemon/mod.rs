@@ -93,6 +93,8 @@ pub struct Daemon {
     pub events: tokio::sync::broadcast::Sender<serde_json::Value>,
     /// The last [`EVENT_HISTORY`] events, for `/events?since=`.
     pub event_log: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// The bridge network, when enabled (`--bridge`).
+    pub bridge: Option<crate::network::Bridge>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -143,7 +145,10 @@ fn signal_number(s: &str) -> Result<i32, Error> {
 
 impl Daemon {
     /// Open the stores, start the spawner and restore every container (live restore).
-    pub async fn new(paths: Paths) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        paths: Paths,
+        bridge: Option<crate::network::Bridge>,
+    ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&paths.data_root)?;
         std::fs::create_dir_all(paths.exec_root.join("m"))?;
         let images = Images::open(&paths.data_root)?;
@@ -157,6 +162,7 @@ impl Daemon {
             spawner: Spawner::new(exe)?,
             events: tokio::sync::broadcast::channel(1024).0,
             event_log: Mutex::new(std::collections::VecDeque::new()),
+            bridge,
             volumes: crate::volumes::Volumes::new(&paths_data_root),
         });
         d.restore().await?;

@@ -308,7 +308,12 @@ fn run(dir: &Path, ready: &mut Option<File>) -> Result<()> {
         m.create().context("create the container")?;
     }
     if let Some(mut r) = ready.take() {
-        writeln!(r, "{}", serde_json::to_string(&Reply::ok())?).context("report readiness")?;
+        let ready = Reply {
+            ok: true,
+            pid: m.created.as_ref().map(|c| c.pid()),
+            ..Default::default()
+        };
+        writeln!(r, "{}", serde_json::to_string(&ready)?).context("report readiness")?;
     }
     m.serve();
     m.finish();

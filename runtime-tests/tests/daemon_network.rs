@@ -1,0 +1,79 @@
+//! berthd's bridge network (CNI bridge + host-local), with berthd in a network namespace the
+//! test creates (`unshare --net`): nothing is added to the host's network.
+
+use runtime_tests::daemon::TestDaemon;
+
+#[test]
+fn daemon_bridge_network_between_containers() {
+    runtime_tests::require_root();
+    assert!(
+        std::path::Path::new("/usr/lib/cni/bridge").exists(),
+        "containernetworking-plugins"
+    );
+    let d =
+        TestDaemon::start_in_netns(&["--bridge", "berth0", "--bridge-subnet", "172.31.77.0/24"])
+            .unwrap();
+    d.load_busybox();
+    let server = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "busybox",
+        "sh",
+        "-c",
+        "echo served | nc -l -p 8080",
+    ]));
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"]);
+    assert!(ip.starts_with("172.31.77."), "{ip}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "srv"]),
+        "172.31.77.1"
+    );
+    // The container has that address on eth0, and its /etc/hosts names it.
+    assert!(d
+        .ok(&["exec", "srv", "ip", "-4", "addr", "show", "eth0"])
+        .contains(&format!("inet {ip}/24")));
+    assert!(d
+        .ok(&["exec", "srv", "cat", "/etc/hosts"])
+        .contains(&format!("{ip}\t")));
+    // Another container reaches it over the bridge.
+    let got = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("for i in 1 2 3 4 5 6 7 8 9 10; do nc {ip} 8080 && break; sleep 0.2; done"),
+    ]);
+    assert_eq!(got, "served");
+    assert_eq!(d.ok(&["wait", "srv"]), "0");
+    // Addresses are released at the exit: the next container may get it again, and
+    // --network none still has only loopback.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ls",
+            "/sys/class/net"
+        ]),
+        "lo"
+    );
+    let ipam = d.data.join("network/ipam/berth");
+    let held: Vec<String> = std::fs::read_dir(&ipam)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("172."))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(held.is_empty(), "addresses still held: {held:?}");
+    d.ok(&["rm", &server]);
+    // The host's own namespace has no such bridge.
+    assert!(!std::path::Path::new("/sys/class/net/berth0").exists());
+    d.assert_clean(&[]);
+}
