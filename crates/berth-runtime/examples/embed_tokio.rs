@@ -11,7 +11,8 @@
 //! is `sh -c 'read x; echo berth-I; exit CODE'`, CODE differing per container), its stdin and
 //! stdout are pipes: the program waits on stdin until the example lets it go, and its stdout
 //! is read and checked. With `--exec`, each container also runs an exec'd process while it
-//! lives (`echo exec-I; exit 3`, stdout checked too). Init and exec'd processes are awaited
+//! lives (`echo exec-I; exit 3` to fd 3, the one fd passed to it, and a list of its fds,
+//! which must be 0 to 3 only; checked too). Init and exec'd processes are awaited
 //! through their pidfds (`AsyncFd`), without a thread each. With `--exec-dropped`, each
 //! container runs `true` by exec and the handle is dropped unwaited: the library reaps it,
 //! and init must still exit within 30 seconds.
@@ -326,7 +327,7 @@ impl Job {
             Ok(())
         };
         drop(stdin_w); // `read x` returns: the program prints and exits
-        // An exec'd process left unreaped would keep init from finishing its exit for good.
+                       // An exec'd process left unreaped would keep init from finishing its exit for good.
         let status = tokio::time::timeout(Duration::from_secs(30), wait_exit(init))
             .await
             .map_err(|_| "init did not exit within 30s".to_owned())??;
@@ -342,13 +343,15 @@ impl Job {
         process.set_args(Some(vec![
             "sh".into(),
             "-c".into(),
-            format!("echo exec-{}; exit 3", self.i),
+            // Its output goes to fd 3, the one fd passed (`stdio.fds`): then it lists its
+            // own fds, which must be stdio and that one, none of this program's.
+            format!("exec >&3; echo exec-{}; ls /proc/$$/fd; exit 3", self.i),
         ]));
         let (out_r, out_w) = pipe()?;
         let (id, root) = (self.id.clone(), self.root.clone());
         let handle = tokio::task::spawn_blocking(move || {
             let mut opts = ExecOptions::default();
-            opts.stdio.stdout = Some(Arc::new(out_w));
+            opts.stdio.fds = vec![Arc::new(out_w)];
             Container::load(&root, &id)?.exec_process(process, &opts)
         })
         .await
@@ -357,7 +360,7 @@ impl Job {
         let output = read_all(out_r);
         let status = wait_exit(handle).await?;
         let out = output.await.map_err(|e| e.to_string())??;
-        if status != ExitStatus::Exited(3) || out != format!("exec-{}\n", self.i) {
+        if status != ExitStatus::Exited(3) || out != format!("exec-{}\n0\n1\n2\n3\n", self.i) {
             return Err(format!("exec {status}, stdout {out:?}"));
         }
         Ok(())

@@ -143,9 +143,21 @@ impl ContainerBuilder {
         self
     }
 
-    /// Pass fds 3 .. 3+n to the container process.
+    /// Pass the caller's fds 3 .. 3+n to the container process, as they are (runc's
+    /// `--preserve-fds`, for a command-line runtime whose fds 3.. were set up for the
+    /// container). A program with fds of its own (a daemon's epoll, sockets) should name the
+    /// fds to pass with [`pass_fds`](Self::pass_fds) instead.
     pub fn preserve_fds(mut self, n: u32) -> Self {
         self.preserve_fds = n;
+        self
+    }
+
+    /// Pass these fds to the container process, in order, as fds 3, 4, ... (after the `n`
+    /// of [`preserve_fds`](Self::preserve_fds) if both are used: 3+n, 3+n+1, ...); nothing
+    /// else of the caller's reaches it. Replaces fds passed by an earlier call. The process
+    /// is then started through the spawn helper ([`crate::spawn`]).
+    pub fn pass_fds(mut self, fds: impl IntoIterator<Item = OwnedFd>) -> Self {
+        self.stdio.fds = fds.into_iter().map(std::sync::Arc::new).collect();
         self
     }
 
@@ -478,7 +490,8 @@ pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, spec: &Spec
 pub struct ExecOptions {
     /// Send the terminal's master fd to the unix socket at this path.
     pub console_socket: Option<PathBuf>,
-    /// Pass fds 3 .. 3+n to the process.
+    /// Pass the caller's fds 3 .. 3+n to the process, as they are (runc's `--preserve-fds`);
+    /// to pass chosen fds instead, put them in `stdio.fds` ([`crate::spawn::Stdio::fds`]).
     pub preserve_fds: u32,
     /// Write the process's pid to this file.
     pub pid_file: Option<PathBuf>,
@@ -812,7 +825,7 @@ impl Locked {
             namespaces,
             root: PathBuf::from(format!("/proc/{init}/root")),
             console_socket,
-            preserve_fds: opts.preserve_fds,
+            preserve_fds: opts.preserve_fds + opts.stdio.fds.len() as u32,
             exec_stub: crate::exe::ExecStub::for_child(),
             seccomp: seccomp_program(spec.linux().as_ref(), self.dir.path().parent())?,
         };

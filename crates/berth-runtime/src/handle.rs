@@ -292,7 +292,10 @@ mod reaper {
             }
             let mut fds = Vec::with_capacity(held.len() + 1);
             fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
-            fds.extend(held.iter().map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)));
+            fds.extend(
+                held.iter()
+                    .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)),
+            );
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 // Not expected with valid fds; do not spin.

@@ -93,6 +93,12 @@ pub struct Stdio {
     pub stdout: Option<Arc<OwnedFd>>,
     /// Becomes fd 2.
     pub stderr: Option<Arc<OwnedFd>>,
+    /// Further fds the process gets, in order, on the numbers right after those kept by
+    /// `preserve_fds` (N of them): `fds[i]` becomes fd 3+N+i (3, 4, ... without
+    /// `preserve_fds`). For an embedder (a daemon) whose own fds 3.. are its epoll, sockets
+    /// and so on, which `preserve_fds` would hand over. A process given fds is started
+    /// through the spawn helper ([`crate`]'s `spawn` module), whatever the caller's threads.
+    pub fds: Vec<Arc<OwnedFd>>,
 }
 
 impl Stdio {
@@ -350,9 +356,12 @@ pub(crate) fn spawn(
     child_chan: Channel,
     limit: Duration,
 ) -> Result<Pid, ContainerError> {
-    if use_helper() {
+    // Fds to place on given numbers: the helper's exec places them (a clone of the caller
+    // would have to renumber the runtime's own fds first).
+    if use_helper() || !stdio.fds.is_empty() {
         tracing::debug!(
-            "spawn: through the spawn helper (multithreaded caller or BERTH_SPAWN_HELPER=1)"
+            "spawn: through the spawn helper (multithreaded caller, fds to pass or \
+             BERTH_SPAWN_HELPER=1)"
         );
         return spawn_by_helper(child, stdio, parent_chan, child_chan, limit);
     }
@@ -400,7 +409,16 @@ fn spawn_by_helper(
             _ => cmd.stderr(copy),
         };
     }
-    sys::pass_fds_on_exec(&mut cmd, child_chan.as_fd().as_raw_fd(), chan_fd, preserve);
+    // `preserve` counts the fds passed by number, placed right after those kept.
+    let passed: Vec<RawFd> = stdio.fds.iter().map(|f| f.as_raw_fd()).collect();
+    let kept = preserve.saturating_sub(passed.len() as u32);
+    sys::pass_fds_on_exec(
+        &mut cmd,
+        child_chan.as_fd().as_raw_fd(),
+        chan_fd,
+        kept,
+        passed,
+    );
     let mut helper = cmd.spawn().map_err(|source| ContainerError::Io {
         op: "start the spawn helper",
         path: PathBuf::from("/proc/self/exe"),
@@ -512,9 +530,9 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
         Ok(p) => p,
         Err(e) => fail(SetupError::sys("spawn helper", "pipe", e)),
     };
-    if let Err(e) = helper_is_single_threaded(
-        crate::procfs::ProcStat::of_self().map(|st| st.num_threads),
-    ) {
+    if let Err(e) =
+        helper_is_single_threaded(crate::procfs::ProcStat::of_self().map(|st| st.num_threads))
+    {
         fail(e)
     }
     // SAFETY: this process was exec'd a moment ago and runs before `main`, and was just
@@ -643,8 +661,9 @@ mod tests {
         assert!(helper_available(true, true).is_ok());
         let e = helper_available(false, true).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("cannot start the spawn helper: berth-runtime's constructor did not run"),
+            e.to_string().starts_with(
+                "cannot start the spawn helper: berth-runtime's constructor did not run"
+            ),
             "{e}"
         );
         let e = helper_available(true, false).unwrap_err();

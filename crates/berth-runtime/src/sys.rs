@@ -461,39 +461,64 @@ pub unsafe fn own_fd(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Arrange for `cmd`'s child to get `chan` on fd `chan_target` and to keep fds 3 .. 3+`preserve`
-/// of the caller (which `std` opens close-on-exec), in the child between `fork` and `exec`.
+/// Arrange for `cmd`'s child, between `fork` and `exec`, to keep the caller's fds
+/// 3 .. 3+`kept` (which `std` opens close-on-exec: the flag is cleared), to get `passed[i]` on
+/// fd 3+`kept`+i, and `chan` on `chan_target`, which must be 3+`kept`+`passed.len()`.
+///
+/// The channel is never handed on as a kept fd, even when its number falls in 3 .. 3+`kept`:
+/// it is marked close-on-exec there, and only its copy on `chan_target` survives the exec.
+/// Every fd to place is first copied above all the target numbers, so that placing one never
+/// overwrites another (or the channel) still to be placed.
 pub fn pass_fds_on_exec(
     cmd: &mut std::process::Command,
     chan: RawFd,
     chan_target: RawFd,
-    preserve: u32,
+    kept: u32,
+    passed: Vec<RawFd>,
 ) {
     use std::os::unix::process::CommandExt;
+    let first_target = 3 + kept as RawFd;
+    assert_eq!(
+        chan_target,
+        first_target + passed.len() as RawFd,
+        "the channel goes right after the passed fds"
+    );
+    // Allocated here: the hook runs in the forked child, where it must not allocate.
+    let mut high: Vec<RawFd> = vec![-1; passed.len() + 1];
     let hook = move || {
-        for fd in 3..3 + preserve as RawFd {
+        for (slot, fd) in high
+            .iter_mut()
+            .zip(passed.iter().chain(std::iter::once(&chan)))
+        {
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) makes a new fd in this forked child's table only
+            // and is async-signal-safe; `fd` is open (the parent holds every passed fd and
+            // the channel until spawn returns).
+            let copy = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, chan_target + 1) };
+            if copy < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *slot = copy;
+        }
+        for fd in 3..first_target {
             // SAFETY: fcntl(F_SETFD) changes one fd's flags in this forked child only; it is
             // async-signal-safe. A closed fd gives EBADF, which is fine (nothing to pass).
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         }
-        // SAFETY: dup2 and fcntl are async-signal-safe and act on this child's fd table only;
-        // `chan` is open (the parent holds it until spawn returns). dup2 onto itself would keep
-        // FD_CLOEXEC, so that case clears the flag instead.
-        let ret = unsafe {
-            if chan == chan_target {
-                libc::fcntl(chan, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(chan, chan_target)
+        // SAFETY: as above; the channel's own number (perhaps among the kept ones) is closed
+        // at exec: only its copy on `chan_target` reaches the helper.
+        unsafe { libc::fcntl(chan, libc::F_SETFD, libc::FD_CLOEXEC) };
+        for (target, copy) in (first_target..).zip(high.iter()) {
+            // SAFETY: dup2 is async-signal-safe and acts on this child's fd table only; the
+            // new fd on `target` is not close-on-exec. `copy` lies above every target.
+            if unsafe { libc::dup2(*copy, target) } < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        };
-        if ret < 0 {
-            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     };
     // SAFETY: the hook runs between fork and exec in a child of a possibly multithreaded
     // process; it only makes async-signal-safe system calls (fcntl, dup2) and allocates
-    // nothing (Error::last_os_error stores only an errno).
+    // nothing (its buffer was allocated before; Error::last_os_error stores only an errno).
     unsafe {
         cmd.pre_exec(hook);
     }
@@ -584,4 +609,96 @@ pub fn spawn_helper_hook_in_main_executable() -> bool {
         return nix::sys::stat::makedev(major, minor) == exe.dev() && inode == exe.ino();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::fd::AsRawFd;
+
+    /// What a shell started with `pass_fds_on_exec` has open: fd number -> what it is.
+    fn fds_of_child(
+        chan: RawFd,
+        chan_target: RawFd,
+        kept: u32,
+        passed: Vec<RawFd>,
+    ) -> BTreeMap<RawFd, String> {
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args([
+            "-c",
+            r#"for f in /proc/$$/fd/*; do echo "${f##*/} $(readlink "$f")"; done"#,
+        ])
+        .stdout(std::process::Stdio::piped());
+        pass_fds_on_exec(&mut cmd, chan, chan_target, kept, passed);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let (n, what) = l.split_once(' ')?;
+                Some((n.parse().ok()?, what.to_owned()))
+            })
+            .collect()
+    }
+
+    fn what(fd: RawFd) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn the_channel_is_never_passed_as_a_kept_fd() {
+        let (chan, _peer) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let c = chan.as_raw_fd();
+        // Keep 3 ..= c: the channel's own number is among the kept ones.
+        let kept = (c - 2) as u32;
+        let target = 3 + kept as RawFd;
+        let fds = fds_of_child(c, target, kept, Vec::new());
+        assert_eq!(fds.get(&target), Some(&what(c)), "{fds:?}");
+        assert_ne!(
+            fds.get(&c),
+            Some(&what(c)),
+            "the channel passed as kept fd {c}: {fds:?}"
+        );
+    }
+
+    #[test]
+    fn passed_fds_land_on_3_and_up_and_nothing_else_of_ours() {
+        let (chan, _peer) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (r1, _w1) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (r2, _w2) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let passed = vec![r2.as_raw_fd(), r1.as_raw_fd()];
+        let fds = fds_of_child(chan.as_raw_fd(), 5, 0, passed);
+        assert_eq!(fds.get(&3), Some(&what(r2.as_raw_fd())), "{fds:?}");
+        assert_eq!(fds.get(&4), Some(&what(r1.as_raw_fd())), "{fds:?}");
+        assert_eq!(fds.get(&5), Some(&what(chan.as_raw_fd())), "{fds:?}");
+        // Only on those numbers (the shell's own fds and what the test runner leaves
+        // inheritable may be there too, but not ours again).
+        let ours = [
+            what(r1.as_raw_fd()),
+            what(r2.as_raw_fd()),
+            what(chan.as_raw_fd()),
+        ];
+        let again: Vec<_> = fds
+            .iter()
+            .filter(|(&n, w)| n > 5 && ours.contains(w))
+            .collect();
+        assert!(again.is_empty(), "copies reached the child: {fds:?}");
+    }
 }

@@ -241,7 +241,8 @@ impl Container {
     /// from the container ([`crate::exe::protect`]): the new process runs runtime code inside
     /// the container before it execs. Exclusive lock while the process is set up.
     pub fn exec(&self, process: Process, opts: &ExecOptions) -> Result<Pid, ContainerError> {
-        self.exec_process(process, opts).map(ProcessHandle::into_pid)
+        self.exec_process(process, opts)
+            .map(ProcessHandle::into_pid)
     }
 
     /// [`exec`](Self::exec), returning the process by pidfd: wait for its exit status with

@@ -218,7 +218,8 @@ impl<'a> Creation<'a> {
             console_socket,
             no_pivot: b.no_pivot,
             no_new_keyring: b.no_new_keyring,
-            preserve_fds: b.preserve_fds,
+            // The fds passed by number follow the kept ones: the init keeps them all.
+            preserve_fds: b.preserve_fds + b.stdio.fds.len() as u32,
             has_create_runtime_hooks: self.has_create_runtime_hooks(),
             unprivileged_runtime: !nix::unistd::geteuid().is_root(),
             exec_stub,

@@ -299,7 +299,10 @@ fn validation_errors_name_the_spec_for_a_configuration_in_memory() {
         .root(&root)
         .create()
         .unwrap_err();
-    assert!(e.to_string().starts_with("config.json: process.args: "), "{e}");
+    assert!(
+        e.to_string().starts_with("config.json: process.args: "),
+        "{e}"
+    );
     // Bundle::from_spec's own refusals name the spec too.
     let mut no_root = spec(serde_json::json!({"ociVersion": "1.0.2"}));
     no_root.set_root(None);
