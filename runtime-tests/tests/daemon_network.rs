@@ -1,7 +1,7 @@
 //! berthd's bridge network (CNI bridge + host-local), with berthd in a network namespace the
 //! test creates (`unshare --net`): nothing is added to the host's network.
 
-use runtime_tests::daemon::TestDaemon;
+use runtime_tests::daemon::{OutputExt, TestDaemon};
 
 #[test]
 fn daemon_bridge_network_between_containers() {
@@ -73,6 +73,48 @@ fn daemon_bridge_network_between_containers() {
         .unwrap_or_default();
     assert!(held.is_empty(), "addresses still held: {held:?}");
     d.ok(&["rm", &server]);
+    // -p: the port is published in the daemon's namespace (portmap's DNAT), reached there
+    // through the bridge's address.
+    let web = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "-p",
+        "8081:8080",
+        "busybox",
+        "sh",
+        "-c",
+        "echo published | nc -l -p 8080",
+    ]));
+    let busybox = runtime_tests::rootfs_dir().unwrap().join("bin/busybox");
+    let ns = format!("--net=/proc/{}/ns/net", d.pid());
+    let mut got = String::new();
+    d.wait_until("the published port", 20, || {
+        let o = std::process::Command::new("nsenter")
+            .arg(&ns)
+            .arg(&busybox)
+            .args(["nc", "-w", "2", "172.31.77.1", "8081"])
+            .output()
+            .unwrap();
+        got = o.stdout_str();
+        got == "published\n"
+    });
+    assert_eq!(d.ok(&["wait", &web]), "0");
+    d.ok(&["rm", &web]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-p",
+        "80:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        o.stderr_str().contains("needs the bridge network"),
+        "{}",
+        o.stderr_str()
+    );
     // The host's own namespace has no such bridge.
     assert!(!std::path::Path::new("/sys/class/net/berth0").exists());
     d.assert_clean(&[]);

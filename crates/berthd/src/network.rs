@@ -2,7 +2,7 @@
 //! `host-local`), as podman and kubelet delegate: one bridge (`--bridge NAME`), an address per
 //! container from a host-local range kept under the data root, the bridge as gateway. Off
 //! unless `--bridge` names a bridge (then containers of NetworkMode default/bridge join it).
-//! No masquerading or published ports yet.
+//! Published ports go through the `portmap` plugin (DNAT in the daemon's namespace).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,18 @@ impl Bridge {
     }
 
     fn run(&self, command: &str, id: &str, netns: Option<&Path>) -> Result<Value, Error> {
-        let plugin = Path::new(CNI_PATH).join("bridge");
+        self.plugin("bridge", &self.conf(), command, id, netns)
+    }
+
+    fn plugin(
+        &self,
+        kind: &str,
+        conf: &Value,
+        command: &str,
+        id: &str,
+        netns: Option<&Path>,
+    ) -> Result<Value, Error> {
+        let plugin = Path::new(CNI_PATH).join(kind);
         let mut child = Command::new(&plugin)
             .env_clear()
             .env("CNI_COMMAND", command)
@@ -76,7 +87,7 @@ impl Bridge {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::internal(format!("run {}", plugin.display()), e))?;
-        let conf = serde_json::to_vec(&self.conf()).expect("json");
+        let conf = serde_json::to_vec(conf).expect("json");
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(&conf);
         }
@@ -114,6 +125,49 @@ impl Bridge {
             gateway: r["ips"][0]["gateway"].as_str().unwrap_or("").to_owned(),
             mac: mac.to_owned(),
         })
+    }
+
+    /// Publish `ports` (host port, container port, protocol) of container `id` at
+    /// `address` on the daemon's network namespace (the CNI `portmap` plugin: DNAT rules).
+    pub fn publish(
+        &self,
+        id: &str,
+        netns: &Path,
+        a: &Attachment,
+        ports: &[(u16, u16, String)],
+    ) -> Result<(), Error> {
+        let conf = self.portmap_conf(ports, Some(a));
+        self.plugin("portmap", &conf, "ADD", id, Some(netns))
+            .map(drop)
+    }
+
+    /// Remove what [`publish`](Self::publish) set up.
+    pub fn unpublish(&self, id: &str, ports: &[(u16, u16, String)]) -> Result<(), Error> {
+        let conf = self.portmap_conf(ports, None);
+        self.plugin("portmap", &conf, "DEL", id, None).map(drop)
+    }
+
+    fn portmap_conf(&self, ports: &[(u16, u16, String)], a: Option<&Attachment>) -> Value {
+        let maps: Vec<Value> = ports
+            .iter()
+            .map(|(h, c, p)| json!({"hostPort": h, "containerPort": c, "protocol": p}))
+            .collect();
+        let mut conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "berth",
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
+            "runtimeConfig": {"portMappings": maps},
+        });
+        if let Some(a) = a {
+            conf["prevResult"] = json!({
+                "cniVersion": "1.0.0",
+                "interfaces": [{"name": "eth0", "sandbox": "x"}],
+                "ips": [{"address": format!("{}/{}", a.ip, a.prefix), "gateway": a.gateway, "interface": 0}],
+            });
+        }
+        conf
     }
 
     /// Release container `id`'s address (CNI DEL; its namespace may be gone already).

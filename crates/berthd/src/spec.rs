@@ -504,15 +504,12 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
             }
         }
     }
-    if hc.port_bindings.as_ref().is_some_and(|p| {
-        p.values()
-            .any(|b| b.as_ref().is_some_and(|b| !b.is_empty()))
-    }) || hc.publish_all_ports.unwrap_or(false)
-    {
+    if hc.publish_all_ports.unwrap_or(false) {
         return Err(Error::BadParameter(
-            "publishing ports (-p, -P) is not supported by berthd yet: containers have no bridge network".into(),
+            "publishing all ports (-P) is not supported by berthd yet".into(),
         ));
     }
+    published(hc)?;
     match hc.network_mode.as_deref().unwrap_or("default") {
         "default" | "bridge" | "none" | "host" => {}
         m if m.starts_with("container:") => {}
@@ -648,6 +645,40 @@ pub fn devices(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<(Value, Str
                    "fileMode": st.st_mode & 0o777, "uid": st.st_uid, "gid": st.st_gid}),
             perms,
         ));
+    }
+    Ok(out)
+}
+
+/// The ports to publish (`-p HOST:CONTAINER[/PROTO]`) as (host port, container port,
+/// protocol); a host IP is refused.
+pub fn published(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<(u16, u16, String)>, Error> {
+    let mut out = Vec::new();
+    for (k, bindings) in hc.port_bindings.iter().flatten() {
+        let (port, proto) = k.split_once('/').unwrap_or((k.as_str(), "tcp"));
+        let cport: u16 = port
+            .parse()
+            .map_err(|_| Error::BadParameter(format!("invalid container port {k:?}")))?;
+        if proto != "tcp" && proto != "udp" {
+            return Err(Error::BadParameter(format!("invalid protocol {proto:?}")));
+        }
+        for b in bindings.iter().flatten() {
+            if b.host_ip
+                .as_deref()
+                .is_some_and(|ip| !ip.is_empty() && ip != "0.0.0.0")
+            {
+                return Err(Error::BadParameter(
+                    "publishing on a host IP is not supported by berthd yet".into(),
+                ));
+            }
+            let hp = b.host_port.as_deref().unwrap_or("");
+            let hport: u16 = if hp.is_empty() {
+                cport
+            } else {
+                hp.parse()
+                    .map_err(|_| Error::BadParameter(format!("invalid host port {hp:?}")))?
+            };
+            out.push((hport, cport, proto.to_owned()));
+        }
     }
     Ok(out)
 }

@@ -120,6 +120,17 @@ impl Daemon {
             anonymous: Vec::new(),
         };
         crate::spec::validate(&rec)?;
+        let on_bridge = matches!(
+            rec.host_config.network_mode.as_deref().unwrap_or("default"),
+            "default" | "bridge"
+        );
+        if !crate::spec::published(&rec.host_config)?.is_empty()
+            && (self.bridge.is_none() || !on_bridge)
+        {
+            return Err(Error::BadParameter(
+                "publishing ports (-p) needs the bridge network (berthd --bridge NAME)".into(),
+            ));
+        }
         // The image's VOLUMEs and `-v /path` (Config.Volumes) not covered by a mount get an
         // anonymous volume each.
         let mut rec = rec;

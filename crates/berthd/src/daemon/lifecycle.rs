@@ -95,10 +95,20 @@ impl Daemon {
         if let (Some(bridge), Some(pid), true) = (self.bridge.clone(), init_pid, on_bridge) {
             let id2 = id.clone();
             let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
-            let attached = tokio::task::spawn_blocking(move || bridge.attach(&id2, &netns))
-                .await
-                .map_err(|e| Error::internal("network", e))
-                .and_then(|r| r);
+            let ports = crate::spec::published(&rec.host_config)?;
+            let attached = tokio::task::spawn_blocking(move || {
+                let a = bridge.attach(&id2, &netns)?;
+                if !ports.is_empty() {
+                    if let Err(e) = bridge.publish(&id2, &netns, &a, &ports) {
+                        let _ = bridge.detach(&id2);
+                        return Err(e);
+                    }
+                }
+                Ok(a)
+            })
+            .await
+            .map_err(|e| Error::internal("network", e))
+            .and_then(|r| r);
             match attached {
                 Ok(a) => {
                     let hosts = self.paths.container_dir(&id).join("hosts");
@@ -191,8 +201,19 @@ impl Daemon {
     /// Release the container's bridge address (its namespace died with it).
     async fn release_network(&self, id: &str) {
         if let Some(bridge) = self.bridge.clone() {
+            let ports = self
+                .get(id)
+                .ok()
+                .and_then(|e| crate::spec::published(&e.record().host_config).ok())
+                .unwrap_or_default();
             let id = id.to_owned();
-            let _ = tokio::task::spawn_blocking(move || bridge.detach(&id)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if !ports.is_empty() {
+                    let _ = bridge.unpublish(&id, &ports);
+                }
+                bridge.detach(&id)
+            })
+            .await;
         }
     }
 
