@@ -85,6 +85,11 @@ fn daemon_bridge_network_between_containers() {
         "-c",
         "echo published | nc -l -p 8080",
     ]));
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Ports}}"]),
+        "0.0.0.0:8081->8080/tcp"
+    );
+    assert_eq!(d.ok(&["port", &web]), "8080/tcp -> 0.0.0.0:8081");
     let busybox = runtime_tests::rootfs_dir().unwrap().join("bin/busybox");
     let ns = format!("--net=/proc/{}/ns/net", d.pid());
     let mut got = String::new();

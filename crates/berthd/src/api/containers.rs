@@ -146,7 +146,9 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
             "ImageID": r.image,
             "Command": command_line(&r),
             "Created": created,
-            "Ports": [],
+            "Ports": crate::spec::published(&r.host_config).unwrap_or_default().iter()
+                .map(|(h, c, p)| json!({"IP": "0.0.0.0", "PrivatePort": c, "PublicPort": h, "Type": p}))
+                .collect::<Vec<_>>(),
             "Labels": r.config.labels.clone().unwrap_or_default(),
             "State": r.state.status,
             "Status": status_text(&r),
@@ -192,7 +194,14 @@ fn network_settings(r: &Record) -> serde_json::Value {
         Some(a) => {
             let ep = json!({"IPAddress": a.ip, "IPPrefixLen": a.prefix, "Gateway": a.gateway,
                             "MacAddress": a.mac, "NetworkID": "berth"});
-            json!({"Networks": {"bridge": ep}, "Ports": {}, "SandboxKey": "",
+            let mut ports = serde_json::Map::new();
+            for (h, c, p) in crate::spec::published(&r.host_config).unwrap_or_default() {
+                ports.insert(
+                    format!("{c}/{p}"),
+                    json!([{"HostIp": "0.0.0.0", "HostPort": h.to_string()}]),
+                );
+            }
+            json!({"Networks": {"bridge": ep}, "Ports": ports, "SandboxKey": "",
                    "IPAddress": a.ip, "IPPrefixLen": a.prefix, "Gateway": a.gateway,
                    "MacAddress": a.mac})
         }
