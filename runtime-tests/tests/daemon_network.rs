@@ -90,6 +90,38 @@ fn daemon_bridge_network_between_containers() {
         "0.0.0.0:8081->8080/tcp"
     );
     assert_eq!(d.ok(&["port", &web]), "8080/tcp -> 0.0.0.0:8081");
+    let mut nets: Vec<String> = d
+        .ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    nets.sort();
+    assert_eq!(nets, ["bridge bridge", "host host", "none null"]);
+    assert_eq!(
+        d.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            "bridge"
+        ]),
+        "172.31.77.0/24"
+    );
+    assert!(d
+        .ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.IPv4Address}}{{end}}",
+            "bridge"
+        ])
+        .starts_with("172.31.77."));
+    let o = d.docker(&["network", "create", "mine"]);
+    assert!(
+        o.stderr_str().contains("not supported"),
+        "{}",
+        o.stderr_str()
+    );
     let busybox = runtime_tests::rootfs_dir().unwrap().join("bin/busybox");
     let ns = format!("--net=/proc/{}/ns/net", d.pid());
     let mut got = String::new();

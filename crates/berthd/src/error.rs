@@ -12,6 +12,9 @@ pub enum Error {
     /// 404: no volume by that name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
+    /// 404: no network by that name.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     /// 404: no such path in a container.
     #[error("Could not find the file {0} in container")]
     NoSuchPath(String),
@@ -53,7 +56,8 @@ impl Error {
             | Error::NoSuchImage(_)
             | Error::NoSuchExec(_)
             | Error::NoSuchVolume(_)
-            | Error::NoSuchPath(_) => 404,
+            | Error::NoSuchPath(_)
+            | Error::NoSuchNetwork(_) => 404,
             Error::Conflict(_) => 409,
             Error::BadParameter(_) => 400,
             Error::NotModified(_) => 304,
