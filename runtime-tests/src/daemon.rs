@@ -1,5 +1,6 @@
 //! A berthd of a test's own: its socket, data root and exec root in a tempdir, driven by the
-//! real docker CLI (`/usr/local/bin/docker`, or `$DOCKER_CLI`) and docker-py, and torn down
+//! real docker CLI (`$DOCKER_CLI`, else `/usr/local/bin/docker`, else Debian's `/usr/bin/docker`)
+//! and docker-py, and torn down
 //! (daemon, monitors, containers, mounts) when dropped.
 //!
 //! ```no_run
@@ -22,8 +23,14 @@ use crate::SupportError;
 
 /// The docker CLI the tests drive.
 pub fn docker_cli() -> PathBuf {
-    std::env::var_os("DOCKER_CLI")
+    if let Some(p) = std::env::var_os("DOCKER_CLI") {
+        return PathBuf::from(p);
+    }
+    // The docker CLI 28 these machines carry, else Debian's docker.io CLI.
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
         .map(PathBuf::from)
+        .find(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/docker"))
 }
 
