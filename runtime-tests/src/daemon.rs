@@ -1,7 +1,6 @@
 //! A berthd of a test's own: its socket, data root and exec root in a tempdir, driven by the
 //! real docker CLI (`$DOCKER_CLI`, else `/usr/local/bin/docker`, else Debian's `/usr/bin/docker`)
-//! and docker-py, and torn down
-//! (daemon, monitors, containers, mounts) when dropped.
+//! and docker-py, and torn down (daemon, monitors, containers, mounts) when dropped.
 //!
 //! ```no_run
 //! let d = runtime_tests::daemon::TestDaemon::start().unwrap();
