@@ -27,6 +27,9 @@ pub enum Error {
     /// 400: a parameter is invalid (the message names it).
     #[error("{0}")]
     BadParameter(String),
+    /// 401: a registry refused the credentials (the message says which and why).
+    #[error("{0}")]
+    Unauthorized(String),
     /// 304: already in the requested state (start of a running container, stop of a stopped one).
     #[error("container already {0}")]
     NotModified(&'static str),
@@ -61,6 +64,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::BadParameter(_) => 400,
             Error::NotModified(_) => 304,
+            Error::Unauthorized(_) => 401,
             Error::Internal { .. } => 500,
         }
     }

@@ -316,6 +316,36 @@ pub async fn pull(
     pull_inner(store, reference, opts, progress).await
 }
 
+/// Check `auth` (user, secret; user [`IDENTITY_TOKEN_USER`] for an identity token) against
+/// `registry` (`host[:port]`) as `docker login` does: `GET /v2/`, answering the registry's
+/// challenge with them (a bearer token is asked for `repository` scope `""`, which token
+/// servers grant without repository rights). Ok when the registry then answers 2xx, or
+/// challenges nothing. Plain http when `insecure` or the host is loopback.
+///
+/// Errors: [`RegistryError::Unauthorized`] when the registry refuses the credentials,
+/// [`RegistryError::Token`] when its token server does, [`RegistryError::Status`] for any
+/// other non-2xx answer, [`RegistryError::Http`] when it cannot be reached.
+pub async fn login(
+    registry: &str,
+    auth: (String, String),
+    insecure: bool,
+) -> Result<(), RegistryError> {
+    let plain_http = insecure || is_loopback(registry);
+    let given = Some(Credentials::from_pair(auth.0, auth.1));
+    let session = Session::new(registry, "", plain_http, given)?;
+    let url = session.base_url("/v2/");
+    let resp = session.get(&url, None, 0).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(RegistryError::Status {
+            url,
+            status: status.as_u16(),
+            message: status.canonical_reason().unwrap_or("refused").to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// [`pull`] for callers without an async runtime: blocks the calling thread until the pull
 /// ends.
 ///

@@ -176,6 +176,11 @@ impl Session {
         })
     }
 
+    /// The registry's base URL followed by `path` (which starts with `/`).
+    pub fn base_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// `…/v2/<repository>/<kind>/<reference>`.
     pub fn url(&self, kind: &str, reference: &str) -> String {
         format!("{}/v2/{}/{kind}/{reference}", self.base, self.repository)

@@ -250,7 +250,7 @@ pub async fn inspect(
         "MountLabel": "",
         "ProcessLabel": "",
         "AppArmorProfile": "",
-        "ExecIDs": null,
+        "ExecIDs": Some(d.exec_ids(&r.id)).filter(|v| !v.is_empty()),
         "HostConfig": r.host_config,
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.paths.bundle(&r.id).join("rootfs"), "UpperDir": d.paths.overlay(&r.id).join("upper"), "WorkDir": d.paths.overlay(&r.id).join("work")}},
         "Mounts": mounts(&d, &r),

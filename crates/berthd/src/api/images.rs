@@ -293,8 +293,101 @@ pub async fn save_many(State(d): State<AppState>, req: Request) -> Result<Respon
     save(d, names).await
 }
 
-/// `POST /images/create?fromImage=&tag=`: pull, with docker's JSON progress stream.
-pub async fn create(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
+/// The credentials an `X-Registry-Auth` header carries: base64url (padded or not) JSON with
+/// `username`/`password` or `identitytoken`, as the docker CLI sends them; `None` when the
+/// header is absent or holds no credentials (`{}`, which the CLI sends when not logged in).
+/// Errors: the header is not base64 or not that JSON.
+fn registry_auth(headers: &axum::http::HeaderMap) -> Result<Option<(String, String)>, Error> {
+    use base64::Engine as _;
+    let Some(v) = headers.get("X-Registry-Auth") else {
+        return Ok(None);
+    };
+    let raw = v.as_bytes().trim_ascii();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let trimmed: Vec<u8> = raw.iter().copied().filter(|&b| b != b'=').collect();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&trimmed))
+        .map_err(|e| Error::BadParameter(format!("X-Registry-Auth is not base64: {e}")))?;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct AuthConfig {
+        username: String,
+        password: String,
+        identitytoken: String,
+    }
+    let a: AuthConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::BadParameter(format!("X-Registry-Auth is not auth JSON: {e}")))?;
+    Ok(if !a.identitytoken.is_empty() {
+        Some((
+            berth_image::registry::IDENTITY_TOKEN_USER.to_owned(),
+            a.identitytoken,
+        ))
+    } else if !a.username.is_empty() || !a.password.is_empty() {
+        Some((a.username, a.password))
+    } else {
+        None
+    })
+}
+
+/// `POST /auth` (`docker login`): the body's `username`/`password` (or `identitytoken`) are
+/// checked against `serveraddress` with `GET /v2/` (see [`berth_image::registry::login`]);
+/// `{"Status":"Login Succeeded"}` when the registry accepts them, 401 naming the registry and
+/// its answer when it refuses, 400 for a body without credentials or server. Nothing is stored:
+/// the CLI keeps the credentials and sends them with each pull (`X-Registry-Auth`).
+pub async fn auth(body: Bytes) -> Result<Response, Error> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Login {
+        username: String,
+        password: String,
+        identitytoken: String,
+        serveraddress: String,
+    }
+    let l: Login = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadParameter(format!("login body: {e}")))?;
+    let server = l
+        .serveraddress
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let server = server.split('/').next().unwrap_or_default().to_owned();
+    if server.is_empty() {
+        return Err(Error::BadParameter("serveraddress is required".into()));
+    }
+    let creds = if !l.identitytoken.is_empty() {
+        (
+            berth_image::registry::IDENTITY_TOKEN_USER.to_owned(),
+            l.identitytoken,
+        )
+    } else if !l.username.is_empty() {
+        (l.username, l.password)
+    } else {
+        return Err(Error::BadParameter("username is required".into()));
+    };
+    berth_image::registry::login(&server, creds, false)
+        .await
+        .map_err(|e| {
+            Error::Unauthorized(format!(
+                "login to {server} failed: {}",
+                crate::images::chain(&e)
+            ))
+        })?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
+}
+
+/// `POST /images/create?fromImage=&tag=`: pull, with docker's JSON progress stream; the
+/// `X-Registry-Auth` header's credentials (see [`registry_auth`]) are used for this pull.
+pub async fn create(
+    State(d): State<AppState>,
+    headers: axum::http::HeaderMap,
+    q: Q,
+) -> Result<Response, Error> {
+    let auth = registry_auth(&headers)?;
     let from = q.get("fromImage").ok_or_else(|| {
         Error::BadParameter("fromImage is required (import is not supported)".into())
     })?;
@@ -310,7 +403,7 @@ pub async fn create(State(d): State<AppState>, q: Q) -> Result<Response, Error> 
     let _ = tx.send(json!({"status": format!("Pulling from {}", r.repository), "id": r.tag.clone().unwrap_or_else(|| "latest".into())}));
     let store_root = d.paths.data_root.clone();
     tokio::spawn(async move {
-        let res = pull(&store_root, &r, tx.clone()).await;
+        let res = pull(&store_root, &r, auth, tx.clone()).await;
         match res {
             Ok(digest) => {
                 let _ = tx.send(json!({"status": format!("Digest: {digest}")}));
@@ -338,6 +431,7 @@ pub async fn create(State(d): State<AppState>, q: Q) -> Result<Response, Error> 
 async fn pull(
     root: &std::path::Path,
     r: &berth_image::Reference,
+    auth: Option<(String, String)>,
     tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 ) -> Result<String, String> {
     use berth_image::registry::{LayerState, PullEvent};
@@ -374,7 +468,11 @@ async fn pull(
         };
         let _ = tx.send(v);
     };
-    let img = berth_image::registry::pull(&store, r, &Default::default(), &progress)
+    let opts = berth_image::registry::PullOptions {
+        auth,
+        ..Default::default()
+    };
+    let img = berth_image::registry::pull(&store, r, &opts, &progress)
         .await
         .map_err(|e| crate::images::chain(&e))?;
     Ok(img.manifest_digest.to_string())

@@ -210,6 +210,7 @@ pub fn router(daemon: AppState) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/create", post(images::create))
+        .route("/auth", post(images::auth))
         .route("/images/prune", post(images::prune))
         .route(
             "/images/{*rest}",

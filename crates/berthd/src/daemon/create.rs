@@ -42,9 +42,13 @@ impl Daemon {
         };
         let me = self.clone();
         let lookup = image_name.clone();
-        let found = tokio::task::spawn_blocking(move || me.images.lookup(&lookup))
-            .await
-            .map_err(|e| Error::internal("look up the image", e))??;
+        let (found, image_health) = tokio::task::spawn_blocking(move || {
+            let found = me.images.lookup(&lookup)?;
+            let health = image_healthcheck(me.images.store(), &found.image.config_digest)?;
+            Ok::<_, Error>((found, health))
+        })
+        .await
+        .map_err(|e| Error::internal("look up the image", e))??;
         let img_cfg = found.image.config.config().clone().unwrap_or_default();
         let mut config: ContainerConfig = serde_json::from_value(
             serde_json::to_value(&body).map_err(|e| Error::internal("convert the config", e))?,
@@ -82,6 +86,26 @@ impl Daemon {
         config.labels = Some(labels);
         if config.stop_signal.is_none() {
             config.stop_signal = img_cfg.stop_signal().clone();
+        }
+        // The container's own Healthcheck (`--health-*`, or `NONE` from `--no-healthcheck`)
+        // replaces the image's; docker fills only the fields left unset.
+        if let Some(img_hc) = image_health {
+            let hc = config.healthcheck.get_or_insert_with(Default::default);
+            if hc.test.as_ref().is_none_or(|t| t.is_empty()) {
+                hc.test = img_hc.test;
+            }
+            if hc.interval.unwrap_or(0) == 0 {
+                hc.interval = img_hc.interval;
+            }
+            if hc.timeout.unwrap_or(0) == 0 {
+                hc.timeout = img_hc.timeout;
+            }
+            if hc.start_period.unwrap_or(0) == 0 {
+                hc.start_period = img_hc.start_period;
+            }
+            if hc.retries.unwrap_or(0) == 0 {
+                hc.retries = img_hc.retries;
+            }
         }
         config.image = Some(image_name);
         let mut argv = entrypoint;
@@ -246,4 +270,20 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(self.paths.container_dir(id));
         let _ = std::fs::remove_dir_all(self.paths.monitor_dir(id));
     }
+}
+
+/// The image config's `config.Healthcheck` (a docker extension oci-spec does not model), read
+/// from the config blob `digest`; `None` when the image has none. Errors: the blob cannot be
+/// read (a malformed Healthcheck is ignored, as dockerd ignores unknown config).
+fn image_healthcheck(
+    store: &berth_image::Store,
+    digest: &berth_image::Digest,
+) -> Result<Option<bollard_stubs::models::HealthConfig>, Error> {
+    let raw = store
+        .read_blob(digest)
+        .map_err(|e| Error::internal("read the image config", e))?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    Ok(v.get("config")
+        .and_then(|c| c.get("Healthcheck"))
+        .and_then(|h| serde_json::from_value(h.clone()).ok()))
 }

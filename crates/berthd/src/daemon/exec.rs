@@ -64,6 +64,20 @@ impl Daemon {
         Ok(id)
     }
 
+    /// The ids of the exec instances known for `container` (its `ExecIDs`), sorted.
+    pub fn exec_ids(&self, container: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .execs
+            .lock()
+            .expect("execs lock")
+            .values()
+            .filter(|e| e.container == container)
+            .map(|e| e.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// An exec instance.
     pub fn exec_get(&self, id: &str) -> Result<Arc<ExecEntry>, Error> {
         self.execs

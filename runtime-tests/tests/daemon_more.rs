@@ -1,0 +1,458 @@
+//! berthd driven by the real docker CLI (28.2.2 at /usr/local/bin/docker): `docker login` and
+//! pulls with `X-Registry-Auth` from an htpasswd registry, healthchecks from the image config,
+//! streamed `docker stats`, and exec resize. Each test starts its own berthd on a temp socket
+//! with its own data and exec roots, and checks that nothing is left behind.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runtime_tests::daemon::{OutputExt, TestDaemon};
+
+fn daemon() -> TestDaemon {
+    runtime_tests::require_root();
+    TestDaemon::start().expect("start berthd")
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn daemon_login_and_pull_with_registry_auth() {
+    let d = daemon();
+    // Debian's docker-registry on 127.0.0.1 with htpasswd auth, filled with skopeo.
+    let port = free_port();
+    let reg = d.dir.path().join("registry");
+    std::fs::create_dir(&reg).unwrap();
+    let htpasswd = reg.join("htpasswd");
+    let st = Command::new("htpasswd")
+        .arg("-Bbc")
+        .arg(&htpasswd)
+        .args(["alice", "s3cret"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("htpasswd (apt-get install apache2-utils)");
+    assert!(st.success());
+    std::fs::write(
+        reg.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth\n    path: {}\n",
+            reg.join("data").display(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let _registry = KillOnDrop(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(reg.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)"),
+    );
+    d.wait_until("the registry", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let archive = runtime_tests::daemon::busybox_archive();
+    let st = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:s3cret",
+        ])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://127.0.0.1:{port}/library/bb:1"))
+        .status()
+        .expect("skopeo");
+    assert!(st.success());
+    let server = format!("127.0.0.1:{port}");
+    let image = format!("{server}/library/bb:1");
+
+    // Not logged in: the registry's 401 reaches the CLI, naming authorization.
+    let o = d.docker(&["pull", &image]);
+    assert_ne!(o.code(), 0, "{}", o.stdout_str());
+    let msg = format!("{}{}", o.stdout_str(), o.stderr_str()).to_lowercase();
+    assert!(
+        msg.contains("authoriz") || msg.contains("authentication"),
+        "{msg}"
+    );
+
+    // A wrong password: `docker login` fails (berthd checks it against the registry).
+    let login = |user: &str, password: &str| {
+        let mut c = d.docker_cmd(&["login", "-u", user, "--password-stdin", &server]);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = login("alice", "wrong");
+    assert_ne!(o.code(), 0, "{}", o.stdout_str());
+    assert!(
+        o.stderr_str().contains("401") || o.stderr_str().to_lowercase().contains("authoriz"),
+        "{}",
+        o.stderr_str()
+    );
+    let o = login("alice", "s3cret");
+    assert_eq!(o.code(), 0, "{}\n{}", o.stderr_str(), d.log());
+    assert!(
+        o.stdout_str().contains("Login Succeeded"),
+        "{}",
+        o.stdout_str()
+    );
+
+    // Logged in: the CLI sends X-Registry-Auth and berthd pulls with it. berthd's own
+    // environment has no credentials for this registry (the not-logged-in pull failed).
+    let out = d.ok(&["pull", &image]);
+    assert!(
+        out.contains("Pull complete") && out.contains("Digest: sha256:"),
+        "{out}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", &image, "echo", "pulled"]), "pulled");
+    d.ok(&["rmi", &image]);
+
+    // The header alone is what carries them: after logout the pull fails again.
+    d.ok(&["logout", &server]);
+    let o = d.docker(&["pull", &image]);
+    assert_ne!(o.code(), 0, "{}", o.stdout_str());
+
+    // A header that is not base64 JSON is a 400 naming it.
+    let (st, _, body) = {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+        write!(
+            s,
+            "POST /images/create?fromImage={image} HTTP/1.1\r\nHost: docker\r\nX-Registry-Auth: !!!\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        let status: u16 = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, (), resp)
+    };
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("X-Registry-Auth"), "{body}");
+    d.assert_clean(&[]);
+}
+
+/// A copy of the busybox docker-archive tagged `name`, whose config's `config` gets `extra`
+/// merged in (the OCI layout part is dropped, so the docker-archive part is what loads).
+fn busybox_with_config(dir: &Path, name: &str, extra: serde_json::Value) -> std::path::PathBuf {
+    let work = dir.join(format!("img-{}", name.replace([':', '/'], "-")));
+    std::fs::create_dir_all(&work).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(runtime_tests::daemon::busybox_archive())
+        .arg("-C")
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("manifest.json")).unwrap()).unwrap();
+    let old_cfg = manifest[0]["Config"].as_str().unwrap().to_owned();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join(&old_cfg)).unwrap()).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        cfg["config"][k] = v.clone();
+    }
+    let bytes = serde_json::to_vec(&cfg).unwrap();
+    let tmp = work.join("new-config");
+    std::fs::write(&tmp, &bytes).unwrap();
+    let sum = Command::new("sha256sum").arg(&tmp).output().unwrap();
+    let hex = sum
+        .stdout_str()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::remove_file(work.join(&old_cfg)).unwrap();
+    std::fs::write(work.join(format!("{hex}.json")), &bytes).unwrap();
+    let mut m = manifest.clone();
+    m[0]["Config"] = format!("{hex}.json").into();
+    m[0]["RepoTags"] = serde_json::json!([name]);
+    std::fs::write(work.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    for f in ["index.json", "oci-layout", "repositories", "blobs"] {
+        let p = work.join(f);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else if p.exists() {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    let out = dir.join(format!("{}.tar", name.replace([':', '/'], "-")));
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&work)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+#[test]
+fn daemon_healthcheck_from_the_image() {
+    let d = daemon();
+    let archive = busybox_with_config(
+        d.dir.path(),
+        "hc:1",
+        serde_json::json!({"Healthcheck": {
+            "Test": ["CMD-SHELL", "test -f /tmp/ok && echo image-check"],
+            "Interval": 100_000_000u64,
+            "Retries": 2
+        }}),
+    );
+    let out = d.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.contains("hc:1"), "{out}");
+    let status = |name: &str| {
+        d.docker(&["inspect", "-f", "{{.State.Health.Status}}", name])
+            .stdout_str()
+            .trim()
+            .to_owned()
+    };
+    // No --health-cmd: the image's check runs and the container turns healthy.
+    let a = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "img",
+        "hc:1",
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 1000",
+    ]));
+    // Its own check replaces the image's (which would pass here).
+    let b = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "own",
+        "--health-cmd",
+        "echo own-check; false",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "hc:1",
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 1000",
+    ]));
+    // --no-healthcheck: none runs.
+    let c = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        "hc:1",
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 1000",
+    ]));
+    d.wait_until("the image's check to pass", 20, || {
+        status("img") == "healthy"
+    });
+    let log = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range .State.Health.Log}}{{.Output}}{{end}}",
+        "img",
+    ]);
+    assert!(log.contains("image-check"), "{log}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", "img"]),
+        r#"["CMD-SHELL","test -f /tmp/ok && echo image-check"]"#
+    );
+    d.wait_until("the container's own check to fail", 20, || {
+        status("own") == "unhealthy"
+    });
+    let log = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range .State.Health.Log}}{{.Output}}{{end}}",
+        "own",
+    ]);
+    assert!(
+        log.contains("own-check") && !log.contains("image-check"),
+        "{log}"
+    );
+    // By now the image's check has run several times in the others; never in this one.
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .State.Health}}", "none"]),
+        "null"
+    );
+    assert!(d
+        .ok(&["ps", "--filter", "name=none", "--format", "{{.Status}}"])
+        .starts_with("Up"));
+    assert!(!d
+        .ok(&["ps", "--filter", "name=none", "--format", "{{.Status}}"])
+        .contains("health"));
+    d.ok(&["rm", "-f", &a, &b, &c]);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_stats_streamed() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run", "-d", "--name", "st", "--memory", "64m", "busybox", "sleep", "1000",
+    ]));
+    let mut child = d
+        .docker_cmd(&[
+            "stats",
+            "--format",
+            "{{.Name}}|{{.MemUsage}}|{{.PIDs}}",
+            "st",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // Each update is a frame with the container's line; wait for two with real numbers.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let frames = |s: &str| {
+        s.lines()
+            .filter(|l| {
+                let l = l.rsplit('\x1b').next().unwrap_or(l);
+                let l = l.trim_start_matches(|c: char| c != 's');
+                l.starts_with("st|") && l.contains("/ 64MiB|1")
+            })
+            .count()
+    };
+    while frames(&seen) < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("fewer than two stats updates: {seen:?}\n{}", d.log());
+            }
+        }
+    }
+    // Still streaming: nothing ended it but us.
+    assert!(child.try_wait().unwrap().is_none(), "{seen:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
+
+#[test]
+fn daemon_exec_tty_resize() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&["run", "-d", "--name", "er", "busybox", "sleep", "1000"]));
+    let mut child = Command::new("script")
+        .args([
+            "-qefc",
+            "stty rows 24 cols 80; docker exec -it er sh",
+            "/dev/null",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let mut screen = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = screen.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut pos = 0;
+    let mut expect = |what: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(i) = seen[pos..].find(what) {
+                pos += i + what.len();
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {seen:?}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    expect("/ # ", &mut seen);
+    // The CLI sized the exec's terminal from its own.
+    keys.write_all(b"echo size-$(stty size | tr ' ' x)\n")
+        .unwrap();
+    expect("size-24x80", &mut seen);
+    expect("/ # ", &mut seen);
+    // Resize over the API (`POST /exec/{id}/resize`) reaches the exec's terminal.
+    let execs = d.ok(&["inspect", "-f", "{{range .ExecIDs}}{{.}} {{end}}", "er"]);
+    let exec = execs
+        .split_whitespace()
+        .next()
+        .expect("an exec id")
+        .to_owned();
+    let (st, _, body) = d
+        .http("POST", &format!("/exec/{exec}/resize?h=33&w=99"), None)
+        .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    keys.write_all(b"echo size-$(stty size | tr ' ' x)\n")
+        .unwrap();
+    expect("size-33x99", &mut seen);
+    expect("/ # ", &mut seen);
+    let (st, _, _) = d.http("POST", "/exec/nope/resize?h=1&w=1", None).unwrap();
+    assert_eq!(st, 404);
+    keys.write_all(b"exit 4\n").unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(4), "{seen}");
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
