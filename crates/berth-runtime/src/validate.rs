@@ -29,6 +29,11 @@ mod tables;
 
 pub use support::Host;
 
+/// The `process.rlimits[].type` names this runtime accepts (those of getrlimit(2), as the
+/// runtime spec's config.md#posix-process spells them), for callers that build specs, such as
+/// a daemon mapping docker's `--ulimit nofile=...` to `RLIMIT_NOFILE`.
+pub const RLIMIT_TYPES: &[&str] = tables::RLIMITS;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -28,53 +28,9 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability this build knows (for `Privileged` and `CapAdd: ALL`).
-const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// The capabilities of our own bounding set (in bit order, as [`ALL_CAPS`]): what
-/// `Privileged` and `CapAdd: ALL` give, as dockerd gives the caps it has.
+/// The capabilities of our own bounding set, in bit order (the `caps` crate knows every one
+/// this kernel ABI defines): what `Privileged` and `CapAdd: ALL` give, as dockerd gives the
+/// caps it has.
 fn own_caps() -> Vec<String> {
     let bnd = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -84,11 +40,12 @@ fn own_caps() -> Vec<String> {
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
         .unwrap_or(u64::MAX);
-    ALL_CAPS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bnd & (1u64 << i) != 0)
-        .map(|(_, c)| c.to_string())
+    let mut known: Vec<caps::Capability> = caps::all().into_iter().collect();
+    known.sort_by_key(|c| c.index());
+    known
+        .into_iter()
+        .filter(|c| bnd & c.bitmask() != 0)
+        .map(|c| c.to_string())
         .collect()
 }
 
@@ -247,26 +204,6 @@ pub fn seccomp(hc: &bollard_stubs::models::HostConfig) -> Result<Option<Value>, 
     }
 }
 
-/// The rlimit names docker accepts (`--ulimit nofile=...`), as OCI types.
-const RLIMITS: &[&str] = &[
-    "RLIMIT_AS",
-    "RLIMIT_CORE",
-    "RLIMIT_CPU",
-    "RLIMIT_DATA",
-    "RLIMIT_FSIZE",
-    "RLIMIT_LOCKS",
-    "RLIMIT_MEMLOCK",
-    "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",
-    "RLIMIT_NOFILE",
-    "RLIMIT_NPROC",
-    "RLIMIT_RSS",
-    "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME",
-    "RLIMIT_SIGPENDING",
-    "RLIMIT_STACK",
-];
-
 /// The init binary for `--init`: docker's `docker-init` (tini), `tini-static` or `tini`.
 pub fn init_binary() -> Option<std::path::PathBuf> {
     [
@@ -301,7 +238,7 @@ pub fn capabilities(
     }
     for c in add.iter().chain(drop) {
         let n = cap_name(c);
-        if n != "CAP_ALL" && !ALL_CAPS.contains(&n.as_str()) {
+        if n != "CAP_ALL" && n.parse::<caps::Capability>().is_err() {
             return Err(Error::BadParameter(format!("unknown capability: {c:?}")));
         }
     }
@@ -829,7 +766,7 @@ pub fn build(
     for u in hc.ulimits.iter().flatten() {
         let name = u.name.clone().unwrap_or_default();
         let typ = format!("RLIMIT_{}", name.to_ascii_uppercase());
-        if !RLIMITS.contains(&typ.as_str()) {
+        if !berth_runtime::validate::RLIMIT_TYPES.contains(&typ.as_str()) {
             return Err(Error::BadParameter(format!("invalid ulimit type: {name}")));
         }
         let (soft, hard) = (u.soft.unwrap_or(0), u.hard.unwrap_or(0));
