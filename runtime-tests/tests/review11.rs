@@ -5,52 +5,15 @@
 //! runc 1.1.5 (Debian's) runs in the same test where its behaviour is the rule. Every test
 //! checks that nothing leaked, also when it fails.
 
-use std::panic::{self, AssertUnwindSafe};
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runtime_tests::{
-    assert_no_leaks, berth_bin, is_root, wait_until, Bundle, LeakSnapshot, Runtime,
-};
+use runtime_tests::{wait_until, Bundle, Runtime};
 use serde_json::json;
 
-const RUNC: &str = "/usr/sbin/runc";
-
-/// A berth runtime (and with `with_runc`, a runc one) and a bundle; root, berth and runc are
-/// prerequisites, so their absence fails the test. `f` runs, then every container is removed
-/// and the host must show no leak, also when `f` panicked.
-fn checked(with_runc: bool, f: impl FnOnce(&[&Runtime], &mut Bundle)) {
-    assert!(is_root(), "these tests start containers: run them as root");
-    let berth = Runtime::new(berth_bin().expect("berth binary (BERTH_BIN)")).expect("runtime");
-    let runc = with_runc.then(|| {
-        assert!(Path::new(RUNC).exists(), "{RUNC} (Debian's runc) is needed");
-        Runtime::new(RUNC).expect("runtime")
-    });
-    let mut bundle = Bundle::with_probe().expect("bundle");
-    let before = LeakSnapshot::take(&berth, &bundle);
-    let rts: Vec<&Runtime> = std::iter::once(&berth).chain(runc.as_ref()).collect();
-    let result = panic::catch_unwind(AssertUnwindSafe(|| f(&rts, &mut bundle)));
-    for rt in &rts {
-        rt.cleanup();
-    }
-    if let Err(p) = result {
-        for rt in &rts {
-            eprintln!("{}", rt.dump_log());
-        }
-        panic::resume_unwind(p);
-    }
-    for rt in &rts {
-        assert_no_leaks(&before, rt);
-    }
-}
-
-fn name(rt: &Runtime) -> &'static str {
-    if rt.bin == Path::new(RUNC) {
-        "runc"
-    } else {
-        "berth"
-    }
-}
+use common::{runtime_name as name, with_runtimes as checked};
 
 /// `create` must fail (with `want` in berth's message) and leave nothing: no id in `list`.
 fn create_fails(rt: &Runtime, b: &Bundle, tag: &str, want: &[&str]) {

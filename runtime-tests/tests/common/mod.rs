@@ -57,3 +57,43 @@ fn walk(dir: &std::path::Path, id: &str, depth: usize, out: &mut Vec<std::path::
         }
     }
 }
+
+/// Debian's runc, the reference that tests run side by side with berth.
+pub const RUNC: &str = "/usr/sbin/runc";
+
+/// A berth runtime (and with `with_runc`, a runc one) and a bundle; root, berth and runc are
+/// prerequisites, so their absence fails the test. `f` runs, then every container is removed
+/// and the host must show no leak, also when `f` panicked (the runtimes' logs are printed).
+pub fn with_runtimes(with_runc: bool, f: impl FnOnce(&[&Runtime], &mut Bundle)) {
+    require_root();
+    let berth = Runtime::new(berth_bin().expect("berth binary (BERTH_BIN)")).expect("runtime");
+    let runc = with_runc.then(|| {
+        runtime_tests::require_path(RUNC, "runc");
+        Runtime::new(RUNC).expect("runtime")
+    });
+    let mut bundle = Bundle::with_probe().expect("bundle");
+    let before = LeakSnapshot::take(&berth, &bundle);
+    let rts: Vec<&Runtime> = std::iter::once(&berth).chain(runc.as_ref()).collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&rts, &mut bundle)));
+    for rt in &rts {
+        rt.cleanup();
+    }
+    if let Err(p) = result {
+        for rt in &rts {
+            eprintln!("{}", rt.dump_log());
+        }
+        std::panic::resume_unwind(p);
+    }
+    for rt in &rts {
+        assert_no_leaks(&before, rt);
+    }
+}
+
+/// "runc" or "berth", for messages of side-by-side tests.
+pub fn runtime_name(rt: &Runtime) -> &'static str {
+    if rt.bin == std::path::Path::new(RUNC) {
+        "runc"
+    } else {
+        "berth"
+    }
+}
