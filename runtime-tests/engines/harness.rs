@@ -334,14 +334,16 @@ impl Daemon {
         }
     }
 
-    /// Stops it: SIGTERM, then SIGKILL to its group after 20 s.
+    /// Stops it: SIGTERM, then SIGKILL to its group after 60 s. dockerd gives its containers
+    /// 15 s and then unmounts its data root's private bind; on a loaded machine a shorter wait
+    /// killed it before that unmount and the mount was reported as the test's leak.
     pub fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
         let pid = Pid::from_raw(self.child.id() as i32);
         let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
