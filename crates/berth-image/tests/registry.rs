@@ -441,3 +441,49 @@ fn corrupted_registry_blob_leaves_nothing() {
         assert!(img.layers().unwrap().iter().any(|l| l.diff_id.hex() == n));
     }
 }
+
+/// A pulled image whose config promises other diff ids than its layers hold: `pull` refuses
+/// it, and so does every later way to build a rootfs from blobs `pull --no-unpack` stored
+/// (containerd refuses all of them).
+#[test]
+fn pull_without_unpack_then_flatten_checks_the_diff_ids() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = start_registry(t.path(), Auth::None);
+    let real = tar_of(|b| file(b, "f", b"real content"));
+    let promised = tar_of(|b| file(b, "f", b"what the config promised"));
+    let layer = LayerSpec {
+        tar: promised,
+        ..LayerSpec::gzip(real)
+    };
+    push_image(reg.port, "berth/lying", "v1", &[layer]);
+    let name: berth_image::Reference = format!("127.0.0.1:{}/berth/lying:v1", reg.port)
+        .parse()
+        .unwrap();
+
+    let store = Store::open(t.path().join("store")).unwrap();
+    assert!(
+        pull_blocking(&store, &name, &PullOptions::default(), &|_| {}).is_err(),
+        "pull unpacked a layer whose diff id the config does not name"
+    );
+
+    let store = Store::open(t.path().join("store2")).unwrap();
+    let opts = PullOptions {
+        no_unpack: true,
+        ..Default::default()
+    };
+    let img = pull_blocking(&store, &name, &opts, &|_| {}).unwrap();
+    let rootfs = t.path().join("rootfs");
+    let err = store.flatten(&img, &rootfs, &|_| {}).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            berth_image::UnpackError::Layer {
+                source: berth_image::layer::LayerError::Verify(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!rootfs.exists());
+    assert!(store.unpack_layers(&img, &|_| {}).is_err());
+}
