@@ -220,22 +220,19 @@ fn create_fails_when_init_cannot_wait_for_start() {
         assert!(!rt.state(&id).success());
         drop(holder);
 
-        // As runc.
+        // As runc. Without a mount namespace runc prepares the rootfs in the namespace it
+        // shares with its caller: it makes `/` rslave (on this host that turns the host's
+        // shared `/` private, which changed how every daemon started later saw its mounts) and
+        // binds the rootfs onto itself. So this thread (nextest runs one test a process; the
+        // leak check reads the process's, the host's, mounts) moves to a private copy first.
+        runtime_tests::conformance::enter_private_mount_ns()
+            .expect("a private mount namespace for runc without one of its own");
         let runc = runc();
         b.remove_namespace("mount");
         let id = runc.new_id("noproc");
         assert!(!runc.create(&id, b).success(), "{}", runc.dump_log());
         runc.cleanup();
-        // runc binds the rootfs onto itself in the mount namespace it shares with us, and
-        // leaves it there: remove what our test made it do.
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let rootfs = b.rootfs().display().to_string();
-        for _ in mountinfo
-            .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(rootfs.as_str()))
-        {
-            let _ = nix::mount::umount2(&b.rootfs(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        let _ = nix::mount::umount2(&b.rootfs(), nix::mount::MntFlags::MNT_DETACH);
     });
 }
 
