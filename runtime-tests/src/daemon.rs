@@ -3,6 +3,8 @@
 //! and docker-py, and torn down (daemon, monitors, containers, mounts) when dropped.
 //!
 //! ```no_run
+//! use runtime_tests::daemon::OutputExt;
+//!
 //! let d = runtime_tests::daemon::TestDaemon::start().unwrap();
 //! d.load_busybox();
 //! let out = d.docker(&["run", "--rm", "busybox", "echo", "hi"]);

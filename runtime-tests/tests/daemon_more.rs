@@ -456,3 +456,24 @@ fn daemon_exec_tty_resize() {
     d.ok(&["rm", "-f", &id]);
     d.assert_clean(&[]);
 }
+
+/// Containers created without a name get distinct generated names, however many there are
+/// (the generator drew from a few thousand names and a create could fail with 409 at about the
+/// twentieth container).
+#[test]
+fn daemon_generated_names_never_collide() {
+    let d = daemon();
+    d.load_busybox();
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let id = d.ok(&["create", "busybox", "true"]);
+        let name = d.ok(&["inspect", "-f", "{{.Name}}", id.trim()]);
+        assert!(names.insert(name.trim().to_owned()), "{name} given twice");
+    }
+    let ids: Vec<String> = d.ok(&["ps", "-aq"]).lines().map(str::to_owned).collect();
+    assert_eq!(ids.len(), 300);
+    let mut rm = vec!["rm"];
+    rm.extend(ids.iter().map(String::as_str));
+    d.ok(&rm);
+    d.assert_clean(&[]);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody};
 
-use super::{log_rotation, merge_env, valid_name, Daemon, ADJ, NOUN};
+use super::{log_rotation, merge_env, valid_name, Daemon};
 use crate::error::Error;
 use crate::store::{self, Record, State};
 use crate::util;
@@ -33,12 +33,7 @@ impl Daemon {
                 }
                 n
             }
-            None => {
-                let r = util::random_id();
-                let a = usize::from_str_radix(&r[..4], 16).unwrap_or(0);
-                let b = usize::from_str_radix(&r[4..8], 16).unwrap_or(0);
-                format!("{}_{}", ADJ[a % ADJ.len()], NOUN[b % NOUN.len()]) + &format!("{}", a % 100)
-            }
+            None => self.generated_name(),
         };
         let me = self.clone();
         let lookup = image_name.clone();

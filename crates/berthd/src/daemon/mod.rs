@@ -114,6 +114,30 @@ const NOUN: &[&str] = &[
     "raft", "sail", "tide", "wharf",
 ];
 
+impl Daemon {
+    /// A name for a container created without one, as dockerd makes them (`adjective_noun`),
+    /// never one in use: draws again while the name is taken, and past a few tries adds a
+    /// random number (the create still reserves the name under the lock).
+    fn generated_name(&self) -> String {
+        let map = self.containers.read().expect("containers lock");
+        let taken = |n: &str| map.values().any(|e| e.record().name == n);
+        for attempt in 0.. {
+            let r = util::random_id();
+            let a = usize::from_str_radix(&r[..4], 16).unwrap_or(0);
+            let b = usize::from_str_radix(&r[4..8], 16).unwrap_or(0);
+            let mut name = format!("{}_{}", ADJ[a % ADJ.len()], NOUN[b % NOUN.len()]);
+            if attempt >= 3 {
+                let n = usize::from_str_radix(&r[8..14], 16).unwrap_or(0);
+                name.push_str(&(n % 1_000_000).to_string());
+            }
+            if !taken(&name) {
+                return name;
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
 fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     let mut out: Vec<String> = base.to_vec();
     for e in over {
