@@ -477,3 +477,37 @@ fn daemon_generated_names_never_collide() {
     d.ok(&rm);
     d.assert_clean(&[]);
 }
+
+/// Concurrent creates asking for one name: exactly one gets it, the others a 409 (the name
+/// was checked before the slow part of a create and taken after it, so several won).
+#[test]
+fn daemon_concurrent_creates_of_one_name_one_wins() {
+    let d = daemon();
+    d.load_busybox();
+    // All eight started before any is waited for.
+    let children: Vec<std::process::Child> = (0..8)
+        .map(|_| {
+            d.docker_cmd(&["create", "--name", "same", "busybox", "true"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<std::process::Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{} creates of one name succeeded", won);
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert!(
+            o.stderr_str().contains("is already in use"),
+            "{}",
+            o.stderr_str()
+        );
+    }
+    assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
+    d.ok(&["rm", "same"]);
+    d.assert_clean(&[]);
+}

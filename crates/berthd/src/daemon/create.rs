@@ -23,7 +23,7 @@ impl Daemon {
             .clone()
             .filter(|i| !i.is_empty())
             .ok_or_else(|| Error::BadParameter("config.Image is required".into()))?;
-        let name = match name.filter(|n| !n.is_empty()) {
+        let wanted = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(&n).to_owned();
                 if !valid_name(&n) {
@@ -31,10 +31,13 @@ impl Daemon {
                         "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
                     )));
                 }
-                n
+                Some(n)
             }
-            None => self.generated_name(),
+            None => None,
         };
+        // Held until the container is in the map (or the create failed).
+        let reservation = self.reserve_name(wanted)?;
+        let name = reservation.name.clone();
         let me = self.clone();
         let lookup = image_name.clone();
         let (found, image_health) = tokio::task::spawn_blocking(move || {

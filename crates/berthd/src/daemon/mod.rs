@@ -85,6 +85,9 @@ pub struct Daemon {
     /// The image store.
     pub images: Images,
     containers: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Names of containers whose create is under way (not yet in `containers`), so that two
+    /// concurrent creates never get the same name (taken before `containers`).
+    reserved_names: Mutex<std::collections::HashSet<String>>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     spawner: Spawner,
     /// Named volumes.
@@ -114,27 +117,72 @@ const NOUN: &[&str] = &[
     "raft", "sail", "tide", "wharf",
 ];
 
-impl Daemon {
-    /// A name for a container created without one, as dockerd makes them (`adjective_noun`),
-    /// never one in use: draws again while the name is taken, and past a few tries adds a
-    /// random number (the create still reserves the name under the lock).
-    fn generated_name(&self) -> String {
-        let map = self.containers.read().expect("containers lock");
-        let taken = |n: &str| map.values().any(|e| e.record().name == n);
-        for attempt in 0.. {
-            let r = util::random_id();
-            let a = usize::from_str_radix(&r[..4], 16).unwrap_or(0);
-            let b = usize::from_str_radix(&r[4..8], 16).unwrap_or(0);
-            let mut name = format!("{}_{}", ADJ[a % ADJ.len()], NOUN[b % NOUN.len()]);
-            if attempt >= 3 {
-                let n = usize::from_str_radix(&r[8..14], 16).unwrap_or(0);
-                name.push_str(&(n % 1_000_000).to_string());
-            }
-            if !taken(&name) {
-                return name;
-            }
+/// A container name held for a create under way; released when dropped (by then the
+/// container is in the daemon's map, or the create failed).
+pub(crate) struct NameReservation<'a> {
+    daemon: &'a Daemon,
+    /// The reserved name (without docker's leading `/`).
+    pub name: String,
+}
+
+impl Drop for NameReservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.daemon.reserved_names.lock() {
+            held.remove(&self.name);
         }
-        unreachable!("the loop returns")
+    }
+}
+
+impl Daemon {
+    /// Reserves `wanted` for a create, or with `None` a generated name as dockerd makes them
+    /// (`adjective_noun`, a random number added after a few draws that are taken): checked
+    /// against existing containers and the creates under way in one step, so concurrent
+    /// creates never share a name. A name in use is a 409 in docker's words.
+    pub(crate) fn reserve_name(
+        &self,
+        wanted: Option<String>,
+    ) -> Result<NameReservation<'_>, Error> {
+        let mut held = self.reserved_names.lock().expect("reserved names lock");
+        let map = self.containers.read().expect("containers lock");
+        let owner = |n: &str| {
+            map.values()
+                .find(|e| e.record().name == n)
+                .map(|e| e.id.clone())
+        };
+        let name = match wanted {
+            Some(n) => {
+                if let Some(other) = owner(&n) {
+                    return Err(Error::Conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                    )));
+                }
+                if held.contains(&n) {
+                    return Err(Error::Conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by a container being created. You have to remove (or rename) that container to be able to reuse that name."
+                    )));
+                }
+                n
+            }
+            None => {
+                let mut attempt = 0;
+                loop {
+                    let r = util::random_id();
+                    let a = usize::from_str_radix(&r[..4], 16).unwrap_or(0);
+                    let b = usize::from_str_radix(&r[4..8], 16).unwrap_or(0);
+                    let mut name = format!("{}_{}", ADJ[a % ADJ.len()], NOUN[b % NOUN.len()]);
+                    if attempt >= 3 {
+                        let n = usize::from_str_radix(&r[8..14], 16).unwrap_or(0);
+                        name.push_str(&(n % 1_000_000).to_string());
+                    }
+                    if owner(&name).is_none() && !held.contains(&name) {
+                        break name;
+                    }
+                    attempt += 1;
+                }
+            }
+        };
+        held.insert(name.clone());
+        Ok(NameReservation { daemon: self, name })
     }
 }
 
@@ -182,6 +230,7 @@ impl Daemon {
             paths,
             images,
             containers: RwLock::new(HashMap::new()),
+            reserved_names: Mutex::new(std::collections::HashSet::new()),
             execs: Mutex::new(HashMap::new()),
             spawner: Spawner::new(exe)?,
             events: tokio::sync::broadcast::channel(1024).0,
