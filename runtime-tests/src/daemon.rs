@@ -505,3 +505,54 @@ impl Drop for TestDaemon {
         }
     }
 }
+
+/// What a program under a terminal (`script`) prints, read on a thread of its own, for tests
+/// that type and wait for text: [`Screen::expect`] waits for a string after what it already
+/// matched.
+pub struct Screen {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+    pos: usize,
+}
+
+impl Screen {
+    /// Starts reading `out` (a child's stdout).
+    pub fn new(mut out: impl std::io::Read + Send + 'static) -> Screen {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Screen {
+            rx,
+            seen: String::new(),
+            pos: 0,
+        }
+    }
+
+    /// Waits (20 s at most, else panics with the screen) for `what` after the last match.
+    pub fn expect(&mut self, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(i) = self.seen[self.pos..].find(what) {
+                self.pos += i + what.len();
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let chunk = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {:?}", self.seen));
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Everything read so far.
+    pub fn text(&self) -> &str {
+        &self.seen
+    }
+}

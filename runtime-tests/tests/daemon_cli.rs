@@ -1237,49 +1237,23 @@ fn daemon_tty_typing_ctrl_c_and_resize() {
         .spawn()
         .unwrap();
     let mut keys = child.stdin.take().unwrap();
-    let mut screen = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = std::io::Read::read(&mut screen, &mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let mut pos = 0;
-    // Wait for `what` after what was already matched.
-    let mut expect = |what: &str, seen: &mut String| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(i) = seen[pos..].find(what) {
-                pos += i + what.len();
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let chunk = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {seen:?}"));
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    expect("/ # ", &mut seen);
+    let mut screen = runtime_tests::daemon::Screen::new(child.stdout.take().unwrap());
+    screen.expect("/ # ");
     keys.write_all(b"echo typed-$((1+1))\n").unwrap();
-    expect("typed-2", &mut seen);
-    expect("/ # ", &mut seen);
+    screen.expect("typed-2");
+    screen.expect("/ # ");
     keys.write_all(b"sleep 100\n").unwrap();
-    expect("sleep 100", &mut seen);
+    screen.expect("sleep 100");
     d.wait_until("sleep to run", 20, || {
         d.docker(&["exec", "ti", "pidof", "sleep"]).status.success()
     });
     keys.write_all(b"\x03").unwrap();
-    expect("/ # ", &mut seen);
+    screen.expect("/ # ");
     keys.write_all(b"echo after-interrupt\n").unwrap();
-    expect("after-interrupt\r\n", &mut seen);
+    screen.expect("after-interrupt\r\n");
     keys.write_all(b"exit 3\n").unwrap();
     let st = child.wait().unwrap();
-    assert_eq!(st.code(), Some(3), "{seen}");
+    assert_eq!(st.code(), Some(3), "{}", screen.text());
     // Resize over the API reaches the container's terminal.
     let id = d.track(&d.ok(&[
         "run",

@@ -401,38 +401,13 @@ fn daemon_exec_tty_resize() {
         .spawn()
         .unwrap();
     let mut keys = child.stdin.take().unwrap();
-    let mut screen = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = screen.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let mut pos = 0;
-    let mut expect = |what: &str, seen: &mut String| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(i) = seen[pos..].find(what) {
-                pos += i + what.len();
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let chunk = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {seen:?}"));
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    expect("/ # ", &mut seen);
+    let mut screen = runtime_tests::daemon::Screen::new(child.stdout.take().unwrap());
+    screen.expect("/ # ");
     // The CLI sized the exec's terminal from its own.
     keys.write_all(b"echo size-$(stty size | tr ' ' x)\n")
         .unwrap();
-    expect("size-24x80", &mut seen);
-    expect("/ # ", &mut seen);
+    screen.expect("size-24x80");
+    screen.expect("/ # ");
     // Resize over the API (`POST /exec/{id}/resize`) reaches the exec's terminal.
     let execs = d.ok(&["inspect", "-f", "{{range .ExecIDs}}{{.}} {{end}}", "er"]);
     let exec = execs
@@ -446,13 +421,13 @@ fn daemon_exec_tty_resize() {
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     keys.write_all(b"echo size-$(stty size | tr ' ' x)\n")
         .unwrap();
-    expect("size-33x99", &mut seen);
-    expect("/ # ", &mut seen);
+    screen.expect("size-33x99");
+    screen.expect("/ # ");
     let (st, _, _) = d.http("POST", "/exec/nope/resize?h=1&w=1", None).unwrap();
     assert_eq!(st, 404);
     keys.write_all(b"exit 4\n").unwrap();
     let st = child.wait().unwrap();
-    assert_eq!(st.code(), Some(4), "{seen}");
+    assert_eq!(st.code(), Some(4), "{}", screen.text());
     d.ok(&["rm", "-f", &id]);
     d.assert_clean(&[]);
 }
