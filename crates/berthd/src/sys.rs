@@ -1,28 +1,6 @@
 //! The few raw calls berthd makes that neither std nor nix wraps safely.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-
 use nix::errno::Errno;
-
-/// Set the window size of terminal `fd` (a pty master) to `rows` x `cols` (`TIOCSWINSZ`).
-pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), Errno> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one `struct winsize` from the pointer, which points at `ws`,
-    // alive for the call; `fd` is a valid open descriptor for the borrow's lifetime.
-    let r = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::TIOCSWINSZ,
-            &ws as *const libc::winsize,
-        )
-    };
-    Errno::result(r).map(drop)
-}
 
 /// Restore the default action of SIGPIPE (Rust's start-up code ignores it, and an ignored
 /// signal stays ignored across exec: the container's processes must get the default).

@@ -101,10 +101,73 @@ pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     }
 }
 
+/// Set the window size of terminal `fd` to `rows` x `cols` character cells (`TIOCSWINSZ`,
+/// the pixel sizes zero), as a caller that relays a container's terminal does on a resize
+/// request (docker's `POST /containers/{id}/resize?h=ROWS&w=COLS`, runc's console socket
+/// users). `fd` is normally the pty master received from the console socket
+/// ([`receive_master`]); setting the size on the master changes it for the slave inside the
+/// container, and the kernel sends `SIGWINCH` to the slave's foreground process group when it
+/// changes.
+///
+/// Errors are the `ioctl`'s errno: `ENOTTY` when `fd` is not a terminal, `EBADF`/`EINVAL`
+/// for a bad descriptor.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use berth_runtime::process::console::{set_window_size, window_size};
+/// let master = nix::pty::posix_openpt(nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY)?;
+/// set_window_size(master.as_fd(), 40, 132)?;
+/// assert_eq!(window_size(master.as_fd()), Some((40, 132)));
+/// // Not a terminal:
+/// let (r, _w) = nix::unistd::pipe()?;
+/// assert_eq!(set_window_size(r.as_fd(), 40, 132), Err(nix::errno::Errno::ENOTTY));
+/// # Ok::<(), nix::errno::Errno>(())
+/// ```
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), nix::errno::Errno> {
+    let ws = Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    sys::set_winsize(fd, &ws)
+}
+
 /// The window size of terminal `fd` as (rows, columns), if it is a terminal with a size.
 pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
     sys::get_winsize(fd)
         .ok()
         .filter(|ws| ws.ws_row > 0)
         .map(|ws| (ws.ws_row, ws.ws_col))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size set on the master is what the slave (the container's side) reads.
+    #[test]
+    fn set_window_size_on_the_master_is_seen_on_the_slave() {
+        let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname_r(&master).unwrap();
+        let slave = nix::fcntl::open(
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        set_window_size(master.as_fd(), 24, 80).unwrap();
+        assert_eq!(window_size(slave.as_fd()), Some((24, 80)));
+        set_window_size(master.as_fd(), 50, 200).unwrap();
+        assert_eq!(window_size(slave.as_fd()), Some((50, 200)));
+        // Both ends of a pipe: not terminals.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert_eq!(
+            set_window_size(w.as_fd(), 1, 1),
+            Err(nix::errno::Errno::ENOTTY)
+        );
+        assert_eq!(window_size(r.as_fd()), None);
+    }
 }

@@ -391,7 +391,7 @@ impl Monitor {
             Err(e) => eprintln!("berthd monitor {}: no OOM events: {e}", self.cfg.id),
         }
         if let (Some((h, w)), Io::Pty(Some(master))) = (self.pending_size, &io) {
-            let _ = crate::sys::set_window_size(master.as_fd(), h, w);
+            let _ = berth_runtime::process::console::set_window_size(master.as_fd(), h, w);
         }
         self.created = Some(c);
         self.io = Some(io);
@@ -431,7 +431,7 @@ impl Monitor {
         self.pid = Some(Pid::from_raw(pid));
         self.started_at = Some(crate::util::now());
         if let (Some((h, w)), Some(Io::Pty(Some(master)))) = (self.pending_size, &self.io) {
-            let _ = crate::sys::set_window_size(master.as_fd(), h, w);
+            let _ = berth_runtime::process::console::set_window_size(master.as_fd(), h, w);
         }
         if !self.pending_stdin.is_empty() {
             let data = std::mem::take(&mut self.pending_stdin);
@@ -748,9 +748,11 @@ impl Monitor {
             Ok(Request::Resize { height, width }) => {
                 self.pending_size = Some((height, width));
                 let r = match &self.io {
-                    Some(Io::Pty(Some(m))) => crate::sys::set_window_size(m.as_fd(), height, width)
-                        .map(|()| Reply::ok())
-                        .unwrap_or_else(Reply::err),
+                    Some(Io::Pty(Some(m))) => {
+                        berth_runtime::process::console::set_window_size(m.as_fd(), height, width)
+                            .map(|()| Reply::ok())
+                            .unwrap_or_else(Reply::err)
+                    }
                     _ => Reply::ok(),
                 };
                 (r, false)
