@@ -245,8 +245,12 @@ impl TestDaemon {
             "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )?;
-        // A server that refuses a body early may close before reading it all: read the answer.
-        let _ = s.write_all(body);
+        // berthd reads bodies of up to 1 MiB before answering (as dockerd drains 256 KiB), so
+        // writing one never fails; a larger one may be refused before it is read.
+        match s.write_all(body) {
+            Err(e) if body.len() <= 1 << 20 => return Err(e),
+            _ => {}
+        }
         let mut resp = Vec::new();
         if let Err(e) = s.read_to_end(&mut resp) {
             if resp.is_empty() {
@@ -392,6 +396,23 @@ impl TestDaemon {
                     continue;
                 }
                 out.push(format!("{what}: {}", e.path().display()));
+            }
+        }
+        // Processes: monitors (their argv names their directory under the exec root) and
+        // containers' processes (their root is under the data root), berthd itself aside.
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == self.pid() {
+                continue;
+            }
+            let root = fs::read_link(e.path().join("root")).unwrap_or_default();
+            let argv = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+            let under = |d: &Path| argv.contains(&*d.to_string_lossy());
+            if root.starts_with(self.dir.path()) || under(&self.exec) || under(&self.data) {
+                out.push(format!("process {pid}: {}", argv.trim()));
             }
         }
         let mut ids: Vec<String> = self.ids.borrow().iter().cloned().collect();

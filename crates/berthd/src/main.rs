@@ -203,15 +203,21 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let router = router.clone();
             async move {
+                let mut req = match read_small_body(req).await {
+                    Ok(req) => req,
+                    Err(mut resp) => {
+                        api::common_headers(&mut resp);
+                        return Ok::<_, std::convert::Infallible>(resp);
+                    }
+                };
                 if let Err(resp) = api::rewrite(&mut req) {
                     let mut resp = *resp;
                     api::common_headers(&mut resp);
-                    return Ok::<_, std::convert::Infallible>(resp);
+                    return Ok(resp);
                 }
-                let req = req.map(axum::body::Body::new);
                 let mut resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
                 api::common_headers(&mut resp);
                 Ok(resp)
@@ -224,4 +230,40 @@ where
             tracing::debug!("connection: {e}");
         }
     });
+}
+
+/// Request bodies of at most this many bytes (by `Content-Length`) are read whole before the
+/// request is routed.
+const SMALL_BODY_MAX: usize = 1 << 20;
+
+/// Read a small request body (the JSON of most API calls) before routing it, as Go's
+/// net/http server drains up to 256 KiB of an unread body before answering: a handler that
+/// refuses a request without reading its body (a bad parameter, an unsupported endpoint)
+/// would otherwise answer and close the connection while the client is still writing, and
+/// the client would report `broken pipe` instead of the answer. Larger bodies (image
+/// archives, `docker cp` tars) stream to their handlers, which read them.
+async fn read_small_body(
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Request<axum::body::Body>, axum::response::Response> {
+    let small = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= SMALL_BODY_MAX);
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(body);
+    if !small {
+        return Ok(hyper::Request::from_parts(parts, body));
+    }
+    match axum::body::to_bytes(body, SMALL_BODY_MAX).await {
+        Ok(bytes) => Ok(hyper::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        )),
+        Err(e) => Err(api::json(
+            hyper::StatusCode::BAD_REQUEST,
+            &serde_json::json!({"message": format!("reading the request body failed: {e}")}),
+        )),
+    }
 }
