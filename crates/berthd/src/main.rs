@@ -14,6 +14,7 @@ mod images;
 mod logs;
 mod monitor;
 mod network;
+mod seccomp;
 mod spec;
 mod store;
 mod supervisor;

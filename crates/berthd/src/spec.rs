@@ -49,161 +49,6 @@ fn own_caps() -> Vec<String> {
         .collect()
 }
 
-/// Syscalls berthd's default seccomp filter refuses with EPERM: those docker's default
-/// profile leaves out for containers without the matching capability (kernel modules, kexec,
-/// reboot, swap, clock and keyring changes, bpf, perf, ptrace of other processes' memory,
-/// handles to arbitrary inodes, userfaultfd, obsolete and vm86 calls). A deny list where
-/// docker has an allow list: new syscalls are allowed, as with `unconfined` for them.
-pub const DEFAULT_SECCOMP_DENY: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "get_kernel_syms",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "stime",
-    "swapoff",
-    "swapon",
-    "_sysctl",
-    "sysfs",
-    "umount",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vm86",
-    "vm86old",
-    "mount",
-    "fsopen",
-    "fsmount",
-    "fsconfig",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
-];
-
-/// The `linux.seccomp` for a container: berthd's default filter, none with `Privileged` or
-/// `--security-opt seccomp=unconfined`, or a docker seccomp profile given with
-/// `--security-opt seccomp=PROFILE` (the CLI sends its JSON): its `defaultAction`,
-/// `architectures` and each rule's `names`/`name`, `action`, `errnoRet` and `args` (rules
-/// with `includes`/`excludes` conditions are applied unconditionally).
-pub fn seccomp(hc: &bollard_stubs::models::HostConfig) -> Result<Option<Value>, Error> {
-    let opt = hc.security_opt.iter().flatten().find_map(|o| {
-        o.strip_prefix("seccomp=")
-            .or_else(|| o.strip_prefix("seccomp:"))
-    });
-    if hc.privileged.unwrap_or(false) && opt.is_none() {
-        return Ok(None);
-    }
-    match opt {
-        Some("unconfined") => Ok(None),
-        Some(profile) => {
-            let p: Value = serde_json::from_str(profile).map_err(|e| {
-                Error::BadParameter(format!("decoding seccomp profile failed: {e}"))
-            })?;
-            let mut syscalls = Vec::new();
-            for r in p["syscalls"].as_array().into_iter().flatten() {
-                let mut names: Vec<Value> = r["names"].as_array().cloned().unwrap_or_default();
-                if let Some(n) = r["name"].as_str() {
-                    names.push(json!(n));
-                }
-                if names.is_empty() {
-                    continue;
-                }
-                let mut rule = json!({"names": names, "action": r["action"].clone()});
-                if !r["errnoRet"].is_null() {
-                    rule["errnoRet"] = r["errnoRet"].clone();
-                }
-                if let Some(args) = r["args"].as_array().filter(|a| !a.is_empty()) {
-                    rule["args"] = json!(args);
-                }
-                syscalls.push(rule);
-            }
-            let mut out = json!({
-                "defaultAction": p["defaultAction"].as_str().unwrap_or("SCMP_ACT_ALLOW"),
-                "syscalls": syscalls,
-            });
-            if let Some(a) = p["architectures"].as_array() {
-                out["architectures"] = json!(a);
-            }
-            if !p["defaultErrnoRet"].is_null() {
-                out["defaultErrnoRet"] = p["defaultErrnoRet"].clone();
-            }
-            Ok(Some(out))
-        }
-        None => {
-            // As docker's profile: a capability the container has re-allows its syscalls.
-            let caps = capabilities(
-                hc.cap_add.as_deref().unwrap_or_default(),
-                hc.cap_drop.as_deref().unwrap_or_default(),
-                false,
-            )?;
-            let allowed_by = |name: &str| -> Option<&'static str> {
-                Some(match name {
-                    "mount" | "umount" | "umount2" | "unshare" | "setns" | "pivot_root"
-                    | "fsopen" | "fsmount" | "fsconfig" | "fspick" | "move_mount" | "open_tree"
-                    | "mount_setattr" | "quotactl" | "name_to_handle_at" | "lookup_dcookie"
-                    | "bpf" | "perf_event_open" | "sysfs" | "_sysctl" | "nfsservctl" => {
-                        "CAP_SYS_ADMIN"
-                    }
-                    "ptrace" | "process_vm_readv" | "process_vm_writev" | "kcmp" => {
-                        "CAP_SYS_PTRACE"
-                    }
-                    "init_module" | "finit_module" | "delete_module" | "create_module"
-                    | "query_module" | "get_kernel_syms" => "CAP_SYS_MODULE",
-                    "clock_adjtime" | "clock_settime" | "settimeofday" | "stime" => "CAP_SYS_TIME",
-                    "reboot" | "kexec_load" | "kexec_file_load" => "CAP_SYS_BOOT",
-                    "acct" => "CAP_SYS_PACCT",
-                    "iopl" | "ioperm" => "CAP_SYS_RAWIO",
-                    "mbind" | "move_pages" | "set_mempolicy" => "CAP_SYS_NICE",
-                    "open_by_handle_at" => "CAP_DAC_READ_SEARCH",
-                    _ => return None,
-                })
-            };
-            let deny: Vec<&str> = DEFAULT_SECCOMP_DENY
-                .iter()
-                .copied()
-                .filter(|n| !allowed_by(n).is_some_and(|c| caps.iter().any(|x| x == c)))
-                .collect();
-            Ok(Some(json!({
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-                "syscalls": [{"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-            })))
-        }
-    }
-}
-
 /// The init binary for `--init`: docker's `docker-init` (tini), `tini-static` or `tini`.
 pub fn init_binary() -> Option<std::path::PathBuf> {
     [
@@ -462,7 +307,7 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
         hc.privileged.unwrap_or(false),
     )?;
     devices(hc)?;
-    seccomp(hc)?;
+    crate::seccomp::for_container(hc)?;
     Ok(())
 }
 
@@ -813,7 +658,7 @@ pub fn build(
             }
         }
     }
-    let seccomp = seccomp(hc)?;
+    let seccomp = crate::seccomp::for_container(hc)?;
     let devs = devices(hc)?;
     let linux = &mut s["linux"];
     if let Some(sc) = seccomp {
