@@ -21,7 +21,9 @@
 //!   argument index: then each condition becomes a rule of its own (OR);
 //! - `errnoRet` counts only with `SCMP_ACT_ERRNO` and `SCMP_ACT_TRACE` (elsewhere it is
 //!   ignored), and defaults to `EPERM` for both;
-//! - `SECCOMP_FILTER_FLAG_TSYNC` is accepted and has nothing to do: init is single-threaded.
+//! - `SECCOMP_FILTER_FLAG_TSYNC` is accepted and has nothing to do: init is single-threaded;
+//! - syscalls newer than any the profile names get `ENOSYS` instead of a non-permissive
+//!   default action, from a stub put before libseccomp's program ([`enosys`]).
 //!
 //! The filter does not set `no_new_privs` by itself (`process.noNewPrivileges` decides that), so
 //! without it loading needs `CAP_SYS_ADMIN`.
@@ -46,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::SetupError;
 
 pub mod cache;
+mod enosys;
 
 /// The setup step named in errors.
 const STEP: &str = "seccomp";
@@ -183,8 +186,9 @@ pub enum SeccompError {
 /// container's process (from [`cache::program`] or [`Program::compile`]), loaded by that
 /// process with [`Program::load`].
 ///
-/// Loading it is what libseccomp's `seccomp_load` does with the same filter: the program is
-/// libseccomp's own (`seccomp_export_bpf`), the flags those `seccomp_load` would pass.
+/// Loading it is what runc does with the same filter: the program is libseccomp's own
+/// (`seccomp_export_bpf`) after the `ENOSYS` stub runc puts before it (see [`enosys`]; none for
+/// a permissive default action), the flags those `seccomp_load` would pass.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "ProgramWire", try_from = "ProgramWire")]
 pub struct Program {
@@ -204,7 +208,8 @@ impl std::fmt::Debug for Program {
 }
 
 impl Program {
-    /// Compile `linux.seccomp` with libseccomp (the rules as described in the module docs).
+    /// Compile `linux.seccomp` with libseccomp (the rules as described in the module docs),
+    /// after the `ENOSYS` stub.
     ///
     /// Errors: a profile libseccomp or this kernel cannot express (unknown action, flag or
     /// architecture, `SCMP_ACT_NOTIFY` misuse, `errnoRet` or argument index out of range), or
@@ -227,7 +232,8 @@ impl Program {
         out.seek(SeekFrom::Start(0))
             .and_then(|_| out.read_to_end(&mut bytes))
             .map_err(|e| SetupError::sys(STEP, "read the exported filter", io_errno(&e)))?;
-        let code = decode(&bytes).ok_or_else(|| {
+        let mut code = enosys::stub(seccomp)?;
+        code.extend(decode(&bytes).ok_or_else(|| {
             SetupError::msg(
                 STEP,
                 format!(
@@ -235,7 +241,7 @@ impl Program {
                     bytes.len()
                 ),
             )
-        })?;
+        })?);
         Ok(Program { code, flags })
     }
 
@@ -1244,8 +1250,13 @@ mod tests {
             let s = spec(p.clone());
             let program = Program::compile(&s).unwrap();
             let installed = loaded_by_libseccomp(&s);
+            // libseccomp's program follows the ENOSYS stub (only the first profile, whose
+            // default is not permissive, has one).
+            let stub = enosys::stub(&s).unwrap();
+            assert_eq!(stub.is_empty(), p["defaultAction"] != "SCMP_ACT_ERRNO");
             assert!(
-                same_code(&program.code, &installed),
+                same_code(&program.code[..stub.len()], &stub)
+                    && same_code(&program.code[stub.len()..], &installed),
                 "{p}: the exported program differs from the loaded one"
             );
             assert_eq!(program.notifies(), p.get("listenerPath").is_some());

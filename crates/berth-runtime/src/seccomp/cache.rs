@@ -51,7 +51,7 @@ pub const DIR_NAME: &str = "@seccomp-cache";
 
 /// The version of berth's translation of profiles (and of the entry layout); part of every
 /// key. Bump it when a change to `seccomp.rs` can change the program of some profile.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The first bytes of every entry.
 const MAGIC: &[u8; 8] = b"BRTHSCMP";
