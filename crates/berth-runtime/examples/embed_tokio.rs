@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_runtime::container::{Container, ContainerBuilder, ExecOptions};
+use berth_runtime::container::{ContainerBuilder, ContainerRef, ExecOptions};
 use berth_runtime::handle::{ExitStatus, ProcessHandle};
 use berth_runtime::spec::Bundle;
 use oci_spec::runtime::Spec;
@@ -362,7 +362,7 @@ impl Job {
         let handle = tokio::task::spawn_blocking(move || {
             let mut opts = ExecOptions::default();
             opts.stdio.fds = vec![Arc::new(out_w)];
-            Container::load(&root, &id)?.exec_process(process, &opts)
+            ContainerRef::new(root, id).exec(process, &opts)
         })
         .await
         .map_err(|e| e.to_string())?
@@ -384,7 +384,7 @@ impl Job {
         process.set_args(Some(vec!["true".into()]));
         let (id, root) = (self.id.clone(), self.root.clone());
         tokio::task::spawn_blocking(move || {
-            Container::load(&root, &id)?.exec_process(process, &ExecOptions::default())
+            ContainerRef::new(root, id).exec(process, &ExecOptions::default())
         })
         .await
         .map_err(|e| e.to_string())?
@@ -394,7 +394,8 @@ impl Job {
 
     async fn delete(&self) -> Result<(), String> {
         let (id, root) = (self.id.clone(), self.root.clone());
-        tokio::task::spawn_blocking(move || Container::load(&root, &id)?.delete(false))
+        // By id, in one lock (a `Container` would be loaded under a lock of its own first).
+        tokio::task::spawn_blocking(move || ContainerRef::new(root, id).delete(false))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("delete: {e}"))

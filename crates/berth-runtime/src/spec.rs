@@ -76,6 +76,18 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    /// `config.json` could not be written ([`Bundle::save_spec`]).
+    #[error("{op} {path}")]
+    Write {
+        /// What failed ("open bundle directory", "refuse to write through the symlink",
+        /// "create", "write", "fsync", "rename to").
+        op: &'static str,
+        /// The file or directory it failed on.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl SpecError {
@@ -100,8 +112,11 @@ impl SpecError {
 ///
 /// The configuration is kept once, as the JSON document that validation looks at and that
 /// `create` saves for later `exec` and hooks; the parsed [`Spec`] is read from that same
-/// document. The fields are private, so the two cannot drift apart: to change the
-/// configuration, build a new bundle with [`from_spec`](Self::from_spec).
+/// document. The fields are private, so the two cannot drift apart: read them with
+/// [`spec`](Self::spec), [`process`](Self::process), [`rootfs`](Self::rootfs) and
+/// [`dir`](Self::dir); to change the configuration, build a new bundle with
+/// [`from_spec`](Self::from_spec), or write the change to `config.json` with
+/// [`save_spec`](Self::save_spec) (what a daemon that keeps its bundles on disk does).
 #[derive(Debug, Clone)]
 pub struct Bundle {
     dir: PathBuf,
@@ -197,20 +212,133 @@ impl Bundle {
         &self.dir
     }
 
-    /// The parsed configuration.
+    /// The parsed configuration (as oci-spec reads it: unknown capability names dropped,
+    /// see [`load`](Self::load)). Clone it to change it, then
+    /// [`save_spec`](Self::save_spec) or [`from_spec`](Self::from_spec).
+    ///
+    /// ```no_run
+    /// let bundle = berth_runtime::spec::Bundle::load("/srv/bundles/web".as_ref())?;
+    /// let hostname = bundle.spec().hostname().clone().unwrap_or_default();
+    /// # Ok::<(), berth_runtime::spec::SpecError>(())
+    /// ```
     pub fn spec(&self) -> &Spec {
         &self.spec
     }
 
-    /// Absolute, symlink-free path of the root filesystem.
+    /// The configuration's `process` (config.md#process), `None` when it has none. An
+    /// embedder starts an exec'd process from a copy of it, as docker's exec inherits the
+    /// container's user, environment and capabilities:
+    ///
+    /// ```no_run
+    /// let bundle = berth_runtime::spec::Bundle::load("/srv/bundles/web".as_ref())?;
+    /// let mut p = bundle.process().cloned().unwrap_or_default();
+    /// p.set_args(Some(vec!["ps".into()]));
+    /// p.set_terminal(Some(false));
+    /// // berth_runtime::ContainerRef::new("/run/berth", "web").exec(p, &Default::default())
+    /// # Ok::<(), berth_runtime::spec::SpecError>(())
+    /// ```
+    pub fn process(&self) -> Option<&oci_spec::runtime::Process> {
+        self.spec.process().as_ref()
+    }
+
+    /// Absolute, symlink-free path of the root filesystem (`root.path` resolved against the
+    /// bundle directory when the bundle was loaded). Files of the image are read through it
+    /// (e.g. `/etc/passwd` for a user name), never written by joining paths to it.
+    ///
+    /// ```no_run
+    /// let bundle = berth_runtime::spec::Bundle::load("/srv/bundles/web".as_ref())?;
+    /// assert!(bundle.rootfs().is_absolute());
+    /// # Ok::<(), berth_runtime::spec::SpecError>(())
+    /// ```
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
+    }
+
+    /// Replace the configuration with `spec` and write it to `DIR/config.json`, where a
+    /// later [`load`](Self::load), `create` or `berth create --bundle DIR` reads it (a daemon
+    /// changing a container's limits, or the namespaces it joins, before its next start).
+    ///
+    /// `spec` is checked as [`from_spec`](Self::from_spec) checks it (`ociVersion`, and
+    /// `root.path` resolved against the bundle directory to an existing directory); nothing
+    /// is written if that fails, and the bundle is unchanged on any error. It is not
+    /// validated further: `create` does that. The file is written as the bundle's state
+    /// files are: a new file with a random name, created `O_CREAT | O_EXCL | O_NOFOLLOW`
+    /// through a descriptor of the bundle directory (itself opened `O_NOFOLLOW`), `fsync`ed,
+    /// renamed over `config.json`, and the directory `fsync`ed, so that after a crash the
+    /// file is either the old or the new configuration. A symlink (or anything but a regular
+    /// file) at `DIR/config.json`, or a bundle directory replaced by a symlink, is refused,
+    /// never written through ([`SpecError::Write`]). The mode of the old file is kept
+    /// (`0644` for a new one, less the umask).
+    ///
+    /// The file is `spec` as oci-spec writes it: a field oci-spec does not model, or an
+    /// unknown capability name [`load`](Self::load) dropped, is not kept. Afterwards the
+    /// bundle reads as loaded from that file ([`is_in_memory`](Self::is_in_memory) is false).
+    ///
+    /// ```
+    /// use berth_runtime::spec::Bundle;
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::create_dir(dir.path().join("rootfs"))?;
+    /// let spec = oci_spec::runtime::Spec::default(); // root.path "rootfs"
+    /// std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&spec)?)?;
+    ///
+    /// let mut bundle = Bundle::load(dir.path())?;
+    /// let mut spec = bundle.spec().clone();
+    /// spec.set_hostname(Some("web".into()));
+    /// bundle.save_spec(spec)?;
+    /// assert_eq!(bundle.spec().hostname().as_deref(), Some("web"));
+    /// let again = Bundle::load(dir.path())?;
+    /// assert_eq!(again.spec().hostname().as_deref(), Some("web"));
+    ///
+    /// // A link planted at config.json is refused, and what it points at is untouched.
+    /// std::fs::remove_file(dir.path().join("config.json"))?;
+    /// std::os::unix::fs::symlink("/etc/hostname", dir.path().join("config.json"))?;
+    /// let err = bundle.save_spec(bundle.spec().clone()).unwrap_err();
+    /// assert!(err.to_string().starts_with("refuse to write through the symlink"), "{err}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save_spec(&mut self, spec: Spec) -> Result<(), SpecError> {
+        let raw = serde_json::to_value(&spec).map_err(|e| {
+            SpecError::invalid("config", format!("cannot be written as JSON: {e}")).in_memory()
+        })?;
+        check_version(spec.version())?;
+        let text = serde_json::to_vec_pretty(&raw).map_err(|e| {
+            SpecError::invalid("config", format!("cannot be written as JSON: {e}")).in_memory()
+        })?;
+        let next = Self::with(self.dir.clone(), spec, raw, false).map_err(SpecError::in_memory)?;
+        write_config(&self.dir, &text)?;
+        *self = next;
+        Ok(())
     }
 
     /// The configuration as JSON: what validation checks and `create` saves.
     pub fn raw(&self) -> &serde_json::Value {
         &self.raw
     }
+}
+
+/// Write `text` to `dir/config.json` for [`Bundle::save_spec`]: durably, through a descriptor
+/// of `dir` opened without following a link, never through a link at `config.json`, keeping
+/// the old file's mode.
+fn write_config(dir: &Path, text: &[u8]) -> Result<(), SpecError> {
+    use nix::fcntl::{AtFlags, OFlag};
+    use std::os::fd::AsFd;
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SpecError::Write {
+        op: "open bundle directory",
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    let mode =
+        match nix::sys::stat::fstatat(fd.as_fd(), "config.json", AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => st.st_mode & 0o7777,
+            _ => 0o644,
+        };
+    crate::state::write_new_file_durably_at(fd.as_fd(), dir, "config.json", text, mode)
+        .map_err(|(op, path, source)| SpecError::Write { op, path, source })
 }
 
 /// Parse a `config.json` file, naming the offending field on a schema error.
@@ -625,6 +753,136 @@ mod tests {
         .unwrap();
         let err = load_spec(&path).unwrap_err().to_string();
         assert!(err.contains("process.user.uid"), "{err}");
+    }
+
+    /// A bundle in a tempdir: `rootfs/` and a default `config.json`.
+    fn bundle_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec(&Spec::default()).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn save_spec_replaces_config_json_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = bundle_dir();
+        let cfg = dir.path().join("config.json");
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut b = Bundle::load(dir.path()).unwrap();
+        let mut spec = b.spec().clone();
+        let mut p = b.process().cloned().unwrap();
+        p.set_args(Some(vec!["top".into()]));
+        spec.set_process(Some(p));
+        b.save_spec(spec).unwrap();
+        assert_eq!(b.process().unwrap().args().as_deref().unwrap(), ["top"]);
+        assert_eq!(b.raw()["process"]["args"][0], "top");
+        assert!(!b.is_in_memory());
+        let again = Bundle::load(dir.path()).unwrap();
+        assert_eq!(again.process().unwrap().args().as_deref().unwrap(), ["top"]);
+        let meta = std::fs::metadata(&cfg).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        // No temporary file is left beside it.
+        assert_eq!(names_in(dir.path()), ["config.json", "rootfs"]);
+    }
+
+    #[test]
+    fn save_spec_checks_before_writing() {
+        let dir = bundle_dir();
+        let cfg = dir.path().join("config.json");
+        let before = std::fs::read(&cfg).unwrap();
+        let mut b = Bundle::load(dir.path()).unwrap();
+        let mut spec = b.spec().clone();
+        spec.set_root(Some(
+            oci_spec::runtime::RootBuilder::default()
+                .path("nope")
+                .build()
+                .unwrap(),
+        ));
+        let err = b.save_spec(spec).unwrap_err();
+        assert!(matches!(err, SpecError::Rootfs { .. }), "{err:?}");
+        let mut spec = b.spec().clone();
+        spec.set_version("2.0.0".into());
+        let err = b.save_spec(spec).unwrap_err();
+        assert!(matches!(err, SpecError::Version { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&cfg).unwrap(), before);
+        assert_eq!(
+            b.spec().root().as_ref().unwrap().path(),
+            Path::new("rootfs")
+        );
+        assert_eq!(names_in(dir.path()), ["config.json", "rootfs"]);
+    }
+
+    #[test]
+    fn save_spec_never_writes_through_a_link_or_into_a_fifo() {
+        let dir = bundle_dir();
+        let cfg = dir.path().join("config.json");
+        let mut b = Bundle::load(dir.path()).unwrap();
+        let spec = b.spec().clone();
+
+        // A symlink at config.json: refused, its target untouched.
+        let target = dir.path().join("elsewhere.json");
+        std::fs::write(&target, b"precious").unwrap();
+        std::fs::remove_file(&cfg).unwrap();
+        std::os::unix::fs::symlink(&target, &cfg).unwrap();
+        let err = b.save_spec(spec.clone()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SpecError::Write {
+                    op: "refuse to write through the symlink",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(&cfg)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+
+        // A FIFO: refused without opening it (which would block).
+        std::fs::remove_file(&cfg).unwrap();
+        nix::unistd::mkfifo(&cfg, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = b.save_spec(spec.clone()).unwrap_err();
+        assert!(matches!(err, SpecError::Write { .. }), "{err:?}");
+        std::fs::remove_file(&cfg).unwrap();
+
+        // The bundle directory swapped for a symlink to another directory: refused there
+        // too, nothing written in the other directory.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir(other.path().join("rootfs")).unwrap();
+        let moved = dir.path().with_extension("moved");
+        std::fs::rename(dir.path(), &moved).unwrap();
+        std::os::unix::fs::symlink(other.path(), dir.path()).unwrap();
+        let err = b.save_spec(spec).unwrap_err();
+        std::fs::remove_file(dir.path()).unwrap();
+        std::fs::rename(&moved, dir.path()).unwrap();
+        assert!(
+            matches!(
+                err,
+                SpecError::Write {
+                    op: "open bundle directory",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(names_in(other.path()), ["rootfs"]);
     }
 
     #[test]

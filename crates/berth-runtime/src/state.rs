@@ -720,6 +720,30 @@ pub fn write_new_file_at(
     data: &[u8],
     mode: u32,
 ) -> Result<(), (&'static str, PathBuf, std::io::Error)> {
+    write_file_at(dir, dir_path, name, data, mode, false)
+}
+
+/// [`write_new_file_at`], durable: the new file is `fsync`ed before the rename and the
+/// directory after it, so that after a crash `name` holds either the old or the new content
+/// (for files a daemon keeps across restarts, such as a bundle's `config.json`).
+pub(crate) fn write_new_file_durably_at(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), (&'static str, PathBuf, std::io::Error)> {
+    write_file_at(dir, dir_path, name, data, mode, true)
+}
+
+fn write_file_at(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+    durable: bool,
+) -> Result<(), (&'static str, PathBuf, std::io::Error)> {
     let target = dir_path.join(name);
     match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
@@ -767,10 +791,19 @@ pub fn write_new_file_at(
         unlink_tmp();
         return Err(("write", dir_path.join(&tmp), e));
     }
+    if durable {
+        if let Err(e) = f.sync_all() {
+            unlink_tmp();
+            return Err(("fsync", dir_path.join(&tmp), e));
+        }
+    }
     drop(f);
     if let Err(e) = nix::fcntl::renameat(dir, tmp.as_str(), dir, name) {
         unlink_tmp();
         return Err(("rename to", target, e.into()));
+    }
+    if durable {
+        nix::unistd::fsync(dir).map_err(|e| ("fsync", dir_path.to_owned(), e.into()))?;
     }
     Ok(())
 }

@@ -80,14 +80,6 @@ impl Container {
         Ok(Self::of(root, &Locked::open(root, id, LockMode::Shared)?))
     }
 
-    /// An alias of [`load`](Self::load), which new code should call: kept for callers from
-    /// when `load` took the lock exclusively and held it (a `Container` now holds no lock, so
-    /// the two are the same). Not `#[deprecated]` because berthd still calls it and its
-    /// build denies warnings.
-    pub fn load_shared(root: &Path, id: &str) -> Result<Self, ContainerError> {
-        Self::load(root, id)
-    }
-
     /// `delete` by id, in one exclusive lock: [`delete`](Self::delete) the container, or
     /// remove what a `create` that died left (a state directory without `state.json`).
     /// Errors as [`load`](Self::load) and [`delete`](Self::delete).

@@ -498,10 +498,8 @@ pub async fn rename(
     Path(name): Path<String>,
     q: Q,
 ) -> Result<Response, Error> {
-    let new = q
-        .get("name")
-        .ok_or_else(|| Error::BadParameter("name is required".into()))?
-        .to_owned();
+    // A missing name is an empty one, as dockerd reads it.
+    let new = q.get("name").unwrap_or_default().to_owned();
     d.rename(&name, &new).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

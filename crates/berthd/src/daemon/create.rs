@@ -35,8 +35,9 @@ impl Daemon {
             }
             None => None,
         };
+        let id = util::random_id();
         // Held until the container is in the map (or the create failed).
-        let reservation = self.reserve_name(wanted)?;
+        let reservation = self.reserve_name(wanted, &id)?;
         let name = reservation.name.clone();
         let me = self.clone();
         let lookup = image_name.clone();
@@ -120,7 +121,6 @@ impl Daemon {
         if host_config.network_mode.as_deref().unwrap_or("").is_empty() {
             host_config.network_mode = Some("default".into());
         }
-        let id = util::random_id();
         let rec = Record {
             id: id.clone(),
             name: name.clone(),

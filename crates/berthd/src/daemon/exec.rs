@@ -30,27 +30,30 @@ impl Daemon {
         if cmd.is_empty() {
             return Err(Error::BadParameter("No exec command specified".into()));
         }
-        let bundle = self.paths.bundle(&rec.id);
-        let spec: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(bundle.join("config.json"))
-                .map_err(|e| Error::internal("read config.json", e))?,
-        )
-        .map_err(|e| Error::internal("parse config.json", e))?;
-        let mut p = spec["process"].clone();
-        p["args"] = serde_json::json!(cmd);
-        p["terminal"] = serde_json::json!(cfg.tty.unwrap_or(false));
-        let env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
-        p["env"] = serde_json::json!(merge_env(&env, cfg.env.as_deref().unwrap_or_default()));
+        // The container's process (user, environment, capabilities, rlimits) is the base,
+        // as docker's exec inherits them; the request overrides what it names.
+        let bundle = berth_runtime::spec::Bundle::load(&self.paths.bundle(&rec.id))
+            .map_err(|e| Error::internal("load the bundle", e))?;
+        let mut process = bundle.process().cloned().unwrap_or_default();
+        process.set_args(Some(cmd));
+        process.set_terminal(Some(cfg.tty.unwrap_or(false)));
+        let env = process.env().clone().unwrap_or_default();
+        process.set_env(Some(merge_env(
+            &env,
+            cfg.env.as_deref().unwrap_or_default(),
+        )));
         if let Some(w) = cfg.working_dir.clone().filter(|w| !w.is_empty()) {
-            p["cwd"] = serde_json::json!(w);
+            process.set_cwd(w.into());
         }
         if let Some(u) = cfg.user.clone().filter(|u| !u.is_empty()) {
-            let user = berth_image::bundle::resolve_user(&bundle.join("rootfs"), &u)
+            let user = berth_image::bundle::resolve_user(bundle.rootfs(), &u)
                 .map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
-            p["user"] = serde_json::json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
+            let mut pu = oci_spec::runtime::User::default();
+            pu.set_uid(user.uid);
+            pu.set_gid(user.gid);
+            pu.set_additional_gids(Some(user.additional_gids));
+            process.set_user(pu);
         }
-        let process: oci_spec::runtime::Process =
-            serde_json::from_value(p).map_err(|e| Error::internal("exec process", e))?;
         let id = util::random_id();
         let e = Arc::new(ExecEntry {
             id: id.clone(),

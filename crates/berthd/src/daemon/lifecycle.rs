@@ -48,16 +48,15 @@ impl Daemon {
                 }
                 pids.push((*ns, other.state.pid));
             }
-            let cfg_path = self.paths.bundle(&id).join("config.json");
-            let mut spec: serde_json::Value = std::fs::read(&cfg_path)
-                .ok()
-                .and_then(|d| serde_json::from_slice(&d).ok())
-                .ok_or_else(|| Error::Internal {
-                    what: "read config.json".into(),
-                    cause: cfg_path.display().to_string(),
-                })?;
+            let mut bundle = berth_runtime::spec::Bundle::load(&self.paths.bundle(&id))
+                .map_err(|e| Error::internal("load the bundle", e))?;
+            let mut spec = serde_json::to_value(bundle.spec())
+                .map_err(|e| Error::internal("convert the spec", e))?;
             crate::spec::set_joins(&mut spec, &pids);
-            util::atomic_write(&cfg_path, &serde_json::to_vec_pretty(&spec).expect("json"))
+            let spec =
+                serde_json::from_value(spec).map_err(|e| Error::internal("convert the spec", e))?;
+            bundle
+                .save_spec(spec)
                 .map_err(|e| Error::internal("write config.json", e))?;
         }
         let _ = std::fs::remove_file(self.paths.exit_file(&id));
@@ -231,9 +230,7 @@ impl Daemon {
         let root = self.paths.runtime_root();
         let id = id.to_owned();
         let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(c) = berth_runtime::Container::load(&root, &id) {
-                let _ = c.delete(true);
-            }
+            let _ = berth_runtime::ContainerRef::new(root, id).delete(true);
         })
         .await;
         let _ = std::fs::remove_dir_all(mdir);
@@ -265,9 +262,7 @@ impl Daemon {
                 let root = self.paths.runtime_root();
                 let id2 = id.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    if let Ok(c) = berth_runtime::Container::load(&root, &id2) {
-                        let _ = c.delete(true);
-                    }
+                    let _ = berth_runtime::ContainerRef::new(root, id2).delete(true);
                 })
                 .await;
                 monitor::Exit {
@@ -345,7 +340,7 @@ impl Daemon {
         let root = self.paths.runtime_root();
         let id = id.to_owned();
         tokio::task::spawn_blocking(move || {
-            match berth_runtime::Container::load_shared(&root, &id).and_then(|c| c.kill(sig, all)) {
+            match berth_runtime::ContainerRef::new(root, &id).kill(sig, all) {
                 Ok(()) => Ok(()),
                 Err(berth_runtime::ContainerError::NotFound { .. })
                 | Err(berth_runtime::ContainerError::NotRunning { .. }) => Ok(()),
@@ -457,9 +452,7 @@ impl Daemon {
         let root = self.paths.runtime_root();
         tokio::task::spawn_blocking(move || {
             // A runtime state left by a monitor that died.
-            if let Ok(c) = berth_runtime::Container::load(&root, &id) {
-                let _ = c.delete(true);
-            }
+            let _ = berth_runtime::ContainerRef::new(root, &id).delete(true);
             let rootfs = paths.bundle(&id).join("rootfs");
             if let Err(e) = berth_image::unpack::unmount_overlay(&rootfs, &paths.overlay(&id)) {
                 tracing::warn!(%id, "unmount the rootfs: {}", crate::images::chain(&e));

@@ -85,9 +85,10 @@ pub struct Daemon {
     /// The image store.
     pub images: Images,
     containers: RwLock<HashMap<String, Arc<Entry>>>,
-    /// Names of containers whose create is under way (not yet in `containers`), so that two
-    /// concurrent creates never get the same name (taken before `containers`).
-    reserved_names: Mutex<std::collections::HashSet<String>>,
+    /// Names being given to a container, by the id of the container that will have it: of
+    /// creates under way (not yet in `containers`) and of renames under way (not yet saved),
+    /// so that two of them never give one name to two containers (taken before `containers`).
+    reserved_names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     spawner: Spawner,
     /// Named volumes.
@@ -117,8 +118,8 @@ const NOUN: &[&str] = &[
     "raft", "sail", "tide", "wharf",
 ];
 
-/// A container name held for a create under way; released when dropped (by then the
-/// container is in the daemon's map, or the create failed).
+/// A container name held for a create or a rename under way; released when dropped (by then
+/// the container is in the daemon's map under that name, or the create or rename failed).
 pub(crate) struct NameReservation<'a> {
     daemon: &'a Daemon,
     /// The reserved name (without docker's leading `/`).
@@ -134,13 +135,16 @@ impl Drop for NameReservation<'_> {
 }
 
 impl Daemon {
-    /// Reserves `wanted` for a create, or with `None` a generated name as dockerd makes them
-    /// (`adjective_noun`, a random number added after a few draws that are taken): checked
-    /// against existing containers and the creates under way in one step, so concurrent
-    /// creates never share a name. A name in use is a 409 in docker's words.
+    /// Reserves `wanted` for container `id` (a create under way, or a rename), or with `None`
+    /// a generated name as dockerd makes them (`adjective_noun`, a random number added after a
+    /// few draws that are taken): checked against existing containers and the creates and
+    /// renames under way, and taken, in one step, so that two of them never give one name to
+    /// two containers. A name in use is a 409 in dockerd's words, naming the container that
+    /// has it or is getting it (as dockerd's name reservation does).
     pub(crate) fn reserve_name(
         &self,
         wanted: Option<String>,
+        id: &str,
     ) -> Result<NameReservation<'_>, Error> {
         let mut held = self.reserved_names.lock().expect("reserved names lock");
         let map = self.containers.read().expect("containers lock");
@@ -148,17 +152,13 @@ impl Daemon {
             map.values()
                 .find(|e| e.record().name == n)
                 .map(|e| e.id.clone())
+                .or_else(|| held.get(n).cloned())
         };
         let name = match wanted {
             Some(n) => {
                 if let Some(other) = owner(&n) {
                     return Err(Error::Conflict(format!(
                         "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-                    )));
-                }
-                if held.contains(&n) {
-                    return Err(Error::Conflict(format!(
-                        "Conflict. The container name \"/{n}\" is already in use by a container being created. You have to remove (or rename) that container to be able to reuse that name."
                     )));
                 }
                 n
@@ -174,14 +174,14 @@ impl Daemon {
                         let n = usize::from_str_radix(&r[8..14], 16).unwrap_or(0);
                         name.push_str(&(n % 1_000_000).to_string());
                     }
-                    if owner(&name).is_none() && !held.contains(&name) {
+                    if owner(&name).is_none() {
                         break name;
                     }
                     attempt += 1;
                 }
             }
         };
-        held.insert(name.clone());
+        held.insert(name.clone(), id.to_owned());
         Ok(NameReservation { daemon: self, name })
     }
 }
@@ -230,7 +230,7 @@ impl Daemon {
             paths,
             images,
             containers: RwLock::new(HashMap::new()),
-            reserved_names: Mutex::new(std::collections::HashSet::new()),
+            reserved_names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             spawner: Spawner::new(exe)?,
             events: tokio::sync::broadcast::channel(1024).0,
@@ -401,7 +401,7 @@ impl Daemon {
         let root = self.paths.runtime_root();
         let id = rec.id.clone();
         tokio::task::spawn_blocking(move || {
-            let c = berth_runtime::Container::load(&root, &id)?;
+            let c = berth_runtime::ContainerRef::new(root, id);
             if pause {
                 c.pause()
             } else {
@@ -422,29 +422,49 @@ impl Daemon {
         Ok(())
     }
 
-    /// Rename a container.
+    /// Rename a container (`POST /containers/{id}/rename?name=`), as dockerd does: an empty
+    /// name, the container's own name or an invalid one is a 400, a name another container
+    /// has, or that a create or rename under way is giving, a 409. The new name is reserved
+    /// (checked and taken in one step, as a create reserves its name) until the record is
+    /// saved under it, so that concurrent renames and creates never give one name to two
+    /// containers.
     pub async fn rename(&self, name: &str, new: &str) -> Result<(), Error> {
-        let new = new.strip_prefix('/').unwrap_or(new);
-        if !valid_name(new) {
-            return Err(Error::BadParameter(format!(
-                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )));
+        if name.is_empty() || new.is_empty() {
+            return Err(Error::BadParameter(
+                "Neither old nor new names may be empty".into(),
+            ));
         }
         let entry = self.get(name)?;
-        {
-            let map = self.containers.read().expect("containers lock");
-            if let Some(other) = map
-                .values()
-                .find(|e| e.record().name == new && e.id != entry.id)
-            {
-                return Err(Error::Conflict(format!(
-                    "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                    other.id
-                )));
-            }
+        let new = new.strip_prefix('/').unwrap_or(new);
+        if entry.record().name == new {
+            return Err(Error::BadParameter(
+                "Renaming a container with the same name as its current name".into(),
+            ));
         }
-        let old = entry.record().name;
-        self.save(&entry, |r| r.name = new.to_owned())?;
+        if !valid_name(new) {
+            return Err(Error::BadParameter(format!(
+                "Error when allocating new name: Invalid container name (/{new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let reservation =
+            self.reserve_name(Some(new.to_owned()), &entry.id)
+                .map_err(|e| match e {
+                    Error::Conflict(m) => {
+                        Error::Conflict(format!("Error when allocating new name: {m}"))
+                    }
+                    e => e,
+                })?;
+        let old = {
+            let mut rec = entry.rec.lock().expect("record lock");
+            let old = std::mem::replace(&mut rec.name, reservation.name.clone());
+            if let Err(e) = store::save(&self.paths, &rec) {
+                rec.name = old;
+                return Err(Error::internal("save the container record", e));
+            }
+            old
+        };
+        // The record has the name now: the reservation may go.
+        drop(reservation);
         self.event(&entry.id, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
@@ -482,41 +502,40 @@ impl Daemon {
                     .into(),
             ));
         }
-        let cfg_path = self.paths.bundle(&rec.id).join("config.json");
-        let mut spec: serde_json::Value = std::fs::read(&cfg_path)
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok())
-            .ok_or_else(|| Error::Internal {
-                what: "read config.json".into(),
-                cause: cfg_path.display().to_string(),
-            })?;
         let res = crate::spec::resources(
             &rec.host_config,
             rec.host_config.privileged.unwrap_or(false),
         );
-        spec["linux"]["resources"] = res.clone();
-        if rec.state.running {
-            let root = self.paths.runtime_root();
-            let id = rec.id.clone();
-            let lr: oci_spec::runtime::LinuxResources = serde_json::from_value(res)
-                .map_err(|e| Error::BadParameter(format!("invalid resources: {e}")))?;
-            tokio::task::spawn_blocking(move || {
-                let c = berth_runtime::Container::load_shared(&root, &id)?;
-                c.cgroup()?.apply(&lr)?;
-                Ok::<_, berth_runtime::ContainerError>(())
-            })
-            .await
-            .map_err(|e| Error::internal("update", e))?
-            .map_err(|e| {
-                Error::BadParameter(format!(
-                    "Cannot update container {}: {}",
-                    rec.id,
-                    crate::images::chain(&e)
-                ))
-            })?;
-        }
-        util::atomic_write(&cfg_path, &serde_json::to_vec_pretty(&spec).expect("json"))
-            .map_err(|e| Error::internal("write config.json", e))?;
+        let lr: oci_spec::runtime::LinuxResources = serde_json::from_value(res)
+            .map_err(|e| Error::BadParameter(format!("invalid resources: {e}")))?;
+        let bundle_dir = self.paths.bundle(&rec.id);
+        let running = rec.state.running;
+        let (root, id) = (self.paths.runtime_root(), rec.id.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut bundle = berth_runtime::spec::Bundle::load(&bundle_dir)
+                .map_err(|e| Error::internal("load the bundle", e))?;
+            if running {
+                // Applied to the cgroup, and kept in the runtime's saved configuration.
+                berth_runtime::ContainerRef::new(root, &id)
+                    .update(&lr)
+                    .map_err(|e| {
+                        Error::BadParameter(format!(
+                            "Cannot update container {id}: {}",
+                            crate::images::chain(&e)
+                        ))
+                    })?;
+            }
+            // For the next start.
+            let mut spec = bundle.spec().clone();
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_resources(Some(lr));
+            spec.set_linux(Some(linux));
+            bundle
+                .save_spec(spec)
+                .map_err(|e| Error::internal("write config.json", e))
+        })
+        .await
+        .map_err(|e| Error::internal("update", e))??;
         let hc_new = rec.host_config.clone();
         self.save(&entry, |r| r.host_config = hc_new)?;
         self.event(&entry.id, "update", &[]);
@@ -542,13 +561,9 @@ impl Daemon {
         }
         let root = self.paths.runtime_root();
         let id = entry.id.clone();
-        tokio::task::spawn_blocking(move || {
-            let c = berth_runtime::Container::load_shared(&root, &id).ok()?;
-            let cg = c.cgroup().ok()?;
-            cg.stats().ok()
-        })
-        .await
-        .map_err(|e| Error::internal("stats", e))
+        tokio::task::spawn_blocking(move || berth_runtime::ContainerRef::new(root, id).stats().ok())
+            .await
+            .map_err(|e| Error::internal("stats", e))
     }
 
     /// The container's processes as (pid, ppid, uid, command line).
@@ -563,7 +578,8 @@ impl Daemon {
         let root = self.paths.runtime_root();
         let id = entry.id.clone();
         let pids = tokio::task::spawn_blocking(move || {
-            let c = berth_runtime::Container::load_shared(&root, &id)?;
+            // One lock (load); the cgroup and its processes are read without it.
+            let c = berth_runtime::Container::load(&root, &id)?;
             let cg = c.cgroup()?;
             Ok::<_, berth_runtime::ContainerError>(c.own_processes(cg.as_ref()))
         })

@@ -417,12 +417,13 @@ impl Monitor {
             Some(process) => {
                 let (root, id) = (self.cfg.runtime_root.clone(), self.cfg.id.clone());
                 let (pid, io) = with_stdio(&self.cfg, |console| {
-                    let c = berth_runtime::Container::load_shared(&root, &id)?;
                     let opts = berth_runtime::container::ExecOptions {
                         console_socket: console.map(Path::to_owned),
                         ..Default::default()
                     };
-                    Ok(c.exec(process, &opts)?)
+                    // Reaped by pid (we are its parent and a subreaper).
+                    let c = berth_runtime::ContainerRef::new(&root, &id);
+                    Ok(c.exec(process, &opts)?.into_pid())
                 })?;
                 self.io = Some(io);
                 pid.as_raw()
@@ -798,14 +799,11 @@ impl Monitor {
         }
         self.oom = None;
         if self.cfg.exec.is_none() {
-            match berth_runtime::Container::load(&self.cfg.runtime_root, &self.cfg.id) {
-                Ok(c) => {
-                    if let Err(e) = c.delete(true) {
-                        eprintln!("berthd monitor {}: delete: {e}", self.cfg.id);
-                    }
-                }
-                Err(berth_runtime::ContainerError::NotFound { .. }) => {}
-                Err(e) => eprintln!("berthd monitor {}: load for delete: {e}", self.cfg.id),
+            match berth_runtime::ContainerRef::new(&self.cfg.runtime_root, &self.cfg.id)
+                .delete(true)
+            {
+                Ok(()) | Err(berth_runtime::ContainerError::NotFound { .. }) => {}
+                Err(e) => eprintln!("berthd monitor {}: delete: {e}", self.cfg.id),
             }
         }
         let exit = Exit {
