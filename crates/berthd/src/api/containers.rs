@@ -387,12 +387,14 @@ pub async fn logs(
         ));
     }
     let tty = r.config.tty.unwrap_or(false);
+    let watcher = opts.follow.then(crate::logs::Watcher::shared).flatten();
     let rx = crate::logs::stream(
         d.paths.log(&r.id),
         r.log_rotation,
         tty,
         opts,
         e.watch.subscribe(),
+        watcher,
     );
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -572,11 +574,14 @@ fn cpu_json(s: Option<&berth_cgroups::Stats>, system: u64) -> serde_json::Value 
     }
 }
 
+/// One stats object; `read` is when `now` was sampled, `pre` the previous sample with its host
+/// CPU time and its `read`.
 fn stats_json(
     r: &Record,
     pre: Option<(&berth_cgroups::Stats, u64, String)>,
     now: Option<&berth_cgroups::Stats>,
     system: u64,
+    read: &str,
 ) -> serde_json::Value {
     let mem = now.map(|s| {
         let limit = s.memory.usage.limit.min(host_memory());
@@ -584,7 +589,7 @@ fn stats_json(
                "failcnt": s.memory.usage.failcnt, "limit": limit, "stats": s.memory.raw})
     });
     json!({
-        "read": util::now(),
+        "read": read,
         "preread": pre.as_ref().map(|p| p.2.clone()).unwrap_or_else(|| util::ZERO_TIME.to_owned()),
         "id": r.id,
         "name": format!("/{}", r.name),
@@ -628,31 +633,42 @@ pub async fn stats(
             pre.as_ref().map(|(s, sys, t)| (s, *sys, t.clone())),
             now.as_ref(),
             system_cpu_nanos(),
+            &util::now(),
         );
         return Ok(json(StatusCode::OK, &v));
     }
+    // As dockerd: a sample a second, each one's `precpu_stats` and `preread` the previous
+    // one's; the stream ends when the container is removed or the client goes away.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let mut state = e.watch.subscribe();
     tokio::spawn(async move {
         let mut pre: Option<(berth_cgroups::Stats, u64, String)> = None;
-        loop {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let why = loop {
+            tokio::select! {
+                biased;
+                _ = state.wait_for(|s| s.removed) => break "container removed",
+                _ = tx.closed() => break "client gone",
+                _ = tick.tick() => {}
+            }
             let r = e.record();
             let now = d.cgroup_stats(&e.id).await.ok().flatten();
             let sys = system_cpu_nanos();
+            let read = util::now();
             let v = stats_json(
                 &r,
                 pre.as_ref().map(|(s, sys, t)| (s, *sys, t.clone())),
                 now.as_ref(),
                 sys,
+                &read,
             );
             if tx.send(Bytes::from(v.to_string() + "\n")).await.is_err() {
-                return;
+                break "client gone";
             }
-            pre = now.map(|s| (s, sys, util::now()));
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = tx.closed() => return,
-            }
-        }
+            pre = now.map(|s| (s, sys, read));
+        };
+        tracing::debug!(id = %e.id, "stats stream of {} ended: {why}", e.id);
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()

@@ -31,20 +31,11 @@ pub struct Rotation {
     pub max_files: u32,
 }
 
-/// The files of a log, oldest first (`NAME.(n-1)` ... `NAME.1`, `NAME`), those that exist.
-pub fn files(path: &Path, rotation: Rotation) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for i in (1..rotation.max_files.max(1)).rev() {
-        let p = rotated(path, i);
-        if p.exists() {
-            out.push(p);
-        }
+/// The log's `i`th file: `NAME` for 0 (the one written), `NAME.i` the `i`th newest rotated.
+pub fn rotated(path: &Path, i: u32) -> PathBuf {
+    if i == 0 {
+        return path.to_owned();
     }
-    out.push(path.to_owned());
-    out
-}
-
-fn rotated(path: &Path, i: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{i}"));
     PathBuf::from(s)
@@ -238,7 +229,12 @@ mod tests {
             w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
                 .unwrap();
         }
-        let fs_ = files(&p, rot);
+        // The files that exist, oldest first.
+        let fs_: Vec<PathBuf> = (0..rot.max_files)
+            .rev()
+            .map(|i| rotated(&p, i))
+            .filter(|f| f.exists())
+            .collect();
         assert_eq!(fs_.len(), 3);
         for f in &fs_ {
             assert!(fs::metadata(f).unwrap().len() <= 200);

@@ -7,7 +7,9 @@
 //! - creates the container with berth-runtime's `ContainerBuilder` (or, for an exec, waits for
 //!   `start` and runs `Container::exec`), owning its stdio: pipes, or the pty master received
 //!   over a console socket;
-//! - writes the output to the json-file log and to attached clients;
+//! - writes the output to the json-file log and to attached clients, and clients' input to
+//!   the process, never blocking on any of them ([`serve`]: a client that stops reading, or a
+//!   process that never reads its stdin, holds up nothing else);
 //! - waits for the process (a child of ours), records its exit status, finish time and OOM
 //!   kill atomically in the exit file, deletes the runtime state, and exits.
 //!
@@ -16,32 +18,32 @@
 //! framed stream without a tty, raw bytes with one) and takes stdin. The daemon can die and
 //! come back at any time: the monitor needs nothing from it after `start`.
 
+mod backlog;
 pub mod log;
+mod serve;
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::log::{Rotation, Stream};
+use crate::monitor::backlog::Backlog;
+use crate::monitor::log::Rotation;
+use crate::monitor::serve::Client;
 
 /// The file in the monitor's directory that holds its [`Config`].
 pub const CONFIG_FILE: &str = "monitor.json";
 /// The argument that turns `berthd` into a monitor.
 pub const MONITOR_ARG: &str = "--berthd-monitor";
-/// How long output is still read after the process exited (a background process may hold
-/// the pipes open).
-const DRAIN: Duration = Duration::from_secs(2);
 
 /// What a monitor runs and where it keeps things.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,22 +183,6 @@ impl Io {
     }
 }
 
-enum ClientKind {
-    Request(Vec<u8>),
-    Attach {
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
-        input_closed: bool,
-    },
-    Wait,
-}
-
-struct Client {
-    sock: UnixStream,
-    kind: ClientKind,
-}
-
 struct Monitor {
     cfg: Config,
     listener: UnixListener,
@@ -213,8 +199,10 @@ struct Monitor {
     exit: Option<i32>,
     drain_until: Option<Instant>,
     pending_size: Option<(u16, u16)>,
-    pending_stdin: Vec<u8>,
-    close_stdin_at_start: bool,
+    /// Input not yet written to the process (before its start, or while its stdin is full).
+    stdin: Backlog,
+    /// Close the process's stdin once `stdin` is written out.
+    close_stdin_when_flushed: bool,
 }
 
 /// The monitor's entry point: `berthd --berthd-monitor DIR`. Never returns.
@@ -278,6 +266,9 @@ fn run(dir: &Path, ready: &mut Option<File>) -> Result<()> {
     let _ = std::fs::remove_file(&cfg.socket);
     let listener = UnixListener::bind(&cfg.socket)
         .with_context(|| format!("listen on {}", cfg.socket.display()))?;
+    listener
+        .set_nonblocking(true)
+        .context("make the monitor socket non-blocking")?;
     let log = match &cfg.log {
         Some((path, rot)) => Some(
             log::Writer::open(path, *rot)
@@ -300,8 +291,8 @@ fn run(dir: &Path, ready: &mut Option<File>) -> Result<()> {
         exit: None,
         drain_until: None,
         pending_size: None,
-        pending_stdin: Vec::new(),
-        close_stdin_at_start: false,
+        stdin: Backlog::default(),
+        close_stdin_when_flushed: false,
     };
     m.pending_size = m.cfg.console_size.filter(|(h, w)| *h > 0 && *w > 0);
     if m.cfg.exec.is_none() {
@@ -349,6 +340,12 @@ fn with_stdio<T>(cfg: &Config, f: impl FnOnce(Option<&Path>) -> Result<T>) -> Re
     let (err_r, err_w) = pipe()?;
     let (in_r, in_w) = if cfg.open_stdin {
         let (r, w) = pipe()?;
+        // Ours only (the process's end is another open file): input never blocks us.
+        nix::fcntl::fcntl(
+            &w,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .context("make the stdin pipe non-blocking")?;
         (r, Some(w))
     } else {
         (devnull.as_fd().try_clone_to_owned().context("dup")?, None)
@@ -434,46 +431,9 @@ impl Monitor {
         if let (Some((h, w)), Some(Io::Pty(Some(master)))) = (self.pending_size, &self.io) {
             let _ = berth_runtime::process::console::set_window_size(master.as_fd(), h, w);
         }
-        if !self.pending_stdin.is_empty() {
-            let data = std::mem::take(&mut self.pending_stdin);
-            self.write_stdin(&data);
-        }
-        if self.close_stdin_at_start {
-            self.close_stdin();
-        }
+        // Input that came before the start, and its end.
+        self.flush_stdin();
         Ok(pid)
-    }
-
-    fn write_stdin(&mut self, data: &[u8]) {
-        if self.pid.is_none() {
-            self.pending_stdin.extend_from_slice(data);
-            return;
-        }
-        if let Some(fd) = self.io.as_ref().and_then(Io::stdin) {
-            let mut rest = data;
-            while !rest.is_empty() {
-                match nix::unistd::write(fd, rest) {
-                    Ok(n) => rest = &rest[n..],
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(nix::errno::Errno::EAGAIN) => {
-                        let mut p = [PollFd::new(fd, PollFlags::POLLOUT)];
-                        let _ = poll(&mut p, PollTimeout::from(1000u16));
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-
-    fn close_stdin(&mut self) {
-        if self.pid.is_none() {
-            // Input that came before the start is written first.
-            self.close_stdin_at_start = true;
-            return;
-        }
-        if let Some(Io::Pipes { stdin, .. }) = &mut self.io {
-            *stdin = None;
-        }
     }
 
     fn status_reply(&self) -> Reply {
@@ -483,306 +443,6 @@ impl Monitor {
             started_at: self.started_at.clone(),
             ..Default::default()
         }
-    }
-
-    /// Poll until the process has exited and its output is drained.
-    fn serve(&mut self) {
-        #[derive(Clone, Copy)]
-        enum Tag {
-            Listener,
-            Signal,
-            Oom,
-            Output(usize),
-            Client(usize),
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if self.exit.is_some() {
-                let drained = !self.io.as_ref().is_some_and(Io::open_outputs);
-                if drained || self.drain_until.is_some_and(|t| Instant::now() >= t) {
-                    return;
-                }
-            }
-            let mut tags = Vec::new();
-            let mut fds = Vec::new();
-            tags.push(Tag::Listener);
-            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-            tags.push(Tag::Signal);
-            fds.push(PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN));
-            if let Some(w) = &self.oom {
-                tags.push(Tag::Oom);
-                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
-            }
-            if self.pid.is_some() {
-                if let Some(io) = &self.io {
-                    for i in 0..2 {
-                        if let Some(fd) = io.output(i) {
-                            tags.push(Tag::Output(i));
-                            fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                        }
-                    }
-                }
-            }
-            for (i, c) in self.clients.iter().enumerate() {
-                let wants_input = match &c.kind {
-                    ClientKind::Attach { input_closed, .. } => !input_closed,
-                    _ => true,
-                };
-                tags.push(Tag::Client(i));
-                let flags = if wants_input {
-                    PollFlags::POLLIN
-                } else {
-                    PollFlags::empty()
-                };
-                fds.push(PollFd::new(c.sock.as_fd(), flags));
-            }
-            let timeout = match self.drain_until {
-                Some(t) => PollTimeout::try_from(
-                    t.saturating_duration_since(Instant::now())
-                        .as_millis()
-                        .min(60_000) as u32
-                        + 1,
-                )
-                .unwrap_or(PollTimeout::MAX),
-                None => PollTimeout::NONE,
-            };
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    eprintln!("berthd monitor {}: poll: {e}", self.cfg.id);
-                    return;
-                }
-            }
-            let ready: Vec<(Tag, PollFlags)> = tags
-                .iter()
-                .zip(fds.iter())
-                .filter_map(|(t, f)| f.revents().filter(|r| !r.is_empty()).map(|r| (*t, r)))
-                .collect();
-            drop(fds);
-            let mut dead_clients = Vec::new();
-            for (tag, rev) in ready {
-                match tag {
-                    Tag::Listener => {
-                        if let Ok((sock, _)) = self.listener.accept() {
-                            let _ = sock.set_write_timeout(Some(Duration::from_secs(10)));
-                            self.clients.push(Client {
-                                sock,
-                                kind: ClientKind::Request(Vec::new()),
-                            });
-                        }
-                    }
-                    Tag::Signal => self.reap(),
-                    Tag::Oom => {
-                        if let Some(w) = &mut self.oom {
-                            match w.wait() {
-                                Ok(berth_cgroups::OomEvent::Oom) => self.oom_killed = true,
-                                _ => self.oom = None,
-                            }
-                        }
-                    }
-                    Tag::Output(i) => self.read_output(i, &mut buf),
-                    Tag::Client(i) => {
-                        if !self.client_event(i, rev, &mut buf) {
-                            dead_clients.push(i);
-                        }
-                    }
-                }
-            }
-            dead_clients.sort_unstable();
-            for i in dead_clients.into_iter().rev() {
-                self.clients.remove(i);
-            }
-        }
-    }
-
-    fn reap(&mut self) {
-        while let Ok(Some(_)) = self.sfd.read_signal() {}
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if Some(pid) == self.pid => self.exited(code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid) == self.pid => {
-                    self.exited(128 + sig as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    fn exited(&mut self, code: i32) {
-        self.exit = Some(code);
-        self.drain_until = Some(Instant::now() + DRAIN);
-        // Nobody writes to the process any more.
-        self.pending_stdin.clear();
-        if let Some(Io::Pipes { stdin, .. }) = &mut self.io {
-            *stdin = None;
-        }
-    }
-
-    fn read_output(&mut self, i: usize, buf: &mut [u8]) {
-        let Some(fd) = self.io.as_ref().and_then(|io| io.output(i)) else {
-            return;
-        };
-        let n = match nix::unistd::read(fd, buf) {
-            Ok(0) => {
-                self.io.as_mut().expect("io").close_output(i);
-                return;
-            }
-            Ok(n) => n,
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => return,
-            // EIO: the pty's other side is closed for good.
-            Err(_) => {
-                self.io.as_mut().expect("io").close_output(i);
-                return;
-            }
-        };
-        let data = &buf[..n];
-        let stream = if i == 0 {
-            Stream::Stdout
-        } else {
-            Stream::Stderr
-        };
-        if let Some(l) = &mut self.log {
-            if let Err(e) = l.write(stream, data) {
-                eprintln!("berthd monitor {}: write log: {e}", self.cfg.id);
-            }
-        }
-        let tty = self.cfg.tty;
-        let mut framed = Vec::new();
-        if !tty {
-            framed.reserve(8 + n);
-            framed.push(if i == 0 { 1 } else { 2 });
-            framed.extend_from_slice(&[0, 0, 0]);
-            framed.extend_from_slice(&(n as u32).to_be_bytes());
-            framed.extend_from_slice(data);
-        }
-        let mut dead = Vec::new();
-        for (ci, c) in self.clients.iter_mut().enumerate() {
-            if let ClientKind::Attach { stdout, stderr, .. } = c.kind {
-                let wanted = if i == 0 { stdout } else { stderr };
-                if !wanted {
-                    continue;
-                }
-                let bytes: &[u8] = if tty { data } else { &framed };
-                if c.sock.write_all(bytes).is_err() {
-                    dead.push(ci);
-                }
-            }
-        }
-        for ci in dead.into_iter().rev() {
-            self.clients.remove(ci);
-        }
-    }
-
-    /// Handle input on client `i`; false when the client is finished with.
-    fn client_event(&mut self, i: usize, rev: PollFlags, buf: &mut [u8]) -> bool {
-        let readable = rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
-        if !readable {
-            return true;
-        }
-        let n = match self.clients[i].sock.read(buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
-            Err(_) => return false,
-        };
-        match &mut self.clients[i].kind {
-            ClientKind::Request(line) => {
-                if n == 0 {
-                    return false;
-                }
-                line.extend_from_slice(&buf[..n]);
-                let Some(end) = line.iter().position(|&b| b == b'\n') else {
-                    return line.len() < 64 * 1024;
-                };
-                let rest = line.split_off(end + 1);
-                let req: Result<Request, _> = serde_json::from_slice(&line[..end]);
-                self.request(i, req, rest)
-            }
-            ClientKind::Attach {
-                stdin,
-                input_closed,
-                ..
-            } => {
-                if n == 0 {
-                    // Closed both ways (the daemon's relay detached, or died): the client is
-                    // gone and the process's stdin stays open. Only a half-close (the client's
-                    // input ended) closes a StdinOnce process's stdin.
-                    if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                        return false;
-                    }
-                    *input_closed = true;
-                    if *stdin && self.cfg.stdin_once {
-                        self.close_stdin();
-                    }
-                    // A client that only reads keeps its connection for the output.
-                    return true;
-                }
-                if *stdin {
-                    let data = buf[..n].to_vec();
-                    self.write_stdin(&data);
-                }
-                true
-            }
-            ClientKind::Wait => n != 0,
-        }
-    }
-
-    fn request(
-        &mut self,
-        i: usize,
-        req: Result<Request, serde_json::Error>,
-        rest: Vec<u8>,
-    ) -> bool {
-        let (reply, keep) = match req {
-            Err(e) => (Reply::err(format!("bad request: {e}")), false),
-            Ok(Request::Start) => match self.start() {
-                Ok(_) => (self.status_reply(), false),
-                Err(e) => (Reply::err(format!("{e:#}")), false),
-            },
-            Ok(Request::Status) => (self.status_reply(), false),
-            Ok(Request::Wait) => {
-                // Registered: the exit comes as a second line.
-                self.clients[i].kind = ClientKind::Wait;
-                (Reply::ok(), true)
-            }
-            Ok(Request::Resize { height, width }) => {
-                self.pending_size = Some((height, width));
-                let r = match &self.io {
-                    Some(Io::Pty(Some(m))) => {
-                        berth_runtime::process::console::set_window_size(m.as_fd(), height, width)
-                            .map(|()| Reply::ok())
-                            .unwrap_or_else(Reply::err)
-                    }
-                    _ => Reply::ok(),
-                };
-                (r, false)
-            }
-            Ok(Request::Attach {
-                stdin,
-                stdout,
-                stderr,
-            }) => {
-                self.clients[i].kind = ClientKind::Attach {
-                    stdin,
-                    stdout,
-                    stderr,
-                    input_closed: false,
-                };
-                (Reply::ok(), true)
-            }
-        };
-        let mut line = serde_json::to_vec(&reply).unwrap_or_default();
-        line.push(b'\n');
-        if self.clients[i].sock.write_all(&line).is_err() {
-            return false;
-        }
-        if keep && !rest.is_empty() {
-            if let ClientKind::Attach { stdin: true, .. } = self.clients[i].kind {
-                self.write_stdin(&rest);
-            }
-        }
-        keep
     }
 
     fn finish(&mut self) {
@@ -831,15 +491,6 @@ impl Monitor {
         let mut line = serde_json::to_vec(&reply).unwrap_or_default();
         line.push(b'\n');
         let _ = std::fs::remove_file(&self.cfg.socket);
-        for c in &mut self.clients {
-            match c.kind {
-                ClientKind::Wait => {
-                    let _ = c.sock.write_all(&line);
-                }
-                _ => {
-                    let _ = c.sock.shutdown(std::net::Shutdown::Both);
-                }
-            }
-        }
+        self.finish_clients(&line);
     }
 }
