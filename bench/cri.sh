@@ -5,6 +5,10 @@
 #   start: runp + create + start of one busybox container, until crictl reports it RUNNING
 #   stop:  stopp + rmp of that pod (container included)
 #
+# A second pass (half as many pods) runs the same runtimes behind bench/timed-exec.c, which
+# logs each call the shim makes, and prints how much of stopp+rmp is the runtime's own time
+# and where a runtime costing nothing would land.
+#
 # Prints the median and mean of each (ms) and berth's ratio to runc (target: at or below 0.8x).
 # containerd runs inside a network namespace made here (CNI bridge, iptables rules and all);
 # root, state, sockets, logs and cgroups (/berth-bench-cri-PID) are this run's and removed
@@ -95,6 +99,21 @@ printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n' \
     "$work/containerd.sock" "$work/containerd.sock" > "$work/crictl.yaml"
 crictl() { $innet "$crictl_bin" --config "$work/crictl.yaml" "$@"; }
 
+# Two more handlers, the same runtimes behind bench/timed-exec.c, for the second pass.
+mkdir -p "$work/timed"
+for h in berth runc; do
+    eval real=\$$h
+    cc -O2 -o "$work/timed/$h" -DREAL="\"$real\"" -DLOG="\"$work/timed/calls\"" "$here/bench/timed-exec.c"
+    cat >> "$work/containerd.toml" <<EOF
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.$h-timed]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.$h-timed.options]
+    BinaryName = "$work/timed/$h"
+    Root = "$work/run/$h-root"
+EOF
+done
+
 $innet containerd --config "$work/containerd.toml" > "$work/containerd.log" 2>&1 &
 ctrd=$!
 i=0
@@ -129,7 +148,7 @@ one() { # handler index -> "handler start_ns stop_ns" on stdout
     crictl rmp "$pod" >/dev/null
     t2=$(now)
     for d in /sys/fs/cgroup/*/"$tag/$name"; do [ -d "$d" ] && rmdir "$d"; done
-    echo "$h $((t1 - t0)) $((t2 - t1))"
+    echo "$h $((t1 - t0)) $((t2 - t1)) $t1 $t2"
 }
 
 for h in berth runc; do one "$h" warmup > /dev/null; done
@@ -139,13 +158,21 @@ while [ $n -lt "$pods" ]; do
     one runc $n
     n=$((n + 1))
 done > "$work/times"
+# Second pass: the runtime's own share of a pod stop, each call timed by the wrapper.
+timed=$(( (pods + 1) / 2 ))
+n=0
+while [ $n -lt "$timed" ]; do
+    one berth-timed $n
+    one runc-timed $n
+    n=$((n + 1))
+done > "$work/times-timed"
 
 echo "berth: $berth  pods per handler: $pods (crictl calls included, as kubelet pays them)" >&2
-python3 - "$work/times" <<'PY'
+python3 - "$work/times" "$work/times-timed" "$work/timed/calls" <<'PY'
 import statistics, sys
 t = {}
 for line in open(sys.argv[1]):
-    h, start, stop = line.split()
+    h, start, stop = line.split()[:3]
     t.setdefault(h, {"start": [], "stop": []})
     t[h]["start"].append(int(start) / 1e6)
     t[h]["stop"].append(int(stop) / 1e6)
@@ -156,4 +183,25 @@ for kind, label in (("start", "runp+create+start"), ("stop", "stopp+rmp")):
         xs = t[h][kind]
         med = statistics.median(xs)
         print(f"{label + '/' + h:<22} {med:>10.1f} {statistics.mean(xs):>9.1f} {med / base:>7.2f}x")
+
+# The second pass: how much of stopp+rmp is the runtime's own calls (kill, kill --all,
+# delete, delete --force for each container and the sandbox, as the shim makes them).
+calls = [l.split() for l in open(sys.argv[3])]
+own = {}
+for line in open(sys.argv[2]):
+    h, _, stop, t1, t2 = line.split()
+    h = h.removesuffix("-timed")
+    t1, t2 = int(t1), int(t2)
+    rt = sum(int(c[1]) - int(c[0]) for c in calls if int(c[0]) >= t1 and int(c[1]) <= t2)
+    own.setdefault(h, []).append((int(stop) / 1e6, rt / 1e6))
+print()
+print(f"{'stopp+rmp, timed calls':<22} {'median ms':>10} {'runtime ms':>10} {'rest ms':>8}")
+rest = {}
+for h in ("berth", "runc"):
+    stop = statistics.median(s for s, _ in own[h])
+    rt = statistics.median(r for _, r in own[h])
+    rest[h] = statistics.median(s - r for s, r in own[h])
+    print(f"{h:<22} {stop:>10.1f} {rt:>10.1f} {rest[h]:>8.1f}")
+runc_stop = statistics.median(s for s, _ in own["runc"])
+print(f"a runtime costing 0 ms would land at {rest['runc'] / runc_stop:.2f}x runc's stopp+rmp")
 PY
