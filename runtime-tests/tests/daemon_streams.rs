@@ -454,20 +454,23 @@ fn daemon_stalled_attach_client_blocks_nobody() {
         "-c",
         script,
     ]));
+    // Two stalled clients: berthd's old blocking writes gave up on each after 10 s, one after
+    // the other (20 s), well past what the output takes here.
     let stalled = stalled_attach(&d, "sa");
+    let stalled_too = stalled_attach(&d, "sa");
     let (mut input, mut attached) = attach(&d, "sa", "stdin=1&stdout=1&stderr=1");
     let mut follow = Lines::logs(&d, "sa", "follow=1&stdout=1&stderr=1");
-    // 5 MB of output, with a client that reads none of it.
+    // 5 MB of output, with clients that read none of it.
     let t0 = Instant::now();
     input.write_all(b"go\n").unwrap();
     for (what, lines) in [("attached client", &mut attached), ("logs -f", &mut follow)] {
         for _ in 0..50_000 {
-            lines.next_is(8, "a line of yes", |l| l == line);
+            lines.next_is(15, "a line of yes", |l| l == line);
         }
-        lines.next_is(8, "END", |l| l == "END");
+        lines.next_is(15, "END", |l| l == "END");
         let took = t0.elapsed();
         assert!(
-            took < Duration::from_secs(8),
+            took < Duration::from_secs(15),
             "the {what} got the output in {took:?} with a stalled client"
         );
     }
@@ -493,6 +496,16 @@ fn daemon_stalled_attach_client_blocks_nobody() {
     let (rest, _) = follow.until_end(20);
     assert_eq!(rest.len(), 50_001);
     assert_eq!(rest[50_000], "BYE");
+    // The client that never read fell more than its backlog (8 MiB) behind in the 10 MB:
+    // it was disconnected, short of the end.
+    let (rest, _) = reader(stalled_too, Vec::new(), false, true)
+        .named("stalled attach, never read")
+        .until_end(30);
+    assert!(
+        rest.len() < 100_000 && !rest.iter().any(|l| l == "BYE"),
+        "{} lines",
+        rest.len()
+    );
     drop(_stalled_again);
     drop(late);
     d.ok(&["rm", &id]);
@@ -648,7 +661,7 @@ fn daemon_stats_stream_updates_and_ends() {
         let ((t0, a), (t1, b)) = (&w[0], &w[1]);
         let gap = t1.duration_since(*t0);
         assert!(
-            gap > Duration::from_millis(600) && gap < Duration::from_millis(1600),
+            gap > Duration::from_millis(400) && gap < Duration::from_millis(2000),
             "updates {gap:?} apart"
         );
         assert!(
