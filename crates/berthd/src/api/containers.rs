@@ -606,7 +606,8 @@ fn stats_json(
 
 /// `GET /containers/{id}/stats?stream=&one-shot=`: berth-cgroups' statistics in docker's
 /// shape, once (with a 200 ms earlier sample as `precpu_stats`, unless one-shot) or every
-/// second.
+/// second (each with the previous sample as `precpu_stats`/`preread`) until the container is
+/// removed or the client goes away.
 pub async fn stats(
     State(d): State<AppState>,
     Path(name): Path<String>,
