@@ -402,16 +402,16 @@ fn daemon_tty_run_and_exec() {
         out.contains("31 91"),
         "the console size is set before the start: {out:?}"
     );
-    let id = d.track(&d.ok(&["run", "-d", "--name", "t", "busybox", "sleep", "1000"]));
+    let id = d.track(&d.ok(&["run", "-d", "--name", "tty", "busybox", "sleep", "1000"]));
     let (code, out) = in_pty(
         &d,
-        "stty rows 22 cols 77; docker exec -it t sh",
+        "stty rows 22 cols 77; docker exec -it tty sh",
         b"stty size; echo $((6*7)); exit 7\n",
     );
     assert_eq!(code, 7, "{out}");
     assert!(out.contains("22 77") && out.contains("42"), "{out:?}");
     // exec without a tty: streams, exit code, -u/-w/-e, stdin.
-    let o = d.docker(&["exec", "t", "sh", "-c", "echo o; echo e >&2; exit 5"]);
+    let o = d.docker(&["exec", "tty", "sh", "-c", "echo o; echo e >&2; exit 5"]);
     assert_eq!(
         (o.code(), o.stdout_str().as_str(), o.stderr_str().as_str()),
         (5, "o\n", "e\n")
@@ -425,7 +425,7 @@ fn daemon_tty_run_and_exec() {
             "/tmp",
             "-e",
             "X=y",
-            "t",
+            "tty",
             "sh",
             "-c",
             "echo $(id -u) $(pwd) $X"
@@ -433,7 +433,7 @@ fn daemon_tty_run_and_exec() {
         "1000 /tmp y"
     );
     let mut child = d
-        .docker_cmd(&["exec", "-i", "t", "cat"])
+        .docker_cmd(&["exec", "-i", "tty", "cat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -449,9 +449,9 @@ fn daemon_tty_run_and_exec() {
         "through stdin"
     );
     // exec -d, then its process is in the container.
-    d.ok(&["exec", "-d", "t", "sh", "-c", "echo detached > /tmp/d"]);
+    d.ok(&["exec", "-d", "tty", "sh", "-c", "echo detached > /tmp/d"]);
     d.wait_until("the detached exec", 10, || {
-        d.docker(&["exec", "t", "cat", "/tmp/d"]).stdout_str() == "detached\n"
+        d.docker(&["exec", "tty", "cat", "/tmp/d"]).stdout_str() == "detached\n"
     });
     let o = d.docker(&["exec", "nope", "true"]);
     assert!(
@@ -1079,8 +1079,8 @@ fn daemon_pull_from_a_local_registry() {
 fn daemon_container_namespace_modes() {
     let d = daemon();
     d.load_busybox();
-    let a = d.track(&d.ok(&["run", "-d", "--name", "a", "busybox", "sleep", "1000"]));
-    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "a"]);
+    let a = d.track(&d.ok(&["run", "-d", "--name", "ns-a", "busybox", "sleep", "1000"]));
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "ns-a"]);
     let want: Vec<String> = ["net", "pid", "ipc"]
         .iter()
         .map(|n| {
@@ -1094,11 +1094,11 @@ fn daemon_container_namespace_modes() {
         "run",
         "--rm",
         "--network",
-        "container:a",
+        "container:ns-a",
         "--pid",
-        "container:a",
+        "container:ns-a",
         "--ipc",
-        "container:a",
+        "container:ns-a",
         "busybox",
         "sh",
         "-c",
@@ -1112,10 +1112,10 @@ fn daemon_container_namespace_modes() {
     );
     assert_eq!(
         lines[3], "1",
-        "a's sleep is pid 1 in the shared pid namespace: {out}"
+        "ns-a's sleep is pid 1 in the shared pid namespace: {out}"
     );
-    d.ok(&["stop", "-t", "0", "a"]);
-    let o = d.docker(&["run", "--rm", "--network", "container:a", "busybox", "true"]);
+    d.ok(&["stop", "-t", "0", "ns-a"]);
+    let o = d.docker(&["run", "--rm", "--network", "container:ns-a", "busybox", "true"]);
     assert!(o.stderr_str().contains("not running"), "{}", o.stderr_str());
     d.ok(&["rm", &a]);
     d.assert_clean(&[]);
@@ -1337,7 +1337,7 @@ fn daemon_cp_both_ways_confined_to_the_container() {
         "run",
         "-d",
         "--name",
-        "c",
+        "cp-c",
         "-v",
         "cpvol:/vol",
         "busybox",
@@ -1349,11 +1349,11 @@ fn daemon_cp_both_ways_confined_to_the_container() {
     std::fs::write(src.join("sub/f"), "hello\n").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
     let src_s = src.to_str().unwrap();
-    d.ok(&["cp", src_s, "c:/tmp/"]);
+    d.ok(&["cp", src_s, "cp-c:/tmp/"]);
     assert_eq!(
         d.ok(&[
             "exec",
-            "c",
+            "cp-c",
             "sh",
             "-c",
             "cat /tmp/in/sub/f; readlink /tmp/in/link"
@@ -1361,20 +1361,20 @@ fn daemon_cp_both_ways_confined_to_the_container() {
         "hello\n/etc/passwd"
     );
     // Into a volume mounted in the running container.
-    d.ok(&["cp", &format!("{src_s}/sub/f"), "c:/vol/"]);
-    assert_eq!(d.ok(&["exec", "c", "cat", "/vol/f"]), "hello");
+    d.ok(&["cp", &format!("{src_s}/sub/f"), "cp-c:/vol/"]);
+    assert_eq!(d.ok(&["exec", "cp-c", "cat", "/vol/f"]), "hello");
     // Out of the container: a file and a tree.
     let out = d.dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let out_s = out.to_str().unwrap();
-    d.ok(&["cp", "c:/etc/hostname", out_s]);
+    d.ok(&["cp", "cp-c:/etc/hostname", out_s]);
     assert_eq!(
         std::fs::read_to_string(out.join("hostname"))
             .unwrap()
             .trim(),
         &id[..12]
     );
-    d.ok(&["cp", "c:/tmp/in", &format!("{out_s}/tree")]);
+    d.ok(&["cp", "cp-c:/tmp/in", &format!("{out_s}/tree")]);
     assert_eq!(
         std::fs::read_to_string(out.join("tree/sub/f")).unwrap(),
         "hello\n"
@@ -1386,8 +1386,8 @@ fn daemon_cp_both_ways_confined_to_the_container() {
     // A symlink in the container that points "out" resolves inside it.
     let marker = d.dir.path().join("host-only-marker");
     std::fs::write(&marker, "host secret").unwrap();
-    d.ok(&["exec", "c", "ln", "-s", "/../../../../../..", "/tmp/esc"]);
-    let o = d.docker(&["cp", &format!("c:/tmp/esc{}", marker.display()), out_s]);
+    d.ok(&["exec", "cp-c", "ln", "-s", "/../../../../../..", "/tmp/esc"]);
+    let o = d.docker(&["cp", &format!("cp-c:/tmp/esc{}", marker.display()), out_s]);
     assert_ne!(
         o.code(),
         0,
@@ -1404,7 +1404,7 @@ fn daemon_cp_both_ways_confined_to_the_container() {
     let o = d.docker(&[
         "cp",
         &format!("{src_s}/sub/f"),
-        &format!("c:/tmp/esc{}/", d.dir.path().display()),
+        &format!("cp-c:/tmp/esc{}/", d.dir.path().display()),
     ]);
     assert_ne!(o.code(), 0);
     assert!(
@@ -1413,7 +1413,7 @@ fn daemon_cp_both_ways_confined_to_the_container() {
     );
     d.ok(&[
         "exec",
-        "c",
+        "cp-c",
         "mkdir",
         "-p",
         &format!("{}", d.dir.path().display()),
@@ -1421,30 +1421,30 @@ fn daemon_cp_both_ways_confined_to_the_container() {
     d.ok(&[
         "cp",
         &format!("{src_s}/sub/f"),
-        &format!("c:/tmp/esc{}/", d.dir.path().display()),
+        &format!("cp-c:/tmp/esc{}/", d.dir.path().display()),
     ]);
     assert!(
         !d.dir.path().join("f").exists(),
         "wrote through a container symlink onto the host"
     );
     assert_eq!(
-        d.ok(&["exec", "c", "cat", &format!("{}/f", d.dir.path().display())]),
+        d.ok(&["exec", "cp-c", "cat", &format!("{}/f", d.dir.path().display())]),
         "hello"
     );
     // A stopped container: its rootfs.
-    d.ok(&["stop", "-t", "0", "c"]);
-    d.ok(&["cp", "c:/tmp/in/sub/f", &format!("{out_s}/from-stopped")]);
+    d.ok(&["stop", "-t", "0", "cp-c"]);
+    d.ok(&["cp", "cp-c:/tmp/in/sub/f", &format!("{out_s}/from-stopped")]);
     assert_eq!(
         std::fs::read_to_string(out.join("from-stopped")).unwrap(),
         "hello\n"
     );
-    let o = d.docker(&["cp", "c:/nope", out_s]);
+    let o = d.docker(&["cp", "cp-c:/nope", out_s]);
     assert!(
         o.stderr_str().contains("Could not find the file"),
         "{}",
         o.stderr_str()
     );
-    d.ok(&["rm", "c"]);
+    d.ok(&["rm", "cp-c"]);
     d.ok(&["volume", "rm", "cpvol"]);
     d.assert_clean(&[]);
 }
@@ -1618,7 +1618,7 @@ fn daemon_healthcheck() {
         "run",
         "-d",
         "--name",
-        "h",
+        "hc",
         "--health-cmd",
         "test -f /tmp/ok && echo fine",
         "--health-interval",
@@ -1630,7 +1630,7 @@ fn daemon_healthcheck() {
         "1000",
     ]));
     let status = || {
-        d.docker(&["inspect", "-f", "{{.State.Health.Status}}", "h"])
+        d.docker(&["inspect", "-f", "{{.State.Health.Status}}", "hc"])
             .stdout_str()
             .trim()
             .to_owned()
@@ -1639,27 +1639,27 @@ fn daemon_healthcheck() {
         status() == "unhealthy"
     });
     let streak: i64 = d
-        .ok(&["inspect", "-f", "{{.State.Health.FailingStreak}}", "h"])
+        .ok(&["inspect", "-f", "{{.State.Health.FailingStreak}}", "hc"])
         .parse()
         .unwrap();
     assert!(streak >= 2, "{streak}");
     assert!(d
         .ok(&["ps", "--format", "{{.Status}}"])
         .ends_with("(unhealthy)"));
-    d.ok(&["exec", "h", "touch", "/tmp/ok"]);
+    d.ok(&["exec", "hc", "touch", "/tmp/ok"]);
     d.wait_until("healthy once the test passes", 20, || status() == "healthy");
     let last = d.ok(&[
         "inspect",
         "-f",
         "{{range .State.Health.Log}}{{.ExitCode}}:{{.Output}}|{{end}}",
-        "h",
+        "hc",
     ]);
     assert!(last.ends_with("0:fine\n|"), "{last}");
     assert_eq!(
         d.ok(&["ps", "-q", "--no-trunc", "--filter", "health=healthy"]),
         id
     );
-    d.ok(&["rm", "-f", "h"]);
+    d.ok(&["rm", "-f", "hc"]);
     d.assert_clean(&[]);
 }
 
@@ -1680,7 +1680,7 @@ fn daemon_anonymous_volumes_and_copy_up() {
     ]);
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
     let id = d.track(&d.ok(&[
-        "run", "-d", "--name", "k", "-v", "/anon", "busybox", "sleep", "1000",
+        "run", "-d", "--name", "anon", "-v", "/anon", "busybox", "sleep", "1000",
     ]));
     let vol = d.ok(&["volume", "ls", "-q"]);
     assert_eq!(vol.len(), 64, "{vol}");
@@ -1693,7 +1693,7 @@ fn daemon_anonymous_volumes_and_copy_up() {
         ]),
         format!("volume {vol} /anon")
     );
-    d.ok(&["rm", "-fv", "k"]);
+    d.ok(&["rm", "-fv", "anon"]);
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
     // A new named volume starts with what the image has at its path.
     assert_eq!(

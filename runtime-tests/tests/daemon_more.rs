@@ -486,3 +486,96 @@ fn daemon_concurrent_creates_of_one_name_one_wins() {
     d.ok(&["rm", "same"]);
     d.assert_clean(&[]);
 }
+
+/// `docker update` changes only what it is given: the CLI sends every resource field, zeros
+/// for those not on its command line, and dockerd takes a zero as "unchanged".
+#[test]
+fn daemon_update_keeps_what_it_is_not_given() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "upd",
+        "--cpus",
+        "1.5",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let fmt = "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} \
+               {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    assert_eq!(
+        d.ok(&["inspect", "-f", fmt, "upd"]),
+        "1500000000 67108864 134217728 on-failure:3"
+    );
+    let quota = || {
+        let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "upd"]);
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let path = cg
+            .lines()
+            .find_map(|l| l.split_once(":cpu:").map(|(_, p)| p.to_owned()))
+            .expect("the cpu hierarchy (v1)");
+        std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{path}/cpu.cfs_quota_us"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(quota(), "150000");
+    // Memory only: CPUs, swap and the restart policy stay.
+    d.ok(&["update", "--memory", "96m", "upd"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", fmt, "upd"]),
+        "1500000000 100663296 134217728 on-failure:3"
+    );
+    assert_eq!(quota(), "150000");
+    // Memory above the swap limit without a new swap limit: refused as dockerd does.
+    let o = d.docker(&["update", "--memory", "256m", "upd"]);
+    assert!(
+        o.stderr_str()
+            .contains("smaller than already set memoryswap"),
+        "{}",
+        o.stderr_str()
+    );
+    // CPU quota when NanoCpus is set: a conflict.
+    let o = d.docker(&["update", "--cpu-quota", "50000", "upd"]);
+    assert!(
+        o.stderr_str().contains("Conflicting options"),
+        "{}",
+        o.stderr_str()
+    );
+    // The restart policy alone.
+    d.ok(&["update", "--restart", "always", "upd"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", fmt, "upd"]),
+        "1500000000 100663296 134217728 always:0"
+    );
+    // And the next start keeps the CPU limit too.
+    d.ok(&["restart", "-t", "0", "upd"]);
+    assert_eq!(quota(), "150000");
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
+
+/// Container names as dockerd takes them: two characters at least.
+#[test]
+fn daemon_one_character_names_are_refused() {
+    let d = daemon();
+    d.load_busybox();
+    let o = d.docker(&["create", "--name", "x", "busybox", "true"]);
+    assert_ne!(o.code(), 0);
+    assert!(
+        o.stderr_str().contains("Invalid container name (x)"),
+        "{}",
+        o.stderr_str()
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    d.assert_clean(&[]);
+}

@@ -101,9 +101,11 @@ pub struct Daemon {
     pub bridge: Option<crate::network::Bridge>,
 }
 
+/// A container name as dockerd accepts it (`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`: two characters at
+/// least), the leading `/` already stripped.
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty()
+    b.len() >= 2
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
@@ -478,29 +480,62 @@ impl Daemon {
             .map_err(|e| Error::BadParameter(format!("invalid update: {e}")))?;
         let mut rec = entry.record();
         let hc = &mut rec.host_config;
-        macro_rules! take {
+        // As dockerd's update: the CLI sends every field, and a zero (or empty) one means
+        // "unchanged"; only PidsLimit is taken whenever present (0 or -1: unlimited).
+        if hc_patch.nano_cpus.is_some_and(|n| n > 0) && hc.cpu_quota.is_some_and(|q| q > 0) {
+            return Err(Error::Conflict(
+                "Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set"
+                    .into(),
+            ));
+        }
+        if hc_patch.cpu_quota.is_some_and(|q| q > 0) && hc.nano_cpus.is_some_and(|n| n > 0) {
+            return Err(Error::Conflict(
+                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
+                    .into(),
+            ));
+        }
+        let swap = hc.memory_swap.unwrap_or(0);
+        if hc_patch
+            .memory
+            .is_some_and(|m| m > 0 && swap > 0 && m > swap)
+            && hc_patch.memory_swap.unwrap_or(0) == 0
+        {
+            return Err(Error::BadParameter(
+                "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
+                    .into(),
+            ));
+        }
+        macro_rules! take_nonzero {
             ($($f:ident),*) => {$(
-                if hc_patch.$f.is_some() {
-                    hc.$f = hc_patch.$f.clone();
+                if hc_patch.$f.is_some_and(|v| v != 0) {
+                    hc.$f = hc_patch.$f;
                 }
             )*};
         }
-        take!(
+        take_nonzero!(
             memory,
             memory_swap,
             nano_cpus,
             cpu_shares,
             cpu_quota,
-            cpu_period,
-            cpuset_cpus,
-            pids_limit,
-            restart_policy
+            cpu_period
         );
-        if hc.nano_cpus.is_some_and(|n| n > 0) && hc.cpu_quota.is_some_and(|q| q > 0) {
-            return Err(Error::Conflict(
-                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
-                    .into(),
-            ));
+        if hc_patch
+            .cpuset_cpus
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            hc.cpuset_cpus = hc_patch.cpuset_cpus.clone();
+        }
+        if hc_patch.pids_limit.is_some() {
+            hc.pids_limit = hc_patch.pids_limit;
+        }
+        if hc_patch
+            .restart_policy
+            .as_ref()
+            .is_some_and(|p| p.name.is_some_and(|n| n != RestartPolicyNameEnum::EMPTY))
+        {
+            hc.restart_policy = hc_patch.restart_policy.clone();
         }
         let res = crate::spec::resources(
             &rec.host_config,
