@@ -1,9 +1,11 @@
 //! berthd's streams under pressure: `logs -f` woken by the log's writes and followed across
-//! rotation to the container's exit, attached clients that stop reading, a container that
-//! never reads the input sent to it, and streamed stats. Raw HTTP over the daemon's socket
-//! where timing or a stalled client matters (each stream decoded on a thread of its own that
-//! stamps what arrives with its time). Each test starts its own berthd on a temp socket with
-//! its own data and exec roots, and checks that nothing is left behind.
+//! rotation to the container's exit; attached clients and docker CLI pipes that read slowly
+//! or stop reading (the container is held back, as under dockerd, and every byte arrives),
+//! with stop working meanwhile; a container that never reads the input sent to it; and
+//! streamed stats. Raw HTTP over the daemon's socket where timing or a stalled client
+//! matters (each stream decoded by the test or on a thread of its own). Each test starts its
+//! own berthd on a temp socket with its own data and exec roots, and checks that nothing is
+//! left behind.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -316,18 +318,6 @@ fn attach(d: &TestDaemon, name: &str, query: &str) -> (UnixStream, Lines) {
     )
 }
 
-/// An attach that never reads what it is sent (its connection is only held).
-fn stalled_attach(d: &TestDaemon, name: &str) -> UnixStream {
-    let (s, st, head, _) = open(
-        d,
-        "POST",
-        &format!("/v1.47/containers/{name}/attach?stream=1&stdout=1&stderr=1"),
-        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n",
-    );
-    assert_eq!(st, 101, "{head}");
-    s
-}
-
 fn berthd_fds(d: &TestDaemon) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
         .map(|r| r.count())
@@ -428,86 +418,498 @@ fn daemon_logs_follow_wakes_on_write_and_follows_rotation_to_exit() {
     d.assert_clean(&[]);
 }
 
-/// An attached client that stops reading blocks nobody: the container's output goes on
-/// being logged and reaching the other attached client and a follower at full speed, the
-/// stalled client gets it all once it reads again (it stayed within its backlog), and a
-/// client stalled when the container exits does not delay the exit. berthd wrote to
-/// attached clients with blocking writes (10 s timeout): one stalled client stopped the
-/// container's output, its log and every other client for 10 s. (dockerd is no better: its
-/// broadcaster blocks the container's output and log once a consumer is 1 MB behind.)
+/// What `seq 1 N | sed "s/\$/ $PAD/"` prints: lines `"{i} {pad}\n"` for i from 1 to `n`.
+fn numbered(n: usize, pad: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n * (pad.len() + 8));
+    for i in 1..=n {
+        v.extend_from_slice(format!("{i} {pad}\n").as_bytes());
+    }
+    v
+}
+
+/// A shell command printing [`numbered`]`(n, $PAD)`.
+fn seq_script(n: usize) -> String {
+    format!(r#"seq 1 {n} | sed "s/\$/ $PAD/""#)
+}
+
+/// FNV-1a, 64 bits: a checksum to show in failures.
+fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `got` must be `want`, byte for byte: on failure, both counts and checksums and where they
+/// first differ.
+fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    if got == want {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let around = |b: &[u8]| {
+        String::from_utf8_lossy(&b[at.min(b.len())..(at + 40).min(b.len())]).into_owned()
+    };
+    panic!(
+        "{what}: {} bytes (checksum {:016x}), wanted {} bytes (checksum {:016x}); first \
+         difference at byte {at}: {:?} instead of {:?}",
+        got.len(),
+        checksum(got),
+        want.len(),
+        checksum(want),
+        around(got),
+        around(want),
+    );
+}
+
+/// `log` is `numbered(k, pad)` for some k, perhaps followed by the start of line k + 1 (the
+/// writer was killed mid-line); returns k.
+fn assert_numbered(what: &str, log: &[u8], pad: &str) -> usize {
+    let mut at = 0;
+    let mut k = 0;
+    while at < log.len() {
+        let line = format!("{} {pad}\n", k + 1);
+        let rest = &log[at..];
+        if rest.len() < line.len() && line.as_bytes().starts_with(rest) {
+            break;
+        }
+        assert!(
+            rest.starts_with(line.as_bytes()),
+            "{what}: line {} is {:?}",
+            k + 1,
+            String::from_utf8_lossy(&rest[..rest.len().min(line.len())])
+        );
+        at += line.len();
+        k += 1;
+    }
+    k
+}
+
+/// An attach's stream read by the test (no tty: docker's frames undone), stdout and stderr
+/// kept apart. Not read until the test reads it: the client stalls meanwhile.
+struct Attached {
+    sock: UnixStream,
+    wire: Vec<u8>,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    what: String,
+}
+
+impl Attached {
+    fn new(d: &TestDaemon, name: &str, query: &str, what: &str) -> Attached {
+        let (sock, st, head, rest) = open(
+            d,
+            "POST",
+            &format!("/v1.47/containers/{name}/attach?stream=1&{query}"),
+            "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n",
+        );
+        assert_eq!(st, 101, "{head}");
+        // A hang is a failure, not a wait.
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut a = Attached {
+            sock,
+            wire: rest,
+            out: Vec::new(),
+            err: Vec::new(),
+            what: what.to_owned(),
+        };
+        a.deframe();
+        a
+    }
+
+    fn deframe(&mut self) {
+        for (stream, payload) in frames(&mut self.wire) {
+            match stream {
+                1 => self.out.extend_from_slice(&payload),
+                _ => self.err.extend_from_slice(&payload),
+            }
+        }
+    }
+
+    /// One read of at most `max` bytes off the connection; false at the end of the stream.
+    fn read_some(&mut self, max: usize) -> bool {
+        let mut buf = vec![0u8; max];
+        match self.sock.read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.wire.extend_from_slice(&buf[..n]);
+                self.deframe();
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => panic!(
+                "{}: nothing came for 60 s ({} bytes so far)",
+                self.what,
+                self.out.len()
+            ),
+            Err(_) => false,
+        }
+    }
+
+    fn read_to_end(&mut self) {
+        while self.read_some(64 * 1024) {}
+        assert!(
+            self.wire.is_empty(),
+            "{}: the stream ended inside a frame",
+            self.what
+        );
+    }
+
+    /// Reads at full speed on a thread of its own.
+    fn spawn(mut self) -> Reading {
+        let got = Arc::new(AtomicUsize::new(0));
+        let seen = got.clone();
+        let thread = std::thread::spawn(move || {
+            while self.read_some(64 * 1024) {
+                seen.store(self.out.len(), Ordering::SeqCst);
+            }
+            self
+        });
+        Reading { got, thread }
+    }
+}
+
+/// Takes the complete docker frames off `buf`: (stream, payload).
+fn frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 8 {
+        let h = &buf[at..at + 8];
+        assert!(
+            h[0] <= 2 && h[1..4] == [0, 0, 0],
+            "not a frame header: {h:?}"
+        );
+        let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        if buf.len() - at < 8 + len {
+            break;
+        }
+        out.push((h[0], buf[at + 8..at + 8 + len].to_vec()));
+        at += 8 + len;
+    }
+    buf.drain(..at);
+    out
+}
+
+/// An [`Attached`] read on a thread.
+struct Reading {
+    got: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Attached>,
+}
+
+impl Reading {
+    /// Stdout bytes received so far.
+    fn len(&self) -> usize {
+        self.got.load(Ordering::SeqCst)
+    }
+
+    fn wait_len(&self, d: &TestDaemon, n: usize, secs: u64) {
+        d.wait_until(
+            &format!("{n} bytes of output to the reading client"),
+            secs,
+            || self.len() >= n || self.thread.is_finished(),
+        );
+        assert!(
+            self.len() >= n,
+            "the reading client's stream ended after {} bytes",
+            self.len()
+        );
+    }
+
+    /// The stream, which must end within `secs`.
+    fn finish(self, secs: u64) -> Attached {
+        let ended =
+            runtime_tests::wait_for(Duration::from_secs(secs), || self.thread.is_finished());
+        assert!(
+            ended,
+            "the reading client's stream did not end within {secs} s ({} bytes)",
+            self.len()
+        );
+        self.thread.join().expect("the reading thread")
+    }
+}
+
+/// Runs the docker CLI with `args`, its stdout a pipe that a slow consumer reads (16 KiB at a
+/// time, 2 ms apart); returns what it read and the CLI's exit status.
+fn into_slow_pipe(d: &TestDaemon, args: &[&str]) -> (Vec<u8>, std::process::ExitStatus) {
+    let mut child = d
+        .docker_cmd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the docker CLI");
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let errs = std::thread::spawn(move || {
+        let mut v = String::new();
+        let _ = err.read_to_string(&mut v);
+        v
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read the docker CLI's output: {e}"),
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "docker {args:?}: still writing after 180 s ({} bytes)",
+                got.len()
+            );
+        }
+        // A slow consumer, not a synchronisation.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut status = None;
+    let exited = runtime_tests::wait_for(Duration::from_secs(30), || {
+        status = child.try_wait().expect("wait for the docker CLI");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let errs = errs.join().unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("docker {args:?} did not exit: {errs}"));
+    assert!(
+        status.success(),
+        "docker {args:?}: {status}: {errs}\n--- daemon log ---\n{}",
+        d.log()
+    );
+    (got, status)
+}
+
+/// A client reading slowly gets every byte of 40 MB of output: the container is held back
+/// while the client is behind (it blocks on write, as under dockerd), nothing is dropped, and
+/// the log holds it all too. When the container has exited with the last 256 KiB still owed
+/// to the client (it stopped reading), `docker wait` answers at once, and the client that
+/// then takes a break of 3 s still gets the rest. berthd disconnected an attached client
+/// 8 MiB behind (the stream ended short), and after the exit dropped a client that took
+/// nothing for 2 s.
 #[test]
-fn daemon_stalled_attach_client_blocks_nobody() {
+fn daemon_slow_attach_reader_gets_every_byte() {
     let d = daemon();
     d.load_busybox();
-    let line = "0123456789".repeat(10);
-    let script = r#"read go; yes "$LINE" | head -n 50000; echo END; read stop; yes "$LINE" | head -n 50000; echo BYE"#;
+    let pad = "y".repeat(993);
+    let n = 40_000;
+    let want = numbered(n, &pad);
+    let script = format!("read go; {}", seq_script(n));
     let id = d.track(&d.ok(&[
         "run",
         "-d",
         "-i",
         "--name",
-        "sa",
+        "sr",
         "-e",
-        &format!("LINE={line}"),
+        &format!("PAD={pad}"),
         "busybox",
         "sh",
         "-c",
-        script,
+        &script,
     ]));
-    // Two stalled clients: berthd's old blocking writes gave up on each after 10 s, one after
-    // the other (20 s), well past what the output takes here.
-    let stalled = stalled_attach(&d, "sa");
-    let stalled_too = stalled_attach(&d, "sa");
-    let (mut input, mut attached) = attach(&d, "sa", "stdin=1&stdout=1&stderr=1");
-    let mut follow = Lines::logs(&d, "sa", "follow=1&stdout=1&stderr=1");
-    // 5 MB of output, with clients that read none of it.
-    let t0 = Instant::now();
-    input.write_all(b"go\n").unwrap();
-    for (what, lines) in [("attached client", &mut attached), ("logs -f", &mut follow)] {
-        for _ in 0..50_000 {
-            lines.next_is(15, "a line of yes", |l| l == line);
-        }
-        lines.next_is(15, "END", |l| l == "END");
-        let took = t0.elapsed();
+    let mut r = Attached::new(&d, "sr", "stdin=1&stdout=1&stderr=1", "slow reader");
+    let mut wait = d.docker_cmd(&["wait", "sr"]);
+    let (waited_tx, waited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = waited_tx.send(wait.output());
+    });
+    r.sock.write_all(b"go\n").unwrap();
+    // A slow consumer, until all but the last 256 KiB have come.
+    let hold = want.len() - (256 << 10);
+    while r.out.len() < hold {
         assert!(
-            took < Duration::from_secs(15),
-            "the {what} got the output in {took:?} with a stalled client"
+            r.read_some(16 * 1024),
+            "the slow reader's stream ended after {} of {} bytes\n--- daemon log ---\n{}",
+            r.out.len(),
+            want.len(),
+            d.log()
         );
+        std::thread::sleep(Duration::from_millis(2));
     }
-    // The stalled client missed nothing: it was within its backlog.
-    let mut late = reader(stalled, Vec::new(), false, true).named("stalled attach");
-    for _ in 0..50_000 {
-        late.next_is(20, "a line of yes", |l| l == line);
-    }
-    late.next_is(20, "END", |l| l == "END");
-    // Another client stalls, and the container writes 5 MB more and exits: the exit is
-    // recorded at once, the reading client gets everything and its end.
-    let _stalled_again = stalled_attach(&d, "sa");
-    let t1 = Instant::now();
-    input.write_all(b"stop\n").unwrap();
-    let out = d.ok(&["wait", "sa"]);
-    assert_eq!(out, "0");
-    let took = t1.elapsed();
-    assert!(took < Duration::from_secs(8), "docker wait took {took:?}");
-    let (rest, _) = attached.until_end(20);
-    assert_eq!(rest.len(), 50_001, "{:?}", rest.last());
-    assert!(rest[..50_000].iter().all(|l| *l == line));
-    assert_eq!(rest[50_000], "BYE");
-    let (rest, _) = follow.until_end(20);
-    assert_eq!(rest.len(), 50_001);
-    assert_eq!(rest[50_000], "BYE");
-    // The client that never read fell more than its backlog (8 MiB) behind in the 10 MB:
-    // it was disconnected, short of the end.
-    let (rest, _) = reader(stalled_too, Vec::new(), false, true)
-        .named("stalled attach, never read")
-        .until_end(30);
-    assert!(
-        rest.len() < 100_000 && !rest.iter().any(|l| l == "BYE"),
-        "{} lines",
-        rest.len()
+    // The reader stops: the rest is less than the monitor holds for a client, so the
+    // container finishes and its exit is reported without the reader.
+    let out = waited
+        .recv_timeout(Duration::from_secs(30))
+        .expect("docker wait answered while the client had not read the end")
+        .expect("run docker wait");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    assert!(r.out.len() < want.len());
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "sr"
+        ]),
+        "exited 0"
     );
-    drop(_stalled_again);
-    drop(late);
+    // A consumer's break after the exit (the old monitor dropped it after 2 s).
+    std::thread::sleep(Duration::from_secs(3));
+    r.read_to_end();
+    assert_same("the slow attached reader", &r.out, &want);
+    assert!(r.err.is_empty(), "{:?}", String::from_utf8_lossy(&r.err));
+    let logs = d.docker(&["logs", "sr"]);
+    assert!(logs.status.success());
+    assert_same("docker logs", &logs.stdout, &want);
+    drop(r);
+    d.ok(&["rm", &id]);
+    d.assert_clean(&[]);
+}
+
+/// A client that reads nothing at all while the container writes 900 KB (less than the
+/// monitor holds for a client) and exits: `docker wait` answers at once, and the client,
+/// reading only 3 s after the exit, still gets every byte and then the end of its stream (as
+/// dockerd keeps such an attach open). berthd dropped a client that took nothing for 2 s
+/// after the exit, with what it had not taken.
+#[test]
+fn daemon_attach_client_idle_past_the_exit_gets_the_rest() {
+    let d = daemon();
+    d.load_busybox();
+    let pad = "v".repeat(993);
+    let n = 900;
+    let want = numbered(n, &pad);
+    let script = format!("read go; {}", seq_script(n));
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "ip",
+        "-e",
+        &format!("PAD={pad}"),
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let mut idle = Attached::new(&d, "ip", "stdin=1&stdout=1&stderr=1", "idle client");
+    idle.sock.write_all(b"go\n").unwrap();
+    let t = Instant::now();
+    assert_eq!(d.ok(&["wait", "ip"]), "0");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(10), "docker wait took {took:?}");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "ip"
+        ]),
+        "exited 0"
+    );
+    // The client takes nothing for a while after the exit (a consumer's pause).
+    std::thread::sleep(Duration::from_secs(3));
+    idle.read_to_end();
+    assert_same("the idle client", &idle.out, &want);
+    assert_same("docker logs", &d.docker(&["logs", "ip"]).stdout, &want);
+    drop(idle);
+    d.ok(&["rm", &id]);
+    d.assert_clean(&[]);
+}
+
+/// `docker run --rm ... | slow consumer` and `docker exec ... | slow consumer` through the
+/// docker CLI get all 40 MB, byte for byte (dockerd blocks the process until the consumer
+/// takes its output). berthd disconnected the CLI's attach once it was 8 MiB behind: the
+/// output was cut short and the CLI still exited 0.
+#[test]
+fn daemon_cli_run_and_exec_into_a_slow_pipe_get_every_byte() {
+    let d = daemon();
+    d.load_busybox();
+    let pad = "z".repeat(993);
+    let n = 40_000;
+    let want = numbered(n, &pad);
+    let env = format!("PAD={pad}");
+    let script = seq_script(n);
+    let (got, _) = into_slow_pipe(
+        &d,
+        &["run", "--rm", "-e", &env, "busybox", "sh", "-c", &script],
+    );
+    assert_same("docker run --rm | slow consumer", &got, &want);
+    let id = d.track(&d.ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "1000"]));
+    let (got, _) = into_slow_pipe(&d, &["exec", "-e", &env, "ex", "sh", "-c", &script]);
+    assert_same("docker exec | slow consumer", &got, &want);
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}
+
+/// A client that stops reading holds back the container's output (as under dockerd) and
+/// loses none of it, but nothing else: `docker stop -t 1` ends the held container at once,
+/// and the stalled client then gets everything from its attach to the end (the log's last
+/// bytes), as does the client that read all along (the whole log). A stalled client that
+/// disconnects lets the output go on at once: the reading client then gets 30 MB, far more
+/// than the stalled client's queue and buffers let through. berthd disconnected a client
+/// 8 MiB behind: the stalled client lost the output after that.
+#[test]
+fn daemon_stalled_client_holds_output_and_stop_still_works() {
+    let d = daemon();
+    d.load_busybox();
+    let pad = "w".repeat(993);
+    let script = format!("read go; {}", seq_script(100_000_000));
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "hb",
+        "-e",
+        &format!("PAD={pad}"),
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let stalled = Attached::new(&d, "hb", "stdout=1&stderr=1", "stalled client");
+    let a = Attached::new(&d, "hb", "stdin=1&stdout=1&stderr=1", "reading client");
+    let mut input = a.sock.try_clone().unwrap();
+    let a = a.spawn();
+    input.write_all(b"go\n").unwrap();
+    a.wait_len(&d, 100_000, 30);
+    drop(stalled);
+    a.wait_len(&d, 30_000_000, 120);
+    // Another client stalls; the reading client goes on while the stalled one's queue takes
+    // the output (half its bound: the wait cannot depend on the queue's limit).
+    let before = a.len();
+    let mut stalled = Attached::new(&d, "hb", "stdout=1&stderr=1", "stalled client");
+    a.wait_len(&d, before + 500_000, 30);
+    let t = Instant::now();
+    d.ok(&["stop", "-t", "1", "hb"]);
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(10), "docker stop took {took:?}");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "hb"
+        ]),
+        "exited 137"
+    );
+    let a = a.finish(60);
+    stalled.read_to_end();
+    drop(input);
+    let logs = d.docker(&["logs", "hb"]);
+    assert!(logs.status.success());
+    let log = logs.stdout;
+    let lines = assert_numbered("docker logs", &log, &pad);
+    assert!(lines > 30_000, "{lines} lines logged");
+    assert_same("the reading client", &a.out, &log);
+    assert!(
+        stalled.out.len() >= 500_000,
+        "the stalled client got {} bytes",
+        stalled.out.len()
+    );
+    assert_same(
+        "the stalled client (from its attach)",
+        &stalled.out,
+        &log[log.len() - stalled.out.len()..],
+    );
+    drop(a);
+    drop(stalled);
     d.ok(&["rm", &id]);
     d.assert_clean(&[]);
 }

@@ -1,9 +1,9 @@
 //! Bytes waiting for a non-blocking peer: an attached client's output, the process's input.
 //!
 //! The monitor never blocks on a peer: what a write does not take now waits here and goes
-//! out when the peer's fd polls writable. The caller bounds the queue (an attached client
-//! that falls too far behind is dropped; input stops being read while the process's stdin
-//! queue is full).
+//! out when the peer's fd polls writable. The caller bounds the queue (the process's output
+//! is not read while an attached client's queue is full, nor clients' input while the
+//! process's stdin queue is).
 
 use std::collections::VecDeque;
 use std::io;

@@ -8,10 +8,13 @@
 //!   `start` and runs `Container::exec`), owning its stdio: pipes, or the pty master received
 //!   over a console socket;
 //! - writes the output to the json-file log and to attached clients, and clients' input to
-//!   the process, never blocking on any of them ([`serve`]: a client that stops reading, or a
-//!   process that never reads its stdin, holds up nothing else);
+//!   the process, never blocking itself on any of them ([`serve`]): a client that falls
+//!   behind holds back the process's output (as under dockerd, the process blocks on write;
+//!   no byte is dropped) but not the monitor's socket or the exit, and a process that never
+//!   reads its stdin holds up nothing else;
 //! - waits for the process (a child of ours), records its exit status, finish time and OOM
-//!   kill atomically in the exit file, deletes the runtime state, and exits.
+//!   kill atomically in the exit file, deletes the runtime state, answers `wait`, gives
+//!   attached clients the rest of the output as they take it, and exits.
 //!
 //! It serves one unix socket; each connection sends one JSON line ([`Request`]) and gets a
 //! JSON line back ([`Reply`]); an `attach` connection then carries the output (docker's 8-byte
@@ -446,8 +449,10 @@ impl Monitor {
     }
 
     fn finish(&mut self) {
-        if let Some(l) = &mut self.log {
-            let _ = l.flush();
+        if let Some(mut l) = self.log.take() {
+            if let Err(e) = l.flush() {
+                eprintln!("berthd monitor {}: write log: {e}", self.cfg.id);
+            }
         }
         if let Some(w) = &mut self.oom {
             let mut p = [PollFd::new(w.as_fd(), PollFlags::POLLIN)];

@@ -1,20 +1,33 @@
 //! The monitor's event loop: the process's output to the json-file log and to attached
 //! clients, clients' input to the process, requests on the socket, the process's exit.
 //!
-//! Nothing here blocks on a peer. Every socket and the process's stdin are non-blocking, and
-//! what a peer does not take at once waits in a [`Backlog`] until it polls writable:
+//! Nothing here blocks the monitor on a peer. Every socket and the process's stdin are
+//! non-blocking, and what a peer does not take at once waits in a [`Backlog`] until it polls
+//! writable:
 //!
-//! - The container's output is always read and logged at once. An attached client that falls
-//!   more than [`CLIENT_BACKLOG`] bytes behind is disconnected (its stream ends), so a client
-//!   that stops reading costs the monitor that much memory at most and stalls neither the log
-//!   nor other clients. (dockerd's broadcaster instead blocks the container's output, its log
-//!   and every other client once one consumer is 1 MB behind.)
+//! - Output is held back, never dropped. While an attached client has [`CLIENT_BOUND`] bytes
+//!   or more waiting, the monitor does not read the streams that client receives: the
+//!   process blocks on its next write once its pipe (or terminal) is full, and the log pauses
+//!   with it, until the client has taken enough or gone away. This is dockerd's behaviour
+//!   (its broadcaster blocks the container once a consumer is about 1 MB behind), so a slow
+//!   consumer (`docker run ... | less`, `docker exec ctr tar c / | gzip > f`) gets every
+//!   byte and the log stays complete and in order. Only the output waits: the socket
+//!   (`wait`, `status`, `resize`, further attaches), the exit and clients' input are served
+//!   meanwhile, so stop, kill and `rm -f` work as ever, and a stalled client that
+//!   disconnects lets the output go on at once.
 //! - Input waits in the process's stdin backlog; while that holds [`STDIN_BACKLOG`] bytes, the
 //!   clients that send input are not read (the backpressure reaches them through their
 //!   sockets), so a process that never reads its stdin holds up only its own input.
-//! - When the process has exited, the exit is recorded and `wait` clients answered first;
-//!   attached clients then get their remaining output while they make progress
-//!   ([`FINAL_STALL`], [`FINAL_FLUSH`]).
+//! - When the process has exited, what is left in its pipes is read and logged without
+//!   waiting for slow clients (a client may then hold up to [`EXIT_SLACK`] more than
+//!   [`CLIENT_BOUND`]; a pipe holds 64 KiB to 1 MiB, more only if a process that outlived
+//!   the exit goes on writing, which is read for [`DRAIN`] at most), then the exit is
+//!   recorded and `wait` clients are answered, whatever attached clients do. Attached
+//!   clients then get all their remaining output for as long as they stay connected, however
+//!   slowly they read ([`Monitor::finish_clients`]). As under dockerd, a client that reads
+//!   nothing keeps its stream open: the monitor stays, holding that client's queue, until the
+//!   client goes away (the daemon's relay closes it with the API connection, or when the
+//!   daemon stops).
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -28,14 +41,14 @@ use super::backlog::Backlog;
 use super::log::Stream;
 use super::{Io, Monitor, Reply, Request};
 
-/// An attached client this many bytes behind the output is disconnected.
-pub(super) const CLIENT_BACKLOG: usize = 8 << 20;
+/// While an attached client has this many bytes waiting, the streams it receives are not
+/// read (1 MiB, about dockerd's per-consumer buffer).
+pub(super) const CLIENT_BOUND: usize = 1 << 20;
+/// After the exit, the process's remaining output is read until a client holds this much
+/// more than [`CLIENT_BOUND`] (or the pipes end, or [`DRAIN`] passes).
+pub(super) const EXIT_SLACK: usize = 16 << 20;
 /// While this much input waits for the process, clients' input is not read.
 pub(super) const STDIN_BACKLOG: usize = 256 << 10;
-/// After the exit, an attached client that takes nothing for this long is disconnected...
-const FINAL_STALL: Duration = Duration::from_secs(2);
-/// ...and all are after this long.
-const FINAL_FLUSH: Duration = Duration::from_secs(30);
 /// How long output is still read after the process exited (a background process may hold
 /// the pipes open).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -62,8 +75,6 @@ pub(super) struct Client {
     closing: bool,
     /// Finished with: dropped at the end of the loop's turn.
     dead: bool,
-    /// When the client last took bytes (or got its first to take).
-    progress: Instant,
 }
 
 impl Client {
@@ -74,15 +85,11 @@ impl Client {
             out: Backlog::default(),
             closing: false,
             dead: false,
-            progress: Instant::now(),
         }
     }
 
     /// Queue `data` and write what the socket takes now; false when the client is gone.
     fn send(&mut self, data: &[u8]) -> bool {
-        if self.out.is_empty() {
-            self.progress = Instant::now();
-        }
         self.out.push(data);
         self.flush()
     }
@@ -90,16 +97,25 @@ impl Client {
     /// Write what waits as far as the socket takes it; false when the client is gone.
     fn flush(&mut self) -> bool {
         let sock = &self.sock;
-        match self.out.flush(|b| {
-            let mut s = sock;
-            s.write(b)
-        }) {
-            Ok(0) => true,
-            Ok(_) => {
-                self.progress = Instant::now();
-                true
+        self.out
+            .flush(|b| {
+                let mut s = sock;
+                s.write(b)
+            })
+            .is_ok()
+    }
+
+    /// An attached client that receives output stream `i` (0 stdout, 1 stderr).
+    fn receives(&self, i: usize) -> bool {
+        match self.kind {
+            ClientKind::Attach { stdout, stderr, .. } if !(self.dead || self.closing) => {
+                if i == 0 {
+                    stdout
+                } else {
+                    stderr
+                }
             }
-            Err(_) => false,
+            _ => false,
         }
     }
 
@@ -151,7 +167,8 @@ impl Monitor {
             if self.pid.is_some() {
                 if let Some(io) = &self.io {
                     for i in 0..2 {
-                        if let Some(fd) = io.output(i) {
+                        // A stream a slow client holds back is left in its pipe.
+                        if let Some(fd) = io.output(i).filter(|_| !self.output_held(i)) {
                             tags.push(Tag::Output(i));
                             fds.push(PollFd::new(fd, PollFlags::POLLIN));
                         }
@@ -218,6 +235,17 @@ impl Monitor {
             self.clients
                 .retain(|c| !(c.dead || c.closing && c.out.is_empty()));
         }
+    }
+
+    /// Output stream `i` waits for an attached client that has the most it may hold.
+    fn output_held(&self, i: usize) -> bool {
+        let bound = match self.exit {
+            None => CLIENT_BOUND,
+            Some(_) => CLIENT_BOUND + EXIT_SLACK,
+        };
+        self.clients
+            .iter()
+            .any(|c| c.receives(i) && c.out.len() >= bound)
     }
 
     fn reap(&mut self) {
@@ -329,24 +357,11 @@ impl Monitor {
             framed.extend_from_slice(data);
         }
         let bytes: &[u8] = if tty { data } else { &framed };
+        // Queued whatever its length: the next turn does not read this stream while a
+        // client holds CLIENT_BOUND bytes.
         for c in &mut self.clients {
-            if c.dead || c.closing {
-                continue;
-            }
-            if let ClientKind::Attach { stdout, stderr, .. } = c.kind {
-                if !(if i == 0 { stdout } else { stderr }) {
-                    continue;
-                }
-                if !c.send(bytes) {
-                    c.dead = true;
-                } else if c.out.len() > CLIENT_BACKLOG {
-                    eprintln!(
-                        "berthd monitor {}: an attached client fell {} bytes behind: disconnected",
-                        self.cfg.id,
-                        c.out.len()
-                    );
-                    c.dead = true;
-                }
+            if c.receives(i) && !c.send(bytes) {
+                c.dead = true;
             }
         }
     }
@@ -484,12 +499,13 @@ impl Monitor {
         }
     }
 
-    /// At the end: answer the `wait` clients, then give attached clients their remaining
-    /// output while they take it, and close every connection.
+    /// At the end: answer the `wait` clients, then give attached clients all their remaining
+    /// output, however long they take, and close every connection. A client ends when its
+    /// output is written or when it goes away (hang-up or a failed write); one that takes
+    /// nothing is waited for (as dockerd keeps such an attach open), costing its queue and
+    /// this process until it goes.
     pub(super) fn finish_clients(&mut self, exit_line: &[u8]) {
-        let now = Instant::now();
         for c in &mut self.clients {
-            c.progress = now;
             match c.kind {
                 ClientKind::Wait => {
                     c.dead |= !c.send(exit_line);
@@ -499,47 +515,32 @@ impl Monitor {
                 ClientKind::Request(_) => c.dead = true,
             }
         }
-        let end = now + FINAL_FLUSH;
         loop {
             self.clients.retain(|c| !c.dead && !c.out.is_empty());
             if self.clients.is_empty() {
                 return;
             }
-            let now = Instant::now();
-            for c in &mut self.clients {
-                if now >= end || now.duration_since(c.progress) >= FINAL_STALL {
-                    eprintln!(
-                        "berthd monitor {}: a client did not take its last {} bytes",
-                        self.cfg.id,
-                        c.out.len()
-                    );
-                    c.dead = true;
-                }
-            }
-            let next = self
-                .clients
-                .iter()
-                .filter(|c| !c.dead)
-                .map(|c| c.progress + FINAL_STALL)
-                .min()
-                .unwrap_or(now)
-                .min(end);
+            // Only writability is asked for: a hang-up or an error is reported anyway.
             let mut fds: Vec<PollFd> = self
                 .clients
                 .iter()
                 .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLOUT))
                 .collect();
-            match poll(&mut fds, timeout_until(next)) {
+            match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return,
+                Err(e) => {
+                    eprintln!("berthd monitor {}: poll: {e}", self.cfg.id);
+                    return;
+                }
             }
-            let ready: Vec<bool> = fds
+            let revents: Vec<PollFlags> = fds
                 .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                 .collect();
             drop(fds);
-            for (c, ready) in self.clients.iter_mut().zip(ready) {
-                if ready && !c.dead && !c.flush() {
+            let gone = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+            for (c, rev) in self.clients.iter_mut().zip(revents) {
+                if rev.intersects(gone) || rev.contains(PollFlags::POLLOUT) && !c.flush() {
                     c.dead = true;
                 }
             }
