@@ -1115,7 +1115,14 @@ fn daemon_container_namespace_modes() {
         "ns-a's sleep is pid 1 in the shared pid namespace: {out}"
     );
     d.ok(&["stop", "-t", "0", "ns-a"]);
-    let o = d.docker(&["run", "--rm", "--network", "container:ns-a", "busybox", "true"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:ns-a",
+        "busybox",
+        "true",
+    ]);
     assert!(o.stderr_str().contains("not running"), "{}", o.stderr_str());
     d.ok(&["rm", &a]);
     d.assert_clean(&[]);
@@ -1428,7 +1435,12 @@ fn daemon_cp_both_ways_confined_to_the_container() {
         "wrote through a container symlink onto the host"
     );
     assert_eq!(
-        d.ok(&["exec", "cp-c", "cat", &format!("{}/f", d.dir.path().display())]),
+        d.ok(&[
+            "exec",
+            "cp-c",
+            "cat",
+            &format!("{}/f", d.dir.path().display())
+        ]),
         "hello"
     );
     // A stopped container: its rootfs.
