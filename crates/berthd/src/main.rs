@@ -97,6 +97,12 @@ enum Listener {
     Tcp(tokio::net::TcpListener),
 }
 
+/// The gid of `--group`: a number, or a name looked up in `/etc/group`.
+///
+/// Read the file rather than ask glibc's `getgrnam_r`: berthd is linked statically, and a
+/// static glibc that misses a name in `files` goes on to the next source of nsswitch.conf
+/// (`systemd` on Debian) by dlopen()ing its shared `libnss_*.so`, which brings a second,
+/// dynamic libc into the process and crashes it (SIGSEGV) instead of answering "not found".
 fn group_id(name: &str) -> Result<Option<u32>> {
     if name.is_empty() {
         return Ok(None);
@@ -104,10 +110,21 @@ fn group_id(name: &str) -> Result<Option<u32>> {
     if let Ok(n) = name.parse() {
         return Ok(Some(n));
     }
-    match nix::unistd::Group::from_name(name).context("look up the group")? {
-        Some(g) => Ok(Some(g.gid.as_raw())),
-        None => bail!("no group {name:?}"),
+    let groups = std::fs::read_to_string("/etc/group").context("read /etc/group")?;
+    match group_in(&groups, name) {
+        Some(g) => Ok(Some(g)),
+        None => bail!("group {name:?} not found in /etc/group"),
     }
+}
+
+/// The gid of group `name` in the text of an `/etc/group` file.
+fn group_in(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1).and_then(|g| g.trim().parse().ok()))
+            .flatten()
+    })
 }
 
 fn listen(host: &str, group: Option<u32>) -> Result<Listener> {
@@ -266,5 +283,17 @@ async fn read_small_body(
             hyper::StatusCode::BAD_REQUEST,
             &serde_json::json!({"message": format!("reading the request body failed: {e}")}),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn group_lookup_reads_the_file() {
+        let f = "root:x:0:\ndocker:x:999:alice,bob\nbroken\n";
+        assert_eq!(super::group_in(f, "docker"), Some(999));
+        assert_eq!(super::group_in(f, "root"), Some(0));
+        assert_eq!(super::group_in(f, "nosuchgroup"), None);
+        assert_eq!(super::group_in(f, "broken"), None);
     }
 }

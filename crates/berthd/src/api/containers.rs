@@ -110,9 +110,18 @@ fn matches(r: &Record, filters: &std::collections::HashMap<String, Vec<String>>)
                     .unwrap_or("none");
                 vals.iter().any(|v| v == h)
             }
-            "exited" => vals.iter().any(|v| {
-                !r.state.running && r.state.status == "exited" && v.parse() == Ok(r.state.exit_code)
+            "label!" => vals.iter().all(|v| {
+                let labels = r.config.labels.clone().unwrap_or_default();
+                match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).is_none_or(|x| x != val),
+                    None => !labels.contains_key(v.as_str()),
+                }
             }),
+            "until" => vals.iter().all(|v| {
+                let created = util::parse_rfc3339(&r.created).unwrap_or(0);
+                until_nanos(v).is_some_and(|u| created < u)
+            }),
+            // The others are matched by `ListFilter`.
             _ => true,
         };
         if !ok {
@@ -122,23 +131,255 @@ fn matches(r: &Record, filters: &std::collections::HashMap<String, Vec<String>>)
     true
 }
 
-/// `GET /containers/json?all=&filters=&limit=`.
+/// The container states docker knows (`status` filter values).
+const STATES: &[&str] = &[
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+/// The filters `GET /containers/json` and `POST /containers/prune` accept, as dockerd's
+/// `acceptedPsFilterTags` (`isolation` is accepted and matches every container: berthd has
+/// one isolation, the default).
+const PS_FILTERS: &[&str] = &[
+    "ancestor",
+    "before",
+    "expose",
+    "exited",
+    "health",
+    "id",
+    "isolation",
+    "is-task",
+    "label",
+    "name",
+    "network",
+    "publish",
+    "since",
+    "status",
+    "volume",
+];
+
+/// The networks a container is on, by name: `bridge` for the default network (as dockerd
+/// names it), `host`, `none`; none for `container:NAME`.
+fn network_names(r: &Record) -> Vec<String> {
+    match r.host_config.network_mode.as_deref().unwrap_or("default") {
+        "default" | "bridge" | "" => vec!["bridge".into()],
+        m if m.starts_with("container:") => Vec::new(),
+        m => vec![m.to_owned()],
+    }
+}
+
+/// The container's ports as docker lists them: (private port, public port, protocol), the
+/// published ones and the exposed ones not published (public port `None`).
+fn ports(r: &Record) -> Vec<(u16, Option<u16>, String)> {
+    let mut v: Vec<(u16, Option<u16>, String)> = crate::spec::published(&r.host_config)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(h, c, p)| (c, Some(h), p))
+        .collect();
+    for e in r.config.exposed_ports.iter().flatten() {
+        let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        if let Ok(c) = port.parse::<u16>() {
+            if !v.iter().any(|(pc, _, pp)| *pc == c && pp == proto) {
+                v.push((c, None, proto.to_owned()));
+            }
+        }
+    }
+    v
+}
+
+/// `PORT[/PROTO]` or `START-END[/PROTO]` of the `publish`/`expose` filters, as
+/// (port, protocol) pairs; errors as dockerd's `portOp`.
+fn port_filter(key: &str, value: &str) -> Result<Vec<(u16, String)>, Error> {
+    if value.contains(':') {
+        return Err(Error::BadParameter(format!(
+            "filter for '{key}' should not contain ':': {value}"
+        )));
+    }
+    let (port, proto) = value.split_once('/').unwrap_or((value, "tcp"));
+    let bad = || Error::BadParameter(format!("error while looking up for {key} {port}: invalid port"));
+    let (start, end) = match port.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        None => {
+            let p = port.parse::<u16>().map_err(|_| bad())?;
+            (p, p)
+        }
+    };
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start..=end).map(|p| (p, proto.to_ascii_lowercase())).collect())
+}
+
+/// The filters of a container listing, checked and resolved once (dockerd's `foldFilter`):
+/// unknown filters and malformed values are a 400, `since`/`before` name containers (404).
+struct ListFilter {
+    filters: std::collections::HashMap<String, Vec<String>>,
+    exited: Vec<i32>,
+    /// Listing starts after this container (newest first: older ones than it only).
+    before: Option<String>,
+    /// Listing stops at this container (only newer ones).
+    since: Option<String>,
+    /// `is-task`: berthd runs no swarm tasks, so `true` matches nothing.
+    is_task: Option<bool>,
+    publish: Vec<(u16, String)>,
+    expose: Vec<(u16, String)>,
+}
+
+impl ListFilter {
+    fn new(
+        d: &crate::daemon::Daemon,
+        filters: std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Self, Error> {
+        for k in filters.keys() {
+            if !PS_FILTERS.contains(&k.as_str()) {
+                return Err(Error::BadParameter(format!("Invalid filter '{k}'")));
+            }
+        }
+        let vals = |k: &str| filters.get(k).cloned().unwrap_or_default();
+        let exited = vals("exited")
+            .iter()
+            .map(|v| {
+                v.parse::<i32>()
+                    .map_err(|_| Error::BadParameter(format!("Invalid filter 'exited={v}'")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for v in vals("status") {
+            if !STATES.contains(&v.as_str()) {
+                return Err(Error::BadParameter(format!("Invalid filter 'status={v}'")));
+            }
+        }
+        for v in vals("health") {
+            if !["starting", "healthy", "unhealthy", "none"].contains(&v.as_str()) {
+                return Err(Error::BadParameter(format!(
+                    "Unrecognised filter value for health: {v}"
+                )));
+            }
+        }
+        let is_task = match filters.get("is-task").map(Vec::as_slice) {
+            None => None,
+            Some([v]) if v == "true" => Some(true),
+            Some([v]) if v == "false" => Some(false),
+            Some(v) => {
+                return Err(Error::BadParameter(format!(
+                    "Invalid filter 'is-task=[{}]'",
+                    v.join(" ")
+                )))
+            }
+        };
+        let one = |k: &str| -> Result<Option<String>, Error> {
+            let mut last = None;
+            for v in vals(k) {
+                last = Some(d.get(&v)?.id.clone());
+            }
+            Ok(last)
+        };
+        let ports = |k: &str| -> Result<Vec<(u16, String)>, Error> {
+            let mut out = Vec::new();
+            for v in vals(k) {
+                out.extend(port_filter(k, &v)?);
+            }
+            Ok(out)
+        };
+        Ok(ListFilter {
+            exited,
+            before: one("before")?,
+            since: one("since")?,
+            is_task,
+            publish: ports("publish")?,
+            expose: ports("expose")?,
+            filters,
+        })
+    }
+
+    /// Whether `r` matches every filter but `since`/`before` (which depend on the order).
+    fn matches(&self, d: &crate::daemon::Daemon, r: &Record) -> bool {
+        if self.is_task == Some(true) {
+            return false;
+        }
+        if !self.exited.is_empty()
+            && !(r.state.status == "exited"
+                && r.state.started_at != util::ZERO_TIME
+                && self.exited.contains(&r.state.exit_code))
+        {
+            return false;
+        }
+        if !matches(r, &self.filters) {
+            return false;
+        }
+        if let Some(vals) = self.filters.get("volume") {
+            let ms = mounts(d, r);
+            let hit = vals.iter().any(|v| {
+                ms.iter().any(|m| {
+                    m["Destination"] == v.as_str()
+                        || m["Name"] == v.as_str()
+                        || (m["Name"].is_null() && m["Source"] == v.as_str())
+                })
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if let Some(vals) = self.filters.get("network") {
+            let nets = network_names(r);
+            if !vals.iter().any(|v| nets.iter().any(|n| n.starts_with(v.as_str()))) {
+                return false;
+            }
+        }
+        if !self.publish.is_empty() || !self.expose.is_empty() {
+            let hit = ports(r).into_iter().any(|(c, h, p)| {
+                h.is_some_and(|h| self.publish.contains(&(h, p.clone())))
+                    || self.expose.contains(&(c, p))
+            });
+            if !hit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `GET /containers/json?all=&filters=&limit=`: newest first, as dockerd's list: stopped
+/// containers only with `all`, a `status` filter or a `limit`; `before`/`since` skip the
+/// containers up to and including the one named, or stop there.
 pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
-    let all = q.flag("all");
-    let filters = q.filters()?;
     let limit = q.int("limit")?.filter(|l| *l > 0);
+    let filters = q.filters()?;
+    let all = q.flag("all") || filters.contains_key("status") || limit.is_some();
+    let f = ListFilter::new(&d, filters)?;
+    let mut before = f.before.clone();
     let mut out = Vec::new();
     for e in d.all() {
         let r = e.record();
-        if !all && !r.state.running && !filters.contains_key("status") {
+        if let Some(b) = &before {
+            if *b == r.id {
+                before = None;
+            }
             continue;
         }
-        if !matches(&r, &filters) {
+        if f.since.as_deref() == Some(r.id.as_str()) {
+            break;
+        }
+        if !all && !r.state.running {
+            continue;
+        }
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+        if !f.matches(&d, &r) {
             continue;
         }
         let created = util::parse_rfc3339(&r.created)
             .map(|t| (t / 1_000_000_000) as i64)
             .unwrap_or(0);
+        let nets: serde_json::Map<String, serde_json::Value> = network_names(&r)
+            .into_iter()
+            .map(|n| (n.clone(), json!({"NetworkID": n})))
+            .collect();
         out.push(json!({
             "Id": r.id,
             "Names": [format!("/{}", r.name)],
@@ -146,19 +387,19 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
             "ImageID": r.image,
             "Command": command_line(&r),
             "Created": created,
-            "Ports": crate::spec::published(&r.host_config).unwrap_or_default().iter()
-                .map(|(h, c, p)| json!({"IP": "0.0.0.0", "PrivatePort": c, "PublicPort": h, "Type": p}))
+            "Ports": ports(&r).into_iter()
+                .map(|(c, h, p)| match h {
+                    Some(h) => json!({"IP": "0.0.0.0", "PrivatePort": c, "PublicPort": h, "Type": p}),
+                    None => json!({"PrivatePort": c, "Type": p}),
+                })
                 .collect::<Vec<_>>(),
             "Labels": r.config.labels.clone().unwrap_or_default(),
             "State": r.state.status,
             "Status": status_text(&r),
             "HostConfig": {"NetworkMode": r.host_config.network_mode.clone().unwrap_or_else(|| "default".into())},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": {"Networks": nets},
             "Mounts": mounts(&d, &r),
         }));
-        if limit.is_some_and(|l| out.len() as i64 >= l) {
-            break;
-        }
     }
     Ok(json(StatusCode::OK, &out))
 }
@@ -679,9 +920,53 @@ pub async fn stats(
     Ok(Response::new(Body::from_stream(body)))
 }
 
-/// `POST /containers/prune`: remove every container that is not running.
+/// A prune `until`: a timestamp (unix seconds or RFC 3339) or a Go duration before now
+/// (`24h`, `1h30m`, `90s`), in nanoseconds since the epoch, as dockerd's `GetTimestamp`.
+fn until_nanos(v: &str) -> Option<i128> {
+    if let Some(t) = util::parse_time_filter(v) {
+        return Some(t);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|n| *n > 0)?;
+        let num: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += num * mult;
+        rest = &rest[u..];
+    }
+    Some(util::now_nanos() - total as i128)
+}
+
+/// `POST /containers/prune?filters=`: remove every container that is not running (and
+/// matches the `label`, `label!` and `until` filters).
 pub async fn prune(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
     let filters = q.filters()?;
+    // As dockerd: only `label`, `label!` and `until`.
+    for (k, vals) in &filters {
+        if !["label", "label!", "until"].contains(&k.as_str()) {
+            return Err(Error::BadParameter(format!("Invalid filter '{k}'")));
+        }
+        if k == "until" {
+            for v in vals {
+                if until_nanos(v).is_none() {
+                    return Err(Error::BadParameter(format!("invalid until: {v:?}")));
+                }
+            }
+        }
+    }
     let mut deleted = Vec::new();
     for e in d.all() {
         let r = e.record();
