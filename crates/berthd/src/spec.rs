@@ -187,6 +187,71 @@ fn parse_bind(b: &str) -> Result<MountSpec, Error> {
     })
 }
 
+/// The container's command from the request's `Entrypoint`/`Cmd` and the image's, as dockerd
+/// merges them: as (Config.Entrypoint, Config.Cmd, argv).
+///
+/// An entrypoint of one empty string (`--entrypoint ''`) clears the image's entrypoint and
+/// does not inherit its Cmd; an empty one (`[]`) clears the entrypoint but inherits the Cmd
+/// when none is given; none inherits both. Errors: nothing to run is dockerd's 400
+/// "No command specified".
+pub fn command(
+    entrypoint: Option<&[String]>,
+    cmd: Option<&[String]>,
+    image: &oci_spec::image::Config,
+) -> Result<(Option<Vec<String>>, Vec<String>, Vec<String>), Error> {
+    let reset = matches!(entrypoint, Some([e]) if e.is_empty());
+    let cmd: Vec<String> = match cmd {
+        Some(c) if !c.is_empty() => c.to_vec(),
+        _ if entrypoint.is_none_or(|e| e.is_empty()) => image.cmd().clone().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let entrypoint: Option<Vec<String>> = match entrypoint {
+        _ if reset => None,
+        Some(e) => Some(e.to_vec()),
+        None => image.entrypoint().clone(),
+    };
+    let mut argv = entrypoint.clone().unwrap_or_default();
+    argv.extend(cmd.iter().cloned());
+    if argv.is_empty() {
+        return Err(Error::BadParameter("No command specified".into()));
+    }
+    Ok((entrypoint, cmd, argv))
+}
+
+/// Fill the Config fields that dockerd fills at create: `Hostname` (the id's first 12 digits,
+/// or the host's name with `--network host`), and the image's `ExposedPorts` and `Volumes`
+/// merged with the request's.
+pub fn complete_config(
+    config: &mut bollard_stubs::models::ContainerConfig,
+    image: &oci_spec::image::Config,
+    host_config: &bollard_stubs::models::HostConfig,
+    id: &str,
+) {
+    if config.hostname.as_deref().unwrap_or("").is_empty() {
+        let host = host_config.network_mode.as_deref() == Some("host");
+        config.hostname = Some(
+            host.then(|| {
+                nix::unistd::gethostname()
+                    .ok()
+                    .map(|h| h.to_string_lossy().into_owned())
+            })
+            .flatten()
+            .unwrap_or_else(|| id[..12].to_owned()),
+        );
+    }
+    for (mine, theirs) in [
+        (&mut config.exposed_ports, image.exposed_ports()),
+        (&mut config.volumes, image.volumes()),
+    ] {
+        for v in theirs.iter().flatten() {
+            let list = mine.get_or_insert_with(Vec::new);
+            if !list.contains(v) {
+                list.push(v.clone());
+            }
+        }
+    }
+}
+
 /// Every mount of a container: its HostConfig's ([`mounts_of`]) and its anonymous volumes.
 pub fn all_mounts(rec: &Record) -> Result<Vec<MountSpec>, Error> {
     let mut v = mounts_of(&rec.host_config)?;

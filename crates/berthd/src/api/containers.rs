@@ -426,11 +426,6 @@ fn mounts(d: &crate::daemon::Daemon, r: &Record) -> Vec<serde_json::Value> {
 }
 
 fn network_settings(r: &Record) -> serde_json::Value {
-    let mode = r
-        .host_config
-        .network_mode
-        .clone()
-        .unwrap_or_else(|| "default".into());
     match &r.state.network {
         Some(a) => {
             let ep = json!({"IPAddress": a.ip, "IPPrefixLen": a.prefix, "Gateway": a.gateway,
@@ -446,9 +441,47 @@ fn network_settings(r: &Record) -> serde_json::Value {
                    "IPAddress": a.ip, "IPPrefixLen": a.prefix, "Gateway": a.gateway,
                    "MacAddress": a.mac})
         }
-        None => json!({"Networks": {mode: {}}, "Ports": {}, "SandboxKey": "", "IPAddress": "",
-                       "Gateway": "", "MacAddress": ""}),
+        None => {
+            let nets: serde_json::Map<String, serde_json::Value> = network_names(r)
+                .into_iter()
+                .map(|n| (n.clone(), json!({"NetworkID": n})))
+                .collect();
+            json!({"Networks": nets, "Ports": {}, "SandboxKey": "", "IPAddress": "",
+                   "Gateway": "", "MacAddress": ""})
+        }
     }
+}
+
+/// The container's Config as dockerd shows it: every field docker-py and templates read is
+/// there (`User`, `Entrypoint`, `Hostname`, `Volumes`, `OnBuild`, ...), null or empty when
+/// unset, as Go's encoder writes them.
+fn config_json(r: &Record) -> serde_json::Value {
+    let mut v = serde_json::to_value(&r.config).unwrap_or_else(|_| json!({}));
+    let defaults = [
+        ("Hostname", json!(crate::spec::hostname(r))),
+        ("Domainname", json!("")),
+        ("User", json!("")),
+        ("AttachStdin", json!(false)),
+        ("AttachStdout", json!(false)),
+        ("AttachStderr", json!(false)),
+        ("Tty", json!(false)),
+        ("OpenStdin", json!(false)),
+        ("StdinOnce", json!(false)),
+        ("Env", json!([])),
+        ("Cmd", json!(null)),
+        ("Image", json!("")),
+        ("Volumes", json!(null)),
+        ("WorkingDir", json!("")),
+        ("Entrypoint", json!(null)),
+        ("OnBuild", json!(null)),
+        ("Labels", json!({})),
+    ];
+    if let Some(o) = v.as_object_mut() {
+        for (k, d) in defaults {
+            o.entry(k).or_insert(d);
+        }
+    }
+    v
 }
 
 /// `GET /containers/{id}/json`.
@@ -495,7 +528,7 @@ pub async fn inspect(
         "HostConfig": r.host_config,
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": d.paths.bundle(&r.id).join("rootfs"), "UpperDir": d.paths.overlay(&r.id).join("upper"), "WorkDir": d.paths.overlay(&r.id).join("work")}},
         "Mounts": mounts(&d, &r),
-        "Config": r.config,
+        "Config": config_json(&r),
         "NetworkSettings": network_settings(&r),
     });
     Ok(json(StatusCode::OK, &v))

@@ -58,17 +58,11 @@ impl Daemon {
             img_cfg.env().as_deref().unwrap_or_default(),
             body.env.as_deref().unwrap_or_default(),
         ));
-        let entrypoint = match &body.entrypoint {
-            Some(e) => e.clone(),
-            None => img_cfg.entrypoint().clone().unwrap_or_default(),
-        };
-        let cmd = match (&body.cmd, &body.entrypoint) {
-            (Some(c), _) => c.clone(),
-            (None, None) => img_cfg.cmd().clone().unwrap_or_default(),
-            (None, Some(_)) => Vec::new(),
-        };
-        config.entrypoint = (!entrypoint.is_empty()).then(|| entrypoint.clone());
-        config.cmd = Some(cmd.clone());
+        let (entrypoint, cmd, argv) =
+            crate::spec::command(body.entrypoint.as_deref(), body.cmd.as_deref(), &img_cfg)?;
+        config.entrypoint = entrypoint;
+        config.cmd = Some(cmd);
+        crate::spec::complete_config(&mut config, &img_cfg, &host_config, &id);
         if config.working_dir.as_deref().unwrap_or("").is_empty() {
             config.working_dir = img_cfg.working_dir().clone();
         }
@@ -107,11 +101,6 @@ impl Daemon {
             }
         }
         config.image = Some(image_name);
-        let mut argv = entrypoint;
-        argv.extend(cmd);
-        if argv.is_empty() {
-            return Err(Error::BadParameter("no command specified".into()));
-        }
         let log_rotation = log_rotation(&host_config)?;
         let mut host_config = host_config;
         let lc = host_config.log_config.get_or_insert_with(Default::default);
