@@ -342,13 +342,23 @@ pub fn mounts_of(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<MountSpec
 /// Check the HostConfig fields berthd applies, before anything is created (400 on error).
 pub fn validate(rec: &Record) -> Result<(), Error> {
     let hc = &rec.host_config;
-    for m in mounts_of(hc)? {
-        if let MountSpec::Bind { src, .. } = m {
-            if !Path::new(&src).exists() {
-                return Err(Error::BadParameter(format!(
-                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                )));
-            }
+    validate_resources(hc, false)?;
+    validate_config(&rec.config)?;
+    for dst in hc.tmpfs.iter().flatten().map(|(d, _)| d) {
+        if !dst.starts_with('/') {
+            return Err(Error::BadParameter(format!(
+                "invalid mount path: '{dst}' mount path must be absolute"
+            )));
+        }
+    }
+    mounts_of(hc)?;
+    // `--mount type=bind` needs its source; a `-v` bind's is made at start, as dockerd does.
+    for m in hc.mounts.iter().flatten() {
+        let src = m.source.clone().unwrap_or_default();
+        if m.typ == Some(bollard_stubs::models::MountType::BIND) && !Path::new(&src).exists() {
+            return Err(Error::BadParameter(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+            )));
         }
     }
     if hc.publish_all_ports.unwrap_or(false) {
@@ -373,6 +383,192 @@ pub fn validate(rec: &Record) -> Result<(), Error> {
     )?;
     devices(hc)?;
     crate::seccomp::for_container(hc)?;
+    Ok(())
+}
+
+/// dockerd's smallest memory limit (and reservation): 6 MiB.
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+/// A cpuset list (`0-2,4`) as its members; `None` when malformed.
+fn cpuset_members(list: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                if b < a {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// `--cpuset-cpus`/`--cpuset-mems` checked against what the host has (`available`, a
+/// cpuset list read from sysfs), with dockerd's messages.
+fn check_cpuset(wanted: &str, available: &str, what: &str, field: &str) -> Result<(), Error> {
+    let w = cpuset_members(wanted).ok_or_else(|| {
+        Error::BadParameter(format!(
+            "Invalid value {wanted} for {field}: invalid format: {wanted}"
+        ))
+    })?;
+    let have = cpuset_members(available).unwrap_or_default();
+    if w.iter().any(|c| !have.contains(c)) {
+        return Err(Error::BadParameter(format!(
+            "Requested {what} are not available - requested {wanted}, available: {}",
+            available.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Check the numeric resource fields of a HostConfig as dockerd does at create and update
+/// (`verifyPlatformContainerResources`), each a 400 with dockerd's message: memory and its
+/// reservation at least 6 MiB, swap not below memory (and, at create, not without memory),
+/// swappiness 0-100, NanoCpus within the host's CPUs and not with CpuPeriod/CpuQuota, the
+/// CFS period 1 ms-1 s and quota at least 1 ms, CpuShares not negative, cpusets the host
+/// has, BlkioWeight 10-1000, OomScoreAdj -1000..1000, ShmSize not negative. `update`: the
+/// fields are the merged result of an update.
+pub fn validate_resources(
+    hc: &bollard_stubs::models::HostConfig,
+    update: bool,
+) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::BadParameter(m));
+    let memory = hc.memory.unwrap_or(0);
+    let swap = hc.memory_swap.unwrap_or(0);
+    let reservation = hc.memory_reservation.unwrap_or(0);
+    if memory != 0 && memory < MIN_MEMORY {
+        return bad("Minimum memory limit allowed is 6MB".into());
+    }
+    if memory > 0 && swap > 0 && swap < memory {
+        return bad(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        );
+    }
+    if memory == 0 && swap > 0 && !update {
+        return bad(
+            "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
+        );
+    }
+    if let Some(sw) = hc.memory_swappiness.filter(|s| *s != -1) {
+        if !(0..=100).contains(&sw) {
+            return bad(format!(
+                "Invalid value: {sw}, valid memory swappiness range is 0-100"
+            ));
+        }
+    }
+    if memory > 0 && reservation > 0 && reservation > memory {
+        return bad(
+            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
+        );
+    }
+    if reservation > 0 && reservation < MIN_MEMORY {
+        return bad("Minimum memory reservation allowed is 6MB".into());
+    }
+    let nano = hc.nano_cpus.unwrap_or(0);
+    let period = hc.cpu_period.unwrap_or(0);
+    let quota = hc.cpu_quota.unwrap_or(0);
+    if nano > 0 && period > 0 {
+        return bad("Conflicting options: Nano CPUs and CPU Period cannot both be set".into());
+    }
+    if nano > 0 && quota > 0 {
+        return bad("Conflicting options: Nano CPUs and CPU Quota cannot both be set".into());
+    }
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
+    if nano < 0 || nano > ncpu * 1_000_000_000 {
+        return bad(format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        ));
+    }
+    if period != 0 && !(1000..=1_000_000).contains(&period) {
+        return bad(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+                .into(),
+        );
+    }
+    if quota > 0 && quota < 1000 {
+        return bad("CPU cfs quota can not be less than 1ms (i.e. 1000)".into());
+    }
+    if let Some(sh) = hc.cpu_shares.filter(|s| *s < 0) {
+        // dockerd 20.10 takes it and the start fails ("shares: invalid argument").
+        return bad(format!("invalid CPU shares {sh}: must not be negative"));
+    }
+    let sysfs = |p: &str, default: &str| {
+        std::fs::read_to_string(p).unwrap_or_else(|_| default.to_owned())
+    };
+    if let Some(c) = hc.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
+        let online = sysfs("/sys/devices/system/cpu/online", &format!("0-{}", ncpu - 1));
+        check_cpuset(c, &online, "CPUs", "cpuset cpus")?;
+    }
+    if let Some(m) = hc.cpuset_mems.as_deref().filter(|m| !m.is_empty()) {
+        let online = sysfs("/sys/devices/system/node/online", "0");
+        check_cpuset(m, &online, "memory nodes", "cpuset mems")?;
+    }
+    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
+        if !(10..=1000).contains(&w) {
+            return bad("Range of blkio weight is from 10 to 1000".into());
+        }
+    }
+    if let Some(adj) = hc.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return bad(format!(
+                "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+            ));
+        }
+    }
+    if hc.shm_size.is_some_and(|s| s < 0) {
+        return bad("SHM size can not be less than 0".into());
+    }
+    Ok(())
+}
+
+/// A signal name or number as docker reads `StopSignal` (`TERM`, `SIGTERM`, `15`).
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .ok()
+}
+
+/// Check the Config fields dockerd checks at create (`verifyContainerSettings`): StopSignal
+/// and the Healthcheck's durations (at least 1 ms) and retries (not negative).
+pub fn validate_config(c: &bollard_stubs::models::ContainerConfig) -> Result<(), Error> {
+    if let Some(sig) = c.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        if parse_signal(sig).is_none() {
+            return Err(Error::BadParameter(format!("Invalid signal: {sig}")));
+        }
+    }
+    if let Some(h) = &c.healthcheck {
+        for (name, v) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+        ] {
+            if v.is_some_and(|v| v != 0 && v < 1_000_000) {
+                return Err(Error::BadParameter(format!(
+                    "{name} in Healthcheck cannot be less than 1ms"
+                )));
+            }
+        }
+        if h.retries.is_some_and(|r| r < 0) {
+            return Err(Error::BadParameter(
+                "Retries in Healthcheck cannot be negative".into(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -427,6 +623,10 @@ pub fn resources(hc: &bollard_stubs::models::HostConfig, privileged: bool) -> Va
         if let Some(sw) = hc.memory_swap.filter(|s| *s != 0) {
             res["memory"]["swap"] = json!(sw);
         }
+    }
+    // `--memory-reservation`: memory.soft_limit_in_bytes (v1) / memory.low (v2).
+    if let Some(r) = hc.memory_reservation.filter(|r| *r > 0) {
+        res["memory"]["reservation"] = json!(r);
     }
     let mut cpu = json!({});
     if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {

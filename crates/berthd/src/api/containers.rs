@@ -16,12 +16,35 @@ use crate::util;
 
 /// `POST /containers/create?name=`.
 pub async fn create(State(d): State<AppState>, q: Q, body: Bytes) -> Result<Response, Error> {
+    let raw: serde_json::Value = json_body(&body)?;
+    restart_policy(&raw["HostConfig"]["RestartPolicy"])?;
     let body: ContainerCreateBody = json_body(&body)?;
     let id = d.create(q.get("name").map(str::to_owned), body).await?;
     Ok(json(
         StatusCode::CREATED,
         &json!({"Id": id, "Warnings": []}),
     ))
+}
+
+/// Check `HostConfig.RestartPolicy` before it is parsed (an unknown name would be a serde
+/// error), with dockerd's messages.
+fn restart_policy(p: &serde_json::Value) -> Result<(), Error> {
+    let name = p["Name"].as_str().unwrap_or("");
+    let retries = p["MaximumRetryCount"].as_i64().unwrap_or(0);
+    match name {
+        "" => Ok(()),
+        "no" | "always" | "unless-stopped" if retries != 0 => Err(Error::BadParameter(format!(
+            "maximum retry count cannot be used with restart policy '{name}'"
+        ))),
+        "no" | "always" | "unless-stopped" => Ok(()),
+        "on-failure" if retries < 0 => Err(Error::BadParameter(
+            "maximum retry count cannot be negative".into(),
+        )),
+        "on-failure" => Ok(()),
+        _ => Err(Error::BadParameter(format!(
+            "invalid restart policy '{name}'"
+        ))),
+    }
 }
 
 /// "Up 3 seconds", "2 minutes", as docker's `units.HumanDuration`.
@@ -1104,4 +1127,80 @@ pub async fn archive_put(
     .await
     .map_err(|e| Error::internal("extract", e))??;
     Ok(StatusCode::OK.into_response())
+}
+
+/// A `Write` that hands its bytes, in chunks, to an async response body (for a tar written
+/// on a blocking thread); a write fails once the client has gone.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    const CHUNK: usize = 64 * 1024;
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+/// `GET /containers/{id}/export`: a tar of the container's filesystem (its rootfs, without
+/// the volumes, binds and tmpfs mounted over it), streamed, as dockerd's export. The rootfs
+/// is read from the daemon's side of the overlay, which the container's mounts are not on.
+pub async fn export(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response, Error> {
+    let e = d.get(&name)?;
+    let rootfs = d.paths.bundle(&e.id).join("rootfs");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let id = e.id.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::new(),
+        };
+        crate::archive::export_as(&rootfs, "/", std::ffi::OsStr::new("."), &mut w)
+    });
+    // The first chunk (or the error) before the headers: a container whose rootfs cannot be
+    // read is an error response, not a truncated tar.
+    let Some(first) = rx.recv().await else {
+        task.await.map_err(|e| Error::internal("export", e))??;
+        return Err(Error::internal(
+            "export",
+            std::io::Error::other("the archive was empty"),
+        ));
+    };
+    tokio::spawn(async move {
+        match task.await {
+            Ok(Err(err)) => tracing::warn!(%id, "export of {id} ended early: {err}"),
+            Err(err) => tracing::warn!(%id, "export of {id}: {err}"),
+            Ok(Ok(())) => {}
+        }
+    });
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(first) }),
+        rest,
+    );
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("Content-Type", "application/x-tar".parse().expect("header"));
+    Ok(r)
 }

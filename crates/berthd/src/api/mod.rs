@@ -171,6 +171,7 @@ pub fn router(daemon: AppState) -> Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/{id}/export", get(containers::export))
         .route("/containers/{id}/stats", get(containers::stats))
         .route("/containers/{id}/update", post(containers::update))
         .route(
@@ -198,6 +199,9 @@ pub fn router(daemon: AppState) -> Router {
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/build/prune", post(system::build_prune))
+        .route("/system/df", get(system::df))
         .route("/networks/{id}", get(networks::inspect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
@@ -238,6 +242,17 @@ pub fn rewrite<B>(req: &mut Request<B>) -> Result<(), Box<Response<Body>>> {
                     version = ApiVersion(a, b);
                     rest = &path[2 + v.len()..];
                     let _ = tail;
+                    let max = ApiVersion(1, 50);
+                    if version > max {
+                        let msg = format!("client version {a}.{b} is too new. Maximum supported API version is {API_VERSION}");
+                        return Err(Box::new(
+                            (
+                                StatusCode::BAD_REQUEST,
+                                axum::Json(serde_json::json!({"message": msg})),
+                            )
+                                .into_response(),
+                        ));
+                    }
                     if version < ApiVersion(1, 24) {
                         let msg = format!("client version {a}.{b} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version");
                         return Err(Box::new(
@@ -432,6 +447,10 @@ mod tests {
         rewrite(&mut r).unwrap();
         assert_eq!(r.uri().path(), "/_ping");
         let mut r = Request::builder().uri("/v1.12/info").body(()).unwrap();
+        assert!(rewrite(&mut r).is_err());
+        let mut r = Request::builder().uri("/v9.99/version").body(()).unwrap();
+        assert!(rewrite(&mut r).is_err());
+        let mut r = Request::builder().uri("/v1.51/version").body(()).unwrap();
         assert!(rewrite(&mut r).is_err());
     }
 

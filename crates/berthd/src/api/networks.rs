@@ -73,3 +73,15 @@ pub async fn create() -> Result<Response, Error> {
         "user-defined networks are not supported by berthd yet".into(),
     ))
 }
+
+/// `POST /networks/prune`: there are only the predefined networks, which are never pruned,
+/// so nothing is deleted (dockerd answers `NetworksDeleted: null` the same way). Filters are
+/// checked as dockerd's (`until`, `label`, `label!`).
+pub async fn prune(q: super::Q) -> Result<Response, Error> {
+    for k in q.filters()?.keys() {
+        if !["until", "label", "label!"].contains(&k.as_str()) {
+            return Err(Error::BadParameter(format!("Invalid filter '{k}'")));
+        }
+    }
+    Ok(json(StatusCode::OK, &json!({"NetworksDeleted": null})))
+}

@@ -254,3 +254,117 @@ pub async fn events(
         .insert("Content-Type", HeaderValue::from_static("application/json"));
     Ok(r)
 }
+
+/// `POST /build/prune`: berthd has no builder, so there is no build cache; nothing is
+/// deleted (dockerd with an empty cache answers the same).
+pub async fn build_prune() -> Response {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+    )
+}
+
+/// Bytes used by the files under `dir` (not following links, each inode once).
+fn disk_usage(dir: &std::path::Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total: i64 = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
+                total += m.len() as i64;
+            }
+        }
+    }
+    total
+}
+
+/// The JSON array a list handler answered with.
+async fn body_array(r: Result<Response, crate::error::Error>) -> Vec<serde_json::Value> {
+    let Ok(r) = r else { return Vec::new() };
+    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// `GET /system/df`: images (as `GET /images/json` lists them, with the number of
+/// containers using each), containers (as `GET /containers/json?all=1`, with the size of
+/// their writable layer), volumes (with their size and the containers using them) and an
+/// empty build cache, as dockerd's.
+pub async fn df(State(d): State<AppState>) -> Response {
+    let mut images = body_array(super::images::list(State(d.clone()), super::Q::default()).await).await;
+    let all = super::Q([("all".to_owned(), "1".to_owned())].into_iter().collect());
+    let mut containers = body_array(super::containers::list(State(d.clone()), all).await).await;
+    let mut layers: i64 = 0;
+    for img in &mut images {
+        let id = img["Id"].clone();
+        layers += img["Size"].as_i64().unwrap_or(0);
+        img["Containers"] = serde_json::json!(containers
+            .iter()
+            .filter(|c| c["ImageID"] == id)
+            .count());
+    }
+    let d2 = d.clone();
+    let (sizes, volumes) = tokio::task::spawn_blocking(move || {
+        let sizes: Vec<i64> = d2
+            .all()
+            .iter()
+            .map(|e| disk_usage(&d2.paths.overlay(&e.id).join("upper")))
+            .collect();
+        let volumes: Vec<(serde_json::Value, i64)> = d2
+            .volumes
+            .list()
+            .iter()
+            .map(|v| (d2.volumes.json(v), disk_usage(&d2.volumes.data_path(&v.name))))
+            .collect();
+        (sizes, volumes)
+    })
+    .await
+    .unwrap_or_default();
+    let ids: Vec<String> = d.all().iter().map(|e| e.id.clone()).collect();
+    for c in &mut containers {
+        let size = ids
+            .iter()
+            .position(|i| c["Id"] == i.as_str())
+            .and_then(|i| sizes.get(i))
+            .copied()
+            .unwrap_or(0);
+        c["SizeRw"] = serde_json::json!(size);
+        let image_size = images
+            .iter()
+            .find(|i| i["Id"] == c["ImageID"])
+            .and_then(|i| i["Size"].as_i64())
+            .unwrap_or(0);
+        c["SizeRootFs"] = serde_json::json!(size + image_size);
+    }
+    let volumes: Vec<serde_json::Value> = volumes
+        .into_iter()
+        .map(|(mut v, size)| {
+            let refs = containers
+                .iter()
+                .filter(|c| {
+                    c["Mounts"]
+                        .as_array()
+                        .is_some_and(|ms| ms.iter().any(|m| m["Name"] == v["Name"]))
+                })
+                .count();
+            v["UsageData"] = serde_json::json!({"Size": size, "RefCount": refs});
+            v
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "LayersSize": layers,
+            "Images": images,
+            "Containers": containers,
+            "Volumes": volumes,
+            "BuildCache": [],
+        }),
+    )
+}

@@ -262,19 +262,68 @@ impl Daemon {
                 match supervisor::call(&socket, &Request::Wait).await {
                     Ok((_, conn)) => {
                         tracing::info!(id = %entry.id, "live restore: the monitor is alive");
+                        self.reconcile_paused(&entry).await;
                         self.watch_exit(entry.clone(), conn);
+                        continue;
                     }
                     Err(_) => {
-                        // The monitor finished while we were away (or died).
-                        self.finalize(entry.clone(), None).await;
+                        // The monitor finished while we were away (or died): its exit is
+                        // recorded, and the daemon's start decides what comes next (below).
+                        self.record_exit(&entry, None, false).await;
                     }
                 }
-            } else if rec_auto_restart(&entry.record()) {
-                let _ = self.start(&entry.id).await;
             }
+            self.restore_stopped(&entry).await;
         }
         self.remove_stale_monitor_dirs();
         Ok(())
+    }
+
+    /// A container found stopped when the daemon starts, as dockerd's restore: restarted now
+    /// (its restart count reset) when it ran before and its policy asks for it at a daemon
+    /// start (`always` even after a stop by hand, `unless-stopped` unless stopped by hand,
+    /// `on-failure` after a non-zero exit under the retry limit); else removed if AutoRemove
+    /// (`--rm`: its client may be gone with the old daemon); else left exited.
+    async fn restore_stopped(self: &Arc<Self>, entry: &Arc<Entry>) {
+        let rec = entry.record();
+        if rec_auto_restart(&rec) {
+            let _ = self.save(entry, |r| {
+                r.restart_count = 0;
+                r.state.status = "exited".into();
+            });
+            if let Err(e) = self.start(&entry.id).await {
+                tracing::warn!(id = %entry.id, "restart at the daemon's start: {e}");
+            }
+        } else if rec.host_config.auto_remove.unwrap_or(false) {
+            if let Err(e) = self.remove_with(&entry.id, true, true).await {
+                tracing::warn!(id = %entry.id, "auto-remove at the daemon's start: {e}");
+            }
+        } else if rec.state.status == "restarting" {
+            // A backoff cut short by the daemon's death, under a policy that no longer asks.
+            let _ = self.save(entry, |r| r.state.status = "exited".into());
+        }
+    }
+
+    /// A running container's paused state from its freezer (the truth: a daemon killed in
+    /// the middle of a pause or unpause froze or thawed it without recording it).
+    async fn reconcile_paused(&self, entry: &Entry) {
+        let root = self.paths.runtime_root();
+        let id = entry.id.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            berth_runtime::ContainerRef::new(root, id).status()
+        })
+        .await;
+        let want = match status {
+            Ok(Ok(berth_runtime::Status::Paused)) => "paused",
+            Ok(Ok(berth_runtime::Status::Running)) => "running",
+            _ => return,
+        };
+        if entry.record().state.status != want {
+            tracing::info!(id = %entry.id, "live restore: the container is {want}");
+            if let Err(e) = self.save(entry, |r| r.state.status = want.into()) {
+                tracing::warn!(id = %entry.id, "{e}");
+            }
+        }
     }
 
     /// Monitor directories that no container owns (exec sessions of a previous daemon) are
@@ -366,28 +415,27 @@ impl Daemon {
         Err(Error::NoSuchContainer(name.to_owned()))
     }
 
-    /// A container using image id `image`, if any.
-    pub fn image_user(&self, image: &str) -> Option<String> {
-        self.containers
-            .read()
-            .expect("containers lock")
-            .values()
-            .find(|e| e.record().image == image)
-            .map(|e| e.id.clone())
-    }
-
-    /// Pause (freeze) a running container.
+    /// Pause (freeze) a running container, or unpause it. Whether it is paused is read from
+    /// its freezer (which a daemon killed in the middle of a pause may have left frozen
+    /// without recording it), not from the record alone.
     pub async fn pause(&self, name: &str, pause: bool) -> Result<(), Error> {
         let entry = self.get(name)?;
         let _op = entry.op.lock().await;
         let rec = entry.record();
+        if rec.state.status == "restarting" {
+            return Err(Error::Conflict(format!(
+                "Container {} is restarting, wait until the container is running",
+                rec.id
+            )));
+        }
         if !rec.state.running {
             return Err(Error::Conflict(format!(
                 "Container {} is not running",
                 rec.id
             )));
         }
-        let paused = rec.state.status == "paused";
+        self.reconcile_paused(&entry).await;
+        let paused = entry.record().state.status == "paused";
         if pause && paused {
             return Err(Error::Conflict(format!(
                 "Container {} is already paused",
@@ -537,6 +585,7 @@ impl Daemon {
         {
             hc.restart_policy = hc_patch.restart_policy.clone();
         }
+        crate::spec::validate_resources(&rec.host_config, true)?;
         let res = crate::spec::resources(
             &rec.host_config,
             rec.host_config.privileged.unwrap_or(false),
@@ -707,6 +756,21 @@ impl Daemon {
     }
 }
 
+/// dockerd's 409s for an exec into a container that is paused (an exec would hang frozen) or
+/// restarting (no process to join), naming it as the client did.
+fn refuse_exec(name: &str, rec: &Record) -> Result<(), Error> {
+    match rec.state.status.as_str() {
+        "paused" if rec.state.running => Err(Error::Conflict(format!(
+            "Container {name} is paused, unpause the container before exec"
+        ))),
+        "restarting" => Err(Error::Conflict(format!(
+            "Container {} is restarting, wait until the container is running",
+            rec.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn console_size(s: Option<&[usize]>) -> Option<(u16, u16)> {
     match s {
         Some([h, w]) if *h > 0 && *w > 0 => Some((
@@ -717,11 +781,25 @@ fn console_size(s: Option<&[usize]>) -> Option<(u16, u16)> {
     }
 }
 
-/// Whether the daemon restarts this stopped container when it starts: one that ran and
-/// ended on its own (not stopped by the user, not never started) under a restart policy that
-/// asks for it, e.g. one whose backoff was running when the daemon died.
+/// Whether the daemon restarts this stopped container when it starts, as dockerd's restore
+/// (a fresh restart manager: a stop by hand cancelled only the old daemon's): one that ran
+/// before (not `created`) under `always`, `unless-stopped` not stopped by hand, or
+/// `on-failure` after a non-zero exit below its retry limit.
 fn rec_auto_restart(rec: &Record) -> bool {
-    rec.state.status == "exited" && should_restart(rec)
+    if !matches!(rec.state.status.as_str(), "exited" | "restarting") {
+        return false;
+    }
+    let p = rec.host_config.restart_policy.clone().unwrap_or_default();
+    match p.name {
+        Some(RestartPolicyNameEnum::ALWAYS) => true,
+        Some(RestartPolicyNameEnum::UNLESS_STOPPED) => !rec.state.stopped_by_user,
+        Some(RestartPolicyNameEnum::ON_FAILURE) => {
+            rec.state.exit_code != 0
+                && p.maximum_retry_count
+                    .is_none_or(|m| m <= 0 || rec.restart_count < m)
+        }
+        _ => false,
+    }
 }
 
 fn should_restart(rec: &Record) -> bool {
