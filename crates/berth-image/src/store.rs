@@ -370,19 +370,34 @@ impl Store {
     }
 
     fn update_refs(&self, f: impl FnOnce(&mut BTreeMap<String, Digest>)) -> Result<(), StoreError> {
+        self.edit_refs(f)
+    }
+
+    /// Change the references as one step: `f` gets every reference (store key -> manifest
+    /// digest) under the store's lock and may add, move or remove any of them; the result is
+    /// written atomically (temporary file, rename) and `f`'s value returned. For changes that
+    /// must see the other references, such as untagging an image and keeping it under its
+    /// digest (`sha256:<hex>`, the key a nameless `load` gives) when no other name is left.
+    /// Errors: [`StoreError::Io`] when the lock or the file cannot be written,
+    /// [`StoreError::Refs`] when `refs.json` is corrupt.
+    pub fn edit_refs<R>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, Digest>) -> R,
+    ) -> Result<R, StoreError> {
         let lock_path = self.root.join("refs.lock");
         let lock = File::create(&lock_path).map_err(io_err("creating", &lock_path))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io_err("locking", &lock_path)(e.into()))?;
         let mut refs = self.refs()?;
-        f(&mut refs);
+        let out = f(&mut refs);
         let tmp = self.tmp_path("refs");
         let data = serde_json::to_vec_pretty(&refs).expect("refs serialise");
         let mut file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
         file.write_all(&data).map_err(io_err("writing", &tmp))?;
         drop(file);
         let p = self.refs_path();
-        fs::rename(&tmp, &p).map_err(io_err("renaming to", &p))
+        fs::rename(&tmp, &p).map_err(io_err("renaming to", &p))?;
+        Ok(out)
     }
 
     /// Point `name` at the image manifest `manifest`.

@@ -11,16 +11,33 @@ use berth_image::{Digest, Image, Reference, Store};
 
 use crate::error::Error;
 
-/// An image found by a user's name for it.
+/// Whether a store key names no repository: `sha256:<manifest hex>`, the key under which the
+/// store keeps an image known only by its digest (a `docker load` of an archive without names,
+/// or an image whose last name was removed or moved while it is kept: docker's dangling image).
+pub fn is_digest_key(k: &str) -> bool {
+    k.starts_with("sha256:")
+}
+
+/// The repository of a store key (`docker.io/library/busybox`), without tag or digest.
+fn repo_of(k: &str) -> String {
+    k.parse::<Reference>()
+        .map(|r| r.name())
+        .unwrap_or_else(|_| k.to_owned())
+}
+
+/// An image as docker sees it: every stored manifest with one config digest (the image id).
 #[derive(Debug, Clone)]
 pub struct Found {
     /// The store key the name resolved through (`docker.io/library/busybox:latest`), when it
     /// was a reference.
     pub key: Option<String>,
-    /// The image.
+    /// The image (the manifest the key names, else the first stored one).
     pub image: Image,
-    /// Every reference (store keys) pointing at this image.
+    /// Every reference (store keys, tags and `name@digest`) naming one of its manifests; no
+    /// digest keys ([`is_digest_key`]).
     pub keys: Vec<String>,
+    /// Every stored manifest with this config.
+    pub manifests: Vec<Digest>,
 }
 
 impl Found {
@@ -28,6 +45,25 @@ impl Found {
     pub fn id(&self) -> String {
         self.image.config_digest.to_string()
     }
+
+    /// Docker's short id (12 hex digits).
+    pub fn short_id(&self) -> &str {
+        &self.image.config_digest.hex()[..12]
+    }
+
+    /// docker's dangling image: no tag names it (digest references may).
+    pub fn dangling(&self) -> bool {
+        !self.keys.iter().any(|k| !k.contains('@'))
+    }
+}
+
+/// A container that uses an image, as [`Images::remove`] asks about it.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The container's id.
+    pub id: String,
+    /// It runs (or is paused).
+    pub running: bool,
 }
 
 /// Docker's short form of a store key (`docker.io/library/busybox:latest` -> `busybox:latest`).
@@ -37,10 +73,14 @@ pub fn familiar(key: &str) -> String {
         .unwrap_or_else(|_| key.to_owned())
 }
 
-/// The image store.
+/// The image store. Blobs and unpacked layers are deleted only under the write side of
+/// [`Images::gc_lock`], which every operation that is about to use an image it looked up
+/// (container create, pull, load) holds for reading until the image is referenced by a
+/// container record or a store key.
 #[derive(Debug)]
 pub struct Images {
     store: Store,
+    gc: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 fn store_err(e: berth_image::StoreError) -> Error {
@@ -51,11 +91,45 @@ fn store_err(e: berth_image::StoreError) -> Error {
     }
 }
 
+/// Why an image cannot be deleted, worded as dockerd's `imageDeleteConflict`.
+fn delete_conflict(short: &str, hard: bool, why: &str) -> Error {
+    Error::Conflict(format!(
+        "conflict: unable to delete {short} ({}) - {why}",
+        if hard {
+            "cannot be forced"
+        } else {
+            "must be forced"
+        }
+    ))
+}
+
+/// docker's `isSingleReference`: one tag, or digest references of one repository only (with
+/// at most one tag of that same repository).
+fn single_reference(keys: &[String]) -> bool {
+    if keys.len() <= 1 {
+        return keys.len() == 1;
+    }
+    let mut single: Option<&String> = None;
+    let mut canonical = std::collections::BTreeSet::new();
+    for k in keys {
+        if k.contains('@') {
+            canonical.insert(repo_of(k));
+        } else if single.is_none() {
+            single = Some(k);
+        } else {
+            return false;
+        }
+    }
+    let single = single.unwrap_or(&keys[0]);
+    canonical.len() == 1 && canonical.contains(&repo_of(single))
+}
+
 impl Images {
     /// Open the store at `root` (berth-image's layout; shared with `berth image`).
     pub fn open(root: &Path) -> Result<Self, Error> {
         Ok(Images {
             store: Store::open(root).map_err(|e| Error::internal("open the image store", e))?,
+            gc: Default::default(),
         })
     }
 
@@ -64,88 +138,168 @@ impl Images {
         &self.store
     }
 
-    /// Every image with its references, keyed by manifest digest.
+    /// The lock between the users of images and their deletion: hold its read side from
+    /// looking an image up until a container record (or a store key) refers to it; rmi and
+    /// prune take the write side before they delete blobs or layers.
+    pub fn gc_lock(&self) -> std::sync::Arc<tokio::sync::RwLock<()>> {
+        self.gc.clone()
+    }
+
+    /// Every image (by config digest) with its references, dangling ones included.
     pub fn all(&self) -> Result<Vec<Found>, Error> {
         let refs = self.store.refs().map_err(store_err)?;
         let mut by_manifest: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
         for (k, d) in refs {
             by_manifest.entry(d).or_default().push(k);
         }
-        let mut out = Vec::new();
+        let mut by_config: BTreeMap<Digest, Found> = BTreeMap::new();
         for (d, keys) in by_manifest {
-            match self.store.image(&d) {
-                Ok(image) => out.push(Found {
+            let image = match self.store.image(&d) {
+                Ok(image) => image,
+                Err(e) => {
+                    tracing::warn!("image {d} ({keys:?}) is unreadable: {e}");
+                    continue;
+                }
+            };
+            let f = by_config
+                .entry(image.config_digest.clone())
+                .or_insert_with(|| Found {
                     key: None,
                     image,
-                    keys,
-                }),
-                Err(e) => tracing::warn!("image {d} ({keys:?}) is unreadable: {e}"),
-            }
+                    keys: Vec::new(),
+                    manifests: Vec::new(),
+                });
+            f.keys
+                .extend(keys.into_iter().filter(|k| !is_digest_key(k)));
+            f.keys.sort();
+            f.manifests.push(d);
         }
-        Ok(out)
+        Ok(by_config.into_values().collect())
     }
 
-    /// Find an image by reference (`busybox`, `busybox:1`, `name@sha256:...`), image id
-    /// (`sha256:<config>` or a prefix of its hex), or manifest digest.
+    /// Find an image as dockerd does: a full id (`sha256:<config>`), else a reference
+    /// (`busybox`, `busybox:1`, `name@sha256:<manifest>`), else a unique prefix of an id (with
+    /// or without `sha256:`). Dangling images are found by id.
     pub fn lookup(&self, name: &str) -> Result<Found, Error> {
-        if let Ok((key, manifest)) = self.store.resolve(name) {
-            let image = self.store.image(&manifest).map_err(store_err)?;
-            let keys = self.keys_of(&manifest)?;
-            return Ok(Found {
-                key: Some(key),
-                image,
-                keys,
-            });
+        let all = self.all()?;
+        if name.len() == 71 && name.starts_with("sha256:") {
+            if let Some(f) = all.iter().find(|f| f.id() == name) {
+                return Ok(f.clone());
+            }
+        }
+        if !name.starts_with("sha256:") {
+            if let Ok(r) = name.parse::<Reference>() {
+                let refs = self.store.refs().map_err(store_err)?;
+                let key = r.to_string();
+                let hit = match refs.get(&key) {
+                    Some(d) => Some((key, d.clone())),
+                    // `name@digest` where the digest names a manifest stored under a tag.
+                    None => r.digest.as_ref().and_then(|want| {
+                        refs.iter()
+                            .find(|(k, v)| {
+                                *v == want && !is_digest_key(k) && repo_of(k) == r.name()
+                            })
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                    }),
+                };
+                if let Some((key, manifest)) = hit {
+                    if let Some(f) = all.iter().find(|f| f.manifests.contains(&manifest)) {
+                        let image = self.store.image(&manifest).map_err(store_err)?;
+                        return Ok(Found {
+                            key: Some(key),
+                            image,
+                            ..f.clone()
+                        });
+                    }
+                }
+            }
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<Found> = self
-                .all()?
+            let mut hits = all
                 .into_iter()
-                .filter(|f| f.image.config_digest.hex().starts_with(hex))
-                .collect();
-            if hits.len() == 1 {
-                return Ok(hits.into_iter().next().expect("one"));
+                .filter(|f| f.image.config_digest.hex().starts_with(hex));
+            if let (Some(f), None) = (hits.next(), hits.next()) {
+                return Ok(f);
             }
         }
         Err(Error::NoSuchImage(name.to_owned()))
     }
 
-    fn keys_of(&self, manifest: &Digest) -> Result<Vec<String>, Error> {
-        Ok(self
-            .store
-            .refs()
-            .map_err(store_err)?
-            .into_iter()
-            .filter(|(_, d)| d == manifest)
-            .map(|(k, _)| k)
-            .collect())
+    /// After an operation that set references (pull, load): every manifest that one of the
+    /// keys named in `before` pointed at and that no key names any more is kept under its
+    /// digest key (docker keeps the image whose tag moved to another as a dangling image), and
+    /// digest keys of manifests that now have a name are dropped.
+    pub fn keep_replaced(&self, before: &BTreeMap<String, Digest>) -> Result<(), Error> {
+        self.store
+            .edit_refs(|refs| {
+                for (k, old) in before {
+                    if is_digest_key(k) || refs.get(k).is_none_or(|now| now == old) {
+                        continue;
+                    }
+                    if !refs.values().any(|d| d == old) {
+                        refs.insert(old.to_string(), old.clone());
+                    }
+                }
+                let named: std::collections::BTreeSet<Digest> = refs
+                    .iter()
+                    .filter(|(k, _)| !is_digest_key(k))
+                    .map(|(_, d)| d.clone())
+                    .collect();
+                refs.retain(|k, d| !is_digest_key(k) || !named.contains(d));
+            })
+            .map_err(store_err)
     }
 
-    /// Load a docker-archive or OCI-layout tarball; returns docker's messages
-    /// (`Loaded image: busybox:latest`, or `Loaded image ID: sha256:...`).
-    pub fn load(&self, tar: File) -> Result<Vec<String>, Error> {
+    /// Every reference now (for [`keep_replaced`](Self::keep_replaced)).
+    pub fn refs(&self) -> Result<BTreeMap<String, Digest>, Error> {
+        self.store.refs().map_err(store_err)
+    }
+
+    /// Load a docker-archive or OCI-layout tarball; returns docker's messages (`Loaded image:
+    /// busybox:latest`, or `Loaded image ID: sha256:...`, after dockerd's "The image ... already
+    /// exists, renaming the old one ..." for a name that named another image) and the ids of
+    /// the images loaded. An image whose name moved to the loaded one stays, dangling.
+    pub fn load(&self, tar: File) -> Result<(Vec<String>, Vec<String>), Error> {
+        let before = self.refs()?;
         let loaded = berth_image::archive::load_tar(
             &self.store,
             io::BufReader::new(tar),
             &Default::default(),
         )
         .map_err(|e| Error::BadParameter(format!("loading the image archive: {}", chain(&e))))?;
+        self.keep_replaced(&before)?;
         let mut out = Vec::new();
+        let mut ids = Vec::new();
         for img in loaded {
+            let image = self.store.image(&img.manifest).map_err(store_err)?;
+            for n in &img.names {
+                let old = before
+                    .get(n)
+                    .and_then(|d| self.store.image(d).ok())
+                    .map(|i| i.config_digest);
+                if let Some(old) = old.filter(|o| *o != image.config_digest) {
+                    out.push(format!(
+                        "The image {} already exists, renaming the old one with ID {old} to empty string",
+                        familiar(n)
+                    ));
+                }
+            }
             if img.names.is_empty() {
-                let image = self.store.image(&img.manifest).map_err(store_err)?;
                 out.push(format!("Loaded image ID: {}", image.config_digest));
             }
             for n in img.names {
                 out.push(format!("Loaded image: {}", familiar(&n)));
             }
+            ids.push(image.config_digest.to_string());
         }
-        Ok(out)
+        Ok((out, ids))
     }
 
-    /// Point `repo:tag` at the image `source`.
-    pub fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<(), Error> {
+    /// Point `repo:tag` at the image `source`; returns the image id and the familiar name of
+    /// the tag (for docker's `tag` event). The image the tag named before stays, dangling if
+    /// it has no other tag (as dockerd).
+    pub fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<(String, String), Error> {
         let found = self.lookup(source)?;
         let full = if tag.is_empty() {
             repo.to_owned()
@@ -162,60 +316,163 @@ impl Images {
                 "refusing to create a tag with a digest reference: {full}"
             )));
         }
+        let before = self.refs()?;
+        let key = r.to_string();
+        let manifest = found.image.manifest_digest.clone();
         self.store
-            .set_ref(&r.to_string(), &found.image.manifest_digest)
+            .edit_refs(|refs| {
+                refs.insert(key, manifest);
+            })
+            .map_err(store_err)?;
+        self.keep_replaced(&before)?;
+        Ok((found.id(), r.familiar()))
+    }
+
+    /// Remove references as one step; a manifest left without any key is kept under its digest
+    /// key (dangling) until [`delete`](Self::delete) or a prune removes it.
+    fn untag(&self, keys: &[String]) -> Result<(), Error> {
+        self.store
+            .edit_refs(|refs| {
+                for k in keys {
+                    if let Some(d) = refs.remove(k) {
+                        if !refs.values().any(|v| *v == d) {
+                            refs.insert(d.to_string(), d);
+                        }
+                    }
+                }
+            })
             .map_err(store_err)
     }
 
-    /// Remove an image (docker's `rmi`): a reference is untagged, and the image is deleted
-    /// with its last reference. `in_use` says which container (if any) uses an image id;
-    /// such an image is not deleted unless `force` (then only untagged, as docker does).
-    /// Returns docker's list of `("Untagged"|"Deleted", name)`.
+    /// Delete an image: every key naming one of its manifests, then the blobs and layers no
+    /// key uses any more. The caller holds the write side of [`gc_lock`](Self::gc_lock) and
+    /// has checked that no container uses the image.
+    fn delete(&self, f: &Found) -> Result<(), Error> {
+        self.store
+            .edit_refs(|refs| refs.retain(|_, d| !f.manifests.contains(d)))
+            .map_err(store_err)?;
+        self.store
+            .prune()
+            .map_err(|e| Error::internal("prune the image store", e))?;
+        Ok(())
+    }
+
+    /// Remove an image as dockerd's `rmi` does; returns docker's list of
+    /// `("Untagged"|"Deleted", name)`. By reference: the reference is untagged (409 when it is
+    /// the image's only one and a container uses the image, unless `force`), and the image is
+    /// deleted with its last reference unless a container uses it: then it stays, dangling. By
+    /// id: 409 when it has references in several repositories (unless `force`), when a
+    /// running container uses it (even with `force`), or a stopped one (unless `force`: then
+    /// it is untagged and stays dangling while that container exists, where dockerd deletes
+    /// the record and keeps the layers). `user` says which container uses an image id
+    /// (a running one first). The caller holds the write side of [`gc_lock`](Self::gc_lock).
     pub fn remove(
         &self,
         name: &str,
         force: bool,
-        in_use: &dyn Fn(&str) -> Option<String>,
+        user: &dyn Fn(&str) -> Option<User>,
     ) -> Result<Vec<(&'static str, String)>, Error> {
         let found = self.lookup(name)?;
         let id = found.id();
-        let by_ref = found.key.is_some()
-            && !name.starts_with("sha256:")
-            && !found.image.config_digest.hex().starts_with(name);
+        let short = found.short_id().to_owned();
         let mut out = Vec::new();
-        let untag: Vec<String> = if by_ref {
-            vec![found.key.clone().expect("by reference")]
-        } else {
-            if found.keys.len() > 1 && !force {
-                return Err(Error::Conflict(format!(
-                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                    &found.image.config_digest.hex()[..12]
-                )));
-            }
-            found.keys.clone()
-        };
-        let last = untag.len() >= found.keys.len();
-        if last {
-            if let Some(c) = in_use(&id) {
-                if !force {
+        let mut keys = found.keys.clone();
+        let mut quiet = false;
+        if let Some(key) = found.key.clone() {
+            if !force && single_reference(&keys) {
+                if let Some(c) = user(&id) {
                     return Err(Error::Conflict(format!(
-                        "conflict: unable to delete {} (must be forced) - image is being used by container {}",
-                        if by_ref { familiar(name) } else { found.image.config_digest.hex()[..12].to_owned() },
-                        &c[..12.min(c.len())]
+                        "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
+                        &c.id[..12.min(c.id.len())]
                     )));
                 }
             }
+            let mut gone = vec![key.clone()];
+            keys.retain(|k| *k != key);
+            if !key.contains('@') {
+                let repo = repo_of(&key);
+                if !keys.iter().any(|k| !k.contains('@') && repo_of(k) == repo) {
+                    let (same, rest): (Vec<String>, Vec<String>) =
+                        keys.into_iter().partition(|k| repo_of(k) == repo);
+                    gone.extend(same);
+                    keys = rest;
+                }
+            }
+            self.untag(&gone)?;
+            out.extend(gone.iter().map(|k| ("Untagged", familiar(k))));
+            if !keys.is_empty() {
+                return Ok(out);
+            }
+            quiet = true;
+        } else if single_reference(&keys) {
+            match user(&id) {
+                Some(c) if c.running => {
+                    return Err(delete_conflict(
+                        &short,
+                        true,
+                        &format!(
+                            "image is being used by running container {}",
+                            &c.id[..12.min(c.id.len())]
+                        ),
+                    ))
+                }
+                Some(c) if !force => {
+                    return Err(delete_conflict(
+                        &short,
+                        false,
+                        &format!(
+                            "image is being used by stopped container {}",
+                            &c.id[..12.min(c.id.len())]
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            self.untag(&keys)?;
+            out.extend(keys.drain(..).map(|k| ("Untagged", familiar(&k))));
         }
-        for k in &untag {
-            self.store.remove_ref(k).map_err(store_err)?;
-            out.push(("Untagged", familiar(k)));
+        // dockerd's imageDeleteHelper.
+        let conflict = match user(&id) {
+            Some(c) if c.running => Some((
+                true,
+                true,
+                format!(
+                    "image is being used by running container {}",
+                    &c.id[..12.min(c.id.len())]
+                ),
+            )),
+            _ if !force && !keys.is_empty() => Some((
+                false,
+                false,
+                "image is referenced in multiple repositories".to_owned(),
+            )),
+            Some(c) if !force => Some((
+                false,
+                true,
+                format!(
+                    "image is being used by stopped container {}",
+                    &c.id[..12.min(c.id.len())]
+                ),
+            )),
+            // Forced past a stopped container: its layers are the image's, so the image stays
+            // (dangling) until that container is gone.
+            Some(_) => {
+                self.untag(&keys)?;
+                out.extend(keys.iter().map(|k| ("Untagged", familiar(k))));
+                return Ok(out);
+            }
+            None => None,
+        };
+        if let Some((hard, used, why)) = conflict {
+            if quiet && used {
+                // The last reference went; the image stays, dangling, for its container.
+                return Ok(out);
+            }
+            return Err(delete_conflict(&short, hard, &why));
         }
-        if last && in_use(&id).is_none() {
-            self.store
-                .prune()
-                .map_err(|e| Error::internal("prune the image store", e))?;
-            out.push(("Deleted", id));
-        }
+        out.extend(keys.iter().map(|k| ("Untagged", familiar(k))));
+        self.delete(&found)?;
+        out.push(("Deleted", id));
         Ok(out)
     }
 

@@ -10,9 +10,70 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{json, AppState, Q};
+use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::images::{familiar, Found};
+use crate::images::{familiar, Found, User};
 use crate::util;
+
+/// The container using image `id`, a running one first (dockerd's delete conflicts).
+fn image_user(d: &Daemon, id: &str) -> Option<User> {
+    let mut stopped = None;
+    for e in d.all() {
+        let r = e.record();
+        if r.image != id {
+            continue;
+        }
+        if r.state.running {
+            return Some(User {
+                id: e.id.clone(),
+                running: true,
+            });
+        }
+        stopped.get_or_insert(User {
+            id: e.id.clone(),
+            running: false,
+        });
+    }
+    stopped
+}
+
+/// Publish an image event as dockerd's `LogImageEvent(id, name, action)`: `Actor.ID` is `id`,
+/// its attributes the image's labels (when `labels_of` still finds it) and `name`.
+fn image_event(d: &Daemon, id: &str, name: &str, action: &str, labels_of: Option<&Found>) {
+    let mut attrs = serde_json::Map::new();
+    if let Some(f) = labels_of {
+        for (k, v) in f
+            .image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().clone())
+            .unwrap_or_default()
+        {
+            attrs.insert(k, v.into());
+        }
+    }
+    attrs.insert("name".into(), name.into());
+    let nanos = util::now_nanos();
+    d.publish(json!({
+        "status": action, "id": id,
+        "Type": "image", "Action": action,
+        "Actor": {"ID": id, "Attributes": attrs},
+        "scope": "local", "time": (nanos / 1_000_000_000) as i64, "timeNano": nanos as i64,
+    }));
+}
+
+/// Image records as events: `untag` per `Untagged`, `delete` per `Deleted` (dockerd names the
+/// image id in both).
+fn record_events(d: &Daemon, f: Option<&Found>, id: &str, records: &[(&'static str, String)]) {
+    for (k, _) in records {
+        match *k {
+            "Untagged" => image_event(d, id, id, "untag", f),
+            "Deleted" => image_event(d, id, id, "delete", None),
+            _ => {}
+        }
+    }
+}
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
@@ -60,41 +121,228 @@ fn digests(f: &Found) -> Vec<String> {
         .collect()
 }
 
-/// `GET /images/json`.
+/// Go's `path.Match` (what dockerd's reference filter uses): `*` any run of characters but
+/// `/`, `?` one such character, `[...]` a class (`^` negates, `a-z` ranges), `\\` escapes.
+/// Errors: a malformed pattern (dockerd's "syntax error in pattern").
+pub fn path_match(pattern: &str, name: &str) -> Result<bool, Error> {
+    fn class(p: &[char], c: char) -> Result<(bool, usize), Error> {
+        let bad = || Error::BadParameter("syntax error in pattern".into());
+        let mut i = 0;
+        let negate = p.first() == Some(&'^');
+        if negate {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        loop {
+            let lo = match p.get(i) {
+                None => return Err(bad()),
+                Some(']') if !first => break,
+                Some('\\') => {
+                    i += 1;
+                    *p.get(i).ok_or_else(bad)?
+                }
+                Some(&ch) => ch,
+            };
+            first = false;
+            i += 1;
+            let mut hi = lo;
+            if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
+                i += 1;
+                hi = match p.get(i) {
+                    Some('\\') => {
+                        i += 1;
+                        *p.get(i).ok_or_else(bad)?
+                    }
+                    Some(&ch) => ch,
+                    None => return Err(bad()),
+                };
+                i += 1;
+            }
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+        }
+        Ok((matched != negate, i + 1))
+    }
+    fn go(p: &[char], n: &[char]) -> Result<bool, Error> {
+        match p.first() {
+            None => Ok(n.is_empty()),
+            Some('*') => {
+                let rest = &p[1..];
+                for k in 0..=n.len() {
+                    if k > 0 && n[k - 1] == '/' {
+                        break;
+                    }
+                    if go(rest, &n[k..])? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Some('?') => Ok(n.first().is_some_and(|c| *c != '/') && go(&p[1..], &n[1..])?),
+            Some('[') => {
+                let Some(&c) = n.first() else {
+                    // Still check the pattern's syntax.
+                    class(&p[1..], '\0')?;
+                    return Ok(false);
+                };
+                let (ok, used) = class(&p[1..], c)?;
+                Ok(ok && c != '/' && go(&p[1 + used..], &n[1..])?)
+            }
+            Some('\\') => match p.get(1) {
+                None => Err(Error::BadParameter("syntax error in pattern".into())),
+                Some(e) => Ok(n.first() == Some(e) && go(&p[2..], &n[1..])?),
+            },
+            Some(c) => Ok(n.first() == Some(c) && go(&p[1..], &n[1..])?),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// dockerd's `reference.FamiliarMatch`: the pattern against `name:tag` (or `name@digest`),
+/// then against the name alone.
+fn reference_matches(pattern: &str, key: &str) -> Result<bool, Error> {
+    let full = familiar(key);
+    if path_match(pattern, &full)? {
+        return Ok(true);
+    }
+    let name = key
+        .parse::<berth_image::Reference>()
+        .map(|r| familiar(&r.name()))
+        .unwrap_or_default();
+    Ok(path_match(pattern, &name).unwrap_or(false))
+}
+
+/// docker's `label=k` / `label=k=v` filter: every value must match.
+fn labels_match(wanted: &[String], labels: &std::collections::HashMap<String, String>) -> bool {
+    wanted.iter().all(|w| match w.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(w.as_str()),
+    })
+}
+
+fn labels_of(f: &Found) -> std::collections::HashMap<String, String> {
+    f.image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+}
+
+/// The filters dockerd 20.10 accepts for `GET /images/json`.
+const LIST_FILTERS: &[&str] = &["dangling", "label", "before", "since", "reference"];
+
+/// dockerd's answer to a filter it does not know.
+pub fn invalid_filter(k: &str) -> Error {
+    Error::BadParameter(format!("Invalid filter '{k}'"))
+}
+
+/// `GET /images/json?filters=` (dangling, label, before, since, reference; others are a 400
+/// as dockerd's): newest first; with `reference`, `RepoTags`/`RepoDigests` hold only the
+/// matching names (so `docker images busybox:1` shows that tag alone); a dangling image has
+/// `<none>:<none>`.
 pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
     let filters = q.filters()?;
-    let all = blocking(move || d.images.all()).await?;
-    let mut out = Vec::new();
+    if let Some(k) = filters.keys().find(|k| !LIST_FILTERS.contains(&k.as_str())) {
+        return Err(invalid_filter(k));
+    }
+    let dangling_only = match filters.get("dangling").map(|v| v.as_slice()) {
+        None => None,
+        Some([v]) if v == "true" || v == "1" => Some(true),
+        Some([v]) if v == "false" || v == "0" => Some(false),
+        Some(v) => {
+            return Err(Error::BadParameter(format!(
+                "Invalid filter 'dangling=[{}]'",
+                v.join(" ")
+            )))
+        }
+    };
+    let d2 = d.clone();
+    let all = blocking(move || d2.images.all()).await?;
+    let mut before = None;
+    let mut since = None;
+    for (k, slot) in [("before", &mut before), ("since", &mut since)] {
+        if let Some(name) = filters.get(k).and_then(|v| v.first()).cloned() {
+            let d2 = d.clone();
+            let f = blocking(move || d2.images.lookup(&name)).await?;
+            *slot = Some(f.image.config.created().clone().unwrap_or_default());
+        }
+    }
+    let created_ns = |f: &Found| {
+        f.image
+            .config
+            .created()
+            .as_deref()
+            .and_then(util::parse_rfc3339)
+            .unwrap_or(0)
+    };
+    let before = before.as_deref().and_then(util::parse_rfc3339);
+    let since = since.as_deref().and_then(util::parse_rfc3339);
+    let mut rows: Vec<(i128, serde_json::Value)> = Vec::new();
     for f in all {
-        if let Some(refs) = filters.get("reference") {
-            let t = tags(&f);
-            if !refs.iter().any(|r| {
-                t.iter()
-                    .any(|x| x == r || x.split(':').next() == Some(r.as_str()))
-            }) {
+        let c = created_ns(&f);
+        if before.is_some_and(|b| c >= b) || since.is_some_and(|s| c <= s) {
+            continue;
+        }
+        let labels = labels_of(&f);
+        if let Some(want) = filters.get("label") {
+            if !labels_match(want, &labels) {
                 continue;
             }
         }
-        let labels = f
-            .image
-            .config
-            .config()
-            .as_ref()
-            .and_then(|c| c.labels().clone())
-            .unwrap_or_default();
-        out.push(json!({
-            "Id": f.id(),
-            "ParentId": "",
-            "RepoTags": tags(&f),
-            "RepoDigests": digests(&f),
-            "Created": created_secs(&f),
-            "Size": size(&f),
-            "SharedSize": -1,
-            "VirtualSize": size(&f),
-            "Labels": labels,
-            "Containers": -1,
-        }));
+        let mut keys = f.keys.clone();
+        if let Some(patterns) = filters.get("reference") {
+            let mut kept = Vec::new();
+            for k in keys {
+                let mut hit = false;
+                for p in patterns {
+                    if reference_matches(p, &k)? {
+                        hit = true;
+                        break;
+                    }
+                }
+                if hit {
+                    kept.push(k);
+                }
+            }
+            keys = kept;
+        }
+        let shown = Found {
+            keys: keys.clone(),
+            ..f.clone()
+        };
+        let (mut repo_tags, mut repo_digests) = (tags(&shown), digests(&shown));
+        if keys.is_empty() {
+            if dangling_only == Some(false) || filters.contains_key("reference") {
+                continue;
+            }
+            repo_tags = vec!["<none>:<none>".into()];
+            repo_digests = vec!["<none>@<none>".into()];
+        } else if dangling_only == Some(true) && !tags(&shown).is_empty() {
+            continue;
+        }
+        rows.push((
+            c,
+            json!({
+                "Id": f.id(),
+                "ParentId": "",
+                "RepoTags": repo_tags,
+                "RepoDigests": repo_digests,
+                "Created": created_secs(&f),
+                "Size": size(&f),
+                "SharedSize": -1,
+                "VirtualSize": size(&f),
+                "Labels": labels,
+                "Containers": -1,
+            }),
+        ));
     }
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    let out: Vec<serde_json::Value> = rows.into_iter().map(|(_, v)| v).collect();
     Ok(json(StatusCode::OK, &out))
 }
 
@@ -191,7 +439,15 @@ pub async fn post_dispatch(
             .ok_or_else(|| Error::BadParameter("repository name (repo) is required".into()))?
             .to_owned();
         let tag = q.get("tag").unwrap_or("latest").to_owned();
-        blocking(move || d.images.tag(&name, &repo, &tag)).await?;
+        let d2 = d.clone();
+        let (id, new_name) = blocking(move || d2.images.tag(&name, &repo, &tag)).await?;
+        let d2 = d.clone();
+        let f = blocking(move || d2.images.lookup(&id).map(|f| (id, f)))
+            .await
+            .ok();
+        if let Some((id, f)) = f {
+            image_event(&d, &id, &new_name, "tag", Some(&f));
+        }
         return Ok(StatusCode::CREATED.into_response());
     }
     Err(Error::BadParameter(format!(
@@ -206,11 +462,21 @@ pub async fn remove(
     q: Q,
 ) -> Result<Response, Error> {
     let force = q.flag("force");
-    let out = blocking(move || {
-        let d2 = d.clone();
-        d.images.remove(&name, force, &move |id| d2.image_user(id))
+    let gc = d.images.gc_lock();
+    let _gc = gc.write_owned().await;
+    let d2 = d.clone();
+    let (found, out) = blocking(move || {
+        let found = d2.images.lookup(&name).ok();
+        let d3 = d2.clone();
+        let out = d2
+            .images
+            .remove(&name, force, &move |id| image_user(&d3, id))?;
+        Ok((found, out))
     })
     .await?;
+    if let Some(f) = &found {
+        record_events(&d, Some(f), &f.id(), &out);
+    }
     let v: Vec<serde_json::Value> = out.into_iter().map(|(k, v)| json!({k: v})).collect();
     Ok(json(StatusCode::OK, &v))
 }
@@ -231,13 +497,23 @@ pub async fn load(State(d): State<AppState>, req: Request) -> Result<Response, E
     }
     drop(file);
     let t2 = tmp.clone();
+    let gc = d.images.gc_lock();
+    let hold = gc.read_owned().await;
+    let d2 = d.clone();
     let res = blocking(move || {
         let f = std::fs::File::open(&t2).map_err(|e| Error::internal("open the spool file", e))?;
-        d.images.load(f)
+        d2.images.load(f)
     })
     .await;
+    drop(hold);
     let _ = std::fs::remove_file(&tmp);
-    let msgs = res?;
+    let (msgs, ids) = res?;
+    for id in ids {
+        let d2 = d.clone();
+        let i2 = id.clone();
+        let f = blocking(move || d2.images.lookup(&i2)).await.ok();
+        image_event(&d, &id, &id, "load", f.as_ref());
+    }
     let mut body = String::new();
     for m in msgs {
         body.push_str(&json!({"stream": format!("{m}\n")}).to_string());
@@ -401,13 +677,51 @@ pub async fn create(
         .map_err(|e: berth_image::reference::ReferenceError| Error::BadParameter(e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     let _ = tx.send(json!({"status": format!("Pulling from {}", r.repository), "id": r.tag.clone().unwrap_or_else(|| "latest".into())}));
-    let store_root = d.paths.data_root.clone();
     tokio::spawn(async move {
-        let res = pull(&store_root, &r, auth, tx.clone()).await;
+        // Held until the pulled image is referenced: no prune deletes its blobs meanwhile.
+        let hold = d.images.gc_lock().read_owned().await;
+        let key = berth_image::Reference {
+            digest: if r.tag.is_some() {
+                None
+            } else {
+                r.digest.clone()
+            },
+            ..r.clone()
+        }
+        .to_string();
+        let d2 = d.clone();
+        let before = blocking(move || d2.images.refs()).await.unwrap_or_default();
+        let id_of = |refs: &std::collections::BTreeMap<String, berth_image::Digest>| {
+            refs.get(&key)
+                .and_then(|m| d.images.store().image(m).ok())
+                .map(|i| i.config_digest)
+        };
+        let old_id = id_of(&before);
+        let res = pull(d.images.store().clone(), &r, auth, tx.clone()).await;
+        let d2 = d.clone();
+        let b2 = before.clone();
+        let kept = blocking(move || {
+            d2.images.keep_replaced(&b2)?;
+            d2.images.refs()
+        })
+        .await;
+        drop(hold);
+        let res = res.and_then(|digest| kept.map(|now| (digest, now)).map_err(|e| e.to_string()));
         match res {
-            Ok(digest) => {
+            Ok((digest, now)) => {
+                let new_id = id_of(&now);
                 let _ = tx.send(json!({"status": format!("Digest: {digest}")}));
-                let _ = tx.send(json!({"status": format!("Status: Downloaded newer image for {}", r.familiar())}));
+                let status = if old_id.is_some() && old_id == new_id {
+                    "Image is up to date for"
+                } else {
+                    "Downloaded newer image for"
+                };
+                let _ = tx.send(json!({"status": format!("Status: {status} {}", r.familiar())}));
+                let d2 = d.clone();
+                let fam = r.familiar();
+                let f = blocking(move || d2.images.lookup(&fam)).await.ok();
+                let name = familiar(&r.name());
+                image_event(&d, &r.familiar(), &name, "pull", f.as_ref());
             }
             Err(e) => {
                 let _ = tx.send(json!({"errorDetail": {"message": e}, "error": e}));
@@ -428,18 +742,15 @@ pub async fn create(
     Ok(resp)
 }
 
+/// Pull `r` into the daemon's store (not reopened: opening would make the data root 0700,
+/// where the daemon keeps dockerd's 0710).
 async fn pull(
-    root: &std::path::Path,
+    store: berth_image::Store,
     r: &berth_image::Reference,
     auth: Option<(String, String)>,
     tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 ) -> Result<String, String> {
     use berth_image::registry::{LayerState, PullEvent};
-    let root = root.to_owned();
-    let store = tokio::task::spawn_blocking(move || berth_image::Store::open(&root))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| crate::images::chain(&e))?;
     let progress = move |ev: PullEvent| {
         let v = match ev {
             PullEvent::Resolved { .. } => return,
@@ -478,38 +789,113 @@ async fn pull(
     Ok(img.manifest_digest.to_string())
 }
 
-/// `POST /images/prune?filters=`: with `dangling=false` (`docker image prune -a`) every image
-/// no container uses; always the blobs and layers no image refers to.
+/// The filters dockerd 20.10 accepts for `POST /images/prune`.
+const PRUNE_FILTERS: &[&str] = &["dangling", "label", "label!", "until"];
+
+/// `POST /images/prune?filters=`: the dangling images no container uses, or with
+/// `dangling=false` (`docker image prune -a`) every image no container uses (running or not);
+/// `label`/`label!` and `until` (an RFC 3339 time or a Unix time) narrow it; other filters are
+/// a 400 as dockerd's. Then the blobs and layers no image refers to. The write side of the
+/// gc lock is held throughout: no create, pull or load is between its lookup and its record.
 pub async fn prune(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
     let filters = q.filters()?;
-    let all = filters
-        .get("dangling")
-        .is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
-    let out = blocking(move || {
-        let mut out = Vec::new();
-        if all {
-            for f in d.images.all()? {
-                let id = f.id();
-                if d.image_user(&id).is_some() {
-                    continue;
-                }
-                let d2 = d.clone();
-                if let Ok(r) = d.images.remove(&id, true, &move |i| d2.image_user(i)) {
-                    out.extend(r);
-                }
-            }
+    if let Some(k) = filters
+        .keys()
+        .find(|k| !PRUNE_FILTERS.contains(&k.as_str()))
+    {
+        return Err(invalid_filter(k));
+    }
+    let dangling_only = match filters.get("dangling").map(|v| v.as_slice()) {
+        None => true,
+        Some([v]) if v == "true" || v == "1" => true,
+        Some([v]) if v == "false" || v == "0" => false,
+        Some(v) => {
+            return Err(Error::BadParameter(format!(
+                "Invalid filter 'dangling=[{}]'",
+                v.join(" ")
+            )))
         }
-        let stats = d
+    };
+    let until = match filters.get("until").and_then(|v| v.first()) {
+        None => None,
+        Some(u) => Some(
+            util::parse_rfc3339(u)
+                .or_else(|| u.parse::<f64>().ok().map(|s| (s * 1e9) as i128))
+                .ok_or_else(|| Error::BadParameter(format!("invalid until filter: {u:?}")))?,
+        ),
+    };
+    let gc = d.images.gc_lock();
+    let _gc = gc.write_owned().await;
+    let d2 = d.clone();
+    let (deleted, bytes, events) = blocking(move || {
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let before = d2
             .images
             .store()
             .prune()
             .map_err(|e| Error::internal("prune the image store", e))?;
-        Ok((out, stats.bytes))
+        let mut bytes = before.bytes;
+        for f in d2.images.all()? {
+            if dangling_only && !f.dangling() {
+                continue;
+            }
+            let created = f
+                .image
+                .config
+                .created()
+                .as_deref()
+                .and_then(util::parse_rfc3339)
+                .unwrap_or(0);
+            if until.is_some_and(|u| created > u) {
+                continue;
+            }
+            let labels = labels_of(&f);
+            if filters
+                .get("label")
+                .is_some_and(|w| !labels_match(w, &labels))
+                || filters.get("label!").is_some_and(|w| {
+                    w.iter()
+                        .any(|x| labels_match(std::slice::from_ref(x), &labels))
+                })
+            {
+                continue;
+            }
+            let id = f.id();
+            if image_user(&d2, &id).is_some() {
+                continue;
+            }
+            let size_before = dir_bytes(&d2.images.store().root().join("blobs"));
+            let d3 = d2.clone();
+            if let Ok(r) = d2.images.remove(&id, true, &move |i| image_user(&d3, i)) {
+                bytes +=
+                    size_before.saturating_sub(dir_bytes(&d2.images.store().root().join("blobs")));
+                events.push((f.clone(), r.clone()));
+                out.extend(r);
+            }
+        }
+        Ok((out, bytes, events))
     })
     .await?;
-    let v: Vec<serde_json::Value> = out.0.into_iter().map(|(k, v)| json!({k: v})).collect();
+    for (f, r) in &events {
+        record_events(&d, Some(f), &f.id(), r);
+    }
+    let v: Vec<serde_json::Value> = deleted.into_iter().map(|(k, v)| json!({k: v})).collect();
     Ok(json(
         StatusCode::OK,
-        &json!({"ImagesDeleted": v, "SpaceReclaimed": out.1}),
+        &json!({"ImagesDeleted": v, "SpaceReclaimed": bytes}),
     ))
+}
+
+/// The bytes of the regular files under `dir` (what a prune frees).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => n += dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => n += e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => {}
+        }
+    }
+    n
 }

@@ -17,11 +17,16 @@ impl Daemon {
             .collect()
     }
 
-    /// Remove a volume unless a container uses it (409).
+    /// Remove a volume unless a container uses it: 409 "remove NAME: volume is in use -
+    /// [IDS]" as dockerd's, with `force` too (dockerd's force only purges a volume its driver
+    /// fails to remove, and makes a missing volume no error).
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), Error> {
-        self.volumes.get(name)?;
+        match self.volumes.get(name) {
+            Err(Error::NoSuchVolume(_)) if force => return Ok(()),
+            r => r?,
+        };
         let users = self.volume_users(name);
-        if !users.is_empty() && !force {
+        if !users.is_empty() {
             return Err(Error::Conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 users.join(", ")
