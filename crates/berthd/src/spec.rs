@@ -498,9 +498,8 @@ pub fn validate_resources(
         // dockerd 20.10 takes it and the start fails ("shares: invalid argument").
         return bad(format!("invalid CPU shares {sh}: must not be negative"));
     }
-    let sysfs = |p: &str, default: &str| {
-        std::fs::read_to_string(p).unwrap_or_else(|_| default.to_owned())
-    };
+    let sysfs =
+        |p: &str, default: &str| std::fs::read_to_string(p).unwrap_or_else(|_| default.to_owned());
     if let Some(c) = hc.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
         let online = sysfs("/sys/devices/system/cpu/online", &format!("0-{}", ncpu - 1));
         check_cpuset(c, &online, "CPUs", "cpuset cpus")?;
@@ -730,6 +729,11 @@ pub fn published(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<(u16, u16
     Ok(out)
 }
 
+/// Whether the container's output is logged: not with `--log-driver none`.
+pub fn logs_kept(hc: &bollard_stubs::models::HostConfig) -> bool {
+    hc.log_config.as_ref().and_then(|l| l.typ.as_deref()) != Some("none")
+}
+
 /// Files berthd makes for each container and binds in.
 pub struct EtcFiles<'a> {
     /// `/etc/hosts`.
@@ -751,35 +755,6 @@ pub fn hostname(rec: &Record) -> String {
 
 fn host_network(rec: &Record) -> bool {
     rec.host_config.network_mode.as_deref() == Some("host")
-}
-
-/// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf.
-pub fn write_etc_files(rec: &Record, files: &EtcFiles<'_>) -> std::io::Result<()> {
-    let host = host_network(rec);
-    let name = if host {
-        nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| hostname(rec))
-    } else {
-        hostname(rec)
-    };
-    let hosts = if host {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-             ff02::2\tip6-allrouters\n127.0.1.1\t{name}\n"
-        )
-    };
-    std::fs::write(files.hosts, hosts)?;
-    std::fs::write(files.hostname, format!("{name}\n"))?;
-    let resolv = if host {
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
-    } else {
-        String::new()
-    };
-    std::fs::write(files.resolv, resolv)
 }
 
 /// The container's spec (config.json) for `img` with the rootfs at `rootfs`.

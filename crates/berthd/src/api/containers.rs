@@ -88,6 +88,12 @@ fn status_text(r: &Record) -> String {
         format!("Up {}{health}", human(secs_since(&s.started_at)))
     } else if s.status == "created" {
         "Created".into()
+    } else if s.status == "restarting" {
+        format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            human(secs_since(&s.finished_at))
+        )
     } else {
         format!(
             "Exited ({}) {} ago",
@@ -224,9 +230,16 @@ fn port_filter(key: &str, value: &str) -> Result<Vec<(u16, String)>, Error> {
         )));
     }
     let (port, proto) = value.split_once('/').unwrap_or((value, "tcp"));
-    let bad = || Error::BadParameter(format!("error while looking up for {key} {port}: invalid port"));
+    let bad = || {
+        Error::BadParameter(format!(
+            "error while looking up for {key} {port}: invalid port"
+        ))
+    };
     let (start, end) = match port.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let p = port.parse::<u16>().map_err(|_| bad())?;
             (p, p)
@@ -235,7 +248,9 @@ fn port_filter(key: &str, value: &str) -> Result<Vec<(u16, String)>, Error> {
     if end < start {
         return Err(bad());
     }
-    Ok((start..=end).map(|p| (p, proto.to_ascii_lowercase())).collect())
+    Ok((start..=end)
+        .map(|p| (p, proto.to_ascii_lowercase()))
+        .collect())
 }
 
 /// The filters of a container listing, checked and resolved once (dockerd's `foldFilter`):
@@ -349,7 +364,10 @@ impl ListFilter {
         }
         if let Some(vals) = self.filters.get("network") {
             let nets = network_names(r);
-            if !vals.iter().any(|v| nets.iter().any(|n| n.starts_with(v.as_str()))) {
+            if !vals
+                .iter()
+                .any(|v| nets.iter().any(|n| n.starts_with(v.as_str())))
+            {
                 return false;
             }
         }
@@ -387,7 +405,8 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
         if f.since.as_deref() == Some(r.id.as_str()) {
             break;
         }
-        if !all && !r.state.running {
+        // A restarting container counts as running (dockerd's State.Running).
+        if !all && !r.state.running && r.state.status != "restarting" {
             continue;
         }
         if limit.is_some_and(|l| out.len() as i64 >= l) {
@@ -523,9 +542,9 @@ pub async fn inspect(
         "Args": r.args,
         "State": {
             "Status": s.status,
-            "Running": s.running,
+            "Running": s.running || s.status == "restarting",
             "Paused": s.status == "paused",
-            "Restarting": false,
+            "Restarting": s.status == "restarting",
             "OOMKilled": s.oom_killed,
             "Dead": false,
             "Pid": s.pid,
@@ -539,7 +558,11 @@ pub async fn inspect(
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
         "HostsPath": dir.join("hosts"),
-        "LogPath": d.paths.log(&r.id),
+        "LogPath": if crate::spec::logs_kept(&r.host_config) {
+            d.paths.log(&r.id).display().to_string()
+        } else {
+            String::new()
+        },
         "Name": format!("/{}", r.name),
         "RestartCount": r.restart_count,
         "Driver": "overlay2",
@@ -649,6 +672,12 @@ pub async fn logs(
 ) -> Result<Response, Error> {
     let e = d.get(&name)?;
     let r = e.record();
+    if !crate::spec::logs_kept(&r.host_config) {
+        return Ok(json(
+            StatusCode::NOT_IMPLEMENTED,
+            &json!({"message": "configured logging driver does not support reading"}),
+        ));
+    }
     let opts = crate::logs::Options {
         follow: q.flag("follow"),
         stdout: q.flag("stdout"),
@@ -990,7 +1019,9 @@ fn until_nanos(v: &str) -> Option<i128> {
             .filter(|n| *n > 0)?;
         let num: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let mult = match &rest[..u] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -1162,7 +1193,10 @@ impl std::io::Write for ChannelWriter {
 /// `GET /containers/{id}/export`: a tar of the container's filesystem (its rootfs, without
 /// the volumes, binds and tmpfs mounted over it), streamed, as dockerd's export. The rootfs
 /// is read from the daemon's side of the overlay, which the container's mounts are not on.
-pub async fn export(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response, Error> {
+pub async fn export(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, Error> {
     let e = d.get(&name)?;
     let rootfs = d.paths.bundle(&e.id).join("rootfs");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);

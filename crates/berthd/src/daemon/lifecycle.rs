@@ -15,10 +15,26 @@ impl Daemon {
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
         let entry = self.get(name)?;
         let _op = entry.op.lock().await;
-        self.start_locked(&entry).await
+        self.start_locked(&entry, false).await
     }
 
-    async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<(), Error> {
+    /// Start under the container's op lock; `by_policy` is the restart policy's start of a
+    /// `restarting` container (any other start of one is a 304, as dockerd's: it counts as
+    /// running).
+    async fn start_locked(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        by_policy: bool,
+    ) -> Result<(), Error> {
+        let rec = entry.record();
+        if rec.state.status == "paused" {
+            return Err(Error::Conflict(
+                "cannot start a paused container, try unpause instead".into(),
+            ));
+        }
+        if rec.state.running || (rec.state.status == "restarting" && !by_policy) {
+            return Err(Error::NotModified("started"));
+        }
         match self.start_inner(entry).await {
             Err(Error::NotModified(m)) => Err(Error::NotModified(m)),
             Err(e) => {
@@ -70,7 +86,8 @@ impl Daemon {
             tty: rec.config.tty.unwrap_or(false),
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),
-            log: Some((self.paths.log(&id), rec.log_rotation)),
+            log: crate::spec::logs_kept(&rec.host_config)
+                .then(|| (self.paths.log(&id), rec.log_rotation)),
             exit_file: self.paths.exit_file(&id),
             socket: self.paths.monitor_socket(&id),
             console_socket: mdir.join("c"),
@@ -157,6 +174,9 @@ impl Daemon {
             r.state.running = true;
             r.state.pid = reply.pid.unwrap_or(0);
             r.state.started_at = reply.started_at.clone().unwrap_or_else(util::now);
+            // As dockerd's SetRunning: a running container has exit code 0 (FinishedAt keeps
+            // the last exit's time).
+            r.state.exit_code = 0;
             r.state.error.clear();
             r.state.oom_killed = false;
             r.state.stopped_by_user = false;
@@ -181,6 +201,10 @@ impl Daemon {
         let rec = self.save(entry, |r| {
             r.state.error = msg.to_owned();
             r.state.exit_code = code;
+            // A restart by policy that failed ends the restarts (as dockerd's SetStopped).
+            if r.state.status == "restarting" {
+                r.state.status = "exited".into();
+            }
         });
         entry.watch.send_modify(|s| {
             s.exits += 1;
@@ -250,6 +274,48 @@ impl Daemon {
 
     /// Record the end of a run, then apply AutoRemove or the restart policy.
     pub(super) async fn finalize(self: &Arc<Self>, entry: Arc<Entry>, exit: Option<monitor::Exit>) {
+        let rec = self.record_exit(&entry, exit, true).await;
+        let id = entry.id.clone();
+        if rec.host_config.auto_remove.unwrap_or(false) {
+            if let Err(e) = self.remove_with(&id, true, true).await {
+                tracing::warn!(%id, "auto-remove: {e}");
+            }
+            return;
+        }
+        if rec.state.status == "restarting" {
+            // The backoff; a stop, kill or removal meanwhile ends the status `restarting` (or
+            // the container), and a later exit has another finish time: either cancels this.
+            let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 8));
+            let token = rec.state.finished_at.clone();
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = entry.op.lock().await;
+                let rec = entry.record();
+                if rec.state.status != "restarting"
+                    || rec.state.finished_at != token
+                    || entry.watch.borrow().removed
+                {
+                    return;
+                }
+                let _ = me.save(&entry, |r| r.restart_count += 1);
+                if let Err(e) = me.start_locked(&entry, true).await {
+                    tracing::warn!(id = %entry.id, "restart: {e}");
+                }
+            });
+        }
+    }
+
+    /// Record the end of a run (the monitor's exit record, or 255 for a monitor that died),
+    /// as `restarting` when `policy` and the restart policy asks for another run (docker's
+    /// `Restarting (N)`: exit code and finish time of the run that ended), else `exited`;
+    /// releases the network and tells waiters. Returns the record.
+    pub(super) async fn record_exit(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        exit: Option<monitor::Exit>,
+        policy: bool,
+    ) -> crate::store::Record {
         let id = entry.id.clone();
         let exit = exit.or_else(|| supervisor::read_exit(&self.paths.exit_file(&id)));
         let exit = match exit {
@@ -272,14 +338,19 @@ impl Daemon {
                 }
             }
         };
-        let rec = match self.save(&entry, |r| {
-            r.state.status = "exited".into();
+        let rec = match self.save(entry, |r| {
             r.state.running = false;
             r.state.pid = 0;
             r.state.exit_code = exit.exit_code;
             r.state.finished_at = exit.finished_at.clone();
             r.state.oom_killed = exit.oom_killed;
             r.state.network = None;
+            r.state.status =
+                if policy && !r.host_config.auto_remove.unwrap_or(false) && should_restart(r) {
+                    "restarting".into()
+                } else {
+                    "exited".into()
+                };
         }) {
             Ok(r) => r,
             Err(e) => {
@@ -298,42 +369,77 @@ impl Daemon {
             s.exits += 1;
             s.exit_code = exit.exit_code as i64;
         });
-        if rec.host_config.auto_remove.unwrap_or(false) {
-            if let Err(e) = self.remove_with(&id, true, true).await {
-                tracing::warn!(%id, "auto-remove: {e}");
-            }
-            return;
-        }
-        if should_restart(&rec) {
-            let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 8));
-            let me = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _op = entry.op.lock().await;
-                let rec = entry.record();
-                if rec.state.running || entry.watch.borrow().removed || !should_restart(&rec) {
-                    return;
-                }
-                let _ = me.save(&entry, |r| r.restart_count += 1);
-                if let Err(e) = me.start_locked(&entry).await {
-                    tracing::warn!(id = %entry.id, "restart: {e}");
-                }
-            });
-        }
+        rec
     }
 
-    /// Send `signal` (a name or number) to the container's init.
+    /// End a pending restart (stop or kill of a `restarting` container, as dockerd's
+    /// restart manager is cancelled): the container stays exited, stopped by the user.
+    fn cancel_restart(&self, entry: &Entry) -> Result<(), Error> {
+        self.save(entry, |r| {
+            r.state.status = "exited".into();
+            r.state.stopped_by_user = true;
+        })
+        .map(drop)
+    }
+
+    /// Thaw a paused container that was just signalled (dockerd's kill of a paused container
+    /// resumes it so that the signal is delivered): recorded as running, with docker's
+    /// `unpause` event.
+    async fn unfreeze(&self, entry: &Entry) -> Result<(), Error> {
+        let root = self.paths.runtime_root();
+        let id = entry.id.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            berth_runtime::ContainerRef::new(root, &id).resume()
+        })
+        .await
+        .map_err(|e| Error::internal("unpause", e))?;
+        match res {
+            // Thawed already (a SIGKILL to init thaws), or gone.
+            Ok(())
+            | Err(berth_runtime::ContainerError::BadStatus { .. })
+            | Err(berth_runtime::ContainerError::NotFound { .. })
+            | Err(berth_runtime::ContainerError::NotRunning { .. }) => {}
+            Err(e) => return Err(Error::internal("unpause", e)),
+        }
+        let rec = self.save(entry, |r| {
+            if r.state.running {
+                r.state.status = "running".into();
+            }
+        })?;
+        if rec.state.running {
+            self.event(&entry.id, "unpause", &[]);
+        }
+        Ok(())
+    }
+
+    /// Send `signal` (a name or number) to the container's init. As dockerd's: a paused
+    /// container is thawed after the signal (for SIGKILL, its stop signal, or any signal when
+    /// it has no stop signal of its own), and a kill of a `restarting` container ends its
+    /// restarts.
     pub async fn kill(&self, name: &str, signal: Option<&str>) -> Result<(), Error> {
         let entry = self.get(name)?;
         let sig = signal_number(signal.unwrap_or("SIGKILL"))?;
-        if !entry.record().state.running {
+        let _op = entry.op.lock().await;
+        let rec = entry.record();
+        if rec.state.status == "restarting" {
+            return self.cancel_restart(&entry);
+        }
+        if !rec.state.running {
             return Err(Error::Conflict(format!(
                 "Container {} is not running",
                 entry.id
             )));
         }
         let _ = self.save(&entry, |r| r.state.stopped_by_user = true);
-        self.signal(&entry.id, sig, false).await
+        self.signal(&entry.id, sig, false).await?;
+        let thaw = match rec.config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+            None => true,
+            Some(stop) => sig == libc::SIGKILL || signal_number(stop).ok() == Some(sig),
+        };
+        if thaw && rec.state.status == "paused" {
+            self.unfreeze(&entry).await?;
+        }
+        Ok(())
     }
 
     async fn signal(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
@@ -377,17 +483,26 @@ impl Daemon {
         signal: Option<&str>,
     ) -> Result<(), Error> {
         let rec = entry.record();
+        if rec.state.status == "restarting" {
+            // Counts as running (dockerd): the stop cancels the restart.
+            return self.cancel_restart(entry);
+        }
         if !rec.state.running {
             return Err(Error::NotModified("stopped"));
         }
-        let _ = self.save(entry, |r| r.state.stopped_by_user = true);
         let sig = signal_number(
             signal
                 .or(rec.config.stop_signal.as_deref())
                 .unwrap_or("SIGTERM"),
         )?;
+        let _ = self.save(entry, |r| r.state.stopped_by_user = true);
         let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         self.signal(&entry.id, sig, false).await?;
+        if rec.state.status == "paused" {
+            // The signal is delivered once thawed (dockerd resumes a paused container it
+            // stops); the SIGKILL below would wait on a frozen cgroup otherwise.
+            self.unfreeze(entry).await?;
+        }
         if t < 0 {
             entry.watch.subscribe().wait_for(|s| !s.running).await.ok();
             return Ok(());
@@ -410,7 +525,7 @@ impl Daemon {
             Ok(()) | Err(Error::NotModified(_)) => {}
             Err(e) => return Err(e),
         }
-        self.start_locked(&entry).await
+        self.start_locked(&entry, false).await
     }
 
     /// Remove a container (`DELETE /containers/{id}`); `force` kills a running one.
@@ -422,15 +537,32 @@ impl Daemon {
     pub async fn remove_with(&self, name: &str, force: bool, volumes: bool) -> Result<(), Error> {
         let entry = self.get(name)?;
         let _op = entry.op.lock().await;
-        if entry.record().state.running {
+        let rec = entry.record();
+        if rec.state.status == "restarting" && !force {
+            return Err(Error::Conflict(format!(
+                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                entry.id
+            )));
+        }
+        if rec.state.running {
+            if !force && rec.state.status == "paused" {
+                return Err(Error::Conflict(format!(
+                    "You cannot remove a paused container {}. Unpause and then stop the container before attempting removal or force remove",
+                    entry.id
+                )));
+            }
             if !force {
                 return Err(Error::Conflict(format!(
                     "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                    entry.record().name
+                    rec.name
                 )));
             }
             let _ = self.save(&entry, |r| r.state.stopped_by_user = true);
             self.signal(&entry.id, libc::SIGKILL, true).await?;
+            if rec.state.status == "paused" {
+                // A frozen cgroup (v1) holds the SIGKILL until thawed.
+                self.unfreeze(&entry).await?;
+            }
             if !self.wait_stopped(&entry, Duration::from_secs(30)).await {
                 return Err(Error::Conflict(format!(
                     "container {} did not stop",

@@ -826,9 +826,11 @@ fn log_rotation(hc: &bollard_stubs::models::HostConfig) -> Result<Rotation, Erro
     if let Some(lc) = &hc.log_config {
         match lc.typ.as_deref() {
             None | Some("") | Some("json-file") => {}
+            // No log at all: the monitor writes none and `logs` is refused, as dockerd.
+            Some("none") => return Ok(rot),
             Some(t) => {
                 return Err(Error::BadParameter(format!(
-                    "logging driver {t:?} is not supported (json-file)"
+                    "logging driver {t:?} is not supported (json-file, none)"
                 )))
             }
         }
