@@ -14,6 +14,7 @@ mod images;
 mod logs;
 mod monitor;
 mod network;
+mod pidfile;
 mod seccomp;
 mod spec;
 mod store;
@@ -160,6 +161,10 @@ fn listen(host: &str, group: Option<u32>) -> Result<Listener> {
 
 async fn run(args: Args) -> Result<()> {
     let group = group_id(&args.group)?;
+    // Before anything is touched (a socket of the same path would be unlinked): one daemon
+    // per data root, exec root and pid file.
+    let lock =
+        pidfile::DaemonLock::acquire(&args.data_root, &args.exec_root, args.pidfile.as_deref())?;
     let listeners: Vec<Listener> = args
         .hosts
         .iter()
@@ -178,10 +183,6 @@ async fn run(args: Args) -> Result<()> {
     let d = daemon::Daemon::new(paths, bridge).await?;
     // As dockerd: 0710 (the image store makes its root 0700 when it opens it).
     std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o710))?;
-    if let Some(p) = &args.pidfile {
-        util::atomic_write(p, format!("{}", std::process::id()).as_bytes())
-            .with_context(|| format!("write {}", p.display()))?;
-    }
     let router = api::router(d.clone());
     tracing::info!(hosts = ?args.hosts, "berthd is listening");
     let mut tasks = Vec::new();
@@ -209,10 +210,9 @@ async fn run(args: Args) -> Result<()> {
     }
     // Containers keep running under their monitors (live restore).
     tracing::info!("berthd stopping; containers keep running");
-    if let Some(p) = &args.pidfile {
-        let _ = std::fs::remove_file(p);
-    }
     drop(d);
+    // Removes the pid file (ours: we hold its lock).
+    drop(lock);
     Ok(())
 }
 

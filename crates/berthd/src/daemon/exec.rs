@@ -20,6 +20,7 @@ impl Daemon {
     ) -> Result<String, Error> {
         let entry = self.get(name)?;
         let rec = entry.record();
+        super::refuse_exec(name, &rec)?;
         if !rec.state.running {
             return Err(Error::Conflict(format!(
                 "container {} is not running",
@@ -100,6 +101,9 @@ impl Daemon {
         gate: Option<oneshot::Receiver<()>>,
     ) -> Result<Option<tokio::io::BufReader<tokio::net::UnixStream>>, Error> {
         let ex = self.exec_get(id)?;
+        if let Ok(c) = self.get(&ex.container) {
+            super::refuse_exec(&ex.container, &c.record())?;
+        }
         {
             let mut st = ex.state.lock().expect("exec lock");
             if st.0 || st.2.is_some() {
