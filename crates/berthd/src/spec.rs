@@ -187,8 +187,19 @@ fn parse_bind(b: &str) -> Result<MountSpec, Error> {
     })
 }
 
+/// A container's command, as [`command`] merges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Config.Entrypoint (`None`: null).
+    pub entrypoint: Option<Vec<String>>,
+    /// Config.Cmd.
+    pub cmd: Vec<String>,
+    /// What runs: the entrypoint, then the command (never empty).
+    pub argv: Vec<String>,
+}
+
 /// The container's command from the request's `Entrypoint`/`Cmd` and the image's, as dockerd
-/// merges them: as (Config.Entrypoint, Config.Cmd, argv).
+/// merges them.
 ///
 /// An entrypoint of one empty string (`--entrypoint ''`) clears the image's entrypoint and
 /// does not inherit its Cmd; an empty one (`[]`) clears the entrypoint but inherits the Cmd
@@ -198,7 +209,7 @@ pub fn command(
     entrypoint: Option<&[String]>,
     cmd: Option<&[String]>,
     image: &oci_spec::image::Config,
-) -> Result<(Option<Vec<String>>, Vec<String>, Vec<String>), Error> {
+) -> Result<Command, Error> {
     let reset = matches!(entrypoint, Some([e]) if e.is_empty());
     let cmd: Vec<String> = match cmd {
         Some(c) if !c.is_empty() => c.to_vec(),
@@ -215,7 +226,11 @@ pub fn command(
     if argv.is_empty() {
         return Err(Error::BadParameter("No command specified".into()));
     }
-    Ok((entrypoint, cmd, argv))
+    Ok(Command {
+        entrypoint,
+        cmd,
+        argv,
+    })
 }
 
 /// Fill the Config fields that dockerd fills at create: `Hostname` (the id's first 12 digits,

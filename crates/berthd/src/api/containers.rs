@@ -339,11 +339,12 @@ impl ListFilter {
         if self.is_task == Some(true) {
             return false;
         }
-        if !self.exited.is_empty()
-            && !(r.state.status == "exited"
+        let exited_with = |codes: &[i32]| {
+            r.state.status == "exited"
                 && r.state.started_at != util::ZERO_TIME
-                && self.exited.contains(&r.state.exit_code))
-        {
+                && codes.contains(&r.state.exit_code)
+        };
+        if !self.exited.is_empty() && !exited_with(&self.exited) {
             return false;
         }
         if !matches(r, &self.filters) {
@@ -832,16 +833,16 @@ pub async fn rename(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /containers/{id}/top`.
-pub async fn top(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response, Error> {
-    let procs = d.top(&name).await?;
-    let rows: Vec<Vec<String>> = procs
-        .into_iter()
-        .map(|(pid, ppid, uid, cmd)| vec![uid.to_string(), pid.to_string(), ppid.to_string(), cmd])
-        .collect();
+/// `GET /containers/{id}/top?ps_args=`: dockerd's (`ps -ef` by default).
+pub async fn top(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Response, Error> {
+    let t = d.top(&name, q.get("ps_args")).await?;
     Ok(json(
         StatusCode::OK,
-        &json!({"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": rows}),
+        &json!({"Titles": t.titles, "Processes": t.processes}),
     ))
 }
 

@@ -297,17 +297,16 @@ async fn body_array(r: Result<Response, crate::error::Error>) -> Vec<serde_json:
 /// their writable layer), volumes (with their size and the containers using them) and an
 /// empty build cache, as dockerd's.
 pub async fn df(State(d): State<AppState>) -> Response {
-    let mut images = body_array(super::images::list(State(d.clone()), super::Q::default()).await).await;
+    let mut images =
+        body_array(super::images::list(State(d.clone()), super::Q::default()).await).await;
     let all = super::Q([("all".to_owned(), "1".to_owned())].into_iter().collect());
     let mut containers = body_array(super::containers::list(State(d.clone()), all).await).await;
     let mut layers: i64 = 0;
     for img in &mut images {
         let id = img["Id"].clone();
         layers += img["Size"].as_i64().unwrap_or(0);
-        img["Containers"] = serde_json::json!(containers
-            .iter()
-            .filter(|c| c["ImageID"] == id)
-            .count());
+        img["Containers"] =
+            serde_json::json!(containers.iter().filter(|c| c["ImageID"] == id).count());
     }
     let d2 = d.clone();
     let (sizes, volumes) = tokio::task::spawn_blocking(move || {
@@ -320,7 +319,12 @@ pub async fn df(State(d): State<AppState>) -> Response {
             .volumes
             .list()
             .iter()
-            .map(|v| (d2.volumes.json(v), disk_usage(&d2.volumes.data_path(&v.name))))
+            .map(|v| {
+                (
+                    d2.volumes.json(v),
+                    disk_usage(&d2.volumes.data_path(&v.name)),
+                )
+            })
             .collect();
         (sizes, volumes)
     })

@@ -58,8 +58,11 @@ impl Daemon {
             img_cfg.env().as_deref().unwrap_or_default(),
             body.env.as_deref().unwrap_or_default(),
         ));
-        let (entrypoint, cmd, argv) =
-            crate::spec::command(body.entrypoint.as_deref(), body.cmd.as_deref(), &img_cfg)?;
+        let crate::spec::Command {
+            entrypoint,
+            cmd,
+            argv,
+        } = crate::spec::command(body.entrypoint.as_deref(), body.cmd.as_deref(), &img_cfg)?;
         config.entrypoint = entrypoint;
         config.cmd = Some(cmd);
         crate::spec::complete_config(&mut config, &img_cfg, &host_config, &id);
