@@ -647,4 +647,23 @@ mod tests {
         let st = s.prune().unwrap();
         assert_eq!(st.blobs, 1);
     }
+
+    #[test]
+    fn edit_refs_is_one_step_and_keeps_digest_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let d = s.write_blob_bytes(b"kept").unwrap();
+        s.set_ref("docker.io/library/a:1", &d).unwrap();
+        let n = s
+            .edit_refs(|r| {
+                let old = r.remove("docker.io/library/a:1").unwrap();
+                r.insert(old.to_string(), old);
+                r.len()
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(s.refs().unwrap().get(&d.to_string()), Some(&d));
+        assert_eq!(s.prune().unwrap().blobs, 0);
+        assert!(s.has_blob(&d));
+    }
 }

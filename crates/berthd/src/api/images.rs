@@ -211,7 +211,11 @@ fn reference_matches(pattern: &str, key: &str) -> Result<bool, Error> {
     }
     let name = key
         .parse::<berth_image::Reference>()
-        .map(|r| familiar(&r.name()))
+        .map(|r| {
+            let full = r.name();
+            let short = full.strip_prefix("docker.io/").unwrap_or(&full);
+            short.strip_prefix("library/").unwrap_or(short).to_owned()
+        })
         .unwrap_or_default();
     Ok(path_match(pattern, &name).unwrap_or(false))
 }
@@ -341,7 +345,7 @@ pub async fn list(State(d): State<AppState>, q: Q) -> Result<Response, Error> {
             }),
         ));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let out: Vec<serde_json::Value> = rows.into_iter().map(|(_, v)| v).collect();
     Ok(json(StatusCode::OK, &out))
 }
@@ -720,8 +724,8 @@ pub async fn create(
                 let d2 = d.clone();
                 let fam = r.familiar();
                 let f = blocking(move || d2.images.lookup(&fam)).await.ok();
-                let name = familiar(&r.name());
-                image_event(&d, &r.familiar(), &name, "pull", f.as_ref());
+                // dockerd: `LogImageEvent(FamiliarString(ref), repoInfo.Name.Name(), "pull")`.
+                image_event(&d, &r.familiar(), &r.name(), "pull", f.as_ref());
             }
             Err(e) => {
                 let _ = tx.send(json!({"errorDetail": {"message": e}, "error": e}));
@@ -898,4 +902,28 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_match_as_go() {
+        for (p, n, want) in [
+            ("busybox", "busybox", true),
+            ("b?sy*", "busybox:latest", true),
+            ("*", "a/b", false),
+            ("*/b", "a/b", true),
+            ("[a-c]x", "bx", true),
+            ("[^a-c]x", "bx", false),
+            ("a\\*", "a*", true),
+            ("*:2", "acktag:2", true),
+        ] {
+            assert_eq!(path_match(p, n).unwrap(), want, "{p} {n}");
+        }
+        assert!(path_match("[a", "a").is_err());
+        assert!(reference_matches("busybox", "docker.io/library/busybox:latest").unwrap());
+        assert!(!reference_matches("bu", "docker.io/library/busybox:latest").unwrap());
+    }
 }
