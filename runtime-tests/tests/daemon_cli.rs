@@ -133,12 +133,12 @@ fn daemon_images_load_list_tag_inspect_history_save_rmi() {
         d.ok(&["run", "--rm", "localhost/mine:v1", "echo", "reloaded"]),
         "reloaded"
     );
-    // An image in use by a container is not deleted without force.
+    // An image in use by a container is not deleted without force (dockerd's wording).
     let c = d.track(&d.ok(&["create", "localhost/mine:v1", "true"]));
     let o = d.docker(&["rmi", "localhost/mine:v1"]);
     assert_ne!(o.code(), 0);
     assert!(
-        o.stderr_str().contains("being used by"),
+        o.stderr_str().contains("is using its referenced image"),
         "{}",
         o.stderr_str()
     );
