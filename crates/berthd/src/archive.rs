@@ -2,22 +2,30 @@
 //! inside the container's root (`openat2` with `RESOLVE_IN_ROOT`: a symlink in the container
 //! never leads out of it) and every entry below it opened relative to its directory's fd
 //! without following symlinks.
+//!
+//! Paths follow dockerd's archive rules (`container.ResolvePath`): the path is cleaned as an
+//! absolute path; its last component is not followed (a symlink is copied as a link) unless
+//! the path ends with `/` or `/.`; `SRC/.` names the directory's contents (entries `./...`).
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 use crate::error::Error;
+
+/// At most this many symlinks are followed in one path (as Go's `FollowSymlinkInScope`).
+const MAX_LINKS: usize = 255;
 
 /// What docker's `X-Docker-Container-Path-Stat` header says of a path.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PathStat {
-    /// The last component.
+    /// The last component of the cleaned path (`.` for `DIR/.`, `/` for the root).
     pub name: String,
     /// Size in bytes.
     pub size: i64,
@@ -25,7 +33,8 @@ pub struct PathStat {
     pub mode: u32,
     /// RFC 3339.
     pub mtime: String,
-    /// The link's target for a symlink (else empty).
+    /// For a symlink, the absolute path in the container it leads to, every link on the way
+    /// followed (dockerd's `linkTarget`); else empty.
     #[serde(rename = "linkTarget")]
     pub link_target: String,
 }
@@ -61,6 +70,139 @@ fn resolve(root: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, Error> {
     .map_err(io_err("resolve", path))
 }
 
+/// `path` as docker's archive endpoints take it: cleaned as an absolute path (Go's
+/// `filepath.Clean`: `.` dropped, `..` lexical), with a trailing `/` or `/.` of the original
+/// kept (`archive.PreserveTrailingDotOrSeparator`).
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    let base_is_dot = path == "." || path.ends_with("/.");
+    if base_is_dot {
+        if !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push('.');
+    } else if path.ends_with('/') && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// Go's `filepath.Base` of a normalized path: its last element, trailing slashes aside
+/// (`.` for `/d/.`, `/` for the root).
+fn base_name(abs: &str) -> &str {
+    let t = abs.trim_end_matches('/');
+    if t.is_empty() {
+        return "/";
+    }
+    t.rsplit('/').next().unwrap_or(t)
+}
+
+/// A path of the container, located as dockerd does: the directory part resolved (links
+/// followed, in the root); the last component followed only when the path ends with `/` or
+/// `/.` (then `name` is `None` and `dir` is the path itself).
+struct Located {
+    dir: OwnedFd,
+    name: Option<std::ffi::OsString>,
+}
+
+impl Located {
+    fn find(root: BorrowedFd<'_>, abs: &str) -> Result<Located, Error> {
+        let (dir, base) = abs.rsplit_once('/').unwrap_or(("", abs));
+        if base.is_empty() || base == "." {
+            return Ok(Located {
+                dir: resolve(root, abs)?,
+                name: None,
+            });
+        }
+        Ok(Located {
+            dir: resolve(root, dir)?,
+            name: Some(base.into()),
+        })
+    }
+
+    /// `lstat` of the path (its last component not followed).
+    fn lstat(&self, shown: &str) -> Result<rustix::fs::Stat, Error> {
+        match &self.name {
+            Some(n) => rustix::fs::statat(&self.dir, n.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io_err("stat", shown)),
+            None => rustix::fs::fstat(&self.dir).map_err(io_err("stat", shown)),
+        }
+    }
+}
+
+/// The absolute path `abs` leads to inside the root, every symlink on the way followed in its
+/// scope (an absolute target restarts at the root, `..` never climbs above it); components
+/// that do not exist are taken as they are (Go's `symlink.FollowSymlinkInScope`, which
+/// dockerd's `linkTarget` comes from). Errors: more than 255 links.
+fn follow_in_scope(root: BorrowedFd<'_>, abs: &str) -> Result<String, Error> {
+    let mut done: Vec<Vec<u8>> = Vec::new();
+    let mut todo: VecDeque<Vec<u8>> = abs
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.as_bytes().to_vec())
+        .collect();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_slice() {
+            b"." => continue,
+            b".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut cand = done.join(&b'/');
+        if !cand.is_empty() {
+            cand.push(b'/');
+        }
+        cand.extend_from_slice(&c);
+        let fd = rustix::fs::openat2(
+            root,
+            OsStr::from_bytes(&cand),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        );
+        let link = fd.ok().and_then(|fd| {
+            let st = rustix::fs::fstat(&fd).ok()?;
+            (FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+                .then(|| rustix::fs::readlinkat(&fd, "", Vec::new()).ok())
+                .flatten()
+        });
+        match link {
+            Some(target) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Error::BadParameter(format!(
+                        "too many links in {abs} (more than {MAX_LINKS})"
+                    )));
+                }
+                let t = target.as_bytes();
+                if t.starts_with(b"/") {
+                    done.clear();
+                }
+                for part in t.split(|b| *b == b'/').rev().filter(|p| !p.is_empty()) {
+                    todo.push_front(part.to_vec());
+                }
+            }
+            None => done.push(c),
+        }
+    }
+    let mut out = b"/".to_vec();
+    out.extend(done.join(&b'/'));
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 fn go_mode(st: &rustix::fs::Stat) -> u32 {
     let perm = st.st_mode & 0o7777;
     let t = match FileType::from_raw_mode(st.st_mode) {
@@ -75,37 +217,23 @@ fn go_mode(st: &rustix::fs::Stat) -> u32 {
     t | (perm & 0o777) | if perm & 0o4000 != 0 { 1 << 23 } else { 0 }
 }
 
-/// The stat docker reports for `path` in the container's root `root` (the last component
-/// not followed, as `lstat`).
+/// The stat dockerd reports for `path` in the container's root `root`: the last component
+/// not followed (as `lstat`) unless the path ends with `/` or `/.`; for a symlink, the path
+/// it resolves to in the container. Errors: a missing path is [`Error::NoSuchPath`].
 pub fn stat(root: &Path, path: &str) -> Result<PathStat, Error> {
     let rfd = open_root(root)?;
-    let p = Path::new(path);
-    let parent = p
-        .parent()
-        .map(|x| x.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "/".into());
-    let name = p.file_name().map(|n| n.to_os_string());
-    let (dir, name) = match name {
-        Some(n) => (resolve(rfd.as_fd(), &parent)?, n),
-        None => (resolve(rfd.as_fd(), "/")?, ".".into()),
-    };
-    let st = rustix::fs::statat(&dir, &name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(io_err("stat", path))?;
+    let abs = normalize(path);
+    let loc = Located::find(rfd.as_fd(), &abs)?;
+    let st = loc.lstat(path)?;
     let link_target = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-        rustix::fs::readlinkat(&dir, &name, Vec::new())
-            .map(|t| t.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        follow_in_scope(rfd.as_fd(), &abs)?
     } else {
         String::new()
     };
     let mtime = std::time::UNIX_EPOCH
         + std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
     Ok(PathStat {
-        name: if name == "." {
-            "/".into()
-        } else {
-            name.to_string_lossy().into_owned()
-        },
+        name: base_name(&abs).to_owned(),
         size: st.st_size,
         mode: go_mode(&st),
         mtime: crate::util::rfc3339_nano(mtime),
@@ -124,38 +252,92 @@ fn header_for(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
     h
 }
 
-/// Write `path` of the container (a file, or a directory and everything below it) as a tar
-/// stream to `out`, its entries named from the path's last component.
+/// Write `path` of the container (a file, a symlink, or a directory and everything below
+/// it) as a tar stream to `out`, as dockerd's `GET /containers/{id}/archive`: the entries
+/// are named from the path's last component (`./...` for `DIR/.`; `.` for the root).
 pub fn export(root: &Path, path: &str, out: &mut dyn Write) -> Result<(), Error> {
-    let name = Path::new(path)
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| ".".into());
-    export_as(root, path, &name, out)
+    let abs = normalize(path);
+    let name = match base_name(&abs) {
+        "/" => ".",
+        n => n,
+    };
+    export_as(root, path, OsStr::new(name), out)
 }
 
 /// [`export`] with the top entry named `name` (`.` for a directory's contents).
 pub fn export_as(root: &Path, path: &str, name: &OsStr, out: &mut dyn Write) -> Result<(), Error> {
     let rfd = open_root(root)?;
-    let target = resolve(rfd.as_fd(), path)?;
+    let abs = normalize(path);
+    let loc = Located::find(rfd.as_fd(), &abs)?;
+    let st = loc.lstat(path)?;
     let mut ar = tar::Builder::new(out);
     ar.follow_symlinks(false);
-    let st = rustix::fs::fstat(&target).map_err(io_err("stat", path))?;
-    add(&mut ar, target.as_fd(), None, &PathBuf::from(name), &st)?;
+    add(
+        &mut ar,
+        loc.dir.as_fd(),
+        loc.name.as_deref(),
+        name.as_bytes(),
+        &st,
+    )?;
     ar.into_inner()
         .and_then(|w| w.flush())
         .map_err(|e| Error::internal("write the archive", e))
+}
+
+/// Append one entry named `name` (bytes as they are, so `./x` keeps its `./` as dockerd's
+/// entries do; a name or link target past the 100 bytes of the header goes through the tar
+/// crate's GNU long-name records, which drop a leading `./`).
+fn append(
+    ar: &mut tar::Builder<&mut dyn Write>,
+    h: &mut tar::Header,
+    name: &[u8],
+    link: Option<&[u8]>,
+    data: impl io::Read,
+) -> io::Result<()> {
+    if name.len() <= 100 && link.is_none_or(|l| l.len() <= 100) {
+        let old = h.as_old_mut();
+        old.name.fill(0);
+        old.name[..name.len()].copy_from_slice(name);
+        if let Some(l) = link {
+            old.linkname.fill(0);
+            old.linkname[..l.len()].copy_from_slice(l);
+        }
+        h.set_cksum();
+        return ar.append(h, data);
+    }
+    match link {
+        Some(l) => ar.append_link(h, OsStr::from_bytes(name), OsStr::from_bytes(l)),
+        None => ar.append_data(h, OsStr::from_bytes(name), data),
+    }
+}
+
+/// Whether the directory `fd` is on a kernel pseudo filesystem (proc, sysfs, cgroup, devpts,
+/// mqueue, and the like) whose entries are no files of the container.
+fn pseudo_fs(fd: BorrowedFd<'_>) -> bool {
+    const PSEUDO: [i64; 10] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0x1cd1,      // devpts
+        0x1980_0202, // mqueue
+        0x7363_6673, // securityfs
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+        0xcafe_4a11, // bpf
+    ];
+    rustix::fs::fstatfs(fd).is_ok_and(|s| PSEUDO.contains(&{ s.f_type }))
 }
 
 fn add(
     ar: &mut tar::Builder<&mut dyn Write>,
     dir: BorrowedFd<'_>,
     name: Option<&OsStr>,
-    shown: &Path,
+    shown: &[u8],
     st: &rustix::fs::Stat,
 ) -> Result<(), Error> {
     let w = |e: io::Error| Error::internal("write the archive", e);
-    let here = shown.to_string_lossy().into_owned();
+    let here = String::from_utf8_lossy(shown).into_owned();
     let open = |flags: OFlags| -> Result<OwnedFd, Error> {
         match name {
             Some(n) => rustix::fs::openat(
@@ -181,8 +363,17 @@ fn add(
         FileType::Directory => {
             let fd = open(OFlags::RDONLY | OFlags::DIRECTORY)?;
             let mut h = header_for(st, tar::EntryType::Directory);
-            ar.append_data(&mut h, format!("{here}/"), io::empty())
-                .map_err(w)?;
+            let mut dname = shown.to_vec();
+            if !dname.ends_with(b"/") {
+                dname.push(b'/');
+            }
+            append(ar, &mut h, &dname, None, io::empty()).map_err(w)?;
+            if pseudo_fs(fd.as_fd()) {
+                // The live root of a running container holds its /proc, /sys and the like:
+                // kernel views, not its files (dockerd reads the rootfs, where they are
+                // empty directories).
+                return Ok(());
+            }
             let mut names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(&fd)
                 .map_err(io_err("read", &here))?
                 .filter_map(|e| e.ok())
@@ -191,13 +382,17 @@ fn add(
                 .collect();
             names.sort();
             for n in names {
+                let child = [dname.as_slice(), &n].concat();
                 let n = OsStr::from_bytes(&n);
-                let child = shown.join(n);
-                let cst = match rustix::fs::statat(&fd, n, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                let cst = match rustix::fs::statat(&fd, n, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(s) => s,
                     Err(_) => continue,
                 };
-                add(ar, fd.as_fd(), Some(n), &child, &cst)?;
+                match add(ar, fd.as_fd(), Some(n), &child, &cst) {
+                    // Gone meanwhile (or a magic link with nothing behind it): skipped.
+                    Err(Error::NoSuchPath(_)) => {}
+                    r => r?,
+                }
             }
         }
         FileType::RegularFile => {
@@ -210,16 +405,23 @@ fn add(
             let mut h = header_for(&fst, tar::EntryType::Regular);
             h.set_size(fst.st_size as u64);
             let f = File::from(fd);
-            ar.append_data(&mut h, &here, io::Read::take(f, fst.st_size as u64))
-                .map_err(w)?;
+            append(
+                ar,
+                &mut h,
+                shown,
+                None,
+                io::Read::take(f, fst.st_size as u64),
+            )
+            .map_err(w)?;
         }
         FileType::Symlink => {
-            let Some(n) = name else { return Ok(()) };
-            let target =
-                rustix::fs::readlinkat(dir, n, Vec::new()).map_err(io_err("readlink", &here))?;
+            let target = match name {
+                Some(n) => rustix::fs::readlinkat(dir, n, Vec::new()),
+                None => rustix::fs::readlinkat(dir, "", Vec::new()),
+            }
+            .map_err(io_err("readlink", &here))?;
             let mut h = header_for(st, tar::EntryType::Symlink);
-            ar.append_link(&mut h, &here, OsStr::from_bytes(target.as_bytes()))
-                .map_err(w)?;
+            append(ar, &mut h, shown, Some(target.as_bytes()), io::empty()).map_err(w)?;
         }
         // Devices, FIFOs and sockets: skipped (docker copies device nodes as entries; berthd
         // does not recreate them on the host side).
@@ -250,4 +452,27 @@ pub fn import(root: &Path, path: &str, tar: impl io::Read + Send) -> Result<(), 
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_as_dockerd_cleans_them() {
+        for (given, abs, base) in [
+            ("/d/abs", "/d/abs", "abs"),
+            ("d/sub/.", "/d/sub/.", "."),
+            ("/d/lsub/", "/d/lsub/", "lsub"),
+            ("/d/./sub", "/d/sub", "sub"),
+            ("/d/../d/sub", "/d/sub", "sub"),
+            ("/../..", "/", "/"),
+            ("/", "/", "/"),
+            ("/.", "/.", "."),
+            ("/d//x/", "/d/x/", "x"),
+        ] {
+            assert_eq!(normalize(given), abs, "{given}");
+            assert_eq!(base_name(&normalize(given)), base, "{given}");
+        }
+    }
 }

@@ -62,7 +62,8 @@ pub async fn start(
         stdout: ex.config.attach_stdout.unwrap_or(true),
         stderr: ex.config.attach_stderr.unwrap_or(true),
     };
-    let (gate_tx, gate) = tokio::sync::oneshot::channel();
+    let (gate_tx, gate) =
+        tokio::sync::oneshot::channel::<tokio::sync::oneshot::Sender<Result<(), Error>>>();
     let conn = d
         .exec_start(&id, Some(mreq), sc.console_size.as_deref(), Some(gate))
         .await?
@@ -70,8 +71,23 @@ pub async fn start(
     let (resp, on) = super::hijack(&mut req, !tty && version >= ApiVersion(1, 42));
     tokio::spawn(async move {
         let Ok(up) = on.await else { return };
-        let _ = gate_tx.send(());
-        let client = hyper_util::rt::TokioIo::new(up);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let _ = gate_tx.send(started_tx);
+        let mut client = hyper_util::rt::TokioIo::new(up);
+        if let Ok(Err(e)) = started.await {
+            // As dockerd: the error on the stream (stdout's frame without a terminal).
+            use tokio::io::AsyncWriteExt;
+            let msg = format!("{e}\r\n").into_bytes();
+            let mut out = Vec::new();
+            if !tty {
+                out.extend([1, 0, 0, 0]);
+                out.extend((msg.len() as u32).to_be_bytes());
+            }
+            out.extend(msg);
+            let _ = client.write_all(&out).await;
+            let _ = client.shutdown().await;
+            return;
+        }
         let mut done = ex.done.subscribe();
         super::relay(client, conn, detach, async move {
             // The exit code is recorded before the client sees the end (it inspects next).

@@ -39,6 +39,8 @@ impl Daemon {
         // Held until the container is in the map (or the create failed).
         let reservation = self.reserve_name(wanted, &id)?;
         let name = reservation.name.clone();
+        // Until the record is in the map: no rmi or prune deletes the image meanwhile.
+        let _gc = self.images.gc_lock().read_owned().await;
         let me = self.clone();
         let lookup = image_name.clone();
         let (found, image_health) = tokio::task::spawn_blocking(move || {
@@ -214,6 +216,11 @@ impl Daemon {
             // copy-up), read inside the rootfs and written with the layer applier.
             for m in crate::spec::all_mounts(rec)? {
                 if let crate::spec::MountSpec::Volume { name, dst, .. } = m {
+                    if self.volume_device(&name).is_some() {
+                        // Mounted from its device when the container starts (dockerd's
+                        // copy-up there goes to a mount that is gone by the start).
+                        continue;
+                    }
                     let data = self.volumes.data_path(&name);
                     let empty = std::fs::read_dir(&data)
                         .map(|mut d| d.next().is_none())
@@ -236,9 +243,12 @@ impl Daemon {
                 hostname: &dir.join("hostname"),
                 resolv: &dir.join("resolv.conf"),
             };
-            crate::spec::write_etc_files(rec, &files)
-                .map_err(|e| Error::internal("write /etc files", e))?;
-            let spec = crate::spec::build(rec, img, &rootfs, &files, &self.volumes)?;
+            self.write_etc_files(rec, &files)?;
+            make_bind_sources(rec)?;
+            let mut spec = crate::spec::build(rec, img, &rootfs, &files, &self.volumes)?;
+            spec["process"]["env"] =
+                serde_json::json!(daemon_env(rec, rec.config.tty.unwrap_or(false)));
+            self.volume_driver_mounts(rec, &mut spec)?;
             util::atomic_write(
                 &bundle.join("config.json"),
                 &serde_json::to_vec_pretty(&spec).expect("json"),
@@ -249,6 +259,92 @@ impl Daemon {
             self.teardown(id);
         }
         res
+    }
+
+    /// The container's /etc/hosts, /etc/hostname and /etc/resolv.conf, as libnetwork makes
+    /// them (see [`crate::network::hosts_file`] and [`crate::network::resolv_conf`]).
+    /// Errors: 400 for a bad `ExtraHosts` entry; writing the files.
+    fn write_etc_files(
+        &self,
+        rec: &Record,
+        files: &crate::spec::EtcFiles<'_>,
+    ) -> Result<(), Error> {
+        use crate::network::{self, EtcNetwork};
+        let hc = &rec.host_config;
+        let net = match hc.network_mode.as_deref().unwrap_or("default") {
+            "host" => EtcNetwork::Host,
+            "default" | "bridge" if self.bridge.is_some() => EtcNetwork::Bridge,
+            _ => EtcNetwork::Isolated,
+        };
+        let gateway = self.bridge.as_ref().and_then(network::gateway);
+        let extra = hc
+            .extra_hosts
+            .iter()
+            .flatten()
+            .map(|e| network::extra_host(e, gateway.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let host = network::HostFiles::read();
+        let name = container_hostname(rec);
+        let dns = network::Dns {
+            servers: hc.dns.as_deref().unwrap_or_default(),
+            search: hc.dns_search.as_deref().unwrap_or_default(),
+            options: hc.dns_options.as_deref().unwrap_or_default(),
+        };
+        let w = |path: &std::path::Path, text: String| {
+            std::fs::write(path, text)
+                .map_err(|e| Error::internal(format!("write {}", path.display()), e))
+        };
+        w(files.hosts, network::hosts_file(net, &host, &name, &extra))?;
+        w(files.hostname, format!("{name}\n"))?;
+        w(files.resolv, network::resolv_conf(net, &host, &dns))
+    }
+
+    /// The `device` driver option of volume `name` (`volume create -o type=tmpfs -o
+    /// device=tmpfs -o o=size=10m`), with its type and mount options; `None` for a plain one.
+    fn volume_device(&self, name: &str) -> Option<(String, String, String)> {
+        let v = self.volumes.get(name).ok()?;
+        let device = v.options.get("device").filter(|d| !d.is_empty())?.clone();
+        let typ = v.options.get("type").cloned().unwrap_or_default();
+        let o = v.options.get("o").cloned().unwrap_or_default();
+        Some((typ, device, o))
+    }
+
+    /// Volumes of the local driver with a `device` (tmpfs, nfs, a block device, or a bind with
+    /// `o=bind`) are mounted from it instead of their directory, with their `type` and `o`
+    /// options, as dockerd's local driver mounts them; each container mounts its own (dockerd
+    /// mounts one per volume for all its containers: a tmpfs is not shared here).
+    fn volume_driver_mounts(
+        &self,
+        rec: &Record,
+        spec: &mut serde_json::Value,
+    ) -> Result<(), Error> {
+        for m in crate::spec::all_mounts(rec)? {
+            let crate::spec::MountSpec::Volume { name, dst, ro } = m else {
+                continue;
+            };
+            let Some((typ, device, o)) = self.volume_device(&name) else {
+                continue;
+            };
+            let mut options: Vec<String> = o
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let bind = options.iter().any(|x| x == "bind" || x == "rbind");
+            options.push(if ro { "ro" } else { "rw" }.into());
+            let typ = if bind || typ.is_empty() {
+                "bind".to_owned()
+            } else {
+                typ
+            };
+            for mount in spec["mounts"].as_array_mut().into_iter().flatten() {
+                if mount["destination"] == dst.as_str() {
+                    *mount = serde_json::json!({"destination": dst, "type": typ,
+                        "source": device, "options": options});
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Unmount and remove everything of container `id` on disk.
@@ -276,4 +372,55 @@ fn image_healthcheck(
     Ok(v.get("config")
         .and_then(|c| c.get("Healthcheck"))
         .and_then(|h| serde_json::from_value(h.clone()).ok()))
+}
+
+/// dockerd's default PATH (`system.DefaultPathEnv`), given to every container and exec.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The container's hostname as its processes see it: the host's on the host's network or
+/// UTS namespace, else its Config.Hostname or short id.
+pub(super) fn container_hostname(rec: &Record) -> String {
+    let hc = &rec.host_config;
+    if hc.network_mode.as_deref() == Some("host") || hc.uts_mode.as_deref() == Some("host") {
+        if let Ok(h) = nix::unistd::gethostname() {
+            return h.to_string_lossy().into_owned();
+        }
+    }
+    crate::spec::hostname(rec)
+}
+
+/// The environment of a container's process or of an exec in it (`tty`: the exec's own),
+/// as dockerd's `CreateDaemonEnvironment`: `PATH` (its default), `HOSTNAME`, `TERM=xterm`
+/// with a terminal, then the container's Env replacing or adding to those.
+pub(super) fn daemon_env(rec: &Record, tty: bool) -> Vec<String> {
+    let mut base = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={}", container_hostname(rec)),
+    ];
+    if tty {
+        base.push("TERM=xterm".into());
+    }
+    merge_env(&base, rec.config.env.as_deref().unwrap_or_default())
+}
+
+/// Create the missing host directories of the container's `-v` binds (mode 0755, as dockerd
+/// does for `Binds`; `--mount type=bind` is refused at create instead).
+pub(super) fn make_bind_sources(rec: &Record) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    for b in rec.host_config.binds.iter().flatten() {
+        let src = b.split(':').next().unwrap_or("");
+        if !src.starts_with('/') || std::path::Path::new(src).exists() {
+            continue;
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(src)
+            .map_err(|e| {
+                Error::BadParameter(format!(
+                    "error while creating mount source path '{src}': {e}"
+                ))
+            })?;
+    }
+    Ok(())
 }

@@ -35,6 +35,11 @@ impl Daemon {
         if rec.state.running || (rec.state.status == "restarting" && !by_policy) {
             return Err(Error::NotModified("started"));
         }
+        if !by_policy && rec.restart_count != 0 {
+            // A start by hand (or by the daemon's start) begins a new series of restarts, as
+            // dockerd's containerStart resets the restart manager and RestartCount.
+            self.save(entry, |r| r.restart_count = 0)?;
+        }
         match self.start_inner(entry).await {
             Err(Error::NotModified(m)) => Err(Error::NotModified(m)),
             Err(e) => {
@@ -296,6 +301,7 @@ impl Daemon {
                     || rec.state.finished_at != token
                     || entry.watch.borrow().removed
                 {
+                    tracing::debug!(id = %entry.id, "pending restart cancelled");
                     return;
                 }
                 let _ = me.save(&entry, |r| r.restart_count += 1);
@@ -444,17 +450,22 @@ impl Daemon {
 
     async fn signal(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
         let root = self.paths.runtime_root();
-        let id = id.to_owned();
-        tokio::task::spawn_blocking(move || {
-            match berth_runtime::ContainerRef::new(root, &id).kill(sig, all) {
-                Ok(()) => Ok(()),
+        let id2 = id.to_owned();
+        let sent = tokio::task::spawn_blocking(move || {
+            match berth_runtime::ContainerRef::new(root, &id2).kill(sig, all) {
+                Ok(()) => Ok(true),
                 Err(berth_runtime::ContainerError::NotFound { .. })
-                | Err(berth_runtime::ContainerError::NotRunning { .. }) => Ok(()),
-                Err(e) => Err(Error::internal(format!("kill {id}"), e)),
+                | Err(berth_runtime::ContainerError::NotRunning { .. }) => Ok(false),
+                Err(e) => Err(Error::internal(format!("kill {id2}"), e)),
             }
         })
         .await
-        .map_err(|e| Error::internal("kill", e))?
+        .map_err(|e| Error::internal("kill", e))??;
+        if sent {
+            // dockerd's `killWithSignal`: every signal sent (kill, stop, rm -f) is an event.
+            self.event(id, "kill", &[("signal", sig.to_string())]);
+        }
+        Ok(())
     }
 
     /// Wait until the container is not running (or `deadline` passes); true if it stopped.
@@ -505,6 +516,7 @@ impl Daemon {
         }
         if t < 0 {
             entry.watch.subscribe().wait_for(|s| !s.running).await.ok();
+            self.event(&entry.id, "stop", &[]);
             return Ok(());
         }
         if !self
@@ -514,6 +526,7 @@ impl Daemon {
             self.signal(&entry.id, libc::SIGKILL, true).await?;
             self.wait_stopped(entry, Duration::from_secs(30)).await;
         }
+        self.event(&entry.id, "stop", &[]);
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod create;
 mod events;
 mod exec;
 mod lifecycle;
+mod top;
 mod volumes;
 
 /// How many past events `/events?since=` can replay.
@@ -650,55 +651,6 @@ impl Daemon {
             .map_err(|e| Error::internal("stats", e))
     }
 
-    /// The container's processes as (pid, ppid, uid, command line).
-    pub async fn top(&self, name: &str) -> Result<Vec<(i32, i32, u32, String)>, Error> {
-        let entry = self.get(name)?;
-        if !entry.record().state.running {
-            return Err(Error::Conflict(format!(
-                "Container {} is not running",
-                entry.id
-            )));
-        }
-        let root = self.paths.runtime_root();
-        let id = entry.id.clone();
-        let pids = tokio::task::spawn_blocking(move || {
-            // One lock (load); the cgroup and its processes are read without it.
-            let c = berth_runtime::Container::load(&root, &id)?;
-            let cg = c.cgroup()?;
-            Ok::<_, berth_runtime::ContainerError>(c.own_processes(cg.as_ref()))
-        })
-        .await
-        .map_err(|e| Error::internal("top", e))?
-        .map_err(|e| Error::internal("list the container's processes", e))?;
-        let mut out = Vec::new();
-        for pid in pids {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
-                .unwrap_or(0);
-            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("Uid:"))
-                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                })
-                .unwrap_or(0);
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|b| {
-                    String::from_utf8_lossy(&b)
-                        .split('\0')
-                        .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            out.push((pid, ppid, uid, cmd));
-        }
-        Ok(out)
-    }
-
     fn save(&self, entry: &Entry, f: impl FnOnce(&mut Record)) -> Result<Record, Error> {
         let mut rec = entry.rec.lock().expect("record lock");
         f(&mut rec);
@@ -737,6 +689,7 @@ impl Daemon {
                 .expect("pending lock")
                 .push(PendingAttach { req, tx });
         }
+        self.event(&entry.id, "attach", &[]);
         Ok(rx)
     }
 
