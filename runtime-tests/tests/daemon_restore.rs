@@ -321,11 +321,18 @@ fn daemon_restart_policy_and_auto_remove() {
     let exit_file = d.data.join("containers").join(&u).join("exit.json");
     d.wait_until("the monitor to record the kill", 20, || exit_file.exists());
     d.restart();
+    // Started by the daemon's start, which (as dockerd's restore) resets RestartCount.
     d.wait_until("the restart after the daemon's", 30, || {
         let o = d
-            .docker(&["inspect", "-f", "{{.State.Running}} {{.RestartCount}}", &u])
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Running}} {{.State.Pid}} {{.RestartCount}}",
+                &u,
+            ])
             .stdout_str();
-        o.trim() == "true 1"
+        let f: Vec<&str> = o.split_whitespace().collect();
+        f.len() == 3 && f[0] == "true" && f[1] != upid.to_string() && f[2] == "0"
     });
     // A created container is not started by the daemon's restart, whatever its policy.
     let c = d.track(&d.ok(&["create", "--restart", "always", "busybox", "true"]));

@@ -1,6 +1,7 @@
 //! A container's lifecycle through its monitor: start (attaches first), exits, restart
 //! policies and AutoRemove, signals, stop, removal.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,10 +36,13 @@ impl Daemon {
         if rec.state.running || (rec.state.status == "restarting" && !by_policy) {
             return Err(Error::NotModified("started"));
         }
-        if !by_policy && rec.restart_count != 0 {
+        if !by_policy {
             // A start by hand (or by the daemon's start) begins a new series of restarts, as
             // dockerd's containerStart resets the restart manager and RestartCount.
-            self.save(entry, |r| r.restart_count = 0)?;
+            entry.backoff_ms.store(0, Ordering::Relaxed);
+            if rec.restart_count != 0 {
+                self.save(entry, |r| r.restart_count = 0)?;
+            }
         }
         match self.start_inner(entry).await {
             Err(Error::NotModified(m)) => Err(Error::NotModified(m)),
@@ -290,7 +294,19 @@ impl Daemon {
         if rec.state.status == "restarting" {
             // The backoff; a stop, kill or removal meanwhile ends the status `restarting` (or
             // the container), and a later exit has another finish time: either cancels this.
-            let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 8));
+            // dockerd's restart manager: 100 ms, doubled at each restart up to a minute, back
+            // to 100 ms after a run of 10 s or more.
+            let ran = util::parse_rfc3339(&rec.state.finished_at)
+                .zip(util::parse_rfc3339(&rec.state.started_at))
+                .map_or(0, |(f, s)| f - s);
+            let prev = entry.backoff_ms.load(Ordering::Relaxed);
+            let next = if prev == 0 || ran >= 10_000_000_000 {
+                100
+            } else {
+                (prev * 2).min(60_000)
+            };
+            entry.backoff_ms.store(next, Ordering::Relaxed);
+            let delay = Duration::from_millis(next);
             let token = rec.state.finished_at.clone();
             let me = self.clone();
             tokio::spawn(async move {
@@ -304,7 +320,6 @@ impl Daemon {
                     tracing::debug!(id = %entry.id, "pending restart cancelled");
                     return;
                 }
-                let _ = me.save(&entry, |r| r.restart_count += 1);
                 if let Err(e) = me.start_locked(&entry, true).await {
                     tracing::warn!(id = %entry.id, "restart: {e}");
                 }
@@ -351,12 +366,14 @@ impl Daemon {
             r.state.finished_at = exit.finished_at.clone();
             r.state.oom_killed = exit.oom_killed;
             r.state.network = None;
-            r.state.status =
-                if policy && !r.host_config.auto_remove.unwrap_or(false) && should_restart(r) {
-                    "restarting".into()
-                } else {
-                    "exited".into()
-                };
+            // As dockerd's: RestartCount counts the restart at the exit that decides it, and
+            // `Restarting (N)` shows it during the backoff.
+            if policy && !r.host_config.auto_remove.unwrap_or(false) && should_restart(r) {
+                r.state.status = "restarting".into();
+                r.restart_count += 1;
+            } else {
+                r.state.status = "exited".into();
+            }
         }) {
             Ok(r) => r,
             Err(e) => {

@@ -54,6 +54,9 @@ pub struct Entry {
     pub watch: watch::Sender<Snapshot>,
     pending: Mutex<Vec<PendingAttach>>,
     op: tokio::sync::Mutex<()>,
+    /// The restart policy's last backoff in ms (0: none yet), as dockerd's restart manager
+    /// keeps it: in memory, reset by a start by hand and by the daemon's start.
+    backoff_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Entry {
@@ -376,6 +379,7 @@ impl Daemon {
             watch: watch::channel(snap).0,
             pending: Mutex::new(Vec::new()),
             op: tokio::sync::Mutex::new(()),
+            backoff_ms: std::sync::atomic::AtomicU64::new(0),
         });
         self.containers
             .write()
