@@ -513,7 +513,9 @@ impl Daemon {
         let rec = entry.record();
         if rec.state.status == "restarting" {
             // Counts as running (dockerd): the stop cancels the restart.
-            return self.cancel_restart(entry);
+            self.cancel_restart(entry)?;
+            self.event(&entry.id, "stop", &[]);
+            return Ok(());
         }
         if !rec.state.running {
             return Err(Error::NotModified("stopped"));
