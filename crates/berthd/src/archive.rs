@@ -254,14 +254,10 @@ fn header_for(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
 
 /// Write `path` of the container (a file, a symlink, or a directory and everything below
 /// it) as a tar stream to `out`, as dockerd's `GET /containers/{id}/archive`: the entries
-/// are named from the path's last component (`./...` for `DIR/.`; `.` for the root).
+/// are named from the path's last component (`./...` for `DIR/.`, `/...` for the root).
 pub fn export(root: &Path, path: &str, out: &mut dyn Write) -> Result<(), Error> {
     let abs = normalize(path);
-    let name = match base_name(&abs) {
-        "/" => ".",
-        n => n,
-    };
-    export_as(root, path, OsStr::new(name), out)
+    export_as(root, path, OsStr::new(base_name(&abs)), out)
 }
 
 /// [`export`] with the top entry named `name` (`.` for a directory's contents).
@@ -284,9 +280,10 @@ pub fn export_as(root: &Path, path: &str, name: &OsStr, out: &mut dyn Write) -> 
         .map_err(|e| Error::internal("write the archive", e))
 }
 
-/// Append one entry named `name` (bytes as they are, so `./x` keeps its `./` as dockerd's
-/// entries do; a name or link target past the 100 bytes of the header goes through the tar
-/// crate's GNU long-name records, which drop a leading `./`).
+/// Append one entry named `name` and, for a symlink, pointing at `link`, both written as
+/// they are (dockerd's `./x` and `/bin` names, which the tar crate's path setters would
+/// rewrite or refuse); a name or target past the header's 100 bytes goes first in a GNU
+/// `././@LongLink` record, as Go's archive/tar writes it.
 fn append(
     ar: &mut tar::Builder<&mut dyn Write>,
     h: &mut tar::Header,
@@ -294,21 +291,33 @@ fn append(
     link: Option<&[u8]>,
     data: impl io::Read,
 ) -> io::Result<()> {
-    if name.len() <= 100 && link.is_none_or(|l| l.len() <= 100) {
-        let old = h.as_old_mut();
-        old.name.fill(0);
-        old.name[..name.len()].copy_from_slice(name);
-        if let Some(l) = link {
-            old.linkname.fill(0);
-            old.linkname[..l.len()].copy_from_slice(l);
+    let long = |ar: &mut tar::Builder<&mut dyn Write>, kind: u8, value: &[u8]| {
+        let mut lh = tar::Header::new_gnu();
+        lh.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        lh.set_entry_type(tar::EntryType::new(kind));
+        lh.set_mode(0o644);
+        lh.set_size(value.len() as u64 + 1);
+        lh.set_cksum();
+        ar.append(&lh, [value, b"\0"].concat().as_slice())
+    };
+    if name.len() > 100 {
+        long(ar, b'L', name)?;
+    }
+    let old = h.as_old_mut();
+    old.name.fill(0);
+    let n = name.len().min(100);
+    old.name[..n].copy_from_slice(&name[..n]);
+    if let Some(l) = link {
+        if l.len() > 100 {
+            long(ar, b'K', l)?;
         }
-        h.set_cksum();
-        return ar.append(h, data);
+        let old = h.as_old_mut();
+        old.linkname.fill(0);
+        let n = l.len().min(100);
+        old.linkname[..n].copy_from_slice(&l[..n]);
     }
-    match link {
-        Some(l) => ar.append_link(h, OsStr::from_bytes(name), OsStr::from_bytes(l)),
-        None => ar.append_data(h, OsStr::from_bytes(name), data),
-    }
+    h.set_cksum();
+    ar.append(h, data)
 }
 
 /// Whether the directory `fd` is on a kernel pseudo filesystem (proc, sysfs, cgroup, devpts,

@@ -244,7 +244,6 @@ impl Daemon {
                 resolv: &dir.join("resolv.conf"),
             };
             self.write_etc_files(rec, &files)?;
-            make_bind_sources(rec)?;
             let mut spec = crate::spec::build(rec, img, &rootfs, &files, &self.volumes)?;
             spec["process"]["env"] =
                 serde_json::json!(daemon_env(rec, rec.config.tty.unwrap_or(false)));
@@ -403,8 +402,8 @@ pub(super) fn daemon_env(rec: &Record, tty: bool) -> Vec<String> {
     merge_env(&base, rec.config.env.as_deref().unwrap_or_default())
 }
 
-/// Create the missing host directories of the container's `-v` binds (mode 0755, as dockerd
-/// does for `Binds`; `--mount type=bind` is refused at create instead).
+/// Create the missing host directories of the container's `-v` binds (mode 0755), as dockerd
+/// does for `Binds` at each start (`--mount type=bind` is refused at create instead).
 pub(super) fn make_bind_sources(rec: &Record) -> Result<(), Error> {
     use std::os::unix::fs::DirBuilderExt;
     for b in rec.host_config.binds.iter().flatten() {

@@ -60,6 +60,8 @@ impl Daemon {
             return Err(Error::NotModified("started"));
         }
         let id = rec.id.clone();
+        // dockerd makes a missing `-v` source at every start, not only at create.
+        super::create::make_bind_sources(&rec)?;
         // Namespaces of other containers (container:NAME modes), as they are now.
         let joins = crate::spec::joins(&rec.host_config);
         if !joins.is_empty() {
