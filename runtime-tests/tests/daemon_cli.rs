@@ -533,7 +533,15 @@ fn daemon_host_config_applied() {
     ]);
     assert_eq!(out.split_whitespace().nth(1), Some(bnd.as_str()), "{out}");
     // Bad parameters are 400s naming the problem.
-    let o = d.docker(&["run", "--rm", "-v", "/does/not/exist:/x", "busybox", "true"]);
+    // (`-v` makes a missing source as dockerd; `--mount` refuses it.)
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,src=/does/not/exist,dst=/x",
+        "busybox",
+        "true",
+    ]);
     assert!(
         o.stderr_str().contains("bind source path does not exist"),
         "{}",
@@ -652,7 +660,7 @@ fn daemon_pause_top_rename_events() {
         .collect();
     assert_eq!(
         kinds,
-        ["create", "start", "pause", "unpause", "rename", "die", "destroy"],
+        ["create", "start", "pause", "unpause", "rename", "kill", "die", "destroy"],
         "{actions:?}"
     );
     assert!(
