@@ -579,3 +579,70 @@ fn daemon_one_character_names_are_refused() {
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     d.assert_clean(&[]);
 }
+
+/// `--privileged` gives the container every device of the host's /dev (as dockerd: runc's
+/// HostDevices), a `--device` mapping still applies, and without it only the default nodes.
+#[test]
+fn daemon_privileged_gets_the_host_devices() {
+    let d = daemon();
+    d.load_busybox();
+    // The host's devices, walked as dockerd walks them.
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        use std::os::unix::fs::FileTypeExt;
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ft.is_dir() {
+                if ![".lxc", ".lxd-mounts", ".udev", "fd", "mqueue", "pts", "shm"]
+                    .contains(&name.as_str())
+                {
+                    walk(&e.path(), out);
+                }
+            } else if (ft.is_char_device() || ft.is_block_device())
+                && e.path() != std::path::Path::new("/dev/console")
+            {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    let mut host = Vec::new();
+    walk(std::path::Path::new("/dev"), &mut host);
+    // /dev/ptmx is the link to pts/ptmx the runtime makes (as runc), whatever the host has.
+    host.retain(|p| p != "/dev/ptmx");
+    host.sort();
+    assert!(host.len() > 20, "{host:?}");
+    let list = "find /dev -path /dev/pts -prune -o -path /dev/shm -prune -o -path /dev/mqueue \
+                -prune -o \\( -type c -o -type b \\) -print | sort";
+    let inside = d.ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", list]);
+    let inside: Vec<&str> = inside.lines().filter(|l| *l != "/dev/console").collect();
+    assert_eq!(inside, host.iter().map(String::as_str).collect::<Vec<_>>());
+    // Numbers as the host's: /dev/null inside is 1,3 and a host device with a subdirectory
+    // path keeps it.
+    let nested = host.iter().find(|p| p.matches('/').count() > 2).cloned();
+    if let Some(n) = nested {
+        let want = std::fs::metadata(&n).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let got = d.ok(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "stat",
+            "-c",
+            "%t:%T",
+            &n,
+        ]);
+        assert_eq!(
+            got,
+            format!(
+                "{:x}:{:x}",
+                (want.rdev() >> 8) & 0xfff,
+                (want.rdev() & 0xff) | ((want.rdev() >> 12) & 0xfff00)
+            )
+        );
+    }
+    // Unprivileged: the default nodes only.
+    let plain = d.ok(&["run", "--rm", "busybox", "sh", "-c", list]);
+    assert!(plain.lines().count() < 12, "{plain}");
+    d.assert_clean(&[]);
+}

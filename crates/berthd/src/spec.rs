@@ -710,6 +710,49 @@ pub fn devices(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<(Value, Str
     Ok(out)
 }
 
+/// Every character and block device under the host's `/dev`, for a `--privileged` container,
+/// as dockerd adds them (runc's `HostDevices`: the tree walked without following links,
+/// skipping the `pts`, `shm`, `fd`, `mqueue`, `.lxc`, `.lxd-mounts` and `.udev` directories
+/// and `/dev/console`), each at its host path with the host's mode and owner. A device that
+/// vanishes during the walk is skipped.
+pub fn host_devices() -> Vec<Value> {
+    fn walk(dir: &Path, out: &mut Vec<Value>) {
+        use rustix::fs::FileType;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                let skip = [".lxc", ".lxd-mounts", ".udev", "fd", "mqueue", "pts", "shm"];
+                if !skip.iter().any(|s| e.file_name() == *s) {
+                    walk(&path, out);
+                }
+                continue;
+            }
+            if path == Path::new("/dev/console") {
+                continue;
+            }
+            let Ok(st) = rustix::fs::lstat(&path) else {
+                continue;
+            };
+            let typ = match FileType::from_raw_mode(st.st_mode) {
+                FileType::CharacterDevice => "c",
+                FileType::BlockDevice => "b",
+                _ => continue,
+            };
+            out.push(json!({"path": path, "type": typ,
+                "major": rustix::fs::major(st.st_rdev), "minor": rustix::fs::minor(st.st_rdev),
+                "fileMode": st.st_mode & 0o777, "uid": st.st_uid, "gid": st.st_gid}));
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/dev"), &mut out);
+    out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    out
+}
+
 /// The ports to publish (`-p HOST:CONTAINER[/PROTO]`) as (host port, container port,
 /// protocol); a host IP is refused.
 pub fn published(hc: &bollard_stubs::models::HostConfig) -> Result<Vec<(u16, u16, String)>, Error> {
@@ -919,8 +962,18 @@ pub fn build(
     if let Some(sc) = seccomp {
         linux["seccomp"] = sc;
     }
-    if !devs.is_empty() {
-        linux["devices"] = json!(devs.into_iter().map(|(d, _)| d).collect::<Vec<_>>());
+    let mut linux_devices: Vec<Value> = if privileged {
+        host_devices()
+    } else {
+        Vec::new()
+    };
+    // A `--device` mapping replaces a host device of the same path.
+    for (d, _) in devs {
+        linux_devices.retain(|h| h["path"] != d["path"]);
+        linux_devices.push(d);
+    }
+    if !linux_devices.is_empty() {
+        linux["devices"] = json!(linux_devices);
     }
     if let Some(sysctls) = hc.sysctls.as_ref().filter(|m| !m.is_empty()) {
         linux["sysctl"] = json!(sysctls);
