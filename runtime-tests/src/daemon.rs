@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 use crate::SupportError;
 
+mod dockerd;
+
+pub use dockerd::Dockerd;
+
 /// The docker CLI the tests drive.
 pub fn docker_cli() -> PathBuf {
     if let Some(p) = std::env::var_os("DOCKER_CLI") {
@@ -33,6 +37,20 @@ pub fn docker_cli() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/docker"))
+}
+
+/// The docker CLI ([`docker_cli`]) run to its end against the daemon listening on `sock`
+/// (`DOCKER_HOST=unix://SOCK`), with `DOCKER_CONFIG` in `cfg` beside the socket and stdin
+/// empty: for commands sent alike to berthd and to a [`Dockerd`].
+pub fn docker_on(sock: &Path, args: &[&str]) -> Output {
+    let cfg = sock.parent().unwrap_or(Path::new("/")).join("cfg");
+    Command::new(docker_cli())
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .env("DOCKER_CONFIG", cfg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the docker CLI")
 }
 
 /// The berthd binary: `$BERTHD_BIN`, else the workspace's build output.

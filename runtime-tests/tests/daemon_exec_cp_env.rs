@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use runtime_tests::daemon::{docker_cli, OutputExt, TestDaemon};
+use runtime_tests::daemon::{docker_on as on, Dockerd, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -565,64 +565,12 @@ fn daemon_events_kill_stop_attach_and_exec() {
     d.assert_clean(&[id, a]);
 }
 
-/// Debian's dockerd 20.10 + runc on roots of its own (no bridge, no iptables).
-struct Dockerd {
-    child: std::process::Child,
-    sock: std::path::PathBuf,
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = Command::new(docker_cli())
-            .args(["rm", "-f", "cmp"])
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .output();
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-        // dockerd leaves the host network's sandbox (`--network host`) bound in its exec
-        // root.
-        let netns = self.sock.parent().unwrap().join("exec/netns/default");
-        let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-fn on(sock: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(docker_cli())
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-        .env("DOCKER_CONFIG", sock.parent().unwrap().join("cfg"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn daemon_exec_cp_env_match_dockerd() {
     let d = daemon();
-    let root = d.dir.path().join("dk");
-    std::fs::create_dir_all(&root).unwrap();
-    let sock = root.join("d.sock");
-    let log = std::fs::File::create(root.join("log")).unwrap();
-    let child = Command::new("dockerd")
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--exec-root")
-        .arg(root.join("exec"))
-        .arg("--pidfile")
-        .arg(root.join("pid"))
-        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("dockerd (apt-get install docker.io)");
-    let k = Dockerd { child, sock };
-    d.wait_until("dockerd", 60, || on(&k.sock, &["version"]).status.success());
-    let archive = runtime_tests::daemon::busybox_archive();
-    let o = on(&k.sock, &["load", "-i", archive.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", o.stderr_str());
+    // Debian's dockerd 20.10 + runc on roots of its own (no bridge, no iptables).
+    let k = Dockerd::start(d.dir.path());
+    k.load_busybox();
     let bid = d.track(&d.ok(&[
         "run", "-d", "--name", "cmp", "busybox", "sh", "-c", CP_SETUP,
     ]));

@@ -7,11 +7,10 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use runtime_tests::daemon::{docker_cli, OutputExt, TestDaemon};
+use runtime_tests::daemon::{docker_on as on, Dockerd, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -278,61 +277,12 @@ fn daemon_rename_to_the_name_of_a_create_under_way_is_refused() {
     d.assert_clean(&[]);
 }
 
-/// Debian's dockerd with its own roots, no bridge, no iptables (as daemon_interop.rs runs it).
-struct Dockerd {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
-fn dockerd(dir: &Path) -> Dockerd {
-    let root = dir.join("dk");
-    std::fs::create_dir_all(&root).unwrap();
-    let sock = root.join("d.sock");
-    let log = std::fs::File::create(root.join("log")).unwrap();
-    let child = Command::new("dockerd")
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--exec-root")
-        .arg(root.join("exec"))
-        .arg("--pidfile")
-        .arg(root.join("pid"))
-        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("dockerd (apt-get install docker.io)");
-    Dockerd { child, sock }
-}
-
-fn on(sock: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(docker_cli())
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-        .env("DOCKER_CONFIG", sock.parent().unwrap().join("cfg"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn daemon_rename_refusals_are_dockerds() {
     let d = daemon();
     d.load_busybox();
-    let k = dockerd(d.dir.path());
-    d.wait_until("dockerd", 60, || on(&k.sock, &["version"]).status.success());
-    let archive = runtime_tests::daemon::busybox_archive();
-    let o = on(&k.sock, &["load", "-i", archive.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", o.stderr_str());
+    let k = Dockerd::start(d.dir.path());
+    k.load_busybox();
     // The same two containers on each daemon.
     let mut ids = Vec::new();
     for sock in [&d.sock, &k.sock] {

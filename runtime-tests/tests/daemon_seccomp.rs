@@ -10,59 +10,9 @@
 //! checked against what each profile says rather than against each other.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
-use runtime_tests::daemon::{busybox_archive, docker_cli, OutputExt, TestDaemon};
+use runtime_tests::daemon::{Dockerd, OutputExt, TestDaemon};
 use serde_json::Value;
-
-/// Debian's dockerd with roots of its own under `dir`, stopped (and waited for) on drop.
-struct Dockerd {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
-fn dockerd(dir: &Path) -> Dockerd {
-    let root = dir.join("dk");
-    std::fs::create_dir_all(&root).unwrap();
-    let sock = root.join("d.sock");
-    let log = std::fs::File::create(root.join("log")).unwrap();
-    let child = Command::new("dockerd")
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--exec-root")
-        .arg(root.join("exec"))
-        .arg("--pidfile")
-        .arg(root.join("pid"))
-        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("dockerd (apt-get install docker.io)");
-    Dockerd { child, sock }
-}
-
-/// The docker CLI against dockerd.
-fn on_dockerd(k: &Dockerd, args: &[&str]) -> std::process::Output {
-    Command::new(docker_cli())
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", k.sock.display()))
-        .env("DOCKER_CONFIG", k.sock.parent().unwrap().join("cfg"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 /// Both daemons, up, with busybox loaded.
 struct Pair {
@@ -76,13 +26,8 @@ impl Pair {
         runtime_tests::require_root();
         let d = TestDaemon::start().expect("start berthd");
         d.load_busybox();
-        let k = dockerd(d.dir.path());
-        d.wait_until("dockerd", 60, || {
-            on_dockerd(&k, &["version"]).status.success()
-        });
-        let tar = busybox_archive();
-        let o = on_dockerd(&k, &["load", "-i", tar.to_str().unwrap()]);
-        assert!(o.status.success(), "load into dockerd: {}", o.stderr_str());
+        let k = Dockerd::start(d.dir.path());
+        k.load_busybox();
         let probe = runtime_tests::probe_bin().expect("berth-probe");
         Pair {
             d,
@@ -102,7 +47,7 @@ impl Pair {
         let o = if on_berthd {
             self.d.docker(&args)
         } else {
-            on_dockerd(self.k.as_ref().unwrap(), &args)
+            self.k.as_ref().unwrap().docker(&args)
         };
         let who = if on_berthd { "berthd" } else { "dockerd" };
         assert!(
