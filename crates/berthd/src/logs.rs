@@ -572,24 +572,36 @@ mod tests {
         r.map(|i| format!("line {i}\n")).collect()
     }
 
-    #[test]
-    fn cursor_reads_every_kept_file_after_many_rotations() {
+    /// A log `c.log` in a new tempdir with its writer: (the tempdir, the log's path, the
+    /// writer, rotating by `rot`).
+    fn new_log(rot: Rotation) -> (tempfile::TempDir, PathBuf, Writer) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.log");
+        let w = Writer::open(&p, rot).unwrap();
+        (d, p, w)
+    }
+
+    /// Writes `line I\n` to stdout for each I of `r`, as [`lines`] lists them.
+    fn write_lines(w: &mut Writer, r: std::ops::Range<u32>) {
+        for i in r {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn cursor_reads_every_kept_file_after_many_rotations() {
         let rot = Rotation {
             max_size: 300,
             max_files: 40,
         };
-        let mut w = Writer::open(&p, rot).unwrap();
+        let (_d, p, mut w) = new_log(rot);
         w.write(Stream::Stdout, b"line 0\n").unwrap();
         let mut c = Cursor::oldest(&p, rot);
         assert_eq!(logs(&mut c), lines(0..1));
         // Far behind: 33 rotations since the last read (3 records a file), all within the
         // files kept.
-        for i in 1..100 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
-                .unwrap();
-        }
+        write_lines(&mut w, 1..100);
         assert!(rotated(&p, 33).exists() && !rotated(&p, 34).exists());
         assert_eq!(logs(&mut c), lines(1..100));
         // Reading along as it is written.
@@ -614,20 +626,15 @@ mod tests {
 
     #[test]
     fn cursor_behind_the_kept_files_goes_on_from_the_oldest() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c.log");
         let rot = Rotation {
             max_size: 200,
             max_files: 3,
         };
-        let mut w = Writer::open(&p, rot).unwrap();
+        let (_d, p, mut w) = new_log(rot);
         w.write(Stream::Stdout, b"line 0\n").unwrap();
         let mut c = Cursor::oldest(&p, rot);
         assert_eq!(logs(&mut c), lines(0..1));
-        for i in 1..100 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
-                .unwrap();
-        }
+        write_lines(&mut w, 1..100);
         // The rest of the file it holds (2 records a file), then the oldest kept.
         let got = logs(&mut c);
         assert!(c.skipped);
@@ -637,20 +644,15 @@ mod tests {
 
     #[test]
     fn cursor_after_a_truncation_reads_from_the_start() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c.log");
         let rot = Rotation {
             max_size: 200,
             max_files: 1,
         };
-        let mut w = Writer::open(&p, rot).unwrap();
+        let (_d, p, mut w) = new_log(rot);
         let mut c = Cursor::oldest(&p, rot);
         assert!(logs(&mut c).is_empty());
         // Two records fill the 200 bytes; the third truncates the file and starts it again.
-        for i in 0..2 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
-                .unwrap();
-        }
+        write_lines(&mut w, 0..2);
         assert_eq!(logs(&mut c), lines(0..2));
         w.write(Stream::Stdout, b"line 2\n").unwrap();
         assert_eq!(logs(&mut c), lines(2..3));
@@ -674,15 +676,13 @@ mod tests {
     /// after the last line.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn follow_wakes_and_ends_at_the_stop() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c.log");
         // ~75 rotations: every file is kept, so a reader behind by many files (a loaded
         // machine) still owes nothing to the rotation (falling behind is tested apart).
         let rot = Rotation {
             max_size: 300,
             max_files: 200,
         };
-        let mut w = Writer::open(&p, rot).unwrap();
+        let (_d, p, mut w) = new_log(rot);
         let (state_tx, state) = watch::channel(Snapshot {
             running: true,
             ..Default::default()
@@ -708,10 +708,7 @@ mod tests {
                 got.extend_from_slice(&b);
             }
         }
-        for i in 100..300u32 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
-                .unwrap();
-        }
+        write_lines(&mut w, 100..300);
         w.flush().unwrap();
         state_tx.send_modify(|s| {
             s.running = false;
