@@ -100,6 +100,78 @@ pub fn busybox_archive() -> PathBuf {
     out
 }
 
+/// A copy of the busybox docker-archive ([`busybox_archive`]) tagged `name`, written to
+/// `dir/NAME.tar` (`:` and `/` made `-`) from a work directory `dir/img-NAME`,, whose config's `config` gets `extra`
+/// merged in, key by key
+/// (so a new image id; the OCI layout part is dropped, so the docker-archive part is what loads).
+pub fn busybox_archive_with_config(dir: &Path, name: &str, extra: serde_json::Value) -> PathBuf {
+    let work = dir.join(format!("img-{}", name.replace([':', '/'], "-")));
+    std::fs::create_dir_all(&work).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(busybox_archive())
+        .arg("-C")
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("manifest.json")).unwrap()).unwrap();
+    let old_cfg = manifest[0]["Config"].as_str().unwrap().to_owned();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join(&old_cfg)).unwrap()).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        cfg["config"][k] = v.clone();
+    }
+    let bytes = serde_json::to_vec(&cfg).unwrap();
+    let tmp = work.join("new-config");
+    std::fs::write(&tmp, &bytes).unwrap();
+    let sum = Command::new("sha256sum").arg(&tmp).output().unwrap();
+    let hex = sum
+        .stdout_str()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::remove_file(work.join(&old_cfg)).unwrap();
+    std::fs::write(work.join(format!("{hex}.json")), &bytes).unwrap();
+    let mut m = manifest.clone();
+    m[0]["Config"] = format!("{hex}.json").into();
+    m[0]["RepoTags"] = serde_json::json!([name]);
+    std::fs::write(work.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    for f in ["index.json", "oci-layout", "repositories", "blobs"] {
+        let p = work.join(f);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else if p.exists() {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    let out = dir.join(format!("{}.tar", name.replace([':', '/'], "-")));
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&work)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, for a helper a test starts and
+/// must not outlive it (a registry, a `docker events` reader).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A command's output with helpers.
 pub trait OutputExt {
     /// stdout as a string.
@@ -248,51 +320,14 @@ impl TestDaemon {
         self.spawn().expect("restart berthd");
     }
 
-    /// One HTTP/1.1 request over the socket: (status, headers, body).
+    /// One HTTP/1.1 request over the socket ([`http_on`] it, 30 s for the answer).
     pub fn http(
         &self,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
     ) -> std::io::Result<(u16, String, Vec<u8>)> {
-        let mut s = UnixStream::connect(&self.sock)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let body = body.unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )?;
-        // berthd reads bodies of up to 1 MiB before answering (as dockerd drains 256 KiB), so
-        // writing one never fails; a larger one may be refused before it is read.
-        match s.write_all(body) {
-            Err(e) if body.len() <= 1 << 20 => return Err(e),
-            _ => {}
-        }
-        let mut resp = Vec::new();
-        if let Err(e) = s.read_to_end(&mut resp) {
-            if resp.is_empty() {
-                return Err(e);
-            }
-        }
-        let split = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut raw = resp[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            raw = dechunk(&raw);
-        }
-        Ok((status, head, raw))
+        http_on(&self.sock, Duration::from_secs(30), method, path, body)
     }
 
     /// A docker CLI command against this daemon.
@@ -356,6 +391,14 @@ impl TestDaemon {
             self.log()
         );
         o.stdout_str().trim_end().to_owned()
+    }
+
+    /// `docker rm -f` every container the daemon lists (`docker ps -aq`), requiring success.
+    pub fn remove_all(&self) {
+        let all = self.ok(&["ps", "-aq"]);
+        let mut args = vec!["rm", "-f"];
+        args.extend(all.lines());
+        self.ok(&args);
     }
 
     /// `docker load` the busybox fixture.
@@ -486,6 +529,61 @@ impl TestDaemon {
             self.log()
         );
     }
+}
+
+/// One HTTP/1.1 request (`Connection: close`, `Content-Type: application/json`) to the daemon
+/// listening on the unix socket `sock` (berthd's or a [`Dockerd`]'s), waiting at most
+/// `timeout` between reads of the answer: (status, the header block as text, the body, with
+/// `Transfer-Encoding: chunked` undone).
+///
+/// # Errors
+/// The socket's connect, write or read error (a read error only if nothing was read), or
+/// "no header end" for an answer without one.
+pub fn http_on(
+    sock: &Path,
+    timeout: Duration,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(timeout))?;
+    let body = body.unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    // berthd reads bodies of up to 1 MiB before answering (as dockerd drains 256 KiB), so
+    // writing one never fails; a larger one may be refused before it is read.
+    match s.write_all(body) {
+        Err(e) if body.len() <= 1 << 20 => return Err(e),
+        _ => {}
+    }
+    let mut resp = Vec::new();
+    if let Err(e) = s.read_to_end(&mut resp) {
+        if resp.is_empty() {
+            return Err(e);
+        }
+    }
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut raw = resp[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        raw = dechunk(&raw);
+    }
+    Ok((status, head, raw))
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

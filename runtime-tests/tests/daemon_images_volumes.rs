@@ -9,7 +9,7 @@
 
 use std::process::{Command, Stdio};
 
-use runtime_tests::daemon::{OutputExt, TestDaemon};
+use runtime_tests::daemon::{busybox_archive_with_config, KillOnDrop, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -121,61 +121,13 @@ fn daemon_rmi_force_of_a_used_image_keeps_it_dangling_and_prune_spares_it() {
 }
 
 /// A docker-archive of busybox with one more label (so another image id) tagged
-/// `busybox:latest`, written with tar and sha256sum.
+/// `busybox:latest`.
 fn relabelled_busybox(dir: &std::path::Path) -> std::path::PathBuf {
-    let x = dir.join("x");
-    std::fs::create_dir_all(&x).unwrap();
-    let st = Command::new("tar")
-        .arg("-xf")
-        .arg(runtime_tests::daemon::busybox_archive())
-        .arg("-C")
-        .arg(&x)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(x.join("manifest.json")).unwrap()).unwrap();
-    let config_name = manifest[0]["Config"].as_str().unwrap().to_owned();
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(x.join(&config_name)).unwrap()).unwrap();
-    config["config"]["Labels"] = serde_json::json!({"relabelled": "yes"});
-    let new_config = x.join("new-config.json");
-    std::fs::write(&new_config, serde_json::to_vec(&config).unwrap()).unwrap();
-    let sum = Command::new("sha256sum").arg(&new_config).output().unwrap();
-    let hex = String::from_utf8_lossy(&sum.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    std::fs::rename(&new_config, x.join(format!("{hex}.json"))).unwrap();
-    let layers = manifest[0]["Layers"].clone();
-    let new_manifest = serde_json::json!([{
-        "Config": format!("{hex}.json"), "RepoTags": ["busybox:latest"], "Layers": layers,
-    }]);
-    std::fs::write(
-        x.join("manifest.json"),
-        serde_json::to_vec(&new_manifest).unwrap(),
+    busybox_archive_with_config(
+        dir,
+        "busybox:latest",
+        serde_json::json!({"Labels": {"relabelled": "yes"}}),
     )
-    .unwrap();
-    let mut members = vec!["manifest.json".to_owned(), format!("{hex}.json")];
-    members.extend(
-        layers
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_owned()),
-    );
-    let out = dir.join("relabelled.tar");
-    let st = Command::new("tar")
-        .arg("-cf")
-        .arg(&out)
-        .arg("-C")
-        .arg(&x)
-        .args(&members)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    out
 }
 
 #[test]
@@ -359,14 +311,6 @@ fn daemon_image_events_as_dockerd() {
         ]
     );
     d.assert_clean(&[]);
-}
-
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

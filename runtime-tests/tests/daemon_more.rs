@@ -4,23 +4,14 @@
 //! with its own data and exec roots, and checks that nothing is left behind.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runtime_tests::daemon::{OutputExt, TestDaemon};
+use runtime_tests::daemon::{busybox_archive_with_config, KillOnDrop, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
     TestDaemon::start().expect("start berthd")
-}
-
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -163,69 +154,10 @@ fn daemon_login_and_pull_with_registry_auth() {
     d.assert_clean(&[]);
 }
 
-/// A copy of the busybox docker-archive tagged `name`, whose config's `config` gets `extra`
-/// merged in (the OCI layout part is dropped, so the docker-archive part is what loads).
-fn busybox_with_config(dir: &Path, name: &str, extra: serde_json::Value) -> std::path::PathBuf {
-    let work = dir.join(format!("img-{}", name.replace([':', '/'], "-")));
-    std::fs::create_dir_all(&work).unwrap();
-    let st = Command::new("tar")
-        .arg("-xf")
-        .arg(runtime_tests::daemon::busybox_archive())
-        .arg("-C")
-        .arg(&work)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(work.join("manifest.json")).unwrap()).unwrap();
-    let old_cfg = manifest[0]["Config"].as_str().unwrap().to_owned();
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(work.join(&old_cfg)).unwrap()).unwrap();
-    for (k, v) in extra.as_object().unwrap() {
-        cfg["config"][k] = v.clone();
-    }
-    let bytes = serde_json::to_vec(&cfg).unwrap();
-    let tmp = work.join("new-config");
-    std::fs::write(&tmp, &bytes).unwrap();
-    let sum = Command::new("sha256sum").arg(&tmp).output().unwrap();
-    let hex = sum
-        .stdout_str()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    std::fs::remove_file(&tmp).unwrap();
-    std::fs::remove_file(work.join(&old_cfg)).unwrap();
-    std::fs::write(work.join(format!("{hex}.json")), &bytes).unwrap();
-    let mut m = manifest.clone();
-    m[0]["Config"] = format!("{hex}.json").into();
-    m[0]["RepoTags"] = serde_json::json!([name]);
-    std::fs::write(work.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-    for f in ["index.json", "oci-layout", "repositories", "blobs"] {
-        let p = work.join(f);
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).unwrap();
-        } else if p.exists() {
-            std::fs::remove_file(&p).unwrap();
-        }
-    }
-    let out = dir.join(format!("{}.tar", name.replace([':', '/'], "-")));
-    let st = Command::new("tar")
-        .arg("-cf")
-        .arg(&out)
-        .arg("-C")
-        .arg(&work)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    out
-}
-
 #[test]
 fn daemon_healthcheck_from_the_image() {
     let d = daemon();
-    let archive = busybox_with_config(
+    let archive = busybox_archive_with_config(
         d.dir.path(),
         "hc:1",
         serde_json::json!({"Healthcheck": {

@@ -4,13 +4,12 @@
 //! racing a create, never give one name to two containers; and its refusals are dockerd's
 //! (status and message), checked against Debian's dockerd 20.10 in the same test.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use runtime_tests::daemon::{docker_on as on, Dockerd, OutputExt, TestDaemon};
+use runtime_tests::daemon::{docker_on as on, http_on, Dockerd, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -19,47 +18,15 @@ fn daemon() -> TestDaemon {
 
 /// One request over the unix socket `sock` (berthd's or dockerd's): (status, body).
 fn request(sock: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).expect("connect to the daemon");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let body = body.unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let (status, _, body) = http_on(
+        sock,
+        Duration::from_secs(60),
+        method,
+        path,
+        body.map(str::as_bytes),
     )
-    .unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let resp = String::from_utf8_lossy(&resp).into_owned();
-    let (head, rest) = resp.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut b: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = b.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        b = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    .expect("an HTTP answer");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// `POST /containers/{from}/rename?name={query}` ( `query` already URL-encoded, or `None`
