@@ -303,10 +303,7 @@ fn daemon_start_applies_restart_policies_as_dockerd() {
     assert_eq!(st("of"), "running 0 0");
     assert_eq!(st("np"), "exited 137 0");
     assert_eq!(st("of1"), "exited 1 1");
-    let all = d.ok(&["ps", "-aq"]);
-    let mut args = vec!["rm", "-f"];
-    args.extend(all.lines());
-    d.ok(&args);
+    d.remove_all();
     d.assert_clean(&[]);
 }
 

@@ -238,10 +238,7 @@ fn daemon_store_survives_kill9_during_creates() {
     let first = acknowledged[0].clone();
     d.ok(&["start", &first]);
     assert_eq!(d.ok(&["wait", &first]), "0");
-    let all = d.ok(&["ps", "-aq"]);
-    let mut args = vec!["rm", "-f"];
-    args.extend(all.lines());
-    d.ok(&args);
+    d.remove_all();
     d.assert_clean(&[]);
 }
 
