@@ -604,6 +604,21 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Detaches (`umount2(MNT_DETACH)`) every mount of this process's mount namespace at or below
+/// `dir`, deepest first, ignoring failures: what a daemon left mounted under a test's roots.
+fn detach_mounts_under(dir: &Path) {
+    let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    mounts.sort();
+    for m in mounts.iter().rev() {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.kill9();
@@ -629,17 +644,7 @@ impl Drop for TestDaemon {
                     .status();
             }
         }
-        let prefix = self.dir.path().display().to_string();
-        let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        mounts.sort();
-        for m in mounts.iter().rev() {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        detach_mounts_under(self.dir.path());
     }
 }
 

@@ -110,16 +110,6 @@ impl Drop for Dockerd {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         }
         let _ = self.child.wait();
-        let prefix = format!("{}/", self.root.display());
-        let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        mounts.sort();
-        for m in mounts.iter().rev() {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        super::detach_mounts_under(&self.root);
     }
 }
