@@ -578,3 +578,50 @@ fn daemon_privileged_gets_the_host_devices() {
     assert!(plain.lines().count() < 12, "{plain}");
     d.assert_clean(&[]);
 }
+
+/// `logs --tail` as dockerd reads it (a count, else everything: `all`, negative, not a
+/// number), and `info`'s paused count and swarm state.
+#[test]
+fn daemon_logs_tail_forms_and_info_as_dockerd() {
+    let d = daemon();
+    d.load_busybox();
+    let id = d.track(&d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tl",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; echo b; echo c; exec sleep 1000",
+    ]));
+    d.wait_until("three lines logged", 10, || {
+        d.docker(&["logs", "tl"]).stdout_str() == "a\nb\nc\n"
+    });
+    for (tail, want) in [
+        ("1", "c\n"),
+        ("0", ""),
+        ("all", "a\nb\nc\n"),
+        ("-1", "a\nb\nc\n"),
+        ("abc", "a\nb\nc\n"),
+    ] {
+        let o = d.docker(&["logs", "--tail", tail, "tl"]);
+        assert_eq!(
+            (o.code(), o.stdout_str()),
+            (0, want.to_owned()),
+            "--tail {tail}"
+        );
+    }
+    d.ok(&["pause", "tl"]);
+    assert_eq!(
+        d.ok(&[
+            "info",
+            "-f",
+            "{{.ContainersRunning}} {{.ContainersPaused}} {{.Swarm.LocalNodeState}}"
+        ]),
+        "0 1 inactive"
+    );
+    d.ok(&["unpause", "tl"]);
+    d.ok(&["rm", "-f", &id]);
+    d.assert_clean(&[]);
+}

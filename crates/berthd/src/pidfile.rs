@@ -42,7 +42,24 @@ fn lock(path: &Path) -> Result<Result<File, String>> {
         Err(rustix::io::Errno::WOULDBLOCK) => {
             let mut pid = String::new();
             let _ = f.read_to_string(&mut pid);
-            return Ok(Err(pid.trim().to_owned()));
+            let pid = pid.trim().to_owned();
+            // A holder killed a moment ago (`kill -9 PID; berthd`) still holds the lock
+            // while the kernel tears it down: wait for that, up to 5 s, and no longer.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                if !pid.parse().is_ok_and(dying) || std::time::Instant::now() > deadline {
+                    return Ok(Err(pid));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                match rustix::fs::flock(
+                    f.as_fd(),
+                    rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                ) {
+                    Ok(()) => break,
+                    Err(rustix::io::Errno::WOULDBLOCK) => {}
+                    Err(e) => return Err(e).with_context(|| format!("lock {}", path.display())),
+                }
+            }
         }
         Err(e) => return Err(e).with_context(|| format!("lock {}", path.display())),
     }
@@ -53,6 +70,26 @@ fn lock(path: &Path) -> Result<Result<File, String>> {
         .and_then(|()| f.sync_all())
         .with_context(|| format!("write {}", path.display()))?;
     Ok(Ok(f))
+}
+
+/// Whether process `pid` is gone or on its way out: a zombie, or SIGKILL pending (the
+/// state a `kill -9`ed daemon is in while its files are closed).
+fn dying(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let sigkill = |mask: String| u64::from_str_radix(&mask, 16).is_ok_and(|m| m & (1 << 8) != 0);
+    field("State:").starts_with(['Z', 'X'])
+        || sigkill(field("ShdPnd:"))
+        || sigkill(field("SigPnd:"))
 }
 
 impl DaemonLock {
@@ -152,5 +189,23 @@ mod tests {
         // The same directory for both roots is one lock.
         let both = DaemonLock::acquire(&data, &data, Some(&pid)).unwrap();
         drop(both);
+    }
+
+    /// A holder killed with -9 (a zombie until reaped, as a daemon being torn down) or gone
+    /// is dying; a live one is not.
+    #[test]
+    fn a_killed_holder_is_dying_a_live_one_is_not() {
+        assert!(!dying(std::process::id() as i32));
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(!dying(pid));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, or SIGKILL still pending.
+        assert!(dying(pid));
+        child.wait().unwrap();
+        assert!(dying(pid));
     }
 }

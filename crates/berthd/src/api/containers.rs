@@ -684,13 +684,8 @@ pub async fn logs(
         stdout: q.flag("stdout"),
         stderr: q.flag("stderr"),
         timestamps: q.flag("timestamps"),
-        tail: match q.get("tail") {
-            None | Some("all") => None,
-            Some(t) => Some(
-                t.parse()
-                    .map_err(|_| Error::BadParameter(format!("invalid tail: {t:?}")))?,
-            ),
-        },
+        // As dockerd: a count, else (`all`, negative, not a number) everything.
+        tail: q.get("tail").and_then(|t| t.parse::<usize>().ok()),
         since: q
             .get("since")
             .filter(|s| *s != "0")

@@ -79,7 +79,12 @@ pub async fn version() -> Response {
 /// `GET /info`.
 pub async fn info(State(d): State<AppState>) -> Response {
     let all = d.all();
-    let running = all.iter().filter(|e| e.record().state.running).count() as i64;
+    let states: Vec<_> = all.iter().map(|e| e.record().state).collect();
+    let running = states.iter().filter(|s| s.running).count() as i64;
+    let paused = states
+        .iter()
+        .filter(|s| s.running && s.status == "paused")
+        .count() as i64;
     let images = tokio::task::spawn_blocking({
         let d = d.clone();
         move || d.images.all().map(|v| v.len()).unwrap_or(0)
@@ -98,8 +103,9 @@ pub async fn info(State(d): State<AppState>) -> Response {
     let info = SystemInfo {
         id: Some("berthd".into()),
         containers: Some(all.len() as i64),
-        containers_running: Some(running),
-        containers_paused: Some(0),
+        // As dockerd: running counts paused ones out.
+        containers_running: Some(running - paused),
+        containers_paused: Some(paused),
         containers_stopped: Some(all.len() as i64 - running),
         images: Some(images as i64),
         driver: Some("overlay2".into()),
@@ -121,6 +127,15 @@ pub async fn info(State(d): State<AppState>) -> Response {
             .map(|h| h.to_string_lossy().into_owned()),
         server_version: Some(env!("CARGO_PKG_VERSION").into()),
         live_restore_enabled: Some(true),
+        // Never part of a swarm: dockerd's answer when it is not (scripts test it).
+        swarm: Some(bollard_stubs::models::SwarmInfo {
+            node_id: Some(String::new()),
+            node_addr: Some(String::new()),
+            local_node_state: Some(bollard_stubs::models::LocalNodeState::INACTIVE),
+            control_available: Some(false),
+            error: Some(String::new()),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     json(StatusCode::OK, &info)
