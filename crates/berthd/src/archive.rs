@@ -70,6 +70,80 @@ fn resolve(root: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, Error> {
     .map_err(io_err("resolve", path))
 }
 
+/// dockerd's init layer (`daemon/initlayer`): what every container has even when its image
+/// lacks it, made in the container's writable layer at create: the mount points `/dev/pts`,
+/// `/dev/shm` (directories, 0755) and `/dev/console` (an empty file, 0755), an empty
+/// `/.dockerenv` (0755) and the symlink `/etc/mtab -> /proc/mounts`. Whatever is already at
+/// one of these paths (even a dangling symlink) is kept; missing parents are made (0755).
+/// Each parent is resolved inside `root` and the last component created with `mkdirat`,
+/// `O_CREAT|O_EXCL|O_NOFOLLOW` or `symlinkat`, so nothing is written through a symlink of
+/// the image; an entry whose parent is not a directory in the image is skipped.
+/// Errors: making a parent or an entry for another reason than "exists" or "not a directory".
+pub fn init_layer(root: &Path) -> Result<(), Error> {
+    enum Kind {
+        Dir,
+        File,
+        Link(&'static str),
+    }
+    let rfd = open_root(root)?;
+    for (path, kind) in [
+        ("dev/pts", Kind::Dir),
+        ("dev/shm", Kind::Dir),
+        ("dev/console", Kind::File),
+        (".dockerenv", Kind::File),
+        ("etc/mtab", Kind::Link("/proc/mounts")),
+    ] {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = match mkdir_all_in(rfd.as_fd(), parent) {
+            Ok(d) => d,
+            Err(Error::NoSuchPath(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let mode = Mode::from_raw_mode(0o755);
+        let made = match kind {
+            Kind::Dir => rustix::fs::mkdirat(&dir, name, mode),
+            Kind::File => rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                mode,
+            )
+            // The daemon's umask aside: dockerd's files are 0755.
+            .and_then(|fd| rustix::fs::fchmod(&fd, mode)),
+            Kind::Link(target) => rustix::fs::symlinkat(target, &dir, name),
+        };
+        match made {
+            Ok(()) | Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOTDIR) => {}
+            Err(e) => return Err(io_err("create", &format!("/{path}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The directory `path` of `root` (resolved inside it) as an `O_PATH` fd, its missing
+/// components made (0755) one by one. Errors: `NoSuchPath` when something other than a
+/// directory is in the way; creating or resolving a component.
+fn mkdir_all_in(root: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, Error> {
+    let mut dir = resolve(root, "/")?;
+    let mut done = String::new();
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        let next = format!("{done}/{comp}");
+        dir = match resolve(root, &next) {
+            Ok(fd) => fd,
+            Err(Error::NoSuchPath(_)) => {
+                match rustix::fs::mkdirat(&dir, comp, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(io_err("create", &next)(e)),
+                }
+                resolve(root, &next)?
+            }
+            Err(e) => return Err(e),
+        };
+        done = next;
+    }
+    Ok(dir)
+}
+
 /// `path` as docker's archive endpoints take it: cleaned as an absolute path (Go's
 /// `filepath.Clean`: `.` dropped, `..` lexical), with a trailing `/` or `/.` of the original
 /// kept (`archive.PreserveTrailingDotOrSeparator`).
@@ -260,7 +334,9 @@ pub fn export(root: &Path, path: &str, out: &mut dyn Write) -> Result<(), Error>
     export_as(root, path, OsStr::new(base_name(&abs)), out)
 }
 
-/// [`export`] with the top entry named `name` (`.` for a directory's contents).
+/// [`export`] with the top entry named `name` (`.` for a directory's contents). An empty
+/// `name` (for a directory) writes no entry for the directory itself and names what is below
+/// it relative to it (`bin/`, `bin/sh`), as `docker export` does.
 pub fn export_as(root: &Path, path: &str, name: &OsStr, out: &mut dyn Write) -> Result<(), Error> {
     let rfd = open_root(root)?;
     let abs = normalize(path);
@@ -371,12 +447,15 @@ fn add(
     match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => {
             let fd = open(OFlags::RDONLY | OFlags::DIRECTORY)?;
-            let mut h = header_for(st, tar::EntryType::Directory);
             let mut dname = shown.to_vec();
-            if !dname.ends_with(b"/") {
-                dname.push(b'/');
+            // An empty name: the contents only (`docker export`), no entry of its own.
+            if !dname.is_empty() {
+                if !dname.ends_with(b"/") {
+                    dname.push(b'/');
+                }
+                let mut h = header_for(st, tar::EntryType::Directory);
+                append(ar, &mut h, &dname, None, io::empty()).map_err(w)?;
             }
-            append(ar, &mut h, &dname, None, io::empty()).map_err(w)?;
             if pseudo_fs(fd.as_fd()) {
                 // The live root of a running container holds its /proc, /sys and the like:
                 // kernel views, not its files (dockerd reads the rootfs, where they are

@@ -802,6 +802,10 @@ pub struct EtcFiles<'a> {
     pub resolv: &'a Path,
 }
 
+/// The size of a container's /dev/shm in bytes when `HostConfig.ShmSize` is not given
+/// (dockerd's default, the `size=65536k` of the spec's /dev/shm mount).
+pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+
 /// The container's hostname (its Config.Hostname or the id's first 12 digits).
 pub fn hostname(rec: &Record) -> String {
     rec.config
@@ -813,6 +817,38 @@ pub fn hostname(rec: &Record) -> String {
 
 fn host_network(rec: &Record) -> bool {
     rec.host_config.network_mode.as_deref() == Some("host")
+}
+
+/// The process user for Docker's `User` (`name`, `uid`, `name:group`, `uid:gid`) and
+/// `GroupAdd` (group names or gids) in the image's rootfs, with dockerd 20.10's supplementary
+/// groups: the primary gid first, then (without an explicit group) the groups of /etc/group
+/// listing the user by name, then `GroupAdd`'s, each once. So `-u 1234` runs with groups
+/// `0` and `-u 1234:5` with `5`, as under dockerd + runc.
+/// Errors: 400 for a user or group not in the image's /etc/passwd or /etc/group.
+pub fn process_user(
+    rootfs: &Path,
+    user: &str,
+    group_add: &[String],
+) -> Result<berth_image::bundle::ProcessUser, Error> {
+    let mut u =
+        resolve_user(rootfs, user).map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
+    let mut gids = vec![u.gid];
+    gids.extend(u.additional_gids.iter().copied());
+    for g in group_add {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                resolve_user(rootfs, &format!("0:{g}"))
+                    .map_err(|_| Error::BadParameter(format!("unable to find group {g}")))?
+                    .gid
+            }
+        };
+        gids.push(gid);
+    }
+    let mut seen = std::collections::HashSet::new();
+    gids.retain(|g| seen.insert(*g));
+    u.additional_gids = gids;
+    Ok(u)
 }
 
 /// The container's spec (config.json) for `img` with the rootfs at `rootfs`.
@@ -836,12 +872,13 @@ pub fn build(
         serde_json::to_value(&spec).map_err(|e| Error::internal("serialise the spec", e))?;
     let c = &rec.config;
     let hc = &rec.host_config;
-    let user = resolve_user(rootfs, c.user.as_deref().unwrap_or(""))
-        .map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
-    let mut user_json = json!({"uid": user.uid, "gid": user.gid});
-    if !user.additional_gids.is_empty() {
-        user_json["additionalGids"] = json!(user.additional_gids);
-    }
+    let user = process_user(
+        rootfs,
+        c.user.as_deref().unwrap_or(""),
+        hc.group_add.as_deref().unwrap_or_default(),
+    )?;
+    let user_json =
+        json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
     let privileged = hc.privileged.unwrap_or(false);
     let caps = capabilities(
         hc.cap_add.as_deref().unwrap_or_default(),
@@ -924,27 +961,6 @@ pub fn build(
     }
     if let Some(adj) = hc.oom_score_adj.filter(|a| *a != 0) {
         s["process"]["oomScoreAdj"] = json!(adj);
-    }
-    if let Some(groups) = hc.group_add.as_ref().filter(|g| !g.is_empty()) {
-        let group_file = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-        let mut gids: Vec<u32> =
-            serde_json::from_value(s["process"]["user"]["additionalGids"].clone())
-                .unwrap_or_default();
-        for g in groups {
-            let gid = g.parse::<u32>().ok().or_else(|| {
-                group_file
-                    .lines()
-                    .map(|l| l.split(':').collect::<Vec<_>>())
-                    .find(|f| f.len() >= 3 && f[0] == g)
-                    .and_then(|f| f[2].parse().ok())
-            });
-            match gid {
-                Some(n) if !gids.contains(&n) => gids.push(n),
-                Some(_) => {}
-                None => return Err(Error::BadParameter(format!("unable to find group {g}"))),
-            }
-        }
-        s["process"]["user"]["additionalGids"] = json!(gids);
     }
     if let Some(shm) = hc.shm_size.filter(|s| *s > 0) {
         for m in s["mounts"].as_array_mut().expect("mounts") {

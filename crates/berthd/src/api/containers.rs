@@ -1202,7 +1202,7 @@ pub async fn export(
             tx,
             buf: Vec::new(),
         };
-        crate::archive::export_as(&rootfs, "/", std::ffi::OsStr::new("."), &mut w)
+        crate::archive::export_as(&rootfs, "/", std::ffi::OsStr::new(""), &mut w)
     });
     // The first chunk (or the error) before the headers: a container whose rootfs cannot be
     // read is an error response, not a truncated tar.

@@ -115,6 +115,14 @@ impl Daemon {
         if host_config.network_mode.as_deref().unwrap_or("").is_empty() {
             host_config.network_mode = Some("default".into());
         }
+        // dockerd 20.10's defaults, shown by inspect: a 64 MiB /dev/shm (what the spec's
+        // /dev/shm mount has anyway) and a private IPC namespace (what "" means here).
+        if host_config.shm_size.unwrap_or(0) == 0 {
+            host_config.shm_size = Some(crate::spec::DEFAULT_SHM_SIZE);
+        }
+        if host_config.ipc_mode.as_deref().unwrap_or("").is_empty() {
+            host_config.ipc_mode = Some("private".into());
+        }
         let rec = Record {
             id: id.clone(),
             name: name.clone(),
@@ -212,6 +220,7 @@ impl Daemon {
                 .store()
                 .mount_overlay(img, &rootfs, &self.paths.overlay(id), &|_| {})
                 .map_err(|e| Error::internal("mount the rootfs", e))?;
+            crate::archive::init_layer(&rootfs)?;
             // A new (empty) volume starts with what the image has at its path (docker's
             // copy-up), read inside the rootfs and written with the layer applier.
             for m in crate::spec::all_mounts(rec)? {

@@ -49,8 +49,11 @@ impl Daemon {
             process.set_cwd(w.into());
         }
         if let Some(u) = cfg.user.clone().filter(|u| !u.is_empty()) {
-            let user = berth_image::bundle::resolve_user(bundle.rootfs(), &u)
-                .map_err(|e| Error::BadParameter(crate::images::chain(&e)))?;
+            let user = crate::spec::process_user(
+                bundle.rootfs(),
+                &u,
+                rec.host_config.group_add.as_deref().unwrap_or_default(),
+            )?;
             let mut pu = oci_spec::runtime::User::default();
             pu.set_uid(user.uid);
             pu.set_gid(user.gid);
