@@ -205,20 +205,7 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
 }
 
 fn signal_number(s: &str) -> Result<i32, Error> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| Error::BadParameter(format!("invalid signal: {s}")))
+    crate::spec::parse_signal(s).ok_or_else(|| Error::BadParameter(format!("invalid signal: {s}")))
 }
 
 impl Daemon {
