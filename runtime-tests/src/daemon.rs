@@ -698,3 +698,86 @@ impl Screen {
         &self.seen
     }
 }
+
+/// A Debian `docker-registry` (distribution 2.x) serving on `127.0.0.1:port`, its storage and
+/// config under `<test daemon's tempdir>/registry`, killed when dropped.
+pub struct LocalRegistry {
+    /// The TCP port it listens on (127.0.0.1).
+    pub port: u16,
+    _child: KillOnDrop,
+}
+
+impl LocalRegistry {
+    /// Start a registry for `d` on a free port and wait (20 s at most, through
+    /// [`TestDaemon::wait_until`]) until it takes connections. With `auth = Some((user,
+    /// password))` it asks for htpasswd basic auth (the file made with `htpasswd -Bbc`, realm
+    /// `berth`).
+    ///
+    /// # Panics
+    /// When `docker-registry` or `htpasswd` is missing (a missing prerequisite fails the test),
+    /// or a file of the registry can't be written.
+    pub fn start(d: &TestDaemon, auth: Option<(&str, &str)>) -> LocalRegistry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let reg = d.dir.path().join("registry");
+        fs::create_dir(&reg).unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            reg.join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let htpasswd = reg.join("htpasswd");
+            let st = Command::new("htpasswd")
+                .arg("-Bbc")
+                .arg(&htpasswd)
+                .args([user, password])
+                .stderr(Stdio::null())
+                .status()
+                .expect("htpasswd (apt-get install apache2-utils)");
+            assert!(st.success());
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        fs::write(reg.join("config.yml"), config).unwrap();
+        let child = KillOnDrop(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(reg.join("config.yml"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker-registry (apt-get install docker-registry)"),
+        );
+        d.wait_until("the registry", 20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        LocalRegistry {
+            port,
+            _child: child,
+        }
+    }
+
+    /// Push [`busybox_archive`] to `127.0.0.1:port/<repo_tag>` with `skopeo copy` (no TLS;
+    /// `creds` as skopeo's `--dest-creds user:password`), asserting that skopeo succeeded.
+    /// Returns the image reference (`127.0.0.1:port/<repo_tag>`).
+    pub fn push_busybox(&self, repo_tag: &str, creds: Option<&str>) -> String {
+        let image = format!("127.0.0.1:{}/{repo_tag}", self.port);
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(creds) = creds {
+            c.args(["--dest-creds", creds]);
+        }
+        let st = c
+            .arg(format!("docker-archive:{}", busybox_archive().display()))
+            .arg(format!("docker://{image}"))
+            .status()
+            .expect("skopeo");
+        assert!(st.success());
+        image
+    }
+}

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use runtime_tests::daemon::{OutputExt, TestDaemon};
+use runtime_tests::daemon::{LocalRegistry, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -1022,50 +1022,9 @@ fn daemon_named_volumes() {
 fn daemon_pull_from_a_local_registry() {
     let d = daemon();
     // Debian's docker-registry on 127.0.0.1, filled with skopeo from the busybox archive.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let reg = d.dir.path().join("registry");
-    std::fs::create_dir(&reg).unwrap();
-    std::fs::write(
-        reg.join("config.yml"),
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            reg.join("data").display()
-        ),
-    )
-    .unwrap();
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _registry = KillOnDrop(
-        std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(reg.join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)"),
-    );
-    d.wait_until("the registry", 20, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let archive = runtime_tests::daemon::busybox_archive();
-    let dest = format!("docker://127.0.0.1:{port}/library/bb:1");
-    let st = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("docker-archive:{}", archive.display()))
-        .arg(&dest)
-        .status()
-        .expect("skopeo");
-    assert!(st.success());
-    let image = format!("127.0.0.1:{port}/library/bb:1");
+    let registry = LocalRegistry::start(&d, None);
+    let port = registry.port;
+    let image = registry.push_busybox("library/bb:1", None);
     let out = d.ok(&["pull", &image]);
     assert!(out.contains("Pulling from library/bb"), "{out}");
     assert!(

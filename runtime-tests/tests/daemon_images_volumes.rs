@@ -7,9 +7,7 @@
 //! events (load, tag, untag, delete, pull). Each test starts its own berthd and checks that
 //! nothing is left behind.
 
-use std::process::{Command, Stdio};
-
-use runtime_tests::daemon::{busybox_archive_with_config, KillOnDrop, OutputExt, TestDaemon};
+use runtime_tests::daemon::{busybox_archive_with_config, LocalRegistry, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -316,44 +314,9 @@ fn daemon_image_events_as_dockerd() {
 #[test]
 fn daemon_second_pull_is_up_to_date_and_rmi_of_a_shared_id_untags() {
     let d = daemon();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let reg = d.dir.path().join("registry");
-    std::fs::create_dir(&reg).unwrap();
-    std::fs::write(
-        reg.join("config.yml"),
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            reg.join("data").display()
-        ),
-    )
-    .unwrap();
-    let _registry = KillOnDrop(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(reg.join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)"),
-    );
-    d.wait_until("the registry", 20, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let st = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!(
-            "docker-archive:{}",
-            runtime_tests::daemon::busybox_archive().display()
-        ))
-        .arg(format!("docker://127.0.0.1:{port}/library/bb:1"))
-        .status()
-        .expect("skopeo");
-    assert!(st.success());
-    let image = format!("127.0.0.1:{port}/library/bb:1");
+    let registry = LocalRegistry::start(&d, None);
+    let port = registry.port;
+    let image = registry.push_busybox("library/bb:1", None);
     let since = now();
     let out = d.ok(&["pull", &image]);
     assert!(

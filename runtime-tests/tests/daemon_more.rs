@@ -7,74 +7,21 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runtime_tests::daemon::{busybox_archive_with_config, KillOnDrop, OutputExt, TestDaemon};
+use runtime_tests::daemon::{busybox_archive_with_config, LocalRegistry, OutputExt, TestDaemon};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
     TestDaemon::start().expect("start berthd")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn daemon_login_and_pull_with_registry_auth() {
     let d = daemon();
     // Debian's docker-registry on 127.0.0.1 with htpasswd auth, filled with skopeo.
-    let port = free_port();
-    let reg = d.dir.path().join("registry");
-    std::fs::create_dir(&reg).unwrap();
-    let htpasswd = reg.join("htpasswd");
-    let st = Command::new("htpasswd")
-        .arg("-Bbc")
-        .arg(&htpasswd)
-        .args(["alice", "s3cret"])
-        .stderr(Stdio::null())
-        .status()
-        .expect("htpasswd (apt-get install apache2-utils)");
-    assert!(st.success());
-    std::fs::write(
-        reg.join("config.yml"),
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth\n    path: {}\n",
-            reg.join("data").display(),
-            htpasswd.display()
-        ),
-    )
-    .unwrap();
-    let _registry = KillOnDrop(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(reg.join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)"),
-    );
-    d.wait_until("the registry", 20, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let archive = runtime_tests::daemon::busybox_archive();
-    let st = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "alice:s3cret",
-        ])
-        .arg(format!("docker-archive:{}", archive.display()))
-        .arg(format!("docker://127.0.0.1:{port}/library/bb:1"))
-        .status()
-        .expect("skopeo");
-    assert!(st.success());
+    let registry = LocalRegistry::start(&d, Some(("alice", "s3cret")));
+    let port = registry.port;
     let server = format!("127.0.0.1:{port}");
-    let image = format!("{server}/library/bb:1");
+    let image = registry.push_busybox("library/bb:1", Some("alice:s3cret"));
 
     // Not logged in: the registry's 401 reaches the CLI, naming authorization.
     let o = d.docker(&["pull", &image]);
