@@ -1086,17 +1086,23 @@ fn path_stat_header(st: &crate::archive::PathStat) -> axum::http::HeaderValue {
         .expect("base64 is a valid header value")
 }
 
+/// The `path` query parameter of the archive endpoints (a 400 when missing) and the root of
+/// container `name`'s filesystem it is read in.
+fn archive_target(d: &AppState, name: &str, q: &Q) -> Result<(std::path::PathBuf, String), Error> {
+    let path = q
+        .get("path")
+        .ok_or_else(|| Error::BadParameter("path is required".into()))?
+        .to_owned();
+    Ok((d.fs_root(name)?, path))
+}
+
 /// `HEAD /containers/{id}/archive?path=`: the path's stat in `X-Docker-Container-Path-Stat`.
 pub async fn archive_head(
     State(d): State<AppState>,
     Path(name): Path<String>,
     q: Q,
 ) -> Result<Response, Error> {
-    let path = q
-        .get("path")
-        .ok_or_else(|| Error::BadParameter("path is required".into()))?
-        .to_owned();
-    let root = d.fs_root(&name)?;
+    let (root, path) = archive_target(&d, &name, &q)?;
     let st = tokio::task::spawn_blocking(move || crate::archive::stat(&root, &path))
         .await
         .map_err(|e| Error::internal("stat", e))??;
@@ -1112,11 +1118,7 @@ pub async fn archive_get(
     Path(name): Path<String>,
     q: Q,
 ) -> Result<Response, Error> {
-    let path = q
-        .get("path")
-        .ok_or_else(|| Error::BadParameter("path is required".into()))?
-        .to_owned();
-    let root = d.fs_root(&name)?;
+    let (root, path) = archive_target(&d, &name, &q)?;
     let (st, data) = tokio::task::spawn_blocking(move || {
         let st = crate::archive::stat(&root, &path)?;
         let mut buf = Vec::new();
@@ -1140,11 +1142,7 @@ pub async fn archive_put(
     q: Q,
     body: axum::body::Body,
 ) -> Result<Response, Error> {
-    let path = q
-        .get("path")
-        .ok_or_else(|| Error::BadParameter("path is required".into()))?
-        .to_owned();
-    let root = d.fs_root(&name)?;
+    let (root, path) = archive_target(&d, &name, &q)?;
     let data = axum::body::to_bytes(body, 1 << 30)
         .await
         .map_err(|e| Error::BadParameter(format!("reading the body: {e}")))?;
