@@ -298,24 +298,35 @@ fn disk_usage(dir: &std::path::Path) -> i64 {
     total
 }
 
-/// The JSON array a list handler answered with.
-async fn body_array(r: Result<Response, crate::error::Error>) -> Vec<serde_json::Value> {
-    let Ok(r) = r else { return Vec::new() };
-    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+/// The JSON array a list handler answered with; its error, or an internal one naming `what`
+/// when its body is not read or not an array.
+async fn body_array(
+    what: &str,
+    r: Result<Response, crate::error::Error>,
+) -> Result<Vec<serde_json::Value>, crate::error::Error> {
+    let bytes = axum::body::to_bytes(r?.into_body(), usize::MAX)
         .await
-        .unwrap_or_default();
-    serde_json::from_slice(&bytes).unwrap_or_default()
+        .map_err(|e| crate::error::Error::internal(format!("read the {what} list"), e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| crate::error::Error::internal(format!("parse the {what} list"), e))
 }
 
 /// `GET /system/df`: images (as `GET /images/json` lists them, with the number of
 /// containers using each), containers (as `GET /containers/json?all=1`, with the size of
 /// their writable layer), volumes (with their size and the containers using them) and an
 /// empty build cache, as dockerd's.
-pub async fn df(State(d): State<AppState>) -> Response {
-    let mut images =
-        body_array(super::images::list(State(d.clone()), super::Q::default()).await).await;
+pub async fn df(State(d): State<AppState>) -> Result<Response, crate::error::Error> {
+    let mut images = body_array(
+        "image",
+        super::images::list(State(d.clone()), super::Q::default()).await,
+    )
+    .await?;
     let all = super::Q([("all".to_owned(), "1".to_owned())].into_iter().collect());
-    let mut containers = body_array(super::containers::list(State(d.clone()), all).await).await;
+    let mut containers = body_array(
+        "container",
+        super::containers::list(State(d.clone()), all).await,
+    )
+    .await?;
     let mut layers: i64 = 0;
     for img in &mut images {
         let id = img["Id"].clone();
@@ -344,7 +355,7 @@ pub async fn df(State(d): State<AppState>) -> Response {
         (sizes, volumes)
     })
     .await
-    .unwrap_or_default();
+    .map_err(|e| crate::error::Error::internal("disk usage", e))?;
     let ids: Vec<String> = d.all().iter().map(|e| e.id.clone()).collect();
     for c in &mut containers {
         let size = ids
@@ -376,7 +387,7 @@ pub async fn df(State(d): State<AppState>) -> Response {
             v
         })
         .collect();
-    json(
+    Ok(json(
         StatusCode::OK,
         &serde_json::json!({
             "LayersSize": layers,
@@ -385,5 +396,5 @@ pub async fn df(State(d): State<AppState>) -> Response {
             "Volumes": volumes,
             "BuildCache": [],
         }),
-    )
+    ))
 }
