@@ -336,10 +336,13 @@ pub async fn df(State(d): State<AppState>) -> Result<Response, crate::error::Err
     }
     let d2 = d.clone();
     let (sizes, volumes) = tokio::task::spawn_blocking(move || {
-        let sizes: Vec<i64> = d2
+        let sizes: Vec<(String, i64)> = d2
             .all()
             .iter()
-            .map(|e| disk_usage(&d2.paths.overlay(&e.id).join("upper")))
+            .map(|e| {
+                let size = disk_usage(&d2.paths.overlay(&e.id).join("upper"));
+                (e.id.clone(), size)
+            })
             .collect();
         let volumes: Vec<(serde_json::Value, i64)> = d2
             .volumes
@@ -356,14 +359,11 @@ pub async fn df(State(d): State<AppState>) -> Result<Response, crate::error::Err
     })
     .await
     .map_err(|e| crate::error::Error::internal("disk usage", e))?;
-    let ids: Vec<String> = d.all().iter().map(|e| e.id.clone()).collect();
     for c in &mut containers {
-        let size = ids
+        let size = sizes
             .iter()
-            .position(|i| c["Id"] == i.as_str())
-            .and_then(|i| sizes.get(i))
-            .copied()
-            .unwrap_or(0);
+            .find(|(id, _)| c["Id"] == id.as_str())
+            .map_or(0, |(_, size)| *size);
         c["SizeRw"] = serde_json::json!(size);
         let image_size = images
             .iter()
