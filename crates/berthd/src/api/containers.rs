@@ -679,6 +679,11 @@ pub async fn logs(
             &json!({"message": "configured logging driver does not support reading"}),
         ));
     }
+    // `0` is no bound, as the docker CLI sends it when none is given.
+    let time = |k| match q.get(k) {
+        Some("0") => Ok(None),
+        _ => q.time(k),
+    };
     let opts = crate::logs::Options {
         follow: q.flag("follow"),
         stdout: q.flag("stdout"),
@@ -686,22 +691,8 @@ pub async fn logs(
         timestamps: q.flag("timestamps"),
         // As dockerd: a count, else (`all`, negative, not a number) everything.
         tail: q.get("tail").and_then(|t| t.parse::<usize>().ok()),
-        since: q
-            .get("since")
-            .filter(|s| *s != "0")
-            .map(|s| {
-                util::parse_time_filter(s)
-                    .ok_or_else(|| Error::BadParameter(format!("invalid since: {s:?}")))
-            })
-            .transpose()?,
-        until: q
-            .get("until")
-            .filter(|s| *s != "0")
-            .map(|s| {
-                util::parse_time_filter(s)
-                    .ok_or_else(|| Error::BadParameter(format!("invalid until: {s:?}")))
-            })
-            .transpose()?,
+        since: time("since")?,
+        until: time("until")?,
     };
     if !opts.stdout && !opts.stderr {
         return Err(Error::BadParameter(

@@ -78,6 +78,16 @@ impl Q {
                 .map_err(|_| Error::BadParameter(format!("invalid value for {k}: {v:?}"))),
         }
     }
+    /// A time parameter (`since`, `until`: unix seconds with an optional fraction, or RFC
+    /// 3339), in nanoseconds since the epoch; a malformed one is a 400 naming it.
+    pub fn time(&self, k: &str) -> Result<Option<i128>, Error> {
+        self.get(k)
+            .map(|v| {
+                crate::util::parse_time_filter(v)
+                    .ok_or_else(|| Error::BadParameter(format!("invalid {k}: {v:?}")))
+            })
+            .transpose()
+    }
     /// docker's `filters` JSON (`{"status":["running"]}`, or the old `{"status":{"running":true}}`).
     pub fn filters(&self) -> Result<HashMap<String, Vec<String>>, Error> {
         let Some(f) = self.get("filters") else {

@@ -168,20 +168,8 @@ pub async fn events(
     q: super::Q,
 ) -> Result<Response, crate::error::Error> {
     let filters = q.filters()?;
-    let until = q
-        .get("until")
-        .map(|u| {
-            crate::util::parse_time_filter(u)
-                .ok_or_else(|| crate::error::Error::BadParameter(format!("invalid until: {u:?}")))
-        })
-        .transpose()?;
-    let since = q
-        .get("since")
-        .map(|u| {
-            crate::util::parse_time_filter(u)
-                .ok_or_else(|| crate::error::Error::BadParameter(format!("invalid since: {u:?}")))
-        })
-        .transpose()?;
+    let until = q.time("until")?;
+    let since = q.time("since")?;
     // Subscribe before reading the history, so that nothing falls between them (an event
     // in both is skipped by its time).
     let rx = d.events.subscribe();
