@@ -180,6 +180,13 @@ pub trait OutputExt {
     fn stderr_str(&self) -> String;
     /// The exit code (-1 for a signal).
     fn code(&self) -> i32;
+    /// Assert that stderr contains `needle`, showing the whole stderr when it does not (the
+    /// exit code is not checked: a test that expects a failure asserts that itself).
+    #[track_caller]
+    fn assert_stderr_contains(&self, needle: &str) {
+        let err = self.stderr_str();
+        assert!(err.contains(needle), "{}", err);
+    }
 }
 
 impl OutputExt for Output {
@@ -328,6 +335,17 @@ impl TestDaemon {
         body: Option<&[u8]>,
     ) -> std::io::Result<(u16, String, Vec<u8>)> {
         http_on(&self.sock, Duration::from_secs(30), method, path, body)
+    }
+
+    /// `script -qefc <cmdline> /dev/null` with the environment of [`TestDaemon::docker_cmd`]:
+    /// `cmdline` (a shell command line, e.g. `docker run -it ...`) runs on a pseudo-terminal of
+    /// its own, so the docker CLI sees a TTY; the caller sets stdio and spawns it.
+    pub fn script_cmd(&self, cmdline: &str) -> Command {
+        let mut c = Command::new("script");
+        c.args(["-qefc", cmdline, "/dev/null"])
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
+        c
     }
 
     /// A docker CLI command against this daemon.
@@ -691,6 +709,20 @@ impl Screen {
                 .unwrap_or_else(|_| panic!("no {what:?} on the screen: {:?}", self.seen));
             self.seen.push_str(&String::from_utf8_lossy(&chunk));
         }
+    }
+
+    /// Reads until `cond` holds for everything read so far, for `timeout` at most: whether it
+    /// came to hold (the caller decides how to fail, e.g. after killing the writer).
+    pub fn wait_for(&mut self, timeout: Duration, mut cond: impl FnMut(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !cond(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Everything read so far.

@@ -118,11 +118,7 @@ fn daemon_images_load_list_tag_inspect_history_save_rmi() {
     assert_eq!(d.ok(&["images", "-q"]), "");
     let o = d.docker(&["image", "inspect", "busybox"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str().contains("No such image"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("No such image");
     let out = d.ok(&["load", "-i", tar.to_str().unwrap()]);
     assert!(out.contains("Loaded image: localhost/mine:v1"), "{out}");
     assert_eq!(
@@ -137,11 +133,7 @@ fn daemon_images_load_list_tag_inspect_history_save_rmi() {
     let c = d.track(&d.ok(&["create", "localhost/mine:v1", "true"]));
     let o = d.docker(&["rmi", "localhost/mine:v1"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str().contains("is using its referenced image"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("is using its referenced image");
     d.ok(&["rm", &c]);
     d.ok(&["rmi", "localhost/mine:v1"]);
     d.assert_clean(&[]);
@@ -320,17 +312,9 @@ fn daemon_detached_logs_ps_inspect_stop_rm() {
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     // A second container by the same name: 409.
     let o = d.docker(&["create", "--name", "web", "busybox"]);
-    assert!(
-        o.stderr_str().contains("is already in use"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("is already in use");
     let o = d.docker(&["rm", "web"]);
-    assert!(
-        o.stderr_str().contains("container is running"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("container is running");
     // stop: TERM runs the trap.
     d.ok(&["stop", "web"]);
     assert_eq!(
@@ -368,10 +352,8 @@ fn daemon_detached_logs_ps_inspect_stop_rm() {
 
 /// `script` gives the docker CLI a terminal; its input comes from a pipe we hold open.
 fn in_pty(d: &TestDaemon, cmdline: &str, input: &[u8]) -> (i32, String) {
-    let mut child = std::process::Command::new("script")
-        .args(["-qefc", cmdline, "/dev/null"])
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+    let mut child = d
+        .script_cmd(cmdline)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -454,11 +436,7 @@ fn daemon_tty_run_and_exec() {
         d.docker(&["exec", "tty", "cat", "/tmp/d"]).stdout_str() == "detached\n"
     });
     let o = d.docker(&["exec", "nope", "true"]);
-    assert!(
-        o.stderr_str().contains("No such container"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("No such container");
     d.ok(&["rm", "-f", &id]);
     d.assert_clean(&[]);
 }
@@ -542,23 +520,11 @@ fn daemon_host_config_applied() {
         "busybox",
         "true",
     ]);
-    assert!(
-        o.stderr_str().contains("bind source path does not exist"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("bind source path does not exist");
     let o = d.docker(&["run", "--rm", "-p", "8080:80", "busybox", "true"]);
-    assert!(
-        o.stderr_str().contains("publishing ports"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("publishing ports");
     let o = d.docker(&["run", "--rm", "--cap-add", "BOGUS", "busybox", "true"]);
-    assert!(
-        o.stderr_str().contains("unknown capability"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("unknown capability");
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     d.assert_clean(&[]);
 }
@@ -627,11 +593,7 @@ fn daemon_pause_top_rename_events() {
         .ends_with("(Paused)"));
     // A second pause is refused.
     let o = d.docker(&["pause", "pz"]);
-    assert!(
-        o.stderr_str().contains("already paused"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("already paused");
     d.ok(&["unpause", "pz"]);
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.State.Status}}", "pz"]),
@@ -987,19 +949,11 @@ fn daemon_named_volumes() {
         "volume data /data"
     );
     let o = d.docker(&["volume", "rm", "data"]);
-    assert!(
-        o.stderr_str().contains("volume is in use"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("volume is in use");
     d.ok(&["rm", &c]);
     d.ok(&["volume", "rm", "data"]);
     let o = d.docker(&["volume", "inspect", "data"]);
-    assert!(
-        o.stderr_str().contains("no such volume"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("no such volume");
     let pruned = d.ok(&["volume", "prune", "-af"]);
     assert!(pruned.contains("auto"), "{pruned}");
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
@@ -1090,7 +1044,7 @@ fn daemon_container_namespace_modes() {
         "busybox",
         "true",
     ]);
-    assert!(o.stderr_str().contains("not running"), "{}", o.stderr_str());
+    o.assert_stderr_contains("not running");
     d.ok(&["rm", &a]);
     d.assert_clean(&[]);
 }
@@ -1198,14 +1152,8 @@ fn daemon_tty_typing_ctrl_c_and_resize() {
     d.load_busybox();
     // Typed input reaches the shell; ^C interrupts the foreground command, not the session.
     // Keys are sent as a person types them: after the shell has shown what came before.
-    let mut child = std::process::Command::new("script")
-        .args([
-            "-qefc",
-            "stty rows 24 cols 80; docker run --rm -it --name ti busybox sh",
-            "/dev/null",
-        ])
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+    let mut child = d
+        .script_cmd("stty rows 24 cols 80; docker run --rm -it --name ti busybox sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -1367,11 +1315,7 @@ fn daemon_cp_both_ways_confined_to_the_container() {
         0,
         "copied a host file through a container symlink"
     );
-    assert!(
-        o.stderr_str().contains("Could not find the file"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Could not find the file");
     assert!(!out.join("host-only-marker").exists());
     // A copy into the escaping link looks for the directory inside the container: there is
     // none, and nothing is written on the host.
@@ -1418,11 +1362,7 @@ fn daemon_cp_both_ways_confined_to_the_container() {
         "hello\n"
     );
     let o = d.docker(&["cp", "cp-c:/nope", out_s]);
-    assert!(
-        o.stderr_str().contains("Could not find the file"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Could not find the file");
     d.ok(&["rm", "cp-c"]);
     d.ok(&["volume", "rm", "cpvol"]);
     d.assert_clean(&[]);
@@ -1555,7 +1495,7 @@ fn daemon_devices_and_stop_signal() {
         "absent"
     );
     let o = d.docker(&["run", "--rm", "--device", "/nope", "busybox", "true"]);
-    assert!(o.stderr_str().contains("/nope"), "{}", o.stderr_str());
+    o.assert_stderr_contains("/nope");
     // --stop-signal and --stop-timeout from the container's config.
     let id = d.track(&d.ok(&[
         "run",
@@ -1719,39 +1659,17 @@ fn daemon_anonymous_volumes_and_copy_up() {
 fn daemon_tty_detach_keys() {
     let d = daemon();
     d.load_busybox();
-    let mut child = std::process::Command::new("script")
-        .args(["-qefc", "docker run -it --name dt busybox sh", "/dev/null"])
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+    let mut child = d
+        .script_cmd("docker run -it --name dt busybox sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut keys = child.stdin.take().unwrap();
-    let mut screen = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = std::io::Read::read(&mut screen, &mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let mut wait_for = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !seen.contains(what) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let chunk = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {what:?} on the screen: {seen:?}"));
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    wait_for("/ # ");
+    let mut screen = runtime_tests::daemon::Screen::new(child.stdout.take().unwrap());
+    screen.expect("/ # ");
     keys.write_all(b"echo marker-$((20+1))\n").unwrap();
-    wait_for("marker-21");
+    screen.expect("marker-21");
     // ctrl-p ctrl-q: the CLI leaves, the container (and its shell's stdin) stays.
     keys.write_all(b"\x10\x11").unwrap();
     let mut st = None;
@@ -1826,11 +1744,7 @@ fn daemon_listeners_socket_group_and_roots() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(
-        o.stderr_str().contains("only loopback"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("only loopback");
 }
 
 #[test]

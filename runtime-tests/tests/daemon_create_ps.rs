@@ -459,12 +459,7 @@ fn daemon_log_driver_none() {
     ]));
     let o = d.docker(&["logs", "nl"]);
     assert!(!o.status.success());
-    assert!(
-        o.stderr_str()
-            .contains("configured logging driver does not support reading"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("configured logging driver does not support reading");
     assert_eq!(d.ok(&["inspect", "-f", "{{.LogPath}}", "nl"]), "");
     d.ok(&["stop", "-t", "0", "nl"]);
     let logs: Vec<_> = std::fs::read_dir(d.data.join("containers").join(&id))
@@ -514,7 +509,7 @@ fn daemon_group_that_does_not_exist_is_an_error() {
         o.status,
         o.stderr_str()
     );
-    assert!(o.stderr_str().contains("nosuchgroup"), "{}", o.stderr_str());
+    o.assert_stderr_contains("nosuchgroup");
     // An existing group by name works: the socket belongs to it.
     let d = TestDaemon::start_with(&["--group", "daemon"]).expect("start berthd");
     use std::os::unix::fs::MetadataExt;

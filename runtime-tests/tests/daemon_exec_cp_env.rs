@@ -307,11 +307,7 @@ fn daemon_etc_files_dns_and_extra_hosts() {
         "true",
     ]);
     assert_ne!(o.code(), 0, "{}", o.stderr_str());
-    assert!(
-        o.stderr_str().contains("host-gateway"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("host-gateway");
     d.assert_clean(&[]);
 }
 
@@ -410,11 +406,7 @@ fn daemon_memory_reservation_tmpfs_volume_and_missing_bind_source() {
         "true",
     ]);
     assert_eq!(o.code(), 125);
-    assert!(
-        o.stderr_str().contains("bind source path does not exist"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("bind source path does not exist");
     assert!(!missing.exists());
     d.assert_clean(&[id, c]);
 }
@@ -445,12 +437,7 @@ fn daemon_failed_exec_prints_the_oci_error() {
     );
     let o = d.docker(&["exec", "-d", "xx", "nosuchcmd"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str()
-            .contains("OCI runtime exec failed: exec failed: unable to start container process: exec: \"nosuchcmd\""),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("OCI runtime exec failed: exec failed: unable to start container process: exec: \"nosuchcmd\"");
     d.ok(&["rm", "-f", "xx"]);
     d.assert_clean(&[id]);
 }
@@ -480,12 +467,7 @@ fn daemon_top_runs_ps_with_its_arguments() {
     assert_eq!(lines[1], [pid.as_str(), "sleep", "1000"]);
     let o = d.docker(&["top", "tp", "-o", "pid,nosuchcol"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str()
-            .contains("ps: error: unknown user-defined format specifier \"nosuchcol\""),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("ps: error: unknown user-defined format specifier \"nosuchcol\"");
     d.ok(&["rm", "-f", "tp"]);
     d.assert_clean(&[id]);
 }

@@ -209,29 +209,13 @@ fn daemon_images_filters_as_dockerd() {
     // Unknown filters and bad values are a 400, as dockerd's.
     let o = d.docker(&["images", "-f", "bogus=1"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str().contains("Invalid filter 'bogus'"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Invalid filter 'bogus'");
     let o = d.docker(&["images", "-f", "dangling=maybe"]);
-    assert!(
-        o.stderr_str().contains("Invalid filter 'dangling=[maybe]'"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Invalid filter 'dangling=[maybe]'");
     let o = d.docker(&["image", "prune", "-f", "--filter", "bogus=1"]);
-    assert!(
-        o.stderr_str().contains("Invalid filter 'bogus'"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Invalid filter 'bogus'");
     let o = d.docker(&["volume", "ls", "-f", "bogus=1"]);
-    assert!(
-        o.stderr_str().contains("Invalid filter 'bogus'"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Invalid filter 'bogus'");
     // label filters.
     assert_eq!(list(&["-f", "label=nosuch"]), Vec::<String>::new());
     d.assert_clean(&[]);

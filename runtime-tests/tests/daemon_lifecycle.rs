@@ -46,12 +46,7 @@ fn daemon_paused_container_stop_restart_rm_and_exec() {
     // exec: dockerd's 409 at create, naming the container as the client did.
     let o = d.docker(&["exec", "pz", "true"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str()
-            .contains("Container pz is paused, unpause the container before exec"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Container pz is paused, unpause the container before exec");
     let (status, _, body) = d
         .http(
             "POST",
@@ -62,12 +57,7 @@ fn daemon_paused_container_stop_restart_rm_and_exec() {
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     // rm without -f: 409.
     let o = d.docker(&["rm", "pz"]);
-    assert!(
-        o.stderr_str()
-            .contains("You cannot remove a paused container"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("You cannot remove a paused container");
     // A signal to a paused container without a stop signal of its own thaws it (dockerd).
     d.ok(&["kill", "-s", "USR1", "pz"]);
     assert_eq!(inspect(&d, "{{.State.Status}}", "pz"), "running");
@@ -103,11 +93,7 @@ fn daemon_paused_container_stop_restart_rm_and_exec() {
     // start of a paused container: dockerd's 409.
     d.ok(&["pause", "pz"]);
     let o = d.docker(&["start", "pz"]);
-    assert!(
-        o.stderr_str().contains("cannot start a paused container"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("cannot start a paused container");
     // rm -f of a paused container removes it.
     d.ok(&["rm", "-f", "pz"]);
     assert!(!d.docker(&["inspect", "pz"]).status.success());
@@ -148,18 +134,9 @@ fn daemon_restart_backoff_is_reported_and_cancelled_by_stop() {
     let ps = d.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
     assert!(ps.starts_with("bo Restarting (1) "), "{ps}");
     let o = d.docker(&["rm", "bo"]);
-    assert!(
-        o.stderr_str()
-            .contains(&format!("You cannot remove a restarting container {id}")),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains(&format!("You cannot remove a restarting container {id}"));
     let o = d.docker(&["exec", "bo", "true"]);
-    assert!(
-        o.stderr_str().contains("is restarting"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("is restarting");
     // stop cancels the pending restart: the container stays exited with its count.
     let state = |d: &TestDaemon| {
         inspect(
@@ -322,7 +299,7 @@ fn daemon_paused_state_restored_from_the_freezer() {
         "paused true"
     );
     let o = d.docker(&["exec", "pk", "true"]);
-    assert!(o.stderr_str().contains("is paused"), "{}", o.stderr_str());
+    o.assert_stderr_contains("is paused");
     d.ok(&["unpause", "pk"]);
     assert_eq!(freezer_state(&id), "THAWED");
     assert_eq!(d.ok(&["exec", "pk", "echo", "thawed"]), "thawed");

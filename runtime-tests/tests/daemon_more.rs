@@ -4,10 +4,12 @@
 //! with its own data and exec roots, and checks that nothing is left behind.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use runtime_tests::daemon::{busybox_archive_with_config, LocalRegistry, OutputExt, TestDaemon};
+use runtime_tests::daemon::{
+    busybox_archive_with_config, LocalRegistry, OutputExt, Screen, TestDaemon,
+};
 
 fn daemon() -> TestDaemon {
     runtime_tests::require_root();
@@ -221,19 +223,8 @@ fn daemon_stats_streamed() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
+    let mut screen = Screen::new(child.stdout.take().unwrap());
     // Each update is a frame with the container's line; wait for two with real numbers.
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let frames = |s: &str| {
         s.lines()
             .filter(|l| {
@@ -243,19 +234,17 @@ fn daemon_stats_streamed() {
             })
             .count()
     };
-    while frames(&seen) < 2 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("fewer than two stats updates: {seen:?}\n{}", d.log());
-            }
-        }
+    if !screen.wait_for(Duration::from_secs(30), |seen| frames(seen) >= 2) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "fewer than two stats updates: {:?}\n{}",
+            screen.text(),
+            d.log()
+        );
     }
     // Still streaming: nothing ended it but us.
-    assert!(child.try_wait().unwrap().is_none(), "{seen:?}");
+    assert!(child.try_wait().unwrap().is_none(), "{:?}", screen.text());
     child.kill().unwrap();
     child.wait().unwrap();
     d.ok(&["rm", "-f", &id]);
@@ -267,20 +256,14 @@ fn daemon_exec_tty_resize() {
     let d = daemon();
     d.load_busybox();
     let id = d.track(&d.ok(&["run", "-d", "--name", "er", "busybox", "sleep", "1000"]));
-    let mut child = Command::new("script")
-        .args([
-            "-qefc",
-            "stty rows 24 cols 80; docker exec -it er sh",
-            "/dev/null",
-        ])
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+    let mut child = d
+        .script_cmd("stty rows 24 cols 80; docker exec -it er sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut keys = child.stdin.take().unwrap();
-    let mut screen = runtime_tests::daemon::Screen::new(child.stdout.take().unwrap());
+    let mut screen = Screen::new(child.stdout.take().unwrap());
     screen.expect("/ # ");
     // The CLI sized the exec's terminal from its own.
     keys.write_all(b"echo size-$(stty size | tr ' ' x)\n")
@@ -355,11 +338,7 @@ fn daemon_concurrent_creates_of_one_name_one_wins() {
     let won = outs.iter().filter(|o| o.status.success()).count();
     assert_eq!(won, 1, "{} creates of one name succeeded", won);
     for o in outs.iter().filter(|o| !o.status.success()) {
-        assert!(
-            o.stderr_str().contains("is already in use"),
-            "{}",
-            o.stderr_str()
-        );
+        o.assert_stderr_contains("is already in use");
     }
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
     d.ok(&["rm", "same"]);
@@ -417,19 +396,10 @@ fn daemon_update_keeps_what_it_is_not_given() {
     assert_eq!(quota(), "150000");
     // Memory above the swap limit without a new swap limit: refused as dockerd does.
     let o = d.docker(&["update", "--memory", "256m", "upd"]);
-    assert!(
-        o.stderr_str()
-            .contains("smaller than already set memoryswap"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("smaller than already set memoryswap");
     // CPU quota when NanoCpus is set: a conflict.
     let o = d.docker(&["update", "--cpu-quota", "50000", "upd"]);
-    assert!(
-        o.stderr_str().contains("Conflicting options"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Conflicting options");
     // The restart policy alone.
     d.ok(&["update", "--restart", "always", "upd"]);
     assert_eq!(
@@ -450,11 +420,7 @@ fn daemon_one_character_names_are_refused() {
     d.load_busybox();
     let o = d.docker(&["create", "--name", "x", "busybox", "true"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str().contains("Invalid container name (x)"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("Invalid container name (x)");
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     d.assert_clean(&[]);
 }

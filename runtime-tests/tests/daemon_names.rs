@@ -114,14 +114,10 @@ fn daemon_concurrent_renames_to_one_name_one_wins() {
     d.track(&d.ok(&["create", "--name", &format!("c{w}"), "busybox", "true"]));
     let o = d.docker(&["create", "--name", "one", "busybox", "true"]);
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str().contains(&format!(
-            "The container name \"/one\" is already in use by container \"{}\"",
-            ids[w]
-        )),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains(&format!(
+        "The container name \"/one\" is already in use by container \"{}\"",
+        ids[w]
+    ));
     let all = d.ok(&["ps", "-aq"]);
     let mut rm = vec!["rm"];
     rm.extend(all.lines());
@@ -220,13 +216,9 @@ fn daemon_rename_to_the_name_of_a_create_under_way_is_refused() {
         "a rename to the name of a create under way"
     );
     assert_ne!(o.code(), 0);
-    assert!(
-        o.stderr_str().contains(&format!(
-            "The container name \"/target\" is already in use by container \"{id}\""
-        )),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains(&format!(
+        "The container name \"/target\" is already in use by container \"{id}\""
+    ));
     assert_eq!(names(&d), ["first", "target"]);
     assert_eq!(
         d.ok(&["inspect", "--format", "{{.Name}}", &a]),
@@ -306,13 +298,7 @@ fn daemon_rename_refusals_are_dockerds() {
     for sock in [&d.sock, &k.sock] {
         let o = on(sock, &["rename", "self", "self"]);
         assert_ne!(o.code(), 0);
-        assert!(
-            o.stderr_str().contains(
-                "Error response from daemon: Renaming a container with the same name as its current name"
-            ),
-            "{}",
-            o.stderr_str()
-        );
+        o.assert_stderr_contains("Error response from daemon: Renaming a container with the same name as its current name");
     }
     // Nothing was renamed; then a rename that is allowed works on both.
     assert_eq!(names(&d), ["other", "self"]);

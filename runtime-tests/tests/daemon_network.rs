@@ -117,11 +117,7 @@ fn daemon_bridge_network_between_containers() {
         ])
         .starts_with("172.31.77."));
     let o = d.docker(&["network", "create", "mine"]);
-    assert!(
-        o.stderr_str().contains("not supported"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("not supported");
     let busybox = runtime_tests::rootfs_dir().unwrap().join("bin/busybox");
     let ns = format!("--net=/proc/{}/ns/net", d.pid());
     let mut got = String::new();
@@ -147,11 +143,7 @@ fn daemon_bridge_network_between_containers() {
         "busybox",
         "true",
     ]);
-    assert!(
-        o.stderr_str().contains("needs the bridge network"),
-        "{}",
-        o.stderr_str()
-    );
+    o.assert_stderr_contains("needs the bridge network");
     // The host's own namespace has no such bridge.
     assert!(!std::path::Path::new("/sys/class/net/berth0").exists());
     d.assert_clean(&[]);
