@@ -348,6 +348,23 @@ impl TestDaemon {
         c
     }
 
+    /// [`TestDaemon::script_cmd`] spawned with stdin and stdout piped, as a person at a
+    /// terminal: the child, the keys (its stdin) and a [`Screen`] on what the terminal shows.
+    ///
+    /// # Panics
+    /// When `script` (Debian's bsdutils) can't be spawned.
+    pub fn tty_session(&self, cmdline: &str) -> (Child, std::process::ChildStdin, Screen) {
+        let mut child = self
+            .script_cmd(cmdline)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script (apt-get install bsdutils)");
+        let keys = child.stdin.take().unwrap();
+        let screen = Screen::new(child.stdout.take().unwrap());
+        (child, keys, screen)
+    }
+
     /// A docker CLI command against this daemon.
     pub fn docker_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(docker_cli());

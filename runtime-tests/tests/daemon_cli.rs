@@ -1152,14 +1152,8 @@ fn daemon_tty_typing_ctrl_c_and_resize() {
     d.load_busybox();
     // Typed input reaches the shell; ^C interrupts the foreground command, not the session.
     // Keys are sent as a person types them: after the shell has shown what came before.
-    let mut child = d
-        .script_cmd("stty rows 24 cols 80; docker run --rm -it --name ti busybox sh")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut keys = child.stdin.take().unwrap();
-    let mut screen = runtime_tests::daemon::Screen::new(child.stdout.take().unwrap());
+    let (mut child, mut keys, mut screen) =
+        d.tty_session("stty rows 24 cols 80; docker run --rm -it --name ti busybox sh");
     screen.expect("/ # ");
     keys.write_all(b"echo typed-$((1+1))\n").unwrap();
     screen.expect("typed-2");
@@ -1659,14 +1653,7 @@ fn daemon_anonymous_volumes_and_copy_up() {
 fn daemon_tty_detach_keys() {
     let d = daemon();
     d.load_busybox();
-    let mut child = d
-        .script_cmd("docker run -it --name dt busybox sh")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut keys = child.stdin.take().unwrap();
-    let mut screen = runtime_tests::daemon::Screen::new(child.stdout.take().unwrap());
+    let (mut child, mut keys, mut screen) = d.tty_session("docker run -it --name dt busybox sh");
     screen.expect("/ # ");
     keys.write_all(b"echo marker-$((20+1))\n").unwrap();
     screen.expect("marker-21");

@@ -256,14 +256,8 @@ fn daemon_exec_tty_resize() {
     let d = daemon();
     d.load_busybox();
     let id = d.track(&d.ok(&["run", "-d", "--name", "er", "busybox", "sleep", "1000"]));
-    let mut child = d
-        .script_cmd("stty rows 24 cols 80; docker exec -it er sh")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut keys = child.stdin.take().unwrap();
-    let mut screen = Screen::new(child.stdout.take().unwrap());
+    let (mut child, mut keys, mut screen) =
+        d.tty_session("stty rows 24 cols 80; docker exec -it er sh");
     screen.expect("/ # ");
     // The CLI sized the exec's terminal from its own.
     keys.write_all(b"echo size-$(stty size | tr ' ' x)\n")
