@@ -202,6 +202,23 @@ for h in ("berth", "runc"):
     rt = statistics.median(r for _, r in own[h])
     rest[h] = statistics.median(s - r for s, r in own[h])
     print(f"{h:<22} {stop:>10.1f} {rt:>10.1f} {rest[h]:>8.1f}")
+# Each kind of call, by its subcommand and flags (the global ones and ids left out).
+kinds = {}
+for line in open(sys.argv[2]):
+    h, _, _, t1, t2 = line.split()
+    h = h.removesuffix("-timed")
+    for c in calls:
+        if int(c[0]) >= int(t1) and int(c[1]) <= int(t2):
+            args = c[3:]
+            while args and args[0].startswith("--"):
+                args = args[2:] if args[0] in ("--root", "--log", "--log-format") else args[1:]
+            sub = " ".join(a for a in args[:-1] if a.startswith("-") or a.isdigit() or a.isupper())
+            key = (h, (args[0] if args else "?") + (" " + sub if sub else ""))
+            kinds.setdefault(key, []).append((int(c[1]) - int(c[0])) / 1e6)
+print()
+print(f"{'each call in stopp+rmp':<30} {'calls/pod':>9} {'median ms':>10}")
+for (h, kind), xs in sorted(kinds.items()):
+    print(f"{h + ' ' + kind:<30} {len(xs) / len(own[h]):>9.1f} {statistics.median(xs):>10.2f}")
 runc_stop = statistics.median(s for s, _ in own["runc"])
 print(f"a runtime costing 0 ms would land at {rest['runc'] / runc_stop:.2f}x runc's stopp+rmp")
 PY

@@ -434,3 +434,182 @@ fn kill_all_without_pid_namespace_reaches_every_process() {
         );
     });
 }
+
+/// Every line of a `/proc/PID/cgroup` names `want`; the unified hierarchy (`0::`) among them.
+fn assert_all_in(cgroup_file: &str, want: &str, what: &str) {
+    let lines: Vec<&str> = cgroup_file.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("0::")),
+        "{what}: no unified hierarchy in\n{cgroup_file}"
+    );
+    for l in lines {
+        assert_eq!(
+            l.splitn(3, ':').nth(2),
+            Some(want),
+            "{what}: {l} in\n{cgroup_file}"
+        );
+    }
+}
+
+/// An executable that runs berth with `BERTH_SPAWN_HELPER=1` (the path a multithreaded
+/// embedder such as berthd takes), in `dir`.
+fn berth_through_helper(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = runtime_tests::berth_bin().expect("berth binary (BERTH_BIN)");
+    let wrapper = dir.join("berth-helper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nBERTH_SPAWN_HELPER=1 exec {} \"$@\"\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// Init joins the v1 hierarchies itself (writing 0 to `tasks`) and is cloned into the unified
+/// one (clone3 CLONE_INTO_CGROUP), sparing the kernel's global cgroup lock; exec'd processes
+/// the same. Whatever the path (the direct clone, the spawn helper's, a new user namespace
+/// whose id maps come after the join, the second fork of a new time namespace, a cgroup
+/// namespace or none), every process ends in the container's cgroup in every hierarchy, and
+/// no clone3 was refused (berth --debug says so when it falls back).
+#[test]
+fn init_and_exec_processes_enter_the_cgroup_of_every_hierarchy() {
+    let Some((_, mut b)) = common::setup() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let helper = berth_through_helper(dir.path());
+    let bin = runtime_tests::berth_bin().unwrap();
+    for (variant, through_helper) in [
+        ("plain", false),
+        ("userns", false),
+        ("timens", false),
+        ("no-cgroupns", false),
+        ("plain", true),
+        ("userns", true),
+    ] {
+        let mut rt =
+            runtime_tests::Runtime::new(if through_helper { &helper } else { &bin }).unwrap();
+        rt.global_args = vec!["--debug".into()];
+        let before = runtime_tests::LeakSnapshot::take(&rt, &b);
+        let what = format!("{variant} (spawn helper: {through_helper})");
+        b.set_namespaces(&["pid", "network", "ipc", "uts", "mount", "cgroup"]);
+        b.linux_mut().as_object_mut().unwrap().remove("uidMappings");
+        b.linux_mut().as_object_mut().unwrap().remove("gidMappings");
+        match variant {
+            "userns" => {
+                b.set_namespace("user", None);
+                b.set_id_mappings(100000, 100000, 65536);
+            }
+            "timens" => {
+                b.set_namespace("time", None);
+            }
+            "no-cgroupns" => {
+                b.remove_namespace("cgroup");
+            }
+            _ => {}
+        }
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("selfjoin");
+        let path = format!("/{id}");
+        b.set_cgroups_path(&path);
+        let out = rt.create(&id, &b);
+        assert!(out.success(), "{what}: {}", out.describe());
+        let pid = rt.state_json(&id).unwrap()["pid"].as_i64().unwrap();
+        let init = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert_all_in(&init, &path, &format!("{what}: init after create"));
+        assert!(rt.start(&id).success(), "{what}");
+        // From inside: the cgroup namespace's root is the container's cgroup.
+        let inside = if variant == "no-cgroupns" { &path } else { "/" };
+        let out = rt.exec(&id, &["cat", "/proc/self/cgroup"]);
+        assert!(out.success(), "{what}: {}", out.describe());
+        assert_all_in(&out.stdout, inside, &format!("{what}: exec"));
+        // An initial CPU affinity comes before the cgroup: the runtime moves that process
+        // into the unified hierarchy itself.
+        let pf = dir.path().join(format!("{id}.json"));
+        let process = json!({"cwd": "/", "args": ["cat", "/proc/self/cgroup"],
+            "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+            "execCPUAffinity": {"initial": "0"}});
+        std::fs::write(&pf, process.to_string()).unwrap();
+        let out = rt.exec_with(&id, &["--process", pf.to_str().unwrap()], &[]);
+        assert!(out.success(), "{what}: {}", out.describe());
+        assert_all_in(
+            &out.stdout,
+            inside,
+            &format!("{what}: exec with initial affinity"),
+        );
+        assert!(rt.delete_force(&id).success(), "{what}");
+        let log: String = rt.calls().iter().map(|c| c.stderr.clone()).collect();
+        assert!(
+            log.contains("DEBUG") || log.contains("debug"),
+            "{what}: berth --debug printed nothing:\n{log}"
+        );
+        assert!(
+            !log.contains("CLONE_INTO_CGROUP"),
+            "{what}: a clone into the cgroup was refused:\n{log}"
+        );
+        rt.cleanup();
+        runtime_tests::assert_no_leaks(&before, &rt);
+    }
+}
+
+/// A cgroup that cannot take processes (a unified cgroup with controllers enabled for its
+/// children: cgroup v2's "no internal processes" rule): clone3 into it is refused, berth
+/// falls back to a plain clone and moving init from outside, which fails as runc's write
+/// does, naming the file; nothing is left behind (init, cgroups of other hierarchies, state).
+#[test]
+fn a_unified_cgroup_that_refuses_processes_fails_the_create_naming_the_file() {
+    /// The test's own unified cgroup, removed however the test ends.
+    struct Own(std::path::PathBuf);
+    impl Drop for Own {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let name = format!("berth-test-busy-{}", std::process::id());
+    let own = Own(std::path::PathBuf::from("/sys/fs/cgroup/unified").join(&name));
+    let unified = &own.0;
+    std::fs::create_dir(unified).unwrap();
+    let enabled = std::fs::write(unified.join("cgroup.subtree_control"), "+hugetlb");
+    leak_checked(|rt, b| {
+        enabled
+            .as_ref()
+            .expect("enable hugetlb below the test's unified cgroup");
+        b.set_args(&["sleep", "100"]);
+        b.set_cgroups_path(&format!("/{name}"));
+        let id = rt.new_id("busy");
+        b.save().unwrap();
+        let out = rt.cmd(&[
+            "--debug",
+            "create",
+            "--bundle",
+            b.dir().to_str().unwrap(),
+            &id,
+        ]);
+        assert!(!out.success(), "{}", out.describe());
+        let file = unified.join("cgroup.procs");
+        assert!(
+            out.stderr.contains(&file.display().to_string())
+                && out.stderr.contains("Device or resource busy"),
+            "{}",
+            out.describe()
+        );
+        assert!(
+            out.stderr.contains("clone3(CLONE_INTO_CGROUP): EBUSY"),
+            "the fallback is logged: {}",
+            out.describe()
+        );
+        assert!(rt.list().stdout.lines().all(|l| !l.contains(&id)));
+        // The cgroups berth made in the v1 hierarchies are gone; the test's own stays.
+        let left: Vec<_> = cgroup_dirs_named(&name)
+            .into_iter()
+            .filter(|p| p != unified)
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    });
+    std::fs::remove_dir(unified).unwrap();
+    std::mem::forget(own);
+}

@@ -470,6 +470,25 @@ t_cgroupns() {
   stop_delete cgns
 }
 
+# init, and a process of `berth exec`, start in the container's cgroup by
+# clone3(CLONE_INTO_CGROUP) (no write of their pid to cgroup.procs, which would wait for the
+# kernel's global cgroup lock): nothing of a refused clone3 in berth --debug's output
+t_self_join() {
+  mkbundle sj
+  "$BERTH" --root "$ROOT" --debug create --bundle "$BD" sj > "$BD/stdout" 2> "$BD/debug" < /dev/null ||
+    die "create: $(tail -n 5 "$BD/debug")"
+  grep -q 'level=debug' "$BD/debug" || die "berth --debug printed no debug line"
+  grep CLONE_INTO_CGROUP "$BD/debug" && die "clone3 into the cgroup was refused"
+  P=$(pid_of sj)
+  expect_eq "init's cgroup after create" "$(cat /proc/$P/cgroup)" "0::/$TESTCG/sj"
+  must berth start sj
+  out=$("$BERTH" --root "$ROOT" --debug exec sj cat /proc/self/cgroup 2> "$BD/debug.exec") ||
+    die "exec: $(tail -n 5 "$BD/debug.exec")"
+  expect_eq "exec'd process's cgroup, in the container's cgroup namespace" "$out" "0::/"
+  grep CLONE_INTO_CGROUP "$BD/debug.exec" && die "clone3 of the exec'd process was refused"
+  stop_delete sj
+}
+
 # delete --force of a running container, as `docker rm -f` does it: repeated, since it races
 # with the reaping of init
 t_delete_force() {
@@ -492,7 +511,7 @@ t_no_leftovers() {
   echo "  $(wc -l < "$W/cg.now") cgroup dirs, as at the start; $ROOT empty"
 }
 
-CASES="lifecycle memory_oom_events memory_swap pids cpu io io_weight_device hugetlb_unified devices pause_resume kill_all update_memory ps_json events_stats cgroupns delete_force no_leftovers"
+CASES="lifecycle memory_oom_events memory_swap pids cpu io io_weight_device hugetlb_unified devices pause_resume kill_all update_memory ps_json events_stats cgroupns self_join delete_force no_leftovers"
 
 # ---------------------------------------------------------------- main
 main() {

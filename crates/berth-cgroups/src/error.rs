@@ -18,6 +18,15 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    /// Opening a cgroup file or directory failed.
+    #[error("open {path}")]
+    Open {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// Writing a value to a cgroup file failed.
     #[error("write {value:?} to {path}")]
     Write {

@@ -24,6 +24,7 @@
 mod error;
 mod fsutil;
 mod hierarchy;
+mod join;
 mod manager;
 mod oom;
 mod path;
@@ -39,6 +40,7 @@ use oci_spec::runtime::LinuxResources;
 
 pub use error::CgroupError;
 pub use hierarchy::{parse_proc_cgroup, FsType, Hierarchies, Hierarchy, Layout, ProcCgroup};
+pub use join::{OpenedPath, SelfJoin};
 pub use manager::{CgroupSaved, FsManager, HierarchyMount, SavedHierarchy};
 pub use oom::{OomEvent, OomWatcher};
 pub use stats::{
@@ -69,6 +71,14 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     fn create(&mut self) -> Result<(), CgroupError>;
     /// Moves process `pid` into the cgroup (`cgroup.procs` of every hierarchy).
     fn add_task(&self, pid: i32) -> Result<(), CgroupError>;
+    /// Opens what a process needs to enter the cgroup by itself, sparing the kernel's
+    /// global lock that [`add_task`](CgroupManager::add_task) takes (see [`SelfJoin`]):
+    /// each v1 hierarchy's `tasks` file and the unified hierarchy's directory.
+    fn self_join(&self) -> Result<SelfJoin, CgroupError>;
+    /// Moves process `pid` into the cgroup of the unified hierarchy only (`cgroup.procs`),
+    /// where a `clone3(CLONE_INTO_CGROUP)` with [`SelfJoin::unified`] could not be used;
+    /// nothing on a v1-only host.
+    fn add_task_unified(&self, pid: i32) -> Result<(), CgroupError>;
     /// Writes the spec's resources. A controller the resources need but the host lacks is
     /// [`CgroupError::ControllerMissing`].
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError>;

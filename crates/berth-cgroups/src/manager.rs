@@ -434,6 +434,23 @@ impl CgroupManager for FsManager {
         Ok(())
     }
 
+    fn self_join(&self) -> Result<crate::SelfJoin, CgroupError> {
+        let v1 = self
+            .saved
+            .hierarchies
+            .iter()
+            .filter(|h| h.fs_type == FsType::V1)
+            .map(|h| h.dir.as_path());
+        crate::SelfJoin::open(v1, self.unified_dir())
+    }
+
+    fn add_task_unified(&self, pid: i32) -> Result<(), CgroupError> {
+        match self.unified_dir() {
+            Some(d) => fsutil::write(d, "cgroup.procs", pid.to_string()),
+            None => Ok(()),
+        }
+    }
+
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         match self.saved.layout {
             Layout::V2 => {

@@ -191,6 +191,8 @@ struct InitWire {
     uid_mappings: Vec<oci_spec::runtime::LinuxIdMapping>,
     gid_mappings: Vec<oci_spec::runtime::LinuxIdMapping>,
     cgroup_mounts: Vec<berth_cgroups::HierarchyMount>,
+    /// Its fds follow the `has_*` ones.
+    cgroup_join: Option<JoinWire>,
     no_pivot: bool,
     no_new_keyring: bool,
     preserve_fds: u32,
@@ -199,6 +201,49 @@ struct InitWire {
     clone_flags: i32,
     fds: [bool; 3],
     seccomp: Option<crate::seccomp::Program>,
+}
+
+/// A [`berth_cgroups::SelfJoin`] without its fds: the paths of its v1 `tasks` files and
+/// unified directory, whose fds follow in this order.
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinWire {
+    tasks: Vec<PathBuf>,
+    unified: Option<PathBuf>,
+}
+
+impl JoinWire {
+    /// The paths of `join`; its fds go to the end of `passed`.
+    fn pack(join: berth_cgroups::SelfJoin, passed: &mut Vec<OwnedFd>) -> JoinWire {
+        let (tasks, unified) = join.into_parts();
+        let mut paths = Vec::with_capacity(tasks.len());
+        for (path, fd) in tasks {
+            paths.push(path);
+            passed.push(fd);
+        }
+        let unified = unified.map(|(path, fd)| {
+            passed.push(fd);
+            path
+        });
+        JoinWire {
+            tasks: paths,
+            unified,
+        }
+    }
+
+    /// The [`berth_cgroups::SelfJoin`] again, each path with the next fd `next_fd` gives.
+    fn unpack(
+        self,
+        mut next_fd: impl FnMut() -> Result<OwnedFd, SetupError>,
+    ) -> Result<berth_cgroups::SelfJoin, SetupError> {
+        let mut with_fd = |path: PathBuf| next_fd().map(|fd| (path, fd));
+        let tasks = self
+            .tasks
+            .into_iter()
+            .map(&mut with_fd)
+            .collect::<Result<_, _>>()?;
+        let unified = self.unified.map(with_fd).transpose()?;
+        Ok(berth_cgroups::SelfJoin::from_parts(tasks, unified))
+    }
 }
 
 /// [`ExecConfig`] without its fds.
@@ -211,6 +256,8 @@ struct ExecWire {
     preserve_fds: u32,
     fds: [bool; 2],
     seccomp: Option<crate::seccomp::Program>,
+    /// Its fds follow the `has_*` ones.
+    cgroup_join: Option<JoinWire>,
 }
 
 /// Marks one fd passed to the helper: first the memfd holding the request (JSON), then the
@@ -248,6 +295,24 @@ pub(crate) enum Child {
 }
 
 impl Child {
+    fn clone_flags(&self) -> CloneFlags {
+        match self {
+            Child::Init(_, flags) => *flags,
+            Child::Exec(_) => CloneFlags::empty(),
+        }
+    }
+
+    /// The unified cgroup to clone the process into.
+    fn cgroup(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Child::Init(cfg, _) => cfg.cgroup_join.as_ref().and_then(|j| j.unified()),
+            Child::Exec(cfg) if cfg.clone_into_cgroup() => {
+                cfg.cgroup_join.as_ref().and_then(|j| j.unified())
+            }
+            Child::Exec(_) => None,
+        }
+    }
+
     fn preserve_fds(&self) -> u32 {
         match self {
             Child::Init(c, _) => c.preserve_fds,
@@ -266,6 +331,7 @@ impl Child {
                     bundle,
                     ns,
                     cgroup_mounts,
+                    cgroup_join,
                     fifo,
                     console_socket,
                     no_pivot,
@@ -284,6 +350,9 @@ impl Child {
                 } = ns;
                 let stub = exec_stub.map(ExecStub::into_fd);
                 let fds = [fifo.is_some(), console_socket.is_some(), stub.is_some()];
+                let mut passed: Vec<OwnedFd> =
+                    [fifo, console_socket, stub].into_iter().flatten().collect();
+                let cgroup_join = cgroup_join.map(|join| JoinWire::pack(join, &mut passed));
                 let wire = InitWire {
                     id,
                     spec,
@@ -294,6 +363,7 @@ impl Child {
                     uid_mappings,
                     gid_mappings,
                     cgroup_mounts,
+                    cgroup_join,
                     no_pivot,
                     no_new_keyring,
                     preserve_fds,
@@ -303,7 +373,6 @@ impl Child {
                     fds,
                     seccomp,
                 };
-                let passed = [fifo, console_socket, stub].into_iter().flatten().collect();
                 (Request::Init(Box::new(wire)), passed)
             }
             Child::Exec(cfg) => {
@@ -316,9 +385,13 @@ impl Child {
                     preserve_fds,
                     exec_stub,
                     seccomp,
+                    cgroup_join,
                 } = *cfg;
                 let stub = exec_stub.map(ExecStub::into_fd);
                 let fds = [console_socket.is_some(), stub.is_some()];
+                let mut passed: Vec<OwnedFd> =
+                    [console_socket, stub].into_iter().flatten().collect();
+                let cgroup_join = cgroup_join.map(|join| JoinWire::pack(join, &mut passed));
                 let wire = ExecWire {
                     process,
                     linux,
@@ -327,8 +400,8 @@ impl Child {
                     preserve_fds,
                     fds,
                     seccomp,
+                    cgroup_join,
                 };
-                let passed = [console_socket, stub].into_iter().flatten().collect();
                 (Request::Exec(Box::new(wire)), passed)
             }
         }
@@ -346,16 +419,25 @@ impl Child {
     }
 }
 
-/// Start `child` and return its pid. Its messages come on `parent_chan`; `child_chan` is the
-/// other end. Direct `clone` for a single-threaded caller, else through the helper (see the
-/// module documentation). `limit` bounds the wait for the helper.
+/// A container-side process just started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spawned {
+    pub pid: Pid,
+    /// It started in the container's unified (cgroup2) cgroup, `clone3(CLONE_INTO_CGROUP)`
+    /// with [`berth_cgroups::SelfJoin::unified`]; else the caller moves it there.
+    pub in_unified_cgroup: bool,
+}
+
+/// Start `child`. Its messages come on `parent_chan`; `child_chan` is the other end. Direct
+/// `clone` for a single-threaded caller, else through the helper (see the module
+/// documentation). `limit` bounds the wait for the helper.
 pub(crate) fn spawn(
     child: Child,
     stdio: &Stdio,
     parent_chan: &Channel,
     child_chan: Channel,
     limit: Duration,
-) -> Result<Pid, ContainerError> {
+) -> Result<Spawned, ContainerError> {
     // Fds to place on given numbers: the helper's exec places them (a clone of the caller
     // would have to renumber the runtime's own fds first).
     if use_helper() || !stdio.fds.is_empty() {
@@ -365,18 +447,18 @@ pub(crate) fn spawn(
         );
         return spawn_by_helper(child, stdio, parent_chan, child_chan, limit);
     }
-    let flags = match &child {
-        Child::Init(_, flags) => *flags,
-        Child::Exec(_) => CloneFlags::empty(),
-    };
+    let flags = child.clone_flags();
     // SAFETY: the caller is single-threaded (checked just above, from /proc/self/stat; it
     // cannot start a thread while it is in here), and the child only runs `Child::run`, which
     // never uses glibc's cached tid.
-    let forked = unsafe { sys::clone_fork(flags) }
+    let (forked, in_unified_cgroup) = unsafe { sys::clone_fork_into(flags, child.cgroup()) }
         .map_err(|e| ContainerError::sys(SysOp::Clone(flags), e))?;
     match forked {
         Forked::Child => child.run(stdio, child_chan),
-        Forked::Parent(pid) => Ok(pid),
+        Forked::Parent(pid) => Ok(Spawned {
+            pid,
+            in_unified_cgroup,
+        }),
     }
 }
 
@@ -386,7 +468,7 @@ fn spawn_by_helper(
     parent_chan: &Channel,
     child_chan: Channel,
     limit: Duration,
-) -> Result<Pid, ContainerError> {
+) -> Result<Spawned, ContainerError> {
     helper_available(
         sys::spawn_helper_hook_linked() && sys::spawn_helper_hook_ran(),
         sys::spawn_helper_hook_in_main_executable(),
@@ -473,7 +555,11 @@ fn helper_is_single_threaded(threads: Option<u64>) -> Result<(), SetupError> {
     }
 }
 
-fn talk_to_helper(child: Child, chan: &Channel, limit: Duration) -> Result<Pid, ContainerError> {
+fn talk_to_helper(
+    child: Child,
+    chan: &Channel,
+    limit: Duration,
+) -> Result<Spawned, ContainerError> {
     let (request, fds) = child.into_request();
     let send_err = |e| {
         ContainerError::sys(
@@ -495,7 +581,16 @@ fn talk_to_helper(child: Child, chan: &Channel, limit: Duration) -> Result<Pid, 
     }
     drop(fds);
     match recv_within(chan, limit, "the spawn helper")? {
-        Some((ToParent::Pid(pid), _)) => Ok(Pid::from_raw(pid)),
+        Some((
+            ToParent::Cloned {
+                pid,
+                in_unified_cgroup,
+            },
+            _,
+        )) => Ok(Spawned {
+            pid: Pid::from_raw(pid),
+            in_unified_cgroup,
+        }),
         Some((ToParent::Failed(e), _)) => Err(e.into()),
         Some((other, _)) => Err(ContainerError::Protocol {
             step: "the spawn helper",
@@ -520,10 +615,7 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
         Ok(c) => c,
         Err(e) => fail(e),
     };
-    let flags = match &child {
-        Child::Init(_, flags) => *flags,
-        Child::Exec(_) => CloneFlags::empty(),
-    };
+    let flags = child.clone_flags();
     // Our message (the child's pid) must reach the runtime before anything the child says on
     // the same channel: the child waits for the end of this pipe, which comes when we exit.
     let (hold_r, hold_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -538,21 +630,25 @@ pub(crate) fn helper_main(fd: RawFd) -> ! {
     // SAFETY: this process was exec'd a moment ago and runs before `main`, and was just
     // checked to have one thread. The child only runs `Child::run`, which never uses glibc's
     // cached tid.
-    match unsafe { sys::clone_fork(flags | CloneFlags::CLONE_PARENT) } {
+    match unsafe { sys::clone_fork_into(flags | CloneFlags::CLONE_PARENT, child.cgroup()) } {
         Err(e) => fail(SetupError::sys(
             "spawn helper",
             format!("clone({flags:?})"),
             e,
         )),
-        Ok(Forked::Child) => {
+        Ok((Forked::Child, _)) => {
             drop(hold_w);
             let mut b = [0u8; 1];
             while let Err(Errno::EINTR) = nix::unistd::read(&hold_r, &mut b) {}
             drop(hold_r);
             child.run(&Stdio::default(), chan)
         }
-        Ok(Forked::Parent(pid)) => {
-            let code = i32::from(chan.send(&ToParent::Pid(pid.as_raw())).is_err());
+        Ok((Forked::Parent(pid), in_unified_cgroup)) => {
+            let msg = ToParent::Cloned {
+                pid: pid.as_raw(),
+                in_unified_cgroup,
+            };
+            let code = i32::from(chan.send(&msg).is_err());
             drop(hold_w);
             sys::exit_now(code)
         }
@@ -595,11 +691,16 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
             _ => Err(SetupError::msg("spawn helper", "an fd did not come")),
         }
     };
+    let required_fd = || match next_fd(true)? {
+        Some(fd) => Ok(fd),
+        None => Err(SetupError::msg("spawn helper", "a cgroup fd did not come")),
+    };
     Ok(match request {
         Request::Init(w) => {
             let fifo = next_fd(w.fds[0])?;
             let console_socket = next_fd(w.fds[1])?;
             let exec_stub = next_fd(w.fds[2])?.map(ExecStub::from_fd);
+            let cgroup_join = w.cgroup_join.map(|j| j.unpack(required_fd)).transpose()?;
             let cfg = InitConfig {
                 id: w.id,
                 spec: w.spec,
@@ -616,6 +717,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                     gid_mappings: w.gid_mappings,
                 },
                 cgroup_mounts: w.cgroup_mounts,
+                cgroup_join,
                 fifo,
                 console_socket,
                 no_pivot: w.no_pivot,
@@ -631,6 +733,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
         Request::Exec(w) => {
             let console_socket = next_fd(w.fds[0])?;
             let exec_stub = next_fd(w.fds[1])?.map(ExecStub::from_fd);
+            let cgroup_join = w.cgroup_join.map(|j| j.unpack(required_fd)).transpose()?;
             Child::Exec(Box::new(ExecConfig {
                 process: w.process,
                 linux: w.linux,
@@ -644,6 +747,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                 preserve_fds: w.preserve_fds,
                 exec_stub,
                 seccomp: w.seccomp,
+                cgroup_join,
             }))
         }
     })

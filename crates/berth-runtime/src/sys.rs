@@ -54,6 +54,82 @@ pub unsafe fn clone_fork(flags: CloneFlags) -> Result<Forked, Errno> {
     }
 }
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7, `include/uapi/linux/sched.h`): libc's constant is an
+/// `int` too narrow for it.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// [`clone_fork`], the child starting in the cgroup v2 directory `cgroup` (an fd of that
+/// directory, `O_PATH` is enough) instead of its parent's: `clone3(2)` with
+/// `CLONE_INTO_CGROUP`. The kernel then takes its cgroup lock only for reading, where a later
+/// write of the child's pid to `cgroup.procs` would take it for writing (see
+/// [`berth_cgroups::SelfJoin`]).
+///
+/// Where the kernel refuses that (no `clone3` before Linux 5.3, no `CLONE_INTO_CGROUP`
+/// before 5.7, a cgroup that cannot take processes this way, any other reason), a plain
+/// [`clone_fork`]; the `bool` says whether the child is in `cgroup` (the caller moves it
+/// otherwise, and hears the reason from that). `None`: a plain [`clone_fork`].
+///
+/// # Safety
+/// As for [`clone_fork`]: a single-threaded caller, and a child that does not rely on glibc's
+/// cached thread id.
+pub unsafe fn clone_fork_into(
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<(Forked, bool), Errno> {
+    if let Some(cgroup) = cgroup {
+        // SAFETY: this function's contract is clone_fork_into_cgroup's.
+        match unsafe { clone_fork_into_cgroup(flags, cgroup) } {
+            Ok(forked) => return Ok((forked, true)),
+            Err(e) => tracing::debug!("clone3(CLONE_INTO_CGROUP): {e}; cloning without"),
+        }
+    }
+    // SAFETY: this function's contract is clone_fork's.
+    unsafe { clone_fork(flags) }.map(|forked| (forked, false))
+}
+
+/// [`clone_fork_into`]'s `clone3`; its errors are the kernel's.
+///
+/// # Safety
+/// As for [`clone_fork`].
+unsafe fn clone_fork_into_cgroup(
+    flags: CloneFlags,
+    cgroup: BorrowedFd<'_>,
+) -> Result<Forked, Errno> {
+    let fd = u64::try_from(cgroup.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+    let args = libc::clone_args {
+        // The namespace bits of `flags` are `clone`'s low 32 bits, which clone3 takes as is.
+        flags: u64::from(flags.bits() as u32) | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: fd,
+    };
+    // SAFETY: `args` is a complete `struct clone_args` (the kernel's version 2 layout, whose
+    // size we pass) living for the whole call; it reads it and writes nothing back, as no
+    // CLONE_PIDFD / CLONE_PARENT_SETTID / CLONE_CHILD_SETTID / CLONE_SETTLS flag is set. A zero
+    // stack gives fork semantics (the child runs on a copy-on-write copy of our stack), which
+    // the caller's single-threadedness makes sound (this function's contract). `cgroup` is
+    // borrowed, so the fd stays open during the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
+    }
+}
+
 /// Load the classic BPF program `code` as a seccomp filter of the calling thread
 /// (`seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`, Linux 3.17), with the
 /// `SECCOMP_FILTER_FLAG_*` bits in `flags`.

@@ -52,6 +52,8 @@ impl Phase {
             ),
             ToParent::Ready => (Phase::Ready, self < Phase::Ready),
             ToParent::Failed(_) => (self, true),
+            // The spawn helper's message, over before init says anything.
+            ToParent::Cloned { .. } => (self, false),
         };
         if allowed {
             Ok(to)
@@ -74,6 +76,8 @@ struct Creation<'a> {
     prestart: Vec<Hook>,
     create_runtime: Vec<Hook>,
     pid: Pid,
+    /// Init was cloned into the unified cgroup (else step 5 moves it).
+    in_unified_cgroup: bool,
 }
 
 impl ContainerBuilder {
@@ -164,6 +168,7 @@ impl<'a> Creation<'a> {
                 .and_then(|h| h.create_runtime().clone())
                 .unwrap_or_default(),
             pid: Pid::from_raw(0),
+            in_unified_cgroup: false,
         })
     }
 
@@ -214,6 +219,10 @@ impl<'a> Creation<'a> {
             bundle: self.bundle.dir().to_owned(),
             ns,
             cgroup_mounts: self.cgroup_mounts.clone(),
+            cgroup_join: match &cleanup.cgroup {
+                Some(cgroup) if self.have_cgroup => Some(cgroup.self_join()?),
+                _ => None,
+            },
             fifo: Some(fifo),
             console_socket,
             no_pivot: b.no_pivot,
@@ -243,13 +252,15 @@ impl<'a> Creation<'a> {
         child_chan: Channel,
         cleanup: &mut Cleanup,
     ) -> Result<(), ContainerError> {
-        self.pid = crate::spawn::spawn(
+        let spawned = crate::spawn::spawn(
             crate::spawn::Child::Init(Box::new(cfg), clone_flags),
             &self.builder.stdio,
             parent_chan,
             child_chan,
             self.builder.setup_timeout,
         )?;
+        self.pid = spawned.pid;
+        self.in_unified_cgroup = spawned.in_unified_cgroup;
         cleanup.init = Some(self.pid);
         state::crash_point("create:clone");
         // The namespaces made by the clone itself identify the container's processes.
@@ -271,13 +282,21 @@ impl<'a> Creation<'a> {
     }
 
     /// Step 5: init into the cgroup, `linux.resources` applied, the id maps written.
+    ///
+    /// Init enters the v1 hierarchies itself, first thing, and was cloned into the unified
+    /// one (see [`berth_cgroups::SelfJoin`]: a write of its pid to `cgroup.procs` from here
+    /// would wait for the kernel's global cgroup lock, most of a create's time on a quiet
+    /// host); only where that clone was refused is it moved from here. It waits for `Go`,
+    /// which comes after the limits, before it does anything else.
     fn join_cgroup_and_map_ids(
         &self,
         ns: &NsPlan,
         cleanup: &Cleanup,
     ) -> Result<(), ContainerError> {
         let cgroup = cleanup.cgroup.as_ref().expect("set by make_cgroup");
-        cgroup.add_task(self.pid.as_raw())?;
+        if self.have_cgroup && !self.in_unified_cgroup {
+            cgroup.add_task_unified(self.pid.as_raw())?;
+        }
         match crate::rootfs::devices::effective_resources(self.spec) {
             Some(resources) if self.have_cgroup => cgroup.apply(&resources)?,
             Some(_)
@@ -365,6 +384,7 @@ impl<'a> Creation<'a> {
                 }
                 ToParent::Ready => break,
                 ToParent::Failed(e) => return Err(e.into()),
+                ToParent::Cloned { .. } => unreachable!("Phase::next refuses it"),
             }
         }
         state::crash_point("create:ready");

@@ -18,6 +18,13 @@ use crate::error::SetupError;
 pub enum ToParent {
     /// The container process is not our direct child (a pid namespace was joined): its pid.
     Pid(i32),
+    /// From the spawn helper: the process it cloned (our child too, `CLONE_PARENT`).
+    Cloned {
+        /// Its pid.
+        pid: i32,
+        /// It started in the container's unified cgroup (`clone3(CLONE_INTO_CGROUP)`).
+        in_unified_cgroup: bool,
+    },
     /// The mounts are done: run the prestart and createRuntime hooks now.
     RunCreateRuntimeHooks,
     /// The seccomp notify fd is attached: send it to the spec's listener.

@@ -42,6 +42,9 @@ pub struct InitConfig {
     pub ns: NsPlan,
     /// Cgroup hierarchies to present inside the container.
     pub cgroup_mounts: Vec<berth_cgroups::HierarchyMount>,
+    /// The container's cgroup, entered by init itself first thing (its v1 hierarchies) or
+    /// by the clone that made it (the unified one); `None` without a cgroup of its own.
+    pub cgroup_join: Option<berth_cgroups::SelfJoin>,
     /// The exec fifo, opened `O_PATH` by the runtime (its directory is root's alone).
     pub fifo: Option<OwnedFd>,
     /// Where to send the terminal's master fd when `process.terminal` is set.
@@ -63,7 +66,14 @@ pub struct InitConfig {
 }
 
 /// Entry point of the child after `clone`. Never returns.
-pub(crate) fn child_main(cfg: InitConfig, chan: Channel) -> ! {
+pub(crate) fn child_main(mut cfg: InitConfig, chan: Channel) -> ! {
+    // Into the cgroup before anything else (the runtime applies the limits meanwhile and says
+    // go once they are written); the files close here, long before the container's code runs.
+    if let Some(join) = cfg.cgroup_join.take() {
+        if let Err(e) = join.join_v1() {
+            super::report_and_exit(&chan, "container init", super::cgroup_join_error(e))
+        }
+    }
     let err = match setup_and_exec(&cfg, &chan) {
         Ok(never) => match never {},
         Err(e) => e,

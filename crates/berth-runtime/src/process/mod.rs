@@ -64,3 +64,21 @@ pub(crate) fn report_and_exit(
     }
     crate::sys::exit_now(1)
 }
+
+/// A failed [`berth_cgroups::SelfJoin::join_v1`] as a container process reports it: the file, and the errno where there is one.
+pub(crate) fn cgroup_join_error(e: berth_cgroups::CgroupError) -> crate::error::SetupError {
+    match e {
+        berth_cgroups::CgroupError::Write { path, source, .. } => match source.raw_os_error() {
+            Some(n) => crate::error::SetupError::sys(
+                "cgroup",
+                format!("join {}", path.display()),
+                nix::errno::Errno::from_raw(n),
+            ),
+            None => crate::error::SetupError::msg(
+                "cgroup",
+                format!("join {}: {source}", path.display()),
+            ),
+        },
+        other => crate::error::SetupError::msg("cgroup", other.to_string()),
+    }
+}
