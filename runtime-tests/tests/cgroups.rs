@@ -451,22 +451,30 @@ fn assert_all_in(cgroup_file: &str, want: &str, what: &str) {
     }
 }
 
-/// An executable that runs berth with `BERTH_SPAWN_HELPER=1` (the path a multithreaded
-/// embedder such as berthd takes), in `dir`.
-fn berth_through_helper(dir: &std::path::Path) -> std::path::PathBuf {
+/// An executable `dir/name` that runs `bin` with its arguments through `prefix`, a command
+/// that runs its own arguments (`env BERTH_SPAWN_HELPER=1`, `chrt -f 1`).
+fn wrapped(
+    dir: &std::path::Path,
+    name: &str,
+    prefix: &str,
+    bin: &std::path::Path,
+) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let bin = runtime_tests::berth_bin().expect("berth binary (BERTH_BIN)");
-    let wrapper = dir.join("berth-helper");
+    let wrapper = dir.join(name);
     std::fs::write(
         &wrapper,
-        format!(
-            "#!/bin/sh\nBERTH_SPAWN_HELPER=1 exec {} \"$@\"\n",
-            bin.display()
-        ),
+        format!("#!/bin/sh\nexec {prefix} {} \"$@\"\n", bin.display()),
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     wrapper
+}
+
+/// berth with `BERTH_SPAWN_HELPER=1` (the path a multithreaded embedder such as berthd
+/// takes), in `dir`.
+fn berth_through_helper(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = runtime_tests::berth_bin().expect("berth binary (BERTH_BIN)");
+    wrapped(dir, "berth-helper", "env BERTH_SPAWN_HELPER=1", &bin)
 }
 
 /// Init joins the v1 hierarchies itself (writing 0 to `tasks`) and is cloned into the unified
@@ -612,4 +620,64 @@ fn a_unified_cgroup_that_refuses_processes_fails_the_create_naming_the_file() {
     });
     std::fs::remove_dir(unified).unwrap();
     std::mem::forget(own);
+}
+
+/// A runtime started with the real-time policy SCHED_FIFO (`chrt -f 1`): its container
+/// processes inherit it, and a real-time task may join a v1 cpu cgroup only when that cgroup
+/// has a real-time budget (`cpu.rt_runtime_us`). With `linux.resources.cpu.realtimeRuntime`
+/// the container runs, as under runc, which writes the budget before moving the process in
+/// (berth writes every limit before the process exists); without it, both runtimes fail, for
+/// init and for an exec'd process, and berth's error names the file that refused the process
+/// (the process reports it: it moves itself). Nothing is left either way.
+#[test]
+fn a_real_time_caller_needs_the_cgroups_real_time_budget_as_with_runc() {
+    runtime_tests::require_root();
+    runtime_tests::require_path(common::RUNC, "runc");
+    runtime_tests::require_path("/usr/bin/chrt", "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    let berth = runtime_tests::berth_bin().expect("berth binary (BERTH_BIN)");
+    let mut b = runtime_tests::Bundle::with_probe().unwrap();
+    for (name, bin) in [("berth", berth.as_path()), ("runc", common::RUNC.as_ref())] {
+        let plain = runtime_tests::Runtime::new(bin).unwrap();
+        let fifo = wrapped(dir.path(), &format!("{name}-fifo"), "chrt -f 1", bin);
+        let rt = runtime_tests::Runtime::with_root(fifo, &plain.root).unwrap();
+        let before = runtime_tests::LeakSnapshot::take(&plain, &b);
+        let names_the_file = |out: &runtime_tests::RunOutput, id: &str| {
+            assert!(!out.success(), "{name}: {}", out.describe());
+            let file = format!("/{id}/tasks");
+            assert!(
+                out.stderr.contains("invalid argument")
+                    && (name == "runc" || out.stderr.contains(&file)),
+                "{name}: the error names {file}: {}",
+                out.describe()
+            );
+        };
+
+        if let Some(r) = b.linux_mut()["resources"].as_object_mut() {
+            r.remove("cpu");
+        }
+        b.set_args(&["sleep", "100"]);
+        let id = rt.new_id("rt-none");
+        names_the_file(&rt.run(&id, &b), &id);
+        assert!(v1("cpu", &id).is_none(), "{name}: cgroup left");
+        let id = plain.new_id("rt-exec");
+        let out = plain.run_with(&id, &b, &["--detach"]);
+        assert!(out.success(), "{name}: {}", out.describe());
+        names_the_file(&rt.exec(&id, &["true"]), &id);
+        assert!(plain.delete_force(&id).success(), "{name}");
+
+        b.set_resources(json!({"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 10000}}));
+        b.set_args(&["sh", "-c", "grep policy /proc/self/sched"]);
+        let id = rt.new_id("rt-budget");
+        let out = rt.run(&id, &b);
+        assert!(out.success(), "{name}: {}", out.describe());
+        let policy = rt.container_stdout(&id);
+        assert!(
+            policy.split_whitespace().last() == Some("1"),
+            "{name}: SCHED_FIFO (1) inside: {policy}"
+        );
+        rt.cleanup();
+        plain.cleanup();
+        runtime_tests::assert_no_leaks(&before, &plain);
+    }
 }

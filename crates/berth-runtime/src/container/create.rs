@@ -93,19 +93,36 @@ impl ContainerBuilder {
     ) -> Result<ContainerState, ContainerError> {
         let mut c = Creation::save_first_state(self, bundle, &ns, cleanup)?;
         c.make_cgroup(cleanup)?;
+        c.apply_resources(cleanup)?;
         let (cfg, clone_flags) = c.init_config(ns.clone(), terminal, exec_stub, cleanup)?;
         let execs_stub_when_ready = cfg.exec_stub.is_some() && !has_start_hooks(c.spec);
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys(SysOp::Socketpair, e))?;
         c.spawn_init(cfg, clone_flags, &parent_chan, child_chan, cleanup)?;
-        c.join_cgroup_and_map_ids(&ns, cleanup)?;
-        c.let_init_go(&parent_chan, cleanup)?;
+        if let Err(e) = c
+            .join_cgroup_and_map_ids(&ns, cleanup)
+            .and_then(|()| c.let_init_go(&parent_chan, cleanup))
+        {
+            // Init's own account comes first: its join of the cgroup failed (and it is gone).
+            return Err(reported_failure(&parent_chan).unwrap_or(e));
+        }
         c.init_handshake(&parent_chan, ns.needs_second_fork(), cleanup)?;
         if execs_stub_when_ready {
             c.wait_for_stub_exec(&parent_chan)?;
         }
         c.until_waiting_for_start(&parent_chan, execs_stub_when_ready, cleanup)?;
         c.finish(cleanup)
+    }
+}
+
+/// The failure init reported before it died, if its message is already waiting on `chan` (a
+/// dead peer's last message is): the cause of whatever the runtime then failed to do with it
+/// (send `Go`, write its id maps).
+fn reported_failure(chan: &Channel) -> Option<ContainerError> {
+    let now = std::time::Duration::from_millis(1);
+    match crate::spawn::recv_within(chan, now, "init's report") {
+        Ok(Some((ToParent::Failed(e), _))) => Some(e.into()),
+        _ => None,
     }
 }
 
@@ -281,22 +298,11 @@ impl<'a> Creation<'a> {
         Ok(())
     }
 
-    /// Step 5: init into the cgroup, `linux.resources` applied, the id maps written.
-    ///
-    /// Init enters the v1 hierarchies itself, first thing, and was cloned into the unified
-    /// one (see [`berth_cgroups::SelfJoin`]: a write of its pid to `cgroup.procs` from here
-    /// would wait for the kernel's global cgroup lock, most of a create's time on a quiet
-    /// host); only where that clone was refused is it moved from here. It waits for `Go`,
-    /// which comes after the limits, before it does anything else.
-    fn join_cgroup_and_map_ids(
-        &self,
-        ns: &NsPlan,
-        cleanup: &Cleanup,
-    ) -> Result<(), ContainerError> {
+    /// Step 3's end: `linux.resources` written, before any process is in the cgroup (as runc
+    /// does for the realtime settings, without which a `SCHED_FIFO`/`SCHED_RR` process
+    /// cannot join a v1 cpu cgroup).
+    fn apply_resources(&self, cleanup: &Cleanup) -> Result<(), ContainerError> {
         let cgroup = cleanup.cgroup.as_ref().expect("set by make_cgroup");
-        if self.have_cgroup && !self.in_unified_cgroup {
-            cgroup.add_task_unified(self.pid.as_raw())?;
-        }
         match crate::rootfs::devices::effective_resources(self.spec) {
             Some(resources) if self.have_cgroup => cgroup.apply(&resources)?,
             Some(_)
@@ -314,6 +320,25 @@ impl<'a> Creation<'a> {
                 .into())
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Step 5: init into the cgroup, the id maps written.
+    ///
+    /// Init enters the v1 hierarchies itself, first thing, and was cloned into the unified
+    /// one (see [`berth_cgroups::SelfJoin`]: a write of its pid to `cgroup.procs` from here
+    /// would wait for the kernel's global cgroup lock, most of a create's time on a quiet
+    /// host); only where that clone was refused is it moved from here. It waits for `Go`
+    /// before it does anything else.
+    fn join_cgroup_and_map_ids(
+        &self,
+        ns: &NsPlan,
+        cleanup: &Cleanup,
+    ) -> Result<(), ContainerError> {
+        let cgroup = cleanup.cgroup.as_ref().expect("set by make_cgroup");
+        if self.have_cgroup && !self.in_unified_cgroup {
+            cgroup.add_task_unified(self.pid.as_raw())?;
         }
         state::crash_point("create:cgroup-joined");
         if ns.new_user() {
