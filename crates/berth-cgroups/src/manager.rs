@@ -269,9 +269,11 @@ impl FsManager {
                     tracing::debug!(dir = %cur.display(), "created cgroup");
                     h.created.push(cur.clone());
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(source) => return Err(CgroupError::Create { path: cur, source }),
             }
+            // Also a directory that was there: one without cpus or mems takes no process, and
+            // runc fills it the same way (cpusetEnsureParent), from the top down.
             if is_cpuset {
                 crate::v1::cpuset::inherit_from_parent(&parent, &cur)?;
             }

@@ -271,3 +271,41 @@ fn device_deny_blocks_dev_null() {
     assert!(err.contains("Operation not permitted"), "{err}");
     cleanup(cg);
 }
+
+/// A cpuset cgroup on the path that exists without cpus or mems (made by someone else, as
+/// v1 makes them empty) takes no process: it gets its parent's values, as runc fills it
+/// (`cpusetEnsureParent`), and the container's cgroup below it takes a process. It stays (not
+/// made by the manager).
+#[test]
+fn an_existing_empty_cpuset_on_the_path_is_filled_from_its_parent_as_runc_does() {
+    need_root!();
+    struct Own(std::path::PathBuf);
+    impl Drop for Own {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let outer = unique_path();
+    let root = std::path::Path::new("/sys/fs/cgroup/cpuset");
+    let own = Own(root.join(outer.trim_start_matches('/')));
+    fs::create_dir(&own.0).unwrap();
+    let read = |d: &std::path::Path, f: &str| fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read(&own.0, "cpuset.cpus").trim(), "", "v1 makes it empty");
+    let mut m = new_manager(Some(&format!("{outer}/c")), "x").unwrap();
+    m.create().unwrap();
+    let cg = TestCgroup::new(m);
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        assert_eq!(read(&own.0, f), read(root, f), "{f} of the existing cgroup");
+        assert_eq!(
+            read(&own.0.join("c"), f),
+            read(root, f),
+            "{f} of the new one"
+        );
+    }
+    let mut child = Gated::spawn("exit 0");
+    cg.add_task(child.pid()).unwrap();
+    child.release();
+    child.finish(Duration::from_secs(5));
+    cleanup(cg);
+    assert!(own.0.is_dir(), "the existing cgroup stays");
+}
