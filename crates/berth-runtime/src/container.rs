@@ -829,18 +829,17 @@ impl Locked {
             preserve_fds: opts.preserve_fds + opts.stdio.fds.len() as u32,
             exec_stub: crate::exe::ExecStub::for_child(),
             seccomp: seccomp_program(spec.linux().as_ref(), self.dir.path().parent())?,
-            cgroup_join: Some(cgroup.self_join()?),
         };
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys(SysOp::Socketpair, e))?;
-        let spawned = crate::spawn::spawn(
+        let first = crate::spawn::spawn(
             crate::spawn::Child::Exec(Box::new(cfg)),
             &opts.stdio,
             &parent_chan,
             child_chan,
             opts.timeout(),
-        )?;
-        let first = spawned.pid;
+        )?
+        .pid;
         state::crash_point("exec:clone");
         // Our children (the helper's clones are too, CLONE_PARENT), unreaped: their pids are
         // theirs until we wait, and from now on we wait only through their pidfds.
@@ -871,12 +870,11 @@ impl Locked {
             Err(e) => return Err(end_process(&mut first, e)),
         };
         let pid = process.pid();
-        // The first child joined the v1 hierarchies itself (see berth_cgroups::SelfJoin), and
-        // the unified one by its clone where it could.
-        if !spawned.in_unified_cgroup {
-            if let Err(e) = cgroup.add_task_unified(pid.as_raw()) {
-                return Err(end_process(&mut process, e.into()));
-            }
+        // Moved from here, not by itself as init is (berth_cgroups::SelfJoin): its parent, the
+        // first child, stays outside the container's cgroup (its pids limit, its memory, its
+        // freezer) until it has forked this process into the pid namespace.
+        if let Err(e) = cgroup.add_task(pid.as_raw()) {
+            return Err(end_process(&mut process, e.into()));
         }
         state::crash_point("exec:joined");
         if let Err(e) = parent_chan.send(&ToChild::Go) {

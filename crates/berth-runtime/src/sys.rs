@@ -102,7 +102,13 @@ unsafe fn clone_fork_into_cgroup(
         pidfd: 0,
         child_tid: 0,
         parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
+        // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the child then gets
+        // our own exit signal, as clone(2) gives it (the spawn helper's is SIGCHLD).
+        exit_signal: if flags.contains(CloneFlags::CLONE_PARENT) {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         stack: 0,
         stack_size: 0,
         tls: 0,

@@ -278,6 +278,17 @@ impl<'a> Creation<'a> {
         )?;
         self.pid = spawned.pid;
         self.in_unified_cgroup = spawned.in_unified_cgroup;
+        if self.have_cgroup {
+            tracing::debug!(
+                pid = self.pid.as_raw(),
+                "init {} and joins its v1 cgroups itself",
+                if self.in_unified_cgroup {
+                    "was cloned into its unified cgroup"
+                } else {
+                    "is moved into its unified cgroup from here (clone3 refused)"
+                }
+            );
+        }
         cleanup.init = Some(self.pid);
         state::crash_point("create:clone");
         // The namespaces made by the clone itself identify the container's processes.
@@ -340,6 +351,8 @@ impl<'a> Creation<'a> {
         if self.have_cgroup && !self.in_unified_cgroup {
             cgroup.add_task_unified(self.pid.as_raw())?;
         }
+        // Init's own join of the v1 hierarchies may still be under way: a `delete` after a
+        // crash here kills init by its recorded pid and removes the cgroups all the same.
         state::crash_point("create:cgroup-joined");
         if ns.new_user() {
             let pid = self.pid;

@@ -1,11 +1,8 @@
 //! `exec`: a new process inside a running container. The child joins every namespace of the
 //! container's init and chroots to init's root (`/proc/PID/root`: the rootfs also when the
 //! container has no mount namespace of its own or joined one by path), forks once more so that it is inside the pid namespace (as a child of the
-//! runtime, `CLONE_PARENT`), then sets itself up exactly like init's process
-//! ([`super::init::prepare_process`]) and execs. It enters the container's cgroup as init does
-//! (see [`berth_cgroups::SelfJoin`]): the first child joins the v1 hierarchies itself before
-//! anything else (after `execCPUAffinity.initial`), and is cloned into the unified one (unless
-//! an initial affinity must come first: then the runtime moves the grandchild there).
+//! runtime, `CLONE_PARENT`), is put in the container's cgroup by the runtime, then sets itself
+//! up exactly like init's process ([`super::init::prepare_process`]) and execs.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -45,25 +42,11 @@ pub struct ExecConfig {
     pub exec_stub: Option<ExecStub>,
     /// `linux.seccomp` compiled by the runtime (see [`crate::seccomp::cache`]).
     pub seccomp: Option<crate::seccomp::Program>,
-    /// The container's cgroup, entered by the child itself (v1) and by its clone (unified).
-    pub cgroup_join: Option<berth_cgroups::SelfJoin>,
-}
-
-impl ExecConfig {
-    /// The child may be cloned into the unified cgroup: no `execCPUAffinity.initial` that
-    /// must hold before it is in the container's cgroup.
-    pub(crate) fn clone_into_cgroup(&self) -> bool {
-        self.process
-            .exec_cpu_affinity()
-            .as_ref()
-            .is_none_or(|a| a.initial().is_none())
-    }
 }
 
 /// Entry point of the exec child after `clone`. Never returns.
-pub(crate) fn child_main(mut cfg: ExecConfig, chan: Channel) -> ! {
-    let join = cfg.cgroup_join.take();
-    let err = match setup_and_exec(&cfg, join, &chan) {
+pub(crate) fn child_main(cfg: ExecConfig, chan: Channel) -> ! {
+    let err = match setup_and_exec(&cfg, &chan) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -72,21 +55,12 @@ pub(crate) fn child_main(mut cfg: ExecConfig, chan: Channel) -> ! {
 
 enum Never {}
 
-fn setup_and_exec(
-    cfg: &ExecConfig,
-    join: Option<berth_cgroups::SelfJoin>,
-    chan: &Channel,
-) -> Result<Never, SetupError> {
+fn setup_and_exec(cfg: &ExecConfig, chan: &Channel) -> Result<Never, SetupError> {
     sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("exec", "sigprocmask", e))?;
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| SetupError::sys("exec", "prctl(PR_SET_DUMPABLE)", e))?;
     // execCPUAffinity.initial: the CPUs to run on until the process is in the cgroup.
     super::sched::initial_affinity(&cfg.process)?;
-    // Into the cgroup first thing (once the initial affinity is set); the grandchild
-    // inherits it.
-    if let Some(join) = join {
-        join.join_v1().map_err(super::cgroup_join_error)?;
-    }
     close_fds_except(
         3 + cfg.preserve_fds as RawFd,
         &[
@@ -131,7 +105,7 @@ fn setup_and_exec(
         }
         Ok(Forked::Child) => {}
     }
-    // The runtime applies what is left of the cgroup, then says go.
+    // The runtime puts us in the container's cgroup, then says go.
     match chan.recv::<ToChild>() {
         Ok(Some(ToChild::Go)) => {}
         Ok(_) => return Err(SetupError::msg("exec", "runtime went away")),

@@ -67,14 +67,8 @@ pub struct InitConfig {
 
 /// Entry point of the child after `clone`. Never returns.
 pub(crate) fn child_main(mut cfg: InitConfig, chan: Channel) -> ! {
-    // Into the cgroup before anything else (the runtime applies the limits meanwhile and says
-    // go once they are written); the files close here, long before the container's code runs.
-    if let Some(join) = cfg.cgroup_join.take() {
-        if let Err(e) = join.join_v1() {
-            super::report_and_exit(&chan, "container init", super::cgroup_join_error(e))
-        }
-    }
-    let err = match setup_and_exec(&cfg, &chan) {
+    let join = cfg.cgroup_join.take();
+    let err = match setup_and_exec(&cfg, join, &chan) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -99,8 +93,12 @@ enum Never {}
 /// Init's setup, as the list of steps it is (README, "How berth create makes a container",
 /// step 6); the messages to the runtime come in the order `container::create`'s `Phase`
 /// checks: [Pid] (second fork), [RunCreateRuntimeHooks], [SeccompFd], Ready.
-fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError> {
-    let late_non_dumpable = isolate_self(cfg, chan)?;
+fn setup_and_exec(
+    cfg: &InitConfig,
+    join: Option<berth_cgroups::SelfJoin>,
+    chan: &Channel,
+) -> Result<Never, SetupError> {
+    let late_non_dumpable = isolate_self(cfg, join, chan)?;
     // The parent puts us in the cgroup and writes the id mappings, then says go.
     wait_for(chan, "init")?;
     become_namespace_root(cfg, late_non_dumpable)?;
@@ -137,8 +135,14 @@ fn setup_and_exec(cfg: &InitConfig, chan: &Channel) -> Result<Never, SetupError>
 }
 
 /// Before anything else: no blocked signals, not dumpable (unless an unprivileged runtime
-/// must write our id maps first: then later, which it returns), no inherited fds, umask 0.
-fn isolate_self(cfg: &InitConfig, chan: &Channel) -> Result<bool, SetupError> {
+/// must write our id maps first: then later, which it returns), in the container's cgroup
+/// (`join`: the v1 hierarchies; the clone put us in the unified one), no inherited fds,
+/// umask 0.
+fn isolate_self(
+    cfg: &InitConfig,
+    join: Option<berth_cgroups::SelfJoin>,
+    chan: &Channel,
+) -> Result<bool, SetupError> {
     // The parent may have blocked signals to forward them; the container starts with none.
     sys::set_sigmask(&SigSet::empty()).map_err(|e| SetupError::sys("init", "sigprocmask", e))?;
     // Until exec, nobody (not even a process in the container) may ptrace us or open our
@@ -150,6 +154,10 @@ fn isolate_self(cfg: &InitConfig, chan: &Channel) -> Result<bool, SetupError> {
     let late = cfg.ns.new_user() && cfg.unprivileged_runtime;
     if !late {
         set_non_dumpable()?;
+    }
+    // The limits are in place already (written before the clone); the files close here.
+    if let Some(join) = join {
+        join.join_v1().map_err(super::cgroup_join_error)?;
     }
     close_inherited_fds(cfg, chan)?;
     sys::set_umask(0);
