@@ -1152,45 +1152,50 @@ mod tests {
     /// The filter the kernel holds after libseccomp's own `seccomp_load` in a child, read back
     /// with `PTRACE_SECCOMP_GET_FILTER`.
     fn loaded_by_libseccomp(s: &LinuxSeccomp) -> Vec<libc::sock_filter> {
+        // The child says when its filter is loaded: a byte on a pipe (its death ends the
+        // pipe too).
+        let (loaded_r, loaded_w) = nix::unistd::pipe().unwrap();
         let child = Reap(Some(in_child(|| {
             let filter = build(s).unwrap();
             filter.ctx.load().unwrap();
+            nix::unistd::write(&loaded_w, b"l").unwrap();
             loop {
                 nix::unistd::pause();
             }
         })));
+        drop(loaded_w);
         let pid = child.0.unwrap();
-        // Attaching stops the child; it may be stopped before or after its load, so wait
-        // until the kernel holds a filter for it.
+        let mut fds = [PollFd::new(loaded_r.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(
+            poll(&mut fds, PollTimeout::try_from(30_000).unwrap()).unwrap(),
+            1,
+            "the child did not load its filter within 30 s"
+        );
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(&loaded_r, &mut byte).unwrap(),
+            1,
+            "the child died before it loaded its filter"
+        );
+        // Attaching stops the child (in its pause): then the kernel hands over its filter.
         ptrace(libc::PTRACE_ATTACH, pid, std::ptr::null_mut());
-        let mut code = Vec::new();
-        for _ in 0..1000 {
-            let _ = waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL));
-            // With a null buffer: the length of the child's newest filter (index 0).
-            let n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, std::ptr::null_mut());
-            if n > 0 {
-                let mut buf = vec![
-                    libc::sock_filter {
-                        code: 0,
-                        jt: 0,
-                        jf: 0,
-                        k: 0
-                    };
-                    n as usize
-                ];
-                // `buf` has room for the `n` instructions just reported for this filter (the
-                // child is stopped: it cannot add another meanwhile).
-                let got = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, buf.as_mut_ptr());
-                assert_eq!(got, n);
-                code = buf;
-                break;
-            }
-            // Not loaded yet: let it run to its pause, then stop it again.
-            ptrace(libc::PTRACE_CONT, pid, std::ptr::null_mut());
-            kill(pid, Signal::SIGSTOP).unwrap();
-        }
+        let _ = waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL));
+        // With a null buffer: the length of the child's newest filter (index 0).
+        let n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, std::ptr::null_mut());
+        assert!(n > 0, "no filter in the child: {n}");
+        let mut code = vec![
+            libc::sock_filter {
+                code: 0,
+                jt: 0,
+                jf: 0,
+                k: 0
+            };
+            n as usize
+        ];
+        // `code` has room for the `n` instructions just reported for this filter (the child is
+        // stopped: it cannot add another meanwhile).
+        assert_eq!(ptrace(PTRACE_SECCOMP_GET_FILTER, pid, code.as_mut_ptr()), n);
         drop(child);
-        assert!(!code.is_empty(), "no filter appeared in the child");
         code
     }
 
