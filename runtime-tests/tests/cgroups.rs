@@ -482,7 +482,8 @@ fn berth_through_helper(dir: &std::path::Path) -> std::path::PathBuf {
 /// `--debug` output says for each create. Whatever the path (the direct clone, the spawn
 /// helper's, a new user namespace whose id maps come after the join, the second fork of a new
 /// time namespace, a cgroup namespace or none), init ends in the container's cgroup in every
-/// hierarchy, and so does an exec'd process (which the runtime moves).
+/// hierarchy, and so does an exec'd process, cloned into the unified cgroup by berth's first
+/// exec child (unless an initial CPU affinity must hold until it is in the cgroup).
 #[test]
 fn init_and_exec_processes_enter_the_cgroup_of_every_hierarchy() {
     let Some((_, mut b)) = common::setup() else {
@@ -535,6 +536,32 @@ fn init_and_exec_processes_enter_the_cgroup_of_every_hierarchy() {
         let out = rt.exec(&id, &["cat", "/proc/self/cgroup"]);
         assert!(out.success(), "{what}: {}", out.describe());
         assert_all_in(&out.stdout, inside, &format!("{what}: exec"));
+        assert!(
+            out.stderr
+                .contains("the exec'd process was cloned into its unified cgroup"),
+            "{what}: the exec'd process was not cloned into its cgroup: {}",
+            out.describe()
+        );
+        // An initial CPU affinity holds until the process is in the cgroup: berth moves that
+        // one into the unified hierarchy itself.
+        let pf = dir.path().join(format!("{id}.json"));
+        let process = json!({"cwd": "/", "args": ["cat", "/proc/self/cgroup"],
+            "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+            "execCPUAffinity": {"initial": "0"}});
+        std::fs::write(&pf, process.to_string()).unwrap();
+        let out = rt.exec_with(&id, &["--process", pf.to_str().unwrap()], &[]);
+        assert!(out.success(), "{what}: {}", out.describe());
+        assert_all_in(
+            &out.stdout,
+            inside,
+            &format!("{what}: exec, initial affinity"),
+        );
+        assert!(
+            out.stderr
+                .contains("is moved into its unified cgroup from here"),
+            "{what}: {}",
+            out.describe()
+        );
         assert!(rt.delete_force(&id).success(), "{what}");
         let create = &rt.calls()[0];
         assert!(
@@ -615,7 +642,7 @@ fn a_unified_cgroup_that_refuses_processes_fails_the_create_naming_the_file() {
 /// the container runs, as under runc, which writes the budget before moving the process in
 /// (berth writes every limit before the process exists); without it, both runtimes fail, for
 /// init and for an exec'd process, and berth's error names the file that refused the process
-/// (init's own report: it moves itself). Nothing is left either way.
+/// (the process's own report: it moves itself). Nothing is left either way.
 #[test]
 fn a_real_time_caller_needs_the_cgroups_real_time_budget_as_with_runc() {
     runtime_tests::require_root();
@@ -629,7 +656,6 @@ fn a_real_time_caller_needs_the_cgroups_real_time_budget_as_with_runc() {
         let fifo = wrapped(dir.path(), &format!("{name}-fifo"), "chrt -f 1", bin);
         let rt = runtime_tests::Runtime::with_root(fifo, &plain.root).unwrap();
         let before = runtime_tests::LeakSnapshot::take(&plain, &b);
-        // Init moves itself (`tasks`), an exec'd process is moved by berth (`cgroup.procs`).
         let names_the_file = |out: &runtime_tests::RunOutput, id: &str, file: &str| {
             assert!(!out.success(), "{name}: {}", out.describe());
             let file = format!("/{id}/{file}");
@@ -651,7 +677,7 @@ fn a_real_time_caller_needs_the_cgroups_real_time_budget_as_with_runc() {
         let id = plain.new_id("rt-exec");
         let out = plain.run_with(&id, &b, &["--detach"]);
         assert!(out.success(), "{name}: {}", out.describe());
-        names_the_file(&rt.exec(&id, &["true"]), &id, "cgroup.procs");
+        names_the_file(&rt.exec(&id, &["true"]), &id, "tasks");
         assert!(plain.delete_force(&id).success(), "{name}");
 
         b.set_resources(json!({"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 10000}}));
@@ -670,9 +696,10 @@ fn a_real_time_caller_needs_the_cgroups_real_time_budget_as_with_runc() {
     }
 }
 
-/// `berth exec` into a container at its pids limit works (the exec'd process is moved into the
-/// cgroup, which a limit does not refuse; only forks are counted): the runtime's first child,
-/// which forks it, stays outside the container's cgroup. runc 1.1 fails here.
+/// `berth exec` into a container at its pids limit works (the exec'd process enters the
+/// cgroup by moving there, which a limit does not refuse; only forks into it are counted): the
+/// clone into the full cgroup is refused, berth moves the process instead, and the first child
+/// that forks it stays outside the container's cgroup. runc 1.1 fails here.
 #[test]
 fn exec_into_a_container_at_its_pids_limit_works() {
     leak_checked(|rt, b| {

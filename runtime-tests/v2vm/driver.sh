@@ -470,8 +470,9 @@ t_cgroupns() {
   stop_delete cgns
 }
 
-# init starts in the container's cgroup by clone3(CLONE_INTO_CGROUP) (no write of its pid to
-# cgroup.procs, which would wait for the kernel's global cgroup lock), as berth --debug says
+# init and a process of `berth exec` start in the container's cgroup by
+# clone3(CLONE_INTO_CGROUP) (no write of their pid to cgroup.procs, which would wait for the
+# kernel's global cgroup lock), as berth --debug says
 t_self_join() {
   mkbundle sj
   "$BERTH" --root "$ROOT" --debug create --bundle "$BD" sj > "$BD/stdout" 2> "$BD/debug" < /dev/null ||
@@ -483,6 +484,8 @@ t_self_join() {
   out=$("$BERTH" --root "$ROOT" --debug exec sj cat /proc/self/cgroup 2> "$BD/debug.exec") ||
     die "exec: $(tail -n 5 "$BD/debug.exec")"
   expect_eq "exec'd process's cgroup, in the container's cgroup namespace" "$out" "0::/"
+  grep -q "the exec'd process was cloned into its unified cgroup" "$BD/debug.exec" ||
+    die "the exec'd process was not cloned into its cgroup: $(cat "$BD/debug.exec")"
   stop_delete sj
 }
 

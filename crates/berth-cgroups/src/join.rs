@@ -80,6 +80,14 @@ impl SelfJoin {
         self.unified.as_ref().map(|(_, fd)| fd.as_fd())
     }
 
+    /// Every fd it holds (for a caller that closes all fds but those it keeps).
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.tasks
+            .iter()
+            .chain(self.unified.iter())
+            .map(|(_, fd)| fd.as_fd())
+    }
+
     /// Moves the calling thread into the cgroup of every v1 hierarchy (writes `0` to each
     /// `tasks` file), then closes the files. Call it from a single-threaded process: it then
     /// moves the whole process. The first write that fails is [`CgroupError::Write`] naming

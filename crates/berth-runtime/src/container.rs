@@ -829,6 +829,7 @@ impl Locked {
             preserve_fds: opts.preserve_fds + opts.stdio.fds.len() as u32,
             exec_stub: crate::exe::ExecStub::for_child(),
             seccomp: seccomp_program(spec.linux().as_ref(), self.dir.path().parent())?,
+            cgroup_join: Some(cgroup.self_join()?),
         };
         let (parent_chan, child_chan) =
             Channel::pair().map_err(|e| ContainerError::sys(SysOp::Socketpair, e))?;
@@ -850,10 +851,16 @@ impl Locked {
             limit,
             "the exec child to fork into the container",
         );
-        let mut process = match msg {
-            Ok(Some((ToParent::Pid(p), _))) => {
+        let (mut process, in_unified_cgroup) = match msg {
+            Ok(Some((
+                ToParent::Cloned {
+                    pid,
+                    in_unified_cgroup,
+                },
+                _,
+            ))) => {
                 let _ = first.wait();
-                handle_of_child(Pid::from_raw(p))?
+                (handle_of_child(Pid::from_raw(pid))?, in_unified_cgroup)
             }
             Ok(Some((ToParent::Failed(e), _))) => return Err(end_process(&mut first, e.into())),
             Ok(Some((other, _))) => {
@@ -870,11 +877,20 @@ impl Locked {
             Err(e) => return Err(end_process(&mut first, e)),
         };
         let pid = process.pid();
-        // Moved from here, not by itself as init is (berth_cgroups::SelfJoin): its parent, the
-        // first child, stays outside the container's cgroup (its pids limit, its memory, its
-        // freezer) until it has forked this process into the pid namespace.
-        if let Err(e) = cgroup.add_task(pid.as_raw()) {
-            return Err(end_process(&mut process, e.into()));
+        // The process joins the v1 hierarchies itself once it has `Go` (see process::exec).
+        tracing::debug!(
+            pid = pid.as_raw(),
+            "the exec'd process {} and joins its v1 cgroups itself",
+            if in_unified_cgroup {
+                "was cloned into its unified cgroup"
+            } else {
+                "is moved into its unified cgroup from here"
+            }
+        );
+        if !in_unified_cgroup {
+            if let Err(e) = cgroup.add_task_unified(pid.as_raw()) {
+                return Err(end_process(&mut process, e.into()));
+            }
         }
         state::crash_point("exec:joined");
         if let Err(e) = parent_chan.send(&ToChild::Go) {

@@ -256,6 +256,8 @@ struct ExecWire {
     preserve_fds: u32,
     fds: [bool; 2],
     seccomp: Option<crate::seccomp::Program>,
+    /// Its fds follow the `has_*` ones.
+    cgroup_join: Option<JoinWire>,
 }
 
 /// Marks one fd passed to the helper: first the memfd holding the request (JSON), then the
@@ -380,10 +382,13 @@ impl Child {
                     preserve_fds,
                     exec_stub,
                     seccomp,
+                    cgroup_join,
                 } = *cfg;
                 let stub = exec_stub.map(ExecStub::into_fd);
                 let fds = [console_socket.is_some(), stub.is_some()];
-                let passed = [console_socket, stub].into_iter().flatten().collect();
+                let mut passed: Vec<OwnedFd> =
+                    [console_socket, stub].into_iter().flatten().collect();
+                let cgroup_join = cgroup_join.map(|join| JoinWire::pack(join, &mut passed));
                 let wire = ExecWire {
                     process,
                     linux,
@@ -392,6 +397,7 @@ impl Child {
                     preserve_fds,
                     fds,
                     seccomp,
+                    cgroup_join,
                 };
                 (Request::Exec(Box::new(wire)), passed)
             }
@@ -724,6 +730,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
         Request::Exec(w) => {
             let console_socket = next_fd(w.fds[0])?;
             let exec_stub = next_fd(w.fds[1])?.map(ExecStub::from_fd);
+            let cgroup_join = w.cgroup_join.map(|j| j.unpack(required_fd)).transpose()?;
             Child::Exec(Box::new(ExecConfig {
                 process: w.process,
                 linux: w.linux,
@@ -737,6 +744,7 @@ fn read_request(chan: &Channel) -> Result<Child, SetupError> {
                 preserve_fds: w.preserve_fds,
                 exec_stub,
                 seccomp: w.seccomp,
+                cgroup_join,
             }))
         }
     })
