@@ -47,6 +47,12 @@ pub unsafe fn clone_fork(flags: CloneFlags) -> Result<Forked, Errno> {
             0 as libc::c_ulong,
         )
     };
+    forked(ret)
+}
+
+/// What a clone's return value says: an error (with `errno`), the child (0), or the parent
+/// (the child's pid).
+fn forked(ret: libc::c_long) -> Result<Forked, Errno> {
     match ret {
         -1 => Err(Errno::last()),
         0 => Ok(Forked::Child),
@@ -129,11 +135,7 @@ unsafe fn clone_fork_into_cgroup(
             std::mem::size_of::<libc::clone_args>(),
         )
     };
-    match ret {
-        -1 => Err(Errno::last()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
-    }
+    forked(ret)
 }
 
 /// Load the classic BPF program `code` as a seccomp filter of the calling thread

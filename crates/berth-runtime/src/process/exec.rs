@@ -79,6 +79,16 @@ pub(crate) fn child_main(mut cfg: ExecConfig, chan: Channel) -> ! {
 
 enum Never {}
 
+/// `setns` into the namespace `fd` (opened from `path`) of type `flag`.
+fn join_namespace(
+    flag: CloneFlags,
+    fd: &OwnedFd,
+    path: &std::path::Path,
+) -> Result<(), SetupError> {
+    setns(fd.as_fd(), flag)
+        .map_err(|e| SetupError::sys("namespaces", format!("setns {}", path.display()), e))
+}
+
 fn setup_and_exec(
     cfg: &ExecConfig,
     join: Option<berth_cgroups::SelfJoin>,
@@ -120,8 +130,7 @@ fn setup_and_exec(
         .position(|(flag, _, _)| *flag == CloneFlags::CLONE_NEWCGROUP)
         .map(|i| fds.remove(i));
     for (flag, fd, path) in &fds {
-        setns(fd.as_fd(), *flag)
-            .map_err(|e| SetupError::sys("namespaces", format!("setns {}", path.display()), e))?;
+        join_namespace(*flag, fd, path)?;
     }
     drop(fds);
     // Into init's root, whatever the mount namespace's root is.
@@ -150,8 +159,7 @@ fn setup_and_exec(
         Ok((Forked::Child, _)) => {}
     }
     if let Some((flag, fd, path)) = cgroup_ns {
-        setns(fd.as_fd(), flag)
-            .map_err(|e| SetupError::sys("namespaces", format!("setns {}", path.display()), e))?;
+        join_namespace(flag, &fd, path)?;
     }
     // The runtime puts us in the unified cgroup if the clone did not, then says go.
     match chan.recv::<ToChild>() {
